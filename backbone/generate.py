@@ -1,0 +1,403 @@
+"""Decoding: one implementation of every strategy gptsuite offers, with a KV cache on by default.
+
+    greedy             temperature = 0 (the default): argmax of the next-token distribution
+    sampling           temperature > 0, optionally restricted by top_k, top_p (nucleus) and min_p
+    beam search        num_beams > 1, scored by sum of log-probabilities / length ** length_penalty
+    penalties          repetition_penalty (CTRL, Keskar et al. 2019), no_repeat_ngram_size
+    stopping           eos token, stop strings, max_new_tokens
+
+`generate` works on token ids (batched, left-padded), `generate_text` and `stream` on strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from backbone.model import GPT
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings.
+
+    Args:
+        max_new_tokens: most tokens to generate per prompt.
+        temperature: 0 decodes greedily; > 0 samples from softmax(logits / temperature).
+        top_k: sample only among the k most likely tokens (0 = off).
+        top_p: sample only from the smallest set whose probability reaches top_p (1.0 = off).
+        min_p: drop tokens less likely than min_p times the most likely one (0 = off).
+        repetition_penalty: > 1 makes tokens already in the sequence less likely (1.0 = off).
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
+        num_beams: > 1 runs beam search (deterministic; sampling options are ignored).
+        length_penalty: beam score = log-probability / length ** length_penalty (> 1 favours longer).
+        stop: strings that end a completion; the stop string itself is not returned.
+        eos_token_id: token that ends a completion (None: the tokenizer's eos for the text functions).
+        seed: makes sampling reproducible.
+        use_cache: reuse keys/values of earlier positions (KV cache); False recomputes the whole prefix.
+        truncate_prompt: when prompt + max_new_tokens exceeds the context, keep the prompt's last tokens
+            instead of raising an error.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    eos_token_id: int | None = None
+    seed: int | None = None
+    use_cache: bool = True
+    truncate_prompt: bool = False
+
+    def __post_init__(self) -> None:
+        self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        checks = {
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "temperature": self.temperature >= 0,
+            "top_k": self.top_k >= 0,
+            "top_p": 0 < self.top_p <= 1,
+            "min_p": 0 <= self.min_p < 1,
+            "repetition_penalty": self.repetition_penalty > 0,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size >= 0,
+            "num_beams": self.num_beams >= 1,
+        }
+        rules = {"max_new_tokens": ">= 1", "temperature": ">= 0", "top_k": ">= 0", "top_p": "in (0, 1]",
+                 "min_p": "in [0, 1)", "repetition_penalty": "> 0", "no_repeat_ngram_size": ">= 0", "num_beams": ">= 1"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} must be {rules[name]}, got {getattr(self, name)!r}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must be non-empty")
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature > 0 and self.num_beams == 1
+
+    def replace(self, **changes) -> GenerationConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Logits processing: (B, V) scores -> (B, V) scores
+# --------------------------------------------------------------------------------------------------------
+def apply_repetition_penalty(scores, tokens, mask, penalty: float):
+    """CTRL penalty: a seen token's score s becomes s / penalty if s > 0 else s * penalty."""
+    if penalty == 1.0:
+        return scores
+    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, tokens, mask.bool())
+    penalised = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return torch.where(seen, penalised, scores)
+
+
+def ban_repeated_ngrams(scores, tokens, mask, n: int):
+    """Forbid any token that would complete an n-gram already present in the (unpadded) sequence."""
+    if n == 0 or tokens.size(1) < n:
+        return scores
+    scores = scores.clone()
+    for row in range(tokens.size(0)):
+        seq = tokens[row][mask[row].bool()].tolist()
+        if len(seq) < n:
+            continue
+        prefix = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
+        banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix]
+        scores[row, banned] = float("-inf")
+    return scores
+
+
+def filter_top_k(scores, k: int):
+    if k == 0 or k >= scores.size(-1):
+        return scores
+    kth = torch.topk(scores, k, dim=-1).values[:, -1:]
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+def filter_top_p(scores, p: float):
+    """Nucleus: keep the most likely tokens until their cumulative probability reaches p (always >= 1)."""
+    if p >= 1.0:
+        return scores
+    sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+    cumulative = sorted_scores.softmax(-1).cumsum(-1)
+    drop_sorted = cumulative - sorted_scores.softmax(-1) >= p  # mass before this token already reaches p
+    drop = drop_sorted.scatter(1, order, drop_sorted)
+    return scores.masked_fill(drop, float("-inf"))
+
+
+def filter_min_p(scores, min_p: float):
+    if min_p == 0.0:
+        return scores
+    probs = scores.softmax(-1)
+    threshold = min_p * probs.max(dim=-1, keepdim=True).values
+    return scores.masked_fill(probs < threshold, float("-inf"))
+
+
+def process_scores(scores, tokens, mask, cfg: GenerationConfig):
+    """Penalties first, then (when sampling) temperature and the truncation filters, in Hugging Face's order."""
+    scores = apply_repetition_penalty(scores, tokens, mask, cfg.repetition_penalty)
+    scores = ban_repeated_ngrams(scores, tokens, mask, cfg.no_repeat_ngram_size)
+    if cfg.sampling:
+        scores = scores / cfg.temperature
+        scores = filter_min_p(filter_top_p(filter_top_k(scores, cfg.top_k), cfg.top_p), cfg.min_p)
+    return scores
+
+
+# --------------------------------------------------------------------------------------------------------
+# Token-level decoding
+# --------------------------------------------------------------------------------------------------------
+StopFn = Callable[[torch.Tensor], torch.Tensor]  # generated ids (B, L) -> rows that should stop (B,) bool
+
+
+def fit_prompt(input_ids, attention_mask, cfg: GenerationConfig, block_size: int):
+    """Apply the context policy: prompt + max_new_tokens must fit in block_size; with truncate_prompt the
+    prompt keeps its last (block_size - max_new_tokens) tokens, otherwise a ValueError says what to change."""
+    T = input_ids.size(1)
+    if T + cfg.max_new_tokens <= block_size:
+        return input_ids, attention_mask
+    keep = block_size - cfg.max_new_tokens
+    if not cfg.truncate_prompt or keep < 1:
+        raise ValueError(
+            f"prompt of {T} tokens + max_new_tokens={cfg.max_new_tokens} exceeds the model's block_size "
+            f"{block_size}: shorten the prompt, lower max_new_tokens, or set truncate_prompt=True to keep "
+            f"the last {max(keep, 1)} prompt tokens"
+        )
+    return input_ids[:, -keep:], attention_mask[:, -keep:]
+
+
+def _prepare(model: GPT, input_ids, attention_mask, cfg):
+    if input_ids.dim() != 2 or input_ids.size(1) == 0:
+        raise ValueError(f"input_ids must be (batch, length >= 1), got {tuple(input_ids.shape)}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    return fit_prompt(input_ids, attention_mask, cfg, model.config.block_size)
+
+
+@torch.no_grad()
+def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
+                stop_fn: StopFn | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Greedy or sampled decoding, one step at a time: yields (next tokens (B,), finished (B,) bool).
+
+    Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular.
+    """
+    cfg = config or GenerationConfig()
+    if cfg.num_beams > 1:
+        raise ValueError("iter_tokens decodes greedily or by sampling; use beam_search for num_beams > 1")
+    tokens, mask = _prepare(model, input_ids, attention_mask, cfg)
+    B, T = tokens.shape
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator(device=tokens.device).manual_seed(cfg.seed)
+    cache = model.new_cache(B, T + cfg.max_new_tokens) if cfg.use_cache else None
+    filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
+    finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+    feed = tokens
+    for _ in range(cfg.max_new_tokens):
+        hidden = model(feed, mask, cache=cache) if cache is not None else model(tokens, mask)
+        scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens, mask, cfg)  # (B, V)
+        if cfg.sampling:
+            next_token = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        else:
+            next_token = scores.argmax(-1)
+        next_token = torch.where(finished, torch.full_like(next_token, filler), next_token)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if cfg.eos_token_id is not None:
+            finished = finished | (next_token == cfg.eos_token_id)
+        if stop_fn is not None:
+            finished = finished | stop_fn(tokens[:, T:])
+        feed = next_token[:, None]
+        yield next_token, finished
+        if finished.all():
+            return
+
+
+@torch.no_grad()
+def beam_search(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None) -> torch.Tensor:
+    """Keep the num_beams best partial sequences by summed log-probability; return the best finished one
+    per prompt, (B, T + L). A hypothesis ending in eos is scored sum_logprobs / generated_len ** length_penalty.
+    """
+    cfg = config or GenerationConfig()
+    input_ids, attention_mask = _prepare(model, input_ids, attention_mask, cfg)
+    B, T = input_ids.shape
+    K, eos = cfg.num_beams, cfg.eos_token_id
+    tokens = input_ids.repeat_interleave(K, dim=0)  # (B*K, T)
+    mask = attention_mask.repeat_interleave(K, dim=0)
+    beam_scores = torch.zeros(B, K, device=tokens.device)
+    beam_scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
+    cache = model.new_cache(B * K, T + cfg.max_new_tokens) if cfg.use_cache else None
+    finished: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(B)]
+    done = [False] * B
+    feed = tokens
+    for step in range(cfg.max_new_tokens):
+        hidden = model(feed, mask, cache=cache) if cache is not None else model(tokens, mask)
+        logprobs = F.log_softmax(model.lm_logits(hidden[:, -1]).float(), dim=-1)  # (B*K, V)
+        logprobs = process_scores(logprobs, tokens, mask, cfg)
+        V = logprobs.size(-1)
+        candidates = (beam_scores.view(-1, 1) + logprobs).view(B, K * V)
+        top_scores, top_index = candidates.topk(2 * K, dim=1)  # 2K so K survive even if K end in eos
+        parent, token = top_index // V, top_index % V  # (B, 2K)
+        new_scores = torch.full((B, K), float("-inf"), device=tokens.device)
+        new_parent = torch.zeros(B, K, dtype=torch.long, device=tokens.device)
+        new_token = torch.zeros(B, K, dtype=torch.long, device=tokens.device)
+        generated_len = step + 1
+        for b in range(B):
+            if done[b]:
+                new_parent[b] = torch.arange(K)  # keep the row alive but frozen
+                new_token[b] = eos if eos is not None else 0
+                continue
+            slot = 0
+            for rank in range(2 * K):
+                score, p, t = top_scores[b, rank].item(), parent[b, rank].item(), token[b, rank].item()
+                if eos is not None and t == eos:
+                    if rank < K:  # an eos outside the top K is not a better finished hypothesis
+                        seq = torch.cat([tokens[b * K + p], tokens.new_tensor([eos])])
+                        finished[b].append((score / generated_len ** cfg.length_penalty, seq))
+                    continue
+                new_scores[b, slot], new_parent[b, slot], new_token[b, slot] = score, p, t
+                slot += 1
+                if slot == K:
+                    break
+            finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
+            # Done when K hypotheses are finished and no running beam can still beat the worst of them.
+            best_running = new_scores[b, 0].item() / generated_len ** cfg.length_penalty
+            if len(finished[b]) == K and finished[b][-1][0] >= best_running:
+                done[b] = True
+        rows = (new_parent + torch.arange(B, device=tokens.device)[:, None] * K).view(-1)  # (B*K,)
+        tokens = torch.cat([tokens[rows], new_token.view(-1, 1)], dim=1)
+        mask = torch.cat([mask[rows], torch.ones_like(mask[:, :1])], dim=1)
+        beam_scores = new_scores
+        if cache is not None:
+            cache.reorder(rows)
+        feed = new_token.view(-1, 1)
+        if all(done):
+            break
+    results = []
+    for b in range(B):
+        hypotheses = list(finished[b])
+        if not done[b]:  # running beams at max length also compete
+            length = tokens.size(1) - T
+            for k in range(K):
+                hypotheses.append((beam_scores[b, k].item() / length ** cfg.length_penalty, tokens[b * K + k]))
+        results.append(max(hypotheses, key=lambda h: h[0])[1])
+    width = max(r.size(0) for r in results)
+    filler = eos if eos is not None else 0
+    return torch.stack([F.pad(r, (0, width - r.size(0)), value=filler) for r in results])
+
+
+def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
+             stop_fn: StopFn | None = None, **overrides) -> torch.Tensor:
+    """Prompt ids (B, T) -> prompt + generated ids (B, T + L). Keyword overrides replace config fields."""
+    cfg = (config or GenerationConfig()).replace(**overrides) if overrides else (config or GenerationConfig())
+    was_training = model.training
+    model.eval()
+    try:
+        if cfg.num_beams > 1:
+            return beam_search(model, input_ids, attention_mask, cfg)
+        input_ids, attention_mask = _prepare(model, input_ids, attention_mask, cfg)
+        steps = [tok for tok, _ in iter_tokens(model, input_ids, attention_mask, cfg, stop_fn)]
+        return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Text-level decoding
+# --------------------------------------------------------------------------------------------------------
+def encode_prompts(tokenizer, prompts: Sequence[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad a batch of prompts: the last column is every prompt's last token, so one decode step
+    appends to all of them. Returns ids and attention mask, both (B, T)."""
+    encoded = [tokenizer.encode(p, add_bos=True) for p in prompts]
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {i} is empty")
+    width = max(len(ids) for ids in encoded)
+    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, row in enumerate(encoded):
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _text_config(tokenizer, cfg: GenerationConfig | None, overrides) -> GenerationConfig:
+    cfg = (cfg or GenerationConfig()).replace(**overrides) if overrides else (cfg or GenerationConfig())
+    return cfg if cfg.eos_token_id is not None else cfg.replace(eos_token_id=tokenizer.eos_id)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Text before the earliest stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _stop_fn(tokenizer, stop: Sequence[str], eos: int) -> StopFn | None:
+    if not stop:
+        return None
+
+    def hit(generated: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([cut_at_stop(_decode_until_eos(tokenizer, row, eos), stop)[1] for row in generated.tolist()])
+
+    return hit
+
+
+def _decode_until_eos(tokenizer, ids: list[int], eos: int | None) -> str:
+    if eos is not None and eos in ids:
+        ids = ids[: ids.index(eos)]
+    return tokenizer.decode(ids)
+
+
+def generate_text(model: GPT, tokenizer, prompts: str | Sequence[str], config: GenerationConfig | None = None,
+                  **overrides) -> list[str]:
+    """Completions (without the prompt) for one or many prompts, cut at eos and at the first stop string."""
+    cfg = _text_config(tokenizer, config, overrides)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    device = next(model.parameters()).device
+    ids, mask = _prepare(model, *encode_prompts(tokenizer, prompts, device), cfg)
+    out = generate(model, ids, mask, cfg, stop_fn=_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id))
+    texts = [_decode_until_eos(tokenizer, row, cfg.eos_token_id) for row in out[:, ids.size(1) :].tolist()]
+    return [cut_at_stop(t, cfg.stop)[0] for t in texts]
+
+
+def stream(model: GPT, tokenizer, prompt: str, config: GenerationConfig | None = None, **overrides) -> Iterator[str]:
+    """Yield a completion piece by piece as it is generated (greedy or sampled).
+
+    Text is held back while it ends in an incomplete UTF-8 character or could be the start of a stop string.
+    """
+    cfg = _text_config(tokenizer, config, overrides)
+    if cfg.num_beams > 1:
+        raise ValueError("streaming needs greedy or sampled decoding (num_beams=1)")
+    device = next(model.parameters()).device
+    ids, mask = encode_prompts(tokenizer, [prompt], device)
+    was_training = model.training
+    model.eval()
+    generated: list[int] = []
+    emitted = 0
+    hold = max((len(s) for s in cfg.stop), default=1) - 1
+    try:
+        for token, _ in iter_tokens(model, ids, mask, cfg):
+            t = token.item()
+            if t == cfg.eos_token_id:
+                break
+            generated.append(t)
+            text, stopped = cut_at_stop(tokenizer.decode(generated), cfg.stop)
+            if stopped:
+                yield text[emitted:]
+                return
+            safe = len(text) - hold
+            if text.endswith("\ufffd"):  # a multi-byte character still arriving
+                safe = min(safe, len(text) - 1)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+        text = cut_at_stop(tokenizer.decode(generated), cfg.stop)[0]
+        if len(text) > emitted:
+            yield text[emitted:]
+    finally:
+        model.train(was_training)

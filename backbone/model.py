@@ -1,0 +1,350 @@
+"""The GPT backbone: token embeddings -> n_layer x (attention, MLP) blocks -> final norm.
+
+Parameter names follow GPT-2 (`transformer.h.0.attn.c_attn.weight`, ...) so checkpoints map one to one.
+Shapes in comments: B batch, T new tokens, S = cached + new tokens, C n_embd, nh query heads,
+nkv key/value heads, hs head size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backbone.config import GPTConfig
+
+
+# --------------------------------------------------------------------------------------------------------
+# Positions
+# --------------------------------------------------------------------------------------------------------
+def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+    """The fixed encoding of Vaswani et al. (2017):  PE[p, 2i] = sin(p / 10000^(2i/d)),
+    PE[p, 2i+1] = cos(p / 10000^(2i/d)).  Returns (n_positions, dim)."""
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]  # (P, 1)
+    inv_freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (d/2,)
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq[: dim // 2])
+    return table
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE (Su et al., 2021) in the "rotate half" layout used by Hugging Face Llama.
+
+    Pairs (x_j, x_{j+hs/2}) of a query or key are rotated by the angle p * theta^(-2j/hs), so the dot product
+    of a query at position p and a key at position q depends only on p - q.
+    """
+
+    def __init__(self, head_size: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = position_ids[..., None].float() * self.inv_freq  # (B, T, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, T, hs)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, h, T, hs).  x * cos + rotate_half(x) * sin, with rotate_half(x1, x2) = (-x2, x1)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+# --------------------------------------------------------------------------------------------------------
+# KV cache
+# --------------------------------------------------------------------------------------------------------
+class KVCache:
+    """Keys and values of every layer for the tokens already processed, preallocated to `max_len`.
+
+    Incremental decoding feeds only the new token; attention reads the cached keys/values instead of
+    recomputing them, so a step costs O(S) instead of O(S^2).
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0  # tokens stored so far
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new (B, nkv, T, hs) keys/values of one layer; return all S = length + T of them."""
+        end = self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def reorder(self, batch_index: torch.Tensor) -> None:
+        """Keep the rows named by batch_index (beam search: follow each beam's parent)."""
+        self.k = self.k[:, batch_index]
+        self.v = self.v[:, batch_index]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------------------
+def make_norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":  # x / sqrt(mean(x^2) + eps) * g
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)  # (x - mean) / std * g + b
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head (or grouped-query) causal self-attention.
+
+    For each head:  Attention(Q, K, V) = softmax(Q K^T / sqrt(hs) + M) V,  with M = -inf where a query may
+    not see a key (the future, or padding). Heads run in parallel and are concatenated, then projected by
+    c_proj. With n_kv_head < n_head, each key/value head serves n_head / n_kv_head query heads.
+    """
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.n_kv_head, config.head_size
+        qkv_width = (config.n_head + 2 * config.n_kv_head) * config.head_size
+        self.c_attn = nn.Linear(config.n_embd, qkv_width, bias=config.bias)  # fused q, k, v projections
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C); mask (B, 1, T, S) bool (True = may attend) or None for plain causal.
+        Returns y (B, T, C) and, if need_weights, the attention probabilities (B, nh, T, S)."""
+        B, T, C = x.shape
+        hs = self.head_size
+        q, k, v = self.c_attn(x).split([self.n_head * hs, self.n_kv_head * hs, self.n_kv_head * hs], dim=2)
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, nkv, S, hs)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            y, weights = self._math_attention(q, k, v, mask, dropout_p)
+        else:
+            weights = None
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and T > 1,
+                enable_gqa=self.n_kv_head != self.n_head,
+            )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
+        return self.resid_dropout(self.c_proj(y)), weights
+
+    def _math_attention(self, q, k, v, mask, dropout_p):
+        """The same computation as scaled_dot_product_attention, spelled out so the weights can be returned."""
+        groups = self.n_head // self.n_kv_head
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, nh, S, hs)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+        if mask is None:  # plain causal: query t sees keys 0..t
+            T, S = scores.shape[-2:]
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = F.softmax(scores, dim=-1)
+        return F.dropout(weights, p=dropout_p) @ v, weights  # (B, nh, T, hs), (B, nh, T, S)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: GELU(x W1) W2 (GPT-2) or (SiLU(x Wg) * x Wu) W2 (SwiGLU)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        width = config.intermediate_size * (2 if self.swiglu else 1)  # SwiGLU: gate and up fused
+        self.c_fc = nn.Linear(config.n_embd, width, bias=config.bias)
+        self.c_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block:  x = x + Attn(Norm(x));  x = x + MLP(Norm(x)).
+
+    The residual path carries the signal unchanged through depth; each sublayer only adds a correction,
+    which is what lets deep stacks train. Normalising the sublayer input (pre-norm, GPT-2) keeps it stable.
+    """
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, rope, cache, need_weights=False):
+        attn_out, weights = self.attn(self.ln_1(x), mask, rope, cache, need_weights)
+        x = x + attn_out
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+# --------------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------------
+class GPT(nn.Module):
+    """Decoder-only transformer. `forward` returns hidden states (B, T, C); `lm_logits` maps them to (B, T, V)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
+                ln_f=make_norm(config),
+            )
+        )
+        if config.positions == "learned":
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        elif config.positions == "sinusoidal":
+            self.register_buffer("sinusoid", sinusoidal_table(config.block_size, config.n_embd), persistent=False)
+        self.rotary = RotaryEmbedding(config.head_size, config.rope_theta) if config.positions == "rope" else None
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * n_layer), so the
+        # variance of the stream does not grow with depth (two residual additions per block).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    # --- forward ---------------------------------------------------------------------------------------
+    def forward(
+        self,
+        idx: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """idx (B, T) token ids -> hidden states (B, T, C).
+
+        attention_mask (B, S): 1 for real tokens, 0 for padding, over cached + new tokens (S = past + T).
+        Positions count real tokens only, so a left-padded prompt gets the same positions as an unpadded one.
+        With a cache, only the new tokens are fed and their keys/values are appended to it.
+        """
+        hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False)
+        return hidden
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> next-token logits (B, T, V)."""
+        return self.lm_head(hidden)
+
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Attention probabilities of every layer, each (B, nh, T, T), through the explicit math path."""
+        _, weights = self._run(idx, attention_mask, None, None, need_weights=True)
+        return weights
+
+    def _run(self, idx, attention_mask, position_ids, cache, need_weights):
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        S = past + T
+        if S > self.config.block_size and self.config.positions != "rope":
+            raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
+        if attention_mask is not None and attention_mask.shape != (B, S):
+            raise ValueError(f"attention_mask must be (batch, cached + new) = {(B, S)}, got {tuple(attention_mask.shape)}")
+        if position_ids is None:
+            if attention_mask is not None:  # count only real tokens: pads do not advance the position
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            else:
+                position_ids = torch.arange(past, S, device=idx.device).expand(B, T)
+        mask = self._attention_mask(attention_mask, B, T, past, idx.device)
+
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.config.positions == "learned":
+            x = x + self.transformer.wpe(position_ids)
+        elif self.config.positions == "sinusoidal":
+            x = x + self.sinusoid[position_ids].to(x.dtype)
+        rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        x = self.transformer.drop(x)
+        all_weights = []
+        for block in self.transformer.h:
+            x, weights = block(x, mask, rope, cache, need_weights)
+            all_weights.append(weights)
+        if cache is not None:
+            cache.length = S
+        return self.transformer.ln_f(x), all_weights
+
+    @staticmethod
+    def _attention_mask(attention_mask, B, T, past, device) -> torch.Tensor | None:
+        """Boolean (B, 1, T, S) mask, True where query t may attend key s; None means plain causal."""
+        if attention_mask is None and past == 0:
+            return None  # scaled_dot_product_attention's is_causal fast path
+        if attention_mask is None and T == 1:
+            return None  # one new token attends to everything cached
+        S = past + T
+        q_pos = torch.arange(past, S, device=device)[:, None]  # (T, 1)
+        k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
+        mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, S) causal
+        if attention_mask is not None:
+            mask = mask & attention_mask.bool()[:, None, None, :]
+        # A padding query would see no key at all (softmax of all -inf is NaN); let every position see
+        # itself. Outputs at padding positions are never used.
+        return (mask | (k_pos == q_pos)).expand(B, 1, T, S)
+
+    # --- bookkeeping -----------------------------------------------------------------------------------
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward) = 6 N + 12 L T C (PaLM appendix B), N = non-embedding
+        parameters plus the output projection, L layers, T context, C width."""
+        c = self.config
+        T = seq_len or c.block_size
+        n = self.num_params(exclude_embeddings=True) + (c.vocab_size * c.n_embd if c.tie_embeddings else 0)
+        return 6 * n + 12 * c.n_layer * T * c.n_embd
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        p = self.transformer.wte.weight
+        return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)
+
+    # --- artifacts -------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer.json) to `directory`."""
+        from backbone.artifact import save_backbone
+
+        return save_backbone(directory, self, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> GPT:
+        """Load a model written by save_pretrained (weights only; see backbone.artifact.load_backbone)."""
+        from backbone.artifact import load_model
+
+        return load_model(directory, map_location)

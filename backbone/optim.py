@@ -1,0 +1,53 @@
+"""Optimizer and learning-rate schedule shared by pretraining and every task.
+
+AdamW with decoupled weight decay (Loshchilov & Hutter, 2019) applied only to the weight matrices of
+linear layers: decaying norm gains, biases or embeddings pulls them toward zero for no benefit.
+The split is decided by module type, not by matching parameter names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
+    """Two AdamW groups over the trainable parameters of `modules`: Linear weights decay, the rest do not."""
+    decay, no_decay, seen = [], [], set()
+    for root in modules:
+        for module in root.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                is_matrix = isinstance(module, nn.Linear) and name == "weight"
+                (decay if is_matrix else no_decay).append(p)
+    # A tied lm_head weight is the embedding: it was seen first through wte (an Embedding), so no decay.
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Multiplier of the peak learning rate: linear warmup from 0 over warmup_steps, then a half cosine
+    from 1 down to min_lr_ratio at total_steps, then flat.
+
+        lr(t) = peak * t / warmup                                        t < warmup
+        lr(t) = peak * (r + (1 - r) * (1 + cos(pi * progress)) / 2)      progress = (t - warmup) / (total - warmup)
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float],
+                    warmup_steps: int, total_steps: int, min_lr_ratio: float):
+    """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format."""
+    optimizer = torch.optim.AdamW(param_groups(modules, weight_decay), lr=lr, betas=betas, fused=False)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

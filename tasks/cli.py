@@ -1,0 +1,164 @@
+"""The `gptsuite` command.
+
+    gptsuite pretrain fit --config configs/pretrain/tiny.yaml     LightningCLI (fit | validate | test)
+    gptsuite generate --backbone artifacts/backbones/tiny --prompt "..." [decoding options]
+    gptsuite info                                                 presets and their sizes
+    gptsuite data list | prepare NAME|all | corpus --stats        offline sources
+    gptsuite import hf PATH                                       a local Hugging Face folder -> backbone
+
+Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+LIGHTNING_COMMANDS = {"pretrain": "backbone.lit"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        import importlib
+
+        importlib.import_module(LIGHTNING_COMMANDS[argv[0]]).cli_main(argv[1:])
+        return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"gptsuite {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:9]))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
+    info = sub.add_parser("info", help="list the model presets and their parameter counts")
+    info.set_defaults(func=cmd_info)
+    add_generate_parser(sub)
+    imp = sub.add_parser("import", help="convert pretrained weights into a backbone artifact")
+    imp_sub = imp.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    hf = imp_sub.add_parser("hf", help="a local Hugging Face GPT-2 or Llama folder (config.json + safetensors)")
+    hf.add_argument("path")
+    hf.add_argument("--out", default=None, help="artifact folder (default artifacts/backbones/<folder name>)")
+    hf.set_defaults(func=cmd_import_hf)
+    try:
+        from backbone.data.cli import register
+    except ImportError:  # the data layer is optional for the rest of the CLI
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------------------
+def cmd_info(args) -> int:
+    import torch
+
+    from backbone.config import PRESETS, GPTConfig
+    from backbone.model import GPT
+
+    print(f"{'preset':<14}{'params':>12}{'layers':>8}{'width':>7}{'heads':>7}{'kv':>4}{'context':>9}  flavour")
+    for name in PRESETS:
+        config = GPTConfig.from_preset(name)
+        with torch.device("meta"):
+            n = GPT(config).num_params()
+        flavour = f"{config.positions}/{config.norm}/{config.mlp}"
+        print(f"{name:<14}{n / 1e6:>11.2f}M{config.n_layer:>8}{config.n_embd:>7}{config.n_head:>7}"
+              f"{config.n_kv_head:>4}{config.block_size:>9}  {flavour}")
+    return 0
+
+
+def add_generate_parser(sub) -> None:
+    from backbone.generate import GenerationConfig
+
+    g = sub.add_parser("generate", help="generate text from a backbone, streamed to the terminal")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--backbone", help="artifact folder (config.json, model.safetensors, tokenizer.json)")
+    src.add_argument("--preset", help="a randomly initialised preset with the GPT-2 tokenizer (for trying the code)")
+    g.add_argument("--prompt", action="append", required=True, help="repeat for a batch (batches print at the end)")
+    defaults = GenerationConfig()
+    g.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    g.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=defaults.top_k)
+    g.add_argument("--top-p", type=float, default=defaults.top_p)
+    g.add_argument("--min-p", type=float, default=defaults.min_p)
+    g.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
+    g.add_argument("--no-repeat-ngram-size", type=int, default=defaults.no_repeat_ngram_size)
+    g.add_argument("--num-beams", type=int, default=defaults.num_beams)
+    g.add_argument("--length-penalty", type=float, default=defaults.length_penalty)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
+    g.add_argument("--truncate-prompt", action="store_true", help="keep the prompt's last tokens if it is too long")
+    g.set_defaults(func=cmd_generate)
+
+
+def load_for_generation(backbone: str | None, preset: str | None):
+    from backbone.artifact import load_backbone
+    from backbone.config import GPTConfig
+    from backbone.model import GPT
+    from backbone.tokenizer import Tokenizer
+
+    if backbone:
+        return load_backbone(backbone)
+    tokenizer = Tokenizer.gpt2()
+    config = GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)
+    return GPT(config).eval(), tokenizer
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from backbone.generate import GenerationConfig, generate_text, stream
+
+    cfg = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+        num_beams=args.num_beams, length_penalty=args.length_penalty, stop=tuple(args.stop), seed=args.seed,
+        use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt,
+    )
+    model, tokenizer = load_for_generation(args.backbone, args.preset)
+    torch.manual_seed(args.seed or 0)
+    start = time.perf_counter()
+    if len(args.prompt) == 1 and cfg.num_beams == 1:
+        print(args.prompt[0], end="", flush=True)
+        pieces = []
+        for piece in stream(model, tokenizer, args.prompt[0], cfg):
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        n_tokens = len(tokenizer.encode("".join(pieces)))
+    else:
+        outputs = generate_text(model, tokenizer, args.prompt, cfg)
+        for prompt, text in zip(args.prompt, outputs):
+            print(f"{prompt}{text}\n---")
+        n_tokens = sum(len(tokenizer.encode(t)) for t in outputs)
+    seconds = time.perf_counter() - start
+    print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
+          f"kv cache {'on' if cfg.use_cache else 'off'}]", file=sys.stderr)
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from pathlib import Path
+
+    from backbone.interop import import_hf_folder
+
+    out = args.out or f"artifacts/backbones/{Path(args.path).resolve().name}"
+    print(f"imported {args.path} -> {import_hf_folder(args.path, out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
