@@ -47,7 +47,7 @@ def tiny_corpus() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_corpus):
-    """A byte-level BPE of 400 tokens trained on tests/fixtures/tiny_corpus.txt (fits the nano vocab of 512)."""
+    """A byte-level BPE of 320 tokens trained on tests/fixtures/tiny_corpus.txt (fits the nano vocab of 512)."""
     from backbone.tokenizer import Tokenizer
 
-    return Tokenizer.train(tiny_corpus.split("\n\n"), vocab_size=400, min_frequency=2, show_progress=False)
+    return Tokenizer.train(tiny_corpus.split("\n\n"), vocab_size=320, min_frequency=2, show_progress=False)

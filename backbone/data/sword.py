@@ -113,11 +113,28 @@ def bible_pairs(en: dict[str, list[str]], es: dict[str, list[str]]) -> dict[str,
     return out
 
 
-def module_chapters(entries: list[str], books: list[str]) -> list[tuple[str, int, str]]:
-    """(book, chapter, cleaned chapter text) for a module whose structure is readable from its own entries."""
-    chapters: dict[tuple[str, int], list[str]] = {}
-    for book, chapter, _, i in verse_slots(entries, books):
-        text = clean_osis(entries[i])
+# OSIS abbreviations of the evaluation books (to leave them out of other translations in the corpus).
+EVAL_OSIS = {"Ruth": "Ruth", "Proverbs": "Prov", "Mark": "Mark", "Romans": "Rom", "Esther": "Esth",
+             "Lamentations": "Lam", "Jonah": "Jonah", "Philippians": "Phil", "James": "Jas", "1 John": "1John"}
+_OSIS_CHAPTER = re.compile(r'<chapter\b[^>]*?osisID="([^"]+)"')
+_OSIS_BOOK = re.compile(r'<div\b[^>]*?osisID="([^"]+)"[^>]*?type="book"')
+
+
+def osis_chapters(entries: list[str]) -> list[tuple[str, str]]:
+    """(OSIS chapter id such as 'Gen.1', cleaned text) of any module, read from its chapter/book markup.
+
+    Works whatever the versification (the WEB uses NRSVA, with deuterocanonical books); text before a book's
+    first chapter is kept under '<Book>.0' (introductions), text before any book under 'intro'.
+    """
+    chapters: dict[str, list[str]] = {}
+    current = "intro"
+    for entry in entries:
+        books, chaps = _OSIS_BOOK.findall(entry), _OSIS_CHAPTER.findall(entry)
+        if chaps:
+            current = chaps[-1]
+        elif books:
+            current = f"{books[-1]}.0"
+        text = clean_osis(entry)
         if text:
-            chapters.setdefault((book, chapter), []).append(text)
-    return [(b, c, " ".join(v)) for (b, c), v in chapters.items()]
+            chapters.setdefault(current, []).append(text)
+    return [(k, " ".join(v)) for k, v in chapters.items()]

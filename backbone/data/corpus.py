@@ -1,0 +1,260 @@
+"""The pretraining corpus: clean -> deduplicate -> decontaminate -> split -> tokenize -> pack.
+
+Tokenizer protocol (``CorpusTokenizer``): any object with ``encode_batch(list[str]) -> list[list[int]]``,
+an ``eos_id: int`` and a ``vocab_size: int``; ``name: str`` is optional (else class name, vocab size and a
+fingerprint of one probe encoding) and keys the default output folder. ``backbone.tokenizer.Tokenizer`` satisfies it.
+
+Pipeline, deterministic for a given source list and settings:
+
+1. documents of each source (``corpus_sources.py``) are visited round-robin across sources, so a
+   ``max_tokens`` cap takes a mix of every source;
+2. normalised text (lower-case, whitespace collapsed) is hashed (sha1): exact duplicates are dropped;
+3. a document sharing a word 13-gram with any evaluation split is dropped (``decontam.py``);
+4. a document goes to the validation slice when ``sha256("<source>:<doc_id>") % 10_000 < val_fraction *
+   10_000`` (default 1%);
+5. each document is tokenized and followed by ``eos_id``; tokens are appended to ``train.bin`` / ``val.bin``
+   (uint16 when ``vocab_size <= 65536``, else uint32; read with ``np.memmap(path, dtype, mode="r")``);
+6. ``manifest.json`` records tokens per source and split, and documents dropped per reason.
+
+A rebuild with the same tokenizer name and settings finds the manifest and returns it without work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice, zip_longest
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import decontam
+from .corpus_sources import CORPUS_SOURCES, excluded_reason
+from .fetch import cache_dir
+
+DEFAULT_SOURCES: tuple[str, ...] = tuple(CORPUS_SOURCES)
+
+
+class CorpusTokenizer(Protocol):
+    """What ``build_corpus`` needs from a tokenizer."""
+
+    eos_id: int
+    vocab_size: int
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
+
+
+@dataclass
+class Document:
+    """One cleaned corpus document, or a dropped one (``dropped`` holds the reason)."""
+
+    source: str
+    doc_id: str
+    text: str
+    split: str = "train"
+    dropped: str | None = None
+
+
+def normalise(text: str) -> str:
+    """The text used for exact deduplication: lower-case with whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
+def val_split(source: str, doc_id: str, val_fraction: float) -> str:
+    """'val' or 'train' from sha256 of ``source:doc_id`` (stable everywhere)."""
+    h = int.from_bytes(hashlib.sha256(f"{source}:{doc_id}".encode()).digest()[:8], "little")
+    return "val" if h % 10_000 < val_fraction * 10_000 else "train"
+
+
+def _raw_documents(sources: Iterable[str], max_docs_per_source: int | None) -> Iterator[tuple[str, str, str]]:
+    """(source, doc_id, text) round-robin across sources."""
+    iters = []
+    for name in sources:
+        if name not in CORPUS_SOURCES:
+            raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(CORPUS_SOURCES)}")
+        docs = CORPUS_SOURCES[name]()
+        iters.append(((name, i, t) for i, t in islice(docs, max_docs_per_source)))
+    for group in zip_longest(*iters):
+        yield from (d for d in group if d is not None)
+
+
+_INDEX: np.ndarray | None = None
+
+
+def _init_worker(index: np.ndarray | None) -> None:
+    global _INDEX
+    _INDEX = index
+
+
+def _check(item: tuple[str, str, str]) -> tuple[str, str, str, str | None, str]:
+    """Worker: (source, id, text, drop reason or None, dedup key)."""
+    source, doc_id, text = item
+    text = text.strip()
+    reason = excluded_reason(source, doc_id)
+    if reason is None and not text:
+        reason = "empty"
+    if reason is None and _INDEX is not None and decontam.is_contaminated(text, _INDEX):
+        reason = "contaminated"
+    return source, doc_id, text, reason, hashlib.sha1(normalise(text).encode()).hexdigest()
+
+
+def iter_documents(sources: Iterable[str] = DEFAULT_SOURCES, *, max_docs_per_source: int | None = None,
+                   decontaminate: bool = True, val_fraction: float = 0.01, workers: int = 2,
+                   index: np.ndarray | None = None, include_dropped: bool = False) -> Iterator[Document]:
+    """Cleaned documents in a deterministic order; dropped ones too (with the reason) if ``include_dropped``.
+
+    ``index`` overrides the evaluation 13-gram index (tests pass a small one); by default it is built from
+    the real evaluation splits once and cached.
+    """
+    if decontaminate and index is None:
+        index = decontam.eval_index()
+    _init_worker(index if decontaminate else None)
+    raw = _raw_documents(sources, max_docs_per_source)
+    pool = None
+    if workers > 1:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(_INDEX,))
+        checked = pool.imap(_check, raw, chunksize=16)
+    else:
+        checked = map(_check, raw)
+    seen: set[str] = set()
+    try:
+        for source, doc_id, text, reason, key in checked:
+            if reason is None and key in seen:
+                reason = "duplicate"
+            seen.add(key)
+            if reason is None or include_dropped:
+                yield Document(source, doc_id, text, val_split(source, doc_id, val_fraction), reason)
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def iter_corpus_documents(sources: Iterable[str] = DEFAULT_SOURCES, *, split: str | None = "train",
+                          max_docs_per_source: int | None = None, **kw) -> Iterator[str]:
+    """Texts of the cleaned corpus (train slice by default; ``split=None`` for all): for training a BPE."""
+    for doc in iter_documents(sources, max_docs_per_source=max_docs_per_source, **kw):
+        if split is None or doc.split == split:
+            yield doc.text
+
+
+def default_corpus_dir(tokenizer: CorpusTokenizer) -> Path:
+    """``<cache>/corpus/<tokenizer name>``."""
+    return cache_dir() / "corpus" / tokenizer_name(tokenizer)
+
+
+_PROBE = "The quick brown fox: def f(x):\n    return x ** 2  # naïve — 123"
+
+
+def tokenizer_name(tokenizer: CorpusTokenizer) -> str:
+    """``tokenizer.name`` if set, else ``<Class>-<vocab>-<fingerprint of a probe encoding>``."""
+    name = getattr(tokenizer, "name", None)
+    if name:
+        return str(name)
+    probe = hashlib.sha1(json.dumps(tokenizer.encode_batch([_PROBE])).encode()).hexdigest()[:8]
+    return f"{type(tokenizer).__name__}-{tokenizer.vocab_size}-{probe}"
+
+
+def build_corpus(tokenizer: CorpusTokenizer, out_dir: str | Path | None = None, *,
+                 sources: Iterable[str] = DEFAULT_SOURCES, max_tokens: int | None = None,
+                 max_docs_per_source: int | None = None, val_fraction: float = 0.01, decontaminate: bool = True,
+                 workers: int = 2, batch_size: int = 256, index: np.ndarray | None = None,
+                 progress: bool = True, force: bool = False) -> dict:
+    """Tokenize and pack the corpus into ``out_dir`` (train.bin, val.bin, manifest.json); returns the manifest.
+
+    ``max_tokens`` caps the train tokens (documents are round-robin over sources, so the cap is a mix);
+    ``max_docs_per_source`` caps the documents read per source (tests, tiny presets).
+    """
+    sources = list(sources)
+    out = Path(out_dir) if out_dir is not None else default_corpus_dir(tokenizer)
+    settings = {"tokenizer": tokenizer_name(tokenizer), "vocab_size": int(tokenizer.vocab_size),
+                "eos_id": int(tokenizer.eos_id), "sources": sources, "max_tokens": max_tokens,
+                "max_docs_per_source": max_docs_per_source, "val_fraction": val_fraction,
+                "decontaminate": decontaminate, "version": 1}
+    manifest_path = out / "manifest.json"
+    if not force and manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())
+        if old.get("settings") == settings:
+            return old
+    t0 = time.time()
+    dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32
+    out.mkdir(parents=True, exist_ok=True)
+    stats = {s: {"documents": {"train": 0, "val": 0}, "tokens": {"train": 0, "val": 0}, "dropped": {}}
+             for s in sources}
+    docs = iter_documents(sources, max_docs_per_source=max_docs_per_source, decontaminate=decontaminate,
+                          val_fraction=val_fraction, workers=workers, index=index, include_dropped=True)
+    files = {split: open(out / f"{split}.bin.tmp", "wb") for split in ("train", "val")}
+    total = {"train": 0, "val": 0}
+    bar = tqdm(desc="corpus tokens", unit=" tok", unit_scale=True, disable=not progress)
+    try:
+        batch: list[Document] = []
+        for doc in docs:
+            if doc.dropped:
+                d = stats[doc.source]["dropped"]
+                d[doc.dropped] = d.get(doc.dropped, 0) + 1
+                continue
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                _write_batch(tokenizer, batch, files, stats, total, dtype, bar, max_tokens)
+                batch = []
+            if max_tokens is not None and total["train"] >= max_tokens:
+                break
+        _write_batch(tokenizer, batch, files, stats, total, dtype, bar, max_tokens)
+    finally:
+        bar.close()
+        docs.close()
+        for f in files.values():
+            f.close()
+    for split in files:
+        os.replace(out / f"{split}.bin.tmp", out / f"{split}.bin")
+    manifest = {"settings": settings, "dtype": np.dtype(dtype).name, "files": {"train.bin": total["train"],
+                "val.bin": total["val"]}, "sources": stats, "build_seconds": round(time.time() - t0, 1)}
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _write_batch(tokenizer: CorpusTokenizer, batch: list[Document], files: dict, stats: dict, total: dict,
+                 dtype: type, bar: tqdm, max_tokens: int | None) -> None:
+    if not batch:
+        return
+    for doc, ids in zip(batch, tokenizer.encode_batch([d.text for d in batch])):
+        if max_tokens is not None and doc.split == "train" and total["train"] >= max_tokens:
+            stats[doc.source]["dropped"]["over max_tokens"] = stats[doc.source]["dropped"].get("over max_tokens", 0) + 1
+            continue
+        arr = np.asarray([*ids, tokenizer.eos_id], dtype=dtype)
+        arr.tofile(files[doc.split])
+        total[doc.split] += len(arr)
+        stats[doc.source]["documents"][doc.split] += 1
+        stats[doc.source]["tokens"][doc.split] += len(arr)
+        bar.update(len(arr))
+
+
+def load_tokens(out_dir: str | Path, split: str = "train") -> np.memmap:
+    """The packed tokens of a built corpus as a read-only memmap."""
+    out = Path(out_dir)
+    dtype = json.loads((out / "manifest.json").read_text())["dtype"]
+    return np.memmap(out / f"{split}.bin", dtype=dtype, mode="r")
+
+
+def stats_table(manifest: dict) -> str:
+    """A Markdown table: documents/tokens per source and split, documents dropped per reason."""
+    reasons = sorted({r for s in manifest["sources"].values() for r in s["dropped"]})
+    head = ["source", "docs train", "docs val", "tokens train", "tokens val", *[f"dropped: {r}" for r in reasons]]
+    rows = []
+    tot = [0] * (len(head) - 1)
+    for name, s in manifest["sources"].items():
+        vals = [s["documents"]["train"], s["documents"]["val"], s["tokens"]["train"], s["tokens"]["val"],
+                *[s["dropped"].get(r, 0) for r in reasons]]
+        tot = [a + b for a, b in zip(tot, vals)]
+        rows.append([name, *vals])
+    rows.append(["**total**", *tot])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Pretraining end to end through the CLI: fast_dev_run, export, SIGKILL + resume, DDP on 2 CPU processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from backbone.artifact import load_backbone
+from backbone.optim import param_groups, warmup_cosine
+
+ROOT = Path(__file__).resolve().parents[1]
+NANO = ROOT / "configs" / "pretrain" / "nano.yaml"
+TEXT = Path(textwrap.__file__)  # ~20 kB of real English + Python from the stdlib: always present, offline
+
+
+# Paths in nano.yaml are relative (runs/pretrain/nano, artifacts/...): each test runs in its own folder.
+RUN, BACKBONE = Path("runs/pretrain/nano"), Path("artifacts/backbones/nano")
+
+
+def nano_args(*extra: str) -> list[str]:
+    return [
+        "fit", "--config", str(NANO), "--data.text_files", f"[{TEXT}]", "--data.ptb", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra,
+    ]
+
+
+def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tasks.cli", "pretrain", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """step -> train/loss from every CSVLogger version under run_dir (a resumed run logs a new version)."""
+    losses = {}
+    for path in sorted(run_dir.rglob("metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("train/loss"):
+                    losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
+def test_fast_dev_run_in_process(tmp_path, monkeypatch):
+    from backbone.lit import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    cli_main(nano_args("--trainer.fast_dev_run", "2"))
+    model, tokenizer = load_backbone(tmp_path / BACKBONE)
+    assert model.config.vocab_size == tokenizer.vocab_size == 512
+    assert (tmp_path / BACKBONE / "metrics.json").is_file()
+
+
+def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
+    run_cli(nano_args("--trainer.max_steps", "30", "--trainer.log_every_n_steps", "1"), tmp_path)
+    losses = train_losses(tmp_path / RUN)
+    assert losses[max(losses)] < losses[min(losses)] - 0.5  # it learns something
+    model, tokenizer = load_backbone(tmp_path / BACKBONE)
+    from backbone.generate import generate_text
+
+    assert isinstance(generate_text(model, tokenizer, "def ", max_new_tokens=5)[0], str)
+    saved = list((tmp_path / RUN).rglob("config.yaml"))
+    assert saved, "LightningCLI saves the resolved config with the run"
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    common = ["--trainer.max_steps", "16", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "8"]
+    run_cli(nano_args(*common), tmp_path / "a")
+    reference = train_losses(tmp_path / "a" / RUN)
+    killer = [*common, "--trainer.callbacks+=tests.helpers.KillAtStep", "--trainer.callbacks.step=11"]
+    crashed = run_cli(nano_args(*killer), tmp_path / "b", check=False)
+    assert crashed.returncode == -9, crashed.stderr[-2000:]  # really killed by SIGKILL
+    assert (tmp_path / "b" / RUN / "checkpoints" / "last.ckpt").exists()
+    run_cli(nano_args(*common, "--ckpt_path", "last"), tmp_path / "b")
+    resumed = train_losses(tmp_path / "b" / RUN)
+    assert max(resumed) == max(reference) == 15
+    for step in range(10, 16):  # steps after the step-10 checkpoint were recomputed after the crash
+        assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    proc = run_cli(nano_args("--trainer.strategy", "ddp", "--trainer.devices", "2",
+                             "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"), tmp_path)
+    assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout or "world_size=2" in proc.stderr + proc.stdout
+    assert (tmp_path / BACKBONE / "model.safetensors").is_file()
+
+
+def test_warmup_cosine_schedule():
+    values = [warmup_cosine(s, warmup_steps=10, total_steps=110, min_lr_ratio=0.1) for s in range(130)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[60] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+    assert values[110] == pytest.approx(0.1) and values[129] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+def test_param_groups_decay_only_linear_weights():
+    from backbone.config import GPTConfig
+    from backbone.model import GPT
+
+    model = GPT(GPTConfig.from_preset("nano"))
+    decay, no_decay = param_groups([model], 0.1)
+    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    linear_weights.discard(id(model.transformer.wte.weight))  # the tied lm_head is the embedding
+    assert {id(p) for p in decay["params"]} == linear_weights
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
