@@ -93,7 +93,9 @@ def apply_repetition_penalty(scores, tokens, mask, penalty: float):
     """CTRL penalty: a seen token's score s becomes s / penalty if s > 0 else s * penalty."""
     if penalty == 1.0:
         return scores
-    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, tokens, mask.bool())
+    # count, not scatter a bool: a pad id that is also a real token must stay "seen" (scatter_ with duplicate
+    # indices keeps an unspecified one of the written values)
+    seen = torch.zeros_like(scores, dtype=torch.long).scatter_add_(1, tokens, mask.long()) > 0
     penalised = torch.where(scores > 0, scores / penalty, scores * penalty)
     return torch.where(seen, penalised, scores)
 
@@ -317,13 +319,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str], device=None) -> tuple[torc
     for i, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {i} is empty")
-    width = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for i, row in enumerate(encoded):
-        ids[i, width - len(row) :] = torch.tensor(row)
-        mask[i, width - len(row) :] = 1
-    return ids.to(device), mask.to(device)
+    return tokenizer.pad(encoded, side="left", device=device)
 
 
 def _text_config(tokenizer, cfg: GenerationConfig | None, overrides) -> GenerationConfig:
@@ -388,7 +384,8 @@ def stream(model: GPT, tokenizer, prompt: str, config: GenerationConfig | None =
             generated.append(t)
             text, stopped = cut_at_stop(tokenizer.decode(generated), cfg.stop)
             if stopped:
-                yield text[emitted:]
+                if len(text) > emitted:
+                    yield text[emitted:]
                 return
             safe = len(text) - hold
             if text.endswith("\ufffd"):  # a multi-byte character still arriving

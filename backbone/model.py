@@ -243,18 +243,20 @@ class GPT(nn.Module):
     # --- forward ---------------------------------------------------------------------------------------
     def forward(
         self,
-        idx: torch.Tensor,
+        idx: torch.Tensor | None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """idx (B, T) token ids -> hidden states (B, T, C).
 
         attention_mask (B, S): 1 for real tokens, 0 for padding, over cached + new tokens (S = past + T).
         Positions count real tokens only, so a left-padded prompt gets the same positions as an unpadded one.
         With a cache, only the new tokens are fed and their keys/values are appended to it.
+        inputs_embeds (B, T, C) replaces the token embedding lookup (soft prompts); then idx is None.
         """
-        hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False)
+        hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False, inputs_embeds=inputs_embeds)
         return hidden
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -267,8 +269,11 @@ class GPT(nn.Module):
         _, weights = self._run(idx, attention_mask, None, None, need_weights=True)
         return weights
 
-    def _run(self, idx, attention_mask, position_ids, cache, need_weights):
-        B, T = idx.shape
+    def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None):
+        if (idx is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of idx and inputs_embeds")
+        B, T = idx.shape if idx is not None else inputs_embeds.shape[:2]
+        device = idx.device if idx is not None else inputs_embeds.device
         past = cache.length if cache is not None else 0
         S = past + T
         if S > self.config.block_size and self.config.positions != "rope":
@@ -279,10 +284,10 @@ class GPT(nn.Module):
             if attention_mask is not None:  # count only real tokens: pads do not advance the position
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
             else:
-                position_ids = torch.arange(past, S, device=idx.device).expand(B, T)
-        mask = self._attention_mask(attention_mask, B, T, past, idx.device)
+                position_ids = torch.arange(past, S, device=device).expand(B, T)
+        mask = self._attention_mask(attention_mask, B, T, past, device)
 
-        x = self.transformer.wte(idx)  # (B, T, C)
+        x = self.transformer.wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.config.positions == "learned":
             x = x + self.transformer.wpe(position_ids)
         elif self.config.positions == "sinusoidal":

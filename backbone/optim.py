@@ -14,13 +14,16 @@ import torch
 from torch import nn
 
 
-def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
-    """Two AdamW groups over the trainable parameters of `modules`: Linear weights decay, the rest do not."""
+def param_groups(modules: Iterable[nn.Module], weight_decay: float,
+                 only: Iterable[nn.Parameter] | None = None) -> list[dict]:
+    """Two AdamW groups over the trainable parameters of `modules` (restricted to `only` when given):
+    Linear weights decay, the rest do not."""
     decay, no_decay, seen = [], [], set()
+    allowed = None if only is None else {id(p) for p in only}
     for root in modules:
         for module in root.modules():
             for name, p in module.named_parameters(recurse=False):
-                if not p.requires_grad or id(p) in seen:
+                if not p.requires_grad or id(p) in seen or (allowed is not None and id(p) not in allowed):
                     continue
                 seen.add(id(p))
                 is_matrix = isinstance(module, nn.Linear) and name == "weight"
@@ -45,9 +48,9 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
 
 
 def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float],
-                    warmup_steps: int, total_steps: int, min_lr_ratio: float):
+                    warmup_steps: int, total_steps: int, min_lr_ratio: float, only: Iterable[nn.Parameter] | None = None):
     """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format."""
-    optimizer = torch.optim.AdamW(param_groups(modules, weight_decay), lr=lr, betas=betas, fused=False)
+    optimizer = torch.optim.AdamW(param_groups(modules, weight_decay, only), lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

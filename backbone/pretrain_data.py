@@ -181,7 +181,7 @@ class PretrainData(L.LightningDataModule):
             return None
         from backbone.data import load_benchmark
 
-        lines = [t for t in load_benchmark("ptb")["test"]["text"] if t.strip()]
+        lines = [t for t in load_benchmark("ptb")["test"]["sentence"] if t.strip()]
         return "\n".join(line.strip() for line in lines[: self.ptb_max_lines])
 
     # --- loaders ---------------------------------------------------------------------------------------

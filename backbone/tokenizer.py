@@ -135,6 +135,24 @@ class Tokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
+    def pad(self, rows: Sequence[Sequence[int]], side: str = "right", device=None):
+        """Pad token-id lists into (ids, attention_mask), both (B, T) long tensors.
+
+        Right padding suits training and scoring (position t is token t); left padding suits generation
+        (every row's last token is in the last column)."""
+        import torch
+
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            cols = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+            ids[i, cols] = torch.tensor(list(row), dtype=torch.long)
+            mask[i, cols] = 1
+        return ids.to(device), mask.to(device)
+
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 

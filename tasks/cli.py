@@ -15,7 +15,11 @@ import argparse
 import sys
 import time
 
-LIGHTNING_COMMANDS = {"pretrain": "backbone.lit"}
+LIGHTNING_COMMANDS = {
+    "pretrain": "backbone.lit",
+    "classification": "tasks.classification",
+    "sentiment": "tasks.sentiment",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.splitlines()[2:9]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
+    for task in LIGHTNING_COMMANDS:
+        if task != "pretrain":
+            sub.add_parser(task, help=f"fine-tune / evaluate the {task} task (LightningCLI: fit | validate | test)")
     info = sub.add_parser("info", help="list the model presets and their parameter counts")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)

@@ -15,3 +15,47 @@ class KillAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+SENTENCES = [
+    ("a wonderful, moving film with great acting", "positive"),
+    ("the best movie i have seen this year", "positive"),
+    ("funny, warm and beautifully made", "positive"),
+    ("a delight from start to finish", "positive"),
+    ("dull, slow and far too long", "negative"),
+    ("the worst script i have ever endured", "negative"),
+    ("boring characters and a silly plot", "negative"),
+    ("a mess that wastes its cast", "negative"),
+]
+
+
+def make_backbone(directory, positions: str = "learned", vocab_size: int = 300, **overrides):
+    """A random nano backbone + a byte-level BPE trained on a few sentences: a real artifact folder."""
+    import torch
+
+    from backbone.config import GPTConfig
+    from backbone.model import GPT
+    from backbone.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    texts = [s for s, _ in SENTENCES] * 4 + ["Review: Sentiment: Label: Topic: positive negative"] * 4
+    tokenizer = Tokenizer.train(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    flavour = {"rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2)}.get(positions, {"positions": positions})
+    config = GPTConfig.from_preset("nano", vocab_size=tokenizer.vocab_size, **{**flavour, **overrides})
+    GPT(config).save_pretrained(directory, tokenizer)
+    return directory
+
+
+def write_sentiment_files(directory):
+    """train/validation/test CSVs of the sentences above."""
+    import csv
+
+    paths = {}
+    for split in ("train", "validation", "test"):
+        path = directory / f"{split}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(SENTENCES)
+        paths[split] = str(path)
+    return paths

@@ -177,3 +177,27 @@ def test_llama_parity_model_is_not_degenerate():
     beam = generate(ours, ids, mask, max_new_tokens=NEW_TOKENS, num_beams=4)
     assert len(set(greedy[0, 11:].tolist())) > 8
     assert not torch.equal(greedy, beam)
+
+
+def _until_eos(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+@pytest.mark.parametrize("position", [3, 10])
+def test_generate_with_eos_matches_transformers(num_beams, position):
+    """With an eos that the model does produce, stopping (greedy) and finished-hypothesis scoring (beam, with
+    a length penalty) agree with transformers."""
+    hf = hf_llama()
+    ours = from_hf(hf)
+    ids, mask = left_padded_batch()
+    free = generate(ours, ids, mask, max_new_tokens=NEW_TOKENS, num_beams=num_beams)
+    eos = free[1, 11 + position].item()
+    with torch.no_grad():
+        expected = hf.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, min_new_tokens=0,
+                               do_sample=False, pad_token_id=PAD, eos_token_id=eos, num_beams=num_beams,
+                               length_penalty=0.8)
+    got = generate(ours, ids, mask, max_new_tokens=NEW_TOKENS, num_beams=num_beams, eos_token_id=eos,
+                   length_penalty=0.8)
+    for g, e in zip(got[:, 11:].tolist(), expected[:, 11:].tolist()):
+        assert _until_eos(g, eos) == _until_eos(e, eos)

@@ -7,7 +7,7 @@ Public API::
     load_benchmark("conll2003")            # datasets.DatasetDict in the hub's schema
 """
 
-from .fetch import DataSourceError, cache_dir, fetch, fetch_all, is_cached, source_dir
+from .registry import DataSourceError, cache_dir, fetch, fetch_all, is_cached, source_dir
 from .sources import SOURCES, Source
 
 __all__ = ["SOURCES", "DataSourceError", "Source", "cache_dir", "fetch", "fetch_all", "is_cached",

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import decontam
 from .corpus_sources import CORPUS_SOURCES, excluded_reason
-from .fetch import cache_dir
+from .registry import cache_dir
 
 DEFAULT_SOURCES: tuple[str, ...] = tuple(CORPUS_SOURCES)
 
@@ -75,13 +75,15 @@ def val_split(source: str, doc_id: str, val_fraction: float) -> str:
 
 def _raw_documents(sources: Iterable[str], max_docs_per_source: int | None) -> Iterator[tuple[str, str, str]]:
     """(source, doc_id, text) round-robin across sources."""
-    iters = []
-    for name in sources:
+    def tagged(name: str) -> Iterator[tuple[str, str, str]]:
+        for doc_id, text in islice(CORPUS_SOURCES[name](), max_docs_per_source):
+            yield name, doc_id, text
+
+    names = list(sources)
+    for name in names:
         if name not in CORPUS_SOURCES:
             raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(CORPUS_SOURCES)}")
-        docs = CORPUS_SOURCES[name]()
-        iters.append(((name, i, t) for i, t in islice(docs, max_docs_per_source)))
-    for group in zip_longest(*iters):
+    for group in zip_longest(*(tagged(n) for n in names)):
         yield from (d for d in group if d is not None)
 
 

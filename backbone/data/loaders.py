@@ -38,14 +38,14 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from . import parsers as P
 from . import sword
-from .fetch import DataSourceError, fetch
+from .registry import DataSourceError, fetch
 
 S = Value("string")
 
 
 def _dd(splits: dict[str, list[dict]], features: Features) -> DatasetDict:
-    cols = list(features)
-    return DatasetDict({k: Dataset.from_list([{c: r[c] for c in cols} for r in v], features=features)
+    """Records per split -> DatasetDict with exactly ``features``' columns (empty splits allowed)."""
+    return DatasetDict({k: Dataset.from_dict({c: [r[c] for r in v] for c in features}, features=features)
                         for k, v in splits.items()})
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import tarfile
+import warnings
 from collections.abc import Hashable, Sequence
 
 # Label names and order of the hub's `conll2003` dataset (its ClassLabel features).
@@ -108,7 +109,10 @@ def parse_ptb(source: str) -> dict[str, list[str]]:
     """
     names = {"train": "train", "valid": "validation", "test": "test"}
     out: dict[str, list[str]] = {}
-    for node in ast.parse(source).body:
+    with warnings.catch_warnings():  # the file's literals hold invalid escapes such as '\/'
+        warnings.simplefilter("ignore")
+        tree = ast.parse(source)
+    for node in tree.body:
         if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript)
                 and isinstance(node.value, ast.Constant)):
             key = ast.literal_eval(node.targets[0].slice)

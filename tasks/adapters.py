@@ -1,0 +1,196 @@
+"""How a task adapts the backbone, chosen in YAML (`model.adapter: {class_path: tasks.adapters.LoRA, ...}`).
+
+Every adapter follows one protocol:
+    attach(backbone)           freeze the backbone, then inject or unfreeze what this adapter trains
+    adapter_params()           the backbone-side parameters it trains (the head adds its own)
+    encode(backbone, idx, mask) -> hidden (B, T, C) for the T real input positions, whatever was prepended
+
+Trainable parameters are exactly what adapter_params() and the head return: nothing is chosen by matching
+parameter names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backbone.model import GPT, KVCache
+
+
+class Adapter(nn.Module):
+    """Base adapter: the backbone is used as it is (its parameters trained or not, see subclasses)."""
+
+    n_virtual_tokens = 0
+
+    def attach(self, backbone: GPT, tokenizer=None) -> None:
+        backbone.requires_grad_(False)
+        for p in self.adapter_params(backbone):
+            p.requires_grad_(True)
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return []
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return backbone(idx, attention_mask)
+
+
+class FullFineTune(Adapter):
+    """Every backbone parameter trains."""
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return [] if backbone is None else list(backbone.parameters())
+
+
+class Frozen(Adapter):
+    """No backbone parameter trains: a linear probe of the pretrained features (only the head learns)."""
+
+
+class LoRALinear(nn.Module):
+    """y = W x + (alpha / r) * B A dropout(x), with W frozen, A (r x in) random, B (out x r) zero at start
+    (Hu et al., 2021), so training starts exactly at the pretrained function."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / rank
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def weight(self) -> torch.Tensor:  # so code that reads .weight (e.g. dtype checks) still works
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
+
+
+LoRATarget = Literal["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
+
+
+class LoRA(Adapter):
+    """Low-rank updates on chosen projections of every block.
+
+    Args:
+        rank: r, the rank of each update.
+        alpha: scale numerator; the update is multiplied by alpha / r.
+        dropout: dropout on the LoRA input path.
+        targets: which projections get an update: "c_attn" (fused q,k,v), "attn.c_proj", "c_fc", "mlp.c_proj".
+    """
+
+    def __init__(self, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
+                 targets: list[LoRATarget] | None = None):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        self.rank, self.alpha, self.dropout = rank, alpha, dropout
+        self.targets = list(targets or ["c_attn", "attn.c_proj"])
+        self.layers: list[LoRALinear] = []
+
+    def _slots(self, block: nn.Module):
+        slots = {"c_attn": (block.attn, "c_attn"), "attn.c_proj": (block.attn, "c_proj"),
+                 "c_fc": (block.mlp, "c_fc"), "mlp.c_proj": (block.mlp, "c_proj")}
+        for target in self.targets:
+            if target not in slots:
+                raise ValueError(f"unknown LoRA target {target!r}; choose from {sorted(slots)}")
+            yield slots[target]
+
+    def attach(self, backbone: GPT, tokenizer=None) -> None:
+        backbone.requires_grad_(False)
+        for block in backbone.transformer.h:
+            for parent, name in self._slots(block):
+                base = getattr(parent, name)
+                if isinstance(base, LoRALinear):
+                    raise ValueError("LoRA is already attached to this backbone")
+                layer = LoRALinear(base, self.rank, self.alpha, self.dropout).to(base.weight.device)
+                setattr(parent, name, layer)
+                self.layers.append(layer)
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in (layer.lora_A, layer.lora_B)]
+
+
+class PromptTuning(Adapter):
+    """A learned soft prompt of n virtual tokens prepended to the input embeddings (Lester et al., 2021).
+
+    Args:
+        n_virtual_tokens: length of the soft prompt.
+        init_text: initialise from this text's token embeddings (repeated or cut to length); None draws
+            random vocabulary embeddings.
+    """
+
+    def __init__(self, n_virtual_tokens: int = 16, init_text: str | None = None):
+        super().__init__()
+        if n_virtual_tokens < 1:
+            raise ValueError(f"n_virtual_tokens must be >= 1, got {n_virtual_tokens}")
+        self.n_virtual_tokens, self.init_text = n_virtual_tokens, init_text
+        self.soft_prompt: nn.Parameter | None = None
+
+    def attach(self, backbone: GPT, tokenizer=None) -> None:
+        wte = backbone.transformer.wte.weight
+        if self.init_text and tokenizer is not None:
+            ids = tokenizer.encode(self.init_text) or [tokenizer.eos_id]
+            ids = (ids * math.ceil(self.n_virtual_tokens / len(ids)))[: self.n_virtual_tokens]
+        else:
+            ids = torch.randint(0, wte.size(0), (self.n_virtual_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
+        self.soft_prompt = nn.Parameter(wte.detach()[torch.tensor(ids, device=wte.device)].clone())
+        super().attach(backbone, tokenizer)
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return [self.soft_prompt] if self.soft_prompt is not None else []
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        B, n = idx.size(0), self.n_virtual_tokens
+        embeds = torch.cat([self.soft_prompt.expand(B, -1, -1), backbone.transformer.wte(idx)], dim=1)
+        mask = torch.cat([attention_mask.new_ones(B, n), attention_mask], dim=1)
+        return backbone(None, mask, inputs_embeds=embeds)[:, n:]  # (B, T, C): drop the virtual positions
+
+
+class PrefixTuning(Adapter):
+    """Learned keys and values for n virtual positions in every layer (Li & Liang, 2021).
+
+    They are exactly what a KV cache holds for an earlier prefix, so they are fed as a pre-filled cache:
+    every real token attends to them, and no input embedding changes.
+
+    Args:
+        n_virtual_tokens: number of prefix positions per layer.
+    """
+
+    def __init__(self, n_virtual_tokens: int = 16):
+        super().__init__()
+        if n_virtual_tokens < 1:
+            raise ValueError(f"n_virtual_tokens must be >= 1, got {n_virtual_tokens}")
+        self.n_virtual_tokens = n_virtual_tokens
+        self.prefix_k: nn.Parameter | None = None
+        self.prefix_v: nn.Parameter | None = None
+
+    def attach(self, backbone: GPT, tokenizer=None) -> None:
+        c = backbone.config
+        shape = (c.n_layer, c.n_kv_head, self.n_virtual_tokens, c.head_size)
+        device = backbone.transformer.wte.weight.device
+        self.prefix_k = nn.Parameter(torch.randn(shape, device=device) * 0.02)
+        self.prefix_v = nn.Parameter(torch.randn(shape, device=device) * 0.02)
+        super().attach(backbone, tokenizer)
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return [p for p in (self.prefix_k, self.prefix_v) if p is not None]
+
+    def prefilled_cache(self, backbone: GPT, batch_size: int, new_tokens: int) -> KVCache:
+        cache = KVCache.__new__(KVCache)
+        n = self.n_virtual_tokens
+        pad = self.prefix_k.new_zeros(backbone.config.n_layer, batch_size, *self.prefix_k.shape[1:2], new_tokens, self.prefix_k.size(-1))
+        cache.k = torch.cat([self.prefix_k[:, None].expand(-1, batch_size, -1, -1, -1), pad], dim=3)
+        cache.v = torch.cat([self.prefix_v[:, None].expand(-1, batch_size, -1, -1, -1), pad.clone()], dim=3)
+        cache.length, cache.max_len = n, n + new_tokens
+        return cache
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        cache = self.prefilled_cache(backbone, B, T)
+        mask = torch.cat([attention_mask.new_ones(B, self.n_virtual_tokens), attention_mask], dim=1)
+        return backbone(idx, mask, cache=cache)  # (B, T, C)

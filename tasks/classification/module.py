@@ -1,0 +1,100 @@
+"""Text classification (BBC News topics) and sentiment (movie reviews): one label per text.
+
+Two ways to get label scores from the same backbone, so they can be compared on the same benchmark:
+    head="sequence"  a linear layer on the last real token's hidden state (GPT-1 fine-tuning)
+    head="prompt"    the text in a template, label words scored by the language model (zero-/few-shot, or
+                     trained through a PromptTuning soft prompt)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
+
+from tasks.adapters import Adapter
+from tasks.base import TaskModule
+from tasks.heads import LabelWordScorer, SequenceHead
+
+
+class SequenceClassifier(TaskModule):
+    """Args (beyond TaskModule's):
+        head: "sequence" (a trained linear head) or "prompt" (label words scored by the LM).
+        pooling: "last" real token (GPT-1) or "mean" of the real tokens, for the sequence head.
+        head_dropout: dropout before the linear head.
+        template: prompt path: the query with "{text}"; the label word follows it.
+        label_words: prompt path: one verbalisation per label (default: " " + label name).
+        few_shot: prompt path: number of solved training examples put before each query.
+    """
+
+    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
+                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 head: Literal["sequence", "prompt"] = "sequence", pooling: Literal["last", "mean"] = "last",
+                 head_dropout: float = 0.1, template: str = "{text}\nLabel:", label_words: list[str] | None = None,
+                 few_shot: int = 0):
+        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
+                         max_length, export_dir)
+        if head not in ("sequence", "prompt"):
+            raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
+
+    def build_head(self) -> None:
+        h, n = self.hparams, len(self.label_names)
+        if h.head == "sequence":
+            self.head = SequenceHead(self.backbone.config.n_embd, n, h.pooling, h.head_dropout)
+        else:
+            words = h.label_words or [" " + name for name in self.label_names]
+            if len(words) != n:
+                raise ValueError(f"label_words has {len(words)} entries for {n} labels {self.label_names}")
+            self.scorer = LabelWordScorer(h.template, words)
+            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            if h.few_shot and datamodule is not None:
+                self.scorer.examples = [(r["text"], self.label_index(r["label"])) for r in datamodule.examples_per_label(h.few_shot)]
+        metrics = lambda: nn.ModuleDict({  # noqa: E731
+            "accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro"),
+            **({"f1": BinaryF1Score()} if n == 2 else {}),  # binary: F1 of the positive (second) label
+        })
+        self.stage_metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
+
+    def label_index(self, label) -> int:
+        return label if isinstance(label, int) else self.label_names.index(label)
+
+    # --- scores ----------------------------------------------------------------------------------------
+    def logits(self, batch: dict) -> torch.Tensor:
+        """(B, L) label scores; both paths return the same shape."""
+        if self.hparams.head == "sequence":
+            return self.head(self.encode(batch["input_ids"], batch["attention_mask"]), batch["attention_mask"])
+        return self.scorer(self.encode, self.backbone.lm_logits, self.tokenizer, batch["texts"], self.max_input_tokens,
+                           device=batch["input_ids"].device)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(self.logits(batch).float(), batch["labels"])
+
+    def metrics(self, stage: str) -> dict:
+        return dict(self.stage_metrics[stage])
+
+    def update_metrics(self, stage: str, batch: dict) -> None:
+        preds = self.logits(batch).argmax(-1)
+        for name, metric in self.stage_metrics[stage].items():
+            metric.update(preds, batch["labels"])
+        if stage == "test":
+            self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
+
+    # --- use -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, texts: list[str], batch_size: int = 16) -> list[dict[str, float]]:
+        """Label probabilities for each text (softmax over the head's logits or the label-word scores)."""
+        from tasks.classification.data import encode_texts
+
+        self.eval()
+        results = []
+        device = next(self.backbone.parameters()).device
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            ids, mask = encode_texts(self.tokenizer, chunk, self.max_input_tokens, device)
+            probs = self.logits({"input_ids": ids, "attention_mask": mask, "texts": chunk}).float().softmax(-1)
+            results.extend({name: float(p) for name, p in zip(self.label_names, row)} for row in probs)
+        return results

@@ -1,0 +1,143 @@
+"""What every task's LightningDataModule shares: benchmark or user files -> validated splits -> DataLoaders.
+
+Examples stay raw text in memory; batches are tokenized in the collate function, with the length limit
+the task module reports (its backbone's context minus any virtual tokens), so the limit has one source.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import datasets
+import lightning as L
+from torch.utils.data import DataLoader
+
+from backbone.tokenizer import Tokenizer
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_user_files(data_files: dict[str, str]) -> datasets.DatasetDict:
+    """{"train": "a.csv", "validation": "b.jsonl", ...} -> DatasetDict, format chosen by extension."""
+    unknown = sorted(set(data_files) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"data_files keys must be among {SPLITS}, got {unknown}")
+    parts = {}
+    for split, path in data_files.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"data_files.{split}: {path} does not exist")
+        suffix = Path(path).suffix.lower()
+        builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
+        if builder is None:
+            raise ValueError(f"data_files.{split}: {path} must be .csv, .tsv, .json or .jsonl")
+        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        parts[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
+    return datasets.DatasetDict(parts)
+
+
+def subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """The same n examples on every run: a seeded shuffle, then the first n."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+class TaskData(L.LightningDataModule):
+    """Base data module: loads splits (benchmark by name, or the user's files), caps their sizes, validates.
+
+    Subclasses implement `validate(split, dataset)` and `collate(rows)`.
+
+    Args:
+        backbone: the backbone folder (linked from model.backbone): its tokenizer is used.
+        dataset: benchmark name for backbone.data.load_benchmark (ignored when data_files is set).
+        source: "offline" (registry packages) or "hub" (the public dataset hub, same schema).
+        data_files: the user's own files per split: {"train": "train.csv", "validation": ..., "test": ...}.
+        batch_size: examples per batch.
+        max_train_examples: cap on training examples (None: all); a seeded, stable subset.
+        max_eval_examples: cap on validation and test examples (None: all).
+        seed: the subset choice.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, backbone: str, dataset: str, source: str = "offline", data_files: dict[str, str] | None = None,
+                 batch_size: int = 16, max_train_examples: int | None = None, max_eval_examples: int | None = None,
+                 seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.backbone, self.dataset, self.source, self.data_files = backbone, dataset, source, data_files
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
+        self.tokenizer: Tokenizer | None = None
+        self.splits: dict[str, datasets.Dataset] = {}
+
+    def load(self) -> datasets.DatasetDict:
+        if self.data_files:
+            return load_user_files(self.data_files)
+        from backbone.data import load_benchmark
+
+        return load_benchmark(self.dataset, source=self.source)
+
+    def prepare_data(self) -> None:
+        if not self.data_files:
+            self.load()  # fetch and cache once, on one process
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        tokenizer_file = Path(self.backbone) / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            from tasks.base import CREATE_BACKBONE
+
+            raise FileNotFoundError(f"backbone {self.backbone} not found ({tokenizer_file} missing): {CREATE_BACKBONE}")
+        self.tokenizer = Tokenizer.from_pretrained(self.backbone)
+        raw = self.load()
+        for split in SPLITS:
+            if split in raw:
+                cap = self.max_train_examples if split == "train" else self.max_eval_examples
+                self.splits[split] = subsample(raw[split], cap, self.seed)
+        if "validation" not in self.splits and "train" in self.splits:  # hold out 10% of train, seeded
+            parts = self.splits["train"].train_test_split(test_size=0.1, seed=self.seed)
+            self.splits["train"], self.splits["validation"] = parts["train"], parts["test"]
+        for split, ds in self.splits.items():
+            self.validate(split, ds)
+
+    def validate(self, split: str, dataset: datasets.Dataset) -> None:
+        raise NotImplementedError
+
+    def collate(self, rows: list[dict]) -> dict:
+        raise NotImplementedError
+
+    @property
+    def max_tokens(self) -> int:
+        return self.trainer.lightning_module.max_input_tokens
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.splits:
+            raise ValueError(f"no {split!r} split: the dataset has {sorted(self.splits)}; pass data_files.{split}")
+        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, collate_fn=self.collate,
+                          num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def examples_per_label(self, k: int, label_column: str = "label") -> list[dict]:
+        """k demonstrations from the training split, labels taken in turn, seeded (few-shot prompts)."""
+        train = self.splits["train"]
+        order = list(range(len(train)))
+        random.Random(self.seed).shuffle(order)
+        by_label: dict = {}
+        for i in order:
+            by_label.setdefault(train[i][label_column], []).append(train[i])
+        picked, round_ = [], 0
+        while len(picked) < k and any(round_ < len(v) for v in by_label.values()):
+            for rows in by_label.values():
+                if round_ < len(rows) and len(picked) < k:
+                    picked.append(rows[round_])
+            round_ += 1
+        return picked
