@@ -151,6 +151,18 @@ class PromptTuning(Adapter):
         return backbone(None, mask, inputs_embeds=embeds)[:, n:]  # (B, T, C): drop the virtual positions
 
 
+class PrefixCache(KVCache):
+    """A KV cache that already holds n positions per layer and appends new ones by concatenation, not by
+    writing into a preallocated buffer: in-place writes would break autograd through the learned prefix."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v  # (n_layer, B, nkv, n, hs)
+        self.length = self.max_len = k.size(3)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([self.k[layer], k], dim=2), torch.cat([self.v[layer], v], dim=2)
+
+
 class PrefixTuning(Adapter):
     """Learned keys and values for n virtual positions in every layer (Li & Liang, 2021).
 
@@ -180,17 +192,12 @@ class PrefixTuning(Adapter):
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return [p for p in (self.prefix_k, self.prefix_v) if p is not None]
 
-    def prefilled_cache(self, backbone: GPT, batch_size: int, new_tokens: int) -> KVCache:
-        cache = KVCache.__new__(KVCache)
-        n = self.n_virtual_tokens
-        pad = self.prefix_k.new_zeros(backbone.config.n_layer, batch_size, *self.prefix_k.shape[1:2], new_tokens, self.prefix_k.size(-1))
-        cache.k = torch.cat([self.prefix_k[:, None].expand(-1, batch_size, -1, -1, -1), pad], dim=3)
-        cache.v = torch.cat([self.prefix_v[:, None].expand(-1, batch_size, -1, -1, -1), pad.clone()], dim=3)
-        cache.length, cache.max_len = n, n + new_tokens
-        return cache
+    def prefilled_cache(self, batch_size: int) -> PrefixCache:
+        expand = lambda p: p[:, None].expand(-1, batch_size, -1, -1, -1)  # noqa: E731  (L, B, nkv, n, hs)
+        return PrefixCache(expand(self.prefix_k), expand(self.prefix_v))
 
     def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
-        cache = self.prefilled_cache(backbone, B, T)
+        cache = self.prefilled_cache(B)
         mask = torch.cat([attention_mask.new_ones(B, self.n_virtual_tokens), attention_mask], dim=1)
         return backbone(idx, mask, cache=cache)  # (B, T, C)

@@ -121,8 +121,12 @@ class TaskModule(L.LightningModule):
         self.update_metrics("test", batch)
 
     def _log_metrics(self, stage: str) -> dict[str, float]:
-        values = {f"{stage}/{name}": float(metric.compute()) for name, metric in self.metrics(stage).items()}
+        """Compute, log and reset a stage's metrics; a metric may return one value or a dict of them."""
+        values = {}
         for name, metric in self.metrics(stage).items():
+            result = metric.compute()
+            items = result.items() if isinstance(result, dict) else [(name, result)]
+            values.update({f"{stage}/{key}": float(value) for key, value in items})
             metric.reset()
         self.log_dict(values, prog_bar=stage == "val")
         return values
@@ -161,7 +165,8 @@ class TaskModule(L.LightningModule):
 # --------------------------------------------------------------------------------------------------------
 def _spec(obj) -> dict:
     """class_path + init_args of an object whose constructor arguments are stored as same-named attributes."""
-    names = [p for p in inspect.signature(type(obj).__init__).parameters if p != "self"]
+    params = inspect.signature(type(obj).__init__).parameters.values()
+    names = [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}",
             "init_args": {n: getattr(obj, n) for n in names}}
 

@@ -19,6 +19,7 @@ LIGHTNING_COMMANDS = {
     "pretrain": "backbone.lit",
     "classification": "tasks.classification",
     "sentiment": "tasks.sentiment",
+    "ner": "tasks.ner",
 }
 
 

@@ -119,7 +119,7 @@ def test_build_corpus_caps(fake_sources, tmp_path):
     tok = CharTokenizer()
     m = C.build_corpus(tok, tmp_path / "c", sources=["alpha", "beta"], decontaminate=False, workers=1,
                        max_tokens=300, max_docs_per_source=10, val_fraction=0.0, progress=False)
-    assert 300 <= m["files"]["train.bin"] < 300 + 1000
+    assert 300 <= m["files"]["train.bin"] + m["files"]["val.bin"] < 300 + 1000
     assert m["sources"]["alpha"]["documents"]["train"] >= 1 and m["sources"]["beta"]["documents"]["train"] >= 1
 
 
@@ -140,3 +140,12 @@ def test_tokenizer_name_fingerprint():
         name = None
     assert C.tokenizer_name(CharTokenizer()) == "chars"
     assert C.tokenizer_name(Anon()).startswith("Anon-257-")
+
+
+def test_tiny_build_still_has_val(fake_sources, tmp_path):
+    m = C.build_corpus(CharTokenizer(), tmp_path / "c", sources=["alpha"], decontaminate=False, workers=1,
+                       max_docs_per_source=5, val_fraction=0.0, progress=False)
+    train, val = C.load_tokens(tmp_path / "c", "train"), C.load_tokens(tmp_path / "c", "val")
+    assert len(val) == m["val_tokens_from_train_tail"] > 0 and val[-1] == CharTokenizer.eos_id
+    assert train[-1] == CharTokenizer.eos_id and len(train) + len(val) == sum(
+        s["tokens"]["train"] for s in m["sources"].values())

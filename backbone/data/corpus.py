@@ -14,7 +14,9 @@ Pipeline, deterministic for a given source list and settings:
    10_000`` (default 1%);
 5. each document is tokenized and followed by ``eos_id``; tokens are appended to ``train.bin`` / ``val.bin``
    (uint16 when ``vocab_size <= 65536``, else uint32; read with ``np.memmap(path, dtype, mode="r")``);
-6. ``manifest.json`` records tokens per source and split, and documents dropped per reason.
+6. ``manifest.json`` records tokens per source and split, and documents dropped per reason; it is written
+   last (atomically), so its presence means a complete build. When the hash slice leaves val empty (tiny
+   builds), the last whole train documents (>= 5% of the tokens) become val (``val_tokens_from_train_tail``).
 
 A rebuild with the same tokenizer name and settings finds the manifest and returns it without work.
 """
@@ -214,12 +216,30 @@ def build_corpus(tokenizer: CorpusTokenizer, out_dir: str | Path | None = None, 
         docs.close()
         for f in files.values():
             f.close()
+    moved = _ensure_val(out, dtype, int(tokenizer.eos_id), total) if total["val"] == 0 else 0
     for split in files:
         os.replace(out / f"{split}.bin.tmp", out / f"{split}.bin")
     manifest = {"settings": settings, "dtype": np.dtype(dtype).name, "files": {"train.bin": total["train"],
-                "val.bin": total["val"]}, "sources": stats, "build_seconds": round(time.time() - t0, 1)}
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+                "val.bin": total["val"]}, "val_tokens_from_train_tail": moved, "sources": stats,
+                "build_seconds": round(time.time() - t0, 1)}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, manifest_path)  # the manifest appears last: its presence means a complete build
     return manifest
+
+
+def _ensure_val(out: Path, dtype: type, eos_id: int, total: dict) -> int:
+    """Tiny builds whose hash slice is empty: move the last whole documents of train (>= 5%) to val."""
+    train = np.fromfile(out / "train.bin.tmp", dtype=dtype)
+    ends = np.flatnonzero(train == eos_id)
+    if len(ends) < 2:
+        return 0
+    want = len(train) - max(1, len(train) // 20)
+    cut = int(ends[ends < want][-1]) + 1 if np.any(ends < want) else int(ends[0]) + 1
+    train[cut:].tofile(out / "val.bin.tmp")
+    train[:cut].tofile(out / "train.bin.tmp")
+    total["train"], total["val"] = cut, len(train) - cut
+    return total["val"]
 
 
 def _write_batch(tokenizer: CorpusTokenizer, batch: list[Document], files: dict, stats: dict, total: dict,

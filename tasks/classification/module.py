@@ -78,7 +78,7 @@ class SequenceClassifier(TaskModule):
 
     def update_metrics(self, stage: str, batch: dict) -> None:
         preds = self.logits(batch).argmax(-1)
-        for name, metric in self.stage_metrics[stage].items():
+        for metric in self.stage_metrics[stage].values():
             metric.update(preds, batch["labels"])
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
