@@ -20,6 +20,9 @@ LIGHTNING_COMMANDS = {
     "classification": "tasks.classification",
     "sentiment": "tasks.sentiment",
     "ner": "tasks.ner",
+    "qa": "tasks.qa",
+    "translation": "tasks.translation",
+    "codegen": "tasks.codegen",
 }
 
 

@@ -1,0 +1,1 @@
+"""Code generation (HumanEval / MBPP): a sandbox for model-written programs and the pass@k estimator."""
