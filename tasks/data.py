@@ -91,6 +91,11 @@ class TaskData(L.LightningDataModule):
             raise FileNotFoundError(f"backbone {self.backbone} not found ({tokenizer_file} missing): {CREATE_BACKBONE}")
         self.tokenizer = Tokenizer.from_pretrained(self.backbone)
         raw = self.load()
+        self.splits = dict(raw)  # label maps are read from here while validating
+        for split in SPLITS:  # validate the rows as loaded, so "row N" is the file's row N
+            if split in raw:
+                self.validate(split, raw[split])
+        self.splits = {}
         for split in SPLITS:
             if split in raw:
                 cap = self.max_train_examples if split == "train" else self.max_eval_examples
@@ -98,8 +103,6 @@ class TaskData(L.LightningDataModule):
         if "validation" not in self.splits and "train" in self.splits:  # hold out 10% of train, seeded
             parts = self.splits["train"].train_test_split(test_size=0.1, seed=self.seed)
             self.splits["train"], self.splits["validation"] = parts["train"], parts["test"]
-        for split, ds in self.splits.items():
-            self.validate(split, ds)
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         raise NotImplementedError

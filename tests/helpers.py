@@ -2,8 +2,11 @@
 
 import os
 import signal
+from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class KillAtStep(Callback):

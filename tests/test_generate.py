@@ -245,7 +245,7 @@ def test_stop_string_cuts_text(text_model, tiny_tokenizer):
 
 
 def test_stop_string_stops_decoding(text_model, tiny_tokenizer):
-    free_ids = generate(text_model, torch.tensor([tiny_tokenizer.encode("The fox")]), max_new_tokens=24)
+    """Decoding ends when the stop string appears, rather than running to max_new_tokens and cutting after."""
     calls = []
     text_model.register_forward_hook(lambda *_: calls.append(1))
     free = generate_text(text_model, tiny_tokenizer, "The fox", max_new_tokens=24, eos_token_id=-1)[0]
@@ -253,7 +253,6 @@ def test_stop_string_stops_decoding(text_model, tiny_tokenizer):
     calls.clear()
     generate_text(text_model, tiny_tokenizer, "The fox", max_new_tokens=24, eos_token_id=-1, stop=free[:2])
     assert len(calls) < n_free == 24
-    assert free_ids.size(1) > 0
 
 
 def test_eos_cuts_text(text_model, tiny_tokenizer):

@@ -34,7 +34,7 @@ def test_train_vocab_and_eos(tiny_tokenizer):
 
 def test_training_learns_merges(tiny_tokenizer, tiny_corpus):
     # a word frequent in the corpus becomes fewer tokens than its bytes
-    assert len(tiny_tokenizer.encode(" the")) < len(" the".encode())
+    assert len(tiny_tokenizer.encode(" the")) < 4
     ids = tiny_tokenizer.encode(tiny_corpus)
     assert len(ids) < len(tiny_corpus.encode("utf-8")) * 0.8
     assert max(ids) < 320

@@ -202,7 +202,7 @@ def iter_archive(archive: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(archive) as tf:
             yield from _iter_tar(tf)
     else:
-        raise DataSourceError(f"unsupported archive type: {name}")
+        raise ValueError(f"unsupported archive type: {name}")
 
 
 def _iter_tar(tf: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
@@ -215,7 +215,7 @@ def _iter_tar(tf: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
 def _iter_tar_bytes(data: tuple[str, bytes]) -> Iterator[tuple[str, bytes]]:
     member, payload = data
     if member.endswith(".zst"):
-        raise DataSourceError("zstd-compressed .deb data is not supported; extract it with `dpkg -x`")
+        raise ValueError("zstd-compressed .deb data is not supported; extract it with `dpkg -x`")
     with tarfile.open(fileobj=io.BytesIO(payload)) as tf:
         yield from _iter_tar(tf)
 
@@ -223,7 +223,7 @@ def _iter_tar_bytes(data: tuple[str, bytes]) -> Iterator[tuple[str, bytes]]:
 def _deb_data_tar(blob: bytes) -> tuple[str, bytes]:
     """Return (name, bytes) of the data.tar.* member of a .deb (an ``ar`` archive)."""
     if not blob.startswith(b"!<arch>\n"):
-        raise DataSourceError("not a Debian package (bad ar magic)")
+        raise ValueError("not a Debian package (bad ar magic)")
     pos = 8
     while pos + 60 <= len(blob):
         header = blob[pos:pos + 60]
@@ -231,11 +231,11 @@ def _deb_data_tar(blob: bytes) -> tuple[str, bytes]:
         size = int(header[48:58].decode().strip())
         body = blob[pos + 60:pos + 60 + size]
         if len(body) != size:
-            raise DataSourceError(f"truncated .deb: member {member} is short")
+            raise ValueError(f"truncated .deb: member {member} is short")
         if member.startswith("data.tar"):
             return member, body
         pos += 60 + size + (size % 2)
-    raise DataSourceError("truncated .deb: no data.tar member")
+    raise ValueError("truncated .deb: no data.tar member")
 
 
 def extract(src: Source, archive: Path, final: Path, *, progress: bool = True) -> Path:

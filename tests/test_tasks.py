@@ -1,0 +1,236 @@
+"""The task framework: heads, every adapter, save/reload, bad input, and each labelling CLI with fast_dev_run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTuning
+from tasks.base import load_task
+from tasks.heads import LabelWordScorer, SequenceHead, TokenHead, last_token_index
+from tasks.ner.module import merge_entities
+from tests.helpers import make_backbone, write_sentiment_files
+
+ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),
+            lambda: PrefixTuning(3)]
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano")
+
+
+@pytest.fixture(scope="module")
+def rope_backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano-rope", positions="rope")
+
+
+def build(backbone_dir, adapter, **kw):
+    from tasks.classification.module import SequenceClassifier
+
+    task = SequenceClassifier(str(backbone_dir), adapter=adapter, label_names=["negative", "positive"], **kw)
+    task.configure_model()
+    return task
+
+
+def batch_of(task, texts, labels):
+    from tasks.classification.data import encode_texts
+
+    ids, mask = encode_texts(task.tokenizer, texts, task.max_input_tokens)
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor(labels), "texts": texts}
+
+
+# --- heads -------------------------------------------------------------------------------------------------
+def test_sequence_head_pools_the_last_real_token():
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    assert last_token_index(mask).tolist() == [2, 4]
+    head = SequenceHead(8, 3, pooling="last", dropout=0.0)
+    expected = head.classifier(torch.stack([hidden[0, 2], hidden[1, 4]]))
+    torch.testing.assert_close(head(hidden, mask), expected)
+    mean = SequenceHead(8, 3, pooling="mean", dropout=0.0)
+    mean.classifier = head.classifier
+    torch.testing.assert_close(mean(hidden, mask)[0], head.classifier(hidden[0, :3].mean(0)))
+
+
+def test_token_head_shape():
+    assert TokenHead(8, 9)(torch.randn(2, 5, 8)).shape == (2, 5, 9)
+
+
+def test_label_word_scorer_sums_label_token_logprobs(backbone_dir):
+    task = build(backbone_dir, Frozen(), head="prompt", label_words=[" negative", " positive"], template="Review: {text}\nSentiment:")
+    texts = ["a wonderful film", "dull"]
+    scores = task.logits(batch_of(task, texts, [1, 0]))
+    assert scores.shape == (2, 2)
+    # recompute one score by hand: log p(label tokens | context) under the plain LM
+    tok, model = task.tokenizer, task.backbone
+    context = tok.encode(task.scorer.context(texts[0]))
+    label = tok.encode(" positive")
+    ids = torch.tensor([context + label])
+    logprobs = torch.log_softmax(model.lm_logits(model(ids)).float(), -1)[0]
+    manual = sum(logprobs[len(context) - 1 + i, t] for i, t in enumerate(label))
+    assert scores[0, 1].item() == pytest.approx(manual.item(), abs=1e-4)
+
+
+def test_few_shot_context_puts_demonstrations_first():
+    scorer = LabelWordScorer("Q: {text}\nA:", [" no", " yes"])
+    scorer.examples = [("x", 1), ("y", 0)]
+    assert scorer.context("z") == "Q: x\nA: yes\n\nQ: y\nA: no\n\nQ: z\nA:"
+    with pytest.raises(ValueError, match="text"):
+        LabelWordScorer("no placeholder", [" a"])
+
+
+def test_merge_entities_joins_b_and_i():
+    words = ["John", "Smith", "visited", "New", "York", "and", "Acme"]
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "I-ORG"]
+    assert [(e["type"], e["text"]) for e in merge_entities(words, tags)] == [
+        ("PER", "John Smith"), ("LOC", "New York"), ("ORG", "Acme")]
+
+
+# --- adapters ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make_adapter", ADAPTERS, ids=["full", "frozen", "lora", "prompt", "prefix"])
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_only_adapter_and_head_parameters_get_gradients(backbone_dir, rope_backbone_dir, make_adapter, positions):
+    task = build(backbone_dir if positions == "learned" else rope_backbone_dir, make_adapter())
+    trainable = {id(p) for p in task.trainable_parameters()}
+    task.loss(batch_of(task, ["a wonderful film", "dull and slow"], [1, 0])).backward()
+    for name, p in task.named_parameters():
+        if id(p) in trainable:
+            assert p.requires_grad and p.grad is not None, name
+            # LoRA's A gets no gradient at the first step: B starts at zero, so dL/dA = 0 exactly.
+            assert p.grad.abs().sum() > 0 or name.endswith("lora_A"), name
+        else:
+            assert not p.requires_grad and p.grad is None, name
+    head_params = {id(p) for p in task.head.parameters()}
+    assert head_params <= trainable
+    if isinstance(task.adapter, Frozen):
+        assert trainable == head_params
+
+
+def test_lora_starts_at_the_pretrained_function(backbone_dir):
+    plain, lora = build(backbone_dir, Frozen()), build(backbone_dir, LoRA(rank=4))
+    lora.head.load_state_dict(plain.head.state_dict())
+    plain.eval()
+    lora.eval()
+    batch = batch_of(plain, ["a wonderful film"], [1])
+    torch.testing.assert_close(plain.logits(batch), lora.logits(batch))
+
+
+def test_prefix_and_prompt_tuning_keep_real_positions(backbone_dir):
+    task = build(backbone_dir, PromptTuning(4))
+    assert task.max_input_tokens == task.backbone.config.block_size - 4
+    batch = batch_of(task, ["x " * 200], [0])  # far longer than the context: truncated, no error
+    assert batch["input_ids"].shape[1] == task.max_input_tokens
+    assert task.logits(batch).shape == (1, 2)
+
+
+# --- save / reload -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make_adapter", ADAPTERS, ids=["full", "frozen", "lora", "prompt", "prefix"])
+def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path, make_adapter):
+    from tasks.base import save_task
+
+    task = build(backbone_dir, make_adapter())
+    with torch.no_grad():  # move the trained parts away from their initial values
+        for p in task.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_task(task, tmp_path / "task")
+    again = load_task(tmp_path / "task")
+    texts = ["a wonderful film", "the worst script"]
+    assert task.predict(texts) == again.predict(texts)
+
+
+def test_load_task_names_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="task.json"):
+        load_task(tmp_path)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+def _data(backbone_dir, files, **kw):
+    from tasks.classification.data import TextClassificationData
+
+    data = TextClassificationData(str(backbone_dir), data_files=files, **kw)
+    return data
+
+
+def test_label_outside_the_label_map_names_the_row(backbone_dir, tmp_path):
+    files = write_sentiment_files(tmp_path)
+    with open(files["test"], "a") as f:
+        f.write("an odd one,neutral\n")
+    data = _data(backbone_dir, files, label_names=["negative", "positive"])
+    with pytest.raises(ValueError, match=r"test row 8: label 'neutral' is not in the label map"):
+        data.setup()
+
+
+def test_empty_text_names_the_row(backbone_dir, tmp_path):
+    files = write_sentiment_files(tmp_path)
+    with open(files["train"], "a") as f:
+        f.write('"   ",positive\n')
+    with pytest.raises(ValueError, match="train row 8: empty text"):
+        _data(backbone_dir, files).setup()
+
+
+def test_tokens_and_tags_of_different_lengths_name_the_row(backbone_dir, tmp_path):
+    from tasks.ner.data import TokenTaggingData
+
+    rows = [{"tokens": ["a", "b"], "ner_tags": ["O", "O"]}, {"tokens": ["a", "b"], "ner_tags": ["O"]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    data = TokenTaggingData(str(backbone_dir), data_files={"train": str(path)})
+    with pytest.raises(ValueError, match="row 1: 2 tokens but 1 tags"):
+        data.setup()
+
+
+def test_missing_backbone_says_which_command_creates_it(tmp_path):
+    from tasks.classification.module import SequenceClassifier
+
+    task = SequenceClassifier(str(tmp_path / "nope"), label_names=["a", "b"])
+    with pytest.raises(FileNotFoundError, match="gptsuite pretrain fit"):
+        task.configure_model()
+
+
+# --- the CLIs end to end -----------------------------------------------------------------------------------
+def _cli_args(task: str, backbone_dir, tmp_path, files, *extra):
+    return ["--config", f"configs/tasks/{task}.yaml", "--model.backbone", str(backbone_dir),
+            "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", *extra]
+
+
+@pytest.mark.parametrize("task", ["classification", "sentiment"])
+def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatch):
+    import importlib
+
+    from tests.helpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    files = write_sentiment_files(tmp_path)
+    cli_main = importlib.import_module(f"tasks.{task}").cli_main
+    cli_main(["fit", *_cli_args(task, backbone_dir, tmp_path, files, "--trainer.fast_dev_run", "1",
+                                "--model.export_dir", str(tmp_path / "task"), "--data.label_names",
+                                '["negative", "positive"]', "--model.label_words", '[" negative", " positive"]')])
+    assert load_task(tmp_path / "task").predict(["great"])[0].keys() == {"negative", "positive"}
+    cli_main(["test", *_cli_args(task, backbone_dir, tmp_path, files, "--model.head", "prompt",
+                                 "--model.label_words", '[" negative", " positive"]', "--model.few_shot", "2")])
+    written = list((tmp_path / "run").rglob("test_metrics.json"))
+    metrics = json.loads(written[0].read_text())
+    assert {"test/accuracy", "test/macro_f1", "test/f1"} <= metrics.keys()
+    assert metrics["test/examples"] == 8
+
+
+def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
+    from tasks.ner import cli_main
+    from tests.helpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    rows = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]}] * 4
+    files = {}
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+        files[split] = str(tmp_path / f"{split}.jsonl")
+    cli_main(["fit", *_cli_args("ner", backbone_dir, tmp_path, files, "--trainer.fast_dev_run", "1",
+                                "--model.adapter", "tasks.adapters.LoRA")])
+    cli_main(["test", *_cli_args("ner", backbone_dir, tmp_path, files)])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert {"test/precision", "test/recall", "test/f1"} <= metrics.keys()
