@@ -101,6 +101,7 @@ class PretrainData(L.LightningDataModule):
         ptb: evaluate PTB test perplexity (`test` stage and the exported metrics).
         ptb_max_lines: score only the first lines of PTB test (None: all 3,761).
         num_workers: DataLoader workers.
+        tokenizer_train_chars: characters of corpus text a "bpe-N" tokenizer is trained on.
     """
 
     def __init__(
@@ -116,12 +117,14 @@ class PretrainData(L.LightningDataModule):
         ptb: bool = True,
         ptb_max_lines: int | None = None,
         num_workers: int = 0,
+        tokenizer_train_chars: int = 30_000_000,
     ):
         super().__init__()
         self.tokenizer_spec, self.text_files = tokenizer, text_files
         self.corpus_dir, self.max_docs_per_source = Path(corpus_dir), max_docs_per_source
         self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.val_windows, self.ptb, self.ptb_max_lines, self.num_workers = val_windows, ptb, ptb_max_lines, num_workers
+        self.tokenizer_train_chars = tokenizer_train_chars
         self.tokenizer: Tokenizer | None = None
         self.test_words = 0
 
@@ -164,7 +167,7 @@ class PretrainData(L.LightningDataModule):
             from backbone.data.corpus import iter_corpus_documents
 
             documents = iter_corpus_documents(max_docs_per_source=self.max_docs_per_source, split="train")
-        return Tokenizer.train(documents, vocab_size=int(spec[4:]))
+        return Tokenizer.train(_first_chars(documents, self.tokenizer_train_chars), vocab_size=int(spec[4:]))
 
     def setup(self, stage: str | None = None) -> None:
         manifest_path = self.data_dir / MANIFEST_FILE
@@ -214,6 +217,16 @@ class PretrainData(L.LightningDataModule):
         self.test_words = ptb_word_count(text)
         windows = token_windows(self.tokenizer.encode(text), self.block_size)
         return DataLoader(windows, batch_size=self.batch_size, collate_fn=partial(collate_windows, pad_id=self.tokenizer.pad_id))
+
+
+def _first_chars(documents, limit: int):
+    """Documents until `limit` characters: a BPE's merges settle long before the whole corpus is read."""
+    total = 0
+    for doc in documents:
+        yield doc
+        total += len(doc)
+        if total >= limit:
+            return
 
 
 def _digest(paths: list[str]) -> str:

@@ -145,6 +145,7 @@ def main(argv=None) -> dict:
           f"{' (autocast)' if bf16 else ''}, {threads} threads, torch {torch.__version__}, "
           f"transformers {__import__('transformers').__version__}; both attend through sdpa; "
           f"same weights (max |logit diff| {diff:.1e})")
+    load_before = os.getloadavg()[0]
     out: dict = {"preset": args.preset, "dtype": args.dtype, "threads": threads, "config": config.to_dict()}
 
     # (d) first: the peak, on a quiet machine
@@ -230,6 +231,11 @@ def main(argv=None) -> dict:
     for k, name in (("ours", "ours"), ("hf", "transformers")):
         print(f"    {name:<13} {gflops[k]:8.1f} GFLOP/s = {gflops[k] / peak[args.dtype]:6.1%} of the "
               f"{args.dtype} peak")
+    load = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
+    out["load_average"] = load
+    print(f"\n1-min load average {load['before']:.1f} before, {load['after']:.1f} after, on {load['cpus']} CPUs"
+          + ("  WARNING: other processes share the CPUs; absolute figures are noisy (ours and transformers"
+             " are interleaved, so the ratios suffer less)" if load["before"] > 1 or load["after"] > threads + 1 else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -138,7 +138,7 @@ class TaskModule(L.LightningModule):
         values = self._log_metrics("test")
         values["test/examples"] = float(getattr(self, "_test_examples", 0))
         rank_zero_info(json.dumps(values, indent=2))
-        out_dir = Path(self.trainer.log_dir or ".")
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.trainer.is_global_zero:
             (out_dir / METRICS_FILE).write_text(json.dumps(values, indent=2) + "\n")
@@ -225,7 +225,9 @@ class TaskCLI(LightningCLI):
         parser.link_arguments("model.backbone", "data.backbone")
 
 
-def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "") -> TaskCLI:
-    """One LightningCLI for any task; args=None reads sys.argv (tests pass a list)."""
-    return TaskCLI(model_class, data_class, args=args, save_config_kwargs={"overwrite": True},
+def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "",
+                 run: bool = True) -> TaskCLI:
+    """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
+    hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
+    return TaskCLI(model_class, data_class, args=args, run=run, save_config_kwargs={"overwrite": True},
                    parser_kwargs={"description": description})

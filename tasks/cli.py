@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     hf.add_argument("path")
     hf.add_argument("--out", default=None, help="artifact folder (default artifacts/backbones/<folder name>)")
     hf.set_defaults(func=cmd_import_hf)
+    bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
+    bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | full")
+    bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
+    bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
+    bench.add_argument("--out", default="benchmarks", help="where the results are written")
+    bench.set_defaults(func=cmd_bench)
     try:
         from backbone.data.cli import register
     except ImportError:  # the data layer is optional for the rest of the CLI
@@ -158,6 +164,15 @@ def cmd_generate(args) -> int:
     seconds = time.perf_counter() - start
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"kv cache {'on' if cfg.use_cache else 'off'}]", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from tasks.bench import run_bench
+
+    run_bench(args.preset, args.tasks, args.backbone, Path(args.out))
     return 0
 
 

@@ -54,7 +54,7 @@ def tiny_hf_llama(vocab_size: int, tied: bool):
     )
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():  # larger than the 0.02 init, so the logits are decisive and differences show
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.3 if p.dim() == 2 else 1 + 0.1 * torch.randn_like(p))
     return model
 
@@ -151,14 +151,17 @@ def test_unpermute_inverts_llama_cpp_permutation():
         np.testing.assert_array_equal(permute_qk(w, n_head), permuted)
 
 
-def test_digit_pre_tokenizer(tmp_path, source_tokenizer):
+def test_digit_pre_tokenizer(tmp_path, tiny_corpus):
     """tokenizer.ggml.pre "smollm" (StarCoder style) isolates every digit before the GPT-2 regex."""
-    hf = tiny_hf_llama(source_tokenizer.vocab_size, tied=True)
-    write_gguf(tmp_path / "digits.gguf", hf, source_tokenizer, pre="smollm")
+    numbers = ["in 2024 and 2024, then 2024 again: 2024 2024"] * 20
+    source = Tokenizer.train(tiny_corpus.split("\n\n") + numbers, vocab_size=300, show_progress=False)
+    source.backend.add_special_tokens(CONTROL)
+    assert len(source.encode(" 2024")) < 5  # the merges join digits: the GPT-2 regex alone would keep "2024"
+    hf = tiny_hf_llama(source.vocab_size, tied=True)
+    write_gguf(tmp_path / "digits.gguf", hf, source, pre="smollm")
     _, _, tok = read_gguf(tmp_path / "digits.gguf")
-    digits = [tok.decode([i]) for i in tok.encode("x 2024")]
-    assert digits[-4:] == ["2", "0", "2", "4"]
-    assert tok.encode("the cat") == source_tokenizer.encode("the cat")
+    assert [tok.decode([i]) for i in tok.encode("x 2024")] == ["x", " ", "2", "0", "2", "4"]
+    assert tok.encode("the cat") == source.encode("the cat")
 
 
 def test_unsupported_files_are_refused(tmp_path):

@@ -243,3 +243,19 @@ def test_backward_reaches_every_parameter(make_model):
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert loss.item() == pytest.approx(math.log(512), rel=0.05)  # near-uniform at init
+
+
+def test_math_path_with_kv_cache(make_model):
+    """The explicit path also serves incremental decoding: its last query row sees every cached key."""
+    model = make_model(positions="rope", n_kv_head=2)
+    idx = torch.randint(0, 512, (2, 8))
+    with torch.no_grad():
+        full, _ = model._run(idx, None, None, None, need_weights=False)
+        cache = model.new_cache(2, 8)
+        parts = [model._run(idx[:, :5], None, None, cache, need_weights=True)[0]]
+        for t in range(5, 8):
+            hidden, weights = model._run(idx[:, t : t + 1], None, None, cache, need_weights=True)
+            assert weights[0].shape == (2, 4, 1, t + 1)
+            assert (weights[0] > 0).all()
+            parts.append(hidden)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)

@@ -100,7 +100,7 @@ def run_program(source: str, timeout: float = 5.0, memory_mb: int = 512, *, file
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_everything(proc.pid, uid)
+                _kill_everything(proc, uid)
                 proc.wait()
             wall = time.monotonic() - start
             report = _read_report(report_r)
@@ -198,22 +198,34 @@ def processes_of(pgid: int | None = None, uid: int | None = None) -> list[int]:
     return pids
 
 
-def _kill_everything(pgid: int, uid: int | None) -> None:
-    """SIGKILL the program's process group, then, by uid, anything that escaped it (setsid, fork bombs)."""
+def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
+    """SIGKILL everything of the program: its private uid first (the PID namespace's init among them, whose
+    death takes the namespace down and lets the waiting bootstrap reap it: no zombie is left to init), then
+    the process group, then anything that is still alive by group or uid (setsid escapes, fork bombs)."""
+    if uid is not None:
+        _kill_pids(processes_of(uid=uid))
+        try:
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     for _ in range(200):  # RLIMIT_NPROC bounds how many there can be; killed processes cannot fork
-        stray = processes_of(pgid=pgid, uid=uid)
+        stray = processes_of(pgid=proc.pid, uid=uid)
         if not stray:
             return
-        for pid in stray:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _kill_pids(stray)
         time.sleep(0.005)
+
+
+def _kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _read_report(fd: int) -> str:
@@ -429,11 +441,10 @@ def reliability_guard() -> None:
     """Disable destructive functions, after HumanEval's guard. A speed bump only: the real defences are the
     process boundary, rlimits, namespaces, the private uid and the cleanup in the parent."""
     import builtins
+    import posix
     import shutil as shutil_module
     import socket
     import subprocess as subprocess_module
-
-    import posix
 
     builtins.exit = builtins.quit = None
     os.environ.clear()

@@ -1,0 +1,73 @@
+"""`gptsuite demo`: one Gradio Blocks app over whatever artifacts exist.
+
+    gptsuite demo [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]
+
+Tabs: classification, sentiment, NER, QA, translation, code generation (tests run in the sandbox), a
+generation playground, an attention view and a chat. A tab whose artifact is missing says which command
+creates it. Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn
+instead of oversubscribing the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from demos.common import Registry
+from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
+from demos.tabs_tasks import build_task_tabs
+
+CONCURRENCY_LIMIT = 2  # simultaneous model calls (2 CPU cores); the rest wait in the queue
+MAX_QUEUE = 64  # requests beyond this are refused with "queue full" rather than waiting for minutes
+
+
+def _default_backbone(reg: Registry) -> str | None:
+    """Prefer a backbone with a chat template only if it is the only one; else the first by name."""
+    names = reg.backbones()
+    return names[0] if names else None
+
+
+def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONCURRENCY_LIMIT,
+              max_queue: int = MAX_QUEUE) -> gr.Blocks:
+    reg = Registry(artifacts)
+    with gr.Blocks(title="gptsuite demo") as demo:
+        gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone. " + reg.summary(), elem_id="summary")
+        names = reg.backbones()
+        backbone = gr.Dropdown(names, value=_default_backbone(reg), label="Backbone (playground, attention, chat)",
+                               elem_id="backbone", allow_custom_value=False)
+        info = gr.Markdown(backbone_info(reg, backbone.value), elem_id="backbone-info")
+        backbone.change(lambda b: backbone_info(reg, b), backbone, info, api_name=False)
+        with gr.Tabs():
+            build_task_tabs(reg)
+            build_playground_tab(reg, backbone)
+            build_attention_tab(reg, backbone)
+            build_chat_tab(reg, backbone)
+    demo.registry = reg
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+    return demo
+
+
+def backbone_info(reg: Registry, name: str | None) -> str:
+    """The chosen backbone's shape, read from config.json (the weights load on first use)."""
+    if not name:
+        from demos.common import CREATE_BACKBONE
+
+        return f"⚠️ No backbone under `{reg.root / 'backbones'}`: create one with `{CREATE_BACKBONE}`."
+    path = reg.root / "backbones" / Path(name).name / "config.json"
+    try:
+        c = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return f"⚠️ Cannot read {path}: {err}"
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "positions")
+    return "`" + name + "`: " + ", ".join(f"{k} {c[k]}" for k in keys if k in c)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artifacts: str | Path = "artifacts",
+           concurrency_limit: int = CONCURRENCY_LIMIT, block: bool = True) -> gr.Blocks:
+    """Build the app and serve it; block=False returns at once (the server runs in a thread)."""
+    demo = build_app(artifacts, concurrency_limit)
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                show_error=True, quiet=not block)
+    return demo

@@ -1,0 +1,127 @@
+"""What every tab shares: the artifact registry (lazy, cached, thread-safe loading), input checks, limits.
+
+A tab never crashes on a missing or broken artifact: it raises a `gr.Error` whose message names the
+command that creates the artifact. Bad input (empty, huge, binary) gets a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+MAX_CHARS = 5_000  # longest text a task tab accepts
+MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
+MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
+MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
+
+CREATE_BACKBONE = "gptsuite pretrain fit --config configs/pretrain/tiny.yaml"
+TASKS = ("classification", "sentiment", "ner", "qa", "translation", "codegen")
+CREATE_TASK = {task: f"gptsuite {task} fit --config configs/tasks/{task}.yaml" for task in TASKS}
+TASK_TITLES = {"classification": "Topic classification", "sentiment": "Sentiment", "ner": "Named entities",
+               "qa": "Question answering", "translation": "Translation", "codegen": "Code generation"}
+
+
+def fail(message: str):
+    """Stop a handler and show `message` to the person (a toast in the browser, an error to API clients)."""
+    raise gr.Error(message, print_exception=False)
+
+
+def check_text(text, what: str = "text", max_chars: int = MAX_CHARS) -> str:
+    """The text itself, or a clear message when it is empty, too long or looks like binary data."""
+    if text is None or not str(text).strip():
+        fail(f"The {what} is empty: type or paste some text.")
+    text = str(text)
+    if len(text) > max_chars:
+        fail(f"The {what} is too long: {len(text):,} characters; this demo accepts at most {max_chars:,}. "
+             "Shorten it.")
+    bad = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\t\n\r") or ch in "\x7f\ufffd")
+    if "\x00" in text or bad > max(1, len(text) // 100):
+        fail(f"The {what} looks like binary data ({bad} control or undecodable characters): paste plain text.")
+    return text
+
+
+class Registry:
+    """Finds artifacts under `root` (backbones/<name>/, tasks/<task>/) and loads each once, on first use."""
+
+    def __init__(self, root: str | Path = "artifacts"):
+        self.root = Path(root)
+        self._cache: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    # --- backbones -------------------------------------------------------------------------------------
+    def backbones(self) -> list[str]:
+        folder = self.root / "backbones"
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+
+    def backbone(self, name: str | None):
+        """(model, tokenizer) of artifacts/backbones/<name>."""
+        if not name:
+            fail(f"No backbone found under {self.root / 'backbones'}: create one with `{CREATE_BACKBONE}`.")
+        directory = self.root / "backbones" / Path(name).name
+        if not (directory / "config.json").is_file():
+            fail(f"Backbone {directory} does not exist: create it with `{CREATE_BACKBONE}`.")
+
+        def load():
+            from backbone.artifact import load_backbone
+
+            model, tokenizer = load_backbone(directory)
+            return model.eval(), tokenizer
+
+        return self._cached(("backbone", str(directory)), load, f"backbone {directory}", CREATE_BACKBONE)
+
+    # --- tasks -----------------------------------------------------------------------------------------
+    def task_dir(self, task: str) -> Path:
+        return self.root / "tasks" / task
+
+    def has_task(self, task: str) -> bool:
+        return (self.task_dir(task) / "task.json").is_file()
+
+    def missing_message(self, task: str) -> str:
+        return (f"No {TASK_TITLES[task].lower()} model yet: {self.task_dir(task)} does not exist. "
+                f"Create it with `{CREATE_TASK[task]}`.")
+
+    def task(self, task: str):
+        """The fine-tuned task module of artifacts/tasks/<task>, ready for .predict."""
+        if not self.has_task(task):
+            fail(self.missing_message(task))
+        directory = self.task_dir(task)
+
+        def load():
+            from tasks.base import load_task
+
+            return load_task(directory, backbone=self._task_backbone(directory))
+
+        return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", CREATE_TASK[task])
+
+    def _task_backbone(self, directory: Path) -> str | None:
+        """The recorded backbone, or the same-named one under this registry's root when the recorded path
+        (often relative to the repository) does not resolve from here."""
+        recorded = json.loads((directory / "task.json").read_text()).get("hparams", {}).get("backbone")
+        if not recorded or (Path(recorded) / "config.json").is_file():
+            return None
+        local = self.root / "backbones" / Path(recorded).name
+        return str(local) if (local / "config.json").is_file() else None
+
+    def _cached(self, key: tuple, load, what: str, command: str):
+        with self._lock:
+            if key not in self._cache:
+                try:
+                    self._cache[key] = load()
+                except gr.Error:
+                    raise
+                except Exception as err:  # noqa: BLE001 - any load failure becomes a message, not a crash
+                    fail(f"Could not load {what}: {err}. Recreate it with `{command}`.")
+            return self._cache[key]
+
+    def summary(self) -> str:
+        """One Markdown line per artifact kind: what this demo found."""
+        names = self.backbones()
+        found = [t for t in TASKS if self.has_task(t)]
+        lines = [f"**Backbones** in `{self.root / 'backbones'}`: {', '.join(names) if names else f'none (`{CREATE_BACKBONE}`)'}",
+                 f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}"]
+        return "  \n".join(lines)

@@ -1,0 +1,178 @@
+"""`gptsuite bench --preset smoke|quick|full`: every task fine-tuned and scored, one comparison table.
+
+For each task: fit with the preset's budget, test on the benchmark split, and, where the task has one, the
+prompt path (few-shot label words, no training) on the same examples; then the simple baselines on the same
+split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with the settings that produced them.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from tasks.bench_specs import ANCHORS, PRESETS, TASKS
+
+OUT_DIR = Path("benchmarks")
+
+
+def ensure_backbone(preset: dict, backbone: str | None) -> str:
+    """The backbone folder to use: the one given, an existing artifact, or a fresh pretraining run."""
+    if backbone:
+        if not (Path(backbone) / "config.json").is_file():
+            raise FileNotFoundError(f"--backbone {backbone} has no config.json")
+        return backbone
+    directory = Path(preset["backbone"])
+    if not (directory / "config.json").is_file():
+        from backbone.lit import cli_main
+
+        cli_main(["fit", "--config", preset["pretrain_config"], "--trainer.enable_progress_bar", "false",
+                  *preset.get("pretrain_args", [])])
+    return str(directory)
+
+
+def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
+    args = ["--config", spec["config"], "--model.backbone", backbone,
+            "--trainer.default_root_dir", str(run_dir / task), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+            "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null"]
+    for key, value in budget.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    return args + extra
+
+
+def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) -> dict:
+    """Fit + test through the task's own LightningCLI, in this process; then the prompt path."""
+    module = importlib.import_module(spec["module"])
+    start = time.perf_counter()
+    cli = module.cli_main(task_args(task, spec, budget, backbone, run_dir, []), run=False)
+    if budget.get("trainer.max_epochs", 1) > 0:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    head = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    fit_test_s = time.perf_counter() - start
+    prompt = {}
+    if spec.get("prompt_args"):
+        p_cli = module.cli_main(task_args(task, spec, {**budget, "trainer.max_epochs": 0}, backbone, run_dir,
+                                          spec["prompt_args"]), run=False)
+        prompt = p_cli.trainer.test(p_cli.model, datamodule=p_cli.datamodule, verbose=False)[0]
+    baselines = spec["baselines"](cli.datamodule) if spec.get("baselines") else {}
+    return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
+            "fit_test_s": round(fit_test_s, 1), "n_eval": int(head.get("test/examples", 0)),
+            "n_train": len(cli.datamodule.splits.get("train", [])), "settings": budget,
+            "adapter": type(cli.model.adapter).__name__}
+
+
+def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
+    rows = []
+    for metric in spec["metrics"]:
+        key = f"test/{metric}"
+        rows.append({
+            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"],
+            "metric": metric, "ours_head": _pct(result["head"].get(key), spec), "ours_prompt": _pct(result["prompt"].get(key), spec),
+            "baselines": {name: _pct(vals.get(metric), spec) for name, vals in result["baselines"].items() if metric in vals},
+            "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
+            "settings": {"backbone": backbone, "adapter": result["adapter"], "n_train": result["n_train"], **result["settings"]},
+            "wall_s": result["wall_s"],
+        })
+    return rows
+
+
+def _pct(value, spec) -> float | None:
+    """Scores in the table are percentages (0-100) like the published anchors."""
+    if value is None:
+        return None
+    return round(float(value) * (100 if spec.get("fraction", True) else 1), 2)
+
+
+def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "ours_head", "ours_prompt", "baselines", "anchors", "settings"])
+        for r in rows:
+            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["ours_head"], r["ours_prompt"],
+                             json.dumps(r["baselines"]), json.dumps(r["anchors"]), json.dumps(r["settings"])])
+    (out_dir / "results.md").write_text(markdown_table(rows, meta))
+    plot(rows, out_dir / "results.png")
+
+
+def markdown_table(rows: list[dict], meta: dict) -> str:
+    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
+    lines = [f"# gptsuite benchmark ({meta['preset']})", "",
+             f"Backbone `{meta['backbone']}`; {meta['hardware']}; total wall time {meta['wall_s'] / 60:.1f} min; "
+             f"{meta['date']}. Scores in %. Baselines and ours are on the same examples; published anchors are "
+             "full-data results of much larger models, for orientation only.", "",
+             "| task | dataset (split, n) | metric | ours: head | ours: prompt | baselines | published anchors | settings |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = "; ".join(f"{k} {fmt(v)}" for k, v in r["baselines"].items()) or "–"
+        anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
+        s = r["settings"]
+        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in s.items() if k not in ("backbone",))
+        lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {fmt(r['ours_head'])} | "
+                     f"{fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
+    notes = meta.get("notes", [])
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['task']}\n{r['metric']}" for r in rows]
+    series = {"ours (head)": [r["ours_head"] or 0 for r in rows], "ours (prompt)": [r["ours_prompt"] or 0 for r in rows],
+              "best baseline": [max([v for v in r["baselines"].values() if v is not None], default=0) for r in rows]}
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(rows)), 4.5))
+    width = 0.27
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([x + (i - 1) * width for x in range(len(rows))], values, width, label=name)
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("score (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
+              out_dir: Path = OUT_DIR) -> list[dict]:
+    if preset_name not in PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    preset = PRESETS[preset_name]
+    chosen = tasks or list(preset["tasks"])
+    unknown = sorted(set(chosen) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
+    start = time.perf_counter()
+    stages = tqdm(total=len(chosen) + 1, desc="bench", unit="stage")
+    stages.set_postfix_str("backbone")
+    backbone = ensure_backbone(preset, backbone)
+    stages.update()
+    rows, notes = [], []
+    for task in chosen:
+        stages.set_postfix_str(task)
+        budget = preset["tasks"].get(task, {})
+        try:
+            result = run_task(task, TASKS[task], budget, backbone, Path("runs/bench") / preset_name)
+            rows += rows_for(task, TASKS[task], result, backbone)
+        except Exception as err:  # one task's failure is reported in the table, not fatal to the rest
+            notes.append(f"{task} failed: {type(err).__name__}: {err}")
+            tqdm.write(f"[bench] {task} failed: {err}")
+        stages.update()
+    stages.close()
+    meta = {"preset": preset_name, "backbone": backbone, "wall_s": round(time.perf_counter() - start, 1),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
+            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": notes}
+    write_results(rows, meta, out_dir)
+    print((out_dir / "results.md").read_text())
+    return rows

@@ -1,0 +1,124 @@
+"""What the benchmark runs: each task's config, metrics, baselines and published anchors, and the presets'
+budgets (dotted LightningCLI keys, so a budget is exactly the flags a user would type)."""
+
+from __future__ import annotations
+
+from tasks import baselines as B
+
+
+# --------------------------------------------------------------------------------------------------------
+# baselines on the data module's own splits (the examples our model is scored on)
+# --------------------------------------------------------------------------------------------------------
+def _classification_baselines(dm) -> dict:
+    train, test = dm.splits["train"], dm.splits["test"]
+    names = dm.label_names
+    y_train = [dm.label_to_index(v, names) for v in train[dm.label_column]]
+    y_test = [dm.label_to_index(v, names) for v in test[dm.label_column]]
+    return {"majority": B.majority(y_train, y_test, len(names)),
+            "bow-logreg": B.bow_logreg(train[dm.text_column], y_train, test[dm.text_column], y_test, len(names))}
+
+
+def _ner_baselines(dm) -> dict:
+    train, test = dm.splits["train"], dm.splits["test"]
+    tags = lambda ds: [[dm.tag_index(t) for t in row] for row in ds[dm.tags_column]]  # noqa: E731
+    return {"most-frequent-tag": B.most_frequent_tag(train[dm.tokens_column], tags(train), test[dm.tokens_column],
+                                                     tags(test), dm.label_names)}
+
+
+def _qa_baselines(dm) -> dict:
+    from tasks.qa.metrics import squad_scores
+
+    test = dm.splits[dm.eval_split] if hasattr(dm, "eval_split") else dm.splits["test"]
+    preds = [B.sliding_window(q, c) for q, c in zip(test["question"], test["context"])]
+    golds = [a["text"] for a in test["answers"]]
+    return {"sliding-window": squad_scores(preds, golds)}
+
+
+def _translation_baselines(dm) -> dict:
+    from tasks.translation.metrics import corpus_scores
+
+    src, tgt = dm.source_key, dm.target_key
+    train, test = dm.splits["train"], dm.splits["test"]
+    refs = list(test[tgt])
+    return {"copy-source": corpus_scores(B.copy_source(test[src]), refs),
+            "word-dictionary": corpus_scores(B.word_dictionary(train[src], train[tgt], test[src]), refs)}
+
+
+def _codegen_baselines(dm) -> dict:
+    from tasks.codegen.module import prompt_only_pass_at_1
+
+    return {"prompt-only": {"pass@1": prompt_only_pass_at_1(dm.splits["test"])}}
+
+
+TASKS = {
+    "classification": {"module": "tasks.classification", "config": "configs/tasks/classification.yaml",
+                       "dataset": "BBC News (5 topics)", "split": "test", "metrics": ["accuracy", "macro_f1"],
+                       "prompt_args": ["--model.head", "prompt", "--model.few_shot", "5"],
+                       "baselines": _classification_baselines},
+    "sentiment": {"module": "tasks.sentiment", "config": "configs/tasks/sentiment.yaml",
+                  "dataset": "MR movie-review sentences", "split": "test", "metrics": ["accuracy", "f1"],
+                  "prompt_args": ["--model.head", "prompt", "--model.few_shot", "4"],
+                  "baselines": _classification_baselines},
+    "ner": {"module": "tasks.ner", "config": "configs/tasks/ner.yaml", "dataset": "CoNLL-2003",
+            "split": "test", "metrics": ["f1", "precision", "recall"], "baselines": _ner_baselines},
+    "qa": {"module": "tasks.qa", "config": "configs/tasks/qa.yaml", "dataset": "SQuAD v1.1", "split": "dev",
+           "metrics": ["exact_match", "f1"], "baselines": _qa_baselines, "fraction": False},
+    "translation": {"module": "tasks.translation", "config": "configs/tasks/translation.yaml",
+                    "dataset": "Bible en-es (KJV / RV1909)", "split": "test books", "metrics": ["bleu", "chrf"],
+                    "baselines": _translation_baselines, "fraction": False},
+    "codegen": {"module": "tasks.codegen", "config": "configs/tasks/codegen.yaml", "dataset": "HumanEval",
+                "split": "test", "metrics": ["pass@1", "greedy_pass@1", "pass@10"], "baselines": _codegen_baselines},
+}
+
+ANCHORS = {
+    "sentiment": [
+        {"metric": "accuracy", "name": "GPT-1 fine-tuned, SST-2", "value": 91.3, "source": "Radford et al. 2018"},
+        {"metric": "accuracy", "name": "Kim CNN, MR", "value": 81.5, "source": "Kim 2014"},
+    ],
+    "ner": [{"metric": "f1", "name": "BERT-base", "value": 92.4, "source": "Devlin et al. 2019"}],
+    "qa": [
+        {"metric": "exact_match", "name": "BERT-base", "value": 81.2, "source": "Devlin et al. 2019"},
+        {"metric": "f1", "name": "BERT-base", "value": 88.5, "source": "Devlin et al. 2019"},
+        {"metric": "f1", "name": "logistic regression", "value": 51.0, "source": "Rajpurkar et al. 2016"},
+    ],
+    "codegen": [
+        {"metric": "pass@1", "name": "CodeParrot-110M", "value": 3.8, "source": "Nijkamp et al. 2022 / CodeParrot"},
+        {"metric": "pass@1", "name": "CodeGen-350M-mono", "value": 12.8, "source": "Nijkamp et al. 2022"},
+    ],
+}
+
+PRESETS = {
+    # a few minutes: the nano backbone, a handful of examples per task (checks the whole pipeline)
+    "smoke": {
+        "backbone": "artifacts/backbones/nano", "pretrain_config": "configs/pretrain/nano.yaml",
+        "tasks": {
+            "classification": {"data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+            "sentiment": {"data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+            "ner": {"data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+            "qa": {"data.max_train_examples": 32, "data.max_eval_examples": 16, "trainer.max_epochs": 1},
+            "translation": {"data.max_train_examples": 64, "data.max_eval_examples": 16, "trainer.max_epochs": 1},
+            "codegen": {"data.max_eval_examples": 4, "trainer.max_epochs": 0},
+        },
+    },
+    # at most 30 minutes on 2 CPU cores (with the tiny backbone already pretrained: the README's main job)
+    "quick": {
+        "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",
+        "tasks": {
+            "classification": {"data.max_train_examples": 800, "data.max_eval_examples": 221, "trainer.max_epochs": 2},
+            "sentiment": {"data.max_train_examples": 3000, "data.max_eval_examples": 500, "trainer.max_epochs": 1},
+            "ner": {"data.max_train_examples": 3000, "data.max_eval_examples": 500, "trainer.max_epochs": 1},
+            "qa": {"data.max_train_examples": 1500, "data.max_eval_examples": 300, "trainer.max_epochs": 1},
+            "translation": {"data.max_train_examples": 3000, "data.max_eval_examples": 100, "trainer.max_epochs": 1},
+            "codegen": {"data.max_eval_examples": 40, "trainer.max_epochs": 0},
+        },
+    },
+    # the full benchmark splits (hours on CPU)
+    "full": {
+        "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",
+        "tasks": {
+            "classification": {"trainer.max_epochs": 4}, "sentiment": {"trainer.max_epochs": 3},
+            "ner": {"trainer.max_epochs": 3}, "qa": {"trainer.max_epochs": 2}, "translation": {"trainer.max_epochs": 2},
+            "codegen": {"trainer.max_epochs": 1},
+        },
+    },
+}
