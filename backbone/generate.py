@@ -338,7 +338,8 @@ def _stop_fn(tokenizer, stop: Sequence[str], eos: int) -> StopFn | None:
         return None
 
     def hit(generated: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([cut_at_stop(_decode_until_eos(tokenizer, row, eos), stop)[1] for row in generated.tolist()])
+        hits = [cut_at_stop(_decode_until_eos(tokenizer, row, eos), stop)[1] for row in generated.tolist()]
+        return torch.tensor(hits, device=generated.device)
 
     return hit
 

@@ -24,7 +24,7 @@ MAX_QUEUE = 64  # requests beyond this are refused with "queue full" rather than
 
 
 def _default_backbone(reg: Registry) -> str | None:
-    """Prefer a backbone with a chat template only if it is the only one; else the first by name."""
+    """The first backbone by name (None when there is none)."""
     names = reg.backbones()
     return names[0] if names else None
 
@@ -32,8 +32,8 @@ def _default_backbone(reg: Registry) -> str | None:
 def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONCURRENCY_LIMIT,
               max_queue: int = MAX_QUEUE) -> gr.Blocks:
     reg = Registry(artifacts)
-    with gr.Blocks(title="gptsuite demo") as demo:
-        gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone. " + reg.summary(), elem_id="summary")
+    with gr.Blocks(title="gptsuite demo", delete_cache=(600, 3600)) as demo:  # cached outputs live an hour
+        gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone.\n\n" + reg.summary(), elem_id="summary")
         names = reg.backbones()
         backbone = gr.Dropdown(names, value=_default_backbone(reg), label="Backbone (playground, attention, chat)",
                                elem_id="backbone", allow_custom_value=False)

@@ -23,32 +23,32 @@ def _panel(weights: np.ndarray, size: int) -> Image.Image:
     return Image.fromarray(colorize(scaled)).resize((size, size), Image.NEAREST)
 
 
-def grid_image(weights: np.ndarray, panel: int = 120, pad: int = 18) -> Image.Image:
+def grid_image(weights: np.ndarray, panel: int = 120, pad: int = 18, top: int = 36) -> Image.Image:
     """weights (L, H, T, T) -> one image: a row per layer, a column per head, each labelled."""
     n_layer, n_head = weights.shape[:2]
     font = ImageFont.load_default()
-    image = Image.new("RGB", (pad + n_head * (panel + pad), pad + n_layer * (panel + pad)), "white")
+    image = Image.new("RGB", (pad + n_head * (panel + pad), top + pad + n_layer * (panel + pad)), "white")
     draw = ImageDraw.Draw(image)
     for layer in range(n_layer):
         for head in range(n_head):
-            x, y = pad + head * (panel + pad), pad + layer * (panel + pad)
+            x, y = pad + head * (panel + pad), top + pad + layer * (panel + pad)
             image.paste(_panel(weights[layer, head], panel), (x, y))
             draw.text((x, y - pad + 3), f"layer {layer} head {head}", fill="black", font=font)
     return image
 
 
-def head_image(weights: np.ndarray, tokens: list[str], cell: int = 22) -> Image.Image:
+def head_image(weights: np.ndarray, tokens: list[str], cell: int = 22, top: int = 36) -> Image.Image:
     """One head (T, T): queries down the side, keys along the top, token strings on both axes."""
     font = ImageFont.load_default()
     labels = [t.replace("\n", "\\n")[:12] or "·" for t in tokens]
     margin = 8 + 7 * max((len(s) for s in labels), default=1)
     n = len(tokens)
-    image = Image.new("RGB", (margin + n * cell + 4, margin + n * cell + 4), "white")
-    image.paste(_panel(weights, n * cell), (margin, margin))
+    image = Image.new("RGB", (margin + n * cell + 4, top + margin + n * cell + 4), "white")
+    image.paste(_panel(weights, n * cell), (margin, top + margin))
     draw = ImageDraw.Draw(image)
     for i, label in enumerate(labels):
-        draw.text((4, margin + i * cell + cell // 2 - 5), label, fill="black", font=font)
-        top = Image.new("RGB", (margin, cell), "white")
-        ImageDraw.Draw(top).text((4, cell // 2 - 5), label, fill="black", font=font)
-        image.paste(top.rotate(90, expand=True), (margin + i * cell, 0))
+        draw.text((4, top + margin + i * cell + cell // 2 - 5), label, fill="black", font=font)
+        key = Image.new("RGB", (margin, cell), "white")
+        ImageDraw.Draw(key).text((4, cell // 2 - 5), label, fill="black", font=font)
+        image.paste(key.rotate(90, expand=True), (margin + i * cell, top))
     return image

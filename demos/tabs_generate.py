@@ -5,7 +5,9 @@ that carry a chat template."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -116,6 +118,29 @@ def attention(reg: Registry, backbone, text, layer, head):
     head = min(max(int(head or 0), 0), n_head - 1)
     note += f" {n_layer} layers x {n_head} heads; enlarged: layer {layer}, head {head}."
     return grid_image(weights), head_image(weights[layer, head], tokenizer.token_strings(ids)), note
+
+
+_IMAGE_DIR = Path(tempfile.gettempdir()) / "gptsuite-demo"
+
+
+def image_file(image, keep_s: float = 600.0) -> str:
+    """Save a PIL image under a name of its own and return the path.
+
+    Gradio caches a returned PIL image at a path derived from its bytes and rewrites that file on every
+    request, so two users who get the same heatmap at once can download a file in the middle of being
+    rewritten (a truncated response). A unique file name gives every request its own cached copy.
+    """
+    _IMAGE_DIR.mkdir(exist_ok=True)
+    now = time.time()
+    for old in _IMAGE_DIR.glob("*.png"):
+        try:
+            if now - old.stat().st_mtime > keep_s:
+                old.unlink()
+        except OSError:
+            pass  # another request removed it first
+    path = _IMAGE_DIR / f"attention-{uuid.uuid4().hex}.png"
+    image.save(path)
+    return str(path)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -241,10 +266,14 @@ def build_attention_tab(reg: Registry, backbone: gr.Dropdown) -> None:
             run = gr.Button("Show attention", variant="primary", elem_id="attn-button")
         note = gr.Markdown(elem_id="attn-note")
         with gr.Row():
-            grid = gr.Image(label="Every layer (rows) and head (columns)", type="pil", elem_id="attn-grid")
-            detail = gr.Image(label="One head: queries (rows) x keys (columns)", type="pil", elem_id="attn-head")
-        run.click(lambda b, t, lay, h: attention(reg, b, t, lay, h), [backbone, text, layer, head],
-                  [grid, detail, note], api_name="attention")
+            grid = gr.Image(label="Every layer (rows) and head (columns)", type="filepath", elem_id="attn-grid")
+            detail = gr.Image(label="One head: queries (rows) x keys (columns)", type="filepath", elem_id="attn-head")
+
+        def on_attention(b, t, lay, h):
+            grid_png, head_png, message = attention(reg, b, t, lay, h)
+            return image_file(grid_png), image_file(head_png), message
+
+        run.click(on_attention, [backbone, text, layer, head], [grid, detail, note], api_name="attention")
 
 
 def build_chat_tab(reg: Registry, backbone: gr.Dropdown) -> None:

@@ -134,9 +134,13 @@ class TaskModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_examples = 0  # counted by update_metrics, reported next to the scores
+
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics("test")
         values["test/examples"] = float(getattr(self, "_test_examples", 0))
+        self.log("test/examples", values["test/examples"])
         rank_zero_info(json.dumps(values, indent=2))
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

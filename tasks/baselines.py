@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 WORD = re.compile(r"\w+|[^\w\s]")
+STOPWORDS = set("a an the of in on at to for by with from and or but is was were are be been it its this that "
+                "these those as he she they his her their which who whom what when where why how".split())
 
 
 def words(text: str) -> list[str]:
@@ -84,15 +86,18 @@ def most_frequent_tag(train_tokens, train_tags, test_tokens, test_tags, label_na
 
 def sliding_window(question: str, context: str, window: int = 12, max_span: int = 4) -> str:
     """Richardson et al. (2013)'s sliding window, adapted to spans: score each candidate span (up to max_span
-    words, none of them a question word) by how many question words occur in the window around it."""
+    words, none of them a question word, not starting or ending with a stopword) by how many question
+    content words occur in the window around it."""
     tokens = context.split()
-    q = set(words(question))
+    q = set(words(question)) - STOPWORDS
     stripped = [re.sub(r"^\W+|\W+$", "", t).lower() for t in tokens]
     best, best_score = "", -1.0
     for i in range(len(tokens)):
         for n in range(1, max_span + 1):
             if i + n > len(tokens) or any(s in q or not s for s in stripped[i : i + n]):
                 break
+            if stripped[i] in STOPWORDS or stripped[i + n - 1] in STOPWORDS:
+                continue
             around = stripped[max(0, i - window) : i] + stripped[i + n : i + n + window]
             score = sum(1 for w in around if w in q) - 0.01 * n
             if score > best_score:

@@ -5,6 +5,7 @@
     gptsuite info                                                 presets and their sizes
     gptsuite data list | prepare NAME|all | corpus --stats        offline sources
     gptsuite import hf PATH                                       a local Hugging Face folder -> backbone
+    gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works.
 """
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     hf.add_argument("path")
     hf.add_argument("--out", default=None, help="artifact folder (default artifacts/backbones/<folder name>)")
     hf.set_defaults(func=cmd_import_hf)
+    from demos.__main__ import add_arguments as add_demo_arguments
+
+    demo = add_demo_arguments(sub.add_parser("demo", help="serve the Gradio web demo over whatever artifacts exist"))
+    demo.set_defaults(func=cmd_demo)
     bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
     bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
@@ -174,6 +179,12 @@ def cmd_bench(args) -> int:
 
     run_bench(args.preset, args.tasks, args.backbone, Path(args.out))
     return 0
+
+
+def cmd_demo(args) -> int:
+    from demos.__main__ import run
+
+    return run(args)
 
 
 def cmd_import_hf(args) -> int:

@@ -349,3 +349,20 @@ def test_generate_restores_training_mode(model):
     model.train()
     generate(model, prompt(), max_new_tokens=2)
     assert model.training
+
+
+def test_low_temperature_is_greedy(model):
+    ids = prompt(batch=2)
+    greedy = generate(model, ids, max_new_tokens=16)
+    assert torch.equal(generate(model, ids, max_new_tokens=16, temperature=1e-3, seed=0), greedy)
+    assert not torch.equal(generate(model, ids, max_new_tokens=16, temperature=1.0, seed=0), greedy)
+
+
+def test_stream_yields_before_decoding_ends(text_model, tiny_tokenizer):
+    calls = []
+    text_model.register_forward_hook(lambda *_: calls.append(1))
+    pieces = stream(text_model, tiny_tokenizer, "Once upon a time", max_new_tokens=30, eos_token_id=-1)
+    first = next(pieces)
+    assert first and len(calls) < 30
+    rest = list(pieces)
+    assert len(rest) >= 3 and len(calls) == 30

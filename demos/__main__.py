@@ -1,0 +1,25 @@
+"""`python -m demos [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]`: the same as `gptsuite demo`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--artifacts", default="artifacts", help="folder with backbones/<name>/ and tasks/<task>/")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--concurrency", type=int, default=2, help="model calls served at once; the rest queue")
+    return parser
+
+
+def run(args) -> int:
+    from demos.app import launch
+
+    launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(add_arguments(argparse.ArgumentParser(prog="python -m demos")).parse_args()))

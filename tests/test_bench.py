@@ -1,0 +1,68 @@
+"""The benchmark runner end to end on a nano backbone and a few real benchmark examples, plus its baselines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks import baselines as B
+from tasks import bench_specs
+from tasks.bench import run_bench
+from tests.helpers import ROOT, make_backbone
+
+
+def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # task configs are found relative to the project
+    backbone = make_backbone(tmp_path / "nano")
+    budget = {"data.max_train_examples": 16, "data.max_eval_examples": 8, "trainer.max_epochs": 1,
+              "trainer.precision": "32", "data.batch_size": 8}
+    monkeypatch.setitem(bench_specs.PRESETS, "unit", {"backbone": str(backbone), "pretrain_config": "-",
+                                                      "tasks": {"sentiment": budget, "ner": budget}})
+    run_bench("unit", ["sentiment", "ner"], str(backbone), out_dir=tmp_path / "out")
+    for name in ("results.md", "results.csv", "results.json", "results.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = {(r["task"], r["metric"]): r for r in data["rows"]}
+    assert data["meta"]["notes"] == []  # no task failed
+    accuracy = rows[("sentiment", "accuracy")]
+    assert accuracy["n_eval"] == 8 and 0 <= accuracy["ours_head"] <= 100 and accuracy["ours_prompt"] is not None
+    assert set(accuracy["baselines"]) == {"majority", "bow-logreg"}
+    assert any(a["value"] == 91.3 for a in accuracy["anchors"])
+    assert "most-frequent-tag" in rows[("ner", "f1")]["baselines"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| sentiment | MR movie-review sentences (test, 8) | accuracy |" in table
+
+
+def test_unknown_preset_and_task_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_bench("nope")
+    with pytest.raises(ValueError, match="unknown tasks"):
+        run_bench("smoke", ["poetry"])
+
+
+def test_majority_and_bow_baselines():
+    texts = ["good great fine", "great good", "bad awful", "awful bad terrible", "good fine"]
+    labels = [1, 1, 0, 0, 1]
+    assert B.majority(labels, [1, 0], 2)["accuracy"] == pytest.approx(0.5)
+    scores = B.bow_logreg(texts, labels, ["great fine", "terrible awful"], [1, 0], 2)
+    assert scores["accuracy"] == 1.0 and scores["f1"] == 1.0
+
+
+def test_most_frequent_tag_baseline():
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    scores = B.most_frequent_tag([["John", "went", "to", "Paris"]], [[1, 0, 0, 3]], [["John", "saw", "Paris"]],
+                                 [[1, 0, 3]], names)
+    assert scores["f1"] == 1.0
+
+
+def test_sliding_window_finds_the_span_near_the_question_words():
+    context = "The tower was built in 1889 by Gustave Eiffel for the world fair in Paris ."
+    # "Gustave Eiffel" has built, world and fair within 5 words; "Paris" only world and fair
+    assert B.sliding_window("Who built the tower for the world fair?", context, window=5, max_span=2) == "Gustave Eiffel"
+
+
+def test_word_dictionary_learns_consistent_pairs():
+    src = ["the dog", "the cat", "a dog", "a cat"]
+    tgt = ["el perro", "el gato", "un perro", "un gato"]
+    assert B.word_dictionary(src, tgt, ["the dog"]) == ["el perro"]

@@ -1,0 +1,180 @@
+"""The demo as a person uses it: served on 127.0.0.1, driven in headless Chromium (Debian's package, through
+Playwright; no browser download), every tab filled and clicked, outputs asserted, screenshots saved.
+
+Screenshots go to a temporary folder; GPTSUITE_SCREENSHOTS=1 also copies one to benchmarks/screenshots/.
+In CI (CI=true) a missing chromium or playwright is a failure; locally the test skips and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+from tests.test_demo import make_demo_artifacts
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 20_000
+
+
+def _need_browser():
+    problems = []
+    if not Path(CHROMIUM).is_file():
+        problems.append("chromium is not installed (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("playwright is not installed (pip install -e '.[dev]')")
+    if problems:
+        reason = "; ".join(problems)
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the browser test must run in CI: {reason}")
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _need_browser()
+    from demos.app import launch
+
+    artifacts = make_demo_artifacts(tmp_path_factory.mktemp("artifacts"))
+    port = _free_port()
+    demo = launch("127.0.0.1", port, artifacts=artifacts, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server)
+        page.get_by_text("NLP tasks on one GPT backbone").wait_for()
+        yield page
+        browser.close()
+
+
+def box(page, elem_id: str):
+    """The text field inside a gr.Textbox."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def expect_text(page, selector: str, text: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_contain_text(text, timeout=TIMEOUT_MS)
+
+
+def test_every_tab_in_chromium(page, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    def shot(name: str) -> Path:
+        path = shots / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    # classification and sentiment: label probabilities
+    for tab, task, label in (("Topic classification", "classification", "business"), ("Sentiment", "sentiment", "positive")):
+        open_tab(page, tab)
+        box(page, f"{task}-input").fill("a wonderful, moving film with great acting")
+        page.locator(f"#{task}-button").click()
+        expect_text(page, f"#{task}-output", label)
+        expect_text(page, f"#{task}-output", "%")
+    sentiment_png = shot("sentiment")
+
+    # bad input: empty, then 100k characters
+    box(page, "sentiment-input").fill("")
+    page.locator("#sentiment-button").click()
+    page.get_by_text("The text is empty").first.wait_for()
+    box(page, "sentiment-input").fill("y" * 100_000)
+    page.locator("#sentiment-button").click()
+    page.get_by_text("100,000 characters").first.wait_for()
+    shot("bad-input")
+
+    # NER: the sentence comes back with its words, entities highlighted
+    open_tab(page, "Named entities")
+    box(page, "ner-input").fill("Angela Merkel visited Paris.")
+    page.locator("#ner-button").click()
+    expect_text(page, "#ner-output", "Merkel")
+    shot("ner")
+
+    # QA and translation have no artifact here: the tab and the click both name the command
+    open_tab(page, "Question answering")
+    expect_text(page, "#qa-status", "gptsuite qa fit --config configs/tasks/qa.yaml")
+    page.locator("#qa-button").click()
+    page.get_by_text("No question answering model yet").last.wait_for()
+    open_tab(page, "Translation")
+    expect_text(page, "#translation-status", "gptsuite translation fit")
+
+    # code generation: a hand-written completion, HumanEval-style tests run in the sandbox
+    open_tab(page, "Code generation")
+    box(page, "codegen-completion").fill("    return a + b\n")
+    page.locator("#codegen-run").click()
+    expect_text(page, "#codegen-result", "passed")
+    box(page, "codegen-completion").fill("    return a - b\n")
+    page.locator("#codegen-run").click()
+    expect_text(page, "#codegen-result", "failed")
+    shot("codegen")
+
+    # playground: streamed completion with tokens/s, then the cache comparison
+    open_tab(page, "Generation playground")
+    box(page, "gen-prompt").fill("the best movie")
+    page.locator("#gen-button").click()
+    expect_text(page, "#gen-stats", "tokens/s")
+    expect_text(page, "#gen-stats", "KV cache on")
+    assert box(page, "gen-output").input_value() != ""
+    page.locator("#gen-compare").click()
+    expect_text(page, "#gen-comparison", "Speed-up with the cache")
+    playground_png = shot("playground")
+
+    # attention: two heatmap images and a note
+    open_tab(page, "Attention")
+    page.locator("#attn-button").click()
+    expect_text(page, "#attn-note", "2 layers x 4 heads")
+    page.locator("#attn-grid img").wait_for()
+    page.locator("#attn-head img").wait_for()
+    shot("attention")
+
+    # chat: two turns, streamed replies
+    open_tab(page, "Chat")
+    expect_text(page, "#chat-status", "Chatting with nano")
+    for turn in ("hello there", "tell me more"):
+        box(page, "chat-input").fill(turn)
+        page.locator("#chat-send").click()
+        expect_text(page, "#chat-box", turn)
+    page.wait_for_function("document.querySelector('#chat-input textarea, #chat-input input').value === ''")
+    shot("chat")
+
+    # a backbone without a chat template: the chat tab says so
+    page.locator("#backbone input").click()
+    page.get_by_role("option", name="plain").click()
+    expect_text(page, "#chat-status", "no chat template")
+    shot("chat-no-template")
+
+    assert all(p.stat().st_size > 10_000 for p in (sentiment_png, playground_png))
+    if os.environ.get("GPTSUITE_SCREENSHOTS"):
+        out = ROOT / "benchmarks" / "screenshots"
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(playground_png, out / "demo-playground.png")
+    print(f"screenshots in {shots}")
