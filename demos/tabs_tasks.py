@@ -88,7 +88,8 @@ def translate(reg: Registry, text: str) -> str:
 
 def complete_code(reg: Registry, prompt: str) -> str:
     prompt = check_text(prompt, "prompt", MAX_CODE_CHARS)
-    return reg.task("codegen").predict(prompt)
+    out = reg.task("codegen").predict(prompt)
+    return out[0] if isinstance(out, (list, tuple)) else str(out)
 
 
 def run_tests(reg: Registry, prompt: str, completion: str, test: str, entry_point: str) -> str:
@@ -112,6 +113,11 @@ def run_tests(reg: Registry, prompt: str, completion: str, test: str, entry_poin
 
 
 def format_result(result) -> str:
+    """A sandbox Result (or a dict with the same fields) as Markdown."""
+    if isinstance(result, dict):
+        from types import SimpleNamespace
+
+        result = SimpleNamespace(**result)
     status = getattr(result, "status", "error")
     icon = {"passed": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "⚠️")
     lines = [f"{icon} **{status}** in {getattr(result, 'wall_s', 0.0):.2f} s"]
