@@ -199,9 +199,11 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     cache = model.new_cache(B, T + cfg.max_new_tokens) if cfg.use_cache else None
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+    padded = not bool(mask.all())
     feed = tokens
     for _ in range(cfg.max_new_tokens):
-        hidden = model(feed, mask, cache=cache) if cache is not None else model(tokens, mask)
+        model_mask = mask if padded else None  # no padding: the model's plain causal fast path
+        hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
         scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens, mask, cfg)  # (B, V)
         if cfg.sampling:
             next_token = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
@@ -236,9 +238,11 @@ def beam_search(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     cache = model.new_cache(B * K, T + cfg.max_new_tokens) if cfg.use_cache else None
     finished: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(B)]
     done = [False] * B
+    padded = not bool(mask.all())
     feed = tokens
     for step in range(cfg.max_new_tokens):
-        hidden = model(feed, mask, cache=cache) if cache is not None else model(tokens, mask)
+        model_mask = mask if padded else None  # no padding: the model's plain causal fast path
+        hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
         logprobs = F.log_softmax(model.lm_logits(hidden[:, -1]).float(), dim=-1)  # (B*K, V)
         logprobs = process_scores(logprobs, tokens, mask, cfg)
         V = logprobs.size(-1)
