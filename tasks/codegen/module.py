@@ -1,0 +1,195 @@
+"""Code generation: fine-tune the backbone on Python, then score HumanEval / MBPP by running its code.
+
+For every problem, `num_samples` completions are sampled (the `generation` config: temperature, top_p,
+stop sequences at a new top-level def / class / if / print / comment) plus one greedy completion. Each
+prompt + completion is run against the problem's tests in the sandbox (tasks.codegen.sandbox: a separate
+process, limits, no network) and never in this process. pass@k uses the unbiased estimator of Chen et al.
+(2021) (tasks.codegen.passk), for each k in `ks` with k <= num_samples; greedy_pass@1 is the fraction of
+problems whose greedy completion passes.
+
+Bad rows: a problem without tests (or without a prompt / entry point) is reported and skipped; a completion
+that is not valid Python is a failed sample (the sandbox says so); a problem whose decoding fails counts
+its samples as failed, with a warning. None of these stops the evaluation.
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from torchmetrics import Metric
+
+from backbone.generate import GenerationConfig
+from tasks.adapters import Adapter
+from tasks.codegen.passk import pass_at_k
+from tasks.codegen.sandbox import Result, check_program, run_many
+from tasks.generative import GenerativeTask
+
+STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#")
+DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
+                                      truncate_prompt=True)
+
+
+def problem_issue(row: dict) -> str | None:
+    """Why a problem cannot be scored, or None."""
+    for column in ("prompt", "test", "entry_point"):
+        value = row.get(column)
+        if not isinstance(value, str) or not value.strip():
+            return "no tests" if column == "test" else f"no {column}"
+    return None
+
+
+def prompt_only_pass_at_1(problems, timeout: float = 3.0) -> float:
+    """Baseline: the prompt alone (a docstring-only function) run against each problem's tests."""
+    rows = [dict(r) for r in problems if problem_issue(r) is None]  # a datasets.Dataset or a list of dicts
+    if not rows:
+        return 0.0
+    results = run_many([{"solution": r["prompt"], "test_code": r["test"], "entry_point": r["entry_point"],
+                         "timeout": timeout} for r in rows])
+    return sum(r.passed for r in results) / len(rows)
+
+
+class PassAtK(Metric):
+    """Per problem: samples n, passing samples c, greedy passed (1/0, or -1 when not run).
+    compute() -> {"pass@k" for k in ks with k <= every n, "greedy_pass@1"}."""
+
+    full_state_update = False
+
+    def __init__(self, ks: tuple[int, ...] = (1, 10)):
+        super().__init__()
+        self.ks = tuple(ks)
+        for name in ("n", "c", "greedy"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, n: int, c: int, greedy: int) -> None:
+        for name, value in (("n", n), ("c", c), ("greedy", greedy)):
+            getattr(self, name).append(torch.tensor([value], dtype=torch.long))
+
+    def compute(self) -> dict[str, float]:
+        cat = lambda xs: torch.cat(xs) if isinstance(xs, list) else xs  # noqa: E731
+        if not self.n:
+            return {}
+        n, c, greedy = cat(self.n), cat(self.c), cat(self.greedy)
+        out = {}
+        for k in self.ks:
+            if int(n.min()) >= k:
+                out[f"pass@{k}"] = float(pass_at_k(n.tolist(), c.tolist(), k).mean())
+        ran = greedy[greedy >= 0]
+        if len(ran):
+            out["greedy_pass@1"] = float(ran.float().mean())
+        return out
+
+
+class CodeGenerator(GenerativeTask):
+    """Args (beyond TaskModule's):
+        generation: sampling settings for the n samples (temperature, top_p, max_new_tokens, stop, seed).
+        num_samples: completions sampled per problem (0: greedy only).
+        ks: pass@k values reported (each only when num_samples >= k).
+        greedy: also decode one greedy completion per problem (greedy_pass@1).
+        timeout: wall-clock seconds per program in the sandbox.
+        workers: sandbox processes at once (None: every core).
+        add_eos: end every training chunk with eos.
+    """
+
+    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
+                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 generation: GenerationConfig | None = None, add_eos: bool = True, num_samples: int = 10,
+                 ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0, workers: int | None = None):
+        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
+                         max_length, export_dir, generation if generation is not None else DEFAULT_GENERATION,
+                         add_eos)
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        if not num_samples and not greedy:
+            raise ValueError("nothing to evaluate: set num_samples >= 1 or greedy: true")
+        self.hparams.ks = list(ks or [1, 10])
+        self.skipped: list[str] = []
+
+    def build_head(self) -> None:
+        self.stage_metrics = nn.ModuleDict({"test": PassAtK(tuple(self.hparams.ks))})
+
+    @property
+    def greedy_config(self) -> GenerationConfig:
+        return self.generation.replace(temperature=0.0, num_beams=1)
+
+    def training_pair(self, row: dict) -> tuple[str, str]:
+        return "", row["text"]
+
+    def metrics(self, stage: str) -> dict:
+        return {"pass_at_k": self.stage_metrics["test"]} if stage == "test" else {}
+
+    # --- evaluation ------------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.skipped, self._problem_index = [], 0
+
+    def complete(self, problem: dict, index: int) -> tuple[list[str], str | None]:
+        """num_samples sampled completions (seeded by the problem's index) and the greedy one."""
+        h = self.hparams
+        samples = []
+        if h.num_samples:
+            seed = (self.generation.seed or 0) + index
+            samples = self.generate([problem["prompt"]] * h.num_samples, self.generation.replace(seed=seed))
+        greedy = self.generate([problem["prompt"]], self.greedy_config)[0] if h.greedy else None
+        return samples, greedy
+
+    def update_metrics(self, stage: str, batch: dict) -> None:
+        if stage != "test":
+            return
+        h = self.hparams
+        work = []  # (problem, samples, greedy)
+        for row in batch["rows"]:
+            index, self._problem_index = self._problem_index, self._problem_index + 1
+            task_id = row.get("task_id") or f"problem {index}"
+            issue = problem_issue(row)
+            if issue:
+                rank_zero_warn(f"codegen: {task_id}: {issue}, skipped (not scored)")
+                self.skipped.append(f"{task_id}: {issue}")
+                continue
+            try:
+                samples, greedy = self.complete(row, index)
+            except Exception as e:  # noqa: BLE001 - one bad row never kills the evaluation
+                rank_zero_warn(f"codegen: {task_id}: decoding failed ({type(e).__name__}: {e}); its samples count as failed")
+                work.append((row, [None] * h.num_samples, None, f"decoding failed: {type(e).__name__}: {e}"))
+                continue
+            work.append((row, samples, greedy, None))
+        programs, owners = [], []
+        for w, (row, samples, greedy, _) in enumerate(work):
+            for s, completion in enumerate([*samples, *([greedy] if h.greedy else [])]):
+                if completion is not None:
+                    programs.append({"solution": row["prompt"] + completion, "test_code": row["test"],
+                                     "entry_point": row["entry_point"], "timeout": h.timeout})
+                    owners.append((w, s))
+        results = dict(zip(owners, run_many(programs, workers=h.workers))) if programs else {}
+        failed = Result("failed", reason="decoding failed")
+        for w, (row, samples, greedy, error) in enumerate(work):
+            sample_results = [results.get((w, s), failed) for s in range(h.num_samples)]
+            greedy_result = results.get((w, h.num_samples), failed) if h.greedy else None
+            passed = sum(r.passed for r in sample_results)
+            self.stage_metrics["test"].update(h.num_samples, passed, -1 if greedy_result is None else int(greedy_result.passed))
+            self._test_examples = getattr(self, "_test_examples", 0) + 1
+            self._records.append({
+                "task_id": row.get("task_id"), "error": error, "passed": passed, "samples": len(sample_results),
+                "greedy_passed": None if greedy_result is None else greedy_result.passed,
+                "greedy_completion": greedy, "greedy_reason": None if greedy_result is None else greedy_result.reason,
+                "completions": samples, "statuses": [r.status for r in sample_results],
+                "reasons": [r.reason for r in sample_results]})
+
+    def test_report(self) -> dict:
+        return {"test/skipped": self.skipped, "test/num_samples": self.hparams.num_samples,
+                "test/generation": {k: v for k, v in self.hparams.generation.items() if v not in (None, ())}}
+
+    # --- use -------------------------------------------------------------------------------------------
+    def predict(self, prompt: str, num_samples: int = 0) -> str | list[str]:
+        """The greedy completion of a code prompt; with num_samples > 0, that many sampled completions."""
+        self.eval()
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("the prompt is empty: write the start of a function (signature and docstring)")
+        if num_samples:
+            return self.generate([prompt] * num_samples)
+        return self.generate([prompt], self.greedy_config)[0]
+
+    def run_tests(self, prompt: str, completion: str, test: str, entry_point: str) -> Result:
+        """Run HumanEval-style tests (`def check(candidate)`) on prompt + completion, in the sandbox."""
+        return check_program(prompt + completion, test, entry_point, timeout=self.hparams.timeout)

@@ -1,0 +1,182 @@
+"""The backbone as a conditional language model: the piece translation and code generation share.
+
+An example is a prompt (the source written into a template) followed by a target. Training is next-token
+prediction over prompt + target with the loss on the target tokens only: every prompt position (and the
+padding) gets IGNORE in the labels, so the model is never trained to produce the source. Prediction decodes
+from the shared decoder (`backbone.generate.generate_text`: greedy, sampling or beam search, stop strings,
+eos), configured by a `GenerationConfig` in the YAML.
+
+Tokenisation matches decoding exactly: the prompt is encoded on its own (with the tokenizer's bos, as
+`generate_text` encodes prompts) and the target on its own, then concatenated, so the model is trained on
+the very token boundary it sees when it generates.
+
+Adapters: decoding runs the backbone itself (with its KV cache), so an adapter must act inside the backbone
+(FullFineTune, Frozen, LoRA). PromptTuning / PrefixTuning change what is fed to the backbone (a soft prompt,
+a prefilled cache) and are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics import Metric
+
+from backbone.generate import GenerationConfig, generate_text
+from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
+from tasks.base import METRICS_FILE, TaskModule
+from tasks.data import TaskData
+
+IGNORE = -100
+PREDICTIONS_FILE = "test_predictions.jsonl"
+GENERATIVE_ADAPTERS = (FullFineTune, Frozen, LoRA)
+
+
+def check_generative_adapter(adapter: Adapter) -> None:
+    """Decoding calls the backbone directly: an adapter that changes its inputs (encode) cannot be used."""
+    if type(adapter).encode is not Adapter.encode:
+        names = ", ".join(a.__name__ for a in GENERATIVE_ADAPTERS)
+        raise ValueError(f"generative tasks (translation, codegen) decode with the shared decoder, which runs the "
+                         f"backbone itself: {type(adapter).__name__} changes the backbone's inputs and is not "
+                         f"supported; use one of {names} (tasks.adapters)")
+
+
+def encode_pairs(tokenizer, prompts: list[str], targets: list[str], max_tokens: int,
+                 add_eos: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask, labels) for prompt + target; labels are IGNORE on the prompt
+    and the padding. Too long: the target keeps at least half the budget (its end is cut), the prompt keeps
+    its last tokens (the part next to the target)."""
+    rows, labels = [], []
+    for prompt, target in zip(prompts, targets):
+        p = tokenizer.encode(prompt, add_bos=True)
+        t = tokenizer.encode(target) + ([tokenizer.eos_id] if add_eos else [])
+        if len(p) + len(t) > max_tokens:
+            t = t[: max(min(len(t), max_tokens // 2), max_tokens - len(p))]
+            p = p[len(p) - (max_tokens - len(t)):] if max_tokens > len(t) else []
+        ids = (p + t) or [tokenizer.eos_id]
+        rows.append(ids)
+        labels.append([IGNORE] * len(p) + t if p or t else [IGNORE])
+    input_ids, mask = tokenizer.pad(rows, side="right")
+    label_tensor = torch.full_like(input_ids, IGNORE)
+    for i, row in enumerate(labels):
+        label_tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return input_ids, mask, label_tensor
+
+
+class ListMetric(Metric):
+    """A torchmetrics Metric that collects Python objects (texts, records) for a corpus-level score.
+
+    torchmetrics list states must hold tensors, so the items live in a plain list that reset() clears;
+    single-process only (no gathering across devices), as every gptsuite run is.
+    """
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.items: list = []
+
+    def update(self, items: list) -> None:
+        self.items.extend(items)
+
+    def reset(self) -> None:
+        super().reset()
+        self.items = []
+
+
+class GenerativeData(TaskData):
+    """Shared collate: rows -> the module's (prompt, target) pairs -> tokens with target-only labels.
+
+    The rows stay in the batch ("rows") so evaluation can read sources, references, tests.
+    """
+
+    def collate(self, rows: list[dict]) -> dict:
+        module = self.trainer.lightning_module
+        prompts, targets = zip(*(module.training_pair(r) for r in rows)) if rows else ((), ())
+        ids, mask, labels = encode_pairs(self.tokenizer, list(prompts), list(targets), self.max_tokens)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "rows": rows}
+
+
+class GenerativeTask(TaskModule):
+    """A conditional LM TaskModule. Subclasses: training_pair(row), update_metrics, metrics.
+
+    Args (beyond TaskModule's):
+        generation: decoding settings for evaluation and predict (backbone.generate.GenerationConfig).
+        add_eos: end every training target with the eos token, so generation learns to stop.
+    """
+
+    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
+                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 generation: GenerationConfig | dict | None = None, add_eos: bool = True):
+        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
+                         max_length, export_dir)
+        check_generative_adapter(self.adapter)
+        self.label_names = list(label_names or [])  # no label map: the vocabulary is the output space
+        self.generation = self.make_config(generation)
+        self.hparams.generation = dataclasses.asdict(self.generation)  # JSON-safe in the saved task
+        self._records: list[dict] = []
+
+    @staticmethod
+    def make_config(generation: GenerationConfig | dict | None) -> GenerationConfig:
+        if isinstance(generation, GenerationConfig):
+            return generation
+        return GenerationConfig(**(generation or {}))
+
+    def build_head(self) -> None:
+        """No new parameters: the language-model head of the backbone is the task head."""
+
+    # --- training --------------------------------------------------------------------------------------
+    def training_pair(self, row: dict) -> tuple[str, str]:
+        """(prompt, target) texts of a training example."""
+        raise NotImplementedError
+
+    def token_logits(self, batch: dict) -> torch.Tensor:
+        return self.backbone.lm_logits(self.encode(batch["input_ids"], batch["attention_mask"]))  # (B, T, V)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Next-token cross-entropy on the target tokens only (labels are IGNORE elsewhere)."""
+        logits = self.token_logits(batch)[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        if not (labels != IGNORE).any():
+            return logits.sum() * 0.0  # every target cut away: a zero loss that keeps the graph
+        return F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
+
+    # --- decoding --------------------------------------------------------------------------------------
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[str]:
+        """Completions of the prompts from the shared decoder (prompt not included, cut at stop strings)."""
+        if not prompts:
+            return []
+        with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
+            return generate_text(self.backbone, self.tokenizer, list(prompts), config or self.generation)
+
+    # --- reporting -------------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self._records = []
+
+    def test_report(self) -> dict:
+        """Extra, non-numeric results written into the test metrics JSON (e.g. sacreBLEU's signature)."""
+        return {}
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        report = self.test_report()
+        if not self.trainer.is_global_zero:
+            return
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        path = out_dir / METRICS_FILE
+        if report:
+            values = json.loads(path.read_text()) if path.is_file() else {}
+            values.update(report)
+            path.write_text(json.dumps(values, indent=2) + "\n")
+            rank_zero_info("\n".join(f"{k}: {v}" for k, v in report.items()))
+        if self._records:
+            with (out_dir / PREDICTIONS_FILE).open("w") as f:
+                for record in self._records:
+                    f.write(json.dumps(record) + "\n")
+            rank_zero_info(f"test predictions written to {out_dir / PREDICTIONS_FILE}")

@@ -1,0 +1,95 @@
+"""Translation with the backbone as a conditional LM: "English: {src}\\nSpanish:" -> " {tgt}\\n" + eos.
+
+The loss is on the target tokens only; translations come from the shared decoder (beam search by default,
+or sampling: `model.generation` in the YAML) and are scored with sacreBLEU BLEU and chrF on the detokenised
+text, with sacreBLEU's signatures written next to the scores in test_metrics.json.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from backbone.generate import GenerationConfig
+from tasks.adapters import Adapter
+from tasks.generative import GenerativeTask
+from tasks.translation.data import language_name, parse_direction
+from tasks.translation.metrics import TranslationScores
+
+DEFAULT_GENERATION = GenerationConfig(max_new_tokens=96, num_beams=4, stop=("\n",), truncate_prompt=True)
+
+
+class Translator(GenerativeTask):
+    """Args (beyond TaskModule's):
+        direction: "en-es" or "es-en" ("src-tgt" codes); None takes it from the data module (data.direction).
+        source_template: the prompt, with {source_lang}, {target_lang} (language names) and {src}.
+        target_template: the target that follows the prompt, with {tgt}.
+        generation: decoding settings (backbone.generate.GenerationConfig); default beam search, 4 beams.
+        add_eos: end every training target with eos.
+        score_validation: also translate the validation split and log val/bleu, val/chrf (slower).
+    """
+
+    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
+                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 generation: GenerationConfig | None = None, add_eos: bool = True, direction: str | None = None,
+                 source_template: str = "{source_lang}: {src}\n{target_lang}:", target_template: str = " {tgt}\n",
+                 score_validation: bool = False):
+        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
+                         max_length, export_dir, generation if generation is not None else DEFAULT_GENERATION,
+                         add_eos)
+        if "{src}" not in source_template or "{tgt}" not in target_template:
+            raise ValueError("source_template needs {src} and target_template needs {tgt}")
+        if direction is not None:
+            parse_direction(direction)
+
+    def build_head(self) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        data_direction = getattr(datamodule, "direction", None)
+        if data_direction and self.hparams.direction and data_direction != self.hparams.direction:
+            raise ValueError(f"model.direction {self.hparams.direction!r} and data.direction {data_direction!r} differ")
+        self.hparams.direction = self.hparams.direction or data_direction or "en-es"
+        self.stage_metrics = nn.ModuleDict({"val": TranslationScores(), "test": TranslationScores()})
+
+    @property
+    def languages(self) -> tuple[str, str]:
+        src, tgt = parse_direction(self.hparams.direction or "en-es")
+        return language_name(src), language_name(tgt)
+
+    def prompt_text(self, source: str) -> str:
+        src_name, tgt_name = self.languages
+        return self.hparams.source_template.format(source_lang=src_name, target_lang=tgt_name, src=source.strip())
+
+    def training_pair(self, row: dict) -> tuple[str, str]:
+        return self.prompt_text(row["source"]), self.hparams.target_template.format(tgt=row["target"].strip())
+
+    def translate(self, sources: list[str]) -> list[str]:
+        return [t.strip() for t in self.generate([self.prompt_text(s) for s in sources])]
+
+    def metrics(self, stage: str) -> dict:
+        if stage == "val" and not self.hparams.score_validation:
+            return {}
+        return {"scores": self.stage_metrics[stage]}
+
+    def update_metrics(self, stage: str, batch: dict) -> None:
+        if stage == "val" and not self.hparams.score_validation:
+            return
+        rows = batch["rows"]
+        sources, references = [r["source"] for r in rows], [r["target"] for r in rows]
+        hypotheses = self.translate(sources)
+        self.stage_metrics[stage].update(hypotheses, references)
+        if stage == "test":
+            self._test_examples = getattr(self, "_test_examples", 0) + len(rows)
+            self._records.extend({"source": s, "reference": r, "translation": h}
+                                 for s, r, h in zip(sources, references, hypotheses))
+
+    def test_report(self) -> dict:
+        return {**self.stage_metrics["test"].signatures, "test/direction": self.hparams.direction,
+                "test/generation": {k: v for k, v in self.hparams.generation.items() if v not in (None, ())}}
+
+    def predict(self, texts: list[str]) -> list[str]:
+        """A translation per text, in the trained direction."""
+        self.eval()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"text {i} is empty: nothing to translate")
+        return self.translate(list(texts))

@@ -1,0 +1,166 @@
+"""Code generation: pass@k through the real sandbox on a fake completion set, stop sequences, bad rows,
+the CLI with fast_dev_run, save/reload, the demo helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from backbone.generate import cut_at_stop
+from tasks.base import load_task, save_task
+from tests.helpers import ROOT, make_backbone
+
+ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",
+       "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"}
+NEG = {"task_id": "t/neg", "prompt": "def neg(x):\n", "test": "def check(candidate):\n    assert candidate(2) == -2\n",
+       "entry_point": "neg"}
+NO_TESTS = {"task_id": "t/none", "prompt": "def f():\n", "test": "  ", "entry_point": "f"}
+GEN = {"max_new_tokens": 6, "temperature": 0.8, "seed": 0, "truncate_prompt": True,
+       "stop": ["\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#"]}
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano")
+
+
+def generator(backbone_dir, **kw):
+    from tasks.codegen.module import CodeGenerator
+
+    task = CodeGenerator(str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
+    task.configure_model()
+    return task.eval()
+
+
+def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
+    """add: 3 of 10 samples pass (one sample is not valid Python); neg: none pass. Greedy: add passes."""
+    from tasks.codegen.module import CodeGenerator
+
+    task = generator(backbone_dir, num_samples=10, ks=[1, 10])
+    canned = {
+        ADD["prompt"]: ["    return a + b\n"] * 3 + ["    return a - b\n"] * 6 + ["    return a +\n"],
+        NEG["prompt"]: ["    return x\n"] * 9 + ["    import os\n    os._exit(0)\n"],
+    }
+    greedy = {ADD["prompt"]: "    return a + b\n", NEG["prompt"]: "    return x\n"}
+
+    def fake_complete(self, problem, index):
+        return canned[problem["prompt"]], greedy[problem["prompt"]]
+
+    CodeGenerator.complete, original = fake_complete, CodeGenerator.complete
+    try:
+        task.on_test_epoch_start()
+        task.update_metrics("test", {"rows": [ADD, NO_TESTS, NEG]})
+    finally:
+        CodeGenerator.complete = original
+    scores = task.stage_metrics["test"].compute()
+    assert scores["pass@1"] == pytest.approx((0.3 + 0.0) / 2)
+    assert scores["pass@10"] == pytest.approx((1.0 + 0.0) / 2)
+    assert scores["greedy_pass@1"] == pytest.approx(0.5)
+    assert task.skipped == ["t/none: no tests"]
+    add = next(r for r in task._records if r["task_id"] == "t/add")
+    assert add["passed"] == 3 and "not valid Python" in add["reasons"][-1]
+    neg = next(r for r in task._records if r["task_id"] == "t/neg")
+    assert neg["statuses"][-1] == "failed"  # os._exit(0) before the tests is not a pass
+
+
+def test_pass_at_k_needs_n_at_least_k():
+    from tasks.codegen.module import PassAtK
+
+    metric = PassAtK((1, 10))
+    metric.update(4, 2, 1)
+    assert metric.compute() == {"pass@1": pytest.approx(0.5), "greedy_pass@1": 1.0}
+
+
+def test_stop_sequences_cut_completions(backbone_dir):
+    from tasks.codegen.module import STOP
+
+    code = "    return a + b\n\ndef other():\n    pass\n"
+    assert cut_at_stop(code, STOP) == ("    return a + b\n", True)
+    assert cut_at_stop("    x = 1\n# done\n", STOP)[0] == "    x = 1"
+    assert cut_at_stop("    if x:\n        print(x)\n", STOP) == ("    if x:\n        print(x)\n", False)
+    # through the module's decoder: a stop string taken from the unstopped (seeded) sample cuts it there
+    task = generator(backbone_dir)
+    config = task.generation.replace(temperature=1.5, max_new_tokens=16, eos_token_id=-1)
+    free = task.generate([ADD["prompt"]], config.replace(stop=()))[0]
+    stop = next(free[i : i + 2] for i in range(3, len(free) - 1) if free[i : i + 2].strip())
+    cut = task.generate([ADD["prompt"]], config.replace(stop=(stop,)))[0]
+    assert cut == free[: free.find(stop)] and len(cut) < len(free)
+
+
+def test_problem_decoding_failure_counts_as_failed_not_a_crash(backbone_dir):
+    task = generator(backbone_dir, num_samples=2, ks=[1], generation={**GEN, "truncate_prompt": False})
+    long = {**ADD, "task_id": "t/long", "prompt": "def add(a, b):\n" + "    # a very long comment line\n" * 40}
+    task.on_test_epoch_start()
+    task.update_metrics("test", {"rows": [long]})
+    assert task.stage_metrics["test"].compute() == {"pass@1": 0.0, "greedy_pass@1": 0.0}
+    assert "decoding failed" in task._records[0]["error"]
+
+
+def test_run_tests_helper_and_prompt_only_baseline(backbone_dir):
+    from tasks.codegen.module import prompt_only_pass_at_1
+
+    task = generator(backbone_dir)
+    assert task.run_tests(ADD["prompt"], "    return a + b\n", ADD["test"], "add").passed
+    bad = task.run_tests(ADD["prompt"], "    return a +\n", ADD["test"], "add")
+    assert bad.status == "failed" and "not valid Python" in bad.reason
+    assert prompt_only_pass_at_1([ADD, NEG, NO_TESTS]) == 0.0
+    import datasets
+
+    trivial = {**ADD, "test": "def check(candidate):\n    assert candidate(1, 2) is None\n"}
+    assert prompt_only_pass_at_1(datasets.Dataset.from_list([trivial, ADD])) == 0.5
+
+
+def test_chunks_follow_line_boundaries(backbone_dir):
+    from backbone.tokenizer import Tokenizer
+    from tasks.codegen.data import chunk_lines
+
+    tokenizer = Tokenizer.from_pretrained(backbone_dir)
+    text = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(20))
+    chunks = chunk_lines(tokenizer, text, 30)
+    assert "".join(chunks).replace("\n\n", "\n") == text.replace("\n\n", "\n")
+    assert all(c.endswith("\n") for c in chunks) and len(chunks) > 3
+
+
+def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
+    task = generator(backbone_dir)
+    with torch.no_grad():
+        task.backbone.transformer.h[0].mlp.c_fc.weight.add_(0.1)
+    before = task.predict(ADD["prompt"])
+    sampled = task.predict(ADD["prompt"], num_samples=3)
+    save_task(task, tmp_path / "task")
+    again = load_task(tmp_path / "task")
+    assert again.predict(ADD["prompt"]) == before and isinstance(before, str)
+    assert again.predict(ADD["prompt"], num_samples=3) == sampled  # seeded sampling
+    assert again.generation.stop == task.generation.stop
+    with pytest.raises(ValueError, match="prompt is empty"):
+        again.predict("  ")
+
+
+def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
+    from tasks.codegen import cli_main
+
+    monkeypatch.chdir(ROOT)
+    code = [{"text": f"def f{i}(x):\n    return x * {i}\n\n\ndef g{i}(y):\n    return y - {i}\n"} for i in range(6)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in code))
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in (ADD, NO_TESTS, NEG)))
+    files = {"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")}
+    common = ["--config", "configs/tasks/codegen.yaml", "--model.backbone", str(backbone_dir),
+              "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),
+              "--model.num_samples", "2", "--model.ks", "[1, 2]", "--model.max_length", "48",
+              "--data.batch_size", "2", "--data.max_eval_examples", "null"]
+    cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
+    assert isinstance(load_task(tmp_path / "task").predict(ADD["prompt"]), str)
+    cli_main(["test", *common])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert {"test/pass@1", "test/pass@2", "test/greedy_pass@1"} <= metrics.keys()
+    assert metrics["test/examples"] == 2 and metrics["test/skipped"] == ["t/none: no tests"]
+    records = [json.loads(line) for line in next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()]
+    assert [r["task_id"] for r in records] == ["t/add", "t/neg"] and len(records[0]["completions"]) == 2
+    cli_main(["test", *common, "--data.max_eval_examples", "1", "--model.num_samples", "0", "--model.ks", "[1]"])
+    newest = max((tmp_path / "run").rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime_ns)
+    metrics = json.loads(newest.read_text())
+    assert "test/pass@1" not in metrics and "test/greedy_pass@1" in metrics and metrics["test/examples"] == 1

@@ -1,0 +1,168 @@
+"""Translation: target-only loss, sacreBLEU scores and signature, both directions, bad input, CLI, reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tasks.base import load_task, save_task
+from tasks.generative import IGNORE, encode_pairs
+from tests.helpers import ROOT, make_backbone
+
+PAIRS = [
+    {"en": "the house is small", "es": "la casa es pequeña", "book": "Ruth", "chapter": 1, "verse": 1},
+    {"en": "the dog is big", "es": "el perro es grande", "book": "Ruth", "chapter": 1, "verse": 2},
+    {"en": "a good film", "es": "una buena película", "book": "Ruth", "chapter": 1, "verse": 3},
+    {"en": "the best movie", "es": "la mejor película", "book": "Ruth", "chapter": 1, "verse": 4},
+]
+GEN = {"max_new_tokens": 6, "num_beams": 2, "stop": ["\n"], "truncate_prompt": True}
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano")
+
+
+def translator(backbone_dir, **kw):
+    from tasks.translation.module import Translator
+
+    task = Translator(str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
+    task.configure_model()
+    return task.eval()
+
+
+def write_files(tmp_path, rows=PAIRS):
+    files = {}
+    for split in ("train", "validation", "test"):
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        files[split] = str(path)
+    return files
+
+
+def test_loss_is_on_target_tokens_only(backbone_dir):
+    task = translator(backbone_dir)
+    prompts = [task.prompt_text(p["en"]) for p in PAIRS[:2]]
+    targets = [task.hparams.target_template.format(tgt=p["es"]) for p in PAIRS[:2]]
+    ids, mask, labels = encode_pairs(task.tokenizer, prompts, targets, 64)
+    for i, (prompt, target) in enumerate(zip(prompts, targets)):
+        n_prompt = len(task.tokenizer.encode(prompt, add_bos=True))
+        n_target = len(task.tokenizer.encode(target)) + 1  # + eos
+        assert (labels[i, :n_prompt] == IGNORE).all()  # prompt positions are ignored
+        assert labels[i, n_prompt : n_prompt + n_target].tolist() == ids[i, n_prompt : n_prompt + n_target].tolist()
+        assert labels[i, n_prompt + n_target - 1] == task.tokenizer.eos_id
+        assert (labels[i, n_prompt + n_target :] == IGNORE).all()  # padding too
+        assert mask[i].sum() == n_prompt + n_target
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    with torch.no_grad():
+        logits = task.backbone.lm_logits(task.backbone(ids, mask)).float()
+        per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE, reduction="none")
+        expected = per_token[labels[:, 1:] != IGNORE].mean()
+        torch.testing.assert_close(task.loss(batch), expected)
+        # changing a prompt-position label would change nothing: only target positions count
+        assert (labels[:, 1:] != IGNORE).sum() == sum(len(task.tokenizer.encode(t)) + 1 for t in targets)
+
+
+def test_too_long_pairs_keep_the_prompt_end_and_the_target_start(backbone_dir):
+    task = translator(backbone_dir)
+    ids, mask, labels = encode_pairs(task.tokenizer, ["word " * 50], [" la casa " * 20], 32)
+    assert ids.shape[1] == 32 and (labels != IGNORE).sum() >= 16
+    assert labels[0, -1] != IGNORE  # the target fills the end
+
+
+def test_bleu_and_chrf_match_sacrebleu_and_carry_signatures():
+    import sacrebleu
+
+    from tasks.translation.metrics import TranslationScores, corpus_scores
+
+    hyps = ["la casa es pequeña", "el perro grande", "una película buena", ""]
+    refs = ["la casa es pequeña", "el perro es grande", "una buena película", "la mejor película"]
+    metric = TranslationScores()
+    metric.update(hyps[:2], refs[:2])
+    metric.update(hyps[2:], refs[2:])
+    got = metric.compute()
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert got["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    scores = corpus_scores(hyps, refs)
+    assert scores["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert scores["chrf_signature"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:")
+    metric.reset()
+    assert metric.items == [] and metric.signatures == {k: scores[k] for k in ("bleu_signature", "chrf_signature")}
+
+
+def test_direction_switch(backbone_dir, tmp_path):
+    from tasks.translation.data import TranslationData
+
+    files = write_files(tmp_path)
+    for direction, (src, tgt), header in (("en-es", ("en", "es"), "English: the house is small\nSpanish:"),
+                                          ("es-en", ("es", "en"), "Spanish: la casa es pequeña\nEnglish:")):
+        data = TranslationData(str(backbone_dir), data_files=files, direction=direction)
+        data.setup("fit")
+        assert (data.source_key, data.target_key) == (src, tgt)
+        task = translator(backbone_dir, direction=direction)
+        pair = {"source": data.splits["test"][0][src], "target": data.splits["test"][0][tgt]}
+        assert task.training_pair(pair) == (header, f" {pair['target']}\n")
+    with pytest.raises(ValueError, match="direction"):
+        TranslationData(str(backbone_dir), direction="english")
+
+
+def test_empty_source_names_the_row(backbone_dir, tmp_path):
+    from tasks.translation.data import TranslationData
+
+    rows = [*PAIRS[:2], {**PAIRS[2], "en": "   "}]
+    data = TranslationData(str(backbone_dir), data_files=write_files(tmp_path, rows))
+    with pytest.raises(ValueError, match=r"train row 2: empty source \('en' column\)"):
+        data.setup("fit")
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        translator(backbone_dir).predict(["hello", ""])
+
+
+def test_prompt_and_prefix_tuning_are_refused_clearly(backbone_dir):
+    from tasks.adapters import PrefixTuning, PromptTuning
+    from tasks.translation.module import Translator
+
+    for adapter in (PromptTuning(4), PrefixTuning(2)):
+        with pytest.raises(ValueError, match="FullFineTune, Frozen, LoRA"):
+            Translator(str(backbone_dir), adapter=adapter)
+
+
+def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
+    from tasks.adapters import LoRA
+
+    task = translator(backbone_dir, adapter=LoRA(rank=2), direction="es-en")
+    with torch.no_grad():
+        for layer in task.adapter.layers:
+            layer.lora_B.normal_()
+    texts = ["la casa es pequeña", "el perro"]
+    before = task.predict(texts)
+    save_task(task, tmp_path / "task")
+    again = load_task(tmp_path / "task")
+    assert again.hparams.direction == "es-en" and again.generation.num_beams == 2
+    assert again.predict(texts) == before
+
+
+def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
+    from tasks.translation import cli_main
+
+    monkeypatch.chdir(ROOT)
+    files = write_files(tmp_path)
+    common = ["--config", "configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
+              "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),
+              "--model.max_length", "48", "--data.batch_size", "2"]
+    cli = cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task"),
+                    "--model.score_validation", "true"])
+    assert {"val/loss", "val/bleu", "val/chrf"} <= cli.trainer.callback_metrics.keys()
+    assert len(load_task(tmp_path / "task").predict(["the house"])) == 1
+    cli_main(["test", *common, "--data.direction", "es-en"])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert {"test/bleu", "test/chrf", "test/examples"} <= metrics.keys()
+    assert metrics["test/examples"] == len(PAIRS)
+    assert "tok:13a" in metrics["bleu_signature"] and "nc:6" in metrics["chrf_signature"]
+    assert metrics["test/direction"] == "es-en"
+    lines = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
+    assert json.loads(lines[0])["source"] == PAIRS[0]["es"]
