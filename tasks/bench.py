@@ -29,7 +29,11 @@ def ensure_backbone(preset: dict, backbone: str | None) -> str:
             raise FileNotFoundError(f"--backbone {backbone} has no config.json")
         return backbone
     directory = Path(preset["backbone"])
-    if not (directory / "config.json").is_file():
+    if not (directory / "config.json").is_file() and preset.get("import") == "smollm2":
+        from backbone.gguf import import_smollm2
+
+        import_smollm2(directory)
+    elif not (directory / "config.json").is_file():
         from backbone.lit import cli_main
 
         cli_main(["fit", "--config", preset["pretrain_config"], "--trainer.enable_progress_bar", "false",
@@ -73,7 +77,7 @@ def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
     for metric in spec["metrics"]:
         key = f"test/{metric}"
         rows.append({
-            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"],
+            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"], "backbone": backbone,
             "metric": metric, "ours_head": _pct(result["head"].get(key), spec), "ours_prompt": _pct(result["prompt"].get(key), spec),
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in result["baselines"].items() if metric in vals},
             "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
@@ -91,35 +95,46 @@ def _pct(value, spec) -> float | None:
 
 
 def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
+    """Merge this run into the table: rows of other backbones stay, so backbones compare side by side."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    path = out_dir / "results.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    runs = {**old.get("runs", {}), meta["backbone"]: meta}
+    replaced = {(meta["backbone"], task) for task in meta["tasks"]}  # a partial run keeps its other tasks' rows
+    kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced and r.get("backbone") in runs]
+    order = {task: i for i, task in enumerate(TASKS)}
+    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
+                                              r["metric"], r["backbone"]))
+    path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "ours_head", "ours_prompt", "baselines", "anchors", "settings"])
+        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "backbone", "ours_head", "ours_prompt",
+                         "baselines", "anchors", "settings"])
         for r in rows:
-            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["ours_head"], r["ours_prompt"],
-                             json.dumps(r["baselines"]), json.dumps(r["anchors"]), json.dumps(r["settings"])])
-    (out_dir / "results.md").write_text(markdown_table(rows, meta))
+            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["backbone"], r["ours_head"],
+                             r["ours_prompt"], json.dumps(r["baselines"]), json.dumps(r["anchors"]), json.dumps(r["settings"])])
+    (out_dir / "results.md").write_text(markdown_table(rows, runs))
     plot(rows, out_dir / "results.png")
 
 
-def markdown_table(rows: list[dict], meta: dict) -> str:
+def markdown_table(rows: list[dict], runs: dict) -> str:
     fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
-    lines = [f"# gptsuite benchmark ({meta['preset']})", "",
-             f"Backbone `{meta['backbone']}`; {meta['hardware']}; total wall time {meta['wall_s'] / 60:.1f} min; "
-             f"{meta['date']}. Scores in %. Baselines and ours are on the same examples; published anchors are "
-             "full-data results of much larger models, for orientation only.", "",
-             "| task | dataset (split, n) | metric | ours: head | ours: prompt | baselines | published anchors | settings |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["# gptsuite benchmark", "",
+             "Scores in %. Ours and the baselines are scored on the same examples; published anchors are full-data "
+             "results of much larger models, for orientation only.", ""]
+    for name, meta in runs.items():
+        lines.append(f"- `{name}`: preset {meta['preset']}, {meta['hardware']}, torch {meta['torch']}, "
+                     f"total {meta['wall_s'] / 60:.1f} min, {meta['date']}"
+                     + "".join(f"; {n}" for n in meta.get("notes", [])))
+    lines += ["", "| task | dataset (split, n) | metric | backbone | ours: head | ours: prompt | baselines | published anchors | settings |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = "; ".join(f"{k} {fmt(v)}" for k, v in r["baselines"].items()) or "–"
         anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
-        s = r["settings"]
-        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in s.items() if k not in ("backbone",))
-        lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {fmt(r['ours_head'])} | "
-                     f"{fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
-    notes = meta.get("notes", [])
-    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
+        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items() if k != "backbone")
+        lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
+                     f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -128,7 +143,8 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['task']}\n{r['metric']}" for r in rows]
+    several = len({r["backbone"] for r in rows}) > 1
+    labels = [f"{r['task']}\n{r['metric']}" + (f"\n{Path(r['backbone']).name}" if several else "") for r in rows]
     series = {"ours (head)": [r["ours_head"] or 0 for r in rows], "ours (prompt)": [r["ours_prompt"] or 0 for r in rows],
               "best baseline": [max([v for v in r["baselines"].values() if v is not None], default=0) for r in rows]}
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(rows)), 4.5))
@@ -169,7 +185,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             tqdm.write(f"[bench] {task} failed: {err}")
         stages.update()
     stages.close()
-    meta = {"preset": preset_name, "backbone": backbone, "wall_s": round(time.perf_counter() - start, 1),
+    meta = {"preset": preset_name, "backbone": backbone, "tasks": chosen, "wall_s": round(time.perf_counter() - start, 1),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                         f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": notes}

@@ -112,6 +112,26 @@ PRESETS = {
             "codegen": {"data.max_eval_examples": 40, "trainer.max_epochs": 0},
         },
     },
+    # the real pretrained SmolLM2-135M (imported from its GGUF) with LoRA, CPU-feasible subsets
+    "smollm2": {
+        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2",
+        "tasks": {
+            "classification": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 200,
+                               "data.max_eval_examples": 100, "trainer.max_epochs": 1, "model.max_length": 128,
+                               "model.learning_rate": 0.001, "data.batch_size": 8},
+            "sentiment": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 400,
+                          "data.max_eval_examples": 200, "trainer.max_epochs": 1, "model.learning_rate": 0.001,
+                          "data.batch_size": 16},
+            "ner": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 400, "data.max_eval_examples": 200,
+                    "trainer.max_epochs": 1, "model.learning_rate": 0.001, "data.batch_size": 16},
+            "qa": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 200, "data.max_eval_examples": 100,
+                   "trainer.max_epochs": 1, "model.learning_rate": 0.001, "data.batch_size": 8},
+            "translation": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 300,
+                            "data.max_eval_examples": 50, "trainer.max_epochs": 1, "model.learning_rate": 0.001,
+                            "data.batch_size": 8},
+            "codegen": {"data.max_eval_examples": 20, "trainer.max_epochs": 0},
+        },
+    },
     # the full benchmark splits (hours on CPU)
     "full": {
         "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,14 +25,20 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
         assert (tmp_path / "out" / name).is_file(), name
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = {(r["task"], r["metric"]): r for r in data["rows"]}
-    assert data["meta"]["notes"] == []  # no task failed
+    assert data["runs"][str(backbone)]["notes"] == []  # no task failed
     accuracy = rows[("sentiment", "accuracy")]
     assert accuracy["n_eval"] == 8 and 0 <= accuracy["ours_head"] <= 100 and accuracy["ours_prompt"] is not None
     assert set(accuracy["baselines"]) == {"majority", "bow-logreg"}
     assert any(a["value"] == 91.3 for a in accuracy["anchors"])
     assert "most-frequent-tag" in rows[("ner", "f1")]["baselines"]
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| sentiment | MR movie-review sentences (test, 8) | accuracy |" in table
+    assert "| sentiment | MR movie-review sentences (test, 8) | accuracy | nano |" in table
+    # a second backbone adds its rows next to the first one's
+    other = make_backbone(tmp_path / "nano2", positions="rope")
+    run_bench("unit", ["sentiment"], str(other), out_dir=tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {(r["task"], Path(r["backbone"]).name) for r in data["rows"]} == {
+        ("sentiment", "nano"), ("ner", "nano"), ("sentiment", "nano2")}
 
 
 def test_unknown_preset_and_task_are_clear_errors():

@@ -1,0 +1,281 @@
+"""SQuAD v1.1 (or the user's JSON/JSONL with the same columns) for extractive question answering.
+
+Columns (the hub schema): id, title, context, question, answers = {"text": [...], "answer_start": [...]}
+(a list of {"text", "answer_start"} records is accepted too). `title` is not used; `id` names rows in
+messages (the row number when there is no id).
+
+Input of the span head, for a causal backbone: "question: Q\ncontext: C". The question comes first so
+that every context token has attended to it (with causal attention a token sees only what precedes it).
+
+Windows. The question prefix ("question: Q\ncontext:", the question cut to `max_question_tokens`) is
+encoded once; the context is encoded on its own, as " " + context, with the tokenizer's character offsets
+(`Tokenizer.backend.encode(text).offsets`, shifted back by the added space), so every context token maps
+to an exact character span of the original context. A context longer than the room left after the prefix
+is split into windows of that many tokens; consecutive windows overlap by `doc_stride` tokens (the Hugging
+Face run_qa meaning of doc_stride: the overlap, not the step), capped at half the window.
+
+Labels. The answer's character span [answer_start, answer_start + len(text)) covers the tokens from the
+first one that ends after answer_start to the last one that starts before its end. In a window that holds
+all of them, start/end are their positions; a window that does not hold the whole answer gets
+start = end = 0 ("no answer in this window", the convention of BERT's [CLS]): position 0 is the first
+token of the question prefix, never a valid answer position at inference.
+
+Bad rows. An answer whose text is not context[answer_start : answer_start + len(text)], an empty question or
+context, or a row without answers is reported with its id. In the training split such rows are skipped,
+with one warning that counts them and names the first few, so one bad row never kills a run. In evaluation
+splits only the answer texts are scored, so a misplaced answer_start is reported and the row is kept;
+rows that cannot be scored (no answer, empty question or context) are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from tasks.data import TaskData
+
+QUESTION_TEMPLATE, CONTEXT_MARKER = "question: {question}", "\ncontext:"
+PROMPT_TEMPLATE = "context: {context}\nquestion: {question}\nanswer:"  # the generative path
+NO_ANSWER = 0  # label position of a window that does not hold the answer
+SHOWN = 5  # bad rows named in a warning
+
+
+def gold_answers(answers) -> list[tuple[str, int | None]]:
+    """(text, answer_start) pairs from {"text": [...], "answer_start": [...]} or [{"text", "answer_start"}]."""
+    if answers is None:
+        return []
+    if isinstance(answers, dict):
+        texts = answers.get("text") or []
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        starts = answers.get("answer_start")
+        starts = [starts] if isinstance(starts, int) else list(starts or [])
+        return [(t, starts[i] if i < len(starts) else None) for i, t in enumerate(texts)]
+    return [(a.get("text"), a.get("answer_start")) for a in answers]
+
+
+def row_name(row: dict, index: int) -> str:
+    return f"id {row['id']!r} (row {index})" if row.get("id") not in (None, "") else f"row {index}"
+
+
+def row_problems(row: dict, check_spans: bool) -> tuple[str | None, list[str]]:
+    """(why the row cannot be used at all or None, [answers whose span does not match the context])."""
+    question, context = row.get("question"), row.get("context")
+    if not isinstance(question, str) or not question.strip():
+        return "empty question", []
+    if not isinstance(context, str) or not context.strip():
+        return "empty context", []
+    answers = gold_answers(row.get("answers"))
+    if not answers or not any(isinstance(t, str) and t.strip() for t, _ in answers):
+        return "no answer", []
+    mismatched = []
+    for text, start in answers:
+        if not isinstance(text, str) or not text.strip():
+            mismatched.append(f"empty answer text {text!r}")
+        elif check_spans and (not isinstance(start, int) or context[start : start + len(text)] != text):
+            found = context[start : start + len(text)] if isinstance(start, int) and start >= 0 else None
+            mismatched.append(f"answer {text!r} at answer_start={start} does not match the context there ({found!r})")
+    return None, mismatched
+
+
+# --------------------------------------------------------------------------------------------------------
+# windows
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class Window:
+    """One model input: question prefix + a slice of the context's tokens."""
+
+    example: int  # index of the example in the batch
+    ids: list[int]
+    context_start: int  # position of the first context token in ids
+    offsets: list[tuple[int, int]] = field(default_factory=list)  # character span of each context token
+    start: int = NO_ANSWER  # label positions in ids (NO_ANSWER: the answer is not in this window)
+    end: int = NO_ANSWER
+
+
+def question_prefix(tokenizer, question: str, max_question_tokens: int) -> list[int]:
+    head = tokenizer.encode(QUESTION_TEMPLATE.format(question=question.strip()), add_bos=True)
+    return head[:max_question_tokens] + tokenizer.encode(CONTEXT_MARKER)
+
+
+def encode_context(tokenizer, context: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Context token ids and each token's [start, end) character span in `context` (exact, from the
+    tokenizer's offsets; the leading space added for the encoding is mapped away)."""
+    encoding = tokenizer.backend.encode(" " + context, add_special_tokens=False)
+    return encoding.ids, [(max(s - 1, 0), max(e - 1, 0)) for s, e in encoding.offsets]
+
+
+def char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """First and last token covering the characters [start, end), or None when no token does."""
+    first = next((i for i, (s, e) in enumerate(offsets) if e > start and e > s), None)
+    last = next((i for i in range(len(offsets) - 1, -1, -1) if offsets[i][0] < end and offsets[i][1] > offsets[i][0]), None)
+    if first is None or last is None or last < first:
+        return None
+    return first, last
+
+
+def make_windows(tokenizer, question: str, context: str, max_tokens: int, doc_stride: int,
+                 max_question_tokens: int, answer: tuple[str, int] | None = None, example: int = 0) -> list[Window]:
+    """Split question + context into windows of at most max_tokens tokens; with `answer` (text, char start)
+    each window carries its start/end label (NO_ANSWER where the window does not hold the whole answer)."""
+    prefix = question_prefix(tokenizer, question, max(1, min(max_question_tokens, max_tokens // 2)))
+    room = max_tokens - len(prefix)
+    if room < 1:
+        raise ValueError(f"the question prefix takes {len(prefix)} of the {max_tokens} tokens: lower "
+                         f"max_question_tokens or raise max_length")
+    ids, offsets = encode_context(tokenizer, context)
+    span = None
+    if answer is not None:
+        text, char_start = answer
+        char_end = char_start + len(text.rstrip())
+        span = char_span_to_tokens(offsets, char_start + len(text) - len(text.lstrip()), char_end)
+    step = room - min(doc_stride, room // 2)
+    windows, first = [], 0
+    while True:
+        last = min(first + room, len(ids))
+        window = Window(example, prefix + ids[first:last], len(prefix), offsets[first:last])
+        if span is not None and first <= span[0] and span[1] < last:
+            window.start, window.end = len(prefix) + span[0] - first, len(prefix) + span[1] - first
+        windows.append(window)
+        if last >= len(ids):
+            return windows
+        first += step
+
+
+def span_batch(tokenizer, rows: list[dict], max_tokens: int, doc_stride: int, max_question_tokens: int,
+               with_labels: bool = True) -> dict:
+    """Rows -> every window of every row, right-padded, with labels, a mask of the positions an answer may
+    start or end at (context tokens with visible characters) and what decoding needs (window -> example,
+    token offsets)."""
+    windows = []
+    for i, row in enumerate(rows):
+        answer = None
+        if with_labels:
+            answers = [(t, s) for t, s in gold_answers(row.get("answers")) if isinstance(s, int)]
+            answer = answers[0] if answers else None
+        windows.extend(make_windows(tokenizer, row["question"], row["context"], max_tokens, doc_stride,
+                                    max_question_tokens, answer, example=i))
+    input_ids, mask = tokenizer.pad([w.ids for w in windows], side="right")
+    context_mask = torch.zeros_like(mask, dtype=torch.bool)
+    for b, w in enumerate(windows):  # an answer starts and ends on a token with visible characters
+        context = rows[w.example]["context"]
+        visible = [bool(context[s:e].strip()) for s, e in w.offsets]
+        context_mask[b, w.context_start : w.context_start + len(w.offsets)] = torch.tensor(visible, dtype=torch.bool)
+    return {
+        "input_ids": input_ids, "attention_mask": mask, "context_mask": context_mask,
+        "start_positions": torch.tensor([w.start for w in windows], dtype=torch.long),
+        "end_positions": torch.tensor([w.end for w in windows], dtype=torch.long),
+        "window_example": [w.example for w in windows], "context_start": [w.context_start for w in windows],
+        "offsets": [w.offsets for w in windows],
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# the generative path
+# --------------------------------------------------------------------------------------------------------
+def generation_prompt(tokenizer, question: str, context: str, budget: int) -> str:
+    """PROMPT_TEMPLATE with the context cut (at a token boundary) so the prompt fits in `budget` tokens."""
+    full = PROMPT_TEMPLATE.format(context=context, question=question.strip())
+    if len(tokenizer.encode(full, add_bos=True)) <= budget:
+        return full
+    rest = len(tokenizer.encode(PROMPT_TEMPLATE.format(context="", question=question.strip()), add_bos=True))
+    ids, offsets = encode_context(tokenizer, context)
+    keep = max(0, budget - rest - 2)  # 2: slack for re-tokenisation where the cut context meets the template
+    cut = context[: offsets[keep - 1][1]] if keep else ""
+    return PROMPT_TEMPLATE.format(context=cut, question=question.strip())
+
+
+def generative_batch(tokenizer, rows: list[dict], max_tokens: int, max_new_tokens: int) -> dict:
+    """Prompt + " answer" + eos per row, loss on the answer only (labels -100 elsewhere)."""
+    rows_ids, labels = [], []
+    for row in rows:
+        texts = [t for t, _ in gold_answers(row.get("answers")) if isinstance(t, str) and t.strip()]
+        target = (tokenizer.encode(" " + texts[0].strip())[:max_new_tokens] if texts else []) + [tokenizer.eos_id]
+        prompt = tokenizer.encode(generation_prompt(tokenizer, row["question"], row["context"], max_tokens - len(target)),
+                                  add_bos=True)
+        prompt = prompt[max(0, len(prompt) + len(target) - max_tokens):]
+        rows_ids.append(prompt + target)
+        labels.append([-100] * len(prompt) + target)
+    input_ids, mask = tokenizer.pad(rows_ids, side="right")
+    label_tensor = torch.full_like(input_ids, -100)
+    for i, row in enumerate(labels):
+        label_tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": label_tensor}
+
+
+def iter_rows(dataset: datasets.Dataset, chunk: int = 2000):
+    """Rows as dicts, read a column chunk at a time (much faster than indexing row by row)."""
+    for batch in dataset.iter(batch_size=chunk):
+        columns = list(batch)
+        for values in zip(*(batch[c] for c in columns)):
+            yield dict(zip(columns, values))
+
+
+# --------------------------------------------------------------------------------------------------------
+class QAData(TaskData):
+    """SQuAD v1.1 by name, or the user's files (data_files) with the same columns.
+
+    SQuAD has no public test split: `test` scores the dev set (validation), as the official script does;
+    `max_eval_examples` scores a seeded subset of it on slow machines. Batches hold every window of their
+    rows (so a batch of `batch_size` questions may hold more windows), plus the rows themselves.
+    """
+
+    def __init__(self, backbone: str, dataset: str = "squad", source: str = "offline",
+                 data_files: dict[str, str] | None = None, batch_size: int = 16,
+                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
+                 num_workers: int = 0):
+        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
+                         seed, num_workers)
+        self.label_names: list[str] = []
+        self.skipped: dict[str, list[str]] = {}  # split -> messages of the rows left out
+
+    def prepare_data(self) -> None:
+        if not self.data_files:
+            super().load()  # fetch and cache once; cleaning happens in setup
+
+    def load(self) -> datasets.DatasetDict:
+        raw = super().load()
+        return datasets.DatasetDict({split: self.clean(split, ds) for split, ds in raw.items()})
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if "test" not in self.splits and "validation" in self.splits:
+            self.splits["test"] = self.splits["validation"]
+
+    def clean(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
+        """Check every row; leave out the unusable ones with one warning (see the module docstring)."""
+        missing = [c for c in ("question", "context", "answers") if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"{split} split has no column {missing[0]!r} (columns: {dataset.column_names}); "
+                             f"question answering needs question, context and answers")
+        training = split == "train"
+        keep, skipped, misplaced = [], [], []
+        for i, row in enumerate(iter_rows(dataset)):
+            fatal, mismatched = row_problems(row, check_spans=True)
+            if fatal is not None:
+                skipped.append(f"{row_name(row, i)}: {fatal}")
+            elif mismatched and training:
+                skipped.append(f"{row_name(row, i)}: {mismatched[0]}")
+            else:
+                keep.append(i)
+                if mismatched:
+                    misplaced.append(f"{row_name(row, i)}: {mismatched[0]}")
+        if misplaced:
+            rank_zero_warn(f"{split}: {len(misplaced)} row(s) have an answer_start that does not match the context; "
+                           f"kept (evaluation scores the answer texts): {'; '.join(misplaced[:SHOWN])}")
+        if skipped:
+            self.skipped[split] = skipped
+            rank_zero_warn(f"{split}: skipped {len(skipped)} of {len(dataset)} rows: {'; '.join(skipped[:SHOWN])}"
+                           + (" ..." if len(skipped) > SHOWN else ""))
+        if not keep:
+            raise ValueError(f"{split}: no usable row ({len(dataset)} rows, all bad: {'; '.join(skipped[:SHOWN])})")
+        return dataset if len(keep) == len(dataset) else dataset.select(keep)
+
+    def validate(self, split: str, dataset: datasets.Dataset) -> None:
+        """Rows were checked (and bad ones left out) when loaded, in clean()."""
+
+    def collate(self, rows: list[dict]) -> dict:
+        module = self.trainer.lightning_module
+        return {**module.featurize(rows, self.tokenizer, self.max_tokens), "rows": rows}

@@ -1,0 +1,262 @@
+"""Extractive QA: windows and exact character spans, the SQuAD metric, bad rows, the CLI, save/reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, make_windows
+from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
+from tests.helpers import ROOT, make_backbone
+
+CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."
+CONTEXT_2 = ("Alice wrote a letter to Bob in the morning. Bob read it at noon and smiled. "
+             "Later that evening the letter was burned by Carol in the old fireplace of the library.")
+ROWS = [
+    {"id": "q1", "title": "t", "context": CONTEXT_1, "question": "Where was the sunny day?",
+     "answers": {"text": ["Paris"], "answer_start": [CONTEXT_1.index("Paris")]}},
+    {"id": "q2", "title": "t", "context": CONTEXT_1, "question": "Who sat on the mat?",
+     "answers": {"text": ["The cat", "cat"], "answer_start": [0, 4]}},
+    {"id": "q3", "title": "t", "context": CONTEXT_2, "question": "Who burned the letter?",
+     "answers": {"text": ["Carol"], "answer_start": [CONTEXT_2.index("Carol")]}},
+    {"id": "q4", "title": "t", "context": CONTEXT_2, "question": "When did Bob read it?",
+     "answers": {"text": ["at noon"], "answer_start": [CONTEXT_2.index("at noon")]}},
+]
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano")  # block_size 64: long contexts split
+
+
+@pytest.fixture(scope="module")
+def tokenizer(backbone_dir):
+    from backbone.tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(backbone_dir)
+
+
+def write_files(directory, rows=ROWS, splits=("train", "validation", "test")) -> dict[str, str]:
+    files = {}
+    for split in splits:
+        path = directory / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        files[split] = str(path)
+    return files
+
+
+def build(backbone_dir, **kw):
+    from tasks.qa.module import QuestionAnswering
+
+    task = QuestionAnswering(str(backbone_dir), **kw)
+    task.configure_model()
+    return task.eval()
+
+
+# --- the metric --------------------------------------------------------------------------------------------
+def test_normalisation_follows_the_official_script():
+    assert normalize_answer("  The Cat,  sat!  ") == "cat sat"
+    assert normalize_answer("An apple a day") == "apple day"
+    assert normalize_answer("theatre") == "theatre"  # articles only as whole words
+
+
+def test_exact_match_and_f1_by_hand():
+    assert exact_match("the Denver Broncos.", "Denver Broncos") == 1.0
+    assert f1("the cat sat", "cat sat on mat") == pytest.approx(2 / 3)  # P = 2/2, R = 2/4
+    assert f1("red fox", "blue whale") == 0.0
+    assert f1("a", "the") == 0.0  # both normalise to nothing
+    assert squad_scores("cat", ["The cat", "a dog"]) == (1.0, 1.0)  # max over gold answers
+    assert squad_scores("big cat", ["cat", "big dog"]) == (0.0, pytest.approx(2 / 3))
+
+
+def test_corpus_scores_match_torchmetrics():
+    from torchmetrics.text import SQuAD
+
+    cases = [("Denver Broncos", ["Denver Broncos", "the Denver Broncos"]), ("the cat sat", ["cat sat on mat"]),
+             ("Paris, France", ["Paris"]), ("1990s", ["the 1990s", "1990"]), ("", ["nothing"]),
+             ("Saint-Étienne!", ["saint étienne", "Saint-Étienne"])]
+    ours = SquadScore()
+    ours.update([p for p, _ in cases], [g for _, g in cases])
+    theirs = SQuAD()(
+        [{"prediction_text": p, "id": str(i)} for i, (p, _) in enumerate(cases)],
+        [{"answers": {"text": g, "answer_start": [0] * len(g)}, "id": str(i)} for i, (_, g) in enumerate(cases)])
+    mine = ours.compute()
+    assert float(mine["exact_match"]) == pytest.approx(float(theirs["exact_match"]), abs=1e-4)
+    assert float(mine["f1"]) == pytest.approx(float(theirs["f1"]), abs=1e-4)
+    em = sum(squad_scores(p, g)[0] for p, g in cases) / len(cases) * 100
+    assert float(mine["exact_match"]) == pytest.approx(em, abs=1e-4)
+
+
+# --- windows and character spans ---------------------------------------------------------------------------
+def test_context_offsets_are_exact_characters(tokenizer):
+    context = "Héllo wörld,  24–10 at Levi's"
+    ids, offsets = encode_context(tokenizer, context)
+    assert len(ids) == len(offsets)
+    assert offsets[-1][1] == len(context)
+    span = char_span_to_tokens(offsets, context.index("24–10"), context.index("24–10") + 5)
+    assert context[offsets[span[0]][0] : offsets[span[1]][1]].strip() == "24–10"
+
+
+def test_windows_map_answers_to_tokens_and_back(tokenizer):
+    max_tokens, stride = 48, 8
+    later = {}
+    for row in ROWS:
+        text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
+        windows = make_windows(tokenizer, row["question"], row["context"], max_tokens, stride, 16, (text, start))
+        assert all(len(w.ids) <= max_tokens for w in windows)
+        ids, offsets = encode_context(tokenizer, row["context"])
+        assert windows[-1].offsets[-1] == offsets[-1]  # the windows reach the end of the context
+        for a, b in zip(windows, windows[1:]):  # consecutive windows share `stride` context tokens
+            assert a.offsets[-stride:] == b.offsets[:stride]
+        labelled = [w for w in windows if w.start != NO_ANSWER]
+        assert labelled, row["id"]
+        for w in labelled:
+            s, e = w.offsets[w.start - w.context_start], w.offsets[w.end - w.context_start]
+            assert row["context"][s[0] : e[1]].strip() == text
+            assert w.ids[w.start] == ids[[i for i, o in enumerate(offsets) if o == s][0]]
+        later[row["id"]] = windows[0].start == NO_ANSWER and len(windows) > 1
+    assert later["q3"] and not later["q2"]  # "Carol" lies beyond the first window; "The cat" opens it
+
+
+def test_best_span_over_windows_gives_the_exact_answer_text(backbone_dir):
+    """Put the highest logits on the labelled positions: decoding must return the gold text and offsets."""
+    task = build(backbone_dir, doc_stride=8)
+    batch = task.featurize(ROWS)
+    assert len(batch["window_example"]) > len(ROWS)  # some contexts were split
+
+    def rigged(b):
+        start = torch.zeros(b["input_ids"].shape)
+        end = torch.zeros(b["input_ids"].shape)
+        for w, (s, e) in enumerate(zip(b["start_positions"].tolist(), b["end_positions"].tolist())):
+            if s != NO_ANSWER:
+                start[w, s], end[w, e] = 10.0, 10.0
+        return start, end
+
+    task.span_logits = rigged
+    for row, answer in zip(ROWS, task.span_answers(batch, ROWS)):
+        text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
+        assert answer["answer"] == text
+        assert (answer["start"], answer["end"]) == (start, start + len(text))
+        assert answer["score"] == pytest.approx(20.0)
+
+
+def test_span_length_and_order_limits(backbone_dir):
+    task = build(backbone_dir, max_answer_length=3)
+    context = "one two three four five six"
+    rows = [{"question": "Who?", "context": context}]
+    batch = task.featurize(rows, with_labels=False)
+    start, end = task.span_logits(batch)
+    allowed = batch["context_mask"][0].nonzero().flatten().tolist()
+    cs, n = batch["context_start"][0], len(batch["offsets"][0])
+    lowest = torch.finfo(start.dtype).min
+    assert (start[0, 1:cs] == lowest).all() and (start[0, allowed] > lowest).all()  # only the context
+    assert set(allowed) <= set(range(cs, cs + n)) and len(allowed) > 3
+    p0, pn = allowed[0], allowed[-1]
+
+    def rigged(b):  # the best unconstrained pair ends before it starts; the next best is too long
+        s, e = torch.zeros(b["input_ids"].shape), torch.zeros(b["input_ids"].shape)
+        s[0, pn], e[0, p0], s[0, p0], e[0, pn] = 100.0, 100.0, 60.0, 60.0
+        return s, e
+
+    task.span_logits = rigged
+    answer = task.span_answers(batch, rows)[0]
+    assert answer["answer"] == context[answer["start"] : answer["end"]]
+    assert 0 <= answer["start"] < answer["end"]
+    assert answer["score"] == pytest.approx(160.0)  # (p0, p0) or (pn, pn): one token each
+    tokens = [i for i, (a, b) in enumerate(batch["offsets"][0]) if a < answer["end"] and b > answer["start"]]
+    assert answer["answer"] in ("one", "six") or 1 <= len(tokens) <= 3
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+def test_answer_that_does_not_match_the_context_is_skipped_in_training(backbone_dir, tmp_path):
+    bad = {**ROWS[0], "id": "bad-1", "answers": {"text": ["London"], "answer_start": [3]}}
+    files = write_files(tmp_path, ROWS + [bad], splits=("train",))
+    (tmp_path / "eval").mkdir()
+    files.update(write_files(tmp_path / "eval", ROWS + [bad], splits=("validation",)))
+    data = QAData(str(backbone_dir), data_files=files)
+    with pytest.warns(UserWarning, match=r"train: skipped 1 of 5 rows: id 'bad-1' \(row 4\): answer 'London'"):
+        data.setup()
+    assert len(data.splits["train"]) == 4
+    assert len(data.splits["validation"]) == 5  # evaluation scores the texts: the row is kept
+    assert data.splits["test"] is data.splits["validation"]  # SQuAD: test = the dev set
+
+
+def test_unusable_rows_and_missing_columns(backbone_dir, tmp_path):
+    rows = ROWS + [{**ROWS[0], "id": "", "context": "  "}, {**ROWS[1], "id": "none", "answers": {"text": [], "answer_start": []}}]
+    data = QAData(str(backbone_dir), data_files=write_files(tmp_path, rows, splits=("train", "validation")))
+    with pytest.warns(UserWarning, match=r"validation: skipped 2 of 6 rows: row 4: empty context; id 'none' \(row 5\): no answer"):
+        data.setup()
+    assert len(data.splits["validation"]) == 4
+    (tmp_path / "bad").mkdir()
+    only_bad = write_files(tmp_path / "bad", [rows[-1]], splits=("train",))
+    with pytest.raises(ValueError, match="train: no usable row"), pytest.warns(UserWarning):
+        QAData(str(backbone_dir), data_files=only_bad).setup()
+    (tmp_path / "nocol.jsonl").write_text(json.dumps({"question": "q", "context": "c"}) + "\n")
+    with pytest.raises(ValueError, match="no column 'answers'"):
+        QAData(str(backbone_dir), data_files={"train": str(tmp_path / "nocol.jsonl")}).setup()
+
+
+def test_predict_rejects_empty_inputs(backbone_dir):
+    task = build(backbone_dir)
+    with pytest.raises(ValueError, match="context 1 is empty"):
+        task.predict(["a?", "b?"], ["some text", " "])
+    with pytest.raises(ValueError, match="2 questions for 1 contexts"):
+        task.predict(["a?", "b?"], ["x"])
+
+
+# --- both paths, save / reload, the CLI --------------------------------------------------------------------
+def test_generative_path_returns_the_same_shape(backbone_dir):
+    task = build(backbone_dir, head="generate", max_new_tokens=4)
+    out = task.predict([r["question"] for r in ROWS], [r["context"] for r in ROWS])
+    assert [set(o) for o in out] == [{"answer", "start", "end", "score"}] * len(ROWS)
+    assert all("\n" not in o["answer"] for o in out)
+    batch = task.featurize(ROWS)
+    assert batch["input_ids"].shape[1] <= task.max_input_tokens
+    assert torch.isfinite(task.loss(batch))
+    answer_ids = [t for t in batch["labels"][2].tolist() if t != -100]
+    assert answer_ids == task.tokenizer.encode(" Carol")[:4] + [task.tokenizer.eos_id]  # cut to max_new_tokens
+
+
+def test_generative_path_refuses_input_changing_adapters(backbone_dir):
+    from tasks.adapters import PromptTuning
+
+    with pytest.raises(ValueError, match="PromptTuning changes the backbone's inputs"):
+        build(backbone_dir, head="generate", adapter=PromptTuning(4))
+
+
+def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
+    from tasks.base import load_task, save_task
+
+    task = build(backbone_dir, doc_stride=8)
+    with torch.no_grad():
+        for p in task.head.parameters():
+            p.add_(torch.randn_like(p))
+    save_task(task, tmp_path / "task")
+    again = load_task(tmp_path / "task")
+    questions, contexts = [r["question"] for r in ROWS], [r["context"] for r in ROWS]
+    assert task.predict(questions, contexts) == again.predict(questions, contexts)
+    assert again.hparams.doc_stride == 8
+
+
+@pytest.mark.parametrize("head", ["span", "generate"])
+def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
+    from tasks.qa import cli_main
+
+    monkeypatch.chdir(ROOT)
+    files = write_files(tmp_path)
+    common = ["--config", "configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),
+              "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]",
+              "--model.head", head, "--model.max_new_tokens", "4", "--data.batch_size", "2"]
+    cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
+    assert (tmp_path / "task" / "task.json").is_file()
+    cli_main(["test", *common, "--data.max_eval_examples", "3"])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert {"test/exact_match", "test/f1"} <= metrics.keys()
+    assert metrics["test/examples"] == 3
+    assert 0 <= metrics["test/f1"] <= 100
+    predictions = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
+    assert len(predictions) == 3
