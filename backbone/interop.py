@@ -214,6 +214,9 @@ def _tokenizer_from_hf_folder(path: Path, tokenizer_cls):
         cfg = json.loads(config_path.read_text())
         special = {k: _token_text(cfg.get(k)) for k in ("eos_token", "bos_token", "pad_token")}
         special["chat_template"] = cfg.get("chat_template")
+    template_path = path / "chat_template.jinja"  # where transformers 5 saves the template
+    if not special.get("chat_template") and template_path.is_file():
+        special["chat_template"] = template_path.read_text(encoding="utf-8")
     special = {k: v for k, v in special.items() if v}
     special.setdefault("eos_token", "<|endoftext|>")
     return tokenizer_cls(backend, **special)

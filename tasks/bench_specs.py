@@ -100,16 +100,16 @@ PRESETS = {
             "codegen": {"data.max_eval_examples": 4, "trainer.max_epochs": 0},
         },
     },
-    # at most 30 minutes on 2 CPU cores (with the tiny backbone already pretrained: the README's main job)
+    # at most 30 minutes on 2 CPU cores, pretraining the tiny backbone included (the README's main job)
     "quick": {
         "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",
         "tasks": {
-            "classification": {"data.max_train_examples": 800, "data.max_eval_examples": 221, "trainer.max_epochs": 2},
-            "sentiment": {"data.max_train_examples": 3000, "data.max_eval_examples": 500, "trainer.max_epochs": 1},
-            "ner": {"data.max_train_examples": 3000, "data.max_eval_examples": 500, "trainer.max_epochs": 1},
-            "qa": {"data.max_train_examples": 1500, "data.max_eval_examples": 300, "trainer.max_epochs": 1},
-            "translation": {"data.max_train_examples": 3000, "data.max_eval_examples": 100, "trainer.max_epochs": 1},
-            "codegen": {"data.max_eval_examples": 40, "trainer.max_epochs": 0},
+            "classification": {"trainer.max_epochs": 3},
+            "sentiment": {"trainer.max_epochs": 2, "data.max_eval_examples": 1056},
+            "ner": {"trainer.max_epochs": 1, "data.max_eval_examples": 1000},
+            "qa": {"data.max_train_examples": 4000, "data.max_eval_examples": 500, "trainer.max_epochs": 1},
+            "translation": {"data.max_train_examples": 10000, "data.max_eval_examples": 100, "trainer.max_epochs": 1},
+            "codegen": {"data.max_eval_examples": 40, "trainer.max_epochs": 1},
         },
     },
     # the real pretrained SmolLM2-135M (imported from its GGUF) with LoRA, CPU-feasible subsets

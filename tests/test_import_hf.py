@@ -72,8 +72,6 @@ def test_import_hf_folder_matches_logits(tmp_path, hf_tokenizer_backend, kind, t
         torch.testing.assert_close(model.lm_logits(model(ids)), hf(ids).logits, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="interop._tokenizer_from_hf_folder reads chat_template only from "
-                   "tokenizer_config.json; transformers 5 saves it to chat_template.jinja")
 def test_import_hf_folder_keeps_chat_template(tmp_path, hf_tokenizer_backend):
     torch.manual_seed(0)
     hf = tiny_llama(hf_tokenizer_backend.get_vocab_size(), tied=True)
