@@ -33,10 +33,10 @@ def param_groups(modules: Iterable[nn.Module], weight_decay: float,
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Multiplier of the peak learning rate: linear warmup from 0 over warmup_steps, then a half cosine
-    from 1 down to min_lr_ratio at total_steps, then flat.
+    """Multiplier of the peak learning rate: linear warmup over warmup_steps (step t uses (t + 1) / warmup,
+    so the first step already moves), then a half cosine from 1 down to min_lr_ratio at total_steps, then flat.
 
-        lr(t) = peak * t / warmup                                        t < warmup
+        lr(t) = peak * (t + 1) / warmup                                  t < warmup
         lr(t) = peak * (r + (1 - r) * (1 + cos(pi * progress)) / 2)      progress = (t - warmup) / (total - warmup)
     """
     if step < warmup_steps:

@@ -30,7 +30,7 @@ class RandomWindows(Dataset):
         if len(tokens) <= block_size + 1:
             raise ValueError(f"corpus of {len(tokens)} tokens is shorter than one window of {block_size + 1}")
         rng = np.random.default_rng(seed)
-        self.offsets = rng.integers(0, len(tokens) - block_size - 1, size=num_samples)[start:]
+        self.offsets = rng.integers(0, len(tokens) - block_size, size=num_samples)[start:]  # o + block_size + 1 <= len
         self.tokens, self.block_size = tokens, block_size
 
     def __len__(self) -> int:

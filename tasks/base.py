@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from safetensors.torch import load_file, save_file
 
 from backbone.artifact import ArtifactError, load_backbone
@@ -134,8 +134,19 @@ class TaskModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
+    def on_fit_start(self) -> None:
+        self._trained = True
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._trained = True
+
     def on_test_epoch_start(self) -> None:
         self._test_examples = 0  # counted by update_metrics, reported next to the scores
+        head_params = [p for p in self.trainable_parameters() if p.requires_grad]
+        if head_params and not getattr(self, "_trained", False):
+            rank_zero_warn("testing a task that was neither trained in this run nor loaded from a checkpoint: its "
+                           "head and adapter are untrained. Pass --ckpt_path last (after fit) or use "
+                           "tasks.base.load_task(export_dir).")
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics("test")
@@ -212,6 +223,11 @@ def load_task(directory: str | Path, backbone: str | None = None) -> TaskModule:
     unknown = sorted(set(state) - set(own))
     if unknown:
         raise ArtifactError(f"{directory / WEIGHTS_FILE} has tensors this task does not: {unknown[:5]}")
+    trainable = {id(p) for p in task.trainable_parameters()}
+    missing = sorted(name for name, p in own.items() if id(p) in trainable and name not in state)
+    if missing:
+        raise ArtifactError(f"{directory / WEIGHTS_FILE} lacks trained tensors of this task: {missing[:5]}")
+    task._trained = True
     with torch.no_grad():
         for name, tensor in state.items():
             if own[name].shape != tensor.shape:

@@ -12,6 +12,7 @@ import importlib
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,14 +63,18 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
     fit_test_s = time.perf_counter() - start
     prompt = {}
     if spec.get("prompt_args"):
-        p_cli = module.cli_main(task_args(task, spec, {**budget, "trainer.max_epochs": 0}, backbone, run_dir,
-                                          spec["prompt_args"]), run=False)
+        p_cli = module.cli_main(task_args(f"{task}-prompt", spec, {**budget, "trainer.max_epochs": 0}, backbone,
+                                          run_dir, spec["prompt_args"]), run=False)
         prompt = p_cli.trainer.test(p_cli.model, datamodule=p_cli.datamodule, verbose=False)[0]
-    baselines = spec["baselines"](cli.datamodule) if spec.get("baselines") else {}
+    baselines, notes = {}, []
+    try:
+        baselines = spec["baselines"](cli.datamodule) if spec.get("baselines") else {}
+    except Exception as err:  # a broken baseline must not hide our own scores
+        notes.append(f"{task} baselines failed: {type(err).__name__}: {err}")
     return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
             "fit_test_s": round(fit_test_s, 1), "n_eval": int(head.get("test/examples", 0)),
             "n_train": len(cli.datamodule.splits.get("train", [])), "settings": budget,
-            "adapter": type(cli.model.adapter).__name__}
+            "adapter": type(cli.model.adapter).__name__, "notes": notes}
 
 
 def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
@@ -168,6 +173,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     unknown = sorted(set(chosen) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     start = time.perf_counter()
     stages = tqdm(total=len(chosen) + 1, desc="bench", unit="stage")
     stages.set_postfix_str("backbone")
@@ -180,6 +186,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         try:
             result = run_task(task, TASKS[task], budget, backbone, Path("runs/bench") / preset_name)
             rows += rows_for(task, TASKS[task], result, backbone)
+            notes += result["notes"]
         except Exception as err:  # one task's failure is reported in the table, not fatal to the rest
             notes.append(f"{task} failed: {type(err).__name__}: {err}")
             tqdm.write(f"[bench] {task} failed: {err}")

@@ -36,6 +36,23 @@ def load_user_files(data_files: dict[str, str]) -> datasets.DatasetDict:
     return datasets.DatasetDict(parts)
 
 
+def infer_label_names(values, first: str | None = None) -> list[str]:
+    """A label map from the labels seen: integer labels 0..max keep their numbering ("0", "1", ...); string
+    labels are sorted, with `first` (e.g. NER's "O") placed first when present."""
+    values = list(values)
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return [str(i) for i in range(max(values) + 1)]
+    names = sorted({str(v) for v in values})
+    return [first, *[n for n in names if n != first]] if first in names else names
+
+
+def label_index(label, names: list[str]) -> int | None:
+    """Index of a label given by name or by integer index; None when it is not in the map."""
+    if isinstance(label, int) and not isinstance(label, bool):
+        return label if 0 <= label < len(names) else None
+    return names.index(str(label)) if str(label) in names else None
+
+
 def subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
     """The same n examples on every run: a seeded shuffle, then the first n."""
     if n is None or n >= len(ds):

@@ -97,7 +97,8 @@ class GenerativeData(TaskData):
     def collate(self, rows: list[dict]) -> dict:
         module = self.trainer.lightning_module
         prompts, targets = zip(*(module.training_pair(r) for r in rows)) if rows else ((), ())
-        ids, mask, labels = encode_pairs(self.tokenizer, list(prompts), list(targets), self.max_tokens)
+        ids, mask, labels = encode_pairs(self.tokenizer, list(prompts), list(targets), self.max_tokens,
+                                         add_eos=getattr(module.hparams, "add_eos", True))
         return {"input_ids": ids, "attention_mask": mask, "labels": labels, "rows": rows}
 
 

@@ -96,7 +96,10 @@ class LabelWordScorer(nn.Module):
             context = tokenizer.encode(self.context(text))
             for ids in label_ids:
                 keep = max_tokens - len(ids)
-                ctx = context[-keep:]  # cut the context from the left: the query and label stay
+                if keep < 1 or not context:
+                    raise ValueError(f"label word {self.label_words[len(spans) % len(label_ids)]!r} leaves no room "
+                                     f"for the prompt in {max_tokens} tokens")
+                ctx = context[len(context) - keep :]  # cut the context from the left: the query and label stay
                 rows.append(ctx + ids)
                 spans.append((len(ctx), len(ids)))
         ids, mask = tokenizer.pad(rows, side="right", device=device)

@@ -234,3 +234,34 @@ def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     cli_main(["test", *_cli_args("ner", backbone_dir, tmp_path, files)])
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert {"test/precision", "test/recall", "test/f1"} <= metrics.keys()
+
+
+def test_label_maps_keep_integer_numbering_and_put_o_first():
+    from tasks.data import infer_label_names, label_index
+
+    names = infer_label_names([2, 0, 10, 1])
+    assert names == [str(i) for i in range(11)] and label_index(10, names) == 10 and label_index(11, names) is None
+    assert infer_label_names(["B-PER", "O", "I-PER"], first="O") == ["O", "B-PER", "I-PER"]
+    assert infer_label_names(["pos", "neg"]) == ["neg", "pos"] and label_index("pos", ["neg", "pos"]) == 1
+
+
+def test_few_shot_demonstrations_are_saved_with_the_task(backbone_dir, tmp_path):
+    from tasks.base import save_task
+
+    shots = [["a wonderful film", 1], ["dull and slow", 0]]
+    task = build(backbone_dir, Frozen(), head="prompt", label_words=[" negative", " positive"], few_shot_examples=shots)
+    save_task(task, tmp_path / "task")
+    again = load_task(tmp_path / "task")
+    assert again.scorer.examples == [("a wonderful film", 1), ("dull and slow", 0)]
+    assert again.predict(["great"]) == task.predict(["great"])
+
+
+def test_load_task_refuses_a_file_without_the_trained_tensors(backbone_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from tasks.base import save_task
+
+    save_task(build(backbone_dir, LoRA(rank=2)), tmp_path / "task")
+    save_file({}, str(tmp_path / "task" / "trainable.safetensors"))
+    with pytest.raises(Exception, match="lacks trained tensors"):
+        load_task(tmp_path / "task")

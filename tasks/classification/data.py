@@ -9,7 +9,7 @@ from __future__ import annotations
 import datasets
 import torch
 
-from tasks.data import TaskData
+from tasks.data import TaskData, infer_label_names, label_index
 
 
 def encode_texts(tokenizer, texts: list[str], max_tokens: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +45,7 @@ class TextClassificationData(TaskData):
             if isinstance(feature, datasets.ClassLabel):
                 self._label_names = list(feature.names)
             else:
-                self._label_names = sorted({str(v) for v in self.splits.get("train", any_split)[self.label_column]})
+                self._label_names = infer_label_names(self.splits.get("train", any_split)[self.label_column])
         return self._label_names
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
@@ -59,11 +59,7 @@ class TextClassificationData(TaskData):
             if self.label_to_index(label, names) is None:
                 raise ValueError(f"{split} row {row}: label {label!r} is not in the label map {names}")
 
-    @staticmethod
-    def label_to_index(label, names: list[str]) -> int | None:
-        if isinstance(label, int) and not isinstance(label, bool):
-            return label if 0 <= label < len(names) else None
-        return names.index(str(label)) if str(label) in names else None
+    label_to_index = staticmethod(label_index)
 
     def collate(self, rows: list[dict]) -> dict:
         texts = [r[self.text_column] for r in rows]

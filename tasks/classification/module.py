@@ -28,6 +28,8 @@ class SequenceClassifier(TaskModule):
         template: prompt path: the query with "{text}"; the label word follows it.
         label_words: prompt path: one verbalisation per label (default: " " + label name).
         few_shot: prompt path: number of solved training examples put before each query.
+        few_shot_examples: prompt path: the demonstrations themselves, [[text, label index], ...]; filled in
+            from the training split when few_shot > 0 (and saved with the task, so a reload scores the same).
     """
 
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
@@ -35,7 +37,7 @@ class SequenceClassifier(TaskModule):
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
                  head: Literal["sequence", "prompt"] = "sequence", pooling: Literal["last", "mean"] = "last",
                  head_dropout: float = 0.1, template: str = "{text}\nLabel:", label_words: list[str] | None = None,
-                 few_shot: int = 0):
+                 few_shot: int = 0, few_shot_examples: list[tuple[str, int]] | None = None):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
                          max_length, export_dir)
         if head not in ("sequence", "prompt"):
@@ -51,8 +53,9 @@ class SequenceClassifier(TaskModule):
                 raise ValueError(f"label_words has {len(words)} entries for {n} labels {self.label_names}")
             self.scorer = LabelWordScorer(h.template, words)
             datamodule = self.trainer.datamodule if self._trainer is not None else None
-            if h.few_shot and datamodule is not None:
-                self.scorer.examples = [(r["text"], self.label_index(r["label"])) for r in datamodule.examples_per_label(h.few_shot)]
+            if h.few_shot and not h.few_shot_examples and datamodule is not None:
+                h.few_shot_examples = [(r["text"], self.label_index(r["label"])) for r in datamodule.examples_per_label(h.few_shot)]
+            self.scorer.examples = [(text, int(label)) for text, label in (h.few_shot_examples or [])]
         metrics = lambda: nn.ModuleDict({  # noqa: E731
             "accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro"),
             **({"f1": BinaryF1Score()} if n == 2 else {}),  # binary: F1 of the positive (second) label

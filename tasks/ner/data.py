@@ -13,7 +13,7 @@ from __future__ import annotations
 import datasets
 import torch
 
-from tasks.data import TaskData
+from tasks.data import TaskData, infer_label_names, label_index
 
 IGNORE = -100
 
@@ -23,11 +23,12 @@ def align_words(tokenizer, sentences: list[list[str]], max_tokens: int) -> tuple
     pieces = tokenizer.encode_batch([(" " if i else "") + w for words in sentences for i, w in enumerate(words)])
     ids_per_sentence, firsts_per_sentence, k = [], [], 0
     for words in sentences:
-        ids, firsts = [], []
+        ids, firsts, full = [], [], False
         for _ in words:
             piece = pieces[k] or [tokenizer.pad_id]  # a word that encodes to nothing still gets a slot
             k += 1
-            if len(ids) + len(piece) > max_tokens:
+            full = full or len(ids) + len(piece) > max_tokens  # from the first word that does not fit, all are cut
+            if full:
                 firsts.append(-1)
                 continue
             firsts.append(len(ids))
@@ -63,15 +64,12 @@ class TokenTaggingData(TaskData):
             if isinstance(inner, datasets.ClassLabel):
                 self._label_names = list(inner.names)
             else:
-                tags = {str(t) for row in self.splits.get("train", any_split)[self.tags_column] for t in row}
-                self._label_names = ["O", *sorted(tags - {"O"})]
+                tags = [t for row in self.splits.get("train", any_split)[self.tags_column] for t in row]
+                self._label_names = infer_label_names(tags, first="O")
         return self._label_names
 
     def tag_index(self, tag) -> int | None:
-        names = self.label_names
-        if isinstance(tag, int) and not isinstance(tag, bool):
-            return tag if 0 <= tag < len(names) else None
-        return names.index(str(tag)) if str(tag) in names else None
+        return label_index(tag, self.label_names)
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         for column in (self.tokens_column, self.tags_column):
