@@ -210,13 +210,14 @@ class PretrainCLI(LightningCLI):
         parser.link_arguments("model.config.block_size", "data.block_size")
 
 
-def cli_main(args: list[str] | None = None) -> PretrainCLI:
-    """`gptsuite pretrain fit|validate|test ...`; args=None reads sys.argv (tests pass a list)."""
+def cli_main(args: list[str] | None = None, run: bool = True) -> PretrainCLI:
+    """`gptsuite pretrain fit|validate|test ...`; args=None reads sys.argv (tests pass a list); run=False only
+    builds the objects (args then hold no subcommand)."""
     from backbone.pretrain_data import PretrainData
 
     torch.set_float32_matmul_precision("high")
     return PretrainCLI(
-        LitGPT, PretrainData, args=args, save_config_kwargs={"overwrite": True},
+        LitGPT, PretrainData, args=args, run=run, save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "Pretrain a GPT backbone on the offline corpus."},
     )
 
