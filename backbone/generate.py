@@ -35,7 +35,9 @@ class GenerationConfig:
         no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
         num_beams: > 1 runs beam search (deterministic; sampling options are ignored).
         length_penalty: beam score = log-probability / length ** length_penalty (> 1 favours longer).
-        stop: strings that end a completion; the stop string itself is not returned.
+        stop: strings that end a completion; the stop string itself is not returned. Greedy and sampled
+            decoding stop as soon as one appears; beam search ranks beams that end on eos (or at
+            max_new_tokens) and cuts the chosen text at the first stop string afterwards.
         eos_token_id: token that ends a completion (None: the tokenizer's eos for the text functions).
         seed: makes sampling reproducible.
         use_cache: reuse keys/values of earlier positions (KV cache); False recomputes the whole prefix.
