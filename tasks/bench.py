@@ -104,9 +104,10 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    runs = {**old.get("runs", {}), meta["backbone"]: meta}
     replaced = {(meta["backbone"], task) for task in meta["tasks"]}  # a partial run keeps its other tasks' rows
-    kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced and r.get("backbone") in runs]
+    kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced]
+    live = {(r["backbone"], r["task"]) for r in kept}
+    runs = [m for m in old.get("runs", []) if any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
     order = {task: i for i, task in enumerate(TASKS)}
     rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
                                               r["metric"], r["backbone"]))
@@ -122,14 +123,14 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     plot(rows, out_dir / "results.png")
 
 
-def markdown_table(rows: list[dict], runs: dict) -> str:
+def markdown_table(rows: list[dict], runs: list[dict]) -> str:
     fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
     lines = ["# gptsuite benchmark", "",
              "Scores in %. Ours and the baselines are scored on the same examples; published anchors are full-data "
              "results of much larger models, for orientation only.", ""]
-    for name, meta in runs.items():
-        lines.append(f"- `{name}`: preset {meta['preset']}, {meta['hardware']}, torch {meta['torch']}, "
-                     f"total {meta['wall_s'] / 60:.1f} min, {meta['date']}"
+    for meta in runs:
+        lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
+                     f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
                      + "".join(f"; {n}" for n in meta.get("notes", [])))
     lines += ["", "| task | dataset (split, n) | metric | backbone | ours: head | ours: prompt | baselines | published anchors | settings |",
               "|---|---|---|---|---|---|---|---|---|"]

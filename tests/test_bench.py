@@ -25,7 +25,7 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
         assert (tmp_path / "out" / name).is_file(), name
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = {(r["task"], r["metric"]): r for r in data["rows"]}
-    assert data["runs"][str(backbone)]["notes"] == []  # no task failed
+    assert [m["notes"] for m in data["runs"]] == [[]]  # no task failed
     accuracy = rows[("sentiment", "accuracy")]
     assert accuracy["n_eval"] == 8 and 0 <= accuracy["ours_head"] <= 100 and accuracy["ours_prompt"] is not None
     assert set(accuracy["baselines"]) == {"majority", "bow-logreg"}
@@ -39,6 +39,7 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {(r["task"], Path(r["backbone"]).name) for r in data["rows"]} == {
         ("sentiment", "nano"), ("ner", "nano"), ("sentiment", "nano2")}
+    assert [Path(m["backbone"]).name for m in data["runs"]] == ["nano", "nano2"]
 
 
 def test_unknown_preset_and_task_are_clear_errors():
