@@ -104,6 +104,8 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
+    if isinstance(old.get("runs"), dict):  # the first format kept one run per backbone
+        old["runs"] = list(old["runs"].values())
     replaced = {(meta["backbone"], task) for task in meta["tasks"]}  # a partial run keeps its other tasks' rows
     kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced]
     live = {(r["backbone"], r["task"]) for r in kept}
@@ -165,6 +167,13 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str]) -> dict:
+    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "wall_s": round(time.perf_counter() - start, 1),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
+            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
+
+
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path = OUT_DIR) -> list[dict]:
     if preset_name not in PRESETS:
@@ -180,7 +189,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     stages.set_postfix_str("backbone")
     backbone = ensure_backbone(preset, backbone)
     stages.update()
-    rows, notes = [], []
+    rows, notes, done = [], [], []
     for task in chosen:
         stages.set_postfix_str(task)
         budget = preset["tasks"].get(task, {})
@@ -191,12 +200,10 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         except Exception as err:  # one task's failure is reported in the table, not fatal to the rest
             notes.append(f"{task} failed: {type(err).__name__}: {err}")
             tqdm.write(f"[bench] {task} failed: {err}")
+        done.append(task)
+        # written after every task, so a crash or an interrupt loses at most the task in progress
+        write_results(rows, run_meta(preset_name, backbone, done, start, notes), out_dir)
         stages.update()
     stages.close()
-    meta = {"preset": preset_name, "backbone": backbone, "tasks": chosen, "wall_s": round(time.perf_counter() - start, 1),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
-            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": notes}
-    write_results(rows, meta, out_dir)
     print((out_dir / "results.md").read_text())
     return rows
