@@ -139,7 +139,8 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
     for r in rows:
         base = "; ".join(f"{k} {fmt(v)}" for k, v in r["baselines"].items()) or "–"
         anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
-        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items() if k != "backbone")
+        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items()
+                             if k not in ("backbone", "model.adapter"))  # the adapter's class name is shown once
         lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
                      f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
     return "\n".join(lines) + "\n"
