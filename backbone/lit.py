@@ -141,16 +141,15 @@ class LitGPT(L.LightningModule):
         tokens_per_s = tokens / max(seconds, 1e-9)
         self.log("perf/tokens_per_s", tokens_per_s, prog_bar=True)
         self.log("perf/mfu", tokens_per_s * self.model.flops_per_token(batch.size(1) - 1) / self._peak)
-        self.log("train/tokens_seen", float(self.tokens_seen(batch)))
+        self.log("train/tokens_seen", float(self.tokens_seen()))
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         every = self.hparams.sample_every_n_steps
         if every and self.global_step % every == 0:
             self._write_sample()
 
-    def tokens_seen(self, batch: torch.Tensor) -> int:
+    def tokens_seen(self) -> int:
         """Derived, not counted: optimizer steps x tokens per step (so it survives a resume exactly)."""
-        per_step = batch[:, :-1].numel() * self.trainer.world_size * self.trainer.accumulate_grad_batches
-        return self.global_step * per_step
+        return self.global_step * self.trainer.datamodule.tokens_per_step(self.trainer)
 
     @rank_zero_only
     def _write_sample(self) -> None:
@@ -185,7 +184,7 @@ class LitGPT(L.LightningModule):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         metrics.update(
             steps=self.global_step,
-            tokens_seen=self.global_step * datamodule.tokens_per_step(self.trainer),
+            tokens_seen=self.tokens_seen(),
             train_seconds=round(self.train_seconds, 1),
             parameters=self.model.num_params(),
         )
