@@ -12,12 +12,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from tasks.base import PRETRAIN_COMMAND
+
 MAX_CHARS = 5_000  # longest text a task tab accepts
 MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
 MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
 MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
 
-CREATE_BACKBONE = "gptsuite pretrain fit --config configs/pretrain/tiny.yaml"
+CREATE_BACKBONE = PRETRAIN_COMMAND  # one spelling of the command, shared with the tasks' errors
 TASKS = ("classification", "sentiment", "ner", "qa", "translation", "codegen")
 CREATE_TASK = {task: f"gptsuite {task} fit --config configs/tasks/{task}.yaml" for task in TASKS}
 TASK_TITLES = {"classification": "Topic classification", "sentiment": "Sentiment", "ner": "Named entities",

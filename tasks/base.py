@@ -24,7 +24,8 @@ from backbone.optim import build_optimizer
 from tasks.adapters import Adapter, FullFineTune
 
 TASK_FILE, WEIGHTS_FILE, METRICS_FILE = "task.json", "trainable.safetensors", "test_metrics.json"
-CREATE_BACKBONE = ("create it with `gptsuite pretrain fit --config configs/pretrain/tiny.yaml` "
+PRETRAIN_COMMAND = "gptsuite pretrain fit --config configs/pretrain/tiny.yaml"
+CREATE_BACKBONE = (f"create it with `{PRETRAIN_COMMAND}` "
                    "(or `gptsuite import smollm2`)")
 
 
