@@ -149,15 +149,21 @@ class TaskModule(L.LightningModule):
                            "head and adapter are untrained. Pass --ckpt_path last (after fit) or use "
                            "tasks.base.load_task(export_dir).")
 
+    def test_report(self) -> dict:
+        """How the test scores were computed, beyond the numbers (decoding, metric mode, sacreBLEU's
+        signature): written next to the scores in the test metrics JSON and into the benchmark table."""
+        return {}
+
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics("test")
         values["test/examples"] = float(getattr(self, "_test_examples", 0))
         self.log("test/examples", values["test/examples"])
-        rank_zero_info(json.dumps(values, indent=2))
+        report = self.test_report()
+        rank_zero_info(json.dumps({**values, **report}, indent=2))
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.trainer.is_global_zero:
-            (out_dir / METRICS_FILE).write_text(json.dumps(values, indent=2) + "\n")
+            (out_dir / METRICS_FILE).write_text(json.dumps({**values, **report}, indent=2) + "\n")
             rank_zero_info(f"test metrics written to {out_dir / METRICS_FILE}")
 
     def configure_optimizers(self):

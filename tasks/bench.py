@@ -61,11 +61,13 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     head = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     fit_test_s = time.perf_counter() - start
+    scoring = {"ours: head": _plain(cli.model.test_report())}
     prompt = {}
     if spec.get("prompt_args"):
         p_cli = module.cli_main(task_args(f"{task}-prompt", spec, {**budget, "trainer.max_epochs": 0}, backbone,
                                           run_dir, spec["prompt_args"]), run=False)
         prompt = p_cli.trainer.test(p_cli.model, datamodule=p_cli.datamodule, verbose=False)[0]
+        scoring["ours: prompt"] = _plain(p_cli.model.test_report())
     baselines, notes = {}, []
     try:
         baselines = spec["baselines"](cli.datamodule) if spec.get("baselines") else {}
@@ -73,8 +75,14 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
         notes.append(f"{task} baselines failed: {type(err).__name__}: {err}")
     return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
             "fit_test_s": round(fit_test_s, 1), "n_eval": int(head.get("test/examples", 0)),
-            "n_train": len(cli.datamodule.splits.get("train", [])), "settings": budget,
-            "adapter": type(cli.model.adapter).__name__, "notes": notes}
+            "n_train": len(cli.datamodule.splits.get("train", [])), "adapter": type(cli.model.adapter).__name__,
+            "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **budget},
+            "scoring": scoring, "notes": notes}
+
+
+def _plain(report: dict) -> dict:
+    """A task's test report with the "test/" prefix dropped (the table says which split)."""
+    return {key.removeprefix("test/"): value for key, value in report.items()}
 
 
 def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
@@ -87,7 +95,7 @@ def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in result["baselines"].items() if metric in vals},
             "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
             "settings": {"backbone": backbone, "adapter": result["adapter"], "n_train": result["n_train"], **result["settings"]},
-            "wall_s": result["wall_s"],
+            "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
     return rows
 
@@ -143,6 +151,15 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
                              if k not in ("backbone", "model.adapter"))  # the adapter's class name is shown once
         lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
                      f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
+    lines += ["", "How the scores were computed (decoding, metric modes, sacreBLEU signatures):", ""]
+    seen = set()
+    for r in rows:
+        if (r["task"], r["backbone"]) in seen or not r.get("scoring"):  # rows before this field had none
+            continue
+        seen.add((r["task"], r["backbone"]))
+        for path, report in r["scoring"].items():
+            facts = "; ".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in report.items())
+            lines.append(f"- {r['task']}, {Path(r['backbone']).name}, {path}: {facts or '–'}")
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +192,16 @@ def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, no
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
 
 
+def stage_weights(preset: dict, tasks: list[str], backbone: str | None) -> dict[str, float]:
+    """Each stage's share of the progress bar: its expected seconds, so the ETA is not one stage's pace."""
+    expected = preset.get("stage_seconds", {})
+    default = sum(expected.values()) / len(expected) if expected else 1.0
+    weights = {task: float(expected.get(task, default)) for task in tasks}
+    exists = (Path(backbone or preset["backbone"]) / "config.json").is_file()
+    weights["backbone"] = 0.0 if exists else float(expected.get("backbone", default))
+    return weights
+
+
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path = OUT_DIR) -> list[dict]:
     if preset_name not in PRESETS:
@@ -186,10 +213,12 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     start = time.perf_counter()
-    stages = tqdm(total=len(chosen) + 1, desc="bench", unit="stage")
+    weights = stage_weights(preset, chosen, backbone)
+    stages = tqdm(total=sum(weights.values()), desc=f"bench {preset_name}",
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
     stages.set_postfix_str("backbone")
     backbone = ensure_backbone(preset, backbone)
-    stages.update()
+    stages.update(weights["backbone"])
     rows, notes, done = [], [], []
     for task in chosen:
         stages.set_postfix_str(task)
@@ -204,7 +233,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         done.append(task)
         # written after every task, so a crash or an interrupt loses at most the task in progress
         write_results(rows, run_meta(preset_name, backbone, done, start, notes), out_dir)
-        stages.update()
+        stages.update(weights[task])
     stages.close()
     print((out_dir / "results.md").read_text())
     return rows

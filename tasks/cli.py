@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
         import importlib
+        import warnings
 
+        # the command's own args go to LightningCLI, and sys.argv stays whole: a DDP launcher re-runs it as is.
+        # LightningCLI warns when it sees both; here that is on purpose.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         importlib.import_module(LIGHTNING_COMMANDS[argv[0]]).cli_main(argv[1:])
         return 0
     parser = build_parser()

@@ -28,7 +28,7 @@ from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig, generate_text
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
-from tasks.base import METRICS_FILE, TaskModule
+from tasks.base import TaskModule
 from tasks.data import TaskData
 
 IGNORE = -100
@@ -160,22 +160,11 @@ class GenerativeTask(TaskModule):
         super().on_test_epoch_start()
         self._records = []
 
-    def test_report(self) -> dict:
-        """Extra, non-numeric results written into the test metrics JSON (e.g. sacreBLEU's signature)."""
-        return {}
-
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        report = self.test_report()
         if not self.trainer.is_global_zero:
             return
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        path = out_dir / METRICS_FILE
-        if report:
-            values = json.loads(path.read_text()) if path.is_file() else {}
-            values.update(report)
-            path.write_text(json.dumps(values, indent=2) + "\n")
-            rank_zero_info("\n".join(f"{k}: {v}" for k, v in report.items()))
         if self._records:
             with (out_dir / PREDICTIONS_FILE).open("w") as f:
                 for record in self._records:

@@ -9,7 +9,7 @@ import pytest
 
 from tasks import baselines as B
 from tasks import bench_specs
-from tasks.bench import run_bench
+from tasks.bench import run_bench, stage_weights
 from tests.helpers import ROOT, make_backbone
 
 
@@ -31,8 +31,15 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
     assert set(accuracy["baselines"]) == {"majority", "bow-logreg"}
     assert any(a["value"] == 91.3 for a in accuracy["anchors"])
     assert "most-frequent-tag" in rows[("ner", "f1")]["baselines"]
+    # the exact settings: the seed and precision the CLI ran with, and how each path was scored
+    assert accuracy["settings"]["seed"] == 0 and accuracy["settings"]["precision"] == "32-true"
+    assert accuracy["scoring"]["ours: head"]["path"] == "sequence head (last pooling)"
+    assert accuracy["scoring"]["ours: prompt"]["path"].startswith("prompt: 4-shot")
+    assert "conlleval" in rows[("ner", "f1")]["scoring"]["ours: head"]["seqeval"]
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| sentiment | MR movie-review sentences (test, 8) | accuracy | nano |" in table
+    assert "seed=0, precision=32-true" in table
+    assert "- ner, nano, ours: head: seqeval: default mode (conlleval" in table
     # a second backbone adds its rows next to the first one's
     other = make_backbone(tmp_path / "nano2", positions="rope")
     run_bench("unit", ["sentiment"], str(other), out_dir=tmp_path / "out")
@@ -74,3 +81,11 @@ def test_word_dictionary_learns_consistent_pairs():
     src = ["the dog", "the cat", "a dog", "a cat"]
     tgt = ["el perro", "el gato", "un perro", "un gato"]
     assert B.word_dictionary(src, tgt, ["the dog"]) == ["el perro"]
+
+
+def test_progress_weights_follow_expected_stage_seconds(tmp_path):
+    preset = {"backbone": str(tmp_path / "absent"), "stage_seconds": {"backbone": 600, "ner": 100, "qa": 200}}
+    weights = stage_weights(preset, ["ner", "qa", "codegen"], None)
+    assert weights == {"backbone": 600.0, "ner": 100.0, "qa": 200.0, "codegen": 300.0}  # unlisted: the mean
+    backbone = make_backbone(tmp_path / "nano")
+    assert stage_weights(preset, ["ner"], str(backbone))["backbone"] == 0.0  # reused: no pretraining

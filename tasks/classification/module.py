@@ -86,6 +86,13 @@ class SequenceClassifier(TaskModule):
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
 
+    def test_report(self) -> dict:
+        h = self.hparams
+        if h.head == "sequence":
+            return {"test/path": f"sequence head ({h.pooling} pooling)"}
+        words = h.label_words or [" " + name for name in self.label_names]
+        return {"test/path": f"prompt: {len(self.scorer.examples)}-shot, template {h.template!r}, label words {words}"}
+
     # --- use -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, texts: list[str], batch_size: int = 16) -> list[dict[str, float]]:

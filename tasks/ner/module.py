@@ -96,6 +96,10 @@ class TokenClassifier(TaskModule):
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(batch["word_tags"])
 
+    def test_report(self) -> dict:
+        return {"test/seqeval": "default mode (conlleval: an entity counts when its type and both boundaries "
+                                "match), micro-averaged over entities; word tag = tag of its first sub-token"}
+
     @torch.no_grad()
     def predict(self, texts: list[str]) -> list[dict]:
         """For each text: its words, a tag per word, and the merged entities."""

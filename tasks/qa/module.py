@@ -153,6 +153,15 @@ class QuestionAnswering(TaskModule):
             self._records.extend({"id": r.get("id"), "question": r["question"], "prediction": p, "answers": g}
                                  for r, p, g in zip(rows, predictions, golds))
 
+    def test_report(self) -> dict:
+        h = self.hparams
+        if h.head == "span":
+            path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
+                    f"answers up to {h.max_answer_length} tokens")
+        else:
+            path = f"generated answer: greedy, up to {h.max_new_tokens} tokens, stop at newline"
+        return {"test/path": path, "test/scoring": "official SQuAD v1.1 EM / F1 (normalized, best over gold answers)"}
+
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
         self._records = []
