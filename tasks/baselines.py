@@ -43,7 +43,9 @@ def majority(train_labels: list[int], test_labels: list[int], num_labels: int) -
 
 def bow_logreg(train_texts, train_labels, test_texts, test_labels, num_labels: int, max_vocab: int = 20000,
                l2: float = 1e-3) -> dict[str, float]:
-    counts = Counter(w for t in train_texts for w in set(words(t)))
+    # sorted: a set's order changes with the per-process string hash seed, and ties in most_common() would
+    # then pick a different vocabulary (and score) on every run
+    counts = Counter(w for t in train_texts for w in sorted(set(words(t))))
     vocab = {w: i for i, (w, _) in enumerate(counts.most_common(max_vocab))}
 
     def featurize(texts):
@@ -113,7 +115,7 @@ def word_dictionary(train_src: list[str], train_tgt: list[str], test_src: list[s
     """Translate word by word with the target word of highest Dice coefficient 2 c(s,t) / (c(s) + c(t))."""
     src_count, tgt_count, pair_count = Counter(), Counter(), Counter()
     for s, t in list(zip(train_src, train_tgt))[:max_pairs]:
-        sw, tw = set(words(s)), set(words(t))
+        sw, tw = sorted(set(words(s))), sorted(set(words(t)))  # sorted: ties break the same way in every run
         src_count.update(sw)
         tgt_count.update(tw)
         pair_count.update((a, b) for a in sw for b in tw)

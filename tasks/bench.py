@@ -214,14 +214,13 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     start = time.perf_counter()
     weights = stage_weights(preset, chosen, backbone)
-    stages = tqdm(total=sum(weights.values()), desc=f"bench {preset_name}",
-                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
-    stages.set_postfix_str("backbone")
+    stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+    stages.set_description(f"bench {preset_name}: backbone")
     backbone = ensure_backbone(preset, backbone)
     stages.update(weights["backbone"])
     rows, notes, done = [], [], []
     for task in chosen:
-        stages.set_postfix_str(task)
+        stages.set_description(f"bench {preset_name}: {task}")
         budget = preset["tasks"].get(task, {})
         try:
             result = run_task(task, TASKS[task], budget, backbone, Path("runs/bench") / preset_name)

@@ -89,3 +89,18 @@ def test_progress_weights_follow_expected_stage_seconds(tmp_path):
     assert weights == {"backbone": 600.0, "ner": 100.0, "qa": 200.0, "codegen": 300.0}  # unlisted: the mean
     backbone = make_backbone(tmp_path / "nano")
     assert stage_weights(preset, ["ner"], str(backbone))["backbone"] == 0.0  # reused: no pretraining
+
+
+def test_baselines_do_not_depend_on_the_string_hash_seed():
+    """Ties (equal counts, equal Dice scores) must break the same way in every process."""
+    import subprocess
+    import sys
+
+    code = ("from tasks.baselines import bow_logreg, word_dictionary\n"
+            "src = ['a b c d', 'e f g h', 'a e', 'b f']\n"
+            "print(word_dictionary(src, ['w x y z', 'p q r s', 'w p', 'x q'], ['a b c d e f g h']))\n"
+            "texts = [' '.join(f'w{i}{j}' for j in range(6)) for i in range(8)]\n"
+            "print(bow_logreg(texts, [i % 2 for i in range(8)], texts[:4] + ['w00 w11 w22'], [0, 1, 0, 1, 0], 2, max_vocab=5))\n")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(outputs) == 1, outputs
