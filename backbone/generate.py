@@ -87,6 +87,19 @@ class GenerationConfig:
     def replace(self, **changes) -> GenerationConfig:
         return dataclasses.replace(self, **changes)
 
+    def describe(self) -> dict:
+        """The decoding mode and every setting that differs from the defaults (what a reader needs to redo
+        it), JSON-safe; sampling options are left out under beam search and greedy decoding, which ignore them."""
+        mode = f"beam search ({self.num_beams} beams)" if self.num_beams > 1 else "sampling" if self.sampling else "greedy"
+        ignored = set() if self.sampling else {"temperature", "top_k", "top_p", "min_p", "seed"}
+        if self.num_beams == 1:
+            ignored.add("length_penalty")
+        default = GenerationConfig()
+        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name not in ignored and getattr(self, f.name) != getattr(default, f.name)}
+        return {"decoding": mode, "max_new_tokens": self.max_new_tokens,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}}
+
 
 # --------------------------------------------------------------------------------------------------------
 # Logits processing: (B, V) scores -> (B, V) scores

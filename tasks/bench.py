@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import ANCHORS, PRESETS, TASKS
 
 OUT_DIR = Path("benchmarks")
@@ -151,15 +152,13 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
                              if k not in ("backbone", "model.adapter"))  # the adapter's class name is shown once
         lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
                      f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
-    lines += ["", "How the scores were computed (decoding, metric modes, sacreBLEU signatures):", ""]
-    seen = set()
-    for r in rows:
-        if (r["task"], r["backbone"]) in seen or not r.get("scoring"):  # rows before this field had none
-            continue
-        seen.add((r["task"], r["backbone"]))
-        for path, report in r["scoring"].items():
-            facts = "; ".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in report.items())
-            lines.append(f"- {r['task']}, {Path(r['backbone']).name}, {path}: {facts or '–'}")
+    scored = {(r["task"], r["backbone"]): r["scoring"] for r in rows if r.get("scoring")}  # older rows have none
+    if scored:
+        lines += ["", "How the scores were computed (adapter, decoding, metric modes, sacreBLEU signatures):", ""]
+    for (task, backbone), scoring in scored.items():
+        for path, report in scoring.items():
+            facts = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in report.items())
+            lines.append(f"- {task}, {Path(backbone).name}, {path}: {facts or '–'}")
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +194,8 @@ def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, no
 def stage_weights(preset: dict, tasks: list[str], backbone: str | None) -> dict[str, float]:
     """Each stage's share of the progress bar: its expected seconds, so the ETA is not one stage's pace."""
     expected = preset.get("stage_seconds", {})
-    default = sum(expected.values()) / len(expected) if expected else 1.0
+    listed = [seconds for stage, seconds in expected.items() if stage != "backbone"]
+    default = sum(listed) / len(listed) if listed else 1.0
     weights = {task: float(expected.get(task, default)) for task in tasks}
     exists = (Path(backbone or preset["backbone"]) / "config.json").is_file()
     weights["backbone"] = 0.0 if exists else float(expected.get("backbone", default))
@@ -211,7 +211,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     unknown = sorted(set(chosen) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
-    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start = time.perf_counter()
     weights = stage_weights(preset, chosen, backbone)
     stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")

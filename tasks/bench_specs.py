@@ -107,8 +107,8 @@ PRESETS = {
     # at most 30 minutes on 2 CPU cores, pretraining the tiny backbone included (the README's main job)
     "quick": {
         "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",
-        "stage_seconds": {"backbone": 720, "classification": 150, "sentiment": 95, "ner": 80, "qa": 110,
-                          "translation": 215, "codegen": 95},
+        "stage_seconds": {"backbone": 590, "classification": 91, "sentiment": 85, "ner": 83, "qa": 90,
+                          "translation": 220, "codegen": 82},
         "tasks": {
             "classification": {"trainer.max_epochs": 3},
             "sentiment": {"trainer.max_epochs": 2, "data.max_eval_examples": 1056},
@@ -121,8 +121,8 @@ PRESETS = {
     # the real pretrained SmolLM2-135M (imported from its GGUF) with LoRA, CPU-feasible subsets
     "smollm2": {
         "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2",
-        "stage_seconds": {"backbone": 20, "classification": 110, "sentiment": 65, "ner": 50, "qa": 130,
-                          "translation": 235, "codegen": 310},
+        "stage_seconds": {"backbone": 20, "classification": 107, "sentiment": 64, "ner": 48, "qa": 130,
+                          "translation": 235, "codegen": 283},
         "tasks": {
             "classification": {"model.adapter": "tasks.adapters.LoRA", "data.max_train_examples": 200,
                                "data.max_eval_examples": 100, "trainer.max_epochs": 1, "model.max_length": 128,

@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
         import warnings
 
-        # the command's own args go to LightningCLI, and sys.argv stays whole: a DDP launcher re-runs it as is.
-        # LightningCLI warns when it sees both; here that is on purpose.
-        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        from tasks.base import LIGHTNINGCLI_ARGS_WARNING
+
+        warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
         importlib.import_module(LIGHTNING_COMMANDS[argv[0]]).cli_main(argv[1:])
         return 0
     parser = build_parser()

@@ -83,25 +83,59 @@ class LabelWordScorer(nn.Module):
             raise ValueError(f"the template must contain {{text}}, got {template!r}")
         self.template, self.label_words, self.separator = template, list(label_words), separator
         self.examples: list[tuple[str, int]] = []
+        self.reset_counts()
 
-    def context(self, text: str) -> str:
-        shots = [self.template.format(text=t) + self.label_words[y] for t, y in self.examples]
-        return self.separator.join([*shots, self.template.format(text=text)])
+    def reset_counts(self) -> None:
+        """What the token budget let through since the last reset (the test report reads it)."""
+        self.counts = {"queries": 0, "queries_cut": 0, "shots_kept": 0, "shots_cut": 0}
+
+    def piece(self, tokenizer, text: str, budget: int, label: int | None = None) -> tuple[list[int], bool] | None:
+        """The template around `text` (a demonstration adds its label word and the separator) in at most
+        `budget` tokens, the text cut at its end when needed (the words after it must stay: the label word
+        follows them). -> (ids, cut), or None when not even one token of text fits."""
+        tail = "" if label is None else self.label_words[label] + self.separator
+        ids = tokenizer.encode(self.template.format(text=text) + tail)
+        if len(ids) <= budget:
+            return ids, False
+        before, after = self.template.split("{text}", 1)
+        before, after = (tokenizer.encode(part) if part else [] for part in (before, after + tail))
+        room = budget - len(before) - len(after)
+        return (before + tokenizer.encode(text)[:room] + after, True) if room >= 1 else None
+
+    def context_ids(self, tokenizer, text: str, budget: int) -> list[int]:
+        """Token ids of [demonstrations..., query] in at most `budget` tokens. Whole when they fit; otherwise
+        the query keeps up to half the budget and the demonstrations share the rest equally, each text cut
+        at its end (a demonstration without room for one token of text is left out)."""
+        shots = [self.piece(tokenizer, t, budget, y) for t, y in self.examples]
+        query = self.piece(tokenizer, text, budget)
+        if query is None:
+            raise ValueError(f"the template leaves no room for the text in {budget} tokens")
+        kept = [shot for shot in shots if shot is not None]
+        if sum(len(ids) for ids, _ in kept) + len(query[0]) > budget:
+            short_query = self.piece(tokenizer, text, budget // 2) or query
+            share = (budget - len(short_query[0])) // len(shots)
+            kept = [shot for t, y in self.examples if (shot := self.piece(tokenizer, t, share, y)) is not None]
+            if kept:  # else zero-shot, and the query keeps the whole budget
+                query = short_query
+        self.counts["queries"] += 1
+        self.counts["queries_cut"] += query[1]
+        self.counts["shots_kept"] += len(kept)
+        self.counts["shots_cut"] += sum(cut for _, cut in kept)
+        return [token for ids, _ in kept for token in ids] + query[0]
 
     def forward(self, encode, lm_logits, tokenizer, texts: list[str], max_tokens: int, device=None) -> torch.Tensor:
         """(B, L) summed log-probabilities of each label's words. `encode(ids, mask) -> hidden`."""
         label_ids = [tokenizer.encode(w) for w in self.label_words]
+        longest = max(len(ids) for ids in label_ids)
+        if max_tokens - longest < 2:
+            raise ValueError(f"the label words (up to {longest} tokens) leave no room for the prompt in "
+                             f"{max_tokens} tokens")
         rows, spans = [], []
         for text in texts:
-            context = tokenizer.encode(self.context(text))
+            context = self.context_ids(tokenizer, text, max_tokens - longest)
             for ids in label_ids:
-                keep = max_tokens - len(ids)
-                if keep < 1 or not context:
-                    raise ValueError(f"label word {self.label_words[len(spans) % len(label_ids)]!r} leaves no room "
-                                     f"for the prompt in {max_tokens} tokens")
-                ctx = context[len(context) - keep :]  # cut the context from the left: the query and label stay
-                rows.append(ctx + ids)
-                spans.append((len(ctx), len(ids)))
+                rows.append(context + ids)
+                spans.append((len(context), len(ids)))
         ids, mask = tokenizer.pad(rows, side="right", device=device)
         logprobs = F.log_softmax(lm_logits(encode(ids, mask)).float(), dim=-1)  # (B*L, W, V)
         scores = []

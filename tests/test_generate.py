@@ -366,3 +366,15 @@ def test_stream_yields_before_decoding_ends(text_model, tiny_tokenizer):
     assert first and len(calls) < 30
     rest = list(pieces)
     assert len(rest) >= 3 and len(calls) == 30
+
+
+def test_generation_config_describes_what_it_changes():
+    from backbone.generate import GenerationConfig
+
+    beam = GenerationConfig(max_new_tokens=96, num_beams=4, top_p=0.9, stop=("\n",), truncate_prompt=True)
+    assert beam.describe() == {"decoding": "beam search (4 beams)", "max_new_tokens": 96, "num_beams": 4,
+                               "stop": ["\n"], "truncate_prompt": True}  # top_p: beam search ignores it
+    sample = GenerationConfig(temperature=0.8, top_p=0.95, seed=0)
+    assert sample.describe() == {"decoding": "sampling", "max_new_tokens": 64, "temperature": 0.8, "top_p": 0.95,
+                                 "seed": 0}
+    assert GenerationConfig().describe() == {"decoding": "greedy", "max_new_tokens": 64}

@@ -257,6 +257,7 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert {"test/exact_match", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 3
+    assert metrics["test/path"].startswith("span head" if head == "span" else "generated answer")
     assert 0 <= metrics["test/f1"] <= 100
     predictions = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
     assert len(predictions) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -66,7 +67,8 @@ def test_label_word_scorer_sums_label_token_logprobs(backbone_dir):
     assert scores.shape == (2, 2)
     # recompute one score by hand: log p(label tokens | context) under the plain LM
     tok, model = task.tokenizer, task.backbone
-    context = tok.encode(task.scorer.context(texts[0]))
+    context = task.scorer.context_ids(tok, texts[0], task.max_input_tokens)
+    assert context == tok.encode("Review: a wonderful film\nSentiment:")  # zero-shot: just the template
     label = tok.encode(" positive")
     ids = torch.tensor([context + label])
     logprobs = torch.log_softmax(model.lm_logits(model(ids)).float(), -1)[0]
@@ -74,10 +76,28 @@ def test_label_word_scorer_sums_label_token_logprobs(backbone_dir):
     assert scores[0, 1].item() == pytest.approx(manual.item(), abs=1e-4)
 
 
-def test_few_shot_context_puts_demonstrations_first():
+def test_few_shot_context_keeps_the_query_and_the_demonstrations_that_fit(backbone_dir):
+    tok = build(backbone_dir, Frozen(), head="prompt", label_words=[" no", " yes"]).tokenizer
     scorer = LabelWordScorer("Q: {text}\nA:", [" no", " yes"])
     scorer.examples = [("x", 1), ("y", 0)]
-    assert scorer.context("z") == "Q: x\nA: yes\n\nQ: y\nA: no\n\nQ: z\nA:"
+    full = tok.decode(scorer.context_ids(tok, "z", 64))
+    assert full == "Q: x\nA: yes\n\nQ: y\nA: no\n\nQ: z\nA:"  # demonstrations first, in order
+    # too long together: the query keeps up to half the budget, the demonstrations share the rest, texts cut
+    long_shot = LabelWordScorer("Q: {text}\nA:", [" no", " yes"])
+    long_shot.examples = [("alpha " * 50, 1), ("beta " * 50, 0)]
+    budget = 4 * (len(tok.encode("Q: \nA: yes\n\n")) + 4)  # room for a few words of each demonstration
+    ids = long_shot.context_ids(tok, "gamma " * 50, budget)
+    text = tok.decode(ids)
+    assert len(ids) <= budget and text.startswith("Q: alph") and text.endswith("\nA:")
+    assert "\nA: yes\n\nQ: be" in text and "\nA: no\n\nQ: gamma" in text  # both kept, cut short
+    assert long_shot.counts == {"queries": 1, "queries_cut": 1, "shots_kept": 2, "shots_cut": 2}
+    # a query too long on its own (no demonstrations): its text is cut at the end, the words after it stay
+    zero_shot = LabelWordScorer("Q: {text}\nA:", [" no", " yes"])
+    cut = tok.decode(zero_shot.context_ids(tok, "word " * 200, 20))
+    assert cut.startswith("Q: word word") and cut.endswith("\nA:") and len(tok.encode(cut)) <= 20
+    # no room for a demonstration's text: it is left out
+    assert tok.decode(long_shot.context_ids(tok, "z", len(tok.encode("Q: z\nA:")) + 4)) == "Q: z\nA:"
+    assert scorer.counts == {"queries": 1, "queries_cut": 0, "shots_kept": 2, "shots_cut": 0}
     with pytest.raises(ValueError, match="text"):
         LabelWordScorer("no placeholder", [" a"])
 
@@ -217,6 +237,9 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
     metrics = json.loads(written[0].read_text())
     assert {"test/accuracy", "test/macro_f1", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 8
+    # what the nano backbone's 64-token context kept is counted (the rules are tested on the scorer itself)
+    assert re.match(r"prompt: 2 demonstrations, [0-2]\.\d per query kept in 64 tokens \(\d+ of \d+ cut short, \d of 8 "
+                    r"queries cut\)", metrics["test/path"]), metrics["test/path"]
 
 
 def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
@@ -234,6 +257,7 @@ def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     cli_main(["test", *_cli_args("ner", backbone_dir, tmp_path, files)])
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert {"test/precision", "test/recall", "test/f1"} <= metrics.keys()
+    assert metrics["test/adapter"] == "FullFineTune" and "conlleval" in metrics["test/seqeval"]
 
 
 def test_label_maps_keep_integer_numbering_and_put_o_first():

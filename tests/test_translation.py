@@ -164,5 +164,6 @@ def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     assert metrics["test/examples"] == len(PAIRS)
     assert "tok:13a" in metrics["bleu_signature"] and "nc:6" in metrics["chrf_signature"]
     assert metrics["test/direction"] == "es-en"
+    assert metrics["test/generation"]["max_new_tokens"] == GEN["max_new_tokens"]
     lines = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
     assert json.loads(lines[0])["source"] == PAIRS[0]["es"]

@@ -89,9 +89,19 @@ class SequenceClassifier(TaskModule):
     def test_report(self) -> dict:
         h = self.hparams
         if h.head == "sequence":
-            return {"test/path": f"sequence head ({h.pooling} pooling)"}
+            return {**super().test_report(), "test/path": f"sequence head ({h.pooling} pooling)"}
         words = h.label_words or [" " + name for name in self.label_names]
-        return {"test/path": f"prompt: {len(self.scorer.examples)}-shot, template {h.template!r}, label words {words}"}
+        c = self.scorer.counts
+        return {**super().test_report(),
+                "test/path": f"prompt: {len(self.scorer.examples)} demonstrations, {c['shots_kept'] / max(c['queries'], 1):.1f} "
+                             f"per query kept in {self.max_input_tokens} tokens ({c['shots_cut']} of {c['shots_kept']} "
+                             f"cut short, {c['queries_cut']} of {c['queries']} queries cut); template {h.template!r}, "
+                             f"label words {words}"}
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        if self.hparams.head == "prompt":
+            self.scorer.reset_counts()  # the report counts what the test set's queries kept
 
     # --- use -------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -177,8 +177,12 @@ class CodeGenerator(GenerativeTask):
                 "reasons": [r.reason for r in sample_results]})
 
     def test_report(self) -> dict:
-        return {"test/skipped": self.skipped, "test/num_samples": self.hparams.num_samples,
-                "test/generation": {k: v for k, v in self.hparams.generation.items() if v not in (None, ())}}
+        h = self.hparams
+        return {**super().test_report(),
+                "test/scoring": f"unbiased pass@k (Chen et al. 2021) from {h.num_samples} samples per problem (seed: "
+                                f"generation seed + problem index); every program run in the sandbox, {h.timeout:g} s "
+                                f"timeout" + ("; greedy_pass@1 from one greedy completion" if h.greedy else ""),
+                "test/generation": self.generation.describe(), "test/skipped": self.skipped}
 
     # --- use -------------------------------------------------------------------------------------------
     def predict(self, prompt: str, num_samples: int = 0) -> str | list[str]:

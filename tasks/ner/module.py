@@ -97,7 +97,7 @@ class TokenClassifier(TaskModule):
             self._test_examples = getattr(self, "_test_examples", 0) + len(batch["word_tags"])
 
     def test_report(self) -> dict:
-        return {"test/seqeval": "default mode (conlleval: an entity counts when its type and both boundaries "
+        return {**super().test_report(), "test/seqeval": "default mode (conlleval: an entity counts when its type and both boundaries "
                                 "match), micro-averaged over entities; word tag = tag of its first sub-token"}
 
     @torch.no_grad()

@@ -160,7 +160,8 @@ class QuestionAnswering(TaskModule):
                     f"answers up to {h.max_answer_length} tokens")
         else:
             path = f"generated answer: greedy, up to {h.max_new_tokens} tokens, stop at newline"
-        return {"test/path": path, "test/scoring": "official SQuAD v1.1 EM / F1 (normalized, best over gold answers)"}
+        return {**super().test_report(), "test/path": path,
+                "test/scoring": "SQuAD v1.1 EM / F1 as its evaluate-v1.1.py computes them (normalized, best gold)"}
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()

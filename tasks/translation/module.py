@@ -83,8 +83,8 @@ class Translator(GenerativeTask):
                                  for s, r, h in zip(sources, references, hypotheses))
 
     def test_report(self) -> dict:
-        return {**self.stage_metrics["test"].signatures, "test/direction": self.hparams.direction,
-                "test/generation": {k: v for k, v in self.hparams.generation.items() if v not in (None, ())}}
+        return {**super().test_report(), **self.stage_metrics["test"].signatures,
+                "test/direction": self.hparams.direction, "test/generation": self.generation.describe()}
 
     def predict(self, texts: list[str]) -> list[str]:
         """A translation per text, in the trained direction."""
