@@ -48,6 +48,13 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
     assert {(r["task"], Path(r["backbone"]).name) for r in data["rows"]} == {
         ("sentiment", "nano"), ("ner", "nano"), ("sentiment", "nano2")}
     assert [Path(m["backbone"]).name for m in data["runs"]] == ["nano", "nano2"]
+    # re-running one task keeps the earlier run's line for the other, and says what was re-done
+    run_bench("unit", ["sentiment"], str(backbone), out_dir=tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(Path(m["backbone"]).name, m["tasks"], m.get("superseded")) for m in data["runs"]] == [
+        ("nano", ["sentiment", "ner"], ["sentiment"]), ("nano2", ["sentiment"], []), ("nano", ["sentiment"], None)]
+    assert "(sentiment, ner): " in (tmp_path / "out" / "results.md").read_text()
+    assert "; sentiment: see the later run" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_unknown_preset_and_task_are_clear_errors():

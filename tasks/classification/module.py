@@ -94,9 +94,8 @@ class SequenceClassifier(TaskModule):
         c = self.scorer.counts
         return {**super().test_report(),
                 "test/path": f"prompt: {len(self.scorer.examples)} demonstrations, {c['shots_kept'] / max(c['queries'], 1):.1f} "
-                             f"per query kept in {self.max_input_tokens} tokens ({c['shots_cut']} of {c['shots_kept']} "
-                             f"cut short, {c['queries_cut']} of {c['queries']} queries cut); template {h.template!r}, "
-                             f"label words {words}"}
+                             f"per query fit whole in {self.max_input_tokens} tokens ({c['queries_cut']} of {c['queries']} "
+                             f"queries cut at the end); template {h.template!r}, label words {words}"}
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
