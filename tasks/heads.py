@@ -101,6 +101,15 @@ class LabelWordScorer(nn.Module):
             raise ValueError(f"the template leaves no room for the text in {budget} tokens")
         return before + tokenizer.encode(text)[:room] + after, True
 
+    def shot_ids(self, tokenizer) -> list[list[int]]:
+        """Each demonstration (template, label word, separator) as token ids; encoded once, not per query."""
+        key = (id(tokenizer), tuple(self.examples))
+        if getattr(self, "_shots_key", None) != key:
+            self._shots_key = key
+            self._shots = [tokenizer.encode(self.template.format(text=t) + self.label_words[y] + self.separator)
+                           for t, y in self.examples]
+        return self._shots
+
     def context_ids(self, tokenizer, text: str, budget: int) -> list[int]:
         """Token ids of [demonstrations..., query] in at most `budget` tokens. The query comes first (its
         text cut at the end when it alone is too long); then whole demonstrations, in order, while they fit.
@@ -110,8 +119,7 @@ class LabelWordScorer(nn.Module):
         query, cut = self.query_ids(tokenizer, text, budget)
         shots: list[int] = []
         kept = 0
-        for t, y in self.examples:
-            shot = tokenizer.encode(self.template.format(text=t) + self.label_words[y] + self.separator)
+        for shot in self.shot_ids(tokenizer):
             if len(shots) + len(shot) + len(query) > budget:
                 break
             shots += shot

@@ -258,6 +258,9 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
     assert {"test/exact_match", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 3
     assert metrics["test/path"].startswith("span head" if head == "span" else "generated answer")
+    if head == "generate":
+        assert metrics["test/generation"] == {"decoding": "greedy", "max_new_tokens": 4, "stop": ["\n"],
+                                              "truncate_prompt": True}
     assert 0 <= metrics["test/f1"] <= 100
     predictions = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
     assert len(predictions) == 3

@@ -121,13 +121,17 @@ class QuestionAnswering(TaskModule):
                             "score": best[w]}
         return out
 
+    @property
+    def answer_generation(self) -> GenerationConfig:
+        """Generative path: greedy, up to max_new_tokens, the answer ends at a newline."""
+        return GenerationConfig(max_new_tokens=self.hparams.max_new_tokens, stop=("\n",), truncate_prompt=True)
+
     def generated_answers(self, rows: list[dict]) -> list[dict]:
         h = self.hparams
         budget = self.max_input_tokens - h.max_new_tokens
         prompts = [generation_prompt(self.tokenizer, r["question"], r["context"], budget) for r in rows]
-        config = GenerationConfig(max_new_tokens=h.max_new_tokens, stop=("\n",), truncate_prompt=True)
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            texts = generate_text(self.backbone, self.tokenizer, prompts, config)
+            texts = generate_text(self.backbone, self.tokenizer, prompts, self.answer_generation)
         out = []
         for row, text in zip(rows, texts):
             answer = text.strip()
@@ -159,8 +163,9 @@ class QuestionAnswering(TaskModule):
             path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
                     f"answers up to {h.max_answer_length} tokens")
         else:
-            path = f"generated answer: greedy, up to {h.max_new_tokens} tokens, stop at newline"
+            path = "generated answer"
         return {**super().test_report(), "test/path": path,
+                **({"test/generation": self.answer_generation.describe()} if h.head == "generate" else {}),
                 "test/scoring": "SQuAD v1.1 EM / F1 as its evaluate-v1.1.py computes them (normalized, best gold)"}
 
     def on_test_epoch_start(self) -> None:
