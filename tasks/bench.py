@@ -120,7 +120,7 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     live = {(r["backbone"], r["task"]) for r in kept}
     runs = [m for m in old.get("runs", []) if any((m["backbone"], t) in live for t in m["tasks"])]
     for m in runs:  # an earlier run's line says which of its tasks a later run re-did
-        m["superseded"] = [t for t in m["tasks"] if (m["backbone"], t) not in live]
+        m["superseded"] = [t for t in m["tasks"] if t in m.get("superseded", []) or (m["backbone"], t) in replaced]
     runs.append(meta)
     order = {task: i for i, task in enumerate(TASKS)}
     rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],

@@ -55,6 +55,10 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
         ("nano", ["sentiment", "ner"], ["sentiment"]), ("nano2", ["sentiment"], []), ("nano", ["sentiment"], None)]
     assert "(sentiment, ner): " in (tmp_path / "out" / "results.md").read_text()
     assert "; sentiment: see the later run" in (tmp_path / "out" / "results.md").read_text()
+    run_bench("unit", ["sentiment"], str(other), out_dir=tmp_path / "out")  # another backbone: nano's line keeps it
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(Path(m["backbone"]).name, m["tasks"], m.get("superseded")) for m in data["runs"]] == [
+        ("nano", ["sentiment", "ner"], ["sentiment"]), ("nano", ["sentiment"], []), ("nano2", ["sentiment"], None)]
 
 
 def test_unknown_preset_and_task_are_clear_errors():
