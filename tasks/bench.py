@@ -118,10 +118,7 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     replaced = {(meta["backbone"], task) for task in meta["tasks"]}  # a partial run keeps its other tasks' rows
     kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced]
     live = {(r["backbone"], r["task"]) for r in kept}
-    runs = [m for m in old.get("runs", []) if any((m["backbone"], t) in live for t in m["tasks"])]
-    for m in runs:  # an earlier run's line says which of its tasks a later run re-did
-        m["superseded"] = [t for t in m["tasks"] if t in m.get("superseded", []) or (m["backbone"], t) in replaced]
-    runs.append(meta)
+    runs = [m for m in old.get("runs", []) if any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
     order = {task: i for i, task in enumerate(TASKS)}
     rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
                                               r["metric"], r["backbone"]))
@@ -142,11 +139,13 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
     lines = ["# gptsuite benchmark", "",
              "Scores in %. Ours and the baselines are scored on the same examples; published anchors are full-data "
              "results of much larger models, for orientation only.", ""]
-    for meta in runs:
+    for i, meta in enumerate(runs):
+        redone = [t for t in meta["tasks"]  # by a later run of the same backbone: its rows are the later run's
+                  if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
         lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
                      f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
                      + "".join(f"; {n}" for n in meta.get("notes", []))
-                     + (f"; {', '.join(meta['superseded'])}: see the later run" if meta.get("superseded") else ""))
+                     + (f"; {', '.join(redone)}: see the later run" if redone else ""))
     lines += ["", "| task | dataset (split, n) | metric | backbone | ours: head | ours: prompt | baselines | published anchors | settings |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
