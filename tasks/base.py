@@ -162,12 +162,12 @@ class TaskModule(L.LightningModule):
         values = self._log_metrics("test")
         values["test/examples"] = float(getattr(self, "_test_examples", 0))
         self.log("test/examples", values["test/examples"])
-        report = self.test_report()
-        rank_zero_info(json.dumps({**values, **report}, indent=2))
+        written = json.dumps({**values, **self.test_report()}, indent=2)
+        rank_zero_info(written)
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.trainer.is_global_zero:
-            (out_dir / METRICS_FILE).write_text(json.dumps({**values, **report}, indent=2) + "\n")
+            (out_dir / METRICS_FILE).write_text(written + "\n")
             rank_zero_info(f"test metrics written to {out_dir / METRICS_FILE}")
 
     def configure_optimizers(self):

@@ -61,7 +61,6 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
     if budget.get("trainer.max_epochs", 1) > 0:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     head = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    fit_test_s = time.perf_counter() - start
     scoring = {"ours: head": _plain(cli.model.test_report())}
     prompt = {}
     if spec.get("prompt_args"):
@@ -75,8 +74,7 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
     except Exception as err:  # a broken baseline must not hide our own scores
         notes.append(f"{task} baselines failed: {type(err).__name__}: {err}")
     return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
-            "fit_test_s": round(fit_test_s, 1), "n_eval": int(head.get("test/examples", 0)),
-            "n_train": len(cli.datamodule.splits.get("train", [])), "adapter": type(cli.model.adapter).__name__,
+            "n_eval": int(head.get("test/examples", 0)), "n_train": len(cli.datamodule.splits.get("train", [])),
             "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **budget},
             "scoring": scoring, "notes": notes}
 
@@ -95,7 +93,8 @@ def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
             "metric": metric, "ours_head": _pct(result["head"].get(key), spec), "ours_prompt": _pct(result["prompt"].get(key), spec),
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in result["baselines"].items() if metric in vals},
             "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
-            "settings": {"backbone": backbone, "adapter": result["adapter"], "n_train": result["n_train"], **result["settings"]},
+            "settings": {"backbone": backbone, "adapter": result["scoring"]["ours: head"]["adapter"],
+                         "n_train": result["n_train"], **result["settings"]},
             "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
     return rows

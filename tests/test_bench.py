@@ -102,6 +102,7 @@ def test_progress_weights_follow_expected_stage_seconds(tmp_path):
 
 def test_baselines_do_not_depend_on_the_string_hash_seed():
     """Ties (equal counts, equal Dice scores) must break the same way in every process."""
+    import os
     import subprocess
     import sys
 
@@ -112,7 +113,7 @@ def test_baselines_do_not_depend_on_the_string_hash_seed():
             "print(bow_logreg(['apple pear plum', 'kiwi lime fig'], [0, 1], ['apple', 'pear', 'plum'], [0, 1, 1], 2,"
             " max_vocab=1))\n")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(outputs) == 1, outputs
 
 

@@ -90,12 +90,11 @@ class SequenceClassifier(TaskModule):
         h = self.hparams
         if h.head == "sequence":
             return {**super().test_report(), "test/path": f"sequence head ({h.pooling} pooling)"}
-        words = h.label_words or [" " + name for name in self.label_names]
-        c = self.scorer.counts
+        scorer, c = self.scorer, self.scorer.counts
         return {**super().test_report(),
-                "test/path": f"prompt: {len(self.scorer.examples)} demonstrations, {c['shots_kept'] / max(c['queries'], 1):.1f} "
+                "test/path": f"prompt: {len(scorer.examples)} demonstrations, {c['shots_kept'] / max(c['queries'], 1):.1f} "
                              f"per query fit whole in {self.max_input_tokens} tokens ({c['queries_cut']} of {c['queries']} "
-                             f"queries cut at the end); template {h.template!r}, label words {words}"}
+                             f"queries cut at the end); template {scorer.template!r}, label words {scorer.label_words}"}
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
