@@ -24,6 +24,9 @@ from backbone.config import GPTConfig
 from backbone.model import GPT
 from backbone.optim import build_optimizer
 from backbone.perplexity import window_nll
+from backbone.trainer import Trainer
+
+MFU_MAX_SPREAD = 1.5  # slowest / fastest matmul run beyond which the measured peak means nothing
 
 
 class LitGPT(L.LightningModule):
@@ -120,16 +123,25 @@ class LitGPT(L.LightningModule):
 
     # --- throughput, MFU and samples -------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        if self.hparams.peak_flops is None:
-            from backbone.perf import measure_matmul_flops
-
-            dtype = torch.bfloat16 if "bf16" in str(self.trainer.precision) else torch.float32
-            self._peak = measure_matmul_flops(dtype, device=self.device) * self.trainer.world_size
-        else:
-            self._peak = self.hparams.peak_flops
-        rank_zero_info(f"peak FLOP/s used for MFU: {self._peak / 1e9:.0f} GFLOP/s; "
-                       f"model: {self.model.num_params() / 1e6:.2f}M parameters")
+        self._peak, why = self._mfu_peak()
+        rank_zero_info(f"{why}; model: {self.model.num_params() / 1e6:.2f}M parameters")
         self._fit_start_seconds = self.train_seconds
+
+    def _mfu_peak(self) -> tuple[float | None, str]:
+        """The MFU denominator: the median of several matmuls in the precision this run computes in. Left
+        out (None) when the runs disagree too much to be a peak (a busy machine)."""
+        if self.hparams.peak_flops is not None:
+            return self.hparams.peak_flops, f"peak FLOP/s for MFU (given): {self.hparams.peak_flops / 1e9:.0f} GFLOP/s"
+        from backbone.perf import measure_matmul_flops
+
+        precision = str(self.trainer.precision)
+        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+        rate = measure_matmul_flops(dtype, device=self.device)
+        if rate.spread > MFU_MAX_SPREAD:
+            return None, (f"MFU not reported: the {dtype} matmul peak varied {rate.spread:.1f}x over "
+                          f"{rate.runs} runs (a busy machine)")
+        return (rate.flops * self.trainer.world_size,
+                f"peak FLOP/s for MFU: {rate.gflops:.0f} GFLOP/s ({dtype}, median of {rate.runs} runs, {precision})")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._step_start = time.perf_counter()
@@ -140,7 +152,9 @@ class LitGPT(L.LightningModule):
         tokens = batch[:, :-1].numel() * self.trainer.world_size
         tokens_per_s = tokens / max(seconds, 1e-9)
         self.log("perf/tokens_per_s", tokens_per_s, prog_bar=True)
-        self.log("perf/mfu", tokens_per_s * self.model.flops_per_token(batch.size(1) - 1) / self._peak)
+        mfu = tokens_per_s * self.model.flops_per_token(batch.size(1) - 1) / self._peak if self._peak else None
+        if mfu is not None and mfu <= 1.0:  # above 1 the peak was measured wrong: left out, not logged wrong
+            self.log("perf/mfu", mfu)
         self.log("train/tokens_seen", float(self.tokens_seen()))
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         every = self.hparams.sample_every_n_steps
@@ -216,7 +230,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> PretrainCLI:
 
     torch.set_float32_matmul_precision("high")
     return PretrainCLI(
-        LitGPT, PretrainData, args=args, run=run, save_config_kwargs={"overwrite": True},
+        LitGPT, PretrainData, trainer_class=Trainer, args=args, run=run, save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "Pretrain a GPT backbone on the offline corpus."},
     )
 

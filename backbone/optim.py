@@ -47,10 +47,27 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class WarmupCosine:
+    """warmup_cosine as a callable object: LambdaLR saves its fields in checkpoints (it saves no plain
+    lambda), so a schedule refitted to a time budget (`backbone.budget.TimeBudget`) resumes refitted."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_lr_ratio: float):
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+
+    def fit_to(self, total_steps: int) -> None:
+        """End the cosine at `total_steps` instead; the warmup keeps its share of the schedule."""
+        if total_steps == self.total_steps or self.total_steps <= 0:
+            return
+        self.warmup_steps = max(1, round(self.warmup_steps * total_steps / self.total_steps)) if self.warmup_steps else 0
+        self.total_steps = total_steps
+
+
 def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float],
                     warmup_steps: int, total_steps: int, min_lr_ratio: float, only: Iterable[nn.Parameter] | None = None):
     """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format."""
     optimizer = torch.optim.AdamW(param_groups(modules, weight_decay, only), lr=lr, betas=betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_lr_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from backbone.artifact import ArtifactError, load_backbone
 from backbone.optim import build_optimizer
+from backbone.trainer import Trainer
 from tasks.adapters import Adapter, FullFineTune
 
 TASK_FILE, WEIGHTS_FILE, METRICS_FILE = "task.json", "trainable.safetensors", "test_metrics.json"
@@ -65,6 +66,7 @@ class TaskModule(L.LightningModule):
         self.label_names = label_names
         self.backbone = None
         self.tokenizer = None
+        self.train_tokens = 0  # real (unpadded) tokens the training steps saw, over resumes
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -115,6 +117,7 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        self.train_tokens += int(batch["attention_mask"].sum())  # real tokens, padding not counted
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -141,8 +144,12 @@ class TaskModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._trained = True
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_tokens"] = self.train_tokens
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._trained = True
+        self.train_tokens = checkpoint.get("train_tokens", 0)
 
     def on_test_epoch_start(self) -> None:
         self._test_examples = 0  # counted by update_metrics, reported next to the scores
@@ -260,5 +267,6 @@ def run_task_cli(model_class, data_class, args: list[str] | None = None, descrip
                  run: bool = True) -> TaskCLI:
     """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
     hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
-    return TaskCLI(model_class, data_class, args=args, run=run, save_config_kwargs={"overwrite": True},
+    return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run,
+                   save_config_kwargs={"overwrite": True},
                    parser_kwargs={"description": description})

@@ -18,29 +18,63 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from backbone.budget import TimeBudget
+from backbone.precision import AUTO
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import ANCHORS, PRESETS, TASKS
 
 OUT_DIR = Path("benchmarks")
+RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
 
 
-def ensure_backbone(preset: dict, backbone: str | None) -> str:
-    """The backbone folder to use: the one given, an existing artifact, or a fresh pretraining run."""
+def budget_args(seconds: float | None) -> list[str]:
+    """The flags that put a fit on a wall-clock budget (appended to the config's own callbacks)."""
+    if seconds is None:
+        return []
+    return ["--trainer.callbacks+=backbone.budget.TimeBudget", f"--trainer.callbacks.seconds={seconds:.0f}"]
+
+
+def precision_args(precision: str) -> list[str]:
+    return [] if precision == AUTO else ["--trainer.precision", precision]
+
+
+def ensure_backbone(preset: dict, backbone: str | None, precision: str = AUTO,
+                    budget_s: float | None = None) -> tuple[str, dict]:
+    """The backbone folder to use (the one given, an existing artifact, or a fresh pretraining run within
+    `budget_s` seconds of training) and what making it spent (empty when it existed)."""
     if backbone:
         if not (Path(backbone) / "config.json").is_file():
             raise FileNotFoundError(f"--backbone {backbone} has no config.json")
-        return backbone
+        return backbone, {}
     directory = Path(preset["backbone"])
-    if not (directory / "config.json").is_file() and preset.get("import") == "smollm2":
+    if (directory / "config.json").is_file():
+        return str(directory), {}
+    start = time.perf_counter()
+    if preset.get("import") == "smollm2":
         from backbone.gguf import import_smollm2
 
         import_smollm2(directory)
-    elif not (directory / "config.json").is_file():
-        from backbone.lit import cli_main
+        return str(directory), {"made_by": "import smollm2", "wall_s": round(time.perf_counter() - start, 1)}
+    from backbone.lit import cli_main
 
-        cli_main(["fit", "--config", preset["pretrain_config"], "--trainer.enable_progress_bar", "false",
-                  *preset.get("pretrain_args", [])])
-    return str(directory)
+    cli = cli_main(["fit", "--config", preset["pretrain_config"], "--trainer.enable_progress_bar", "false",
+                    *precision_args(precision), *budget_args(budget_s), *preset.get("pretrain_args", [])])
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return str(directory), {"made_by": f"pretrain {preset['pretrain_config']}", "precision": str(cli.trainer.precision),
+                            "steps": metrics["steps"], "tokens": metrics["tokens_seen"],
+                            "train_s": metrics["train_seconds"], "wall_s": round(time.perf_counter() - start, 1),
+                            **_budget_report(cli.trainer),
+                            **{k: round(metrics[k], 2) for k in ("val/loss", "ptb_test/ppl_token") if k in metrics}}
+
+
+def _budget_report(trainer) -> dict:
+    """What the TimeBudget callback of a fit planned and did (empty without one)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, TimeBudget) and callback.report:
+            r = callback.report
+            return {"budget_s": r["budget_s"], "planned_steps": r["planned_steps"],
+                    "stopped_by_budget": bool(r.get("stopped_by_budget")) or r["fitted_steps"] < r["planned_steps"]}
+    return {}
 
 
 def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
@@ -53,19 +87,26 @@ def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path,
     return args + extra
 
 
-def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) -> dict:
-    """Fit + test through the task's own LightningCLI, in this process; then the prompt path."""
+def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, precision: str = AUTO,
+             budget_s: float | None = None) -> dict:
+    """Fit (within budget_s seconds) + test through the task's own LightningCLI, in this process; then the
+    prompt path. `spent` says what the fit used: optimizer steps, real tokens, seconds."""
     module = importlib.import_module(spec["module"])
     start = time.perf_counter()
-    cli = module.cli_main(task_args(task, spec, budget, backbone, run_dir, []), run=False)
-    if budget.get("trainer.max_epochs", 1) > 0:
+    fits = budget.get("trainer.max_epochs", 1) > 0
+    cli = module.cli_main(task_args(task, spec, budget, backbone, run_dir,
+                                    precision_args(precision) + (budget_args(budget_s) if fits else [])), run=False)
+    if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit_s = time.perf_counter() - start
     head = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
+             "test_s": round(time.perf_counter() - start - fit_s, 1), **_budget_report(cli.trainer)}
     scoring = {"ours: head": _plain(cli.model.test_report())}
     prompt = {}
     if spec.get("prompt_args"):
         p_cli = module.cli_main(task_args(f"{task}-prompt", spec, {**budget, "trainer.max_epochs": 0}, backbone,
-                                          run_dir, spec["prompt_args"]), run=False)
+                                          run_dir, spec["prompt_args"] + precision_args(precision)), run=False)
         prompt = p_cli.trainer.test(p_cli.model, datamodule=p_cli.datamodule, verbose=False)[0]
         scoring["ours: prompt"] = _plain(p_cli.model.test_report())
     baselines, notes = {}, []
@@ -76,7 +117,7 @@ def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path) 
     return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
             "n_eval": int(head.get("test/examples", 0)), "n_train": len(cli.datamodule.splits.get("train", [])),
             "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **budget},
-            "scoring": scoring, "notes": notes}
+            "spent": spent, "scoring": scoring, "notes": notes}
 
 
 def _plain(report: dict) -> dict:
@@ -95,7 +136,7 @@ def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
             "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
             "settings": {"backbone": backbone, "adapter": result["scoring"]["ours: head"]["adapter"],
                          "n_train": result["n_train"], **result["settings"]},
-            "scoring": result["scoring"], "wall_s": result["wall_s"],
+            "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
     return rows
 
@@ -143,6 +184,8 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
                   if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
         lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
                      f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
+                     + (f"; machine: {_facts(meta['machine'])}" if meta.get("machine") else "")
+                     + (f"; backbone made in this run: {_facts(meta['backbone_spent'])}" if meta.get("backbone_spent") else "")
                      + "".join(f"; {n}" for n in meta.get("notes", []))
                      + (f"; {', '.join(redone)}: see the later run" if redone else ""))
     lines += ["", "| task | dataset (split, n) | metric | backbone | ours: head | ours: prompt | baselines | published anchors | settings |",
@@ -152,8 +195,9 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
         anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
         settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items()
                              if k not in ("backbone", "model.adapter"))  # the adapter's class name is shown once
+        spent = f"; spent: {_facts(r['spent'])}" if r.get("spent") else ""
         lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
-                     f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}; {r['wall_s']:.0f} s |")
+                     f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}{spent}; {r['wall_s']:.0f} s |")
     scored = {(r["task"], r["backbone"]): r["scoring"] for r in rows if r.get("scoring")}  # older rows have none
     if scored:
         lines += ["", "How the scores were computed (adapter, decoding, metric modes, sacreBLEU signatures):", ""]
@@ -162,6 +206,10 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
             facts = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in report.items())
             lines.append(f"- {task}, {Path(backbone).name}, {path}: {facts or '–'}")
     return "\n".join(lines) + "\n"
+
+
+def _facts(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -186,11 +234,43 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str]) -> dict:
+def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
+             machine: dict | None = None, backbone_spent: dict | None = None) -> dict:
     return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "wall_s": round(time.perf_counter() - start, 1),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                         f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
+            "machine": machine or {}, "backbone_spent": backbone_spent or {},
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
+
+
+def machine_summary(precision: str) -> dict:
+    """The machine a run's figures belong to: CPU, kernel capability, threads, the precision the run used
+    (auto resolved) and the measured matmul rates behind that choice."""
+    from backbone.precision import machine_rates, resolve_precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = resolve_precision(precision, device)
+    if device == "cuda":
+        return {"gpu": torch.cuda.get_device_name(), "precision": resolved, "requested_precision": precision}
+    rates = machine_rates(device)
+    fp = rates["fingerprint"]
+    return {"cpu": fp["cpu"], "capability": fp["capability"], "threads": fp["threads"], "precision": resolved,
+            "requested_precision": precision, "fp32_gflops": rates["fp32_gflops"], "bf16_gflops": rates["bf16_gflops"]}
+
+
+def stage_budgets(preset: dict, time_budget_min: float | None) -> dict[str, float]:
+    """Each stage's training budget in seconds: the preset's, scaled so they add up to the share of
+    `time_budget_min` the preset gives training (evaluation and data preparation are not budgeted)."""
+    budgets = dict(preset.get("budget_s", {}))
+    if time_budget_min is None:
+        return budgets
+    if not budgets:
+        raise ValueError("this preset trains by steps and epochs only: --time-budget needs a preset with budgets "
+                         f"({', '.join(name for name, p in PRESETS.items() if p.get('budget_s'))})")
+    if time_budget_min <= 0:
+        raise ValueError(f"--time-budget must be positive minutes, got {time_budget_min}")
+    scale = time_budget_min / preset["minutes"]
+    return {stage: seconds * scale for stage, seconds in budgets.items()}
 
 
 def stage_weights(preset: dict, tasks: list[str], backbone: str | None) -> dict[str, float]:
@@ -205,7 +285,8 @@ def stage_weights(preset: dict, tasks: list[str], backbone: str | None) -> dict[
 
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
-              out_dir: Path = OUT_DIR) -> list[dict]:
+              out_dir: Path = OUT_DIR, precision: str = AUTO, time_budget_min: float | None = None,
+              runs_dir: Path = RUNS_DIR) -> list[dict]:
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -215,17 +296,20 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start = time.perf_counter()
+    budgets = stage_budgets(preset, time_budget_min)
+    machine = machine_summary(precision)
     weights = stage_weights(preset, chosen, backbone)
     stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     stages.set_description(f"bench {preset_name}: backbone")
-    backbone = ensure_backbone(preset, backbone)
+    backbone, backbone_spent = ensure_backbone(preset, backbone, precision, budgets.get("backbone"))
     stages.update(weights["backbone"])
     rows, notes, done = [], [], []
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
         budget = preset["tasks"].get(task, {})
         try:
-            result = run_task(task, TASKS[task], budget, backbone, Path("runs/bench") / preset_name)
+            result = run_task(task, TASKS[task], budget, backbone, runs_dir / preset_name, precision,
+                              budgets.get(task))
             rows += rows_for(task, TASKS[task], result, backbone)
             notes += result["notes"]
         except Exception as err:  # one task's failure is reported in the table, not fatal to the rest
@@ -233,7 +317,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             tqdm.write(f"[bench] {task} failed: {err}")
         done.append(task)
         # written after every task, so a crash or an interrupt loses at most the task in progress
-        write_results(rows, run_meta(preset_name, backbone, done, start, notes), out_dir)
+        write_results(rows, run_meta(preset_name, backbone, done, start, notes, machine, backbone_spent), out_dir)
         stages.update(weights[task])
     stages.close()
     print((out_dir / "results.md").read_text())

@@ -90,10 +90,16 @@ ANCHORS = {
 
 # stage_seconds: measured wall times of each stage on 2 CPU cores, used only to weight the progress bar's ETA
 # (a stage not listed counts as the listed stages' mean; a backbone that already exists counts as nothing).
+# budget_s: each stage's training time budget (backbone.budget.TimeBudget: as many steps as fit, the
+# learning-rate schedule fitted to them); `gptsuite bench --time-budget MIN` scales them by MIN / minutes.
+# Steps and epochs stay as upper bounds, so a fast machine trains the listed budget and a slow one stops on
+# time; evaluation sets are fixed, so every machine is scored on the same examples.
 PRESETS = {
     # a few minutes: the nano backbone, a handful of examples per task (checks the whole pipeline)
     "smoke": {
-        "backbone": "artifacts/backbones/nano", "pretrain_config": "configs/pretrain/nano.yaml",
+        "backbone": "artifacts/backbones/nano", "pretrain_config": "configs/pretrain/nano.yaml", "minutes": 5,
+        "budget_s": {"backbone": 60, "classification": 20, "sentiment": 20, "ner": 20, "qa": 20, "translation": 20,
+                     "codegen": 20},
         "stage_seconds": {"backbone": 60, "codegen": 30},
         "tasks": {
             "classification": {"data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
@@ -106,7 +112,9 @@ PRESETS = {
     },
     # at most 30 minutes on 2 CPU cores, pretraining the tiny backbone included (the README's main job)
     "quick": {
-        "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml",
+        "backbone": "artifacts/backbones/tiny", "pretrain_config": "configs/pretrain/tiny.yaml", "minutes": 30,
+        "budget_s": {"backbone": 540, "classification": 60, "sentiment": 60, "ner": 60, "qa": 70, "translation": 90,
+                     "codegen": 45},
         "stage_seconds": {"backbone": 590, "classification": 91, "sentiment": 85, "ner": 83, "qa": 90,
                           "translation": 220, "codegen": 82},
         "tasks": {
@@ -120,7 +128,8 @@ PRESETS = {
     },
     # the real pretrained SmolLM2-135M (imported from its GGUF) with LoRA, CPU-feasible subsets
     "smollm2": {
-        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2",
+        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 30,
+        "budget_s": {"classification": 80, "sentiment": 50, "ner": 40, "qa": 90, "translation": 90},
         "stage_seconds": {"backbone": 20, "classification": 107, "sentiment": 64, "ner": 48, "qa": 130,
                           "translation": 235, "codegen": 283},
         "tasks": {

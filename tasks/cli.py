@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     for task in LIGHTNING_COMMANDS:
         if task != "pretrain":
             sub.add_parser(task, help=f"fine-tune / evaluate the {task} task (LightningCLI: fit | validate | test)")
-    info = sub.add_parser("info", help="list the model presets and their parameter counts")
+    info = sub.add_parser("info", help="this machine (matmul GFLOP/s, the precision auto picks) and the model presets")
+    info.add_argument("--remeasure", action="store_true", help="measure the matmul rates again (they are cached)")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)
     imp = sub.add_parser("import", help="convert pretrained weights into a backbone artifact")
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
     bench.add_argument("--out", default="benchmarks", help="where the results are written")
+    bench.add_argument("--precision", default="auto", help="auto (bf16-mixed where bf16 is fast here, else 32-true; "
+                       "see `gptsuite info`) or any Lightning precision, e.g. 32-true, bf16-mixed")
+    bench.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                       help="the whole job's target: each stage's training budget is scaled by MINUTES / the "
+                            "preset's nominal minutes (quick: 30); evaluation sets stay the same size")
     bench.set_defaults(func=cmd_bench)
     try:
         from backbone.data.cli import register
@@ -101,6 +107,19 @@ def cmd_info(args) -> int:
 
     from backbone.config import PRESETS, GPTConfig
     from backbone.model import GPT
+    from backbone.precision import auto_precision, machine_rates
+
+    if torch.cuda.is_available():
+        print(f"machine: {torch.cuda.get_device_name()}")
+    else:
+        rates = machine_rates("cpu", refresh=getattr(args, "remeasure", False))
+        fp = rates["fingerprint"]
+        print(f"machine: {fp['cpu']}, capability {fp['capability']}, {fp['threads']} threads, torch {fp['torch']}"
+              + "".join(f", {k}={v}" for k, v in fp["env"].items()))
+        print(f"matmul 1024^3: fp32 {rates['fp32_gflops']:.1f} GFLOP/s, bf16 {rates['bf16_gflops']:.1f} GFLOP/s "
+              f"(median; cached, --remeasure to measure again)")
+    choice = auto_precision("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"precision auto -> {choice.precision}: {choice.reason}\n")
 
     print(f"{'preset':<14}{'params':>12}{'layers':>8}{'width':>7}{'heads':>7}{'kv':>4}{'context':>9}  flavour")
     for name in PRESETS:
@@ -135,6 +154,8 @@ def add_generate_parser(sub) -> None:
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
     g.add_argument("--truncate-prompt", action="store_true", help="keep the prompt's last tokens if it is too long")
+    g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
+                   "fp32; see `gptsuite info`), 32-true or bf16-mixed")
     g.set_defaults(func=cmd_generate)
 
 
@@ -154,7 +175,8 @@ def load_for_generation(backbone: str | None, preset: str | None):
 def cmd_generate(args) -> int:
     import torch
 
-    from backbone.generate import GenerationConfig, generate_text, stream
+    from backbone.generate import GenerationConfig
+    from backbone.precision import autocast, resolve_precision
 
     cfg = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -163,25 +185,33 @@ def cmd_generate(args) -> int:
         use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt,
     )
     model, tokenizer = load_for_generation(args.backbone, args.preset)
+    precision = resolve_precision(args.precision)
     torch.manual_seed(args.seed or 0)
     start = time.perf_counter()
-    if len(args.prompt) == 1 and cfg.num_beams == 1:
-        print(args.prompt[0], end="", flush=True)
+    with autocast(precision):
+        n_tokens = _generate_and_print(model, tokenizer, args.prompt, cfg)
+    seconds = time.perf_counter() - start
+    print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
+          f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}]", file=sys.stderr)
+    return 0
+
+
+def _generate_and_print(model, tokenizer, prompts: list[str], cfg) -> int:
+    """Stream one prompt to the terminal, or print a batch when done; the number of new tokens."""
+    from backbone.generate import generate_text, stream
+
+    if len(prompts) == 1 and cfg.num_beams == 1:
+        print(prompts[0], end="", flush=True)
         pieces = []
-        for piece in stream(model, tokenizer, args.prompt[0], cfg):
+        for piece in stream(model, tokenizer, prompts[0], cfg):
             pieces.append(piece)
             print(piece, end="", flush=True)
         print()
-        n_tokens = len(tokenizer.encode("".join(pieces)))
-    else:
-        outputs = generate_text(model, tokenizer, args.prompt, cfg)
-        for prompt, text in zip(args.prompt, outputs):
-            print(f"{prompt}{text}\n---")
-        n_tokens = sum(len(tokenizer.encode(t)) for t in outputs)
-    seconds = time.perf_counter() - start
-    print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.use_cache else 'off'}]", file=sys.stderr)
-    return 0
+        return len(tokenizer.encode("".join(pieces)))
+    outputs = generate_text(model, tokenizer, prompts, cfg)
+    for prompt, text in zip(prompts, outputs):
+        print(f"{prompt}{text}\n---")
+    return sum(len(tokenizer.encode(t)) for t in outputs)
 
 
 def cmd_bench(args) -> int:
@@ -189,7 +219,7 @@ def cmd_bench(args) -> int:
 
     from tasks.bench import run_bench
 
-    run_bench(args.preset, args.tasks, args.backbone, Path(args.out))
+    run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget)
     return 0
 
 

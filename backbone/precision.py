@@ -1,0 +1,119 @@
+"""`precision: auto`: bf16-mixed only where bf16 matmuls are actually fast on this machine, else fp32.
+
+Why measure instead of assuming: a CPU with AMX or AVX-512-bf16 runs a bf16 matmul several times faster than
+fp32, while an AVX2-only CPU emulates bf16 and runs it about 170x *slower* (0.9 vs 154 GFLOP/s measured on
+a 2-core EPYC). Neither the torch build nor the CPU flags alone say which; a 1024^3 matmul in each dtype
+does, in about a second. The rates are measured once per machine (CPU model, kernel capability, threads,
+torch version) and cached in `$GPTSUITE_CACHE/machine.json`; `gptsuite info` prints them.
+
+An explicit precision (`--trainer.precision 32-true`, `--precision bf16-mixed`) is used as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+
+import torch
+
+from backbone.perf import machine_fingerprint, measure_matmul_flops
+
+AUTO = "auto"
+FP32, BF16_MIXED = "32-true", "bf16-mixed"
+# bf16-mixed pays casts and keeps fp32 master weights: choose it only for a clear matmul gain
+SPEEDUP_NEEDED = 1.5
+MACHINE_FILE = "machine.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # a Lightning precision string
+    reason: str  # one sentence for the console
+    machine: dict  # fingerprint + measured GFLOP/s per dtype
+
+
+def choose_precision(fp32_gflops: float, bf16_gflops: float, device: str = "cpu") -> tuple[str, str]:
+    """The rule, from measured rates alone: (precision, why)."""
+    ratio = bf16_gflops / max(fp32_gflops, 1e-9)
+    rates = f"bf16 matmul {bf16_gflops:.0f} GFLOP/s vs fp32 {fp32_gflops:.0f} GFLOP/s ({ratio:.2g}x)"
+    if ratio >= SPEEDUP_NEEDED:
+        return BF16_MIXED, f"{rates}: bf16 is fast here"
+    return FP32, f"{rates}: bf16 is not at least {SPEEDUP_NEEDED}x faster here"
+
+
+def _cache_path():
+    from backbone.data.registry import cache_dir
+
+    return cache_dir() / MACHINE_FILE
+
+
+def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
+    """Fingerprint + fp32/bf16 matmul GFLOP/s of this machine: measured once, then read from the cache."""
+    fingerprint = machine_fingerprint(device)
+    path = _cache_path()
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, ValueError):
+        known = []  # a damaged cache is measured again, not fatal
+    known = known if isinstance(known, list) else []
+    for entry in known:
+        if not refresh and entry.get("fingerprint") == fingerprint:
+            return entry
+    rates = {name: measure_matmul_flops(dtype, device=device) for name, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    entry = {"fingerprint": fingerprint,
+             **{f"{name}_gflops": round(r.gflops, 1) for name, r in rates.items()},
+             **{f"{name}_spread": round(r.spread, 2) for name, r in rates.items()}}
+    known = [e for e in known if e.get("fingerprint") != fingerprint] + [entry]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache only costs a second measurement next time
+    return entry
+
+
+def auto_precision(device: str = "cpu") -> PrecisionChoice:
+    if device == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return PrecisionChoice(BF16_MIXED if bf16 else "16-mixed",
+                               f"{torch.cuda.get_device_name()} {'supports' if bf16 else 'lacks'} bf16",
+                               machine_fingerprint("cuda"))
+    entry = machine_rates(device)
+    precision, why = choose_precision(entry["fp32_gflops"], entry["bf16_gflops"], device)
+    fp = entry["fingerprint"]
+    return PrecisionChoice(precision, f"{why} ({fp['cpu']}, {fp['capability']}, {fp['threads']} threads)", entry)
+
+
+_announced: set[str] = set()
+
+
+def resolve_precision(requested: str | int | None, device: str = "cpu", announce: bool = True) -> str:
+    """A Lightning precision string: `requested` as given, or auto's choice (announced once per process)."""
+    if requested not in (None, AUTO):
+        return str(requested)
+    choice = auto_precision(device)
+    if announce and choice.reason not in _announced:
+        _announced.add(choice.reason)
+        print(f"precision auto -> {choice.precision}: {choice.reason}", file=sys.stderr)
+    return choice.precision
+
+
+def autocast(precision: str, device: str = "cpu"):
+    """The inference context of a resolved precision: bf16 autocast for bf16-mixed, nothing for fp32."""
+    if precision == BF16_MIXED:
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision == "16-mixed":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def device_of(accelerator: str | None) -> str:
+    """The device a Trainer's accelerator setting runs on ("auto" takes CUDA when there is one)."""
+    if accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"

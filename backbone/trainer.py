@@ -1,0 +1,21 @@
+"""gptsuite's Trainer: Lightning's, with `precision: auto` (see `backbone.precision`) as its default.
+
+Every YAML says `precision: auto`; an explicit `--trainer.precision 32-true` or `bf16-mixed` is passed to
+Lightning untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+from lightning.fabric.connector import _PRECISION_INPUT
+
+from backbone.precision import AUTO, device_of, resolve_precision
+
+
+class Trainer(L.Trainer):
+    def __init__(self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO, **kwargs):
+        self.requested_precision = precision
+        super().__init__(precision=resolve_precision(precision, device_of(kwargs.get("accelerator", "auto"))),
+                         **kwargs)
