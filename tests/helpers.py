@@ -20,6 +20,17 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class StopAtStep(Callback):
+    """End fit cleanly once global_step reaches `step`: an interruption with the schedule planned for more."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
 SENTENCES = [
     ("a wonderful, moving film with great acting", "positive"),
     ("the best movie i have seen this year", "positive"),

@@ -1,7 +1,9 @@
-"""The benchmark runner end to end on a nano backbone and a few real benchmark examples, plus its baselines."""
+"""The benchmark runner end to end on a nano backbone (on local files, and on a few real benchmark examples
+from the warm data cache), plus its baselines, budgets and the table's files."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -9,12 +11,68 @@ import pytest
 
 from tasks import baselines as B
 from tasks import bench_specs
-from tasks.bench import run_bench, stage_weights
-from tests.helpers import ROOT, make_backbone
+from tasks.bench import run_bench, stage_budgets, stage_weights
+from tests.helpers import ROOT, make_backbone, write_sentiment_files
+
+NER_ROWS = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]},
+            {"tokens": ["Mary", "visited", "Berlin", "."], "ner_tags": ["B-PER", "O", "B-LOC", "O"]}] * 4
 
 
+def _local_files(tmp_path) -> dict:
+    ner = {}
+    for split in ("train", "validation", "test"):
+        ner[split] = str(tmp_path / f"ner-{split}.jsonl")
+        Path(ner[split]).write_text("\n".join(json.dumps(r) for r in NER_ROWS))
+    return {"sentiment": write_sentiment_files(tmp_path), "ner": ner}
+
+
+def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(tmp_path, monkeypatch):
+    backbone = make_backbone(tmp_path / "nano")
+    files = _local_files(tmp_path)
+    common = {"trainer.max_epochs": 2, "data.batch_size": 4, "trainer.precision": "32-true"}
+    monkeypatch.setitem(bench_specs.PRESETS, "unit", {
+        "backbone": str(backbone), "pretrain_config": "-", "minutes": 1, "budget_s": {"sentiment": 30, "ner": 30},
+        "tasks": {"sentiment": {**common, "data.data_files": files["sentiment"]},
+                  "ner": {**common, "data.data_files": files["ner"]}}})
+    run_bench("unit", ["sentiment", "ner"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [m["notes"] for m in data["runs"]] == [[]]
+    machine = data["runs"][0]["machine"]
+    assert machine["requested_precision"] == "auto" and machine["precision"] in ("32-true", "bf16-mixed")
+    assert machine["fp32_gflops"] > 0 and machine["bf16_gflops"] > 0 and machine["threads"] >= 1
+    rows = {(r["task"], r["metric"]): r for r in data["rows"]}
+    spent = rows[("sentiment", "accuracy")]["spent"]
+    # 8 sentences, batch 4, 2 epochs: 4 optimizer steps, each sentence's real tokens seen twice
+    assert spent["steps"] == 4 and spent["budget_s"] == 30 and spent["planned_steps"] == 4
+    assert spent["train_tokens"] > 2 * 8 * 3 and spent["fit_s"] > 0 and not spent["stopped_by_budget"]
+    assert rows[("ner", "f1")]["spent"]["steps"] == 4
+    assert rows[("sentiment", "accuracy")]["settings"]["precision"] == "32-true"  # the explicit precision won
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "spent: steps=4, train_tokens=" in table and "machine: cpu=" in table
+    with (tmp_path / "out" / "results.csv").open() as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == len(data["rows"]) == 5  # accuracy, f1 + f1, precision, recall
+    ner_f1 = next(r for r in lines if r["task"] == "ner" and r["metric"] == "f1")
+    assert ner_f1["ours_prompt"] == ""  # NER has no prompt path: an empty cell, not "None" or 0
+    assert json.loads(ner_f1["baselines"]).keys() == {"most-frequent-tag"}
+    assert float(next(r for r in lines if r["metric"] == "accuracy")["ours_head"]) == rows[("sentiment", "accuracy")]["ours_head"]
+    assert (tmp_path / "runs" / "unit" / "sentiment").is_dir() and not Path("runs").exists()
+
+
+def test_stage_budgets_scale_with_the_time_budget():
+    quick = bench_specs.PRESETS["quick"]
+    assert stage_budgets(quick, None) == quick["budget_s"]
+    half = stage_budgets(quick, quick["minutes"] / 2)
+    assert half["backbone"] == quick["budget_s"]["backbone"] / 2 and half["ner"] == quick["budget_s"]["ner"] / 2
+    with pytest.raises(ValueError, match="positive"):
+        stage_budgets(quick, 0)
+    with pytest.raises(ValueError, match="needs a preset with budgets"):
+        stage_budgets(bench_specs.PRESETS["full"], 10)
+
+
+@pytest.mark.slow
+@pytest.mark.warm_cache("mr_sentiment", "conll2003")
 def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # task configs are found relative to the project
     backbone = make_backbone(tmp_path / "nano")
     budget = {"data.max_train_examples": 16, "data.max_eval_examples": 8, "trainer.max_epochs": 1,
               "trainer.precision": "32", "data.batch_size": 8}
@@ -100,6 +158,7 @@ def test_progress_weights_follow_expected_stage_seconds(tmp_path):
     assert stage_weights(preset, ["ner"], str(backbone))["backbone"] == 0.0  # reused: no pretraining
 
 
+@pytest.mark.slow
 def test_baselines_do_not_depend_on_the_string_hash_seed():
     """Ties (equal counts, equal Dice scores) must break the same way in every process."""
     import os

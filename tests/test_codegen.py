@@ -141,12 +141,11 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     from tasks.codegen import cli_main
 
-    monkeypatch.chdir(ROOT)
     code = [{"text": f"def f{i}(x):\n    return x * {i}\n\n\ndef g{i}(y):\n    return y - {i}\n"} for i in range(6)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in code))
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in (ADD, NO_TESTS, NEG)))
     files = {"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")}
-    common = ["--config", "configs/tasks/codegen.yaml", "--model.backbone", str(backbone_dir),
+    common = ["--config", f"{ROOT}/configs/tasks/codegen.yaml", "--model.backbone", str(backbone_dir),
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),

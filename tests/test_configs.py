@@ -24,7 +24,6 @@ def test_pretrain_config_instantiates(path, monkeypatch, tmp_path):
     from backbone.lit import LitGPT, cli_main
     from backbone.pretrain_data import PretrainData
 
-    monkeypatch.chdir(tmp_path)  # nothing is written: run=False only builds the objects
     cli = cli_main(["--config", str(path), *CPU, "--trainer.callbacks", "null"], run=False)
     assert isinstance(cli.model, LitGPT) and isinstance(cli.datamodule, PretrainData)
     assert isinstance(cli.model.config, GPTConfig)
@@ -37,7 +36,6 @@ def test_task_config_instantiates(path, monkeypatch):
     from tasks.base import TaskModule
     from tasks.data import TaskData
 
-    monkeypatch.chdir(ROOT)
     cli = importlib.import_module(f"tasks.{path.stem}").cli_main(["--config", str(path), *CPU], run=False)
     assert isinstance(cli.model, TaskModule) and isinstance(cli.datamodule, TaskData)
     assert cli.datamodule.backbone == cli.model.hparams.backbone == "artifacts/backbones/tiny"  # linked

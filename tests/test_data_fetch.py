@@ -78,8 +78,22 @@ def fake_registry(monkeypatch, payload: bytes, filename: str, calls: list | None
 WHEEL = {"fake/data/a.txt": b"alpha", "fake/data/sub/b.txt": b"beta", "fake/code.py": b"print(1)"}
 
 
-def test_cache_dir_env(cache):
-    assert cache_dir() == cache
+def test_cache_dir_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GPTSUITE_CACHE")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "gptsuite"  # the default: under the home folder
+    monkeypatch.setenv("GPTSUITE_CACHE", "~/elsewhere")
+    assert cache_dir() == tmp_path / "home" / "elsewhere"  # the variable wins, with ~ expanded
+
+
+def test_fetch_writes_only_under_the_cache_dir(cache, monkeypatch, tmp_path):
+    payload = make_zip(WHEEL)
+    add_source(monkeypatch, payload)
+    fake_registry(monkeypatch, payload, "fake-1.0-py3-none-any.whl")
+    before = set(tmp_path.rglob("*"))
+    fetch("fake", progress=False)
+    written = set(tmp_path.rglob("*")) - before
+    assert written and all(p == cache or cache in p.parents for p in written)
 
 
 def test_fetch_extracts_members_and_caches(cache, monkeypatch):

@@ -115,9 +115,10 @@ def test_stratified_split_is_stable_under_order_and_seed_changes():
     random.Random(1).shuffle(shuffled)
     assert _assignment(P.stratified_split(shuffled, seed=0)) == base
     assert _assignment(P.stratified_split(recs, seed=1)) != base
-    # pinned: the assignment depends only on sha256(seed:id)
-    assert [base[f"doc{i}"] for i in range(8)] == [_assignment(P.stratified_split(recs, seed=0))[f"doc{i}"]
-                                                   for i in range(8)]
+    # pinned literals: the assignment depends only on sha256(seed:id), so it must never drift between releases
+    first = lambda split: sorted((i for i, s in base.items() if s == split), key=lambda i: int(i[3:]))[:8]  # noqa: E731
+    assert first("test") == ["doc24", "doc25", "doc26", "doc36", "doc47", "doc51", "doc70", "doc78"]
+    assert first("validation") == ["doc8", "doc10", "doc13", "doc17", "doc38", "doc41", "doc44", "doc46"]
 
 
 def test_stratified_split_independent_of_python_hash_seed():

@@ -14,12 +14,18 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def make_demo_artifacts(root):
-    """artifacts/backbones/{nano (with a chat template), plain} + tasks/{classification, sentiment, ner}:
-    random weights, real artifact folders. QA, translation and codegen stay missing."""
+    """artifacts/backbones/{nano (with a chat template), plain} + a saved task of each of the six kinds:
+    random weights (the NER head set to tag every word B-LOC), real artifact folders, real predict()."""
+    import torch
+
+    from backbone.generate import GenerationConfig
     from backbone.tokenizer import Tokenizer
     from tasks.base import save_task
     from tasks.classification.module import SequenceClassifier
+    from tasks.codegen.module import CodeGenerator
     from tasks.ner.module import TokenClassifier
+    from tasks.qa.module import QuestionAnswering
+    from tasks.translation.module import Translator
 
     nano = make_backbone(root / "backbones" / "nano")
     tokenizer = Tokenizer.from_pretrained(nano)
@@ -33,8 +39,33 @@ def make_demo_artifacts(root):
         save_task(module, root / "tasks" / task)
     module = TokenClassifier(str(nano), label_names=NER_LABELS)
     module.configure_model()
+    with torch.no_grad():  # a known answer: every word's first sub-token scores B-LOC highest
+        module.head.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 100.0, 0.0]))
     save_task(module, root / "tasks" / "ner")
+    writer = make_writer(root / "backbones" / "writer", " a")
+    greedy = GenerationConfig(max_new_tokens=4, temperature=0.0)
+    for name, module in (("qa", QuestionAnswering(str(nano))),
+                         ("translation", Translator(str(writer), generation=greedy, direction="en-es")),
+                         ("codegen", CodeGenerator(str(writer), generation=greedy, num_samples=1))):
+        module.configure_model()
+        save_task(module, root / "tasks" / name)
     return root
+
+
+def make_writer(directory, word: str):
+    """A nano backbone that always says `word` (one token): the final norm outputs that token's embedding
+    for every input, so the tied LM head scores it highest. A known answer for the generative tabs."""
+    import torch
+
+    from backbone.artifact import load_backbone, save_backbone
+
+    model, tokenizer = load_backbone(make_backbone(directory))
+    (token,) = tokenizer.encode(word)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(model.transformer.wte.weight[token] * 100)
+    save_backbone(directory, model, tokenizer)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +115,10 @@ def test_missing_artifacts_name_the_command(tmp_path, artifacts):
     from demos import tabs_tasks as t
     from demos.common import Registry
 
-    reg = Registry(artifacts)
-    assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, reg, "q?", "some context")
-    assert "gptsuite translation fit" in error_of(t.translate, reg, "hello")
-    assert "gptsuite codegen fit" in error_of(t.complete_code, reg, "def f():\n")
     empty = Registry(tmp_path / "nothing")
+    assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, empty, "q?", "some context")
+    assert "gptsuite translation fit" in error_of(t.translate, empty, "hello")
+    assert "gptsuite codegen fit" in error_of(t.complete_code, empty, "def f():\n")
     assert "gptsuite classification fit" in error_of(t.classify, empty, "classification", "some text")
     assert "gptsuite pretrain fit" in error_of(g.attention, empty, None, "hello", 0, 0)
     assert "gptsuite pretrain fit" in error_of(g.generate_stream, empty, None, "hello", 8)
@@ -126,38 +156,62 @@ def test_ner_highlights_merged_entities(reg):
                 {"type": "LOC", "start": 5, "end": 6}]
     assert entity_segments(text, words, entities) == [("Angela Merkel", "PER"), (" met ", None), ("Macron", "PER"),
                                                       (" in ", None), ("Paris", "LOC"), (" .", None)]
-    segments, found = ner(reg, "Angela Merkel visited Paris.")  # random weights: any tags, same text back
-    assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris."
-    assert all(label in (None, "PER", "LOC") for _, label in segments)
-    assert all(set(e) == {"type", "text", "words"} for e in found)
+    segments, found = ner(reg, "Angela Merkel visited Paris .")  # the head tags every word B-LOC
+    assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris ."
+    assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]} for i, w in enumerate("Angela Merkel visited Paris .".split())]
+    assert [label for _, label in segments] == ["LOC", None, "LOC", None, "LOC", None, "LOC", None, "LOC"]
 
 
-def test_qa_and_translation_and_codegen_with_stand_in_models(reg, monkeypatch):
-    """QA / translation / codegen modules are written elsewhere: stand-ins with their predict() contracts."""
+def test_qa_translation_and_codegen_tabs_through_the_real_tasks(reg):
+    """The saved QA, translation and codegen tasks, loaded as the demo loads them, their real predict()."""
     from demos import tabs_tasks as t
 
-    class QA:
-        def predict(self, questions, contexts):
-            return [{"answer": "Paris", "start": contexts[0].index("Paris"), "end": contexts[0].index("Paris") + 5,
-                     "score": 0.9}]
-
-    class Translation:
-        def predict(self, texts):
-            return [t.upper() for t in texts]
-
-    class Codegen:
-        def predict(self, prompt):
-            return "    return a + b\n"
-
-    stand_ins = {"qa": QA(), "translation": Translation(), "codegen": Codegen()}
-    monkeypatch.setattr(type(reg), "task", lambda self, task: stand_ins[task])
-    monkeypatch.setattr(type(reg), "has_task", lambda self, task: task in stand_ins)
-    segments, summary = t.answer(reg, "Where?", "The tower is in Paris, France.")
-    assert segments == [("The tower is in ", None), ("Paris", "answer"), (", France.", None)]
-    assert "**Paris**" in summary and "0.900" in summary
-    assert t.translate(reg, "hello") == "HELLO"
+    context = "The tower is in Paris, France. It was built in 1889."
+    segments, summary = t.answer(reg, "Where is the tower?", context)
+    assert "".join(piece for piece, _ in segments) == context  # the context comes back whole
+    answers = [piece for piece, label in segments if label == "answer"]
+    assert len(answers) == 1 and answers[0].strip() and answers[0] in context  # a span of the context
+    assert summary.startswith("Answer: **") and "(score " in summary
+    assert t.translate(reg, "the house").split() == ["a"] * 4  # the writer backbone's one word, 4 tokens
     completion = t.complete_code(reg, t.CODE_PROMPT)
-    assert "passed" in t.run_tests(reg, t.CODE_PROMPT, completion, t.CODE_TEST, "add")
+    assert completion.split() == ["a"] * 4
+    verdict = t.run_tests(reg, t.CODE_PROMPT, completion or "    pass\n", t.CODE_TEST, "add")
+    assert any(word in verdict for word in ("**failed**", "not valid Python", "**error**", "**timeout**"))
+    assert "**passed**" in t.run_tests(reg, t.CODE_PROMPT, "    return a + b\n", t.CODE_TEST, "add")
+
+
+def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_path):
+    import shutil
+
+    from demos import tabs_tasks as t
+    from demos.common import Registry
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(artifacts, root)
+    (root / "tasks" / "sentiment" / "trainable.safetensors").write_bytes(b"\x80not safetensors")
+    (root / "tasks" / "qa" / "task.json").write_text("{broken")
+    fresh = Registry(root)
+    message = error_of(t.classify, fresh, "sentiment", "a fine film")
+    assert "Could not load the sentiment artifact" in message and "gptsuite sentiment fit" in message
+    message = error_of(t.answer, fresh, "Where?", "In Paris.")
+    assert "qa" in message and "gptsuite qa fit" in message
+    assert t.ner(fresh, "Paris")[1]  # the other tasks still work
+
+
+def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
+    import shutil
+
+    from backbone.tokenizer import Tokenizer
+    from demos.common import Registry
+    from demos.tabs_generate import chat_stream
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(artifacts, root)
+    tokenizer = Tokenizer.from_pretrained(root / "backbones" / "nano")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }"  # unclosed tag
+    tokenizer.save(root / "backbones" / "nano")
+    message = error_of(chat_stream, Registry(root), "nano", "hello", [], 8, 0)
+    assert "chat template" in message
 
 
 def test_run_tests_through_the_sandbox(reg):

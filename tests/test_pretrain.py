@@ -55,13 +55,13 @@ def train_losses(run_dir: Path) -> dict[int, float]:
 def test_fast_dev_run_in_process(tmp_path, monkeypatch):
     from backbone.lit import cli_main
 
-    monkeypatch.chdir(tmp_path)
     cli_main(nano_args("--trainer.fast_dev_run", "2"))
     model, tokenizer = load_backbone(tmp_path / BACKBONE)
     assert model.config.vocab_size == tokenizer.vocab_size == 512
     assert (tmp_path / BACKBONE / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
     run_cli(nano_args("--trainer.max_steps", "30", "--trainer.log_every_n_steps", "1"), tmp_path)
     losses = train_losses(tmp_path / RUN)
@@ -74,6 +74,7 @@ def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
     assert saved, "LightningCLI saves the resolved config with the run"
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     common = ["--trainer.max_steps", "16", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "8"]
     run_cli(nano_args(*common), tmp_path / "a")
@@ -89,6 +90,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     proc = run_cli(nano_args("--trainer.strategy", "ddp", "--trainer.devices", "2",
                              "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"), tmp_path)

@@ -244,9 +244,8 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
     from tasks.qa import cli_main
 
-    monkeypatch.chdir(ROOT)
     files = write_files(tmp_path)
-    common = ["--config", "configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),
+    common = ["--config", f"{ROOT}/configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]",
@@ -264,3 +263,29 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
     assert 0 <= metrics["test/f1"] <= 100
     predictions = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
     assert len(predictions) == 3
+
+
+# the official evaluate-v1.1.py on fixed cases: (prediction, gold answers, its EM, its F1), counted by hand
+# from that script's rules (lower-case, punctuation deleted, not replaced by a space; articles dropped)
+OFFICIAL_CASES = [
+    ("the Eiffel Tower", ["Eiffel Tower", "The Eiffel Tower in Paris"], 1.0, 1.0),
+    ("in 1889.", ["1889"], 0.0, 2 / 3),
+    ("Denver Broncos", ["Broncos", "Denver Broncos"], 1.0, 1.0),
+    ("Carolina", ["Denver Broncos"], 0.0, 0.0),
+    ("an apple a day", ["A  day!"], 0.0, 2 / 3),
+    ("Saint-Denis", ["Saint Denis"], 0.0, 0.0),  # "saintdenis" vs "saint denis"
+    ("", ["anything"], 0.0, 0.0),
+    ("the the", ["The"], 1.0, 0.0),  # both normalise to "": equal, yet no token in common
+]
+
+
+@pytest.mark.parametrize("prediction, golds, em, f1_", OFFICIAL_CASES)
+def test_squad_scores_equal_the_official_script(prediction, golds, em, f1_):
+    assert squad_scores(prediction, golds) == (em, pytest.approx(f1_))
+
+
+def test_squad_corpus_score_equals_the_official_script():
+    metric = SquadScore()
+    metric.update([c[0] for c in OFFICIAL_CASES], [c[1] for c in OFFICIAL_CASES])
+    scores = {k: float(v) for k, v in metric.compute().items()}
+    assert scores == pytest.approx({"exact_match": 37.5, "f1": 100 * (10 / 3) / 8})  # 3 of 8; (1+2/3+1+2/3)/8

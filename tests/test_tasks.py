@@ -12,7 +12,7 @@ from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTunin
 from tasks.base import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, TokenHead, last_token_index
 from tasks.ner.module import merge_entities
-from tests.helpers import make_backbone, write_sentiment_files
+from tests.helpers import ROOT, make_backbone, write_sentiment_files
 
 ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),
             lambda: PrefixTuning(3)]
@@ -203,7 +203,7 @@ def test_missing_backbone_says_which_command_creates_it(tmp_path):
 
 # --- the CLIs end to end -----------------------------------------------------------------------------------
 def _cli_args(task: str, backbone_dir, tmp_path, files, *extra):
-    return ["--config", f"configs/tasks/{task}.yaml", "--model.backbone", str(backbone_dir),
+    return ["--config", f"{ROOT}/configs/tasks/{task}.yaml", "--model.backbone", str(backbone_dir),
             "--data.data_files", json.dumps(files), "--trainer.precision", "32",
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", *extra]
@@ -213,9 +213,7 @@ def _cli_args(task: str, backbone_dir, tmp_path, files, *extra):
 def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatch):
     import importlib
 
-    from tests.helpers import ROOT
 
-    monkeypatch.chdir(ROOT)
     files = write_sentiment_files(tmp_path)
     cli_main = importlib.import_module(f"tasks.{task}").cli_main
     cli_main(["fit", *_cli_args(task, backbone_dir, tmp_path, files, "--trainer.fast_dev_run", "1",
@@ -235,9 +233,7 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
 
 def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     from tasks.ner import cli_main
-    from tests.helpers import ROOT
 
-    monkeypatch.chdir(ROOT)
     rows = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]}] * 4
     files = {}
     for split in ("train", "validation", "test"):
@@ -280,3 +276,39 @@ def test_load_task_refuses_a_file_without_the_trained_tensors(backbone_dir, tmp_
     save_file({}, str(tmp_path / "task" / "trainable.safetensors"))
     with pytest.raises(Exception, match="lacks trained tensors"):
         load_task(tmp_path / "task")
+
+
+def test_resumed_fine_tune_equals_an_uninterrupted_one(backbone_dir, tmp_path):
+    """fit, stop at step 2 of 4, resume from last.ckpt: the same weights, schedule and token count as 4 steps at
+    once. One batch per epoch and no dropout, so nothing depends on the random state, which Lightning does not
+    checkpoint (the shuffle order and dropout masks after a resume differ from an uninterrupted run's)."""
+    from safetensors.torch import load_file
+
+    from tasks.sentiment import cli_main
+
+    files = write_sentiment_files(tmp_path)
+
+    def fit(name: str, *extra: str, stop_at: int | None = None):
+        callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                      "init_args": {"dirpath": str(tmp_path / name / "ckpt"), "save_last": True}}]
+        if stop_at:
+            callbacks.append({"class_path": "tests.helpers.StopAtStep", "init_args": {"step": stop_at}})
+        args = _cli_args("sentiment", backbone_dir, tmp_path / name, files, "--data.batch_size", "8",
+                         "--trainer.max_epochs", "4", "--model.export_dir", str(tmp_path / name / "task"),
+                         "--trainer.callbacks", json.dumps(callbacks), "--trainer.logger", "false",
+                         "--data.label_names", '["negative", "positive"]', "--model.head_dropout", "0", *extra)
+        return cli_main(["fit", *args])
+
+    straight = fit("straight")
+    assert fit("interrupted", stop_at=2).trainer.global_step == 2
+    resumed = fit("interrupted", "--ckpt_path", str(tmp_path / "interrupted" / "ckpt" / "last.ckpt"))
+    assert straight.trainer.global_step == resumed.trainer.global_step == 4
+    assert resumed.model.train_tokens == straight.model.train_tokens > 0  # restored, then counted on
+    a = load_file(str(tmp_path / "straight" / "task" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "interrupted" / "task" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    schedule = lambda cli: cli.trainer.lr_scheduler_configs[0].scheduler  # noqa: E731
+    assert schedule(resumed).last_epoch == schedule(straight).last_epoch == 4
+    assert schedule(resumed).get_last_lr() == schedule(straight).get_last_lr()

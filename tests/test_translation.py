@@ -147,9 +147,8 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     from tasks.translation import cli_main
 
-    monkeypatch.chdir(ROOT)
     files = write_files(tmp_path)
-    common = ["--config", "configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
+    common = ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),

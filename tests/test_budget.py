@@ -1,0 +1,102 @@
+"""TimeBudget: as many steps as fit in a wall-clock budget, with the learning-rate schedule ending there."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from backbone import budget as budget_module
+from backbone.budget import TimeBudget
+from backbone.optim import WarmupCosine, build_optimizer, warmup_cosine
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Regression(L.LightningModule):
+    """A one-weight model whose every training step costs `step_seconds` on the fake clock."""
+
+    def __init__(self, clock: FakeClock, step_seconds: float, total_steps: int):
+        super().__init__()
+        self.w = torch.nn.Linear(1, 1)
+        self.clock, self.step_seconds, self.total_steps = clock, step_seconds, total_steps
+        self.lrs: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        self.clock.now += self.step_seconds
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return ((self.w(batch[0]) - 1.0) ** 2).mean()
+
+    def configure_optimizers(self):
+        return build_optimizer([self], 0.1, 0.0, (0.9, 0.95), warmup_steps=10, total_steps=self.total_steps,
+                               min_lr_ratio=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(64, 1)), batch_size=1)
+
+
+def fit(monkeypatch, step_seconds: float, seconds: float, max_steps: int = 100):
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    budget = TimeBudget(seconds=seconds, probe_steps=3)
+    model = Regression(clock, step_seconds, max_steps)
+    trainer = L.Trainer(max_steps=max_steps, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model)
+    return trainer, model, budget
+
+
+def test_slow_machine_trains_fewer_steps_with_a_complete_schedule(monkeypatch):
+    trainer, model, budget = fit(monkeypatch, step_seconds=1.0, seconds=30.0)
+    # 1 s per step and a 30 s budget: about 30 of the planned 100 steps
+    assert 28 <= trainer.global_step <= 31
+    assert budget.report["planned_steps"] == 100 and budget.report["fitted_steps"] == trainer.global_step
+    schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert schedule.total_steps == trainer.global_step and schedule.warmup_steps == 3  # 10 of 100 -> 3 of 30
+    # the last step ran at (close to) the schedule's end: the minimum, not the middle of the cosine
+    assert model.lrs[-1] == pytest.approx(0.1 * 0.1, rel=0.05)
+
+
+def test_fast_machine_trains_every_planned_step_on_the_planned_schedule(monkeypatch):
+    trainer, model, budget = fit(monkeypatch, step_seconds=0.01, seconds=30.0)
+    assert trainer.global_step == 100 and budget.report["fitted_steps"] == 100
+    assert not budget.report.get("stopped_by_budget")
+    assert model.lrs[50] == pytest.approx(0.1 * warmup_cosine(50, 10, 100, 0.1))
+
+
+def test_budget_is_a_hard_stop_when_steps_slow_down(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+
+    class Slowing(Regression):
+        def training_step(self, batch, batch_idx):
+            self.step_seconds = 0.1 if self.global_step < 10 else 5.0  # fast probe, then 50x slower
+            return super().training_step(batch, batch_idx)
+
+    budget = TimeBudget(seconds=20.0, probe_steps=3)
+    trainer = L.Trainer(max_steps=100, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(Slowing(clock, 0.1, 100))
+    assert clock.now <= 20.0 + 5.0  # stopped at the first step past the budget
+    assert budget.report["stopped_by_budget"]
+
+
+def test_fitted_schedule_survives_a_checkpoint():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(100, 1000, 0.1))
+    schedule.lr_lambdas[0].fit_to(300)
+    state = schedule.state_dict()
+    fresh = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(100, 1000, 0.1))
+    fresh.load_state_dict(state)
+    assert (fresh.lr_lambdas[0].warmup_steps, fresh.lr_lambdas[0].total_steps) == (30, 300)
+
+
+def test_bad_budget_is_refused():
+    with pytest.raises(ValueError, match="positive"):
+        TimeBudget(seconds=0)

@@ -1,0 +1,119 @@
+"""precision: auto picks bf16-mixed only where bf16 matmuls are measured fast; an explicit precision wins."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from backbone import precision as P
+from backbone.perf import MatmulRate
+from backbone.trainer import Trainer
+from tests.helpers import ROOT
+
+AVX2_USER = {"fp32": 154e9, "bf16": 0.9e9}  # measured on a 2-core EPYC with AVX2 only (bf16 emulated)
+AMX_USER = {"fp32": 197e9, "bf16": 926e9}  # a CPU with native bf16 (AVX-512-bf16)
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch, tmp_path):
+    """Pretend to be a CPU whose matmuls run at the given FLOP/s; counts the measurements taken."""
+    monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def install(rates: dict, capability: str = "AVX2"):
+        def measure(dtype, **kwargs):
+            calls.append(dtype)
+            return MatmulRate(rates["bf16" if dtype == torch.bfloat16 else "fp32"], 1.0, 5)
+
+        monkeypatch.setattr(P, "measure_matmul_flops", measure)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        return calls
+
+    return install
+
+
+def test_rule_from_measured_rates():
+    assert P.choose_precision(154, 0.9)[0] == "32-true"
+    assert P.choose_precision(197, 926)[0] == "bf16-mixed"
+    assert P.choose_precision(100, 120)[0] == "32-true"  # a small gain does not pay for autocast's casts
+    assert "not at least 1.5x faster" in P.choose_precision(154, 0.9)[1]
+
+
+def test_cpu_without_fast_bf16_resolves_to_fp32_and_is_measured_once(fake_cpu, tmp_path, capsys):
+    calls = fake_cpu(AVX2_USER)
+    assert P.resolve_precision("auto") == "32-true"
+    assert "precision auto -> 32-true" in capsys.readouterr().err  # said on the console, with why
+    assert len(calls) == 2
+    assert P.resolve_precision("auto") == "32-true" and len(calls) == 2  # the cached rates, not a new measurement
+    cached = json.loads((tmp_path / "cache" / "machine.json").read_text())
+    assert cached[0]["fp32_gflops"] == 154.0 and cached[0]["bf16_gflops"] == 0.9
+    assert cached[0]["fingerprint"]["capability"] == "AVX2"
+
+
+def test_cpu_with_fast_bf16_resolves_to_bf16_mixed(fake_cpu):
+    fake_cpu(AMX_USER, capability="AVX512")
+    assert P.resolve_precision("auto") == "bf16-mixed"
+    assert P.resolve_precision(None) == "bf16-mixed"
+
+
+def test_another_machine_is_measured_again(fake_cpu):
+    calls = fake_cpu(AVX2_USER)
+    P.resolve_precision("auto")
+    fake_cpu(AMX_USER, capability="AVX512")  # same cache file, another fingerprint
+    assert P.resolve_precision("auto") == "bf16-mixed" and len(calls) == 4
+
+
+def test_damaged_cache_is_measured_again(fake_cpu, tmp_path):
+    calls = fake_cpu(AVX2_USER)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "machine.json").write_text("{not json")
+    assert P.resolve_precision("auto") == "32-true" and len(calls) == 2
+
+
+def test_trainer_auto_and_explicit_precision(fake_cpu):
+    calls = fake_cpu(AVX2_USER)
+    quiet = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                 enable_checkpointing=False)
+    assert Trainer(**quiet).precision == "32-true"
+    assert Trainer(precision="auto", **quiet).precision == "32-true"
+    assert Trainer(precision="bf16-mixed", **quiet).precision == "bf16-mixed"  # explicit wins, even here
+    fake_cpu(AMX_USER, capability="AVX512")
+    assert Trainer(precision="auto", **quiet).precision == "bf16-mixed"
+    assert Trainer(precision="32-true", **quiet).precision == "32-true"
+    assert len(calls) == 4  # an explicit precision measures nothing
+
+
+def test_yaml_auto_and_command_line_override(fake_cpu, tmp_path, monkeypatch):
+    from backbone.lit import cli_main
+
+    fake_cpu(AVX2_USER)
+    config = ROOT / "configs" / "pretrain" / "tiny.yaml"
+    args = ["--config", str(config), "--trainer.callbacks", "null", "--trainer.logger", "false"]
+    assert "precision: auto" in config.read_text()
+    assert cli_main(args, run=False).trainer.precision == "32-true"
+    assert cli_main(args + ["--trainer.precision", "bf16-mixed"], run=False).trainer.precision == "bf16-mixed"
+
+
+def test_every_yaml_says_auto():
+    for path in sorted((ROOT / "configs").rglob("*.yaml")):
+        text = path.read_text()
+        assert "precision: auto" in text and "precision: bf16" not in text, path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="AVX2 kernels exist on x86 only")
+def test_real_avx2_kernels_resolve_to_fp32(tmp_path):
+    """torch and oneDNN limited to AVX2 run bf16 as an AVX2-only CPU does (emulated, ~100x slower than fp32):
+    auto, measuring for real, must choose fp32."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+           "GPTSUITE_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    code = "from backbone.precision import resolve_precision; print(resolve_precision('auto'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "32-true", out.stderr
+    assert "AVX2" in out.stderr
