@@ -59,9 +59,10 @@ def test_align_words_points_each_word_at_its_first_sub_token(tiny_tokenizer):
 
 
 def test_align_words_cuts_from_the_first_word_that_does_not_fit(tiny_tokenizer):
-    words = ["a", "remarkably", "long", "sentence"]
+    words = ["a", "remarkably", "unbelievable", "a"]
     pieces = [tiny_tokenizer.encode((" " if i else "") + w) for i, w in enumerate(words)]
-    budget = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) - 1  # word 3 does not fit; word 4 might alone
+    budget = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) - 1  # word 3 does not fit; word 4 alone would
+    assert len(pieces[3]) <= len(pieces[2]) - 1
     token_ids, firsts = align_words(tiny_tokenizer, [words], max_tokens=budget)
     assert firsts[0][:2] == [0, len(pieces[0])] and firsts[0][2:] == [-1, -1]
     assert token_ids[0] == pieces[0] + pieces[1]
