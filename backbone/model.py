@@ -7,6 +7,7 @@ nkv key/value heads, hs head size, V vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -210,6 +211,9 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        # inference precision (backbone.precision.set_inference_precision): None runs as the caller does;
+        # torch.bfloat16 runs the blocks under autocast (the final norm and the LM head stay fp32)
+        self.autocast_dtype: torch.dtype | None = None
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -256,8 +260,17 @@ class GPT(nn.Module):
         With a cache, only the new tokens are fed and their keys/values are appended to it.
         inputs_embeds (B, T, C) replaces the token embedding lookup (soft prompts); then idx is None.
         """
-        hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False, inputs_embeds=inputs_embeds)
-        return hidden
+        with self._autocast(idx if idx is not None else inputs_embeds):
+            hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False,
+                                  inputs_embeds=inputs_embeds)
+        return hidden.float() if self.autocast_dtype is not None else hidden
+
+    def _autocast(self, like: torch.Tensor):
+        """Autocast to autocast_dtype when it is set; otherwise nothing (an outer autocast, say Lightning's
+        bf16-mixed, stays in force: a disabled autocast context would switch it off)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=like.device.type, dtype=self.autocast_dtype)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> next-token logits (B, T, V)."""

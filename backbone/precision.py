@@ -11,7 +11,6 @@ An explicit precision (`--trainer.precision 32-true`, `--precision bf16-mixed`) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
@@ -103,13 +102,12 @@ def resolve_precision(requested: str | int | None, device: str = "cpu", announce
     return choice.precision
 
 
-def autocast(precision: str, device: str = "cpu"):
-    """The inference context of a resolved precision: bf16 autocast for bf16-mixed, nothing for fp32."""
-    if precision == BF16_MIXED:
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision == "16-mixed":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return contextlib.nullcontext()
+def set_inference_precision(model, precision: str):
+    """Run a GPT's forward in a resolved precision from now on (bf16-mixed: its blocks under bf16 autocast;
+    32-true: fp32). A model attribute, not a context, so every caller on every thread (the demo serves
+    requests from a thread pool; autocast state is per thread) gets the same precision. Returns the model."""
+    model.autocast_dtype = {BF16_MIXED: torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return model
 
 
 def device_of(accelerator: str | None) -> str:

@@ -11,13 +11,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--artifacts", default="artifacts", help="folder with backbones/<name>/ and tasks/<task>/")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--concurrency", type=int, default=2, help="model calls served at once; the rest queue")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 where bf16 matmuls are fast here, else fp32; "
+                        "see `gptsuite info`), 32-true or bf16-mixed")
     return parser
 
 
 def run(args) -> int:
     from demos.app import launch
 
-    launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency)
+    launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
+           precision=args.precision)
     return 0
 
 

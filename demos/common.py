@@ -48,8 +48,11 @@ def check_text(text, what: str = "text", max_chars: int = MAX_CHARS) -> str:
 class Registry:
     """Finds artifacts under `root` (backbones/<name>/, tasks/<task>/) and loads each once, on first use."""
 
-    def __init__(self, root: str | Path = "artifacts"):
+    def __init__(self, root: str | Path = "artifacts", precision: str = "auto"):
+        from backbone.precision import resolve_precision
+
         self.root = Path(root)
+        self.precision = resolve_precision(precision)  # every model this registry loads runs in it
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -71,8 +74,10 @@ class Registry:
         def load():
             from backbone.artifact import load_backbone
 
+            from backbone.precision import set_inference_precision
+
             model, tokenizer = load_backbone(directory)
-            return model.eval(), tokenizer
+            return set_inference_precision(model.eval(), self.precision), tokenizer
 
         return self._cached(("backbone", str(directory)), load, f"backbone {directory}", CREATE_BACKBONE)
 
@@ -94,9 +99,12 @@ class Registry:
         directory = self.task_dir(task)
 
         def load():
+            from backbone.precision import set_inference_precision
             from tasks.base import load_task
 
-            return load_task(directory, backbone=self._task_backbone(directory))
+            task = load_task(directory, backbone=self._task_backbone(directory))
+            set_inference_precision(task.backbone, self.precision)
+            return task
 
         return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", CREATE_TASK[task])
 
@@ -125,5 +133,6 @@ class Registry:
         names = self.backbones()
         found = [t for t in TASKS if self.has_task(t)]
         lines = [f"**Backbones** in `{self.root / 'backbones'}`: {', '.join(names) if names else f'none (`{CREATE_BACKBONE}`)'}",
-                 f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}"]
+                 f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}",
+                 f"**Precision**: {self.precision} (`gptsuite info` says why)"]
         return "  \n".join(lines)

@@ -176,7 +176,7 @@ def cmd_generate(args) -> int:
     import torch
 
     from backbone.generate import GenerationConfig
-    from backbone.precision import autocast, resolve_precision
+    from backbone.precision import resolve_precision, set_inference_precision
 
     cfg = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -186,10 +186,10 @@ def cmd_generate(args) -> int:
     )
     model, tokenizer = load_for_generation(args.backbone, args.preset)
     precision = resolve_precision(args.precision)
+    set_inference_precision(model, precision)
     torch.manual_seed(args.seed or 0)
     start = time.perf_counter()
-    with autocast(precision):
-        n_tokens = _generate_and_print(model, tokenizer, args.prompt, cfg)
+    n_tokens = _generate_and_print(model, tokenizer, args.prompt, cfg)
     seconds = time.perf_counter() - start
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}]", file=sys.stderr)

@@ -107,7 +107,7 @@ def test_build_app_has_every_tab_and_a_queue(artifacts):
     assert demo._queue.default_concurrency_limit == 2 and demo._queue.max_size == 64
     assert all(d["queue"] for d in config["dependencies"])
     dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "backbone")
-    assert [choice[0] for choice in dropdown["props"]["choices"]] == ["nano", "plain"]
+    assert [choice[0] for choice in dropdown["props"]["choices"]] == ["nano", "plain", "writer"]
 
 
 def test_missing_artifacts_name_the_command(tmp_path, artifacts):

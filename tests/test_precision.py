@@ -117,3 +117,52 @@ def test_real_avx2_kernels_resolve_to_fp32(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "32-true", out.stderr
     assert "AVX2" in out.stderr
+
+
+def test_inference_precision_is_a_model_setting_every_thread_sees(make_model):
+    """bf16-mixed runs the blocks under bf16 autocast (output close to fp32, returned as fp32); 32-true is
+    plain fp32; and the setting holds on another thread (the demo serves from a thread pool)."""
+    import threading
+
+    model = make_model(seed=1)
+    idx = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        fp32 = model(idx)
+        P.set_inference_precision(model, "bf16-mixed")
+        seen = {}
+        thread = threading.Thread(target=lambda: seen.update(out=model(idx)))
+        thread.start()
+        thread.join()
+        bf16 = seen["out"]
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # computed in bf16 ...
+    torch.testing.assert_close(bf16, fp32, atol=0.1, rtol=0.05)  # ... close to fp32
+    P.set_inference_precision(model, "32-true")
+    with torch.no_grad():
+        assert torch.equal(model(idx), fp32)
+
+
+def test_model_setting_leaves_an_outer_autocast_alone(make_model):
+    """A model without an inference precision must not switch off Lightning's bf16-mixed autocast."""
+    model = make_model(seed=1)
+    idx = torch.randint(0, model.config.vocab_size, (1, 8))
+    seen = []
+    model.transformer.h[0].attn.c_attn.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(idx)
+    assert seen == [torch.bfloat16]  # the outer autocast reached the block's matmul
+
+
+def test_demo_registry_loads_models_in_its_precision(fake_cpu, tmp_path):
+    from demos.common import Registry
+    from tests.helpers import make_backbone
+
+    make_backbone(tmp_path / "artifacts" / "backbones" / "nano")
+    fake_cpu(AVX2_USER)
+    model, _ = Registry(tmp_path / "artifacts").backbone("nano")
+    assert model.autocast_dtype is None  # auto on an AVX2-only CPU: fp32
+    fake_cpu(AMX_USER, capability="AVX512")
+    model, _ = Registry(tmp_path / "artifacts").backbone("nano")
+    assert model.autocast_dtype == torch.bfloat16
+    model, _ = Registry(tmp_path / "artifacts", precision="32-true").backbone("nano")
+    assert model.autocast_dtype is None
+    assert "Precision**: 32-true" in Registry(tmp_path / "artifacts", precision="32-true").summary()
