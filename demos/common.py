@@ -73,7 +73,6 @@ class Registry:
 
         def load():
             from backbone.artifact import load_backbone
-
             from backbone.precision import set_inference_precision
 
             model, tokenizer = load_backbone(directory)
