@@ -26,6 +26,7 @@ from backbone.config import GPTConfig
 from backbone.generate import GenerationConfig, generate
 from backbone.interop import to_hf
 from backbone.model import GPT
+from backbone.perf import measure_matmul_flops
 
 TRAIN_TARGET, TRAIN_GOAL, GEN_TARGET = 1.0, 1.3, 1.2
 
@@ -62,12 +63,6 @@ def interleaved(fns: dict, repeats: int, warmup: int) -> tuple[dict[str, float],
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}, outputs
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 10) -> float:
-    """GFLOP/s of an n x n x n matmul (2 n^3 FLOPs), median over repeats."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / median_seconds(lambda: a @ b, repeats, warmup=3) / 1e9
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -149,7 +144,7 @@ def main(argv=None) -> dict:
     out: dict = {"preset": args.preset, "dtype": args.dtype, "threads": threads, "config": config.to_dict()}
 
     # (d) first: the peak, on a quiet machine
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peak = {"fp32": measure_matmul_flops(torch.float32).gflops, "bf16": measure_matmul_flops(torch.bfloat16).gflops}
 
     # (a) training: same initial weights, same batches, same AdamW settings
     model.train()

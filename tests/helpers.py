@@ -20,6 +20,17 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class CrashAtStep(Callback):
+    """Raise when global_step reaches `step`: an in-process crash (the checkpoints on disk are all that is left)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"crash at step {self.step}")
+
+
 class StopAtStep(Callback):
     """End fit cleanly once global_step reaches `step`: an interruption with the schedule planned for more."""
 

@@ -166,3 +166,13 @@ def test_demo_registry_loads_models_in_its_precision(fake_cpu, tmp_path):
     model, _ = Registry(tmp_path / "artifacts", precision="32-true").backbone("nano")
     assert model.autocast_dtype is None
     assert "Precision**: 32-true" in Registry(tmp_path / "artifacts", precision="32-true").summary()
+
+
+def test_info_prints_the_machine_and_the_choice(fake_cpu, capsys):
+    from tasks.cli import main
+
+    fake_cpu(AVX2_USER)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "capability AVX2" in out and "fp32 154.0 GFLOP/s, bf16 0.9 GFLOP/s" in out
+    assert "precision auto -> 32-true" in out and "nano" in out  # the machine, then the presets

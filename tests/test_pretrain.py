@@ -61,6 +61,29 @@ def test_fast_dev_run_in_process(tmp_path, monkeypatch):
     assert (tmp_path / BACKBONE / "metrics.json").is_file()
 
 
+def test_crash_then_resume_in_process_matches_uninterrupted_run(tmp_path, monkeypatch):
+    """The fast twin of the SIGKILL test below: an exception at step 11 (after the step-10 checkpoint), then
+    a resume from last.ckpt recomputes steps 10-15 exactly as an uninterrupted run did them."""
+    from backbone.lit import cli_main
+
+    common = ["--trainer.max_steps", "16", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "8",
+              "--trainer.precision", "32-true"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cli_main(nano_args(*common))
+    reference = train_losses(tmp_path / "a" / RUN)
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="crash at step 11"):
+        cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.CrashAtStep", "--trainer.callbacks.step=11"))
+    assert (tmp_path / "b" / RUN / "checkpoints" / "last.ckpt").is_file()
+    cli_main(nano_args(*common, "--ckpt_path", "last"))
+    resumed = train_losses(tmp_path / "b" / RUN)
+    assert max(resumed) == max(reference) == 15
+    for step in range(10, 16):
+        assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
+
+
 @pytest.mark.slow
 def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
     run_cli(nano_args("--trainer.max_steps", "30", "--trainer.log_every_n_steps", "1"), tmp_path)

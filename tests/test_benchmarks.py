@@ -1,0 +1,36 @@
+"""Opt-in (`-m benchmark`): the figure-printing scripts run end to end and print what they promise. They
+measure this machine, so they assert the figures' presence and sanity, never a speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_speed_script_prints_training_generation_and_matmul_figures(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--preset", "nano", "--steps", "2",
+                           "--repeats", "1", "--new-tokens", "8", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
+    assert "(d) matmul peak 1024^3" in proc.stdout
+    figures = json.loads(out.read_text())
+    assert figures["preset"] == "nano" and figures["threads"] >= 1
+
+
+def test_machine_rates_are_measured_and_printed(capsys):
+    from tasks.cli import main
+
+    assert main(["info", "--remeasure"]) == 0
+    text = capsys.readouterr().out
+    print(text)
+    assert "matmul 1024^3: fp32" in text and "precision auto -> " in text
