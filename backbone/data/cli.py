@@ -38,9 +38,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """Fetch, verify and extract one source, a benchmark's sources, or all of them."""
-    names = list(SOURCES) if args.name == "all" else _resolve(args.name)
-    for name in names:
+    """Fetch, verify and extract sources, benchmarks' sources, or all of them."""
+    names = list(SOURCES) if "all" in args.name else [n for name in args.name for n in _resolve(name)]
+    for name in dict.fromkeys(names):
         path = fetch(name, progress=not args.quiet)
         print(f"{name}: {path}")
     return 0
@@ -101,8 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = data.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("list", help="each source, its size, cached or not")
     p.set_defaults(func=_wrap(cmd_list))
-    p = sub.add_parser("prepare", help="fetch + verify + cache a source (or 'all')")
-    p.add_argument("name", help="a source name from `data list`, a benchmark name, or 'all'")
+    p = sub.add_parser("prepare", help="fetch + verify + cache sources (or 'all')")
+    p.add_argument("name", nargs="+", help="source names from `data list`, benchmark names, or 'all'")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_wrap(cmd_prepare))
     p = sub.add_parser("corpus", help="build the pretraining corpus; --stats prints the manifest table")
