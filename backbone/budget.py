@@ -69,8 +69,7 @@ class TimeBudget(Callback):
     def _refit(self, trainer) -> None:
         pace = self._pace(trainer.global_step)
         left = self.seconds - (time.perf_counter() - self._begin)
-        last = min(self._planned, trainer.global_step + max(0, int(left / pace)))
-        last = max(last, trainer.global_step + 1)
+        last = min(self._planned, trainer.global_step + max(0, int(left / pace)))  # == global_step: stop now
         if last == self.report["fitted_steps"]:
             return
         if self.report["fitted_steps"] == self._planned:

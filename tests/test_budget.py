@@ -40,20 +40,29 @@ class Regression(L.LightningModule):
     def train_dataloader(self):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(64, 1)), batch_size=1)
 
+    def validation_step(self, batch, batch_idx):
+        self.clock.now += self.step_seconds  # validation costs time too
 
-def fit(monkeypatch, step_seconds: float, seconds: float, max_steps: int = 100):
+    def val_dataloader(self):
+        return self.train_dataloader()
+
+
+def fit(monkeypatch, step_seconds: float, seconds: float, max_steps: int = 100, val_every: int | None = None):
     clock = FakeClock()
     monkeypatch.setattr(budget_module.time, "perf_counter", clock)
     budget = TimeBudget(seconds=seconds, probe_steps=3)
     model = Regression(clock, step_seconds, max_steps)
+    validation = dict(val_check_interval=val_every, check_val_every_n_epoch=None, limit_val_batches=1) if val_every else {}
     trainer = L.Trainer(max_steps=max_steps, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, **validation)
     trainer.fit(model)
     return trainer, model, budget
 
 
-def test_slow_machine_trains_fewer_steps_with_a_complete_schedule(monkeypatch):
-    trainer, model, budget = fit(monkeypatch, step_seconds=1.0, seconds=30.0)
+@pytest.mark.parametrize("val_every", [None, 10])
+def test_slow_machine_trains_fewer_steps_with_a_complete_schedule(monkeypatch, val_every):
+    trainer, model, budget = fit(monkeypatch, step_seconds=1.0, seconds=30.0 + (3 if val_every else 0), val_every=val_every)
     # 1 s per step and a 30 s budget: about 30 of the planned 100 steps
     assert 28 <= trainer.global_step <= 31
     assert budget.report["planned_steps"] == 100 and budget.report["fitted_steps"] == trainer.global_step
@@ -63,9 +72,11 @@ def test_slow_machine_trains_fewer_steps_with_a_complete_schedule(monkeypatch):
     assert model.lrs[-1] == pytest.approx(0.1 * 0.1, rel=0.05)
 
 
-def test_fast_machine_trains_every_planned_step_on_the_planned_schedule(monkeypatch):
-    trainer, model, budget = fit(monkeypatch, step_seconds=0.01, seconds=30.0)
-    assert trainer.global_step == 100 and budget.report["fitted_steps"] == 100
+@pytest.mark.parametrize("val_every", [None, 20, 50])
+def test_fast_machine_trains_every_planned_step_on_the_planned_schedule(monkeypatch, val_every):
+    trainer, model, budget = fit(monkeypatch, step_seconds=0.01, seconds=30.0, val_every=val_every)
+    # exactly the planned steps: a refit after the last validation must not add one
+    assert trainer.global_step == 100 and budget.report["fitted_steps"] == 100 and len(model.lrs) == 100
     assert not budget.report.get("stopped_by_budget")
     assert model.lrs[50] == pytest.approx(0.1 * warmup_cosine(50, 10, 100, 0.1))
 
@@ -81,7 +92,8 @@ def test_budget_is_a_hard_stop_when_steps_slow_down(monkeypatch):
 
     budget = TimeBudget(seconds=20.0, probe_steps=3)
     trainer = L.Trainer(max_steps=100, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(Slowing(clock, 0.1, 100))
     assert clock.now <= 20.0 + 5.0  # stopped at the first step past the budget
     assert budget.report["stopped_by_budget"]

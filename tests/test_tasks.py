@@ -129,8 +129,11 @@ def test_lora_starts_at_the_pretrained_function(backbone_dir):
     torch.testing.assert_close(plain.logits(batch), lora.logits(batch))
 
 
-def test_prefix_and_prompt_tuning_keep_real_positions(backbone_dir):
-    task = build(backbone_dir, PromptTuning(4))
+@pytest.mark.parametrize("make_adapter", [lambda: PromptTuning(4), lambda: PrefixTuning(4)], ids=["prompt", "prefix"])
+def test_virtual_tokens_leave_room_in_the_context(backbone_dir, make_adapter):
+    """The 4 virtual positions come out of the context: inputs are cut to block_size - 4 and still run.
+    (That they act as real earlier positions is tested exactly in test_adapters_exact.py.)"""
+    task = build(backbone_dir, make_adapter())
     assert task.max_input_tokens == task.backbone.config.block_size - 4
     batch = batch_of(task, ["x " * 200], [0])  # far longer than the context: truncated, no error
     assert batch["input_ids"].shape[1] == task.max_input_tokens
