@@ -20,9 +20,11 @@ from pathlib import Path
 USER_CACHE = Path(os.environ.get("GPTSUITE_CACHE") or Path.home() / ".cache" / "gptsuite").expanduser()
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="gptsuite-tests-"))
 for name, sub in (("GPTSUITE_CACHE", "cache"), ("HF_HOME", "hf"), ("HF_DATASETS_CACHE", "hf/datasets"),
-                  ("MPLCONFIGDIR", "matplotlib"), ("GRADIO_TEMP_DIR", "gradio"), ("TMPDIR", "tmp")):
+                  ("MPLCONFIGDIR", "matplotlib"), ("GRADIO_TEMP_DIR", "gradio"), ("TMPDIR", "tmp"),
+                  # the browser test's chromium writes its settings store (dconf) under these
+                  ("XDG_CACHE_HOME", "xdg/cache"), ("XDG_CONFIG_HOME", "xdg/config"), ("XDG_RUNTIME_DIR", "xdg/run")):
     os.environ[name] = str(SESSION_DIR / sub)
-    (SESSION_DIR / sub).mkdir(parents=True, exist_ok=True)
+    (SESSION_DIR / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"  # no hub lookups in tests
 tempfile.tempdir = os.environ["TMPDIR"]
 
