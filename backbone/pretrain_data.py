@@ -9,13 +9,14 @@ resumed run starts at sample global_step x samples_per_step, so it sees exactly 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from backbone.perplexity import collate_windows, ptb_word_count, token_windows
 from backbone.tokenizer import Tokenizer
@@ -26,11 +27,11 @@ TRAIN_FILE, VAL_FILE, MANIFEST_FILE = "train.bin", "val.bin", "manifest.json"
 class RandomWindows(Dataset):
     """Sample i = tokens[o_i : o_i + block_size + 1] with o_i drawn once from a seeded generator."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, num_samples: int, seed: int, start: int = 0):
+    def __init__(self, tokens: np.ndarray, block_size: int, num_samples: int, seed: int):
         if len(tokens) <= block_size + 1:
             raise ValueError(f"corpus of {len(tokens)} tokens is shorter than one window of {block_size + 1}")
         rng = np.random.default_rng(seed)
-        self.offsets = rng.integers(0, len(tokens) - block_size, size=num_samples)[start:]  # o + block_size + 1 <= len
+        self.offsets = rng.integers(0, len(tokens) - block_size, size=num_samples)  # o + block_size + 1 <= len
         self.tokens, self.block_size = tokens, block_size
 
     def __len__(self) -> int:
@@ -39,6 +40,22 @@ class RandomWindows(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         o = int(self.offsets[i])
         return torch.from_numpy(self.tokens[o : o + self.block_size + 1].astype(np.int64))
+
+
+class FromCurrentStep(Sampler[int]):
+    """Window indices from the first one the current optimizer step has not seen, read each time an epoch
+    starts. So a resumed run continues exactly where training left off, and so does the epoch Lightning
+    begins after resuming a run that was stopped early (by a time budget, say): an offset fixed when the
+    loader was built would replay windows there."""
+
+    def __init__(self, num_samples: int, first_unseen: Callable[[], int]):
+        self.num_samples, self.first_unseen = num_samples, first_unseen
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(min(self.first_unseen(), self.num_samples), self.num_samples))
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.first_unseen())
 
 
 class ConsecutiveWindows(Dataset):
@@ -200,9 +217,10 @@ class PretrainData(L.LightningDataModule):
             num_samples = trainer.max_steps * self.samples_per_step(trainer)
         else:  # epoch-based: one epoch = as many windows as fit in the corpus
             num_samples = len(self.train_tokens) // self.block_size
-        start = trainer.global_step * self.samples_per_step(trainer)  # > 0 when resuming
-        dataset = RandomWindows(self.train_tokens, self.block_size, num_samples, self.seed, start)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, drop_last=True)
+        dataset = RandomWindows(self.train_tokens, self.block_size, num_samples, self.seed)
+        sampler = FromCurrentStep(num_samples, lambda: trainer.global_step * self.samples_per_step(trainer))
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         dataset = ConsecutiveWindows(self.val_tokens, self.block_size, self.val_windows)

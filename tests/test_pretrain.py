@@ -84,6 +84,27 @@ def test_crash_then_resume_in_process_matches_uninterrupted_run(tmp_path, monkey
         assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
 
 
+def test_early_stop_then_resume_trains_on_the_windows_an_uninterrupted_run_would(tmp_path, monkeypatch):
+    """A run stopped early and cleanly (as a time budget stops it) and then resumed: Lightning starts a new
+    epoch after the restored step, and that epoch must continue with the next unseen windows, not replay
+    the resumed epoch's (which an offset fixed when the loader was built did)."""
+    from backbone.lit import cli_main
+
+    common = ["--trainer.max_steps", "8", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "4",
+              "--trainer.precision", "32-true"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cli_main(nano_args(*common))
+    reference = train_losses(tmp_path / "a" / RUN)
+    monkeypatch.chdir(tmp_path / "b")
+    cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.StopAtStep", "--trainer.callbacks.step=5"))
+    assert cli_main(nano_args(*common, "--ckpt_path", "last")).trainer.global_step == 8
+    resumed = train_losses(tmp_path / "b" / RUN)
+    for step in range(5, 8):
+        assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
+
+
 @pytest.mark.slow
 def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
     run_cli(nano_args("--trainer.max_steps", "30", "--trainer.log_every_n_steps", "1"), tmp_path)
