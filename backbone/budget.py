@@ -38,14 +38,23 @@ class TimeBudget(Callback):
         self._begin = time.perf_counter()
         self._first_step = trainer.global_step  # a resumed run counts its own steps
         self._clock_step, self._clock = None, None  # pace is timed from the end of the first step
-        self._planned = int(trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches)
+        planned = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
+        if planned == float("inf"):
+            raise ValueError("TimeBudget needs a planned length to fit its schedule to: set trainer.max_steps or "
+                             "trainer.max_epochs")
+        self._planned = int(planned)
+        # a resumed run's schedule may have been fitted to an earlier budget: plan the whole run again until
+        # this budget's own pace says otherwise
+        for schedule in self._schedules(trainer):
+            schedule.fit_to(self._planned)
         self.report = {"budget_s": self.seconds, "planned_steps": self._planned, "fitted_steps": self._planned}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._clock is None:
             self._clock_step, self._clock = trainer.global_step, time.perf_counter()
             return
-        if time.perf_counter() - self._begin >= self.seconds:
+        # rank 0's clock decides for every process (each rank timing itself would let them part ways)
+        if trainer.strategy.broadcast(time.perf_counter() - self._begin >= self.seconds, src=0):
             if not trainer.should_stop:
                 rank_zero_info(f"time budget of {self.seconds:.0f} s spent at step {trainer.global_step}: stopping")
             trainer.should_stop = True
@@ -66,18 +75,22 @@ class TimeBudget(Callback):
         """Wall seconds per optimizer step since the clock started (validation time included)."""
         return (time.perf_counter() - self._clock) / max(1, step - self._clock_step)
 
+    @staticmethod
+    def _schedules(trainer) -> list:
+        return [fn for config in trainer.lr_scheduler_configs for fn in getattr(config.scheduler, "lr_lambdas", [])
+                if hasattr(fn, "fit_to")]
+
     def _refit(self, trainer) -> None:
         pace = self._pace(trainer.global_step)
         left = self.seconds - (time.perf_counter() - self._begin)
         last = min(self._planned, trainer.global_step + max(0, int(left / pace)))  # == global_step: stop now
+        last = trainer.strategy.broadcast(last, src=0)
         if last == self.report["fitted_steps"]:
             return
         if self.report["fitted_steps"] == self._planned:
             rank_zero_info(f"time budget {self.seconds:.0f} s: {pace:.3f} s/step here, so {last} of the "
                            f"planned {self._planned} steps; the learning-rate schedule now ends at step {last}")
         trainer.fit_loop.epoch_loop.max_steps = last
-        for config in trainer.lr_scheduler_configs:
-            for schedule in getattr(config.scheduler, "lr_lambdas", []):
-                if hasattr(schedule, "fit_to"):
-                    schedule.fit_to(last)
+        for schedule in self._schedules(trainer):
+            schedule.fit_to(last)
         self.report["fitted_steps"] = last

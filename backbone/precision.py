@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -24,6 +26,8 @@ FP32, BF16_MIXED = "32-true", "bf16-mixed"
 # bf16-mixed pays casts and keeps fp32 master weights: choose it only for a clear matmul gain
 SPEEDUP_NEEDED = 1.5
 MACHINE_FILE = "machine.json"
+MACHINE_FILE_ENV = "GPTSUITE_MACHINE_FILE"  # where the measured rates are cached (default: the data cache)
+RATE_KEYS = {"fingerprint", "fp32_gflops", "bf16_gflops"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +46,10 @@ def choose_precision(fp32_gflops: float, bf16_gflops: float, device: str = "cpu"
     return FP32, f"{rates}: bf16 is not at least {SPEEDUP_NEEDED}x faster here"
 
 
-def _cache_path():
+def _cache_path() -> Path:
     from backbone.data.registry import cache_dir
 
-    return cache_dir() / MACHINE_FILE
+    return Path(os.environ[MACHINE_FILE_ENV]) if os.environ.get(MACHINE_FILE_ENV) else cache_dir() / MACHINE_FILE
 
 
 def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
@@ -56,9 +60,10 @@ def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
         known = json.loads(path.read_text()) if path.is_file() else []
     except (OSError, ValueError):
         known = []  # a damaged cache is measured again, not fatal
-    known = known if isinstance(known, list) else []
+    # anything but well-formed entries (a hand-edited or damaged file) is measured again, not fatal
+    known = [e for e in known if isinstance(e, dict) and RATE_KEYS <= e.keys()] if isinstance(known, list) else []
     for entry in known:
-        if not refresh and entry.get("fingerprint") == fingerprint:
+        if not refresh and entry["fingerprint"] == fingerprint:
             return entry
     rates = {name: measure_matmul_flops(dtype, device=device) for name, dtype in
              (("fp32", torch.float32), ("bf16", torch.bfloat16))}
@@ -68,7 +73,7 @@ def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
     known = [e for e in known if e.get("fingerprint") != fingerprint] + [entry]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes starting together (DDP ranks) each write whole
         tmp.write_text(json.dumps(known, indent=2) + "\n")
         tmp.replace(path)
     except OSError:
@@ -78,7 +83,7 @@ def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
 
 def auto_precision(device: str = "cpu") -> PrecisionChoice:
     if device == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)  # pre-Ampere GPUs only emulate it
         return PrecisionChoice(BF16_MIXED if bf16 else "16-mixed",
                                f"{torch.cuda.get_device_name()} {'supports' if bf16 else 'lacks'} bf16",
                                machine_fingerprint("cuda"))

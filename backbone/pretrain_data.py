@@ -218,7 +218,9 @@ class PretrainData(L.LightningDataModule):
         else:  # epoch-based: one epoch = as many windows as fit in the corpus
             num_samples = len(self.train_tokens) // self.block_size
         dataset = RandomWindows(self.train_tokens, self.block_size, num_samples, self.seed)
-        sampler = FromCurrentStep(num_samples, lambda: trainer.global_step * self.samples_per_step(trainer))
+        per_step = self.samples_per_step(trainer)
+        steps_per_epoch = max(1, num_samples // per_step)  # step mode: one epoch of max_steps steps
+        sampler = FromCurrentStep(num_samples, lambda: (trainer.global_step % steps_per_epoch) * per_step)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                           drop_last=True)
 

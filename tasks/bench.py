@@ -37,7 +37,7 @@ def budget_args(seconds: float | None) -> list[str]:
     """The flags that put a fit on a wall-clock budget (appended to the config's own callbacks)."""
     if seconds is None:
         return []
-    return ["--trainer.callbacks+=backbone.budget.TimeBudget", f"--trainer.callbacks.seconds={seconds:.0f}"]
+    return ["--trainer.callbacks+=backbone.budget.TimeBudget", f"--trainer.callbacks.seconds={seconds:g}"]
 
 
 def precision_args(precision: str) -> list[str]:
@@ -254,11 +254,9 @@ def machine_summary(precision: str) -> dict:
     (auto resolved) and the measured matmul rates behind that choice."""
     from backbone.precision import machine_rates, resolve_precision
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = resolve_precision(precision, device)
-    if device == "cuda":
-        return {"gpu": torch.cuda.get_device_name(), "precision": resolved, "requested_precision": precision}
-    rates = machine_rates(device)
+    # every preset's YAMLs say accelerator: cpu, so the CPU's choice is the one the trainers make
+    resolved = resolve_precision(precision, "cpu")
+    rates = machine_rates("cpu")
     fp = rates["fingerprint"]
     return {"cpu": fp["cpu"], "capability": fp["capability"], "threads": fp["threads"], "precision": resolved,
             "requested_precision": precision, "fp32_gflops": rates["fp32_gflops"], "bf16_gflops": rates["bf16_gflops"]}

@@ -26,6 +26,8 @@ for name, sub in (("GPTSUITE_CACHE", "cache"), ("HF_HOME", "hf"), ("HF_DATASETS_
     os.environ[name] = str(SESSION_DIR / sub)
     (SESSION_DIR / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"  # no hub lookups in tests
+# measured matmul rates stay in the session too, also for tests that read the user's data cache
+os.environ["GPTSUITE_MACHINE_FILE"] = str(SESSION_DIR / "machine.json")
 tempfile.tempdir = os.environ["TMPDIR"]
 
 import pytest  # noqa: E402

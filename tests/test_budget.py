@@ -112,3 +112,32 @@ def test_fitted_schedule_survives_a_checkpoint():
 def test_bad_budget_is_refused():
     with pytest.raises(ValueError, match="positive"):
         TimeBudget(seconds=0)
+
+
+def test_resumed_run_refits_a_schedule_an_earlier_budget_shortened(monkeypatch, tmp_path):
+    """Stopped by a 30 s budget at about step 30, then resumed with room for all 100 steps: the schedule
+    must stretch back to 100, not stay at the minimum learning rate from step 30 on."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+
+    def trainer(seconds: float):
+        return L.Trainer(max_steps=100, max_epochs=-1, logger=False, precision="32-true", enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         callbacks=[TimeBudget(seconds=seconds, probe_steps=3),
+                                    ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+
+    first = trainer(30.0)
+    first.fit(Regression(clock, 1.0, 100))
+    assert first.global_step < 40
+    second, model = trainer(1000.0), Regression(clock, 1.0, 100)
+    second.fit(model, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert second.global_step == 100
+    assert second.lr_scheduler_configs[0].scheduler.lr_lambdas[0].total_steps == 100
+    assert model.lrs[1] > 0.5 * 0.1  # just after the resume: high on the stretched cosine, not the 0.01 floor
+
+
+def test_a_run_without_any_length_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="max_steps or trainer.max_epochs"):
+        fit(monkeypatch, step_seconds=1.0, seconds=10.0, max_steps=-1)

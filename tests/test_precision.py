@@ -24,6 +24,7 @@ AMX_USER = {"fp32": 197e9, "bf16": 926e9}  # a CPU with native bf16 (AVX-512-bf1
 def fake_cpu(monkeypatch, tmp_path):
     """Pretend to be a CPU whose matmuls run at the given FLOP/s; counts the measurements taken."""
     monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GPTSUITE_MACHINE_FILE", raising=False)  # the default place: the data cache
     calls = []
 
     def install(rates: dict, capability: str = "AVX2"):
@@ -69,11 +70,20 @@ def test_another_machine_is_measured_again(fake_cpu):
     assert P.resolve_precision("auto") == "bf16-mixed" and len(calls) == 4
 
 
-def test_damaged_cache_is_measured_again(fake_cpu, tmp_path):
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "[null]", '[{"fingerprint": {}}]', '{"a": 1}'])
+def test_damaged_cache_is_measured_again(fake_cpu, tmp_path, text):
     calls = fake_cpu(AVX2_USER)
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "machine.json").write_text("{not json")
+    (tmp_path / "cache" / "machine.json").write_text(text)
     assert P.resolve_precision("auto") == "32-true" and len(calls) == 2
+    assert json.loads((tmp_path / "cache" / "machine.json").read_text())[-1]["fp32_gflops"] == 154.0
+
+
+def test_machine_file_variable_moves_the_cache(fake_cpu, tmp_path, monkeypatch):
+    fake_cpu(AVX2_USER)
+    monkeypatch.setenv("GPTSUITE_MACHINE_FILE", str(tmp_path / "elsewhere.json"))
+    P.resolve_precision("auto")
+    assert (tmp_path / "elsewhere.json").is_file() and not (tmp_path / "cache" / "machine.json").exists()
 
 
 def test_trainer_auto_and_explicit_precision(fake_cpu):

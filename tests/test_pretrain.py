@@ -105,6 +105,16 @@ def test_early_stop_then_resume_trains_on_the_windows_an_uninterrupted_run_would
         assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
 
 
+def test_epoch_mode_trains_every_epoch(tmp_path):
+    """max_steps -1, max_epochs 2: both epochs see the whole corpus (the second is not empty)."""
+    from backbone.lit import cli_main
+
+    cli = cli_main(nano_args("--trainer.max_steps", "-1", "--trainer.max_epochs", "2", "--trainer.precision", "32-true",
+                             "--trainer.val_check_interval", "1.0", "--trainer.check_val_every_n_epoch", "1"))
+    per_epoch = len(cli.datamodule.train_tokens) // cli.datamodule.block_size // cli.datamodule.batch_size
+    assert per_epoch > 1 and cli.trainer.global_step == 2 * per_epoch
+
+
 @pytest.mark.slow
 def test_fit_lowers_loss_and_exports_a_loadable_backbone(tmp_path):
     run_cli(nano_args("--trainer.max_steps", "30", "--trainer.log_every_n_steps", "1"), tmp_path)
@@ -136,8 +146,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
+    # with a time budget too: its stop and refit decisions are rank 0's, broadcast (the ranks must not part ways)
     proc = run_cli(nano_args("--trainer.strategy", "ddp", "--trainer.devices", "2",
-                             "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"), tmp_path)
+                             "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+                             "--trainer.callbacks+=backbone.budget.TimeBudget", "--trainer.callbacks.seconds=600",
+                             "--trainer.callbacks.probe_steps=1"), tmp_path)
     assert "GLOBAL_RANK: 1" in proc.stderr + proc.stdout or "world_size=2" in proc.stderr + proc.stdout
     assert (tmp_path / BACKBONE / "model.safetensors").is_file()
 
