@@ -59,8 +59,8 @@ def machine_rates(device: str = "cpu", refresh: bool = False) -> dict:
     try:
         known = json.loads(path.read_text()) if path.is_file() else []
     except (OSError, ValueError):
-        known = []  # a damaged cache is measured again, not fatal
-    # anything but well-formed entries (a hand-edited or damaged file) is measured again, not fatal
+        known = []
+    # a damaged or hand-edited file is measured again, not fatal: only well-formed entries are kept
     known = [e for e in known if isinstance(e, dict) and RATE_KEYS <= e.keys()] if isinstance(known, list) else []
     for entry in known:
         if not refresh and entry["fingerprint"] == fingerprint:
