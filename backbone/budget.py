@@ -36,7 +36,6 @@ class TimeBudget(Callback):
     # --- bookkeeping --------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         self._begin = time.perf_counter()
-        self._first_step = trainer.global_step  # a resumed run counts its own steps
         self._clock_step, self._clock = None, None  # pace is timed from the end of the first step
         planned = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         if planned == float("inf"):
@@ -65,10 +64,6 @@ class TimeBudget(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and self._clock is not None and trainer.global_step - self._clock_step >= self.probe_steps:
             self._refit(trainer)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.report.update(steps=trainer.global_step - self._first_step,
-                           seconds=round(time.perf_counter() - self._begin, 1))
 
     # --- the estimate -----------------------------------------------------------------------------------
     def _pace(self, step: int) -> float:

@@ -34,10 +34,9 @@ RATE_KEYS = {"fingerprint", "fp32_gflops", "bf16_gflops"}
 class PrecisionChoice:
     precision: str  # a Lightning precision string
     reason: str  # one sentence for the console
-    machine: dict  # fingerprint + measured GFLOP/s per dtype
 
 
-def choose_precision(fp32_gflops: float, bf16_gflops: float, device: str = "cpu") -> tuple[str, str]:
+def choose_precision(fp32_gflops: float, bf16_gflops: float) -> tuple[str, str]:
     """The rule, from measured rates alone: (precision, why)."""
     ratio = bf16_gflops / max(fp32_gflops, 1e-9)
     rates = f"bf16 matmul {bf16_gflops:.0f} GFLOP/s vs fp32 {fp32_gflops:.0f} GFLOP/s ({ratio:.2g}x)"
@@ -85,12 +84,23 @@ def auto_precision(device: str = "cpu") -> PrecisionChoice:
     if device == "cuda":
         bf16 = torch.cuda.is_bf16_supported(including_emulation=False)  # pre-Ampere GPUs only emulate it
         return PrecisionChoice(BF16_MIXED if bf16 else "16-mixed",
-                               f"{torch.cuda.get_device_name()} {'supports' if bf16 else 'lacks'} bf16",
-                               machine_fingerprint("cuda"))
+                               f"{torch.cuda.get_device_name()} {'supports' if bf16 else 'lacks'} bf16")
     entry = machine_rates(device)
-    precision, why = choose_precision(entry["fp32_gflops"], entry["bf16_gflops"], device)
+    precision, why = choose_precision(entry["fp32_gflops"], entry["bf16_gflops"])
     fp = entry["fingerprint"]
-    return PrecisionChoice(precision, f"{why} ({fp['cpu']}, {fp['capability']}, {fp['threads']} threads)", entry)
+    return PrecisionChoice(precision, f"{why} ({fp['cpu']}, {fp['capability']}, {fp['threads']} threads)")
+
+
+def machine_summary(requested: str = AUTO, refresh: bool = False) -> dict:
+    """The CPU a run's figures belong to: model, kernel capability, threads, measured fp32 / bf16 GFLOP/s, and
+    the precision `requested` resolves to there (what `gptsuite info` prints and the benchmark table records;
+    the presets' YAMLs run on the CPU)."""
+    rates = machine_rates("cpu", refresh=refresh)
+    fp = rates["fingerprint"]
+    return {"cpu": fp["cpu"], "capability": fp["capability"], "threads": fp["threads"],
+            "precision": resolve_precision(requested, "cpu"), "requested_precision": requested,
+            "fp32_gflops": rates["fp32_gflops"], "bf16_gflops": rates["bf16_gflops"],
+            **({"kernel_limits": fp["env"]} if fp["env"] else {})}
 
 
 _announced: set[str] = set()

@@ -16,6 +16,5 @@ from backbone.precision import AUTO, device_of, resolve_precision
 
 class Trainer(L.Trainer):
     def __init__(self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO, **kwargs):
-        self.requested_precision = precision
         super().__init__(precision=resolve_precision(precision, device_of(kwargs.get("accelerator", "auto"))),
                          **kwargs)

@@ -66,7 +66,7 @@ class TaskModule(L.LightningModule):
         self.label_names = label_names
         self.backbone = None
         self.tokenizer = None
-        self.train_tokens = 0  # real (unpadded) tokens the training steps saw, over resumes
+        self._train_tokens = 0  # summed where the batches live: read (one host sync) only through train_tokens
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -117,7 +117,7 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
-        self.train_tokens += int(batch["attention_mask"].sum())  # real tokens, padding not counted
+        self._train_tokens = self._train_tokens + batch["attention_mask"].sum()  # real tokens, padding not counted
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -144,12 +144,17 @@ class TaskModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self._trained = True
 
+    @property
+    def train_tokens(self) -> int:
+        """Real (unpadded) tokens the training steps saw, over resumes."""
+        return int(self._train_tokens)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["train_tokens"] = self.train_tokens
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._trained = True
-        self.train_tokens = checkpoint.get("train_tokens", 0)
+        self._train_tokens = checkpoint.get("train_tokens", 0)
 
     def on_test_epoch_start(self) -> None:
         self._test_examples = 0  # counted by update_metrics, reported next to the scores

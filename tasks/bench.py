@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
-from backbone.precision import AUTO
+from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import ANCHORS, PRESETS, TASKS
 
@@ -249,19 +249,6 @@ def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, no
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
 
 
-def machine_summary(precision: str) -> dict:
-    """The machine a run's figures belong to: CPU, kernel capability, threads, the precision the run used
-    (auto resolved) and the measured matmul rates behind that choice."""
-    from backbone.precision import machine_rates, resolve_precision
-
-    # every preset's YAMLs say accelerator: cpu, so the CPU's choice is the one the trainers make
-    resolved = resolve_precision(precision, "cpu")
-    rates = machine_rates("cpu")
-    fp = rates["fingerprint"]
-    return {"cpu": fp["cpu"], "capability": fp["capability"], "threads": fp["threads"], "precision": resolved,
-            "requested_precision": precision, "fp32_gflops": rates["fp32_gflops"], "bf16_gflops": rates["bf16_gflops"]}
-
-
 def stage_budgets(preset: dict, time_budget_min: float | None) -> dict[str, float]:
     """Each stage's training budget in seconds: the preset's, scaled so they add up to the share of
     `time_budget_min` the preset gives training (evaluation and data preparation are not budgeted)."""
@@ -301,7 +288,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start = time.perf_counter()
     budgets = stage_budgets(preset, time_budget_min)
-    machine = machine_summary(precision)
+    machine = machine_summary(precision)  # measured once per machine, then cached
     weights = stage_weights(preset, chosen, backbone)
     stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     stages.set_description(f"bench {preset_name}: backbone")

@@ -107,16 +107,15 @@ def cmd_info(args) -> int:
 
     from backbone.config import PRESETS, GPTConfig
     from backbone.model import GPT
-    from backbone.precision import auto_precision, machine_rates
+    from backbone.precision import auto_precision, machine_summary
 
     if torch.cuda.is_available():
         print(f"machine: {torch.cuda.get_device_name()}")
     else:
-        rates = machine_rates("cpu", refresh=getattr(args, "remeasure", False))
-        fp = rates["fingerprint"]
-        print(f"machine: {fp['cpu']}, capability {fp['capability']}, {fp['threads']} threads, torch {fp['torch']}"
-              + "".join(f", {k}={v}" for k, v in fp["env"].items()))
-        print(f"matmul 1024^3: fp32 {rates['fp32_gflops']:.1f} GFLOP/s, bf16 {rates['bf16_gflops']:.1f} GFLOP/s "
+        m = machine_summary(refresh=getattr(args, "remeasure", False))
+        print(f"machine: {m['cpu']}, capability {m['capability']}, {m['threads']} threads, torch {torch.__version__}"
+              + "".join(f", {k}={v}" for k, v in m.get("kernel_limits", {}).items()))
+        print(f"matmul 1024^3: fp32 {m['fp32_gflops']:.1f} GFLOP/s, bf16 {m['bf16_gflops']:.1f} GFLOP/s "
               f"(median; cached, --remeasure to measure again)")
     choice = auto_precision("cuda" if torch.cuda.is_available() else "cpu")
     print(f"precision auto -> {choice.precision}: {choice.reason}\n")

@@ -61,24 +61,34 @@ def test_fast_dev_run_in_process(tmp_path, monkeypatch):
     assert (tmp_path / BACKBONE / "metrics.json").is_file()
 
 
+def interrupted_and_reference_losses(tmp_path, monkeypatch, max_steps: int, val_every: int, interrupt) -> tuple:
+    """Train losses by step of an uninterrupted nano run (in tmp_path/a) and of one interrupted by
+    `interrupt(args)` then resumed from last.ckpt (in tmp_path/b), both in process."""
+    from backbone.lit import cli_main
+
+    common = ["--trainer.max_steps", str(max_steps), "--trainer.log_every_n_steps", "1",
+              "--trainer.val_check_interval", str(val_every), "--trainer.precision", "32-true"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cli_main(nano_args(*common))
+    monkeypatch.chdir(tmp_path / "b")
+    interrupt(common)
+    assert (tmp_path / "b" / RUN / "checkpoints" / "last.ckpt").is_file()
+    assert cli_main(nano_args(*common, "--ckpt_path", "last")).trainer.global_step == max_steps
+    return train_losses(tmp_path / "b" / RUN), train_losses(tmp_path / "a" / RUN)
+
+
 def test_crash_then_resume_in_process_matches_uninterrupted_run(tmp_path, monkeypatch):
     """The fast twin of the SIGKILL test below: an exception at step 11 (after the step-10 checkpoint), then
     a resume from last.ckpt recomputes steps 10-15 exactly as an uninterrupted run did them."""
     from backbone.lit import cli_main
 
-    common = ["--trainer.max_steps", "16", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "8",
-              "--trainer.precision", "32-true"]
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-    monkeypatch.chdir(tmp_path / "a")
-    cli_main(nano_args(*common))
-    reference = train_losses(tmp_path / "a" / RUN)
-    monkeypatch.chdir(tmp_path / "b")
-    with pytest.raises(RuntimeError, match="crash at step 11"):
-        cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.CrashAtStep", "--trainer.callbacks.step=11"))
-    assert (tmp_path / "b" / RUN / "checkpoints" / "last.ckpt").is_file()
-    cli_main(nano_args(*common, "--ckpt_path", "last"))
-    resumed = train_losses(tmp_path / "b" / RUN)
+    def crash(common):
+        with pytest.raises(RuntimeError, match="crash at step 11"):
+            cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.CrashAtStep", "--trainer.callbacks.step=11"))
+
+    resumed, reference = interrupted_and_reference_losses(tmp_path, monkeypatch, 16, 8, crash)
     assert max(resumed) == max(reference) == 15
     for step in range(10, 16):
         assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
@@ -90,17 +100,10 @@ def test_early_stop_then_resume_trains_on_the_windows_an_uninterrupted_run_would
     the resumed epoch's (which an offset fixed when the loader was built did)."""
     from backbone.lit import cli_main
 
-    common = ["--trainer.max_steps", "8", "--trainer.log_every_n_steps", "1", "--trainer.val_check_interval", "4",
-              "--trainer.precision", "32-true"]
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-    monkeypatch.chdir(tmp_path / "a")
-    cli_main(nano_args(*common))
-    reference = train_losses(tmp_path / "a" / RUN)
-    monkeypatch.chdir(tmp_path / "b")
-    cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.StopAtStep", "--trainer.callbacks.step=5"))
-    assert cli_main(nano_args(*common, "--ckpt_path", "last")).trainer.global_step == 8
-    resumed = train_losses(tmp_path / "b" / RUN)
+    def stop(common):
+        cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.StopAtStep", "--trainer.callbacks.step=5"))
+
+    resumed, reference = interrupted_and_reference_losses(tmp_path, monkeypatch, 8, 4, stop)
     for step in range(5, 8):
         assert resumed[step] == pytest.approx(reference[step], abs=1e-5), step
 
