@@ -98,7 +98,7 @@ def machine_summary(requested: str = AUTO, refresh: bool = False) -> dict:
     rates = machine_rates("cpu", refresh=refresh)
     fp = rates["fingerprint"]
     return {"cpu": fp["cpu"], "capability": fp["capability"], "threads": fp["threads"],
-            "precision": resolve_precision(requested, "cpu"), "requested_precision": requested,
+            "precision": resolve_precision(requested, "cpu", announce=False), "requested_precision": requested,
             "fp32_gflops": rates["fp32_gflops"], "bf16_gflops": rates["bf16_gflops"],
             **({"kernel_limits": fp["env"]} if fp["env"] else {})}
 
