@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from backbone.config import GPTConfig
@@ -214,6 +215,9 @@ class GPT(nn.Module):
         # inference precision (backbone.precision.set_inference_precision): None runs as the caller does;
         # torch.bfloat16 runs the blocks under autocast (the final norm and the LM head stay fp32)
         self.autocast_dtype: torch.dtype | None = None
+        # recompute each block's activations in the backward pass instead of keeping them: memory ~1 block
+        # instead of n_layer blocks, for about one extra forward pass of compute
+        self.gradient_checkpointing = False
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -282,7 +286,23 @@ class GPT(nn.Module):
         _, weights = self._run(idx, attention_mask, None, None, need_weights=True)
         return weights
 
-    def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None):
+    @torch.no_grad()
+    def layer_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None, layers: list[int]) -> torch.Tensor:
+        """Hidden states after chosen blocks, stacked: (B, T, len(layers), C), for frozen-feature heads.
+
+        Layer k is the residual stream after k blocks (0: the embeddings); n_layer (or -1) is the final
+        output, after ln_f, as `forward` returns it (the numbering of transformers' output_hidden_states).
+        Blocks above the highest layer asked for are not run.
+        """
+        n = self.config.n_layer
+        wanted = [k + n + 1 if k < 0 else k for k in layers]
+        if not wanted or any(not 0 <= k <= n for k in wanted):
+            raise ValueError(f"layers must be in [-{n + 1}, {n}] for this {n}-layer backbone, got {layers}")
+        with self._autocast(idx):
+            _, _, states = self._run(idx, attention_mask, None, None, need_weights=False, keep=set(wanted))
+        return torch.stack([states[k] for k in wanted], dim=2).float()  # (B, T, nL, C)
+
+    def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None, keep=None):
         if (idx is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of idx and inputs_embeds")
         B, T = idx.shape if idx is not None else inputs_embeds.shape[:2]
@@ -307,13 +327,26 @@ class GPT(nn.Module):
             x = x + self.sinusoid[position_ids].to(x.dtype)
         rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
         x = self.transformer.drop(x)
-        all_weights = []
-        for block in self.transformer.h:
-            x, weights = block(x, mask, rope, cache, need_weights)
+        all_weights, kept = [], {}
+        for i, block in enumerate(self.transformer.h):
+            if keep is not None:
+                if i in keep:
+                    kept[i] = x
+                if max(keep) <= i:  # layer_states: nothing above is asked for
+                    return x, all_weights, kept
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
+                x, weights = torch.utils.checkpoint.checkpoint(block, x, mask, rope, cache, need_weights,
+                                                               use_reentrant=False)
+            else:
+                x, weights = block(x, mask, rope, cache, need_weights)
             all_weights.append(weights)
         if cache is not None:
             cache.length = S
-        return self.transformer.ln_f(x), all_weights
+        x = self.transformer.ln_f(x)
+        if keep is not None:
+            kept[len(self.transformer.h)] = x
+            return x, all_weights, kept
+        return x, all_weights
 
     @staticmethod
     def _attention_mask(attention_mask, B, T, past, device) -> torch.Tensor | None:

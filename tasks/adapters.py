@@ -201,3 +201,60 @@ class PrefixTuning(Adapter):
         cache = self.prefilled_cache(B)
         mask = torch.cat([attention_mask.new_ones(B, self.n_virtual_tokens), attention_mask], dim=1)
         return backbone(idx, mask, cache=cache)  # (B, T, C)
+
+
+class FrozenLayers(Adapter):
+    """A frozen backbone read at several depths, mixed by learned weights (ELMo's scalar mix):
+
+        h_t = gamma * sum_k softmax(s)_k * h_t^(layer k)
+
+    Middle layers often carry more linguistic information than the last one, which is shaped for
+    next-token prediction. Nothing in the backbone trains, so its states can be computed once and cached
+    (tasks.features): `states()` gives them per layer, `mix()` combines them; `encode` does both.
+
+    Args:
+        layers: which states, numbered as GPT.layer_states numbers them (0: the embeddings, -1: the final
+            normed output).
+        echo: feed the input twice and read the second copy (Springer et al. 2024, "Repetition improves
+            language model embeddings"): every position of the second copy has already seen the whole text,
+            so a causal model's features see both sides, for twice the tokens.
+        cache: compute each split's features once and reuse them (tasks.features); False computes them in
+            every step.
+    """
+
+    def __init__(self, layers: list[int] | None = None, echo: bool = False, cache: bool = True):
+        super().__init__()
+        self.layers = list(layers if layers is not None else [-1])
+        self.echo, self.cache = echo, cache
+        self.mix_logits = nn.Parameter(torch.zeros(len(self.layers)))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return [self.mix_logits, self.gamma]
+
+    @torch.no_grad()
+    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input)."""
+        if not self.echo:
+            return backbone.layer_states(idx, attention_mask, self.layers)
+        lengths = attention_mask.long().sum(1)  # (B,)
+        B, T = idx.shape
+        t = torch.arange(T, device=idx.device)
+        # row b becomes x_b x_b pad...: position p < n_b reads x[p], n_b <= p < 2 n_b reads x[p - n_b]
+        p = torch.arange(2 * T, device=idx.device)[None, :]
+        source = torch.where(p < lengths[:, None], p, p - lengths[:, None]).clamp(0, T - 1)
+        doubled = idx.gather(1, source)
+        mask = (p < 2 * lengths[:, None]).to(attention_mask.dtype)
+        states = backbone.layer_states(doubled, mask, self.layers)  # (B, 2T, nL, C)
+        second = (lengths[:, None] + t[None, :]).clamp(max=2 * T - 1)  # (B, T) the second copy's positions
+        return states[torch.arange(B, device=idx.device)[:, None], second]
+
+    def mix(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., nL, C) -> (..., C). Each layer is normalised first (a layer norm without parameters): the
+        residual stream's scale grows by orders of magnitude with depth, and the mix should weigh content."""
+        weights = self.mix_logits.softmax(0).to(states.dtype)
+        normed = F.layer_norm(states, states.shape[-1:])
+        return self.gamma * torch.einsum("...lc,l->...c", normed, weights)
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.states(backbone, idx, attention_mask))

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from backbone.artifact import ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer
-from tasks.adapters import Adapter, FullFineTune
+from tasks.adapters import Adapter, FrozenLayers, FullFineTune
 
 TASK_FILE, WEIGHTS_FILE, METRICS_FILE = "task.json", "trainable.safetensors", "test_metrics.json"
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
@@ -46,6 +47,8 @@ class TaskModule(L.LightningModule):
         min_lr_ratio: the cosine ends at learning_rate * min_lr_ratio.
         max_length: most input tokens per example (None: the backbone's context minus virtual tokens).
         export_dir: where the fine-tuned task artifact is written at the end of fit (None: not written).
+        gradient_checkpointing: recompute the backbone's activations in the backward pass (less memory, about
+            a third more compute); for LoRA and full fine-tuning of long inputs.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class TaskModule(L.LightningModule):
         min_lr_ratio: float = 0.0,
         max_length: int | None = None,
         export_dir: str | None = None,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["adapter"])
@@ -67,6 +71,8 @@ class TaskModule(L.LightningModule):
         self.backbone = None
         self.tokenizer = None
         self._train_tokens = 0  # summed where the batches live: read (one host sync) only through train_tokens
+        self._padded_tokens = 0  # the same with padding: their ratio is the share of compute spent on padding
+        self._feature_caches: dict = {}  # split -> tasks.features.FeatureCache (FrozenLayers with cache=True)
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -80,6 +86,7 @@ class TaskModule(L.LightningModule):
         except ArtifactError as err:
             raise ArtifactError(f"{err}; recreate the backbone: {CREATE_BACKBONE}") from err
         self.backbone.train()
+        self.backbone.gradient_checkpointing = self.hparams.get("gradient_checkpointing", False)
         if self.label_names is None and self._trainer is not None and self.trainer.datamodule is not None:
             self.label_names = list(self.trainer.datamodule.label_names)
         self.hparams.label_names = self.label_names
@@ -97,6 +104,77 @@ class TaskModule(L.LightningModule):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, C) of the real input positions, through the adapter."""
         return self.adapter.encode(self.backbone, input_ids, attention_mask)
+
+    # --- units: what the head reads ---------------------------------------------------------------------
+    def units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states of the batch's sequences (S, T, ...) -> the units the head reads (S, U, ...) and a
+        (S, U) mask of the real ones, every row's real units first. Default: every real token. The trailing
+        dims are free, so the same rule picks units from mixed (C) and per-layer (nL, C) states."""
+        return hidden, batch["attention_mask"].bool()
+
+    def sequence_rows(self, batch: dict) -> list[int]:
+        """The row (example) of each sequence of a batch: one each, unless a task splits rows (QA windows)."""
+        return list(range(len(batch["input_ids"])))
+
+    def unit_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, U, C) unit states and their (S, U) mask, from the feature cache when this split has one."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if not isinstance(self.adapter, FrozenLayers):
+            return self.units(self.encode(ids, mask), batch)
+        cache = self._feature_caches.get(batch.get("split"))
+        if cache is not None and "row" in batch:
+            states, unit_mask = cache.gather(batch["row"])
+            states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
+        else:  # the features of a frozen backbone, units picked before the mix exactly as the cache does
+            states, unit_mask = self.units(self.adapter.states(self.backbone, ids, mask), batch)
+        return self.adapter.mix(states), unit_mask
+
+    def feature_spec(self) -> dict:
+        """What, beyond the backbone, data and layers, the cached units depend on (subclasses add theirs)."""
+        return {"task": type(self).__qualname__, "max_tokens": self.max_input_tokens}
+
+    def prepare_features(self, splits: list[str]) -> None:
+        """Compute (or find) the feature cache of these splits of the data module; FrozenLayers(cache=True)."""
+        from backbone.precision import set_inference_precision
+        from tasks.features import build_cache, file_digest, rows_digest
+
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if not (isinstance(self.adapter, FrozenLayers) and self.adapter.cache) or datamodule is None:
+            return
+        backbone_digest = file_digest(Path(self.hparams.backbone) / "model.safetensors")
+        precision = str(self.trainer.precision)
+        previous = self.backbone.autocast_dtype
+        set_inference_precision(self.backbone, precision)
+        try:
+            for split in splits:
+                if split in self._feature_caches or split not in datamodule.splits:
+                    continue
+                rows = datamodule.splits[split]
+                # the rows' content names them: two splits of the same rows (SQuAD's dev set, used for
+                # validation and test) share one cache
+                key = {"backbone": backbone_digest, "data": rows_digest(rows),
+                       "layers": self.adapter.layers, "echo": self.adapter.echo, "precision": precision,
+                       **self.feature_spec()}
+                self._feature_caches[split] = build_cache(key, rows, datamodule.collate, self._layer_states,
+                                                          self._cpu_units, self.sequence_rows, f"features {split}")
+                meta = self._feature_caches[split].meta
+                rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "
+                               f"{meta['tokens_per_s']} tokens/s when built ({meta['seconds']} s)")
+        finally:
+            self.backbone.autocast_dtype = previous
+
+    def _layer_states(self, batch: dict) -> torch.Tensor:
+        device = next(self.backbone.parameters()).device
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        return self.adapter.states(self.backbone, ids, mask).cpu()
+
+    def _cpu_units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(t.cpu() for t in self.units(hidden, batch))
+
+    def feature_report(self) -> dict:
+        """Extraction facts of the caches in use (the benchmark shows them)."""
+        return {split: {k: c.meta[k] for k in ("rows", "tokens", "seconds", "tokens_per_s", "padding_share")}
+                for split, c in self._feature_caches.items()}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Exactly what the adapter and the head train."""
@@ -118,6 +196,7 @@ class TaskModule(L.LightningModule):
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         self._train_tokens = self._train_tokens + batch["attention_mask"].sum()  # real tokens, padding not counted
+        self._padded_tokens = self._padded_tokens + batch["attention_mask"].numel()
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -143,11 +222,21 @@ class TaskModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._trained = True
+        self.prepare_features(["train", "validation"])
+
+    def on_test_start(self) -> None:
+        self.prepare_features(["test"])
 
     @property
     def train_tokens(self) -> int:
         """Real (unpadded) tokens the training steps saw, over resumes."""
         return int(self._train_tokens)
+
+    @property
+    def padding_share(self) -> float:
+        """Share of the training batches' token slots that were padding."""
+        padded = int(self._padded_tokens)
+        return round(1 - self.train_tokens / padded, 4) if padded else 0.0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["train_tokens"] = self.train_tokens
@@ -156,7 +245,29 @@ class TaskModule(L.LightningModule):
         self._trained = True
         self._train_tokens = checkpoint.get("train_tokens", 0)
 
+    # --- confidence intervals ----------------------------------------------------------------------------
+    def record_example_stats(self, stage: str, name: str, rows) -> None:
+        """Per-example statistics of the test set (tasks.confidence), kept for the bootstrap intervals."""
+        if stage == "test":
+            self._example_stats.setdefault(name, []).extend([list(map(float, r)) for r in rows])
+
+    def interval_metrics(self) -> dict:
+        """{metric: (statistics name, f(sums) -> score on the metric's own scale)} of this task's test metrics."""
+        return {}
+
+    def test_intervals(self) -> dict[str, list[float]]:
+        """95% bootstrap interval of every test metric that has per-example statistics: {metric: [low, high]}."""
+        from tasks.confidence import bootstrap_interval
+
+        out = {}
+        for metric, (name, fn) in self.interval_metrics().items():
+            rows = getattr(self, "_example_stats", {}).get(name)
+            if rows:
+                out[metric] = [round(v, 6) for v in bootstrap_interval(np.array(rows), fn)]
+        return out
+
     def on_test_epoch_start(self) -> None:
+        self._example_stats: dict[str, list] = {}
         self._test_examples = 0  # counted by update_metrics, reported next to the scores
         head_params = [p for p in self.trainable_parameters() if p.requires_grad]
         if head_params and not getattr(self, "_trained", False):
@@ -174,7 +285,8 @@ class TaskModule(L.LightningModule):
         values = self._log_metrics("test")
         values["test/examples"] = float(getattr(self, "_test_examples", 0))
         self.log("test/examples", values["test/examples"])
-        written = json.dumps({**values, **self.test_report()}, indent=2)
+        intervals = {f"test/{metric}_ci95": bounds for metric, bounds in self.test_intervals().items()}
+        written = json.dumps({**values, **intervals, **self.test_report()}, indent=2)
         rank_zero_info(written)
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

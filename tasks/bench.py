@@ -22,6 +22,7 @@ from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import ANCHORS, PRESETS, TASKS
+from tasks.bench_table import markdown_table, plot
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
@@ -83,9 +84,10 @@ def _budget_report(trainer) -> dict:
     return {}
 
 
-def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
+def task_args(spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
+    """The task CLI's arguments for one benchmark run, its logs and test files in run_dir."""
     args = ["--config", project_file(spec["config"]), "--model.backbone", backbone,
-            "--trainer.default_root_dir", str(run_dir / task), "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null"]
     for key, value in budget.items():
@@ -93,37 +95,52 @@ def task_args(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path,
     return args + extra
 
 
-def run_task(task: str, spec: dict, budget: dict, backbone: str, run_dir: Path, precision: str = AUTO,
-             budget_s: float | None = None) -> dict:
-    """Fit (within budget_s seconds) + test through the task's own LightningCLI, in this process; then the
-    prompt path. `spent` says what the fit used: optimizer steps, real tokens, seconds."""
+def task_methods(task: str, spec: dict, preset_task: dict) -> dict[str, dict]:
+    """The methods a preset runs for a task, {name: flags}: the preset's own `methods`, else the task's
+    defaults (its config as it is, and the prompt path where the task has one). Flags outside `methods`
+    apply to every method; a method's `args` are extra command-line arguments."""
+    common = {k: v for k, v in preset_task.items() if k != "methods"}
+    if "methods" in preset_task:
+        return {name: {**common, **flags} for name, flags in preset_task["methods"].items()}
+    methods = {"fine-tuned": common}
+    if spec.get("prompt_args"):
+        methods["prompt"] = {**common, "args": spec["prompt_args"], "trainer.max_epochs": 0}
+    return methods
+
+
+def run_task(task: str, spec: dict, flags: dict, backbone: str, run_dir: Path, precision: str = AUTO,
+             budget_s: float | None = None) -> tuple[dict, object]:
+    """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0) + test, through the task's
+    own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what the
+    fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached."""
     module = importlib.import_module(spec["module"])
     start = time.perf_counter()
-    fits = budget.get("trainer.max_epochs", 1) > 0
-    cli = module.cli_main(task_args(task, spec, budget, backbone, run_dir,
-                                    precision_args(precision) + (budget_args(budget_s) if fits else [])), run=False)
+    flags = dict(flags)
+    extra = list(flags.pop("args", []))
+    fits = flags.get("trainer.max_epochs", 1) > 0
+    cli = module.cli_main(task_args(spec, flags, backbone, run_dir,
+                                    extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
+                          run=False)
     if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
-    head = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
              "test_s": round(time.perf_counter() - start - fit_s, 1), **_budget_report(cli.trainer)}
-    scoring = {"ours: head": _plain(cli.model.test_report())}
-    prompt = {}
-    if spec.get("prompt_args"):
-        p_cli = module.cli_main(task_args(f"{task}-prompt", spec, {**budget, "trainer.max_epochs": 0}, backbone,
-                                          run_dir, spec["prompt_args"] + precision_args(precision)), run=False)
-        prompt = p_cli.trainer.test(p_cli.model, datamodule=p_cli.datamodule, verbose=False)[0]
-        scoring["ours: prompt"] = _plain(p_cli.model.test_report())
-    baselines, notes = {}, []
-    try:
-        baselines = spec["baselines"](cli.datamodule) if spec.get("baselines") else {}
-    except Exception as err:  # a broken baseline must not hide our own scores
-        notes.append(f"{task} baselines failed: {type(err).__name__}: {err}")
-    return {"head": head, "prompt": prompt, "baselines": baselines, "wall_s": round(time.perf_counter() - start, 1),
-            "n_eval": int(head.get("test/examples", 0)), "n_train": len(cli.datamodule.splits.get("train", [])),
-            "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **budget},
-            "spent": spent, "scoring": scoring, "notes": notes}
+    features = cli.model.feature_report()
+    if features:
+        spent["features"] = features
+    if fits:
+        training_s = fit_s - sum(f["seconds"] for f in features.values())  # extraction is reported on its own
+        spent["tokens_per_s"] = round(cli.model.train_tokens / max(training_s, 1e-9), 1)
+        spent["padding_share"] = cli.model.padding_share
+    n_train = len(cli.datamodule.splits.get("train", [])) if fits else 0
+    result = {"metrics": metrics, "intervals": cli.model.test_intervals(), "wall_s": round(time.perf_counter() - start, 1),
+              "n_eval": int(metrics.get("test/examples", 0)), "n_train": n_train,
+              "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **flags,
+                           **({"args": " ".join(extra)} if extra else {})},
+              "spent": spent, "scoring": _plain(cli.model.test_report())}
+    return result, cli.datamodule
 
 
 def _plain(report: dict) -> dict:
@@ -131,17 +148,25 @@ def _plain(report: dict) -> dict:
     return {key.removeprefix("test/"): value for key, value in report.items()}
 
 
-def rows_for(task: str, spec: dict, result: dict, backbone: str) -> list[dict]:
+def run_baselines(task: str, spec: dict, datamodule) -> tuple[dict, list[str]]:
+    try:
+        return (spec["baselines"](datamodule) if spec.get("baselines") else {}), []
+    except Exception as err:  # a broken baseline must not hide our own scores
+        return {}, [f"{task} baselines failed: {type(err).__name__}: {err}"]
+
+
+def rows_for(task: str, spec: dict, method: str, result: dict, baselines: dict, backbone: str) -> list[dict]:
     rows = []
     for metric in spec["metrics"]:
-        key = f"test/{metric}"
+        interval = result["intervals"].get(metric)
         rows.append({
-            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"], "backbone": backbone,
-            "metric": metric, "ours_head": _pct(result["head"].get(key), spec), "ours_prompt": _pct(result["prompt"].get(key), spec),
-            "baselines": {name: _pct(vals.get(metric), spec) for name, vals in result["baselines"].items() if metric in vals},
+            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"],
+            "backbone": backbone, "method": method, "metric": metric,
+            "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
+            "ci95": [_pct(v, spec) for v in interval] if interval else None,
+            "baselines": {name: _pct(vals.get(metric), spec) for name, vals in baselines.items() if metric in vals},
             "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
-            "settings": {"backbone": backbone, "adapter": result["scoring"]["ours: head"]["adapter"],
-                         "n_train": result["n_train"], **result["settings"]},
+            "settings": {"backbone": backbone, "n_train": result["n_train"], **result["settings"]},
             "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
     return rows
@@ -155,94 +180,41 @@ def _pct(value, spec) -> float | None:
 
 
 def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
-    """Merge this run into the table: rows of other backbones stay, so backbones compare side by side."""
+    """Merge this run into the table: rows of other backbones and methods stay, so they compare side by side."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    if isinstance(old.get("runs"), dict):  # the first format kept one run per backbone
-        old["runs"] = list(old["runs"].values())
-    replaced = {(meta["backbone"], task) for task in meta["tasks"]}  # a partial run keeps its other tasks' rows
-    kept = [r for r in old.get("rows", []) if (r.get("backbone"), r["task"]) not in replaced]
+    replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
+    kept = [r for r in old.get("rows", []) if (r["backbone"], r["task"], r["method"]) not in replaced]
     live = {(r["backbone"], r["task"]) for r in kept}
-    runs = [m for m in old.get("runs", []) if any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
+    runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
+            and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
     order = {task: i for i, task in enumerate(TASKS)}
     rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
-                                              r["metric"], r["backbone"]))
+                                              r["metric"], r["backbone"], -(r["score"] or 0)))
     path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "backbone", "ours_head", "ours_prompt",
-                         "baselines", "anchors", "settings"])
+        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "backbone", "method", "score", "ci95_low",
+                         "ci95_high", "baselines", "anchors", "settings"])
         for r in rows:
-            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["backbone"], r["ours_head"],
-                             r["ours_prompt"], json.dumps(r["baselines"]), json.dumps(r["anchors"]), json.dumps(r["settings"])])
+            low, high = r["ci95"] or (None, None)
+            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["backbone"], r["method"],
+                             r["score"], low, high, json.dumps(r["baselines"]), json.dumps(r["anchors"]),
+                             json.dumps(r["settings"])])
     (out_dir / "results.md").write_text(markdown_table(rows, runs))
     plot(rows, out_dir / "results.png")
 
 
-def markdown_table(rows: list[dict], runs: list[dict]) -> str:
-    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
-    lines = ["# gptsuite benchmark", "",
-             "Scores in %. Ours and the baselines are scored on the same examples; published anchors are full-data "
-             "results of much larger models, for orientation only.", ""]
-    for i, meta in enumerate(runs):
-        redone = [t for t in meta["tasks"]  # by a later run of the same backbone: its rows are the later run's
-                  if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
-        lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
-                     f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
-                     + (f"; machine: {_facts(meta['machine'])}" if meta.get("machine") else "")
-                     + (f"; backbone made in this run: {_facts(meta['backbone_spent'])}" if meta.get("backbone_spent") else "")
-                     + "".join(f"; {n}" for n in meta.get("notes", []))
-                     + (f"; {', '.join(redone)}: see the later run" if redone else ""))
-    lines += ["", "| task | dataset (split, n) | metric | backbone | ours: head | ours: prompt | baselines | published anchors | settings |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        base = "; ".join(f"{k} {fmt(v)}" for k, v in r["baselines"].items()) or "–"
-        anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
-        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items()
-                             if k not in ("backbone", "model.adapter"))  # the adapter's class name is shown once
-        spent = f"; spent: {_facts(r['spent'])}" if r.get("spent") else ""
-        lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | {Path(r['backbone']).name} | "
-                     f"{fmt(r['ours_head'])} | {fmt(r['ours_prompt'])} | {base} | {anchors} | {settings}{spent}; {r['wall_s']:.0f} s |")
-    scored = {(r["task"], r["backbone"]): r["scoring"] for r in rows if r.get("scoring")}  # older rows have none
-    if scored:
-        lines += ["", "How the scores were computed (adapter, decoding, metric modes, sacreBLEU signatures):", ""]
-    for (task, backbone), scoring in scored.items():
-        for path, report in scoring.items():
-            facts = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in report.items())
-            lines.append(f"- {task}, {Path(backbone).name}, {path}: {facts or '–'}")
-    return "\n".join(lines) + "\n"
-
-
-def _facts(values: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in values.items())
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    several = len({r["backbone"] for r in rows}) > 1
-    labels = [f"{r['task']}\n{r['metric']}" + (f"\n{Path(r['backbone']).name}" if several else "") for r in rows]
-    series = {"ours (head)": [r["ours_head"] or 0 for r in rows], "ours (prompt)": [r["ours_prompt"] or 0 for r in rows],
-              "best baseline": [max([v for v in r["baselines"].values() if v is not None], default=0) for r in rows]}
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(rows)), 4.5))
-    width = 0.27
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar([x + (i - 1) * width for x in range(len(rows))], values, width, label=name)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel("score (%)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _slug(method: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in method.lower()).strip("-") or "method"
 
 
 def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
-             machine: dict | None = None, backbone_spent: dict | None = None) -> dict:
+             machine: dict | None = None, backbone_spent: dict | None = None, started: str = "") -> dict:
+    """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'."""
     return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "wall_s": round(time.perf_counter() - start, 1),
+            "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                         f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
             "machine": machine or {}, "backbone_spent": backbone_spent or {},
@@ -286,7 +258,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
     budgets = stage_budgets(preset, time_budget_min)
     machine = machine_summary(precision)  # measured once per machine, then cached
     weights = stage_weights(preset, chosen, backbone)
@@ -297,18 +269,22 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     rows, notes, done = [], [], []
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
-        budget = preset["tasks"].get(task, {})
-        try:
-            result = run_task(task, TASKS[task], budget, backbone, runs_dir / preset_name, precision,
-                              budgets.get(task))
-            rows += rows_for(task, TASKS[task], result, backbone)
-            notes += result["notes"]
-        except Exception as err:  # one task's failure is reported in the table, not fatal to the rest
-            notes.append(f"{task} failed: {type(err).__name__}: {err}")
-            tqdm.write(f"[bench] {task} failed: {err}")
+        baselines = None
+        for method, flags in task_methods(task, TASKS[task], preset["tasks"].get(task, {})).items():
+            try:
+                result, datamodule = run_task(task, TASKS[task], flags, backbone, runs_dir / preset_name / task / _slug(method),
+                                              precision, budgets.get(task))
+                if baselines is None:  # the same examples for every method: scored once
+                    baselines, failed = run_baselines(task, TASKS[task], datamodule)
+                    notes += failed
+                rows += rows_for(task, TASKS[task], method, result, baselines, backbone)
+            except Exception as err:  # one method's failure is reported in the table, not fatal to the rest
+                notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
+                tqdm.write(f"[bench] {task} / {method} failed: {err}")
+            # written after every method, so a crash or an interrupt loses at most the method in progress
+            write_results(rows, run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent,
+                                         started), out_dir)
         done.append(task)
-        # written after every task, so a crash or an interrupt loses at most the task in progress
-        write_results(rows, run_meta(preset_name, backbone, done, start, notes, machine, backbone_spent), out_dir)
         stages.update(weights[task])
     stages.close()
     print((out_dir / "results.md").read_text())

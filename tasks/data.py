@@ -7,6 +7,7 @@ the task module reports (its backbone's context minus any virtual tokens), so th
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -60,6 +61,44 @@ def subsample(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Datase
     return ds.shuffle(seed=seed).select(range(n))
 
 
+class IndexedRows:
+    """A split whose items are (row number, row)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[int, dict]:
+        return i, self.rows[i]
+
+
+class LengthBuckets:
+    """Batches of similar length, in a new random order every epoch (see TaskData's bucket_by_length)."""
+
+    POOL = 50  # batches per sorted pool: big enough to find similar lengths, small enough to stay random
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        pool = self.POOL * self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+
 class TaskData(L.LightningDataModule):
     """Base data module: loads splits (benchmark by name, or the user's files), caps their sizes, validates.
 
@@ -75,12 +114,16 @@ class TaskData(L.LightningDataModule):
         max_eval_examples: cap on validation and test examples (None: all).
         seed: the subset choice.
         num_workers: DataLoader workers.
+        bucket_by_length: training batches of examples of similar length (less padding): the split is
+            shuffled, cut into pools of 50 batches, each pool sorted by length and cut into batches, and the
+            batches shuffled. Costs one tokenisation of the split.
     """
 
     def __init__(self, backbone: str, dataset: str, source: str = "offline", data_files: dict[str, str] | None = None,
                  batch_size: int = 16, max_train_examples: int | None = None, max_eval_examples: int | None = None,
-                 seed: int = 0, num_workers: int = 0):
+                 seed: int = 0, num_workers: int = 0, bucket_by_length: bool = False):
         super().__init__()
+        self.bucket_by_length = bucket_by_length
         self.backbone, self.dataset, self.source, self.data_files = backbone, dataset, source, data_files
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
@@ -134,8 +177,17 @@ class TaskData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.splits:
             raise ValueError(f"no {split!r} split: the dataset has {sorted(self.splits)}; pass data_files.{split}")
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, collate_fn=self.collate,
+        rows, collate = IndexedRows(self.splits[split]), partial(self._collate_rows, split)
+        if shuffle and self.bucket_by_length:
+            lengths = [int(self.collate([row])["attention_mask"].sum()) for row in self.splits[split]]
+            sampler = LengthBuckets(lengths, self.batch_size, self.seed)
+            return DataLoader(rows, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
+        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate,
                           num_workers=self.num_workers)
+
+    def _collate_rows(self, split: str, indexed: list[tuple[int, dict]]) -> dict:
+        """The task's batch, plus where its rows come from (split, row numbers): a feature cache reads them."""
+        return {**self.collate([row for _, row in indexed]), "split": split, "row": [i for i, _ in indexed]}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -113,9 +113,10 @@ class GenerativeTask(TaskModule):
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 gradient_checkpointing: bool = False,
                  generation: GenerationConfig | dict | None = None, add_eos: bool = True):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir)
+                         max_length, export_dir, gradient_checkpointing)
         check_generative_adapter(self.adapter)
         self.label_names = list(label_names or [])  # no label map: the vocabulary is the output space
         self.generation = self.make_config(generation)

@@ -1,7 +1,6 @@
 """Task heads: small modules that turn backbone hidden states (B, T, C) into task outputs.
 
-    SequenceHead   (B, T, C) -> (B, L)      one label per text (pool the last real token, GPT-1 style, or mean)
-    TokenHead      (B, T, C) -> (B, T, L)   one label per token (NER)
+    SequenceHead   (B, P, C) -> (B, L)      one label per text, from pooled vectors (`pool`: last token, mean)
     SpanHead       (B, T, C) -> (B, T, 2)   start and end logits of an answer span (extractive QA)
     LabelWordScorer                         the prompt path: a text template, label words scored by the LM
 """
@@ -20,47 +19,52 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.long().sum(dim=1).clamp(min=1) - 1
 
 
+Pooling = Literal["last", "mean", "mean+last"]
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """(B, T, ...) token states -> (B, P, ...) pooled vectors. With causal attention only the last token has
+    seen every other one, so GPT-1 classifies from it ("last"); "mean" averages the real tokens; "mean+last"
+    keeps both (P = 2). The trailing dims are free (per-layer states pool the same way)."""
+    if pooling not in ("last", "mean", "mean+last"):
+        raise ValueError(f"pooling must be 'last', 'mean' or 'mean+last', got {pooling!r}")
+    rows = torch.arange(hidden.size(0), device=hidden.device)
+    parts = []
+    if "mean" in pooling:
+        m = attention_mask.to(hidden.dtype).view(*attention_mask.shape, *([1] * (hidden.dim() - 2)))
+        parts.append((hidden * m).sum(1) / m.sum(1).clamp(min=1))
+    if "last" in pooling:
+        parts.append(hidden[rows, last_token_index(attention_mask)])
+    return torch.stack(parts, dim=1)
+
+
 class SequenceHead(nn.Module):
-    """Classify a whole text. With causal attention only the last token has seen every other token, so
-    GPT-1 classifies from it ("last"); "mean" averages the real tokens instead."""
+    """Classify a whole text from its pooled vectors (B, P, C): concatenated, an optional hidden layer, a
+    linear layer to the labels."""
 
-    def __init__(self, n_embd: int, num_labels: int, pooling: Literal["last", "mean"] = "last", dropout: float = 0.1):
-        super().__init__()
-        if pooling not in ("last", "mean"):
-            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(n_embd, num_labels)
-
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "last":
-            pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last_token_index(attention_mask)]
-        else:
-            m = attention_mask.to(hidden.dtype)[..., None]
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return self.classifier(self.dropout(pooled))  # (B, L)
-
-
-class TokenHead(nn.Module):
-    """A label for every token position."""
-
-    def __init__(self, n_embd: int, num_labels: int, dropout: float = 0.1):
+    def __init__(self, n_embd: int, num_labels: int, n_pooled: int = 1, dropout: float = 0.1, hidden: int = 0):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(n_embd, num_labels)
+        width = n_embd * n_pooled
+        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)) if hidden else nn.Identity()
+        self.classifier = nn.Linear(hidden or width, num_labels)
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classifier(self.dropout(hidden))  # (B, T, L)
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.hidden(self.dropout(pooled.flatten(1))))  # (B, L)
 
 
 class SpanHead(nn.Module):
-    """Start and end logits for every position: an answer is the span (s, e) maximising start[s] + end[e]."""
+    """Start and end logits for every position: an answer is the span (s, e) maximising start[s] + end[e].
+    `context` (BothSides) first lets every position see the whole window, question and context alike."""
 
-    def __init__(self, n_embd: int):
+    def __init__(self, n_embd: int, context: str = "none", context_hidden: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.qa_outputs = nn.Linear(n_embd, 2)
+        self.context = BothSides(context, n_embd, context_hidden, dropout) if context != "none" else None
+        self.qa_outputs = nn.Linear(self.context.out_dim if self.context else n_embd, 2)
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.context is not None:
+            hidden = self.context(hidden, attention_mask)
         return self.qa_outputs(hidden)  # (B, T, 2)
 
 
@@ -149,3 +153,100 @@ class LabelWordScorer(nn.Module):
             positions = torch.arange(start - 1, start - 1 + n, device=ids.device)  # predictions of the label tokens
             scores.append(logprobs[i, positions, ids[i, start : start + n]].sum())
         return torch.stack(scores).view(len(texts), len(label_ids))
+
+
+class BothSides(nn.Module):
+    """What a causal backbone lacks: context from the right. Reads a sequence of units (B, U, C) and returns
+    (B, U, out_dim) in which every unit has seen the whole sequence.
+
+        "none"         the units as they are (a linear head on causal features)
+        "bilstm"       one bidirectional LSTM layer, `hidden` per direction
+        "transformer"  one bidirectional (unmasked) transformer encoder layer, width `hidden`
+    """
+
+    def __init__(self, kind: Literal["none", "bilstm", "transformer"], n_in: int, hidden: int = 256,
+                 dropout: float = 0.1):
+        super().__init__()
+        if kind not in ("none", "bilstm", "transformer"):
+            raise ValueError(f"context must be 'none', 'bilstm' or 'transformer', got {kind!r}")
+        self.kind = kind
+        self.dropout = nn.Dropout(dropout)
+        if kind == "bilstm":
+            self.lstm = nn.LSTM(n_in, hidden, batch_first=True, bidirectional=True)
+            self.out_dim = 2 * hidden
+        elif kind == "transformer":
+            self.proj = nn.Linear(n_in, hidden)
+            self.layer = nn.TransformerEncoderLayer(hidden, max(1, hidden // 64), 4 * hidden, dropout, batch_first=True,
+                                                    norm_first=True)
+            self.out_dim = hidden
+        else:
+            self.out_dim = n_in
+
+    def forward(self, units: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(units)
+        if self.kind == "bilstm":
+            lengths = mask.long().sum(1).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=units.size(1))
+        elif self.kind == "transformer":
+            x = self.layer(self.proj(x), src_key_padding_mask=~mask.bool())
+        return self.dropout(x)  # (B, U, out_dim)
+
+
+class CRF(nn.Module):
+    """A linear-chain conditional random field over tag sequences (Lafferty et al. 2001):
+
+        score(y | x) = sum_t emit[t, y_t] + sum_t trans[y_{t-1}, y_t] + start[y_0] + end[y_last]
+        loss = log Z(x) - score(gold),   Z summed over all tag sequences by the forward algorithm;
+        decoding = the best-scoring sequence, by Viterbi.
+
+    It learns which tag follows which (I-PER never after B-LOC), so a span comes out whole.
+    """
+
+    def __init__(self, num_tags: int):
+        super().__init__()
+        self.transitions = nn.Parameter(torch.zeros(num_tags, num_tags))  # [from, to]
+        self.start = nn.Parameter(torch.zeros(num_tags))
+        self.end = nn.Parameter(torch.zeros(num_tags))
+
+    def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the gold tags. emissions (B, U, L), tags (B, U), mask (B, U) with
+        every row's real units first."""
+        emissions, mask = emissions.float(), mask.bool()
+        B, U, _ = emissions.shape
+        rows = torch.arange(B, device=emissions.device)
+        tags = tags.clamp(min=0)
+        gold = self.start[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
+        alpha = self.start + emissions[:, 0]  # (B, L) log-sum of all paths ending in each tag
+        for t in range(1, U):
+            step = mask[:, t]
+            gold = gold + torch.where(step, self.transitions[tags[:, t - 1], tags[:, t]] + emissions[rows, t, tags[:, t]], 0.0)
+            scores = alpha[:, :, None] + self.transitions[None] + emissions[:, t, None, :]  # (B, from, to)
+            alpha = torch.where(step[:, None], scores.logsumexp(1), alpha)
+        last = tags[rows, mask.long().sum(1).clamp(min=1) - 1]
+        gold = gold + self.end[last]
+        return ((alpha + self.end).logsumexp(1) - gold).mean()
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        """Viterbi: the best tag sequence of each row, as long as its real units."""
+        emissions, mask = emissions.float(), mask.bool()
+        B, U, _ = emissions.shape
+        score = self.start + emissions[:, 0]
+        back = []
+        for t in range(1, U):
+            best, arg = (score[:, :, None] + self.transitions[None]).max(1)  # (B, to)
+            back.append(arg)
+            score = torch.where(mask[:, t, None], best + emissions[:, t], score)
+        score = score + self.end
+        lengths = mask.long().sum(1).tolist()
+        out = []
+        for b in range(B):
+            tag = int(score[b].argmax())
+            path = [tag]
+            for t in range(lengths[b] - 1, 0, -1):
+                tag = int(back[t - 1][b, tag])
+                path.append(tag)
+            out.append(path[::-1])
+        return out

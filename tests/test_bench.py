@@ -40,23 +40,29 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
     machine = data["runs"][0]["machine"]
     assert machine["requested_precision"] == "auto" and machine["precision"] in ("32-true", "bf16-mixed")
     assert machine["fp32_gflops"] > 0 and machine["bf16_gflops"] > 0 and machine["threads"] >= 1
-    rows = {(r["task"], r["metric"]): r for r in data["rows"]}
+    rows = {(r["task"], r["metric"]): r for r in data["rows"] if r["method"] == "fine-tuned"}
     spent = rows[("sentiment", "accuracy")]["spent"]
     # 8 sentences, batch 4, 2 epochs: 4 optimizer steps, each sentence's real tokens seen twice
     assert spent["steps"] == 4 and spent["budget_s"] == 30 and spent["planned_steps"] == 4
     assert spent["train_tokens"] > 2 * 8 * 3 and spent["fit_s"] > 0 and not spent["stopped_by_budget"]
+    assert spent["tokens_per_s"] > 0 and 0 <= spent["padding_share"] < 1
     assert rows[("ner", "f1")]["spent"]["steps"] == 4
     assert rows[("sentiment", "accuracy")]["settings"]["precision"] == "32-true"  # the explicit precision won
     table = (tmp_path / "out" / "results.md").read_text()
     assert "spent: steps=4, train_tokens=" in table and "machine: cpu=" in table
     with (tmp_path / "out" / "results.csv").open() as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == len(data["rows"]) == 5  # accuracy, f1 + f1, precision, recall
+    # sentiment: accuracy, f1 for the fine-tuned head and the prompt; NER: f1, precision, recall (no prompt path)
+    assert len(lines) == len(data["rows"]) == 7
+    assert {r["method"] for r in lines if r["task"] == "ner"} == {"fine-tuned"}
     ner_f1 = next(r for r in lines if r["task"] == "ner" and r["metric"] == "f1")
-    assert ner_f1["ours_prompt"] == ""  # NER has no prompt path: an empty cell, not "None" or 0
     assert json.loads(ner_f1["baselines"]).keys() == {"most-frequent-tag"}
-    assert float(next(r for r in lines if r["metric"] == "accuracy")["ours_head"]) == rows[("sentiment", "accuracy")]["ours_head"]
-    assert (tmp_path / "runs" / "unit" / "sentiment").is_dir()  # the runs folder given, not ./runs/bench
+    accuracy = next(r for r in lines if r["metric"] == "accuracy" and r["method"] == "fine-tuned")
+    assert float(accuracy["score"]) == rows[("sentiment", "accuracy")]["score"]
+    low, high = float(accuracy["ci95_low"]), float(accuracy["ci95_high"])  # 8 test sentences: a wide interval
+    assert 0 <= low <= float(accuracy["score"]) <= high <= 100 and high - low >= 10
+    assert "## Headline" in table and "| sentiment (MR movie-review sentences) | accuracy | **" in table
+    assert (tmp_path / "runs" / "unit" / "sentiment" / "fine-tuned").is_dir()  # the runs folder given, not ./runs/bench
 
 
 def test_stage_budgets_scale_with_the_time_budget():
@@ -82,23 +88,24 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
     for name in ("results.md", "results.csv", "results.json", "results.png"):
         assert (tmp_path / "out" / name).is_file(), name
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    rows = {(r["task"], r["metric"]): r for r in data["rows"]}
+    rows = {(r["task"], r["metric"], r["method"]): r for r in data["rows"]}
     assert [m["notes"] for m in data["runs"]] == [[]]  # no task failed
-    accuracy = rows[("sentiment", "accuracy")]
-    assert accuracy["n_eval"] == 8 and 0 <= accuracy["ours_head"] <= 100 and accuracy["ours_prompt"] is not None
+    accuracy, prompt = rows[("sentiment", "accuracy", "fine-tuned")], rows[("sentiment", "accuracy", "prompt")]
+    assert accuracy["n_eval"] == prompt["n_eval"] == 8 and 0 <= accuracy["score"] <= 100 and prompt["score"] is not None
+    assert accuracy["ci95"][0] <= accuracy["score"] <= accuracy["ci95"][1]
     assert set(accuracy["baselines"]) == {"majority", "bow-logreg"}
     assert any(a["value"] == 91.3 for a in accuracy["anchors"])
-    assert "most-frequent-tag" in rows[("ner", "f1")]["baselines"]
+    assert "most-frequent-tag" in rows[("ner", "f1", "fine-tuned")]["baselines"]
     # the exact settings: the seed and precision the CLI ran with, and how each path was scored
     assert accuracy["settings"]["seed"] == 0 and accuracy["settings"]["precision"] == "32-true"
-    assert accuracy["scoring"]["ours: head"]["path"] == "sequence head (last pooling)"
-    assert accuracy["scoring"]["ours: prompt"]["path"].startswith("prompt: 4 demonstrations")
-    assert accuracy["scoring"]["ours: prompt"]["adapter"] == "Frozen"  # the prompt path trains nothing
-    assert "conlleval" in rows[("ner", "f1")]["scoring"]["ours: head"]["seqeval"]
+    assert accuracy["scoring"]["path"] == "sequence head (last pooling)"
+    assert prompt["scoring"]["path"].startswith("prompt: 4 demonstrations")
+    assert prompt["scoring"]["adapter"] == "Frozen"  # the prompt path trains nothing
+    assert "conlleval" in rows[("ner", "f1", "fine-tuned")]["scoring"]["seqeval"]
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| sentiment | MR movie-review sentences (test, 8) | accuracy | nano |" in table
+    assert "| sentiment | MR movie-review sentences (test, 8) | accuracy | nano | fine-tuned |" in table
     assert "seed=0, precision=32-true" in table
-    assert "- ner, nano, ours: head: adapter: FullFineTune; seqeval: default mode (conlleval" in table
+    assert "- ner, nano, fine-tuned: adapter: FullFineTune; seqeval: default mode (conlleval" in table
     # a second backbone adds its rows next to the first one's
     other = make_backbone(tmp_path / "nano2", positions="rope")
     run_bench("unit", ["sentiment"], str(other), out_dir=tmp_path / "out")

@@ -39,8 +39,8 @@ def make_demo_artifacts(root):
         save_task(module, root / "tasks" / task)
     module = TokenClassifier(str(nano), label_names=NER_LABELS)
     module.configure_model()
-    with torch.no_grad():  # a known answer: every word's first sub-token scores B-LOC highest
-        module.head.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 100.0, 0.0]))
+    with torch.no_grad():  # a known answer: every word scores B-LOC highest
+        module.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 100.0, 0.0]))
     save_task(module, root / "tasks" / "ner")
     writer = make_writer(root / "backbones" / "writer", " a")
     greedy = GenerationConfig(max_new_tokens=4, temperature=0.0)

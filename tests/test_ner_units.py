@@ -46,16 +46,15 @@ def test_merge_entities_joins_runs_and_splits_at_type_changes():
     assert [e["type"] for e in merge_entities(["a", "b"], ["B-PER", "I-LOC"])] == ["PER", "LOC"]
 
 
-def test_align_words_points_each_word_at_its_first_sub_token(tiny_tokenizer):
+def test_align_words_points_each_word_at_its_last_sub_token(tiny_tokenizer):
     words = ["The", "unbelievably", "tokenized", "words", "."]
-    token_ids, firsts = align_words(tiny_tokenizer, [words], max_tokens=1000)
+    token_ids, ends = align_words(tiny_tokenizer, [words], max_tokens=1000)
     pieces = [tiny_tokenizer.encode((" " if i else "") + w) for i, w in enumerate(words)]
     assert token_ids[0] == [t for piece in pieces for t in piece]  # the sentence, word by word
-    starts = [sum(len(p) for p in pieces[:i]) for i in range(len(words))]
-    assert firsts[0] == starts
+    assert ends[0] == [sum(len(p) for p in pieces[: i + 1]) - 1 for i in range(len(words))]
     assert any(len(p) > 1 for p in pieces)  # the case that matters: a word of several sub-tokens
-    for word, first, piece in zip(words, firsts[0], pieces):
-        assert token_ids[0][first] == piece[0], word
+    for word, end, piece in zip(words, ends[0], pieces):
+        assert token_ids[0][end] == piece[-1], word
 
 
 def test_align_words_cuts_from_the_first_word_that_does_not_fit(tiny_tokenizer):
@@ -63,11 +62,11 @@ def test_align_words_cuts_from_the_first_word_that_does_not_fit(tiny_tokenizer):
     pieces = [tiny_tokenizer.encode((" " if i else "") + w) for i, w in enumerate(words)]
     budget = len(pieces[0]) + len(pieces[1]) + len(pieces[2]) - 1  # word 3 does not fit; word 4 alone would
     assert len(pieces[3]) <= len(pieces[2]) - 1
-    token_ids, firsts = align_words(tiny_tokenizer, [words], max_tokens=budget)
-    assert firsts[0][:2] == [0, len(pieces[0])] and firsts[0][2:] == [-1, -1]
+    token_ids, ends = align_words(tiny_tokenizer, [words], max_tokens=budget)
+    assert ends[0][:2] == [len(pieces[0]) - 1, len(pieces[0]) + len(pieces[1]) - 1] and ends[0][2:] == [-1, -1]
     assert token_ids[0] == pieces[0] + pieces[1]
 
 
 def test_align_words_keeps_sentences_apart(tiny_tokenizer):
-    token_ids, firsts = align_words(tiny_tokenizer, [["one", "two"], ["three"]], max_tokens=100)
-    assert token_ids[1] == tiny_tokenizer.encode("three") and firsts[1] == [0]
+    token_ids, ends = align_words(tiny_tokenizer, [["one", "two"], ["three"]], max_tokens=100)
+    assert token_ids[1] == tiny_tokenizer.encode("three") and ends[1] == [len(token_ids[1]) - 1]

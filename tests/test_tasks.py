@@ -10,7 +10,7 @@ import torch
 
 from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTuning
 from tasks.base import load_task
-from tasks.heads import LabelWordScorer, SequenceHead, TokenHead, last_token_index
+from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
 from tests.helpers import ROOT, make_backbone, write_sentiment_files
 
@@ -44,20 +44,25 @@ def batch_of(task, texts, labels):
 
 
 # --- heads -------------------------------------------------------------------------------------------------
-def test_sequence_head_pools_the_last_real_token():
-    hidden = torch.randn(2, 5, 8)
+def test_pool_reads_the_last_real_token_the_mean_or_both_for_any_trailing_dims():
+    hidden = torch.randn(2, 5, 3, 8)  # (B, T, nL, C): per-layer states pool like mixed ones
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     assert last_token_index(mask).tolist() == [2, 4]
-    head = SequenceHead(8, 3, pooling="last", dropout=0.0)
-    expected = head.classifier(torch.stack([hidden[0, 2], hidden[1, 4]]))
-    torch.testing.assert_close(head(hidden, mask), expected)
-    mean = SequenceHead(8, 3, pooling="mean", dropout=0.0)
-    mean.classifier = head.classifier
-    torch.testing.assert_close(mean(hidden, mask)[0], head.classifier(hidden[0, :3].mean(0)))
+    last = pool(hidden, mask, "last")
+    torch.testing.assert_close(last[:, 0], torch.stack([hidden[0, 2], hidden[1, 4]]))
+    both = pool(hidden, mask, "mean+last")
+    assert both.shape == (2, 2, 3, 8)
+    torch.testing.assert_close(both[0, 0], hidden[0, :3].mean(0))
+    torch.testing.assert_close(both[:, 1], last[:, 0])
+    with pytest.raises(ValueError, match="pooling"):
+        pool(hidden, mask, "max")
 
 
-def test_token_head_shape():
-    assert TokenHead(8, 9)(torch.randn(2, 5, 8)).shape == (2, 5, 9)
+def test_sequence_head_reads_every_pooled_vector():
+    head = SequenceHead(8, 3, n_pooled=2, dropout=0.0)
+    pooled = torch.randn(4, 2, 8)
+    torch.testing.assert_close(head(pooled), head.classifier(pooled.flatten(1)))
+    assert SequenceHead(8, 3, n_pooled=1, hidden=16)(torch.randn(4, 1, 8)).shape == (4, 3)
 
 
 def test_label_word_scorer_sums_label_token_logprobs(backbone_dir):

@@ -31,10 +31,10 @@ class TextClassificationData(TaskData):
     def __init__(self, backbone: str, dataset: str = "bbc_news", source: str = "offline",
                  data_files: dict[str, str] | None = None, batch_size: int = 16,
                  max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, text_column: str = "text", label_column: str = "label",
+                 num_workers: int = 0, bucket_by_length: bool = False, text_column: str = "text", label_column: str = "label",
                  label_names: list[str] | None = None):
         super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers)
+                         seed, num_workers, bucket_by_length)
         self.text_column, self.label_column, self._label_names = text_column, label_column, label_names
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,14 +18,16 @@ from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, Multi
 
 from tasks.adapters import Adapter
 from tasks.base import TaskModule
-from tasks.heads import LabelWordScorer, SequenceHead
+from tasks.confidence import f1_from_counts, macro_f1_from_confusion, ratio
+from tasks.heads import LabelWordScorer, Pooling, SequenceHead, pool
 
 
 class SequenceClassifier(TaskModule):
     """Args (beyond TaskModule's):
         head: "sequence" (a trained linear head) or "prompt" (label words scored by the LM).
-        pooling: "last" real token (GPT-1) or "mean" of the real tokens, for the sequence head.
+        pooling: "last" real token (GPT-1), "mean" of the real tokens, or "mean+last" (both), for the sequence head.
         head_dropout: dropout before the linear head.
+        head_hidden: width of a hidden layer before the linear head (0: none).
         template: prompt path: the query with "{text}"; the label word follows it.
         label_words: prompt path: one verbalisation per label (default: " " + label name).
         few_shot: prompt path: number of solved training examples put before each query.
@@ -35,18 +38,22 @@ class SequenceClassifier(TaskModule):
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 head: Literal["sequence", "prompt"] = "sequence", pooling: Literal["last", "mean"] = "last",
-                 head_dropout: float = 0.1, template: str = "{text}\nLabel:", label_words: list[str] | None = None,
+                 gradient_checkpointing: bool = False,
+                 head: Literal["sequence", "prompt"] = "sequence", pooling: Pooling = "last",
+                 head_dropout: float = 0.1, head_hidden: int = 0, template: str = "{text}\nLabel:", label_words: list[str] | None = None,
                  few_shot: int = 0, few_shot_examples: list[tuple[str, int]] | None = None):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir)
+                         max_length, export_dir, gradient_checkpointing)
         if head not in ("sequence", "prompt"):
             raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
+        if pooling not in ("last", "mean", "mean+last"):
+            raise ValueError(f"pooling must be 'last', 'mean' or 'mean+last', got {pooling!r}")
 
     def build_head(self) -> None:
         h, n = self.hparams, len(self.label_names)
         if h.head == "sequence":
-            self.head = SequenceHead(self.backbone.config.n_embd, n, h.pooling, h.head_dropout)
+            self.head = SequenceHead(self.backbone.config.n_embd, n, len(h.pooling.split("+")), h.head_dropout,
+                                     h.head_hidden)
         else:
             words = h.label_words or [" " + name for name in self.label_names]
             if len(words) != n:
@@ -62,6 +69,13 @@ class SequenceClassifier(TaskModule):
         })
         self.stage_metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
 
+    def units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = pool(hidden, batch["attention_mask"], self.hparams.pooling)  # (B, P, ...)
+        return pooled, torch.ones(pooled.shape[:2], dtype=torch.bool, device=pooled.device)
+
+    def feature_spec(self) -> dict:
+        return {**super().feature_spec(), "units": self.hparams.pooling}
+
     def label_index(self, label) -> int:
         return label if isinstance(label, int) else self.label_names.index(label)
 
@@ -69,7 +83,7 @@ class SequenceClassifier(TaskModule):
     def logits(self, batch: dict) -> torch.Tensor:
         """(B, L) label scores; both paths return the same shape."""
         if self.hparams.head == "sequence":
-            return self.head(self.encode(batch["input_ids"], batch["attention_mask"]), batch["attention_mask"])
+            return self.head(self.unit_states(batch)[0])
         return self.scorer(self.encode, self.backbone.lm_logits, self.tokenizer, batch["texts"], self.max_input_tokens,
                            device=batch["input_ids"].device)
 
@@ -85,6 +99,16 @@ class SequenceClassifier(TaskModule):
             metric.update(preds, batch["labels"])
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
+            n, gold, pred = len(self.label_names), batch["labels"].tolist(), preds.tolist()
+            self.record_example_stats(stage, "correct", [(g == p, 1) for g, p in zip(gold, pred)])
+            self.record_example_stats(stage, "confusion", [np.eye(n * n)[g * n + p] for g, p in zip(gold, pred)])
+
+    def interval_metrics(self) -> dict:
+        n = len(self.label_names)
+        out = {"accuracy": ("correct", ratio(0, 1)), "macro_f1": ("confusion", macro_f1_from_confusion(n))}
+        if n == 2:  # F1 of the positive (second) label: tp = [1, 1], fp = [0, 1], fn = [1, 0] of the confusion
+            out["f1"] = ("confusion", lambda s: f1_from_counts(np.array([s[3], s[1], s[2]])))
+        return out
 
     def test_report(self) -> dict:
         h = self.hparams

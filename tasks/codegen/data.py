@@ -55,10 +55,10 @@ class CodeData(GenerativeData):
     def __init__(self, backbone: str, dataset: str = "openai_humaneval", source: str = "offline",
                  data_files: dict[str, str] | None = None, batch_size: int = 8,
                  max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, corpus_sources: list[str] | None = None, max_train_documents: int = 100,
+                 num_workers: int = 0, bucket_by_length: bool = False, corpus_sources: list[str] | None = None, max_train_documents: int = 100,
                  code_files: list[str] | None = None, text_column: str = "text"):
         super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers)
+                         seed, num_workers, bucket_by_length)
         self.corpus_sources = list(corpus_sources) if corpus_sources is not None else ["stdlib"]
         self.max_train_documents, self.code_files, self.text_column = max_train_documents, code_files, text_column
         self._stage: str | None = None

@@ -94,11 +94,12 @@ class CodeGenerator(GenerativeTask):
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 gradient_checkpointing: bool = False,
                  generation: GenerationConfig | None = None, add_eos: bool = True, num_samples: int = 10,
                  ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0, workers: int | None = None):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, generation if generation is not None else DEFAULT_GENERATION,
-                         add_eos)
+                         max_length, export_dir, gradient_checkpointing,
+                         generation if generation is not None else DEFAULT_GENERATION, add_eos)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not num_samples and not greedy:

@@ -1,8 +1,8 @@
 """Word-tagged sentences (CoNLL-2003, or the user's JSON/JSONL with tokens + tags) for token classification.
 
 Word boundaries under byte-level BPE: each word is encoded on its own, with the space that precedes it in
-running text (" word"; the first word has none), so every sub-token belongs to exactly one word. The
-word's tag goes on its first sub-token; the other sub-tokens get IGNORE and are left out of the loss.
+running text (" word"; the first word has none), so every sub-token belongs to exactly one word. A word is
+read at its last sub-token: with causal attention it is the only one that has seen the whole word.
 
 Truncation policy: words that do not fit in the token budget are dropped from the input; at evaluation
 they are predicted "O", so gold entities there still count as misses (the score is not flattered).
@@ -11,31 +11,30 @@ they are predicted "O", so gold entities there still count as misses (the score 
 from __future__ import annotations
 
 import datasets
-import torch
 
 from tasks.data import TaskData, infer_label_names, label_index
 
-IGNORE = -100
+IGNORE = -100  # the tag of a padding unit: left out of the loss
 
 
 def align_words(tokenizer, sentences: list[list[str]], max_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids per sentence and, per sentence, the token index of each word's first sub-token (-1 if cut)."""
+    """Token ids per sentence and, per sentence, the token index of each word's last sub-token (-1 if cut)."""
     pieces = tokenizer.encode_batch([(" " if i else "") + w for words in sentences for i, w in enumerate(words)])
-    ids_per_sentence, firsts_per_sentence, k = [], [], 0
+    ids_per_sentence, ends_per_sentence, k = [], [], 0
     for words in sentences:
-        ids, firsts, full = [], [], False
+        ids, ends, full = [], [], False
         for _ in words:
             piece = pieces[k] or [tokenizer.pad_id]  # a word that encodes to nothing still gets a slot
             k += 1
             full = full or len(ids) + len(piece) > max_tokens  # from the first word that does not fit, all are cut
             if full:
-                firsts.append(-1)
+                ends.append(-1)
                 continue
-            firsts.append(len(ids))
             ids.extend(piece)
+            ends.append(len(ids) - 1)
         ids_per_sentence.append(ids or [tokenizer.pad_id])
-        firsts_per_sentence.append(firsts)
-    return ids_per_sentence, firsts_per_sentence
+        ends_per_sentence.append(ends)
+    return ids_per_sentence, ends_per_sentence
 
 
 class TokenTaggingData(TaskData):
@@ -49,10 +48,10 @@ class TokenTaggingData(TaskData):
     def __init__(self, backbone: str, dataset: str = "conll2003", source: str = "offline",
                  data_files: dict[str, str] | None = None, batch_size: int = 16,
                  max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, tokens_column: str = "tokens", tags_column: str = "ner_tags",
+                 num_workers: int = 0, bucket_by_length: bool = False, tokens_column: str = "tokens", tags_column: str = "ner_tags",
                  label_names: list[str] | None = None):
         super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers)
+                         seed, num_workers, bucket_by_length)
         self.tokens_column, self.tags_column, self._label_names = tokens_column, tags_column, label_names
 
     @property
@@ -86,15 +85,8 @@ class TokenTaggingData(TaskData):
 
     def collate(self, rows: list[dict]) -> dict:
         sentences = [list(r[self.tokens_column]) for r in rows]
-        ids, firsts = align_words(self.tokenizer, sentences, self.max_tokens)
+        ids, ends = align_words(self.tokenizer, sentences, self.max_tokens)
         input_ids, mask = self.tokenizer.pad(ids, side="right")
-        labels = torch.full_like(input_ids, IGNORE)
-        word_tags = []
-        for b, (row, positions) in enumerate(zip(rows, firsts)):
-            tags = [self.tag_index(t) for t in row[self.tags_column]]
-            word_tags.append(tags)
-            for tag, pos in zip(tags, positions):
-                if pos >= 0:
-                    labels[b, pos] = tag
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "first_token": firsts,
-                "word_tags": word_tags, "words": sentences}
+        word_tags = [[self.tag_index(t) for t in row[self.tags_column]] for row in rows]
+        return {"input_ids": input_ids, "attention_mask": mask, "word_end": ends, "word_tags": word_tags,
+                "words": sentences}

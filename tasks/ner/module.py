@@ -6,16 +6,19 @@ seqeval's default mode matches conlleval: an entity counts only when its type an
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.metrics.sequence_labeling import get_entities
 from torch import nn
 from torchmetrics import Metric
 
 from tasks.adapters import Adapter
 from tasks.base import TaskModule
-from tasks.heads import TokenHead
+from tasks.confidence import f1_from_counts, precision_from_counts, recall_from_counts
+from tasks.heads import CRF, BothSides
 from tasks.ner.data import IGNORE, align_words
 
 
@@ -43,6 +46,13 @@ class EntityF1(Metric):
         return {"precision": precision_score(g, p), "recall": recall_score(g, p), "f1": f1_score(g, p)}
 
 
+def entity_counts(label_names: list[str], pred: list[int], gold: list[int]) -> tuple[int, int, int]:
+    """(tp, fp, fn) of one sentence's entities, matched as seqeval's default mode matches them."""
+    found = set(get_entities([label_names[i] for i in pred]))
+    true = set(get_entities([label_names[i] for i in gold]))
+    return len(found & true), len(found - true), len(true - found)
+
+
 def merge_entities(words: list[str], tags: list[str]) -> list[dict]:
     """B-X I-X ... runs -> [{"type": X, "start": first word, "end": last word + 1, "text": ...}]."""
     entities, current = [], None
@@ -60,45 +70,90 @@ def merge_entities(words: list[str], tags: list[str]) -> list[dict]:
 
 
 class TokenClassifier(TaskModule):
-    """Args (beyond TaskModule's):
-        head_dropout: dropout before the per-token linear head.
+    """A tag per word, read at the word's last sub-token (the only one that has seen the whole word).
+
+    Args (beyond TaskModule's):
+        head_dropout: dropout on the word states and before the tag layer.
+        context: what gives each word its right-hand context, which a causal backbone lacks: "none" (a
+            linear layer on each word), "bilstm" or "transformer" (tasks.heads.BothSides).
+        context_hidden: width of that layer (per direction for the BiLSTM).
+        crf: decode with a linear-chain CRF (tasks.heads.CRF) instead of one argmax per word.
     """
 
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 head_dropout: float = 0.1):
+                 gradient_checkpointing: bool = False,
+                 head_dropout: float = 0.1, context: Literal["none", "bilstm", "transformer"] = "none",
+                 context_hidden: int = 256, crf: bool = False):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir)
+                         max_length, export_dir, gradient_checkpointing)
 
     def build_head(self) -> None:
-        self.head = TokenHead(self.backbone.config.n_embd, len(self.label_names), self.hparams.head_dropout)
+        h = self.hparams
+        self.context = BothSides(h.context, self.backbone.config.n_embd, h.context_hidden, h.head_dropout)
+        self.classifier = nn.Linear(self.context.out_dim, len(self.label_names))
+        self.crf = CRF(len(self.label_names)) if h.crf else None
         self.stage_metrics = nn.ModuleDict({s: EntityF1(self.label_names) for s in ("val", "test")})
 
-    def token_logits(self, batch: dict) -> torch.Tensor:
-        return self.head(self.encode(batch["input_ids"], batch["attention_mask"]))  # (B, T, L)
+    def units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """One unit per word that fits, at its last sub-token: (S, W, ...)."""
+        ends = batch["word_end"]
+        W = max(1, max(len(e) for e in ends))
+        index = torch.zeros(len(ends), W, dtype=torch.long)
+        for b, row in enumerate(ends):
+            index[b, : len(row)] = torch.tensor([max(p, 0) for p in row], dtype=torch.long)
+        mask = torch.tensor([[i < len(row) and row[i] >= 0 for i in range(W)] for row in ends], dtype=torch.bool)
+        index, mask = index.to(hidden.device), mask.to(hidden.device)
+        return hidden[torch.arange(len(ends), device=hidden.device)[:, None], index], mask
+
+    def feature_spec(self) -> dict:
+        return {**super().feature_spec(), "units": "word last sub-token"}
+
+    def emissions(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, W, L) tag scores of every word and the (S, W) mask of the words that fit."""
+        states, mask = self.unit_states(batch)
+        return self.classifier(self.context(states, mask)).float(), mask
 
     def loss(self, batch: dict) -> torch.Tensor:
-        logits = self.token_logits(batch).float()
-        return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE)
+        scores, mask = self.emissions(batch)
+        tags = torch.full(mask.shape, IGNORE, dtype=torch.long, device=mask.device)
+        for b, row in enumerate(batch["word_tags"]):
+            n = min(len(row), mask.size(1))
+            tags[b, :n] = torch.tensor(row[:n], dtype=torch.long)
+        tags = tags.masked_fill(~mask, IGNORE)
+        if self.crf is not None:
+            return self.crf.nll(scores, tags, mask)
+        return F.cross_entropy(scores.transpose(1, 2), tags, ignore_index=IGNORE)
 
     def word_predictions(self, batch: dict) -> list[list[int]]:
-        """A tag index per word: the argmax at its first sub-token, or O (0) for words cut by truncation."""
-        best = self.token_logits(batch).argmax(-1).tolist()
+        """A tag index per word; O (0) for words cut by truncation."""
+        scores, mask = self.emissions(batch)
+        best = self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1).tolist()
         outside = self.label_names.index("O") if "O" in self.label_names else 0
-        return [[row[p] if p >= 0 else outside for p in firsts] for row, firsts in zip(best, batch["first_token"])]
+        return [[row[i] if i < len(row) and keep[i] else outside for i in range(len(words))]
+                for row, keep, words in zip(best, mask.tolist(), batch["word_end"])]
 
     def metrics(self, stage: str) -> dict:
         return {"entities": self.stage_metrics[stage]}
 
     def update_metrics(self, stage: str, batch: dict) -> None:
-        self.stage_metrics[stage].update(self.word_predictions(batch), batch["word_tags"])
+        predictions = self.word_predictions(batch)
+        self.stage_metrics[stage].update(predictions, batch["word_tags"])
+        self.record_example_stats(stage, "entities", [entity_counts(self.label_names, p, g)
+                                                      for p, g in zip(predictions, batch["word_tags"])])
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(batch["word_tags"])
 
+    def interval_metrics(self) -> dict:
+        return {"f1": ("entities", f1_from_counts), "precision": ("entities", precision_from_counts),
+                "recall": ("entities", recall_from_counts)}
+
     def test_report(self) -> dict:
         return {**super().test_report(), "test/seqeval": "default mode (conlleval: an entity counts when its type and both boundaries "
-                                "match), micro-averaged over entities; word tag = tag of its first sub-token"}
+                                "match), micro-averaged over entities",
+                "test/path": f"word = its last sub-token; context {self.hparams.context}"
+                             + (", CRF (Viterbi)" if self.crf is not None else ", argmax per word")}
 
     @torch.no_grad()
     def predict(self, texts: list[str]) -> list[dict]:
@@ -108,10 +163,10 @@ class TokenClassifier(TaskModule):
         for i, words in enumerate(sentences):
             if not words:
                 raise ValueError(f"text {i} is empty")
-        ids, firsts = align_words(self.tokenizer, sentences, self.max_input_tokens)
+        ids, ends = align_words(self.tokenizer, sentences, self.max_input_tokens)
         device = next(self.backbone.parameters()).device
         input_ids, mask = self.tokenizer.pad(ids, side="right", device=device)
-        tags = self.word_predictions({"input_ids": input_ids, "attention_mask": mask, "first_token": firsts})
+        tags = self.word_predictions({"input_ids": input_ids, "attention_mask": mask, "word_end": ends})
         out = []
         for words, seq in zip(sentences, tags):
             names = [self.label_names[t] for t in seq]

@@ -225,9 +225,9 @@ class QAData(TaskData):
     def __init__(self, backbone: str, dataset: str = "squad", source: str = "offline",
                  data_files: dict[str, str] | None = None, batch_size: int = 16,
                  max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0):
+                 num_workers: int = 0, bucket_by_length: bool = False):
         super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers)
+                         seed, num_workers, bucket_by_length)
         self.label_names: list[str] = []
         self.skipped: dict[str, list[str]] = {}  # split -> messages of the rows left out
 

@@ -29,9 +29,10 @@ from torch import nn
 from backbone.generate import GenerationConfig, generate_text
 from tasks.adapters import Adapter
 from tasks.base import TaskModule
+from tasks.confidence import ratio
 from tasks.heads import SpanHead
 from tasks.qa.data import NO_ANSWER, generation_prompt, generative_batch, gold_answers, span_batch
-from tasks.qa.metrics import SquadScore
+from tasks.qa.metrics import SquadScore, squad_scores
 
 PREDICTIONS_FILE = "test_predictions.jsonl"
 
@@ -43,15 +44,22 @@ class QuestionAnswering(TaskModule):
         max_question_tokens: the question is cut to this many tokens.
         max_answer_length: span path: the longest answer, in tokens.
         max_new_tokens: generative path: the longest answer, in tokens (greedy, stops at a newline).
+        context: span path: "none", or a "bilstm" / "transformer" layer over the window first, so every
+            position also sees what follows it (tasks.heads.BothSides).
+        context_hidden: width of that layer (per direction for the BiLSTM).
+        head_dropout: dropout in that layer.
     """
 
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 gradient_checkpointing: bool = False,
                  head: Literal["span", "generate"] = "span", doc_stride: int = 64, max_question_tokens: int = 64,
-                 max_answer_length: int = 30, max_new_tokens: int = 32):
+                 max_answer_length: int = 30, max_new_tokens: int = 32,
+                 context: Literal["none", "bilstm", "transformer"] = "none", context_hidden: int = 256,
+                 head_dropout: float = 0.1):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir)
+                         max_length, export_dir, gradient_checkpointing)
         if head not in ("span", "generate"):
             raise ValueError(f"head must be 'span' or 'generate', got {head!r}")
         for name, value in (("doc_stride", doc_stride), ("max_question_tokens", max_question_tokens - 1),
@@ -63,7 +71,8 @@ class QuestionAnswering(TaskModule):
 
     def build_head(self) -> None:
         if self.hparams.head == "span":
-            self.head = SpanHead(self.backbone.config.n_embd)
+            self.head = SpanHead(self.backbone.config.n_embd, self.hparams.context, self.hparams.context_hidden,
+                                 self.hparams.head_dropout)
         elif type(self.adapter).encode is not Adapter.encode:
             raise ValueError(f"head=generate decodes with the shared decoder, which runs the backbone itself: "
                              f"{type(self.adapter).__name__} changes the backbone's inputs and is not supported; "
@@ -79,10 +88,17 @@ class QuestionAnswering(TaskModule):
             return span_batch(tokenizer, rows, max_tokens, h.doc_stride, h.max_question_tokens, with_labels)
         return generative_batch(tokenizer, rows, max_tokens, h.max_new_tokens)
 
+    def sequence_rows(self, batch: dict) -> list[int]:
+        return list(batch["window_example"])
+
+    def feature_spec(self) -> dict:
+        h = self.hparams
+        return {**super().feature_spec(), "doc_stride": h.doc_stride, "max_question_tokens": h.max_question_tokens}
+
     # --- training --------------------------------------------------------------------------------------
     def span_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(W, T) start and end logits; every position but the context and NO_ANSWER is masked out."""
-        logits = self.head(self.encode(batch["input_ids"], batch["attention_mask"])).float()
+        logits = self.head(*self.unit_states(batch)).float()
         allowed = batch["context_mask"].clone()
         allowed[:, NO_ANSWER] = True
         logits = logits.masked_fill(~allowed[..., None], torch.finfo(logits.dtype).min)
@@ -152,16 +168,21 @@ class QuestionAnswering(TaskModule):
         predictions = [p["answer"] for p in self.answers(batch, rows)]
         golds = [[t for t, _ in gold_answers(r["answers"]) if isinstance(t, str) and t.strip()] for r in rows]
         self.stage_metrics[stage].update(predictions, golds)
+        self.record_example_stats(stage, "squad", [(*squad_scores(p, g), 1) for p, g in zip(predictions, golds)])
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(rows)
             self._records.extend({"id": r.get("id"), "question": r["question"], "prediction": p, "answers": g}
                                  for r, p, g in zip(rows, predictions, golds))
 
+    def interval_metrics(self) -> dict:
+        percent = lambda i: lambda s: 100 * ratio(i, 2)(s)  # noqa: E731  (SquadScore reports 0-100)
+        return {"exact_match": ("squad", percent(0)), "f1": ("squad", percent(1))}
+
     def test_report(self) -> dict:
         h = self.hparams
         if h.head == "span":
             path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
-                    f"answers up to {h.max_answer_length} tokens")
+                    f"answers up to {h.max_answer_length} tokens; context {h.context}")
         else:
             path = "generated answer"
         return {**super().test_report(), "test/path": path,

@@ -43,10 +43,10 @@ class TranslationData(GenerativeData):
     def __init__(self, backbone: str, dataset: str = "bible_en_es", source: str = "offline",
                  data_files: dict[str, str] | None = None, batch_size: int = 16,
                  max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, direction: str = "en-es", source_column: str | None = None,
+                 num_workers: int = 0, bucket_by_length: bool = False, direction: str = "en-es", source_column: str | None = None,
                  target_column: str | None = None, hub_config: str | None = None):
         super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers)
+                         seed, num_workers, bucket_by_length)
         self.direction = direction
         self.source_lang, self.target_lang = parse_direction(direction)
         self.source_key = source_column or self.source_lang

@@ -31,12 +31,13 @@ class Translator(GenerativeTask):
     def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
                  learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
+                 gradient_checkpointing: bool = False,
                  generation: GenerationConfig | None = None, add_eos: bool = True, direction: str | None = None,
                  source_template: str = "{source_lang}: {src}\n{target_lang}:", target_template: str = " {tgt}\n",
                  score_validation: bool = False):
         super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, generation if generation is not None else DEFAULT_GENERATION,
-                         add_eos)
+                         max_length, export_dir, gradient_checkpointing,
+                         generation if generation is not None else DEFAULT_GENERATION, add_eos)
         if "{src}" not in source_template or "{tgt}" not in target_template:
             raise ValueError("source_template needs {src} and target_template needs {tgt}")
         if direction is not None:

@@ -1,0 +1,123 @@
+"""The benchmark's outputs as people read them: a headline table, a row per (task, backbone, method), and a
+chart with one small panel per task (published anchors drawn as lines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tasks.bench_specs import TASKS
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _score(row: dict) -> str:
+    interval = row.get("ci95")
+    return _fmt(row["score"]) + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
+
+
+def _facts(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def headline(rows: list[dict]) -> list[str]:
+    """Per task, on its main metric: our best row, the best baseline, the best published anchor."""
+    lines = ["| task | metric | best ours (method, backbone, n) | best baseline | best published anchor |",
+             "|---|---|---|---|---|"]
+    for task, spec in TASKS.items():
+        metric = spec["metrics"][0]
+        ours = [r for r in rows if r["task"] == task and r["metric"] == metric and r["score"] is not None]
+        if not ours:
+            continue
+        best = max(ours, key=lambda r: r["score"])
+        baselines = [(v, name) for r in ours if r["backbone"] == best["backbone"]
+                     for name, v in r["baselines"].items() if v is not None]
+        base = max(baselines, default=None)
+        anchor = max(((a["value"], a) for a in best["anchors"]), default=None, key=lambda x: x[0])
+        lines.append(f"| {task} ({spec['dataset']}) | {metric} | **{_score(best)}** ({best['method']}, "
+                     f"{Path(best['backbone']).name}, {best['n_eval']}) | "
+                     + (f"{base[0]:.1f} ({base[1]})" if base else "–") + " | "
+                     + (f"{anchor[1]['value']} ({anchor[1]['name']}, {anchor[1]['source']})" if anchor else "–") + " |")
+    return lines
+
+
+def markdown_table(rows: list[dict], runs: list[dict]) -> str:
+    lines = ["# gptsuite benchmark", "",
+             "Scores in %, with 95% bootstrap confidence intervals over the test examples (1,000 resamples) where "
+             "the scores have per-example statistics. Ours and the baselines are scored on the same examples; "
+             "published anchors are full-data results from the literature, for orientation.", "",
+             "## Headline", "", *headline(rows), "", "## Runs", ""]
+    for i, meta in enumerate(runs):
+        redone = [t for t in meta["tasks"]  # by a later run of the same backbone: its rows are the later run's
+                  if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
+        lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
+                     f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
+                     + (f"; machine: {_facts(meta['machine'])}" if meta.get("machine") else "")
+                     + (f"; backbone made in this run: {_facts(meta['backbone_spent'])}" if meta.get("backbone_spent") else "")
+                     + "".join(f"; {n}" for n in meta.get("notes", []))
+                     + (f"; {', '.join(redone)}: see the later run" if redone else ""))
+    lines += ["", "## Every method", "",
+              "| task | dataset (split, n) | metric | backbone | method | score [95% CI] | baselines | published anchors | settings |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = "; ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items()) or "–"
+        anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
+        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items() if k != "backbone")
+        spent = f"; spent: {_facts(r['spent'])}" if r.get("spent") else ""
+        lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | "
+                     f"{Path(r['backbone']).name} | {r['method']} | {_score(r)} | {base} | {anchors} | "
+                     f"{settings}{spent}; {r['wall_s']:.0f} s |")
+    scored = {(r["task"], r["backbone"], r["method"]): r["scoring"] for r in rows if r.get("scoring")}
+    if scored:
+        lines += ["", "How the scores were computed (adapter, head, decoding, metric modes, sacreBLEU signatures):", ""]
+    for (task, backbone, method), report in scored.items():
+        facts = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in report.items())
+        lines.append(f"- {task}, {Path(backbone).name}, {method}: {facts or '–'}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """One panel per task on its main metric: a bar per (backbone, method) with its interval, the best
+    baseline hatched, published anchors as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if any(r["task"] == t and r["metric"] == TASKS[t]["metrics"][0] for r in rows)]
+    if not tasks:
+        return
+    cols = min(3, len(tasks))
+    n_rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.6 * n_rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        metric = TASKS[task]["metrics"][0]
+        mine = [r for r in rows if r["task"] == task and r["metric"] == metric]
+        labels = [f"{r['method']}\n{Path(r['backbone']).name}" for r in mine]
+        values = [r["score"] or 0 for r in mine]
+        errors = [[max(0, v - r["ci95"][0]) if r.get("ci95") else 0 for v, r in zip(values, mine)],
+                  [max(0, r["ci95"][1] - v) if r.get("ci95") else 0 for v, r in zip(values, mine)]]
+        ax.barh(range(len(mine)), values, xerr=errors, color="tab:blue", capsize=2)
+        baselines = {}
+        for r in mine:
+            for name, v in r["baselines"].items():
+                if v is not None:
+                    baselines[name] = max(v, baselines.get(name, v))
+        if baselines:
+            name, value = max(baselines.items(), key=lambda kv: kv[1])
+            ax.barh(len(mine), value, color="lightgray", hatch="//")
+            labels.append(f"baseline: {name}")
+        for anchor in {a["name"]: a for r in mine for a in r["anchors"]}.values():
+            ax.axvline(anchor["value"], color="tab:red", linestyle="--", linewidth=1)
+            ax.text(anchor["value"], -0.6, f" {anchor['name']}", color="tab:red", fontsize=6, rotation=90, va="top")
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_title(f"{task}: {metric} (%)", fontsize=9)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

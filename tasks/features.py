@@ -1,0 +1,166 @@
+"""The feature cache: a frozen backbone's hidden states, computed once per split and memory-mapped.
+
+A frozen backbone gives every example the same features in every epoch, whatever the head, its learning
+rate or the number of epochs. So they are computed once (inference mode, the run's precision, batches of
+similar length so little is spent on padding), stored in fp16 and read back for every epoch and every
+head that is trained on them.
+
+What is stored per example is the task's *units* (TaskModule.units): the hidden state of every token (QA
+windows), of each word's last sub-token (NER: the only sub-token that has seen the whole word), or pooled
+vectors (classification: mean and last token). Each unit keeps the chosen layers separately, (nL, C), so
+a learned mix of them (tasks.heads.ScalarMix) trains on the cache.
+
+Layout of one split's cache, in a folder named by a digest of everything the features depend on (backbone
+weights, dataset fingerprint, split, layers, echo, unit rule, max length, precision):
+    values.f16    (units, nL, C) float16, all sequences' units end to end, in length order
+    index.npz     seq_start, seq_units (one per sequence); row_seqs (one per row + 1): a row's sequences are
+                  row_seqs[r]:row_seqs[r + 1] (a QA question can have several context windows)
+    meta.json     what the digest covers, and how long extraction took
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+BATCH_TOKENS = 4096  # padded tokens per extraction batch: big enough for fast matmuls, small for memory
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) within the process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def rows_digest(rows) -> str:
+    """sha256 of a split's content (every row, in order): the same rows name the same cache, whichever file or
+    split they came from, and a changed row names a new one."""
+    h = hashlib.sha256()
+    if hasattr(rows, "iter"):  # a datasets.Dataset: read in batches
+        for batch in rows.iter(batch_size=1000):
+            h.update(json.dumps(batch, sort_keys=True, default=str).encode())
+    else:
+        for row in rows:
+            h.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def features_dir() -> Path:
+    from backbone.data.registry import cache_dir
+
+    return cache_dir() / "features"
+
+
+class FeatureCache:
+    """One split's cached units. gather(rows) -> (S, U, nL, C) float32 and a (S, U) unit mask, for the
+    sequences of those rows in order (what the data module's collate would have produced)."""
+
+    def __init__(self, directory: Path):
+        index = np.load(directory / "index.npz")
+        self.seq_start, self.seq_units, self.row_seqs = index["seq_start"], index["seq_units"], index["row_seqs"]
+        meta = json.loads((directory / "meta.json").read_text())
+        self.meta = meta
+        shape = (int(self.seq_units.sum()), meta["n_layers"], meta["n_embd"])
+        self.values = (np.memmap(directory / "values.f16", dtype=np.float16, mode="r", shape=shape)
+                       if shape[0] else np.zeros(shape, np.float16))
+
+    def __len__(self) -> int:
+        return len(self.row_seqs) - 1
+
+    def gather(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs = [s for r in rows for s in range(self.row_seqs[r], self.row_seqs[r + 1])]
+        longest = max((int(self.seq_units[s]) for s in seqs), default=0)
+        out = torch.zeros(len(seqs), max(longest, 1), *self.values.shape[1:])
+        mask = torch.zeros(len(seqs), max(longest, 1), dtype=torch.bool)
+        for i, s in enumerate(seqs):
+            start, n = int(self.seq_start[s]), int(self.seq_units[s])
+            out[i, :n] = torch.from_numpy(np.asarray(self.values[start : start + n], dtype=np.float32))
+            mask[i, :n] = True
+        return out, mask
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def build_cache(key_parts: dict, rows, collate, states, units, sequence_rows, desc: str,
+                root: Path | None = None) -> FeatureCache:
+    """The cache for one split, built unless it exists.
+
+    rows: the split (a sequence of examples); collate(list of rows) -> batch (input_ids, attention_mask, ...);
+    states(batch) -> (S, T, nL, C) hidden states of the batch's sequences; units(states, batch) -> ((S, U, nL,
+    C), (S, U) mask); sequence_rows(batch) -> the row (within the batch) of each sequence. Rows are batched by
+    token count after sorting them by length.
+    """
+    directory = (root or features_dir()) / cache_key(key_parts)
+    if (directory / "meta.json").is_file():
+        return FeatureCache(directory)
+    tmp = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    lengths = [int(collate([rows[i]])["attention_mask"].sum()) for i in range(len(rows))]  # tokenizing is cheap
+    order = sorted(range(len(rows)), key=lambda i: lengths[i])
+    seq_units: dict[int, list[int]] = {}
+    seq_start: dict[int, list[int]] = {}
+    written, real, padded, shape = 0, 0, 0, None
+    bar = tqdm(total=sum(lengths), desc=desc, unit=" tok", unit_scale=True, leave=False)
+    with (tmp / "values.f16").open("wb") as out:
+        i = 0
+        while i < len(order):
+            j = i + 1  # grow the batch while its padded size stays within BATCH_TOKENS (lengths ascend)
+            while j < len(order) and (j - i + 1) * lengths[order[j]] <= BATCH_TOKENS:
+                j += 1
+            chosen = order[i:j]
+            batch = collate([rows[r] for r in chosen])
+            hidden = states(batch)  # (S, T, nL, C)
+            unit_states, unit_mask = units(hidden, batch)
+            shape = tuple(unit_states.shape[2:])
+            seq_of_row = sequence_rows(batch)
+            for s in range(unit_states.size(0)):
+                n = int(unit_mask[s].sum())
+                out.write(unit_states[s, :n].to(torch.float16).numpy().tobytes())
+                row = chosen[seq_of_row[s]]
+                seq_start.setdefault(row, []).append(written)
+                seq_units.setdefault(row, []).append(n)
+                written += n
+            real += int(batch["attention_mask"].sum())
+            padded += batch["attention_mask"].numel()
+            bar.update(sum(lengths[r] for r in chosen))
+            i = j
+    bar.close()
+    row_seqs, flat_start, flat_units = [0], [], []
+    for r in range(len(rows)):
+        flat_start += seq_start.get(r, [])
+        flat_units += seq_units.get(r, [])
+        row_seqs.append(len(flat_units))
+    np.savez(tmp / "index.npz", seq_start=np.array(flat_start, np.int64), seq_units=np.array(flat_units, np.int64),
+             row_seqs=np.array(row_seqs, np.int64))
+    seconds = time.perf_counter() - start
+    n_layers, n_embd = shape if shape else (key_parts.get("n_layers", 1), key_parts.get("n_embd", 1))
+    meta = {**key_parts, "n_layers": n_layers, "n_embd": n_embd, "rows": len(rows), "units": written,
+            "tokens": real, "padding_share": round(1 - real / max(padded, 1), 4), "seconds": round(seconds, 1),
+            "tokens_per_s": round(real / max(seconds, 1e-9), 1)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    try:
+        tmp.rename(directory)  # atomic: a crash leaves a .tmp folder, never a half cache under the real name
+    except OSError:  # another process finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FeatureCache(directory)
