@@ -104,7 +104,7 @@ def task_methods(task: str, spec: dict, preset_task: dict) -> dict[str, dict]:
         return {name: {**common, **flags} for name, flags in preset_task["methods"].items()}
     methods = {"fine-tuned": common}
     if spec.get("prompt_args"):
-        methods["prompt"] = {**common, "args": spec["prompt_args"], "trainer.max_epochs": 0}
+        methods["prompt"] = {**common, "args": "prompt", "trainer.max_epochs": 0}
     return methods
 
 
@@ -116,7 +116,8 @@ def run_task(task: str, spec: dict, flags: dict, backbone: str, run_dir: Path, p
     module = importlib.import_module(spec["module"])
     start = time.perf_counter()
     flags = dict(flags)
-    extra = list(flags.pop("args", []))
+    extra = flags.pop("args", [])
+    extra = list(spec.get("prompt_args", [])) if extra == "prompt" else list(extra)
     fits = flags.get("trainer.max_epochs", 1) > 0
     cli = module.cli_main(task_args(spec, flags, backbone, run_dir,
                                     extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),

@@ -98,6 +98,15 @@ ANCHORS = {
     ],
 }
 
+# the frozen-features methods: SmolLM2 read at 4 depths (of 30 blocks; -1 is the final normed output), mixed
+_FROZEN = {"model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [10, 16, 22, -1]}
+# the prompt path: the instruct model scores label words after solved demonstrations (the task's prompt_args)
+_PROMPT = {"trainer.max_epochs": 0, "args": "prompt"}
+_ECHO = {**_FROZEN, "model.adapter.echo": True}
+_NER_4K = {"model.context": "bilstm", "model.crf": True, "data.max_train_examples": 4000}
+_LORA_STEPS = {"model.adapter": "tasks.adapters.LoRA", "trainer.max_epochs": 1, "trainer.max_steps": 120,
+               "model.learning_rate": 0.001}
+
 # stage_seconds: measured wall times of each stage on 2 CPU cores, used only to weight the progress bar's ETA
 # (a stage not listed counts as the listed stages' mean; a backbone that already exists counts as nothing).
 # budget_s: each stage's training time budget (backbone.budget.TimeBudget: as many steps as fit, the
@@ -141,27 +150,53 @@ PRESETS = {
     # sample of the dev set). The prompt path runs the instruct model on the same examples.
     "smollm2": {
         "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 60,
-        "budget_s": {"classification": 120, "sentiment": 120, "ner": 300, "qa": 480},
-        "stage_seconds": {"backbone": 20, "classification": 400, "sentiment": 300, "ner": 600, "qa": 1500},
+        "budget_s": {"classification": 60, "sentiment": 60, "ner": 240, "qa": 420},
+        "stage_seconds": {"backbone": 20, "classification": 400, "sentiment": 300, "ner": 600, "qa": 1800},
         "tasks": {
             "classification": {
-                "model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [10, 16, 22, -1],
-                "model.max_length": 256, "data.batch_size": 32, "model.learning_rate": 0.001,
-                "trainer.max_epochs": 30,
-                "methods": {"frozen+mix, mean+last pooling": {"model.pooling": "mean+last"}}},
+                "model.max_length": 256, "data.batch_size": 32,
+                "methods": {"frozen+mix, mean+last": {**_FROZEN, "model.pooling": "mean+last", "trainer.max_epochs": 30,
+                                                      "model.learning_rate": 0.001}}},
             "sentiment": {
-                "model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [10, 16, 22, -1],
-                "data.batch_size": 32, "model.learning_rate": 0.001, "trainer.max_epochs": 15,
-                "methods": {"frozen+mix, mean+last pooling": {"model.pooling": "mean+last"}}},
+                "data.batch_size": 32,
+                "methods": {"frozen+mix, mean+last": {**_FROZEN, "model.pooling": "mean+last", "trainer.max_epochs": 15,
+                                                      "model.learning_rate": 0.001}}},
             "ner": {
-                "model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [10, 16, 22, -1],
-                "model.max_length": 256, "data.batch_size": 32, "model.learning_rate": 0.002,
-                "methods": {"frozen+BiLSTM-CRF": {"model.context": "bilstm", "model.crf": True, "trainer.max_epochs": 6}}},
+                "model.max_length": 256, "data.batch_size": 32,
+                "methods": {"frozen+BiLSTM-CRF": {**_FROZEN, "model.context": "bilstm", "model.crf": True,
+                                                  "trainer.max_epochs": 6, "model.learning_rate": 0.002}}},
             "qa": {
-                "model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [16, 22, -1],
-                "model.max_length": 384, "data.max_train_examples": 8000, "data.max_eval_examples": 2000,
-                "data.batch_size": 16, "model.learning_rate": 0.001, "trainer.max_epochs": 3,
-                "methods": {"frozen+BiLSTM span": {"model.context": "bilstm"}}},
+                "model.max_length": 384, "data.max_train_examples": 10000, "data.max_eval_examples": 2000,
+                "data.batch_size": 16,
+                "methods": {"frozen+BiLSTM span": {"model.adapter": "tasks.adapters.FrozenLayers",
+                                                   "model.adapter.layers": [12, 18, 24], "model.context": "bilstm",
+                                                   "trainer.max_epochs": 3, "model.learning_rate": 0.001}}},
+        },
+    },
+    # what each choice is worth, on SmolLM2 (the rows join the smollm2 preset's in the table): the heads and
+    # layers for NER (full CoNLL; 4,000 training sentences where the features are new), echo against the
+    # BiLSTM, the prompt path, and LoRA's speed with and without length-bucketed batches (same steps)
+    "smollm2-ablations": {
+        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 30,
+        "stage_seconds": {"backbone": 20, "classification": 150, "sentiment": 400, "ner": 1300},
+        "tasks": {
+            "classification": {"model.max_length": 256, "methods": {"prompt 5-shot": _PROMPT}},
+            "sentiment": {
+                "data.batch_size": 16,
+                "methods": {"prompt 4-shot": _PROMPT,
+                            "LoRA, random batches": {**_LORA_STEPS},
+                            "LoRA, length buckets": {**_LORA_STEPS, "data.bucket_by_length": True}}},
+            "ner": {
+                "model.max_length": 256, "data.batch_size": 32, "trainer.max_epochs": 6, "model.learning_rate": 0.002,
+                "methods": {
+                    "frozen+mix, linear": {**_FROZEN},
+                    "frozen+mix, BiLSTM (no CRF)": {**_FROZEN, "model.context": "bilstm"},
+                    "frozen+mix, BiLSTM-CRF, 4k train": {**_FROZEN, **_NER_4K},
+                    "frozen last layer, BiLSTM-CRF, 4k train": {**_NER_4K, "model.adapter": "tasks.adapters.FrozenLayers",
+                                                                "model.adapter.layers": [-1]},
+                    "echo+mix, linear, 4k train": {**_ECHO, "data.max_train_examples": 4000},
+                    "echo+mix, BiLSTM-CRF, 4k train": {**_ECHO, **_NER_4K},
+                }},
         },
     },
     # the full benchmark splits (hours on CPU)

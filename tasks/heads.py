@@ -147,12 +147,15 @@ class LabelWordScorer(nn.Module):
                 rows.append(context + ids)
                 spans.append((len(context), len(ids)))
         ids, mask = tokenizer.pad(rows, side="right", device=device)
-        logprobs = F.log_softmax(lm_logits(encode(ids, mask)).float(), dim=-1)  # (B*L, W, V)
-        scores = []
-        for i, (start, n) in enumerate(spans):
-            positions = torch.arange(start - 1, start - 1 + n, device=ids.device)  # predictions of the label tokens
-            scores.append(logprobs[i, positions, ids[i, start : start + n]].sum())
-        return torch.stack(scores).view(len(texts), len(label_ids))
+        hidden = encode(ids, mask)  # (B*L, W, C)
+        # only the positions that predict a label token go through the LM head: (sum of label lengths, V),
+        # not (B*L, W, V), which for a 49k vocabulary is gigabytes
+        row = torch.tensor([i for i, (_, n) in enumerate(spans) for _ in range(n)], device=ids.device)
+        position = torch.tensor([start - 1 + k for start, n in spans for k in range(n)], device=ids.device)
+        logprobs = F.log_softmax(lm_logits(hidden[row, position]).float(), dim=-1)  # (N, V)
+        token_scores = logprobs.gather(1, ids[row, position + 1][:, None])[:, 0]  # log p(label token)
+        scores = torch.zeros(len(spans), device=ids.device).index_add(0, row, token_scores)
+        return scores.view(len(texts), len(label_ids))
 
 
 class BothSides(nn.Module):

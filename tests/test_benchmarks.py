@@ -34,3 +34,17 @@ def test_machine_rates_are_measured_and_printed(capsys):
     text = capsys.readouterr().out
     print(text)
     assert "matmul 1024^3: fp32" in text and "precision auto -> " in text
+
+
+def test_feature_speed_script_prints_both_rates_and_agreement(tmp_path):
+    out = tmp_path / "features.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "features_speed.py"), "--random", "nano",
+                           "--layers", "1,-1", "--rows", "16", "--repeats", "1", "--precision", "32-true",
+                           "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
+    figures = json.loads(out.read_text())
+    assert figures["gptsuite_tokens_per_s"] > 0 and figures["transformers_tokens_per_s"] > 0
+    assert figures["max_abs_diff_fp32"] < 1e-4  # the same states, not just the same speed
+    assert "ratio ours / transformers" in proc.stdout

@@ -304,3 +304,30 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
              "--model.export_dir", str(tmp_path / "qa")])
     answer = load_task(tmp_path / "qa").predict(["Who?"], ["Ann met Bo in Rome."])[0]
     assert answer["answer"] == "Ann met Bo in Rome."[answer["start"] : answer["end"]]
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(make_model, monkeypatch):
+    import torch.utils.checkpoint as ckpt
+
+    calls = []
+    real = ckpt.checkpoint
+    monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = make_model(dropout=0.0)
+    model.train()
+    idx = torch.randint(0, model.config.vocab_size, (2, 9))
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+
+    def run():
+        model.zero_grad()
+        loss = model.lm_logits(model(idx, mask)).float().logsumexp(-1).mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain_loss, plain_grads = run()
+    assert not calls
+    model.gradient_checkpointing = True
+    loss, grads = run()
+    assert len(calls) == model.config.n_layer  # every block recomputed in the backward pass
+    torch.testing.assert_close(loss, plain_loss)
+    for a, b in zip(grads, plain_grads):
+        torch.testing.assert_close(a, b)
