@@ -1,5 +1,5 @@
 """Feature-extraction speed: gptsuite's `GPT.layer_states` against transformers' `LlamaForCausalLM` with
-`output_hidden_states=True`, the same weights, the same length-sorted batches, in one run.
+`output_hidden_states=True` (its decoder body, `.model`, so no LM head is computed), the same weights, the same length-sorted batches, in one run.
 
     tokens/s of each, the ratio ours / transformers, and the largest difference of the states (fp32)
 
@@ -104,7 +104,8 @@ def main(argv=None) -> dict:
     def theirs():
         for ids, mask in prepared:
             with torch.no_grad(), autocast():
-                states = hf(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+                # the decoder body (LlamaModel): no LM head, as layer_states has none
+                states = hf.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
                 torch.stack([states[k] for k in hf_layers], dim=2).float()
 
     times = {}

@@ -234,7 +234,16 @@ class FrozenLayers(Adapter):
 
     @torch.no_grad()
     def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input)."""
+        """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input). Always
+        without dropout: frozen features are the same in every epoch, cached or not."""
+        training = backbone.training
+        backbone.eval()
+        try:
+            return self._states(backbone, idx, attention_mask)
+        finally:
+            backbone.train(training)
+
+    def _states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if not self.echo:
             return backbone.layer_states(idx, attention_mask, self.layers)
         lengths = attention_mask.long().sum(1)  # (B,)

@@ -99,6 +99,8 @@ class TaskModule(L.LightningModule):
     @property
     def max_input_tokens(self) -> int:
         room = self.backbone.config.block_size - self.adapter.n_virtual_tokens
+        if getattr(self.adapter, "echo", False):  # the input is fed twice
+            room //= 2
         return min(room, self.hparams.max_length or room)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -145,7 +147,10 @@ class TaskModule(L.LightningModule):
         precision = str(self.trainer.precision)
         previous = self.backbone.autocast_dtype
         set_inference_precision(self.backbone, precision)
+        strategy = self.trainer.strategy
         try:
+            if strategy.world_size > 1 and not self.trainer.is_global_zero:
+                strategy.barrier("features")  # rank 0 builds the caches; the others then find them on disk
             for split in splits:
                 if split in self._feature_caches or split not in datamodule.splits:
                     continue
@@ -160,6 +165,8 @@ class TaskModule(L.LightningModule):
                 meta = self._feature_caches[split].meta
                 rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "
                                f"{meta['tokens_per_s']} tokens/s when built ({meta['seconds']} s)")
+            if strategy.world_size > 1 and self.trainer.is_global_zero:
+                strategy.barrier("features")
         finally:
             self.backbone.autocast_dtype = previous
 
@@ -259,9 +266,14 @@ class TaskModule(L.LightningModule):
         """95% bootstrap interval of every test metric that has per-example statistics: {metric: [low, high]}."""
         from tasks.confidence import bootstrap_interval
 
+        stats = getattr(self, "_example_stats", {})
+        if self._trainer is not None and self.trainer.world_size > 1:  # every process scored a shard
+            shards = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shards, stats)
+            stats = {name: [row for shard in shards for row in shard.get(name, [])] for name in stats}
         out = {}
         for metric, (name, fn) in self.interval_metrics().items():
-            rows = getattr(self, "_example_stats", {}).get(name)
+            rows = stats.get(name)
             if rows:
                 out[metric] = [round(v, 6) for v in bootstrap_interval(np.array(rows), fn)]
         return out

@@ -131,9 +131,8 @@ def run_task(task: str, spec: dict, flags: dict, backbone: str, run_dir: Path, p
     features = cli.model.feature_report()
     if features:
         spent["features"] = features
-    if fits:
-        training_s = fit_s - sum(f["seconds"] for f in features.values())  # extraction is reported on its own
-        spent["tokens_per_s"] = round(cli.model.train_tokens / max(training_s, 1e-9), 1)
+    if fits and not features:  # the backbone ran in every step: its training speed and padding waste
+        spent["tokens_per_s"] = round(cli.model.train_tokens / max(fit_s, 1e-9), 1)
         spent["padding_share"] = cli.model.padding_share
     n_train = len(cli.datamodule.splits.get("train", [])) if fits else 0
     result = {"metrics": metrics, "intervals": cli.model.test_intervals(), "wall_s": round(time.perf_counter() - start, 1),
@@ -186,7 +185,8 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
-    kept = [r for r in old.get("rows", []) if (r["backbone"], r["task"], r["method"]) not in replaced]
+    kept = [r for r in old.get("rows", []) if "method" in r  # rows of the first table format are not kept
+            and (r["backbone"], r["task"], r["method"]) not in replaced]
     live = {(r["backbone"], r["task"]) for r in kept}
     runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
             and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]

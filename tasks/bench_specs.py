@@ -104,6 +104,7 @@ _FROZEN = {"model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers
 _PROMPT = {"trainer.max_epochs": 0, "args": "prompt"}
 _ECHO = {**_FROZEN, "model.adapter.echo": True}
 _NER_4K = {"model.context": "bilstm", "model.crf": True, "data.max_train_examples": 4000}
+_SENTIMENT_HEAD = {"data.batch_size": 32, "trainer.max_epochs": 15, "model.learning_rate": 0.001}
 _LORA_STEPS = {"model.adapter": "tasks.adapters.LoRA", "trainer.max_epochs": 1, "trainer.max_steps": 120,
                "model.learning_rate": 0.001}
 
@@ -178,14 +179,23 @@ PRESETS = {
     # BiLSTM, the prompt path, and LoRA's speed with and without length-bucketed batches (same steps)
     "smollm2-ablations": {
         "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 30,
-        "stage_seconds": {"backbone": 20, "classification": 150, "sentiment": 400, "ner": 1300},
+        "stage_seconds": {"backbone": 20, "classification": 150, "sentiment": 700, "ner": 1300, "qa": 400},
         "tasks": {
             "classification": {"model.max_length": 256, "methods": {"prompt 5-shot": _PROMPT}},
             "sentiment": {
                 "data.batch_size": 16,
                 "methods": {"prompt 4-shot": _PROMPT,
+                            "frozen+mix, last token": {**_FROZEN, "model.pooling": "last", **_SENTIMENT_HEAD},
+                            "frozen+mix, mean+last, MLP 256": {**_FROZEN, "model.pooling": "mean+last",
+                                                               "model.head_hidden": 256, **_SENTIMENT_HEAD},
                             "LoRA, random batches": {**_LORA_STEPS},
                             "LoRA, length buckets": {**_LORA_STEPS, "data.bucket_by_length": True}}},
+            "qa": {  # the smollm2 preset's QA features (the same key), without the BiLSTM
+                "model.max_length": 384, "data.max_train_examples": 10000, "data.max_eval_examples": 2000,
+                "data.batch_size": 16,
+                "methods": {"frozen+mix, linear span": {"model.adapter": "tasks.adapters.FrozenLayers",
+                                                        "model.adapter.layers": [12, 18, 24], "trainer.max_epochs": 3,
+                                                        "model.learning_rate": 0.001}}},
             "ner": {
                 "model.max_length": 256, "data.batch_size": 32, "trainer.max_epochs": 6, "model.learning_rate": 0.002,
                 "methods": {

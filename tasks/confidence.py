@@ -1,9 +1,10 @@
 """95% confidence intervals by the bootstrap over test examples (Efron 1979).
 
 Every metric here is a function of per-example statistics *summed* over the test set: accuracy of
-(correct, 1), entity F1 of (tp, fp, fn), SQuAD of (em, f1, 1), BLEU of sacreBLEU's n-gram counts. A
-bootstrap resample draws n examples with replacement; its sums are counts @ stats, with the counts drawn
-from a multinomial, so 1,000 resamples of thousands of examples cost one matrix product.
+(correct, 1), entity F1 of (tp, fp, fn), macro F1 of per-label (tp, fp, fn), SQuAD of (em, f1, 1), BLEU and
+chrF of sacreBLEU's per-sentence n-gram counts. A bootstrap resample draws n examples with replacement;
+its sums are counts @ stats, with the counts drawn from a multinomial, so 1,000 resamples of thousands of
+examples cost one matrix product.
 
     interval = the 2.5th and 97.5th percentiles of the metric over the resamples (percentile bootstrap)
 """
@@ -54,11 +55,22 @@ def recall_from_counts(s: np.ndarray) -> float:
     return float(tp / (tp + fn)) if tp else 0.0
 
 
-def macro_f1_from_confusion(num_labels: int) -> Callable[[np.ndarray], float]:
-    """sums of one-hot (gold, pred) cells, flattened (L * L) -> macro-averaged F1 over the labels."""
+def label_counts(num_labels: int, gold: int, pred: int) -> np.ndarray:
+    """One example's (tp, fp, fn) for every label, flattened (3 L): the statistics of macro F1."""
+    counts = np.zeros((3, num_labels))
+    if gold == pred:
+        counts[0, gold] = 1
+    else:
+        counts[1, pred] = counts[2, gold] = 1
+    return counts.ravel()
+
+
+def macro_f1_from_label_counts(num_labels: int) -> Callable[[np.ndarray], float]:
+    """summed label_counts -> F1 averaged over the labels that occur (gold or predicted), as torchmetrics'
+    macro F1 averages them."""
     def metric(s: np.ndarray) -> float:
-        confusion = s.reshape(num_labels, num_labels)  # [gold, pred]
-        tp = np.diag(confusion)
-        denom = confusion.sum(0) + confusion.sum(1)  # 2 tp + fp + fn per label
-        return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
+        tp, fp, fn = s.reshape(3, num_labels)
+        denom = 2 * tp + fp + fn
+        seen = denom > 0
+        return float(np.mean(2 * tp[seen] / denom[seen])) if seen.any() else 0.0
     return metric

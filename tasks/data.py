@@ -179,6 +179,8 @@ class TaskData(L.LightningDataModule):
             raise ValueError(f"no {split!r} split: the dataset has {sorted(self.splits)}; pass data_files.{split}")
         rows, collate = IndexedRows(self.splits[split]), partial(self._collate_rows, split)
         if shuffle and self.bucket_by_length:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ValueError("bucket_by_length batches one process's data; with several devices leave it off")
             lengths = [int(self.collate([row])["attention_mask"].sum()) for row in self.splits[split]]
             sampler = LengthBuckets(lengths, self.batch_size, self.seed)
             return DataLoader(rows, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)

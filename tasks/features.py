@@ -1,14 +1,14 @@
 """The feature cache: a frozen backbone's hidden states, computed once per split and memory-mapped.
 
 A frozen backbone gives every example the same features in every epoch, whatever the head, its learning
-rate or the number of epochs. So they are computed once (inference mode, the run's precision, batches of
+rate or the number of epochs. So they are computed once (no gradients, the trainer's precision, batches of
 similar length so little is spent on padding), stored in fp16 and read back for every epoch and every
 head that is trained on them.
 
 What is stored per example is the task's *units* (TaskModule.units): the hidden state of every token (QA
 windows), of each word's last sub-token (NER: the only sub-token that has seen the whole word), or pooled
 vectors (classification: mean and last token). Each unit keeps the chosen layers separately, (nL, C), so
-a learned mix of them (tasks.heads.ScalarMix) trains on the cache.
+a learned mix of them (tasks.adapters.FrozenLayers.mix) trains on the cache.
 
 Layout of one split's cache, in a folder named by a digest of everything the features depend on (backbone
 weights, dataset fingerprint, split, layers, echo, unit rule, max length, precision):

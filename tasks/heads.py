@@ -179,7 +179,8 @@ class BothSides(nn.Module):
             self.out_dim = 2 * hidden
         elif kind == "transformer":
             self.proj = nn.Linear(n_in, hidden)
-            self.layer = nn.TransformerEncoderLayer(hidden, max(1, hidden // 64), 4 * hidden, dropout, batch_first=True,
+            heads = next(h for h in (8, 4, 2, 1) if hidden % h == 0 and hidden // h >= min(hidden, 32))
+            self.layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True,
                                                     norm_first=True)
             self.out_dim = hidden
         else:
@@ -193,7 +194,9 @@ class BothSides(nn.Module):
             out, _ = self.lstm(packed)
             x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=units.size(1))
         elif self.kind == "transformer":
-            x = self.layer(self.proj(x), src_key_padding_mask=~mask.bool())
+            padding = ~mask.bool()
+            padding[:, 0] = False  # a row of padding only would attend to nothing (NaN); its outputs are unused
+            x = self.layer(self.proj(x), src_key_padding_mask=padding)
         return self.dropout(x)  # (B, U, out_dim)
 
 
@@ -229,7 +232,9 @@ class CRF(nn.Module):
             alpha = torch.where(step[:, None], scores.logsumexp(1), alpha)
         last = tags[rows, mask.long().sum(1).clamp(min=1) - 1]
         gold = gold + self.end[last]
-        return ((alpha + self.end).logsumexp(1) - gold).mean()
+        nll = (alpha + self.end).logsumexp(1) - gold
+        real = mask[:, 0]  # a row with no unit (nothing fitted) has no tags to score
+        return (nll * real).sum() / real.sum().clamp(min=1)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:

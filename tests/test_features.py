@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tasks.adapters import FrozenLayers
-from tasks.confidence import bootstrap_interval, f1_from_counts, macro_f1_from_confusion, ratio
+from tasks.confidence import bootstrap_interval, f1_from_counts, label_counts, macro_f1_from_label_counts, ratio
 from tasks.data import LengthBuckets
 from tasks.features import build_cache
 from tasks.heads import CRF, BothSides
@@ -81,8 +81,9 @@ def _rows_and_fns(calls: list):
         seqs = [(i, r) for i, r in enumerate(batch_rows) for _ in range(r["windows"])]
         T = max(len(r["ids"]) for _, r in seqs)
         mask = torch.tensor([[1] * len(r["ids"]) + [0] * (T - len(r["ids"])) for _, r in seqs])
+        window = [sum(1 for k, _ in seqs[:s] if k == i) for s, (i, _) in enumerate(seqs)]  # its index in its row
         return {"input_ids": mask.clone(), "attention_mask": mask, "seq_row": [i for i, _ in seqs],
-                "tag": [len(r["ids"]) * 10 + j for i, r in seqs for j in [0]]}
+                "tag": [len(r["ids"]) * 100 + 10 * w for (_, r), w in zip(seqs, window)]}
 
     def states(batch):
         calls.append(len(batch["input_ids"]))
@@ -105,8 +106,9 @@ def test_cache_is_built_once_and_gives_back_each_rows_units_in_order(tmp_path):
     assert calls and len(cache) == 4
     values, mask = cache.gather([2, 1, 0])  # row 1 has two windows: 4 sequences in all
     assert values.shape == (4, 5, 2, 3) and mask.sum(1).tolist() == [5, 1, 1, 3]
-    assert values[0, :5, 0, 0].tolist() == [50, 51, 52, 53, 54]
-    assert values[3, :3, 1, 2].tolist() == [30, 31, 32]
+    assert values[0, :5, 0, 0].tolist() == [500, 501, 502, 503, 504]
+    assert values[1:3, 0, 0, 0].tolist() == [100, 110]  # row 1's two windows, in their order
+    assert values[3, :3, 1, 2].tolist() == [300, 301, 302]
     assert cache.meta["tokens"] == 3 + 2 + 5 + 2
     n_calls = len(calls)
     again = build_cache(key, rows, collate, states, units, seq_rows, "test", root=tmp_path)
@@ -153,6 +155,10 @@ def test_crf_likelihood_and_viterbi_match_brute_force():
         best.append(list(paths[int(scores.argmax())]))
     torch.testing.assert_close(crf.nll(emissions, tags, mask), torch.stack(nlls).mean())
     assert crf.decode(emissions, mask) == best
+    # a row with no unit (its first word did not fit) adds nothing to the loss
+    empty = torch.cat([mask, torch.zeros(1, U, dtype=torch.bool)])
+    more = crf.nll(torch.cat([emissions, torch.randn(1, U, L)]), torch.cat([tags, torch.full((1, U), -100)]), empty)
+    torch.testing.assert_close(more, torch.stack(nlls).mean())
 
 
 @pytest.mark.parametrize("kind", ["bilstm", "transformer"])
@@ -181,9 +187,26 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_examples
     assert abs((hi2 - lo2) - 2 * 1.96 * np.sqrt(0.7 * 0.3 / 5000)) < 0.006  # the normal approximation's width
     assert bootstrap_interval(np.ones((10, 2)), ratio(0, 1)) == (1.0, 1.0)
     assert f1_from_counts(np.array([2, 1, 1])) == pytest.approx(4 / 6)
-    confusion = np.zeros(4)
-    confusion[[0, 3]] = 1  # two labels, both right once
-    assert macro_f1_from_confusion(2)(confusion) == 1.0
+
+
+def test_macro_f1_from_label_counts_is_torchmetrics_macro_f1_even_with_an_absent_label():
+    from torchmetrics.classification import MulticlassF1Score
+
+    gold, pred = [0, 0, 1, 1, 1, 3], [0, 1, 1, 1, 0, 3]  # label 2 never occurs: left out of the average
+    sums = sum(label_counts(4, g, p) for g, p in zip(gold, pred))
+    expected = MulticlassF1Score(4, average="macro")(torch.tensor(pred), torch.tensor(gold))
+    assert macro_f1_from_label_counts(4)(sums) == pytest.approx(float(expected))
+
+
+def test_bleu_and_chrf_from_summed_sentence_statistics_are_the_corpus_scores():
+    from tasks.translation.metrics import bleu_from_statistics, chrf_from_statistics, corpus_scores, sentence_statistics
+
+    hyps = ["the cat sat on the mat", "a dog barks", "in the beginning"]
+    refs = ["the cat sat on a mat", "the dog barks", "in the beginning God created"]
+    bleu, chrf = sentence_statistics(hyps, refs)
+    scores = corpus_scores(hyps, refs)
+    assert bleu_from_statistics(np.sum(bleu, 0)) == pytest.approx(scores["bleu"])
+    assert chrf_from_statistics(np.sum(chrf, 0)) == pytest.approx(scores["chrf"])
 
 
 def test_length_buckets_cover_every_row_once_and_cut_padding():
@@ -213,9 +236,10 @@ def test_cached_features_give_the_live_features_loss(tmp_path, monkeypatch):
     task.eval()
     from tasks.ner.data import align_words
 
-    sentences = [["a", "slow", "plot"], ["dull"], ["the", "worst", "script", "i", "have"]]
-    tags = [[0, 1, 2], [1], [0, 0, 1, 2, 0]]
-    ids, ends = align_words(task.tokenizer, sentences, 64)
+    sentences = [["a", "slow", "plot"], ["dull"], ["the", "worst", "script", "i", "have", "endured", "ever"]]
+    tags = [[0, 1, 2], [1], [0, 0, 1, 2, 0, 0, 0]]
+    ids, ends = align_words(task.tokenizer, sentences, 12)
+    assert -1 in ends[2] and -1 not in ends[0]  # the long sentence's last words are cut
     input_ids, mask = task.tokenizer.pad(ids, side="right")
     rows = [{"ids": i, "ends": e, "tags": t} for i, e, t in zip(ids, ends, tags)]
 
@@ -331,3 +355,18 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(make_model, mo
     torch.testing.assert_close(loss, plain_loss)
     for a, b in zip(grads, plain_grads):
         torch.testing.assert_close(a, b)
+
+
+def test_echo_halves_the_input_budget_and_the_prompt_head_refuses_mixed_layers(tmp_path):
+    from tasks.classification.module import SequenceClassifier
+
+    backbone = make_backbone(tmp_path / "nano")
+    plain = SequenceClassifier(str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"])
+    plain.configure_model()
+    echo = SequenceClassifier(str(backbone), adapter=FrozenLayers([1], echo=True), label_names=["a", "b"])
+    echo.configure_model()
+    assert echo.max_input_tokens == plain.max_input_tokens // 2 == plain.backbone.config.block_size // 2
+    ids = torch.randint(0, 100, (2, echo.max_input_tokens))  # the longest input still fits twice
+    assert echo.adapter.states(echo.backbone, ids, torch.ones_like(ids)).shape[1] == echo.max_input_tokens
+    with pytest.raises(ValueError, match="FrozenLayers"):
+        SequenceClassifier(str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"], head="prompt").configure_model()

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
-from tasks.adapters import Adapter
+from tasks.adapters import Adapter, FrozenLayers
 from tasks.base import TaskModule
-from tasks.confidence import f1_from_counts, macro_f1_from_confusion, ratio
+from tasks.confidence import f1_from_counts, label_counts, macro_f1_from_label_counts, ratio
 from tasks.heads import LabelWordScorer, Pooling, SequenceHead, pool
 
 
@@ -54,6 +53,9 @@ class SequenceClassifier(TaskModule):
         if h.head == "sequence":
             self.head = SequenceHead(self.backbone.config.n_embd, n, len(h.pooling.split("+")), h.head_dropout,
                                      h.head_hidden)
+        elif isinstance(self.adapter, FrozenLayers):
+            raise ValueError("head=prompt scores label words with the LM head, which reads the final layer as it is: "
+                             "use tasks.adapters.Frozen (or PromptTuning), not FrozenLayers (mixed, normalised layers)")
         else:
             words = h.label_words or [" " + name for name in self.label_names]
             if len(words) != n:
@@ -101,13 +103,13 @@ class SequenceClassifier(TaskModule):
             self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
             n, gold, pred = len(self.label_names), batch["labels"].tolist(), preds.tolist()
             self.record_example_stats(stage, "correct", [(g == p, 1) for g, p in zip(gold, pred)])
-            self.record_example_stats(stage, "confusion", [np.eye(n * n)[g * n + p] for g, p in zip(gold, pred)])
+            self.record_example_stats(stage, "labels", [label_counts(n, g, p) for g, p in zip(gold, pred)])
 
     def interval_metrics(self) -> dict:
         n = len(self.label_names)
-        out = {"accuracy": ("correct", ratio(0, 1)), "macro_f1": ("confusion", macro_f1_from_confusion(n))}
-        if n == 2:  # F1 of the positive (second) label: tp = [1, 1], fp = [0, 1], fn = [1, 0] of the confusion
-            out["f1"] = ("confusion", lambda s: f1_from_counts(np.array([s[3], s[1], s[2]])))
+        out = {"accuracy": ("correct", ratio(0, 1)), "macro_f1": ("labels", macro_f1_from_label_counts(n))}
+        if n == 2:  # F1 of the positive (second) label: its (tp, fp, fn) are entries 1, 3 and 5 of the counts
+            out["f1"] = ("labels", lambda s: f1_from_counts(s[[1, 3, 5]]))
         return out
 
     def test_report(self) -> dict:

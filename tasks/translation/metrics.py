@@ -21,6 +21,22 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
 
 
+def sentence_statistics(hypotheses: list[str], references: list[str]) -> tuple[list, list]:
+    """Per-sentence sufficient statistics of BLEU and chrF (n-gram matches and totals, lengths): the corpus
+    score is computed from their sums, so a bootstrap resamples sentences and sums again (sacreBLEU's own
+    paired bootstrap does the same)."""
+    hyps, refs = [h.strip() for h in hypotheses], [[r.strip() for r in references]]
+    return BLEU()._extract_corpus_statistics(hyps, refs), CHRF()._extract_corpus_statistics(hyps, refs)
+
+
+def bleu_from_statistics(sums) -> float:
+    return float(BLEU()._compute_score_from_stats([int(round(v)) for v in sums]).score)
+
+
+def chrf_from_statistics(sums) -> float:
+    return float(CHRF()._compute_score_from_stats([int(round(v)) for v in sums]).score)
+
+
 class TranslationScores(ListMetric):
     """Collects (hypothesis, reference) pairs; compute() -> {"bleu": ..., "chrf": ...} (0-100). The signatures
     of the last computation stay in `signatures` (sacreBLEU knows them only once it has scored)."""

@@ -13,7 +13,12 @@ from backbone.generate import GenerationConfig
 from tasks.adapters import Adapter
 from tasks.generative import GenerativeTask
 from tasks.translation.data import language_name, parse_direction
-from tasks.translation.metrics import TranslationScores
+from tasks.translation.metrics import (
+    TranslationScores,
+    bleu_from_statistics,
+    chrf_from_statistics,
+    sentence_statistics,
+)
 
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=96, num_beams=4, stop=("\n",), truncate_prompt=True)
 
@@ -80,8 +85,14 @@ class Translator(GenerativeTask):
         self.stage_metrics[stage].update(hypotheses, references)
         if stage == "test":
             self._test_examples = getattr(self, "_test_examples", 0) + len(rows)
+            bleu_stats, chrf_stats = sentence_statistics(hypotheses, references)
+            self.record_example_stats(stage, "bleu", bleu_stats)
+            self.record_example_stats(stage, "chrf", chrf_stats)
             self._records.extend({"source": s, "reference": r, "translation": h}
                                  for s, r, h in zip(sources, references, hypotheses))
+
+    def interval_metrics(self) -> dict:
+        return {"bleu": ("bleu", bleu_from_statistics), "chrf": ("chrf", chrf_from_statistics)}
 
     def test_report(self) -> dict:
         return {**super().test_report(), **self.stage_metrics["test"].signatures,
