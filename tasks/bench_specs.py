@@ -178,7 +178,8 @@ PRESETS = {
     # layers for NER (full CoNLL; 4,000 training sentences where the features are new), echo against the
     # BiLSTM, the prompt path, and LoRA's speed with and without length-bucketed batches (same steps)
     "smollm2-ablations": {
-        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 30,
+        "backbone": "artifacts/backbones/smollm2-135m", "import": "smollm2", "minutes": 40,
+        "budget_s": {"sentiment": 300, "ner": 240, "qa": 420},  # as the smollm2 preset's (LoRA: its 120 steps fit)
         "stage_seconds": {"backbone": 20, "classification": 150, "sentiment": 700, "ner": 1300, "qa": 400},
         "tasks": {
             "classification": {"model.max_length": 256, "methods": {"prompt 5-shot": _PROMPT}},
