@@ -143,7 +143,8 @@ class TaskModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if not (isinstance(self.adapter, FrozenLayers) and self.adapter.cache) or datamodule is None:
             return
-        backbone_digest = file_digest(Path(self.hparams.backbone) / "model.safetensors")
+        folder = Path(self.hparams.backbone)  # weights, shape and tokenizer: what the features depend on
+        backbone_digest = [file_digest(folder / name) for name in ("model.safetensors", "config.json", "tokenizer.json")]
         precision = str(self.trainer.precision)
         previous = self.backbone.autocast_dtype
         set_inference_precision(self.backbone, precision)
@@ -179,9 +180,10 @@ class TaskModule(L.LightningModule):
         return tuple(t.cpu() for t in self.units(hidden, batch))
 
     def feature_report(self) -> dict:
-        """Extraction facts of the caches in use (the benchmark shows them)."""
-        return {split: {k: c.meta[k] for k in ("rows", "tokens", "seconds", "tokens_per_s", "padding_share")}
-                for split, c in self._feature_caches.items()}
+        """Extraction facts of the caches in use (the benchmark shows them); `built`: computed in this run, not
+        found on disk (a split whose rows another split already had is found)."""
+        return {split: {**{k: c.meta[k] for k in ("rows", "tokens", "seconds", "tokens_per_s", "padding_share")},
+                        "built": c.built} for split, c in self._feature_caches.items()}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Exactly what the adapter and the head train."""

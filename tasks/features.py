@@ -72,7 +72,8 @@ class FeatureCache:
     """One split's cached units. gather(rows) -> (S, U, nL, C) float32 and a (S, U) unit mask, for the
     sequences of those rows in order (what the data module's collate would have produced)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, built: bool = False):
+        self.built = built  # computed by this process (False: found on disk)
         index = np.load(directory / "index.npz")
         self.seq_start, self.seq_units, self.row_seqs = index["seq_start"], index["seq_units"], index["row_seqs"]
         meta = json.loads((directory / "meta.json").read_text())
@@ -163,4 +164,4 @@ def build_cache(key_parts: dict, rows, collate, states, units, sequence_rows, de
         tmp.rename(directory)  # atomic: a crash leaves a .tmp folder, never a half cache under the real name
     except OSError:  # another process finished the same cache first
         shutil.rmtree(tmp, ignore_errors=True)
-    return FeatureCache(directory)
+    return FeatureCache(directory, built=True)

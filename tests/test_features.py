@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from tasks.adapters import FrozenLayers
-from tasks.confidence import bootstrap_interval, f1_from_counts, label_counts, macro_f1_from_label_counts, ratio
+from tasks.confidence import (
+    bootstrap_interval,
+    f1_from_counts,
+    label_counts,
+    macro_f1_from_label_counts,
+    ratio,
+)
 from tasks.data import LengthBuckets
 from tasks.features import build_cache
 from tasks.heads import CRF, BothSides
@@ -199,7 +205,12 @@ def test_macro_f1_from_label_counts_is_torchmetrics_macro_f1_even_with_an_absent
 
 
 def test_bleu_and_chrf_from_summed_sentence_statistics_are_the_corpus_scores():
-    from tasks.translation.metrics import bleu_from_statistics, chrf_from_statistics, corpus_scores, sentence_statistics
+    from tasks.translation.metrics import (
+        bleu_from_statistics,
+        chrf_from_statistics,
+        corpus_scores,
+        sentence_statistics,
+    )
 
     hyps = ["the cat sat on the mat", "a dog barks", "in the beginning"]
     refs = ["the cat sat on a mat", "the dog barks", "in the beginning God created"]
