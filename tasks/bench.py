@@ -187,6 +187,8 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
     kept = [r for r in old.get("rows", []) if "method" in r  # rows of the first table format are not kept
             and (r["backbone"], r["task"], r["method"]) not in replaced]
+    for r in kept:  # anchors are the spec's, not a measurement: kept rows show the current ones
+        r["anchors"] = [a for a in ANCHORS.get(r["task"], []) if a["metric"] == r["metric"]]
     live = {(r["backbone"], r["task"]) for r in kept}
     runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
             and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]

@@ -79,6 +79,7 @@ ANCHORS = {
         {"metric": "accuracy", "name": "RoBERTa-base, MR", "value": 90.3, "source": "as cited in issue 13 (not re-checked)"},
         {"metric": "accuracy", "name": "BERT-base, MR", "value": 86.3, "source": "as cited in issue 13 (not re-checked)"},
         {"metric": "accuracy", "name": "Kim CNN, MR", "value": 81.5, "source": "Kim 2014"},
+        {"metric": "accuracy", "name": "GPT-1 fine-tuned, SST-2", "value": 91.3, "source": "Radford et al. 2018"},
     ],
     "ner": [
         {"metric": "f1", "name": "BERT-base", "value": 92.4, "source": "Devlin et al. 2019"},
