@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random", default=None, metavar="PRESET", help="a random model of this preset instead")
     p.add_argument("--layers", default="10,16,22,-1", help="layers read (GPT.layer_states numbering)")
     p.add_argument("--rows", type=int, default=400, help="sentences (or random rows) per timed pass")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per model (median reported)")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes per model, interleaved (median reported)")
     p.add_argument("--precision", default="auto", help="auto, 32-true or bf16-mixed")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     return p.parse_args(argv)
@@ -108,15 +108,14 @@ def main(argv=None) -> dict:
                 states = hf.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
                 torch.stack([states[k] for k in hf_layers], dim=2).float()
 
-    times = {}
-    for name, fn in (("gptsuite", ours), ("transformers", theirs)):
-        fn()  # warm-up
-        runs = []
-        for _ in range(args.repeats):
+    runs = {"gptsuite": [], "transformers": []}
+    ours(), theirs()  # warm-up
+    for _ in range(args.repeats):  # interleaved, so a drift of the machine's speed hits both alike
+        for name, fn in (("gptsuite", ours), ("transformers", theirs)):
             start = time.perf_counter()
             fn()
-            runs.append(time.perf_counter() - start)
-        times[name] = statistics.median(runs)
+            runs[name].append(time.perf_counter() - start)
+    times = {name: statistics.median(values) for name, values in runs.items()}
     ids, mask = prepared[len(prepared) // 2]
     with torch.no_grad():  # agreement in fp32, on the real positions
         a = model.layer_states(ids, mask, layers)

@@ -7,7 +7,6 @@ split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with th
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import platform
@@ -22,7 +21,7 @@ from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import ANCHORS, PRESETS, TASKS
-from tasks.bench_table import markdown_table, plot
+from tasks.bench_table import markdown_table, plot, write_csv
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
@@ -196,15 +195,7 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
                                               r["metric"], r["backbone"], -(r["score"] or 0)))
     path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
-    with (out_dir / "results.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "backbone", "method", "score", "ci95_low",
-                         "ci95_high", "baselines", "anchors", "settings"])
-        for r in rows:
-            low, high = r["ci95"] or (None, None)
-            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["backbone"], r["method"],
-                             r["score"], low, high, json.dumps(r["baselines"]), json.dumps(r["anchors"]),
-                             json.dumps(r["settings"])])
+    write_csv(rows, out_dir / "results.csv")
     (out_dir / "results.md").write_text(markdown_table(rows, runs))
     plot(rows, out_dir / "results.png")
 

@@ -3,6 +3,7 @@ chart with one small panel per task (published anchors drawn as lines)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -76,6 +77,18 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
         facts = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}" for k, v in report.items())
         lines.append(f"- {task}, {Path(backbone).name}, {method}: {facts or '–'}")
     return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "dataset", "split", "n_eval", "metric", "backbone", "method", "score", "ci95_low",
+                         "ci95_high", "baselines", "anchors", "settings"])
+        for r in rows:
+            low, high = r["ci95"] or (None, None)
+            writer.writerow([r["task"], r["dataset"], r["split"], r["n_eval"], r["metric"], r["backbone"], r["method"],
+                             r["score"], low, high, json.dumps(r["baselines"]), json.dumps(r["anchors"]),
+                             json.dumps(r["settings"])])
 
 
 def plot(rows: list[dict], path: Path) -> None:
