@@ -73,24 +73,24 @@ TASKS = {
 
 ANCHORS = {
     "classification": [
-        {"metric": "accuracy", "name": "TF-IDF + SVM", "value": 97.75, "source": "as cited in issue 13 (not re-checked)"},
+        {"metric": "accuracy", "name": "TF-IDF + SVM", "value": 97.75, "source": "reported figure, source not re-checked"},
     ],
     "sentiment": [
-        {"metric": "accuracy", "name": "RoBERTa-base, MR", "value": 90.3, "source": "as cited in issue 13 (not re-checked)"},
-        {"metric": "accuracy", "name": "BERT-base, MR", "value": 86.3, "source": "as cited in issue 13 (not re-checked)"},
+        {"metric": "accuracy", "name": "RoBERTa-base, MR", "value": 90.3, "source": "reported figure, source not re-checked"},
+        {"metric": "accuracy", "name": "BERT-base, MR", "value": 86.3, "source": "reported figure, source not re-checked"},
         {"metric": "accuracy", "name": "Kim CNN, MR", "value": 81.5, "source": "Kim 2014"},
         {"metric": "accuracy", "name": "GPT-1 fine-tuned, SST-2", "value": 91.3, "source": "Radford et al. 2018"},
     ],
     "ner": [
         {"metric": "f1", "name": "BERT-base", "value": 92.4, "source": "Devlin et al. 2019"},
-        {"metric": "f1", "name": "GPT-2 small frozen + BiLSTM-CRF", "value": 87.47, "source": "Flair embeddings experiments, as cited in issue 13"},
+        {"metric": "f1", "name": "GPT-2 small frozen + BiLSTM-CRF", "value": 87.47, "source": "Flair embeddings experiments (reported figure)"},
     ],
     "qa": [
         {"metric": "exact_match", "name": "BERT-base", "value": 81.2, "source": "Devlin et al. 2019"},
-        {"metric": "exact_match", "name": "GPT-2 small span head, full train", "value": 68.4, "source": "as cited in issue 13 (not re-checked)"},
+        {"metric": "exact_match", "name": "GPT-2 small span head, full train", "value": 68.4, "source": "reported figure, source not re-checked"},
         {"metric": "f1", "name": "BERT-base", "value": 88.5, "source": "Devlin et al. 2019"},
         {"metric": "f1", "name": "DistilBERT", "value": 86.9, "source": "Sanh et al. 2019"},
-        {"metric": "f1", "name": "GPT-2 small span head, full train", "value": 78.9, "source": "as cited in issue 13 (not re-checked)"},
+        {"metric": "f1", "name": "GPT-2 small span head, full train", "value": 78.9, "source": "reported figure, source not re-checked"},
         {"metric": "f1", "name": "logistic regression", "value": 51.0, "source": "Rajpurkar et al. 2016"},
     ],
     "codegen": [
