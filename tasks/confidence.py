@@ -2,9 +2,9 @@
 
 Every metric here is a function of per-example statistics *summed* over the test set: accuracy of
 (correct, 1), entity F1 of (tp, fp, fn), macro F1 of per-label (tp, fp, fn), SQuAD of (em, f1, 1), BLEU and
-chrF of sacreBLEU's per-sentence n-gram counts. A bootstrap resample draws n examples with replacement;
-its sums are counts @ stats, with the counts drawn from a multinomial, so 1,000 resamples of thousands of
-examples cost one matrix product.
+chrF of sacreBLEU's per-sentence n-gram counts, pass@k of (each problem's estimate, 1). A bootstrap
+resample draws n examples with replacement; its sums are counts @ stats, with the counts drawn from a
+multinomial, so 1,000 resamples of thousands of examples cost one matrix product.
 
     interval = the 2.5th and 97.5th percentiles of the metric over the resamples (percentile bootstrap)
 """

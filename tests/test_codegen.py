@@ -58,6 +58,9 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     assert scores["pass@1"] == pytest.approx((0.3 + 0.0) / 2)
     assert scores["pass@10"] == pytest.approx((1.0 + 0.0) / 2)
     assert scores["greedy_pass@1"] == pytest.approx(0.5)
+    intervals = task.test_intervals()  # two problems: pass@1 0.3 and 0.0, so a resample's mean is 0, 0.15 or 0.3
+    assert intervals["pass@1"] == [0.0, 0.3] and intervals["greedy_pass@1"] == [0.0, 1.0]
+    assert set(intervals) == {"pass@1", "pass@10", "greedy_pass@1"}
     assert task.skipped == ["t/none: no tests"]
     add = next(r for r in task._records if r["task_id"] == "t/add")
     assert add["passed"] == 3 and "not valid Python" in add["reasons"][-1]

@@ -169,6 +169,12 @@ class CodeGenerator(GenerativeTask):
             greedy_result = results.get((w, h.num_samples), failed) if h.greedy else None
             passed = sum(r.passed for r in sample_results)
             self.stage_metrics["test"].update(h.num_samples, passed, -1 if greedy_result is None else int(greedy_result.passed))
+            # per problem: each pass@k estimate (a mean over problems), and the greedy result where it ran
+            estimates = [float(pass_at_k([h.num_samples], [passed], k)[0]) if h.num_samples >= k else 0.0
+                         for k in h.ks]
+            greedy_ran = greedy_result is not None
+            self.record_example_stats("test", "problems", [[*estimates, 1.0, float(greedy_ran and greedy_result.passed),
+                                                            float(greedy_ran)]])
             self._test_examples = getattr(self, "_test_examples", 0) + 1
             self._records.append({
                 "task_id": row.get("task_id"), "error": error, "passed": passed, "samples": len(sample_results),
@@ -176,6 +182,15 @@ class CodeGenerator(GenerativeTask):
                 "greedy_completion": greedy, "greedy_reason": None if greedy_result is None else greedy_result.reason,
                 "completions": samples, "statuses": [r.status for r in sample_results],
                 "reasons": [r.reason for r in sample_results]})
+
+    def interval_metrics(self) -> dict:
+        ks = list(self.hparams.ks)
+        n = len(ks)  # statistics per problem: pass@k estimates..., 1, greedy passed, greedy ran
+        out = {f"pass@{k}": ("problems", lambda s, i=i: float(s[i] / s[n]) if s[n] else 0.0)
+               for i, k in enumerate(ks) if self.hparams.num_samples >= k}
+        if self.hparams.greedy:
+            out["greedy_pass@1"] = ("problems", lambda s: float(s[n + 1] / s[n + 2]) if s[n + 2] else 0.0)
+        return out
 
     def test_report(self) -> dict:
         h = self.hparams
