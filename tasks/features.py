@@ -116,6 +116,19 @@ def build_cache(key_parts: dict, rows, collate, states, units, sequence_rows, de
     tmp = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_cache(tmp, key_parts, rows, collate, states, units, sequence_rows, desc)
+    except BaseException:  # an interrupted build leaves nothing behind (a QA split's states are gigabytes)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(directory)  # atomic: no half-written cache ever has the real name
+    except OSError:  # another process finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FeatureCache(directory, built=True)
+
+
+def _write_cache(tmp: Path, key_parts: dict, rows, collate, states, units, sequence_rows, desc: str) -> None:
     start = time.perf_counter()
     lengths = [int(collate([rows[i]])["attention_mask"].sum()) for i in range(len(rows))]  # tokenizing is cheap
     order = sorted(range(len(rows)), key=lambda i: lengths[i])
@@ -160,8 +173,3 @@ def build_cache(key_parts: dict, rows, collate, states, units, sequence_rows, de
             "tokens": real, "padding_share": round(1 - real / max(padded, 1), 4), "seconds": round(seconds, 1),
             "tokens_per_s": round(real / max(seconds, 1e-9), 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    try:
-        tmp.rename(directory)  # atomic: a crash leaves a .tmp folder, never a half cache under the real name
-    except OSError:  # another process finished the same cache first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return FeatureCache(directory, built=True)
