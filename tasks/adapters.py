@@ -25,6 +25,8 @@ class Adapter(nn.Module):
     """Base adapter: the backbone is used as it is (its parameters trained or not, see subclasses)."""
 
     n_virtual_tokens = 0
+    input_copies = 1  # how many times the input is fed (FrozenLayers' echo feeds it twice)
+    cache = False  # whether its states can be computed once per split (tasks.features)
 
     def attach(self, backbone: GPT, tokenizer=None) -> None:
         backbone.requires_grad_(False)
@@ -36,6 +38,14 @@ class Adapter(nn.Module):
 
     def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return backbone(idx, attention_mask)
+
+    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, nL, C) per-layer states, what `mix` combines; one "layer" here: encode's output."""
+        return self.encode(backbone, idx, attention_mask)[:, :, None]
+
+    def mix(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., nL, C) -> (..., C). A task picks its units (words, pooled vectors) between states and mix."""
+        return states[..., 0, :]
 
 
 class FullFineTune(Adapter):
@@ -226,6 +236,7 @@ class FrozenLayers(Adapter):
         super().__init__()
         self.layers = list(layers if layers is not None else [-1])
         self.echo, self.cache = echo, cache
+        self.input_copies = 2 if echo else 1
         self.mix_logits = nn.Parameter(torch.zeros(len(self.layers)))
         self.gamma = nn.Parameter(torch.ones(()))
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from backbone.artifact import ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer
-from tasks.adapters import Adapter, FrozenLayers, FullFineTune
+from tasks.adapters import Adapter, FullFineTune
 
 TASK_FILE, WEIGHTS_FILE, METRICS_FILE = "task.json", "trainable.safetensors", "test_metrics.json"
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
@@ -98,9 +98,7 @@ class TaskModule(L.LightningModule):
 
     @property
     def max_input_tokens(self) -> int:
-        room = self.backbone.config.block_size - self.adapter.n_virtual_tokens
-        if getattr(self.adapter, "echo", False):  # the input is fed twice
-            room //= 2
+        room = (self.backbone.config.block_size - self.adapter.n_virtual_tokens) // self.adapter.input_copies
         return min(room, self.hparams.max_length or room)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -121,13 +119,11 @@ class TaskModule(L.LightningModule):
     def unit_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, U, C) unit states and their (S, U) mask, from the feature cache when this split has one."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        if not isinstance(self.adapter, FrozenLayers):
-            return self.units(self.encode(ids, mask), batch)
         cache = self._feature_caches.get(batch.get("split"))
         if cache is not None and "row" in batch:
             states, unit_mask = cache.gather(batch["row"])
             states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
-        else:  # the features of a frozen backbone, units picked before the mix exactly as the cache does
+        else:  # units are picked from the per-layer states before the mix, exactly as the cache stores them
             states, unit_mask = self.units(self.adapter.states(self.backbone, ids, mask), batch)
         return self.adapter.mix(states), unit_mask
 
@@ -141,7 +137,7 @@ class TaskModule(L.LightningModule):
         from tasks.features import build_cache, file_digest, rows_digest
 
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        if not (isinstance(self.adapter, FrozenLayers) and self.adapter.cache) or datamodule is None:
+        if not self.adapter.cache or datamodule is None:
             return
         folder = Path(self.hparams.backbone)  # weights, shape and tokenizer: what the features depend on
         backbone_digest = [file_digest(folder / name) for name in ("model.safetensors", "config.json", "tokenizer.json")]
@@ -156,6 +152,10 @@ class TaskModule(L.LightningModule):
                 if split in self._feature_caches or split not in datamodule.splits:
                     continue
                 rows = datamodule.splits[split]
+                same = [c for other, c in self._feature_caches.items() if datamodule.splits.get(other) is rows]
+                if same:  # the same rows under another split name (SQuAD's dev set: validation and test)
+                    self._feature_caches[split] = same[0]
+                    continue
                 # the rows' content names them: two splits of the same rows (SQuAD's dev set, used for
                 # validation and test) share one cache
                 key = {"backbone": backbone_digest, "data": rows_digest(rows),

@@ -74,6 +74,11 @@ class IndexedRows:
         return i, self.rows[i]
 
 
+def row_lengths(rows, collate) -> list[int]:
+    """Each row's real tokens, as the task's collate would feed them (all of a QA row's windows)."""
+    return [int(collate([row])["attention_mask"].sum()) for row in rows]
+
+
 class LengthBuckets:
     """Batches of similar length, in a new random order every epoch (see TaskData's bucket_by_length)."""
 
@@ -181,8 +186,7 @@ class TaskData(L.LightningDataModule):
         if shuffle and self.bucket_by_length:
             if self.trainer is not None and self.trainer.world_size > 1:
                 raise ValueError("bucket_by_length batches one process's data; with several devices leave it off")
-            lengths = [int(self.collate([row])["attention_mask"].sum()) for row in self.splits[split]]
-            sampler = LengthBuckets(lengths, self.batch_size, self.seed)
+            sampler = LengthBuckets(row_lengths(self.splits[split], self.collate), self.batch_size, self.seed)
             return DataLoader(rows, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
         return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate,
                           num_workers=self.num_workers)

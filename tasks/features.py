@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tasks.data import row_lengths
+
 BATCH_TOKENS = 4096  # padded tokens per extraction batch: big enough for fast matmuls, small for memory
 _DIGESTS: dict[tuple, str] = {}
 
@@ -130,7 +132,7 @@ def build_cache(key_parts: dict, rows, collate, states, units, sequence_rows, de
 
 def _write_cache(tmp: Path, key_parts: dict, rows, collate, states, units, sequence_rows, desc: str) -> None:
     start = time.perf_counter()
-    lengths = [int(collate([rows[i]])["attention_mask"].sum()) for i in range(len(rows))]  # tokenizing is cheap
+    lengths = row_lengths(rows, collate)  # tokenizing is cheap next to the backbone
     order = sorted(range(len(rows)), key=lambda i: lengths[i])
     seq_units: dict[int, list[int]] = {}
     seq_start: dict[int, list[int]] = {}
