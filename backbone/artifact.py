@@ -13,10 +13,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from backbone.config import GPTConfig
+from backbone.model import GPT, RotaryEmbedding, sinusoidal_table
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
+# the one spelling of "how do I get a backbone", shared by the tasks' errors and the demo's messages
+PRETRAIN_COMMAND = "gptsuite pretrain fit --config configs/pretrain/tiny.yaml"
+CREATE_BACKBONE = f"create it with `{PRETRAIN_COMMAND}` (or `gptsuite import smollm2`)"
 
 
 class ArtifactError(ValueError):
@@ -50,8 +54,6 @@ def _require(directory: Path, name: str, hint: str = "") -> Path:
 
 def load_model(directory: str | Path, map_location: str = "cpu"):
     """Build a GPT from config.json and fill it from model.safetensors, checking every tensor."""
-    from backbone.model import GPT
-
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(f"backbone folder {directory} does not exist")
@@ -88,8 +90,6 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
 
 
 def _rebuild_buffers(model, device) -> None:
-    from backbone.model import RotaryEmbedding, sinusoidal_table
-
     c = model.config
     if model.rotary is not None:
         model.rotary = RotaryEmbedding(c.head_size, c.rope_theta).to(device)

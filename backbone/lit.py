@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics.aggregation import MeanMetric, SumMetric
 
+from backbone.artifact import save_backbone
 from backbone.config import GPTConfig
 from backbone.model import GPT
 from backbone.optim import build_optimizer
@@ -207,8 +208,7 @@ class LitGPT(L.LightningModule):
             ptb = perplexity(self.model, datamodule.tokenizer, ptb_text, batch_size=datamodule.batch_size,
                              block_size=datamodule.block_size, progress=True)
             metrics.update({f"ptb_test/{k}": v for k, v in ptb.items()})
-        out = self.model.save_pretrained(directory, datamodule.tokenizer)
-        (Path(directory) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        out = save_backbone(directory, self.model, datamodule.tokenizer, metrics)
         rank_zero_info(f"exported backbone to {out}: " + json.dumps(
             {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items()}))
         return out

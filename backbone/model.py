@@ -385,17 +385,3 @@ class GPT(nn.Module):
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         p = self.transformer.wte.weight
         return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)
-
-    # --- artifacts -------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
-        """Write config.json + model.safetensors (+ tokenizer.json) to `directory`."""
-        from backbone.artifact import save_backbone
-
-        return save_backbone(directory, self, tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> GPT:
-        """Load a model written by save_pretrained (weights only; see backbone.artifact.load_backbone)."""
-        from backbone.artifact import load_model
-
-        return load_model(directory, map_location)

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def register(subparsers) -> None:
+    """`gptsuite demo`: added to the command line through the `gptsuite.commands` entry point."""
+    demo = subparsers.add_parser("demo", help="serve the Gradio web demo over whatever artifacts exist")
+    add_arguments(demo).set_defaults(func=run)
+
+
 def run(args) -> int:
     from demos.app import launch
 

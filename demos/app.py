@@ -2,8 +2,8 @@
 
     gptsuite demo [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]
 
-Tabs: classification, sentiment, NER, QA, translation, code generation (tests run in the sandbox), a
-generation playground, an attention view and a chat. A tab whose artifact is missing says which command
+Tabs: one per registered task (classification, sentiment, NER, QA, translation, code generation with
+its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation playground, an attention view and a chat. A tab whose artifact is missing says which command
 creates it. Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn
 instead of oversubscribing the CPU.
 """
@@ -52,9 +52,9 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
 def backbone_info(reg: Registry, name: str | None) -> str:
     """The chosen backbone's shape, read from config.json (the weights load on first use)."""
     if not name:
-        from demos.common import CREATE_BACKBONE
+        from backbone.artifact import PRETRAIN_COMMAND
 
-        return f"⚠️ No backbone under `{reg.root / 'backbones'}`: create one with `{CREATE_BACKBONE}`."
+        return f"⚠️ No backbone under `{reg.root / 'backbones'}`: create one with `{PRETRAIN_COMMAND}`."
     path = reg.root / "backbones" / Path(name).name / "config.json"
     try:
         c = json.loads(path.read_text())

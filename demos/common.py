@@ -12,18 +12,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from tasks.base import PRETRAIN_COMMAND
+from backbone.artifact import PRETRAIN_COMMAND
+from tasks.registry import TASKS
 
 MAX_CHARS = 5_000  # longest text a task tab accepts
 MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
 MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
 MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
 
-CREATE_BACKBONE = PRETRAIN_COMMAND  # one spelling of the command, shared with the tasks' errors
-TASKS = ("classification", "sentiment", "ner", "qa", "translation", "codegen")
-CREATE_TASK = {task: f"gptsuite {task} fit --config configs/tasks/{task}.yaml" for task in TASKS}
-TASK_TITLES = {"classification": "Topic classification", "sentiment": "Sentiment", "ner": "Named entities",
-               "qa": "Question answering", "translation": "Translation", "codegen": "Code generation"}
 
 
 def fail(message: str):
@@ -66,10 +62,10 @@ class Registry:
     def backbone(self, name: str | None):
         """(model, tokenizer) of artifacts/backbones/<name>."""
         if not name:
-            fail(f"No backbone found under {self.root / 'backbones'}: create one with `{CREATE_BACKBONE}`.")
+            fail(f"No backbone found under {self.root / 'backbones'}: create one with `{PRETRAIN_COMMAND}`.")
         directory = self.root / "backbones" / Path(name).name
         if not (directory / "config.json").is_file():
-            fail(f"Backbone {directory} does not exist: create it with `{CREATE_BACKBONE}`.")
+            fail(f"Backbone {directory} does not exist: create it with `{PRETRAIN_COMMAND}`.")
 
         def load():
             from backbone.artifact import load_backbone
@@ -78,7 +74,7 @@ class Registry:
             model, tokenizer = load_backbone(directory)
             return set_inference_precision(model.eval(), self.precision), tokenizer
 
-        return self._cached(("backbone", str(directory)), load, f"backbone {directory}", CREATE_BACKBONE)
+        return self._cached(("backbone", str(directory)), load, f"backbone {directory}", PRETRAIN_COMMAND)
 
     # --- tasks -----------------------------------------------------------------------------------------
     def task_dir(self, task: str) -> Path:
@@ -88,8 +84,8 @@ class Registry:
         return (self.task_dir(task) / "task.json").is_file()
 
     def missing_message(self, task: str) -> str:
-        return (f"No {TASK_TITLES[task].lower()} model yet: {self.task_dir(task)} does not exist. "
-                f"Create it with `{CREATE_TASK[task]}`.")
+        return (f"No {TASKS[task].title.lower()} model yet: {self.task_dir(task)} does not exist. "
+                f"Create it with `{TASKS[task].fit_command}`.")
 
     def task(self, task: str):
         """The fine-tuned task module of artifacts/tasks/<task>, ready for .predict."""
@@ -105,7 +101,7 @@ class Registry:
             set_inference_precision(task.backbone, self.precision)
             return task
 
-        return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", CREATE_TASK[task])
+        return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", TASKS[task].fit_command)
 
     def _task_backbone(self, directory: Path) -> str | None:
         """The recorded backbone, or the same-named one under this registry's root when the recorded path
@@ -131,7 +127,7 @@ class Registry:
         """One Markdown line per artifact kind: what this demo found."""
         names = self.backbones()
         found = [t for t in TASKS if self.has_task(t)]
-        lines = [f"**Backbones** in `{self.root / 'backbones'}`: {', '.join(names) if names else f'none (`{CREATE_BACKBONE}`)'}",
+        lines = [f"**Backbones** in `{self.root / 'backbones'}`: {', '.join(names) if names else f'none (`{PRETRAIN_COMMAND}`)'}",
                  f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}",
                  f"**Precision**: {self.precision} (`gptsuite info` says why)"]
         return "  \n".join(lines)

@@ -1,25 +1,27 @@
-"""The task tabs: classification, sentiment, NER, QA, translation, code generation (with sandboxed tests).
+"""The task tabs: one per registered task (tasks.registry), laid out by what its predict returns.
 
-Handlers are plain functions of (registry, inputs...) so tests can call them directly; `build_*` functions
-lay out the components inside an open gr.Blocks.
+    LabelScores    a text in, label probabilities out          (classification, sentiment)
+    Entities       a text in, its entities highlighted          (NER)
+    Answer         a question and a context in, the answer highlighted in the context (QA)
+    Completion     a code prompt in, a completion out, and HumanEval-style tests run in the sandbox (codegen)
+    GeneratedText  a text in, a text out                         (translation)
+
+A new task whose output is one of these types gets its tab from its TaskSpec (title, sample) alone.
+Handlers are plain functions of (registry, task, inputs...) so tests can call them directly; `build_*`
+functions lay out the components inside an open gr.Blocks.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demos.common import MAX_CODE_CHARS, TASK_TITLES, Registry, check_text, fail
+from demos.common import MAX_CODE_CHARS, Registry, check_text, fail
+from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
+from tasks.registry import TASKS
+from tasks.spec import TaskSpec
 
-SAMPLE = {
-    "classification": "The central bank raised interest rates again as inflation stayed high.",
-    "sentiment": "a wonderful, moving film with great acting",
-    "ner": "Angela Merkel met Emmanuel Macron in Paris on Monday.",
-    "qa_question": "Where is the Eiffel Tower?",
-    "qa_context": "The Eiffel Tower is a wrought-iron lattice tower in Paris, France. It was completed in 1889.",
-    "translation": "The house is small.",
-}
-CODE_PROMPT = 'def add(a, b):\n    """Return the sum of a and b."""\n'
 CODE_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+CODE_ENTRY_POINT = "add"  # the function the sample code prompt defines and CODE_TEST checks
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -27,13 +29,12 @@ CODE_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert 
 # --------------------------------------------------------------------------------------------------------
 def classify(reg: Registry, task: str, text: str) -> dict[str, float]:
     """Label probabilities for gr.Label."""
-    text = check_text(text)
-    return reg.task(task).predict([text])[0]
+    return reg.task(task).predict(check_text(text)).scores
 
 
-def entity_segments(text: str, words: list[str], entities: list[dict]) -> list[tuple[str, str | None]]:
+def entity_segments(text: str, words: list[str], entities) -> list[tuple[str, str | None]]:
     """Cut `text` into (piece, entity type or None) for gr.HighlightedText; entities are word spans
-    [start, end) whose B-/I- tags are already merged."""
+    [start, end) whose B-/I- tags are already merged (tasks.outputs.Entity)."""
     offsets, cursor = [], 0
     for word in words:  # char span of every word, found in order
         at = text.find(word, cursor)
@@ -41,58 +42,55 @@ def entity_segments(text: str, words: list[str], entities: list[dict]) -> list[t
         offsets.append((at, at + len(word)))
         cursor = at + len(word)
     segments, cursor = [], 0
-    for ent in sorted(entities, key=lambda e: e["start"]):
-        if ent["start"] >= len(offsets) or ent["end"] <= ent["start"]:
+    for ent in sorted(entities, key=lambda e: e.start):
+        if ent.start >= len(offsets) or ent.end <= ent.start:
             continue
-        begin, end = offsets[ent["start"]][0], offsets[min(ent["end"], len(offsets)) - 1][1]
+        begin, end = offsets[ent.start][0], offsets[min(ent.end, len(offsets)) - 1][1]
         if begin < cursor:
             continue
         if begin > cursor:
             segments.append((text[cursor:begin], None))
-        segments.append((text[begin:end], ent["type"]))
+        segments.append((text[begin:end], ent.type))
         cursor = end
     if cursor < len(text):
         segments.append((text[cursor:], None))
     return segments
 
 
-def ner(reg: Registry, text: str):
-    """(highlighted segments, entity list) for the NER tab."""
+def tag_entities(reg: Registry, task: str, text: str):
+    """(highlighted segments, entity list) for an Entities tab."""
     text = check_text(text)
-    out = reg.task("ner").predict([text])[0]
-    entities = [{"type": e["type"], "text": e["text"], "words": [e["start"], e["end"]]} for e in out["entities"]]
-    return entity_segments(text, out["words"], out["entities"]), entities
+    out: Entities = reg.task(task).predict(text)
+    entities = [{"type": e.type, "text": e.text, "words": [e.start, e.end]} for e in out.entities]
+    return entity_segments(text, out.words, out.entities), entities
 
 
-def answer(reg: Registry, question: str, context: str):
-    """(context with the answer highlighted, a one-line summary) for the QA tab."""
+def answer(reg: Registry, task: str, question: str, context: str):
+    """(context with the answer highlighted, a one-line summary) for an Answer tab."""
     question = check_text(question, "question")
     context = check_text(context, "context")
-    out = reg.task("qa").predict([question], [context])[0]
-    text, start, end = out.get("answer") or "", out.get("start"), out.get("end")
-    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(context)):
-        start = context.find(text) if text else -1
-        end = start + len(text)
-    score = out.get("score")
-    score_text = f" (score {score:.3f})" if isinstance(score, (int, float)) else ""
-    if not text or start < 0:
+    out: Answer = reg.task(task).predict(Question(question, context))
+    start, end = out.start, out.end
+    if not 0 <= start < end <= len(context):  # a generated answer: find it in the context
+        start = context.find(out.text) if out.text else -1
+        end = start + len(out.text)
+    score_text = f" (score {out.score:.3f})" if out.score is not None else ""
+    if not out.text or start < 0:
         return [(context, None)], f"No answer found in the context{score_text}."
     segments = [(context[:start], None), (context[start:end], "answer"), (context[end:], None)]
     return [s for s in segments if s[0]], f"Answer: **{context[start:end]}**{score_text}"
 
 
-def translate(reg: Registry, text: str) -> str:
-    text = check_text(text)
-    return reg.task("translation").predict([text])[0]
+def write_text(reg: Registry, task: str, text: str) -> str:
+    """The text a GeneratedText task writes for `text` (a translation)."""
+    return reg.task(task).predict(check_text(text)).text
 
 
-def complete_code(reg: Registry, prompt: str) -> str:
-    prompt = check_text(prompt, "prompt", MAX_CODE_CHARS)
-    out = reg.task("codegen").predict(prompt)
-    return out[0] if isinstance(out, (list, tuple)) else str(out)
+def complete_code(reg: Registry, task: str, prompt: str) -> str:
+    return reg.task(task).predict(check_text(prompt, "prompt", MAX_CODE_CHARS)).text
 
 
-def run_tests(reg: Registry, prompt: str, completion: str, test: str, entry_point: str) -> str:
+def run_tests(reg: Registry, task: str, prompt: str, completion: str, test: str, entry_point: str) -> str:
     """Run HumanEval-style tests (`def check(candidate): ...`) on prompt + completion in the sandbox."""
     prompt = check_text(prompt, "prompt", MAX_CODE_CHARS)
     completion = check_text(completion, "completion", MAX_CODE_CHARS)
@@ -102,7 +100,7 @@ def run_tests(reg: Registry, prompt: str, completion: str, test: str, entry_poin
         fail(f"The entry point must be a Python function name, got {entry_point!r}.")
     if "def check(" not in test:
         fail("The test code must define `check(candidate)`, as HumanEval's tests do.")
-    module = reg.task("codegen") if reg.has_task("codegen") else None
+    module = reg.task(task) if reg.has_task(task) else None
     if module is not None and hasattr(module, "run_tests"):
         result = module.run_tests(prompt, completion, test, entry_point)
     else:
@@ -113,18 +111,13 @@ def run_tests(reg: Registry, prompt: str, completion: str, test: str, entry_poin
 
 
 def format_result(result) -> str:
-    """A sandbox Result (or a dict with the same fields) as Markdown."""
-    if isinstance(result, dict):
-        from types import SimpleNamespace
-
-        result = SimpleNamespace(**result)
-    status = getattr(result, "status", "error")
-    icon = {"passed": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "⚠️")
-    lines = [f"{icon} **{status}** in {getattr(result, 'wall_s', 0.0):.2f} s"]
-    if getattr(result, "reason", ""):
+    """A sandbox Result as Markdown."""
+    icon = {"passed": "✅", "failed": "❌", "timeout": "⏱️"}.get(result.status, "⚠️")
+    lines = [f"{icon} **{result.status}** in {result.wall_s:.2f} s"]
+    if result.reason:
         lines.append(f"Reason: {result.reason}")
     for stream in ("stdout", "stderr"):
-        tail = (getattr(result, stream, "") or "").strip()
+        tail = (getattr(result, stream) or "").strip()
         if tail:
             lines.append(f"{stream}:\n```\n{tail[-1500:]}\n```")
     return "\n\n".join(lines)
@@ -140,71 +133,85 @@ def _status(reg: Registry, task: str):
     return gr.Markdown(f"⚠️ {reg.missing_message(task)}", elem_id=f"{task}-status")
 
 
-def build_label_tab(reg: Registry, task: str) -> None:
-    with gr.Tab(TASK_TITLES[task], id=task):
-        _status(reg, task)
-        text = gr.Textbox(label="Text", lines=3, value=SAMPLE[task], elem_id=f"{task}-input")
-        button = gr.Button("Classify", variant="primary", elem_id=f"{task}-button")
-        label = gr.Label(label="Label probabilities", num_top_classes=10, elem_id=f"{task}-output")
-        button.click(lambda t: classify(reg, task, t), text, label, api_name=task)
-        text.submit(lambda t: classify(reg, task, t), text, label, api_name=False)
+def build_label_tab(reg: Registry, spec: TaskSpec) -> None:
+    task = spec.name
+    text = gr.Textbox(label="Text", lines=3, value=spec.sample, elem_id=f"{task}-input")
+    button = gr.Button("Classify", variant="primary", elem_id=f"{task}-button")
+    label = gr.Label(label="Label probabilities", num_top_classes=10, elem_id=f"{task}-output")
+    button.click(lambda t: classify(reg, task, t), text, label, api_name=task)
+    text.submit(lambda t: classify(reg, task, t), text, label, api_name=False)
 
 
-def build_ner_tab(reg: Registry) -> None:
-    with gr.Tab(TASK_TITLES["ner"], id="ner"):
-        _status(reg, "ner")
-        text = gr.Textbox(label="Text", lines=3, value=SAMPLE["ner"], elem_id="ner-input")
-        button = gr.Button("Find entities", variant="primary", elem_id="ner-button")
-        spans = gr.HighlightedText(label="Entities", show_legend=True, elem_id="ner-output")
-        table = gr.JSON(label="Merged entities (word spans)", elem_id="ner-entities")
-        button.click(lambda t: ner(reg, t), text, [spans, table], api_name="ner")
+def build_entities_tab(reg: Registry, spec: TaskSpec) -> None:
+    task = spec.name
+    text = gr.Textbox(label="Text", lines=3, value=spec.sample, elem_id=f"{task}-input")
+    button = gr.Button("Find entities", variant="primary", elem_id=f"{task}-button")
+    spans = gr.HighlightedText(label="Entities", show_legend=True, elem_id=f"{task}-output")
+    table = gr.JSON(label="Merged entities (word spans)", elem_id=f"{task}-entities")
+    button.click(lambda t: tag_entities(reg, task, t), text, [spans, table], api_name=task)
 
 
-def build_qa_tab(reg: Registry) -> None:
-    with gr.Tab(TASK_TITLES["qa"], id="qa"):
-        _status(reg, "qa")
-        question = gr.Textbox(label="Question", value=SAMPLE["qa_question"], elem_id="qa-question")
-        context = gr.Textbox(label="Context", lines=5, value=SAMPLE["qa_context"], elem_id="qa-context")
-        button = gr.Button("Answer", variant="primary", elem_id="qa-button")
-        summary = gr.Markdown(elem_id="qa-summary")
-        spans = gr.HighlightedText(label="Answer in its context", color_map={"answer": "green"}, elem_id="qa-output")
-        button.click(lambda q, c: answer(reg, q, c), [question, context], [spans, summary], api_name="qa")
+def build_answer_tab(reg: Registry, spec: TaskSpec) -> None:
+    task, sample = spec.name, spec.sample
+    question = gr.Textbox(label="Question", value=sample.question, elem_id=f"{task}-question")
+    context = gr.Textbox(label="Context", lines=5, value=sample.context, elem_id=f"{task}-context")
+    button = gr.Button("Answer", variant="primary", elem_id=f"{task}-button")
+    summary = gr.Markdown(elem_id=f"{task}-summary")
+    spans = gr.HighlightedText(label="Answer in its context", color_map={"answer": "green"}, elem_id=f"{task}-output")
+    button.click(lambda q, c: answer(reg, task, q, c), [question, context], [spans, summary], api_name=task)
 
 
-def build_translation_tab(reg: Registry) -> None:
-    with gr.Tab(TASK_TITLES["translation"], id="translation"):
-        _status(reg, "translation")
-        text = gr.Textbox(label="Source text", lines=3, value=SAMPLE["translation"], elem_id="translation-input")
-        button = gr.Button("Translate", variant="primary", elem_id="translation-button")
-        out = gr.Textbox(label="Translation", lines=3, interactive=False, elem_id="translation-output")
-        button.click(lambda t: translate(reg, t), text, out, api_name="translation")
+def build_text_tab(reg: Registry, spec: TaskSpec) -> None:
+    task = spec.name
+    text = gr.Textbox(label="Source text", lines=3, value=spec.sample, elem_id=f"{task}-input")
+    button = gr.Button("Write", variant="primary", elem_id=f"{task}-button")
+    out = gr.Textbox(label=spec.title, lines=3, interactive=False, elem_id=f"{task}-output")
+    button.click(lambda t: write_text(reg, task, t), text, out, api_name=task)
 
 
-def build_codegen_tab(reg: Registry) -> None:
-    with gr.Tab(TASK_TITLES["codegen"], id="codegen"):
-        _status(reg, "codegen")
-        gr.Markdown("Write or generate a completion, then run HumanEval-style tests on prompt + completion in "
-                    "the sandbox (a separate process with time, memory and network limits).")
-        with gr.Row():
-            with gr.Column():
-                prompt = gr.Textbox(label="Prompt (function signature + docstring)", lines=6, value=CODE_PROMPT,
-                                    elem_id="codegen-prompt")
-                generate = gr.Button("Generate completion", elem_id="codegen-generate")
-                completion = gr.Textbox(label="Completion (editable)", lines=6, elem_id="codegen-completion")
-            with gr.Column():
-                test = gr.Textbox(label="Tests: def check(candidate)", lines=6, value=CODE_TEST, elem_id="codegen-test")
-                entry = gr.Textbox(label="Entry point", value="add", elem_id="codegen-entry")
-                run = gr.Button("Run tests", variant="primary", elem_id="codegen-run")
-                result = gr.Markdown(elem_id="codegen-result")
-        generate.click(lambda p: complete_code(reg, p), prompt, completion, api_name="codegen")
-        run.click(lambda p, c, t, e: run_tests(reg, p, c, t, e), [prompt, completion, test, entry], result,
-                  api_name="run_tests")
+def build_code_tab(reg: Registry, spec: TaskSpec) -> None:
+    task = spec.name
+    gr.Markdown("Write or generate a completion, then run HumanEval-style tests on prompt + completion in "
+                "the sandbox (a separate process with time, memory and network limits).")
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(label="Prompt (function signature + docstring)", lines=6, value=spec.sample,
+                                elem_id=f"{task}-prompt")
+            generate = gr.Button("Generate completion", elem_id=f"{task}-generate")
+            completion = gr.Textbox(label="Completion (editable)", lines=6, elem_id=f"{task}-completion")
+        with gr.Column():
+            test = gr.Textbox(label="Tests: def check(candidate)", lines=6, value=CODE_TEST, elem_id=f"{task}-test")
+            entry = gr.Textbox(label="Entry point", value=CODE_ENTRY_POINT, elem_id=f"{task}-entry")
+            run = gr.Button("Run tests", variant="primary", elem_id=f"{task}-run")
+            result = gr.Markdown(elem_id=f"{task}-result")
+    generate.click(lambda p: complete_code(reg, task, p), prompt, completion, api_name=task)
+    # a second code tab's endpoint becomes run_tests_1 (Gradio numbers repeated names)
+    run.click(lambda p, c, t, e: run_tests(reg, task, p, c, t, e), [prompt, completion, test, entry], result,
+              api_name="run_tests")
+
+
+# the layout of each output type (the first match along the output type's class hierarchy) and the input
+# type it reads
+TAB_LAYOUTS = {
+    LabelScores: (build_label_tab, str),
+    Entities: (build_entities_tab, str),
+    Answer: (build_answer_tab, Question),
+    Completion: (build_code_tab, str),
+    GeneratedText: (build_text_tab, str),
+}
+
+
+def tab_layout(spec: TaskSpec):
+    """The builder of a task's tab, chosen by its output type; a clear error for a pair no layout shows."""
+    for kind in spec.output_type.__mro__:
+        if kind in TAB_LAYOUTS and TAB_LAYOUTS[kind][1] is spec.input_type:
+            return TAB_LAYOUTS[kind][0]
+    raise TypeError(f"the demo has no tab for task {spec.name!r}: {spec.input_type.__name__} in, "
+                    f"{spec.output_type.__name__} out (layouts: {', '.join(k.__name__ for k in TAB_LAYOUTS)})")
 
 
 def build_task_tabs(reg: Registry) -> None:
-    build_label_tab(reg, "classification")
-    build_label_tab(reg, "sentiment")
-    build_ner_tab(reg)
-    build_qa_tab(reg)
-    build_translation_tab(reg)
-    build_codegen_tab(reg)
+    for spec in TASKS.values():
+        with gr.Tab(spec.title, id=spec.name):
+            _status(reg, spec.name)
+            tab_layout(spec)(reg, spec)

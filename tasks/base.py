@@ -2,13 +2,14 @@
 
 Everything every task shares lives here once: loading the backbone (with an error that names the command
 that creates it), attaching the adapter, the optimizer and schedule, the train/val/test steps, metrics
-logging, the test metrics JSON, and saving/loading a fine-tuned task as one artifact. A task subclass adds
-its head (`build_head`), its loss and predictions (`loss`, `update_metrics`), and its metrics.
+logging, the test metrics JSON and predictions file, typed prediction (`predict`), and saving/loading a
+fine-tuned task as one artifact. A task subclass adds its head (`build_head`), its loss and its scoring
+(`loss`, `update_metrics`, `metrics`), and `predict_batch`. Subclasses declare only their own constructor
+arguments and pass the rest on (`**kwargs`); LightningCLI follows them here, so `--help` lists them all.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from pathlib import Path
@@ -20,27 +21,27 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from safetensors.torch import load_file, save_file
 
-from backbone.artifact import ArtifactError, load_backbone
+from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer
 from tasks.adapters import Adapter, FullFineTune
+from tasks.outputs import check_inputs
+from tasks.spec import load_object
 
-TASK_FILE, WEIGHTS_FILE, METRICS_FILE = "task.json", "trainable.safetensors", "test_metrics.json"
+TASK_FILE, WEIGHTS_FILE = "task.json", "trainable.safetensors"
+METRICS_FILE, PREDICTIONS_FILE = "test_metrics.json", "test_predictions.jsonl"
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
 # do that on purpose (sys.argv must stay whole: a DDP launcher re-runs it)
 LIGHTNINGCLI_ARGS_WARNING = ".*args parameter is intended to run from within Python.*"
-PRETRAIN_COMMAND = "gptsuite pretrain fit --config configs/pretrain/tiny.yaml"
-CREATE_BACKBONE = (f"create it with `{PRETRAIN_COMMAND}` "
-                   "(or `gptsuite import smollm2`)")
 
 
 class TaskModule(L.LightningModule):
-    """Shared fine-tuning logic. Subclasses: build_head(), loss(batch), update_metrics(stage, batch).
+    """Shared fine-tuning logic. Subclasses: build_head(), loss(batch), update_metrics(stage, batch),
+    metrics(stage), predict_batch(items), and the class attributes input_type and output_type.
 
     Args:
         backbone: backbone artifact folder (config.json, model.safetensors, tokenizer.json).
         adapter: how the backbone is adapted (tasks.adapters: FullFineTune, Frozen, LoRA, PromptTuning, PrefixTuning).
-        label_names: label map; None takes it from the data module.
         learning_rate: peak AdamW learning rate.
         weight_decay: decoupled weight decay on linear weight matrices.
         warmup_ratio: fraction of the training steps spent in linear warmup.
@@ -51,11 +52,13 @@ class TaskModule(L.LightningModule):
             a third more compute); for LoRA and full fine-tuning of long inputs.
     """
 
+    input_type: type = str  # what predict takes (one, or a list of them); tasks.outputs
+    output_type: type = object  # what predict returns for each (a tasks.outputs dataclass)
+
     def __init__(
         self,
         backbone: str,
         adapter: Adapter | None = None,
-        label_names: list[str] | None = None,
         learning_rate: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
@@ -67,12 +70,12 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["adapter"])
         self.adapter = adapter if adapter is not None else FullFineTune()
-        self.label_names = label_names
         self.backbone = None
         self.tokenizer = None
         self._train_tokens = 0  # summed where the batches live: read (one host sync) only through train_tokens
         self._padded_tokens = 0  # the same with padding: their ratio is the share of compute spent on padding
         self._feature_caches: dict = {}  # split -> tasks.features.FeatureCache (FrozenLayers with cache=True)
+        self._records: list[dict] = []  # the test predictions (record_predictions)
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -87,9 +90,6 @@ class TaskModule(L.LightningModule):
             raise ArtifactError(f"{err}; recreate the backbone: {CREATE_BACKBONE}") from err
         self.backbone.train()
         self.backbone.gradient_checkpointing = self.hparams.get("gradient_checkpointing", False)
-        if self.label_names is None and self._trainer is not None and self.trainer.datamodule is not None:
-            self.label_names = list(self.trainer.datamodule.label_names)
-        self.hparams.label_names = self.label_names
         self.adapter.attach(self.backbone, self.tokenizer)
         self.build_head()
 
@@ -215,6 +215,12 @@ class TaskModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.update_metrics("test", batch)
 
+    def record_predictions(self, stage: str, records: list[dict]) -> None:
+        """One JSON-safe record per scored test example (what it was, what the model said, the gold): written
+        to test_predictions.jsonl, and counted as the test examples reported next to the scores."""
+        if stage == "test":
+            self._records.extend(records)
+
     def _log_metrics(self, stage: str) -> dict[str, float]:
         """Compute, log and reset a stage's metrics; a metric may return one value or a dict of them."""
         values = {}
@@ -282,7 +288,7 @@ class TaskModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._example_stats: dict[str, list] = {}
-        self._test_examples = 0  # counted by update_metrics, reported next to the scores
+        self._records: list[dict] = []
         head_params = [p for p in self.trainable_parameters() if p.requires_grad]
         if head_params and not getattr(self, "_trained", False):
             rank_zero_warn("testing a task that was neither trained in this run nor loaded from a checkpoint: its "
@@ -297,7 +303,7 @@ class TaskModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics("test")
-        values["test/examples"] = float(getattr(self, "_test_examples", 0))
+        values["test/examples"] = float(len(self._records))
         self.log("test/examples", values["test/examples"])
         intervals = {f"test/{metric}_ci95": bounds for metric, bounds in self.test_intervals().items()}
         written = json.dumps({**values, **intervals, **self.test_report()}, indent=2)
@@ -306,7 +312,8 @@ class TaskModule(L.LightningModule):
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.trainer.is_global_zero:
             (out_dir / METRICS_FILE).write_text(written + "\n")
-            rank_zero_info(f"test metrics written to {out_dir / METRICS_FILE}")
+            (out_dir / PREDICTIONS_FILE).write_text("".join(json.dumps(r) + "\n" for r in self._records))
+            rank_zero_info(f"test metrics and predictions written to {out_dir / METRICS_FILE}, {PREDICTIONS_FILE}")
 
     def configure_optimizers(self):
         h = self.hparams
@@ -318,10 +325,46 @@ class TaskModule(L.LightningModule):
         return build_optimizer([self], h.learning_rate, h.weight_decay, (0.9, 0.999), int(h.warmup_ratio * total),
                                total, h.min_lr_ratio, only=params)
 
+    # --- use -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, items, **options):
+        """Predictions for a list of inputs (input_type), one output_type each, in order; given one input,
+        its one output. Options are the task's (see its predict_batch)."""
+        single = isinstance(items, self.input_type)
+        items = [items] if single else list(items)
+        check_inputs(items, self.input_type)
+        self.eval()
+        outputs = self.predict_batch(items, **options) if items else []
+        return outputs[0] if single else outputs
+
+    def predict_batch(self, items: list, **options) -> list:
+        raise NotImplementedError
+
     # --- task artifact ---------------------------------------------------------------------------------
     def on_fit_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
             save_task(self, self.hparams.export_dir)
+
+
+class LabelledTask(TaskModule):
+    """A task whose outputs come from a fixed label map (classification, NER).
+
+    Args:
+        label_names: the label map; None takes it from the data module.
+    """
+
+    def __init__(self, label_names: list[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.label_names = label_names
+
+    def configure_model(self) -> None:
+        if self.backbone is None:  # the head's size comes from the label map: settle it first
+            if self.label_names is None and self._trainer is not None and self.trainer.datamodule is not None:
+                self.label_names = list(self.trainer.datamodule.label_names)
+            if not self.label_names:
+                raise ValueError(f"{type(self).__name__} needs label_names, or a data module to take them from")
+            self.hparams.label_names = self.label_names
+        super().configure_model()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -333,11 +376,6 @@ def _spec(obj) -> dict:
     names = [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}",
             "init_args": {n: getattr(obj, n) for n in names}}
-
-
-def _import(class_path: str):
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def save_task(task: TaskModule, directory: str | Path) -> Path:
@@ -363,9 +401,9 @@ def load_task(directory: str | Path, backbone: str | None = None) -> TaskModule:
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing: not a saved task (run `fit` with --model.export_dir)")
     spec = json.loads((directory / TASK_FILE).read_text())
-    adapter = _import(spec["adapter"]["class_path"])(**spec["adapter"]["init_args"])
+    adapter = load_object(spec["adapter"]["class_path"])(**spec["adapter"]["init_args"])
     hparams = {**spec["hparams"], **({"backbone": backbone} if backbone else {})}
-    task = _import(spec["task"])(adapter=adapter, **hparams)
+    task = load_object(spec["task"])(adapter=adapter, **hparams)
     task.configure_model()
     state = load_file(str(directory / WEIGHTS_FILE))
     own = dict(task.named_parameters())

@@ -1,13 +1,14 @@
 """`gptsuite bench --preset smoke|quick|full`: every task fine-tuned and scored, one comparison table.
 
-For each task: fit with the preset's budget, test on the benchmark split, and, where the task has one, the
+A preset (tasks.bench_specs.PRESETS) names a backbone; every registered task with an entry for the preset
+(its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and, where the task has one, the
 prompt path (few-shot label words, no training) on the same examples; then the simple baselines on the same
 split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with the settings that produced them.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 import platform
 import time
@@ -20,8 +21,10 @@ from tqdm.auto import tqdm
 from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
-from tasks.bench_specs import ANCHORS, PRESETS, TASKS
+from tasks.bench_specs import PRESETS
 from tasks.bench_table import markdown_table, plot, write_csv
+from tasks.registry import TASKS, get
+from tasks.spec import TaskSpec
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
@@ -83,9 +86,9 @@ def _budget_report(trainer) -> dict:
     return {}
 
 
-def task_args(spec: dict, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
+def task_args(spec: TaskSpec, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
     """The task CLI's arguments for one benchmark run, its logs and test files in run_dir."""
-    args = ["--config", project_file(spec["config"]), "--model.backbone", backbone,
+    args = ["--config", project_file(spec.config), "--model.backbone", backbone,
             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null"]
@@ -94,33 +97,35 @@ def task_args(spec: dict, budget: dict, backbone: str, run_dir: Path, extra: lis
     return args + extra
 
 
-def task_methods(task: str, spec: dict, preset_task: dict) -> dict[str, dict]:
+STAGE_KEYS = ("methods", "budget_s", "seconds")  # a task's preset entry: these, and the flags
+
+
+def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
     """The methods a preset runs for a task, {name: flags}: the preset's own `methods`, else the task's
     defaults (its config as it is, and the prompt path where the task has one). Flags outside `methods`
     apply to every method; a method's `args` are extra command-line arguments."""
-    common = {k: v for k, v in preset_task.items() if k != "methods"}
+    common = {k: v for k, v in preset_task.items() if k not in STAGE_KEYS}
     if "methods" in preset_task:
         return {name: {**common, **flags} for name, flags in preset_task["methods"].items()}
     methods = {"fine-tuned": common}
-    if spec.get("prompt_args"):
+    if spec.prompt_args:
         methods["prompt"] = {**common, "args": "prompt", "trainer.max_epochs": 0}
     return methods
 
 
-def run_task(task: str, spec: dict, flags: dict, backbone: str, run_dir: Path, precision: str = AUTO,
+def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precision: str = AUTO,
              budget_s: float | None = None) -> tuple[dict, object]:
-    """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0) + test, through the task's
-    own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what the
-    fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached."""
-    module = importlib.import_module(spec["module"])
+    """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0) and
+    test, through the task's own LightningCLI in this process. -> (result, its data module, for the
+    baselines). `spent` says what the fit used: optimizer steps, real tokens, seconds, and the feature
+    extraction when features are cached."""
     start = time.perf_counter()
     flags = dict(flags)
     extra = flags.pop("args", [])
-    extra = list(spec.get("prompt_args", [])) if extra == "prompt" else list(extra)
+    extra = list(spec.prompt_args) if extra == "prompt" else list(extra)
     fits = flags.get("trainer.max_epochs", 1) > 0
-    cli = module.cli_main(task_args(spec, flags, backbone, run_dir,
-                                    extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
-                          run=False)
+    cli = spec.cli(task_args(spec, flags, backbone, run_dir,
+                             extra + precision_args(precision) + (budget_args(budget_s) if fits else [])), run=False)
     if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
@@ -147,35 +152,41 @@ def _plain(report: dict) -> dict:
     return {key.removeprefix("test/"): value for key, value in report.items()}
 
 
-def run_baselines(task: str, spec: dict, datamodule) -> tuple[dict, list[str]]:
+def run_baselines(spec: TaskSpec, datamodule) -> tuple[dict, list[str]]:
     try:
-        return (spec["baselines"](datamodule) if spec.get("baselines") else {}), []
+        return spec.score_baselines(datamodule), []
     except Exception as err:  # a broken baseline must not hide our own scores
-        return {}, [f"{task} baselines failed: {type(err).__name__}: {err}"]
+        return {}, [f"{spec.name} baselines failed: {type(err).__name__}: {err}"]
 
 
-def rows_for(task: str, spec: dict, method: str, result: dict, baselines: dict, backbone: str) -> list[dict]:
+def anchors(task: str, metric: str) -> list[dict]:
+    """The task's published anchors for a metric, as table rows hold them (a task no longer registered: none)."""
+    spec = TASKS.get(task)
+    return [dataclasses.asdict(a) for a in (spec.anchors if spec else ()) if a.metric == metric]
+
+
+def rows_for(spec: TaskSpec, method: str, result: dict, baselines: dict, backbone: str) -> list[dict]:
     rows = []
-    for metric in spec["metrics"]:
+    for metric in spec.metrics:
         interval = result["intervals"].get(metric)
         rows.append({
-            "task": task, "dataset": spec["dataset"], "split": spec["split"], "n_eval": result["n_eval"],
+            "task": spec.name, "dataset": spec.dataset, "split": spec.split, "n_eval": result["n_eval"],
             "backbone": backbone, "method": method, "metric": metric,
             "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
             "ci95": [_pct(v, spec) for v in interval] if interval else None,
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in baselines.items() if metric in vals},
-            "anchors": [a for a in ANCHORS.get(task, []) if a["metric"] == metric],
+            "anchors": anchors(spec.name, metric),
             "settings": {"backbone": backbone, "n_train": result["n_train"], **result["settings"]},
             "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
     return rows
 
 
-def _pct(value, spec) -> float | None:
+def _pct(value, spec: TaskSpec) -> float | None:
     """Scores in the table are percentages (0-100) like the published anchors."""
     if value is None:
         return None
-    return round(float(value) * (100 if spec.get("fraction", True) else 1), 2)
+    return round(float(value) * (100 if spec.fraction else 1), 2)
 
 
 def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
@@ -184,15 +195,15 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
-    kept = [r for r in old.get("rows", []) if "method" in r  # rows of the first table format are not kept
-            and (r["backbone"], r["task"], r["method"]) not in replaced]
+    kept = [r for r in old.get("rows", []) if (r["backbone"], r["task"], r["method"]) not in replaced]
     for r in kept:  # anchors are the spec's, not a measurement: kept rows show the current ones
-        r["anchors"] = [a for a in ANCHORS.get(r["task"], []) if a["metric"] == r["metric"]]
+        r["anchors"] = anchors(r["task"], r["metric"])
     live = {(r["backbone"], r["task"]) for r in kept}
     runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
             and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
     order = {task: i for i, task in enumerate(TASKS)}
-    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], 99), r["metric"] != TASKS[r["task"]]["metrics"][0],
+    headline = {task: spec.metrics[0] for task, spec in TASKS.items()}
+    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], len(order)), r["metric"] != headline.get(r["task"]),
                                               r["metric"], r["backbone"], -(r["score"] or 0)))
     path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
     write_csv(rows, out_dir / "results.csv")
@@ -215,29 +226,38 @@ def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, no
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
 
 
-def stage_budgets(preset: dict, time_budget_min: float | None) -> dict[str, float]:
+def preset_tasks(preset_name: str) -> dict[str, dict]:
+    """{task: its entry} of every registered task that the preset runs, in registry order."""
+    return {name: spec.bench[preset_name] for name, spec in TASKS.items() if preset_name in spec.bench}
+
+
+def stage_budgets(preset_name: str, time_budget_min: float | None) -> dict[str, float]:
     """Each stage's training budget in seconds: the preset's, scaled so they add up to the share of
     `time_budget_min` the preset gives training (evaluation and data preparation are not budgeted)."""
-    budgets = dict(preset.get("budget_s", {}))
+    preset = PRESETS[preset_name]
+    budgets = {task: entry["budget_s"] for task, entry in preset_tasks(preset_name).items() if "budget_s" in entry}
+    if "budget_s" in preset:
+        budgets["backbone"] = preset["budget_s"]
     if time_budget_min is None:
         return budgets
     if not budgets:
-        raise ValueError("this preset trains by steps and epochs only: --time-budget needs a preset with budgets "
-                         f"({', '.join(name for name, p in PRESETS.items() if p.get('budget_s'))})")
+        budgeted = [name for name in PRESETS if stage_budgets(name, None)]
+        raise ValueError(f"this preset trains by steps and epochs only: --time-budget needs a preset with budgets "
+                         f"({', '.join(budgeted)})")
     if time_budget_min <= 0:
         raise ValueError(f"--time-budget must be positive minutes, got {time_budget_min}")
     scale = time_budget_min / preset["minutes"]
     return {stage: seconds * scale for stage, seconds in budgets.items()}
 
 
-def stage_weights(preset: dict, tasks: list[str], backbone: str | None) -> dict[str, float]:
+def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> dict[str, float]:
     """Each stage's share of the progress bar: its expected seconds, so the ETA is not one stage's pace."""
-    expected = preset.get("stage_seconds", {})
-    listed = [seconds for stage, seconds in expected.items() if stage != "backbone"]
-    default = sum(listed) / len(listed) if listed else 1.0
+    preset = PRESETS[preset_name]
+    expected = {task: entry["seconds"] for task, entry in preset_tasks(preset_name).items() if "seconds" in entry}
+    default = sum(expected.values()) / len(expected) if expected else 1.0
     weights = {task: float(expected.get(task, default)) for task in tasks}
     exists = (Path(backbone or preset["backbone"]) / "config.json").is_file()
-    weights["backbone"] = 0.0 if exists else float(expected.get("backbone", default))
+    weights["backbone"] = 0.0 if exists else float(preset.get("seconds", default))
     return weights
 
 
@@ -246,16 +266,16 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
               runs_dir: Path = RUNS_DIR) -> list[dict]:
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
-    preset = PRESETS[preset_name]
-    chosen = tasks or list(preset["tasks"])
+    preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
+    chosen = tasks or list(entries)
     unknown = sorted(set(chosen) - set(TASKS))
     if unknown:
-        raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
+        raise ValueError(f"unknown tasks {unknown}; choose from {', '.join(TASKS)}")
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-    budgets = stage_budgets(preset, time_budget_min)
+    budgets = stage_budgets(preset_name, time_budget_min)
     machine = machine_summary(precision)  # measured once per machine, then cached
-    weights = stage_weights(preset, chosen, backbone)
+    weights = stage_weights(preset_name, chosen, backbone)
     stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     stages.set_description(f"bench {preset_name}: backbone")
     backbone, backbone_spent = ensure_backbone(preset, backbone, precision, budgets.get("backbone"))
@@ -263,15 +283,15 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     rows, notes, done = [], [], []
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
-        baselines = None
-        for method, flags in task_methods(task, TASKS[task], preset["tasks"].get(task, {})).items():
+        spec, baselines = get(task), None
+        for method, flags in task_methods(spec, entries.get(task, {})).items():
             try:
-                result, datamodule = run_task(task, TASKS[task], flags, backbone, runs_dir / preset_name / task / _slug(method),
+                result, datamodule = run_task(spec, flags, backbone, runs_dir / preset_name / task / _slug(method),
                                               precision, budgets.get(task))
                 if baselines is None:  # the same examples for every method: scored once
-                    baselines, failed = run_baselines(task, TASKS[task], datamodule)
+                    baselines, failed = run_baselines(spec, datamodule)
                     notes += failed
-                rows += rows_for(task, TASKS[task], method, result, baselines, backbone)
+                rows += rows_for(spec, method, result, baselines, backbone)
             except Exception as err:  # one method's failure is reported in the table, not fatal to the rest
                 notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
                 tqdm.write(f"[bench] {task} / {method} failed: {err}")

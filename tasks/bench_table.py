@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from tasks.bench_specs import TASKS
+from tasks.registry import TASKS
 
 
 def _fmt(value) -> str:
@@ -28,7 +28,7 @@ def headline(rows: list[dict]) -> list[str]:
     lines = ["| task | metric | best ours (method, backbone, n) | best baseline | best published anchor |",
              "|---|---|---|---|---|"]
     for task, spec in TASKS.items():
-        metric = spec["metrics"][0]
+        metric = spec.metrics[0]
         ours = [r for r in rows if r["task"] == task and r["metric"] == metric and r["score"] is not None]
         if not ours:
             continue
@@ -37,7 +37,7 @@ def headline(rows: list[dict]) -> list[str]:
                      for name, v in r["baselines"].items() if v is not None]
         base = max(baselines, default=None)
         anchor = max(((a["value"], a) for a in best["anchors"]), default=None, key=lambda x: x[0])
-        lines.append(f"| {task} ({spec['dataset']}) | {metric} | **{_score(best)}** ({best['method']}, "
+        lines.append(f"| {task} ({spec.dataset}) | {metric} | **{_score(best)}** ({best['method']}, "
                      f"{Path(best['backbone']).name}, {best['n_eval']}) | "
                      + (f"{base[0]:.1f} ({base[1]})" if base else "–") + " | "
                      + (f"{anchor[1]['value']} ({anchor[1]['name']}, {anchor[1]['source']})" if anchor else "–") + " |")
@@ -99,14 +99,14 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in TASKS if any(r["task"] == t and r["metric"] == TASKS[t]["metrics"][0] for r in rows)]
+    tasks = [t for t in TASKS if any(r["task"] == t and r["metric"] == TASKS[t].metrics[0] for r in rows)]
     if not tasks:
         return
     cols = min(3, len(tasks))
     n_rows = (len(tasks) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.6 * n_rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        metric = TASKS[task]["metrics"][0]
+        metric = TASKS[task].metrics[0]
         mine = [r for r in rows if r["task"] == task and r["metric"] == metric]
         labels = [f"{r['method']}\n{Path(r['backbone']).name}" for r in mine]
         values = [r["score"] or 0 for r in mine]

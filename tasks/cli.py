@@ -8,7 +8,9 @@
     gptsuite bench --preset quick                                 every task, one table
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
-Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works.
+Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The
+task subcommands come from the task registry (tasks.registry); subcommands of layers above this one (the
+demo) register themselves through the `gptsuite.commands` entry point group, so nothing here imports them.
 """
 
 from __future__ import annotations
@@ -16,28 +18,32 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib.metadata import entry_points
 
-LIGHTNING_COMMANDS = {
-    "pretrain": "backbone.lit",
-    "classification": "tasks.classification",
-    "sentiment": "tasks.sentiment",
-    "ner": "tasks.ner",
-    "qa": "tasks.qa",
-    "translation": "tasks.translation",
-    "codegen": "tasks.codegen",
-}
+from tasks.registry import TASKS
+
+COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subcommand (pyproject.toml)
+
+
+def lightning_command(name: str):
+    """The LightningCLI entry of a subcommand (f(args)), or None when it is not a Lightning one."""
+    if name == "pretrain":
+        from backbone.lit import cli_main
+
+        return cli_main
+    return TASKS[name].cli if name in TASKS else None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        import importlib
+    run_lightning = lightning_command(argv[0]) if argv else None
+    if run_lightning is not None:
         import warnings
 
         from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 
         warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
-        importlib.import_module(LIGHTNING_COMMANDS[argv[0]]).cli_main(argv[1:])
+        run_lightning(argv[1:])
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.splitlines()[2:9]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
-    for task in LIGHTNING_COMMANDS:
-        if task != "pretrain":
-            sub.add_parser(task, help=f"fine-tune / evaluate the {task} task (LightningCLI: fit | validate | test)")
+    for name, spec in TASKS.items():
+        sub.add_parser(name, help=f"{spec.title.lower()}, {spec.dataset}: fine-tune / evaluate (LightningCLI: "
+                                  f"fit | validate | test)")
     info = sub.add_parser("info", help="this machine (matmul GFLOP/s, the precision auto picks) and the model presets")
     info.add_argument("--remeasure", action="store_true", help="measure the matmul rates again (they are cached)")
     info.set_defaults(func=cmd_info)
@@ -77,10 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     gguf.add_argument("path")
     gguf.add_argument("--out", required=True)
     gguf.set_defaults(func=cmd_import_gguf)
-    from demos.__main__ import add_arguments as add_demo_arguments
-
-    demo = add_demo_arguments(sub.add_parser("demo", help="serve the Gradio web demo over whatever artifacts exist"))
-    demo.set_defaults(func=cmd_demo)
+    for plugin in entry_points(group=COMMAND_PLUGINS):
+        plugin.load()(sub)
     bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
     bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 (SmolLM2-135M, frozen + cached features, <= 60 min) | smollm2-ablations | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
@@ -220,12 +224,6 @@ def cmd_bench(args) -> int:
 
     run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget)
     return 0
-
-
-def cmd_demo(args) -> int:
-    from demos.__main__ import run
-
-    return run(args)
 
 
 def cmd_import_smollm2(args) -> int:

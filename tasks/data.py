@@ -14,9 +14,11 @@ import datasets
 import lightning as L
 from torch.utils.data import DataLoader
 
+from backbone.artifact import CREATE_BACKBONE
 from backbone.tokenizer import Tokenizer
 
 SPLITS = ("train", "validation", "test")
+IGNORE = -100  # the label of a position no loss is computed at (torch's cross_entropy ignore_index default)
 
 
 def load_user_files(data_files: dict[str, str]) -> datasets.DatasetDict:
@@ -151,8 +153,6 @@ class TaskData(L.LightningDataModule):
             return
         tokenizer_file = Path(self.backbone) / "tokenizer.json"
         if not tokenizer_file.is_file():
-            from tasks.base import CREATE_BACKBONE
-
             raise FileNotFoundError(f"backbone {self.backbone} not found ({tokenizer_file} missing): {CREATE_BACKBONE}")
         self.tokenizer = Tokenizer.from_pretrained(self.backbone)
         raw = self.load()
@@ -219,3 +219,40 @@ class TaskData(L.LightningDataModule):
                     picked.append(rows[round_])
             round_ += 1
         return picked
+
+
+class LabelledData(TaskData):
+    """A data module whose targets come from a label map: one label per row, or a list per row (a tag per
+    word). Subclasses set `label_column`.
+
+    Its own arguments; the rest are TaskData's (passed on as **kwargs).
+
+    Args:
+        label_names: the label map for user files (None: the dataset's ClassLabel names, or the sorted
+            distinct labels of the training split).
+    """
+
+    label_column: str
+    first_label: str | None = None  # put first in an inferred map (NER's "O")
+
+    def __init__(self, label_names: list[str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._label_names = label_names
+
+    @property
+    def label_names(self) -> list[str]:
+        if self._label_names is None:
+            any_split = next(iter(self.splits.values()))
+            feature = any_split.features.get(self.label_column)
+            feature = getattr(feature, "feature", feature)  # the labels of a list column
+            if isinstance(feature, datasets.ClassLabel):
+                self._label_names = list(feature.names)
+            else:
+                values = self.splits.get("train", any_split)[self.label_column]
+                flat = [v for row in values for v in row] if values and isinstance(values[0], list) else values
+                self._label_names = infer_label_names(flat, first=self.first_label)
+        return self._label_names
+
+    def label_index(self, label) -> int | None:
+        """The index of a label (a name, or an index) in this data's label map; None when it is not in it."""
+        return label_index(label, self.label_names)

@@ -10,6 +10,8 @@ Tokenisation matches decoding exactly: the prompt is encoded on its own (with th
 `generate_text` encodes prompts) and the target on its own, then concatenated, so the model is trained on
 the very token boundary it sees when it generates.
 
+QA's generated-answer path uses the same pieces (encode_pairs, lm_loss, check_generative_adapter).
+
 Adapters: decoding runs the backbone itself (with its KV cache), so an adapter must act inside the backbone
 (FullFineTune, Frozen, LoRA). PromptTuning / PrefixTuning change what is fed to the backbone (a soft prompt,
 a prefilled cache) and are refused with a clear error.
@@ -18,21 +20,16 @@ a prefilled cache) and are refused with a clear error.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig, generate_text
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
-from tasks.data import TaskData
+from tasks.data import IGNORE, TaskData
 
-IGNORE = -100
-PREDICTIONS_FILE = "test_predictions.jsonl"
 GENERATIVE_ADAPTERS = (FullFineTune, Frozen, LoRA)
 
 
@@ -40,20 +37,20 @@ def check_generative_adapter(adapter: Adapter) -> None:
     """Decoding calls the backbone directly: an adapter that changes its inputs (encode) cannot be used."""
     if type(adapter).encode is not Adapter.encode:
         names = ", ".join(a.__name__ for a in GENERATIVE_ADAPTERS)
-        raise ValueError(f"generative tasks (translation, codegen) decode with the shared decoder, which runs the "
+        raise ValueError(f"generated outputs come from the shared decoder, which runs the "
                          f"backbone itself: {type(adapter).__name__} changes the backbone's inputs and is not "
                          f"supported; use one of {names} (tasks.adapters)")
 
 
-def encode_pairs(tokenizer, prompts: list[str], targets: list[str], max_tokens: int,
-                 add_eos: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_pairs(tokenizer, prompts: list[str], targets: list[str], max_tokens: int, add_eos: bool = True,
+                 max_target_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask, labels) for prompt + target; labels are IGNORE on the prompt
-    and the padding. Too long: the target keeps at least half the budget (its end is cut), the prompt keeps
-    its last tokens (the part next to the target)."""
+    and the padding. A target is cut to max_target_tokens (before its eos). Too long: the target keeps at
+    least half the budget (its end is cut), the prompt keeps its last tokens (the part next to the target)."""
     rows, labels = [], []
     for prompt, target in zip(prompts, targets):
         p = tokenizer.encode(prompt, add_bos=True)
-        t = tokenizer.encode(target) + ([tokenizer.eos_id] if add_eos else [])
+        t = tokenizer.encode(target)[:max_target_tokens] + ([tokenizer.eos_id] if add_eos else [])
         if len(p) + len(t) > max_tokens:
             t = t[: max(min(len(t), max_tokens // 2), max_tokens - len(p))]
             p = p[len(p) - (max_tokens - len(t)):] if max_tokens > len(t) else []
@@ -65,6 +62,15 @@ def encode_pairs(tokenizer, prompts: list[str], targets: list[str], max_tokens: 
     for i, row in enumerate(labels):
         label_tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return input_ids, mask, label_tensor
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy: logits (B, T, V) at position t predict labels[:, t + 1]; IGNORE labels
+    (the prompt, the padding) do not count."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    if not (labels != IGNORE).any():
+        return logits.sum() * 0.0  # every target cut away: a zero loss that keeps the graph
+    return F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
 
 
 class ListMetric(Metric):
@@ -105,23 +111,18 @@ class GenerativeData(TaskData):
 class GenerativeTask(TaskModule):
     """A conditional LM TaskModule. Subclasses: training_pair(row), update_metrics, metrics.
 
-    Args (beyond TaskModule's):
+    Its own arguments; the rest are TaskModule's (passed on as **kwargs).
+
+    Args:
         generation: decoding settings for evaluation and predict (backbone.generate.GenerationConfig).
         add_eos: end every training target with the eos token, so generation learns to stop.
     """
 
-    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
-                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 gradient_checkpointing: bool = False,
-                 generation: GenerationConfig | dict | None = None, add_eos: bool = True):
-        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, gradient_checkpointing)
+    def __init__(self, generation: GenerationConfig | dict | None = None, add_eos: bool = True, **kwargs):
+        super().__init__(**kwargs)
         check_generative_adapter(self.adapter)
-        self.label_names = list(label_names or [])  # no label map: the vocabulary is the output space
         self.generation = self.make_config(generation)
         self.hparams.generation = dataclasses.asdict(self.generation)  # JSON-safe in the saved task
-        self._records: list[dict] = []
 
     @staticmethod
     def make_config(generation: GenerationConfig | dict | None) -> GenerationConfig:
@@ -142,11 +143,7 @@ class GenerativeTask(TaskModule):
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Next-token cross-entropy on the target tokens only (labels are IGNORE elsewhere)."""
-        logits = self.token_logits(batch)[:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        if not (labels != IGNORE).any():
-            return logits.sum() * 0.0  # every target cut away: a zero loss that keeps the graph
-        return F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
+        return lm_loss(self.token_logits(batch), batch["labels"])
 
     # --- decoding --------------------------------------------------------------------------------------
     def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[str]:
@@ -155,19 +152,3 @@ class GenerativeTask(TaskModule):
             return []
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
             return generate_text(self.backbone, self.tokenizer, list(prompts), config or self.generation)
-
-    # --- reporting -------------------------------------------------------------------------------------
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self._records = []
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        if not self.trainer.is_global_zero:
-            return
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        if self._records:
-            with (out_dir / PREDICTIONS_FILE).open("w") as f:
-                for record in self._records:
-                    f.write(json.dumps(record) + "\n")
-            rank_zero_info(f"test predictions written to {out_dir / PREDICTIONS_FILE}")

@@ -58,6 +58,7 @@ def make_backbone(directory, positions: str = "learned", vocab_size: int = 300, 
     """A random nano backbone + a byte-level BPE trained on a few sentences: a real artifact folder."""
     import torch
 
+    from backbone.artifact import save_backbone
     from backbone.config import GPTConfig
     from backbone.model import GPT
     from backbone.tokenizer import Tokenizer
@@ -67,7 +68,7 @@ def make_backbone(directory, positions: str = "learned", vocab_size: int = 300, 
     tokenizer = Tokenizer.train(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
     flavour = {"rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2)}.get(positions, {"positions": positions})
     config = GPTConfig.from_preset("nano", vocab_size=tokenizer.vocab_size, **{**flavour, **overrides})
-    GPT(config).save_pretrained(directory, tokenizer)
+    save_backbone(directory, GPT(config), tokenizer)
     return directory
 
 

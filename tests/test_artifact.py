@@ -1,4 +1,4 @@
-"""Backbone artifacts: save_pretrained / from_pretrained round trip, and every broken file named."""
+"""Backbone artifacts: save_backbone / load_model round trip, and every broken file named."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from backbone.artifact import ArtifactError, load_backbone, read_metrics, save_backbone
-from backbone.model import GPT
+from backbone.artifact import ArtifactError, load_backbone, load_model, read_metrics, save_backbone
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope"])
@@ -16,9 +15,9 @@ from backbone.model import GPT
 def test_round_trip_identical_logits(tmp_path, make_model, positions, tied):
     extra = dict(norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2) if positions == "rope" else {}
     model = make_model(seed=1, positions=positions, tie_embeddings=tied, **extra)
-    model.save_pretrained(tmp_path)
+    save_backbone(tmp_path, model)
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors"}
-    loaded = GPT.from_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
     assert loaded.config == model.config
     assert not loaded.training
     idx = torch.randint(0, 512, (2, 10))
@@ -40,8 +39,8 @@ def test_round_trip_identical_logits(tmp_path, make_model, positions, tied):
 def test_tied_weights_stored_once(tmp_path, make_model):
     from safetensors import safe_open
 
-    make_model().save_pretrained(tmp_path / "tied")
-    make_model(tie_embeddings=False).save_pretrained(tmp_path / "untied")
+    save_backbone(tmp_path / "tied", make_model())
+    save_backbone(tmp_path / "untied", make_model(tie_embeddings=False))
     with safe_open(str(tmp_path / "tied" / "model.safetensors"), "pt") as f:
         assert "lm_head.weight" not in f.keys()
     with safe_open(str(tmp_path / "untied" / "model.safetensors"), "pt") as f:
@@ -65,52 +64,52 @@ def test_tokenizer_larger_than_vocab_rejected(tmp_path, make_model, tiny_tokeniz
 
 def test_missing_folder(tmp_path):
     with pytest.raises(ArtifactError, match="nowhere"):
-        GPT.from_pretrained(tmp_path / "nowhere")
+        load_model(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
 def test_missing_file_named(tmp_path, make_model, name):
-    make_model().save_pretrained(tmp_path)
+    save_backbone(tmp_path, make_model())
     (tmp_path / name).unlink()
     with pytest.raises(ArtifactError, match=name):
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
 
 
 def test_truncated_weights_named(tmp_path, make_model):
-    make_model().save_pretrained(tmp_path)
+    save_backbone(tmp_path, make_model())
     path = tmp_path / "model.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="model.safetensors"):
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
 
 
 def test_garbage_weights_named(tmp_path, make_model):
-    make_model().save_pretrained(tmp_path)
+    save_backbone(tmp_path, make_model())
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x02}q\x00.")  # a pickle, not safetensors
     with pytest.raises(ArtifactError, match="model.safetensors"):
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
 
 
 @pytest.mark.parametrize(
     "change", [dict(n_embd=64), dict(n_layer=3), dict(vocab_size=600), dict(positions="rope"), dict(tie_embeddings=False)]
 )
 def test_config_mismatching_weights_named(tmp_path, make_model, change):
-    make_model().save_pretrained(tmp_path)
+    save_backbone(tmp_path, make_model())
     config = json.loads((tmp_path / "config.json").read_text())
     config.update(change)
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="model.safetensors") as info:
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
     assert "config.json" in str(info.value)
 
 
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"n_embd": 30, "n_head": 4}), json.dumps({"n_embed": 32})])
 def test_bad_config_named(tmp_path, make_model, text):
-    make_model().save_pretrained(tmp_path)
+    save_backbone(tmp_path, make_model())
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ArtifactError, match="config.json"):
-        GPT.from_pretrained(tmp_path)
+        load_model(tmp_path)
 
 
 def test_error_is_a_value_error():

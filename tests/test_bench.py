@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from tasks import baselines as B
-from tasks import bench_specs
+from tasks import baselines, bench_specs
 from tasks.bench import run_bench, stage_budgets, stage_weights
+from tasks.registry import TASKS
 from tests.helpers import ROOT, make_backbone, write_sentiment_files
 
 NER_ROWS = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]},
             {"tokens": ["Mary", "visited", "Berlin", "."], "ner_tags": ["B-PER", "O", "B-LOC", "O"]}] * 4
+
+
+def add_preset(monkeypatch, name: str, preset: dict, entries: dict[str, dict]) -> None:
+    """A preset for this test only: its backbone part, and each task's entry in that task's spec."""
+    monkeypatch.setitem(bench_specs.PRESETS, name, preset)
+    for task, entry in entries.items():
+        monkeypatch.setitem(TASKS[task].bench, name, entry)
 
 
 def _local_files(tmp_path) -> dict:
@@ -30,10 +37,9 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
     backbone = make_backbone(tmp_path / "nano")
     files = _local_files(tmp_path)
     common = {"trainer.max_epochs": 2, "data.batch_size": 4, "trainer.precision": "32-true"}
-    monkeypatch.setitem(bench_specs.PRESETS, "unit", {
-        "backbone": str(backbone), "pretrain_config": "-", "minutes": 1, "budget_s": {"sentiment": 30, "ner": 30},
-        "tasks": {"sentiment": {**common, "data.data_files": files["sentiment"]},
-                  "ner": {**common, "data.data_files": files["ner"]}}})
+    add_preset(monkeypatch, "unit", {"backbone": str(backbone), "pretrain_config": "-", "minutes": 1},
+               {"sentiment": {**common, "budget_s": 30, "data.data_files": files["sentiment"]},
+                "ner": {**common, "budget_s": 30, "data.data_files": files["ner"]}})
     run_bench("unit", ["sentiment", "ner"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [m["notes"] for m in data["runs"]] == [[]]
@@ -66,14 +72,15 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
 
 
 def test_stage_budgets_scale_with_the_time_budget():
-    quick = bench_specs.PRESETS["quick"]
-    assert stage_budgets(quick, None) == quick["budget_s"]
-    half = stage_budgets(quick, quick["minutes"] / 2)
-    assert half["backbone"] == quick["budget_s"]["backbone"] / 2 and half["ner"] == quick["budget_s"]["ner"] / 2
+    quick = stage_budgets("quick", None)
+    assert quick["backbone"] == bench_specs.PRESETS["quick"]["budget_s"] and quick["ner"] == TASKS["ner"].bench["quick"]["budget_s"]
+    assert quick.keys() == {"backbone", *TASKS}  # every task runs in the quick preset, each with its budget
+    half = stage_budgets("quick", bench_specs.PRESETS["quick"]["minutes"] / 2)
+    assert half == {stage: seconds / 2 for stage, seconds in quick.items()}
     with pytest.raises(ValueError, match="positive"):
-        stage_budgets(quick, 0)
+        stage_budgets("quick", 0)
     with pytest.raises(ValueError, match="needs a preset with budgets"):
-        stage_budgets(bench_specs.PRESETS["full"], 10)
+        stage_budgets("full", 10)
 
 
 @pytest.mark.slow
@@ -82,8 +89,8 @@ def test_bench_writes_every_output_with_baselines(tmp_path, monkeypatch):
     backbone = make_backbone(tmp_path / "nano")
     budget = {"data.max_train_examples": 16, "data.max_eval_examples": 8, "trainer.max_epochs": 1,
               "trainer.precision": "32", "data.batch_size": 8}
-    monkeypatch.setitem(bench_specs.PRESETS, "unit", {"backbone": str(backbone), "pretrain_config": "-",
-                                                      "tasks": {"sentiment": budget, "ner": budget}})
+    add_preset(monkeypatch, "unit", {"backbone": str(backbone), "pretrain_config": "-"},
+               {"sentiment": budget, "ner": budget})
     run_bench("unit", ["sentiment", "ner"], str(backbone), out_dir=tmp_path / "out")
     for name in ("results.md", "results.csv", "results.json", "results.png"):
         assert (tmp_path / "out" / name).is_file(), name
@@ -133,14 +140,14 @@ def test_unknown_preset_and_task_are_clear_errors():
 def test_majority_and_bow_baselines():
     texts = ["good great fine", "great good", "bad awful", "awful bad terrible", "good fine"]
     labels = [1, 1, 0, 0, 1]
-    assert B.majority(labels, [1, 0], 2)["accuracy"] == pytest.approx(0.5)
-    scores = B.bow_logreg(texts, labels, ["great fine", "terrible awful"], [1, 0], 2)
+    assert baselines.majority(labels, [1, 0], 2)["accuracy"] == pytest.approx(0.5)
+    scores = baselines.bow_logreg(texts, labels, ["great fine", "terrible awful"], [1, 0], 2)
     assert scores["accuracy"] == 1.0 and scores["f1"] == 1.0
 
 
 def test_most_frequent_tag_baseline():
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    scores = B.most_frequent_tag([["John", "went", "to", "Paris"]], [[1, 0, 0, 3]], [["John", "saw", "Paris"]],
+    scores = baselines.most_frequent_tag([["John", "went", "to", "Paris"]], [[1, 0, 0, 3]], [["John", "saw", "Paris"]],
                                  [[1, 0, 3]], names)
     assert scores["f1"] == 1.0
 
@@ -148,21 +155,22 @@ def test_most_frequent_tag_baseline():
 def test_sliding_window_finds_the_span_near_the_question_words():
     context = "The tower was built in 1889 by Gustave Eiffel for the world fair in Paris ."
     # "Gustave Eiffel" has built, world and fair within 5 words; "Paris" only world and fair
-    assert B.sliding_window("Who built the tower for the world fair?", context, window=5, max_span=2) in {"Gustave", "Gustave Eiffel"}
+    assert baselines.sliding_window("Who built the tower for the world fair?", context, window=5, max_span=2) in {"Gustave", "Gustave Eiffel"}
 
 
 def test_word_dictionary_learns_consistent_pairs():
     src = ["the dog", "the cat", "a dog", "a cat"]
     tgt = ["el perro", "el gato", "un perro", "un gato"]
-    assert B.word_dictionary(src, tgt, ["the dog"]) == ["el perro"]
+    assert baselines.word_dictionary(src, tgt, ["the dog"]) == ["el perro"]
 
 
-def test_progress_weights_follow_expected_stage_seconds(tmp_path):
-    preset = {"backbone": str(tmp_path / "absent"), "stage_seconds": {"backbone": 600, "ner": 100, "qa": 200}}
-    weights = stage_weights(preset, ["ner", "qa", "codegen"], None)
+def test_progress_weights_follow_expected_stage_seconds(tmp_path, monkeypatch):
+    add_preset(monkeypatch, "unit", {"backbone": str(tmp_path / "absent"), "seconds": 600},
+               {"ner": {"seconds": 100}, "qa": {"seconds": 200}, "codegen": {}})
+    weights = stage_weights("unit", ["ner", "qa", "codegen"], None)
     assert weights == {"backbone": 600.0, "ner": 100.0, "qa": 200.0, "codegen": 150.0}  # unlisted: the tasks' mean
     backbone = make_backbone(tmp_path / "nano")
-    assert stage_weights(preset, ["ner"], str(backbone))["backbone"] == 0.0  # reused: no pretraining
+    assert stage_weights("unit", ["ner"], str(backbone))["backbone"] == 0.0  # reused: no pretraining
 
 
 @pytest.mark.slow

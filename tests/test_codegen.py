@@ -10,6 +10,7 @@ import torch
 
 from backbone.generate import cut_at_stop
 from tasks.base import load_task, save_task
+from tasks.registry import TASKS
 from tests.helpers import ROOT, make_backbone
 
 ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",
@@ -29,7 +30,7 @@ def backbone_dir(tmp_path_factory):
 def generator(backbone_dir, **kw):
     from tasks.codegen.module import CodeGenerator
 
-    task = CodeGenerator(str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
+    task = CodeGenerator(backbone=str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
     task.configure_model()
     return task.eval()
 
@@ -134,15 +135,16 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
     sampled = task.predict(ADD["prompt"], num_samples=3)
     save_task(task, tmp_path / "task")
     again = load_task(tmp_path / "task")
-    assert again.predict(ADD["prompt"]) == before and isinstance(before, str)
+    assert again.predict(ADD["prompt"]) == before and isinstance(before.text, str) and before.samples == []
     assert again.predict(ADD["prompt"], num_samples=3) == sampled  # seeded sampling
+    assert len(sampled.samples) == 3 and sampled.text == before.text  # the greedy text comes with the samples
     assert again.generation.stop == task.generation.stop
-    with pytest.raises(ValueError, match="prompt is empty"):
+    with pytest.raises(ValueError, match="item 0 is empty"):
         again.predict("  ")
 
 
 def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
-    from tasks.codegen import cli_main
+    cli_main = TASKS["codegen"].cli
 
     code = [{"text": f"def f{i}(x):\n    return x * {i}\n\n\ndef g{i}(y):\n    return y - {i}\n"} for i in range(6)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in code))
@@ -155,7 +157,7 @@ def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
               "--model.num_samples", "2", "--model.ks", "[1, 2]", "--model.max_length", "48",
               "--data.batch_size", "2", "--data.max_eval_examples", "null"]
     cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
-    assert isinstance(load_task(tmp_path / "task").predict(ADD["prompt"]), str)
+    assert isinstance(load_task(tmp_path / "task").predict(ADD["prompt"]).text, str)
     cli_main(["test", *common])
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert {"test/pass@1", "test/pass@2", "test/greedy_pass@1"} <= metrics.keys()

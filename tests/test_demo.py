@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
+from tasks.registry import TASKS
 from tests.helpers import make_backbone
 
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -34,19 +35,19 @@ def make_demo_artifacts(root):
     make_backbone(root / "backbones" / "plain")
     labels = {"classification": ["business", "sport", "tech"], "sentiment": ["negative", "positive"]}
     for task, names in labels.items():
-        module = SequenceClassifier(str(nano), label_names=names)
+        module = SequenceClassifier(backbone=str(nano), label_names=names)
         module.configure_model()
         save_task(module, root / "tasks" / task)
-    module = TokenClassifier(str(nano), label_names=NER_LABELS)
+    module = TokenClassifier(backbone=str(nano), label_names=NER_LABELS)
     module.configure_model()
     with torch.no_grad():  # a known answer: every word scores B-LOC highest
         module.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 100.0, 0.0]))
     save_task(module, root / "tasks" / "ner")
     writer = make_writer(root / "backbones" / "writer", " a")
     greedy = GenerationConfig(max_new_tokens=4, temperature=0.0)
-    for name, module in (("qa", QuestionAnswering(str(nano))),
-                         ("translation", Translator(str(writer), generation=greedy, direction="en-es")),
-                         ("codegen", CodeGenerator(str(writer), generation=greedy, num_samples=1))):
+    for name, module in (("qa", QuestionAnswering(backbone=str(nano))),
+                         ("translation", Translator(backbone=str(writer), generation=greedy, direction="en-es")),
+                         ("codegen", CodeGenerator(backbone=str(writer), generation=greedy, num_samples=1))):
         module.configure_model()
         save_task(module, root / "tasks" / name)
     return root
@@ -89,6 +90,7 @@ def error_of(fn, *args) -> str:
     return info.value.message
 
 
+CODE_PROMPT = TASKS["codegen"].sample  # the code tab's sample: def add(a, b) with a docstring
 HUGE = "x" * 100_000
 BINARY = "\x00\x01\x02\xff\xfe" * 20
 
@@ -116,9 +118,9 @@ def test_missing_artifacts_name_the_command(tmp_path, artifacts):
     from demos.common import Registry
 
     empty = Registry(tmp_path / "nothing")
-    assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, empty, "q?", "some context")
-    assert "gptsuite translation fit" in error_of(t.translate, empty, "hello")
-    assert "gptsuite codegen fit" in error_of(t.complete_code, empty, "def f():\n")
+    assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, empty, "qa", "q?", "some context")
+    assert "gptsuite translation fit" in error_of(t.write_text, empty, "translation", "hello")
+    assert "gptsuite codegen fit" in error_of(t.complete_code, empty, "codegen", "def f():\n")
     assert "gptsuite classification fit" in error_of(t.classify, empty, "classification", "some text")
     assert "gptsuite pretrain fit" in error_of(g.attention, empty, None, "hello", 0, 0)
     assert "gptsuite pretrain fit" in error_of(g.generate_stream, empty, None, "hello", 8)
@@ -130,9 +132,10 @@ def test_bad_input_gets_a_clear_message(reg, text, expected):
     from demos import tabs_generate as g
     from demos import tabs_tasks as t
 
-    handlers = [(t.classify, reg, "sentiment", text), (t.ner, reg, text), (t.answer, reg, text, "context"),
-                (t.answer, reg, "question?", text), (t.translate, reg, text),
-                (t.run_tests, reg, "def f():\n", text, "def check(c):\n    pass\n", "f"),
+    handlers = [(t.classify, reg, "sentiment", text), (t.tag_entities, reg, "ner", text),
+                (t.answer, reg, "qa", text, "context"), (t.answer, reg, "qa", "question?", text),
+                (t.write_text, reg, "translation", text),
+                (t.run_tests, reg, "codegen", "def f():\n", text, "def check(c):\n    pass\n", "f"),
                 (g.generate_stream, reg, "nano", text, 8), (g.attention, reg, "nano", text, 0, 0),
                 (g.chat_stream, reg, "nano", text, [])]
     for fn, *args in handlers:
@@ -148,15 +151,15 @@ def test_classification_and_sentiment_give_probabilities(reg):
 
 
 def test_ner_highlights_merged_entities(reg):
-    from demos.tabs_tasks import entity_segments, ner
+    from demos.tabs_tasks import entity_segments, tag_entities
+    from tasks.outputs import Entity
 
     text = "Angela Merkel met Macron in Paris ."
     words = text.split()
-    entities = [{"type": "PER", "start": 0, "end": 2}, {"type": "PER", "start": 3, "end": 4},
-                {"type": "LOC", "start": 5, "end": 6}]
+    entities = [Entity("PER", 0, 2, "Angela Merkel"), Entity("PER", 3, 4, "Macron"), Entity("LOC", 5, 6, "Paris")]
     assert entity_segments(text, words, entities) == [("Angela Merkel", "PER"), (" met ", None), ("Macron", "PER"),
                                                       (" in ", None), ("Paris", "LOC"), (" .", None)]
-    segments, found = ner(reg, "Angela Merkel visited Paris .")  # the head tags every word B-LOC
+    segments, found = tag_entities(reg, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
     assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris ."
     assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]} for i, w in enumerate("Angela Merkel visited Paris .".split())]
     assert [label for _, label in segments] == ["LOC", None, "LOC", None, "LOC", None, "LOC", None, "LOC"]
@@ -167,17 +170,17 @@ def test_qa_translation_and_codegen_tabs_through_the_real_tasks(reg):
     from demos import tabs_tasks as t
 
     context = "The tower is in Paris, France. It was built in 1889."
-    segments, summary = t.answer(reg, "Where is the tower?", context)
+    segments, summary = t.answer(reg, "qa", "Where is the tower?", context)
     assert "".join(piece for piece, _ in segments) == context  # the context comes back whole
     answers = [piece for piece, label in segments if label == "answer"]
     assert len(answers) == 1 and answers[0].strip() and answers[0] in context  # a span of the context
     assert summary.startswith("Answer: **") and "(score " in summary
-    assert t.translate(reg, "the house").split() == ["a"] * 4  # the writer backbone's one word, 4 tokens
-    completion = t.complete_code(reg, t.CODE_PROMPT)
+    assert t.write_text(reg, "translation", "the house").split() == ["a"] * 4  # the writer's one word, 4 tokens
+    completion = t.complete_code(reg, "codegen", CODE_PROMPT)
     assert completion.split() == ["a"] * 4
-    verdict = t.run_tests(reg, t.CODE_PROMPT, completion or "    pass\n", t.CODE_TEST, "add")
+    verdict = t.run_tests(reg, "codegen", CODE_PROMPT, completion or "    pass\n", t.CODE_TEST, "add")
     assert any(word in verdict for word in ("**failed**", "not valid Python", "**error**", "**timeout**"))
-    assert "**passed**" in t.run_tests(reg, t.CODE_PROMPT, "    return a + b\n", t.CODE_TEST, "add")
+    assert "**passed**" in t.run_tests(reg, "codegen", CODE_PROMPT, "    return a + b\n", t.CODE_TEST, "add")
 
 
 def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_path):
@@ -193,9 +196,9 @@ def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_
     fresh = Registry(root)
     message = error_of(t.classify, fresh, "sentiment", "a fine film")
     assert "Could not load the sentiment artifact" in message and "gptsuite sentiment fit" in message
-    message = error_of(t.answer, fresh, "Where?", "In Paris.")
+    message = error_of(t.answer, fresh, "qa", "Where?", "In Paris.")
     assert "qa" in message and "gptsuite qa fit" in message
-    assert t.ner(fresh, "Paris")[1]  # the other tasks still work
+    assert t.tag_entities(fresh, "ner", "Paris")[1]  # the other tasks still work
 
 
 def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
@@ -215,13 +218,16 @@ def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
 
 
 def test_run_tests_through_the_sandbox(reg):
-    from demos.tabs_tasks import CODE_PROMPT, CODE_TEST, run_tests
+    from demos.tabs_tasks import CODE_TEST, run_tests
 
-    assert "**passed**" in run_tests(reg, CODE_PROMPT, "    return a + b\n", CODE_TEST, "add")
-    assert "**failed**" in run_tests(reg, CODE_PROMPT, "    return a - b\n", CODE_TEST, "add")
-    assert "not valid Python" in run_tests(reg, CODE_PROMPT, "    return a +\n", CODE_TEST, "add")
-    assert "entry point" in error_of(run_tests, reg, CODE_PROMPT, "    return 1\n", CODE_TEST, "not a name")
-    assert "check(candidate)" in error_of(run_tests, reg, CODE_PROMPT, "    return 1\n", "assert True", "add")
+    def verdict(completion, test=CODE_TEST, entry="add"):
+        return run_tests(reg, "codegen", CODE_PROMPT, completion, test, entry)
+
+    assert "**passed**" in verdict("    return a + b\n")
+    assert "**failed**" in verdict("    return a - b\n")
+    assert "not valid Python" in verdict("    return a +\n")
+    assert "entry point" in error_of(verdict, "    return 1\n", CODE_TEST, "not a name")
+    assert "check(candidate)" in error_of(verdict, "    return 1\n", "assert True")
 
 
 def test_playground_streams_clamps_and_reports_speed(reg):
@@ -265,4 +271,5 @@ def test_demo_command_is_registered():
     from tasks.cli import build_parser
 
     args = build_parser().parse_args(["demo", "--port", "7861", "--artifacts", "somewhere"])
-    assert (args.host, args.port, args.artifacts, args.func.__name__) == ("127.0.0.1", 7861, "somewhere", "cmd_demo")
+    assert (args.host, args.port, args.artifacts) == ("127.0.0.1", 7861, "somewhere")
+    assert args.func.__module__ == "demos.__main__"  # registered by demos through the entry point

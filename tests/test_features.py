@@ -20,6 +20,7 @@ from tasks.confidence import (
 from tasks.data import LengthBuckets
 from tasks.features import build_cache
 from tasks.heads import CRF, BothSides
+from tasks.registry import TASKS
 from tests.helpers import make_backbone
 
 transformers = pytest.importorskip("transformers")
@@ -241,7 +242,7 @@ def test_cached_features_give_the_live_features_loss(tmp_path, monkeypatch):
 
     monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
     backbone = make_backbone(tmp_path / "nano")
-    task = TokenClassifier(str(backbone), adapter=FrozenLayers([1, -1]), label_names=["O", "B-X", "I-X"],
+    task = TokenClassifier(backbone=str(backbone), adapter=FrozenLayers([1, -1]), label_names=["O", "B-X", "I-X"],
                            context="bilstm", context_hidden=8, crf=True, head_dropout=0.0)
     task.configure_model()
     task.eval()
@@ -285,7 +286,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     import json
 
     from backbone.data.registry import cache_dir
-    from tasks.ner import cli_main
+    cli_main = TASKS["ner"].cli
     from tests.helpers import ROOT
 
     backbone = make_backbone(tmp_path / "nano")
@@ -311,18 +312,19 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     assert metrics["test/path"] == "word = its last sub-token; context bilstm, CRF (Viterbi)"
     from tasks.base import load_task
 
-    tagged = load_task(tmp_path / "task").predict(["Mary saw New York ."])[0]  # live features, no cache
-    assert tagged["tags"] == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
+    tagged = load_task(tmp_path / "task").predict("Mary saw New York .")  # live features, no cache
+    assert tagged.tags == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
 
 
 def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
     import json
 
     from tasks.base import load_task
-    from tasks.qa import cli_main as qa_main
-    from tasks.sentiment import cli_main as sentiment_main
+    from tasks.outputs import Question
     from tests.helpers import ROOT, write_sentiment_files
     from tests.test_qa import write_files
+
+    qa_main, sentiment_main = TASKS["qa"].cli, TASKS["sentiment"].cli
 
     backbone = make_backbone(tmp_path / "nano")
     common = ["--model.backbone", str(backbone), "--trainer.precision", "32", "--trainer.enable_progress_bar", "false",
@@ -332,13 +334,13 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
                     "--data.data_files", json.dumps(write_sentiment_files(tmp_path)), "--model.pooling", "mean+last",
                     "--trainer.default_root_dir", str(tmp_path / "s"), "--model.export_dir", str(tmp_path / "sentiment")])
     probs = load_task(tmp_path / "sentiment").predict(["great", "dull and slow"])
-    assert len(probs) == 2 and abs(sum(probs[0].values()) - 1) < 1e-5
+    assert len(probs) == 2 and abs(sum(probs[0].scores.values()) - 1) < 1e-5
     qa_main(["fit", "--config", f"{ROOT}/configs/tasks/qa.yaml", *common, "--data.data_files",
              json.dumps(write_files(tmp_path)), "--model.context", "transformer", "--model.context_hidden", "16",
              "--data.batch_size", "2", "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path / "q"),
              "--model.export_dir", str(tmp_path / "qa")])
-    answer = load_task(tmp_path / "qa").predict(["Who?"], ["Ann met Bo in Rome."])[0]
-    assert answer["answer"] == "Ann met Bo in Rome."[answer["start"] : answer["end"]]
+    answer = load_task(tmp_path / "qa").predict(Question("Who?", "Ann met Bo in Rome."))
+    assert answer.text == "Ann met Bo in Rome."[answer.start : answer.end]
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(make_model, monkeypatch):
@@ -372,12 +374,12 @@ def test_echo_halves_the_input_budget_and_the_prompt_head_refuses_mixed_layers(t
     from tasks.classification.module import SequenceClassifier
 
     backbone = make_backbone(tmp_path / "nano")
-    plain = SequenceClassifier(str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"])
+    plain = SequenceClassifier(backbone=str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"])
     plain.configure_model()
-    echo = SequenceClassifier(str(backbone), adapter=FrozenLayers([1], echo=True), label_names=["a", "b"])
+    echo = SequenceClassifier(backbone=str(backbone), adapter=FrozenLayers([1], echo=True), label_names=["a", "b"])
     echo.configure_model()
     assert echo.max_input_tokens == plain.max_input_tokens // 2 == plain.backbone.config.block_size // 2
     ids = torch.randint(0, 100, (2, echo.max_input_tokens))  # the longest input still fits twice
     assert echo.adapter.states(echo.backbone, ids, torch.ones_like(ids)).shape[1] == echo.max_input_tokens
     with pytest.raises(ValueError, match="FrozenLayers"):
-        SequenceClassifier(str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"], head="prompt").configure_model()
+        SequenceClassifier(backbone=str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"], head="prompt").configure_model()

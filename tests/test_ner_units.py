@@ -6,6 +6,7 @@ import pytest
 
 from tasks.ner.data import align_words
 from tasks.ner.module import EntityF1, merge_entities
+from tasks.outputs import Entity
 
 NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 IDX = {name: i for i, name in enumerate(NAMES)}
@@ -39,11 +40,9 @@ def test_merge_entities_joins_runs_and_splits_at_type_changes():
     words = ["New", "York", "Times", "reporter", "Ann", "Lee", "met", "Bo"]
     tags = ["B-ORG", "I-ORG", "I-ORG", "O", "B-PER", "I-PER", "O", "B-PER"]
     assert merge_entities(words, tags) == [
-        {"type": "ORG", "start": 0, "end": 3, "text": "New York Times"},
-        {"type": "PER", "start": 4, "end": 6, "text": "Ann Lee"},
-        {"type": "PER", "start": 7, "end": 8, "text": "Bo"}]
+        Entity("ORG", 0, 3, "New York Times"), Entity("PER", 4, 6, "Ann Lee"), Entity("PER", 7, 8, "Bo")]
     # an I- of another type starts a new entity (conlleval's reading of an ill-formed sequence)
-    assert [e["type"] for e in merge_entities(["a", "b"], ["B-PER", "I-LOC"])] == ["PER", "LOC"]
+    assert [e.type for e in merge_entities(["a", "b"], ["B-PER", "I-LOC"])] == ["PER", "LOC"]
 
 
 def test_align_words_points_each_word_at_its_last_sub_token(tiny_tokenizer):

@@ -7,8 +7,10 @@ import json
 import pytest
 import torch
 
+from tasks.outputs import Answer, Question
 from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, make_windows
 from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
+from tasks.registry import TASKS
 from tests.helpers import ROOT, make_backbone
 
 CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."
@@ -50,7 +52,7 @@ def write_files(directory, rows=ROWS, splits=("train", "validation", "test")) ->
 def build(backbone_dir, **kw):
     from tasks.qa.module import QuestionAnswering
 
-    task = QuestionAnswering(str(backbone_dir), **kw)
+    task = QuestionAnswering(backbone=str(backbone_dir), **kw)
     task.configure_model()
     return task.eval()
 
@@ -137,9 +139,9 @@ def test_best_span_over_windows_gives_the_exact_answer_text(backbone_dir):
     task.span_logits = rigged
     for row, answer in zip(ROWS, task.span_answers(batch, ROWS)):
         text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
-        assert answer["answer"] == text
-        assert (answer["start"], answer["end"]) == (start, start + len(text))
-        assert answer["score"] == pytest.approx(20.0)
+        assert answer.text == text
+        assert (answer.start, answer.end) == (start, start + len(text))
+        assert answer.score == pytest.approx(20.0)
 
 
 def test_span_length_and_order_limits(backbone_dir):
@@ -162,11 +164,11 @@ def test_span_length_and_order_limits(backbone_dir):
 
     task.span_logits = rigged
     answer = task.span_answers(batch, rows)[0]
-    assert answer["answer"] == context[answer["start"] : answer["end"]]
-    assert 0 <= answer["start"] < answer["end"]
-    assert answer["score"] == pytest.approx(160.0)  # (p0, p0) or (pn, pn): one token each
-    tokens = [i for i, (a, b) in enumerate(batch["offsets"][0]) if a < answer["end"] and b > answer["start"]]
-    assert answer["answer"] in ("one", "six") or 1 <= len(tokens) <= 3
+    assert answer.text == context[answer.start : answer.end]
+    assert 0 <= answer.start < answer.end
+    assert answer.score == pytest.approx(160.0)  # (p0, p0) or (pn, pn): one token each
+    tokens = [i for i, (a, b) in enumerate(batch["offsets"][0]) if a < answer.end and b > answer.start]
+    assert answer.text in ("one", "six") or 1 <= len(tokens) <= 3
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def test_answer_that_does_not_match_the_context_is_skipped_in_training(backbone_
     files = write_files(tmp_path, ROWS + [bad], splits=("train",))
     (tmp_path / "eval").mkdir()
     files.update(write_files(tmp_path / "eval", ROWS + [bad], splits=("validation",)))
-    data = QAData(str(backbone_dir), data_files=files)
+    data = QAData(backbone=str(backbone_dir), data_files=files)
     with pytest.warns(UserWarning, match=r"train: skipped 1 of 5 rows: id 'bad-1' \(row 4\): answer 'London'"):
         data.setup()
     assert len(data.splits["train"]) == 4
@@ -185,33 +187,33 @@ def test_answer_that_does_not_match_the_context_is_skipped_in_training(backbone_
 
 def test_unusable_rows_and_missing_columns(backbone_dir, tmp_path):
     rows = ROWS + [{**ROWS[0], "id": "", "context": "  "}, {**ROWS[1], "id": "none", "answers": {"text": [], "answer_start": []}}]
-    data = QAData(str(backbone_dir), data_files=write_files(tmp_path, rows, splits=("train", "validation")))
+    data = QAData(backbone=str(backbone_dir), data_files=write_files(tmp_path, rows, splits=("train", "validation")))
     with pytest.warns(UserWarning, match=r"validation: skipped 2 of 6 rows: row 4: empty context; id 'none' \(row 5\): no answer"):
         data.setup()
     assert len(data.splits["validation"]) == 4
     (tmp_path / "bad").mkdir()
     only_bad = write_files(tmp_path / "bad", [rows[-1]], splits=("train",))
     with pytest.raises(ValueError, match="train: no usable row"), pytest.warns(UserWarning):
-        QAData(str(backbone_dir), data_files=only_bad).setup()
+        QAData(backbone=str(backbone_dir), data_files=only_bad).setup()
     (tmp_path / "nocol.jsonl").write_text(json.dumps({"question": "q", "context": "c"}) + "\n")
     with pytest.raises(ValueError, match="no column 'answers'"):
-        QAData(str(backbone_dir), data_files={"train": str(tmp_path / "nocol.jsonl")}).setup()
+        QAData(backbone=str(backbone_dir), data_files={"train": str(tmp_path / "nocol.jsonl")}).setup()
 
 
-def test_predict_rejects_empty_inputs(backbone_dir):
+def test_predict_rejects_empty_and_untyped_inputs(backbone_dir):
     task = build(backbone_dir)
-    with pytest.raises(ValueError, match="context 1 is empty"):
-        task.predict(["a?", "b?"], ["some text", " "])
-    with pytest.raises(ValueError, match="2 questions for 1 contexts"):
-        task.predict(["a?", "b?"], ["x"])
+    with pytest.raises(ValueError, match="item 1 is empty"):
+        task.predict([Question("a?", "some text"), Question("b?", " ")])
+    with pytest.raises(TypeError, match="a list of Question .or one.; item 0 is a str"):
+        task.predict(["a?"])
 
 
 # --- both paths, save / reload, the CLI --------------------------------------------------------------------
 def test_generative_path_returns_the_same_shape(backbone_dir):
     task = build(backbone_dir, head="generate", max_new_tokens=4)
-    out = task.predict([r["question"] for r in ROWS], [r["context"] for r in ROWS])
-    assert [set(o) for o in out] == [{"answer", "start", "end", "score"}] * len(ROWS)
-    assert all("\n" not in o["answer"] for o in out)
+    out = task.predict([Question(r["question"], r["context"]) for r in ROWS])
+    assert all(isinstance(o, Answer) and o.score is None for o in out) and len(out) == len(ROWS)
+    assert all("\n" not in o.text for o in out)
     batch = task.featurize(ROWS)
     assert batch["input_ids"].shape[1] <= task.max_input_tokens
     assert torch.isfinite(task.loss(batch))
@@ -235,14 +237,14 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
             p.add_(torch.randn_like(p))
     save_task(task, tmp_path / "task")
     again = load_task(tmp_path / "task")
-    questions, contexts = [r["question"] for r in ROWS], [r["context"] for r in ROWS]
-    assert task.predict(questions, contexts) == again.predict(questions, contexts)
+    questions = [Question(r["question"], r["context"]) for r in ROWS]
+    assert task.predict(questions) == again.predict(questions)
     assert again.hparams.doc_stride == 8
 
 
 @pytest.mark.parametrize("head", ["span", "generate"])
 def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
-    from tasks.qa import cli_main
+    cli_main = TASKS["qa"].cli
 
     files = write_files(tmp_path)
     common = ["--config", f"{ROOT}/configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),

@@ -12,6 +12,7 @@ from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTunin
 from tasks.base import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
+from tasks.registry import TASKS
 from tests.helpers import ROOT, make_backbone, write_sentiment_files
 
 ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),
@@ -31,7 +32,7 @@ def rope_backbone_dir(tmp_path_factory):
 def build(backbone_dir, adapter, **kw):
     from tasks.classification.module import SequenceClassifier
 
-    task = SequenceClassifier(str(backbone_dir), adapter=adapter, label_names=["negative", "positive"], **kw)
+    task = SequenceClassifier(backbone=str(backbone_dir), adapter=adapter, label_names=["negative", "positive"], **kw)
     task.configure_model()
     return task
 
@@ -101,7 +102,7 @@ def test_few_shot_context_keeps_the_query_and_the_demonstrations_that_fit(backbo
 def test_merge_entities_joins_b_and_i():
     words = ["John", "Smith", "visited", "New", "York", "and", "Acme"]
     tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "I-ORG"]
-    assert [(e["type"], e["text"]) for e in merge_entities(words, tags)] == [
+    assert [(e.type, e.text) for e in merge_entities(words, tags)] == [
         ("PER", "John Smith"), ("LOC", "New York"), ("ORG", "Acme")]
 
 
@@ -169,7 +170,7 @@ def test_load_task_names_missing_files(tmp_path):
 def _data(backbone_dir, files, **kw):
     from tasks.classification.data import TextClassificationData
 
-    data = TextClassificationData(str(backbone_dir), data_files=files, **kw)
+    data = TextClassificationData(backbone=str(backbone_dir), data_files=files, **kw)
     return data
 
 
@@ -196,7 +197,7 @@ def test_tokens_and_tags_of_different_lengths_name_the_row(backbone_dir, tmp_pat
     rows = [{"tokens": ["a", "b"], "ner_tags": ["O", "O"]}, {"tokens": ["a", "b"], "ner_tags": ["O"]}]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    data = TokenTaggingData(str(backbone_dir), data_files={"train": str(path)})
+    data = TokenTaggingData(backbone=str(backbone_dir), data_files={"train": str(path)})
     with pytest.raises(ValueError, match="row 1: 2 tokens but 1 tags"):
         data.setup()
 
@@ -204,7 +205,7 @@ def test_tokens_and_tags_of_different_lengths_name_the_row(backbone_dir, tmp_pat
 def test_missing_backbone_says_which_command_creates_it(tmp_path):
     from tasks.classification.module import SequenceClassifier
 
-    task = SequenceClassifier(str(tmp_path / "nope"), label_names=["a", "b"])
+    task = SequenceClassifier(backbone=str(tmp_path / "nope"), label_names=["a", "b"])
     with pytest.raises(FileNotFoundError, match="gptsuite pretrain fit"):
         task.configure_model()
 
@@ -219,15 +220,14 @@ def _cli_args(task: str, backbone_dir, tmp_path, files, *extra):
 
 @pytest.mark.parametrize("task", ["classification", "sentiment"])
 def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatch):
-    import importlib
 
 
     files = write_sentiment_files(tmp_path)
-    cli_main = importlib.import_module(f"tasks.{task}").cli_main
+    cli_main = TASKS[task].cli
     cli_main(["fit", *_cli_args(task, backbone_dir, tmp_path, files, "--trainer.fast_dev_run", "1",
                                 "--model.export_dir", str(tmp_path / "task"), "--data.label_names",
                                 '["negative", "positive"]', "--model.label_words", '[" negative", " positive"]')])
-    assert load_task(tmp_path / "task").predict(["great"])[0].keys() == {"negative", "positive"}
+    assert load_task(tmp_path / "task").predict("great").scores.keys() == {"negative", "positive"}
     cli_main(["test", *_cli_args(task, backbone_dir, tmp_path, files, "--model.head", "prompt",
                                  "--model.label_words", '[" negative", " positive"]', "--model.few_shot", "2")])
     written = list((tmp_path / "run").rglob("test_metrics.json"))
@@ -240,7 +240,7 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
 
 
 def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
-    from tasks.ner import cli_main
+    cli_main = TASKS["ner"].cli
 
     rows = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]}] * 4
     files = {}
@@ -297,7 +297,7 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(backbone_dir, tmp_path):
     checkpoint (the shuffle order and dropout masks after a resume differ from an uninterrupted run's)."""
     from safetensors.torch import load_file
 
-    from tasks.sentiment import cli_main
+    cli_main = TASKS["sentiment"].cli
 
     files = write_sentiment_files(tmp_path)
 

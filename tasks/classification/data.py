@@ -9,7 +9,7 @@ from __future__ import annotations
 import datasets
 import torch
 
-from tasks.data import TaskData, infer_label_names, label_index
+from tasks.data import LabelledData
 
 
 def encode_texts(tokenizer, texts: list[str], max_tokens: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,33 +20,17 @@ def encode_texts(tokenizer, texts: list[str], max_tokens: int, device=None) -> t
     return tokenizer.pad([ids[:max_tokens] for ids in tokenizer.encode_batch(texts)], side="right", device=device)
 
 
-class TextClassificationData(TaskData):
-    """Args (beyond TaskData's):
+class TextClassificationData(LabelledData):
+    """Its own arguments; the rest are LabelledData's (passed on as **kwargs).
+
+    Args:
         text_column: the column holding the text.
         label_column: the column holding the label (a name or an index into label_names).
-        label_names: the label map for user files (None: the dataset's ClassLabel names, or the sorted
-            distinct labels of the training file).
     """
 
-    def __init__(self, backbone: str, dataset: str = "bbc_news", source: str = "offline",
-                 data_files: dict[str, str] | None = None, batch_size: int = 16,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, bucket_by_length: bool = False, text_column: str = "text", label_column: str = "label",
-                 label_names: list[str] | None = None):
-        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers, bucket_by_length)
-        self.text_column, self.label_column, self._label_names = text_column, label_column, label_names
-
-    @property
-    def label_names(self) -> list[str]:
-        if self._label_names is None:
-            any_split = next(iter(self.splits.values()))
-            feature = any_split.features.get(self.label_column)
-            if isinstance(feature, datasets.ClassLabel):
-                self._label_names = list(feature.names)
-            else:
-                self._label_names = infer_label_names(self.splits.get("train", any_split)[self.label_column])
-        return self._label_names
+    def __init__(self, dataset: str = "bbc_news", text_column: str = "text", label_column: str = "label", **kwargs):
+        super().__init__(dataset=dataset, **kwargs)
+        self.text_column, self.label_column = text_column, label_column
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         for column in (self.text_column, self.label_column):
@@ -56,18 +40,27 @@ class TextClassificationData(TaskData):
         for row, (text, label) in enumerate(zip(dataset[self.text_column], dataset[self.label_column])):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{split} row {row}: empty text")
-            if self.label_to_index(label, names) is None:
+            if self.label_index(label) is None:
                 raise ValueError(f"{split} row {row}: label {label!r} is not in the label map {names}")
-
-    label_to_index = staticmethod(label_index)
 
     def collate(self, rows: list[dict]) -> dict:
         texts = [r[self.text_column] for r in rows]
         ids, mask = encode_texts(self.tokenizer, texts, self.max_tokens)
-        labels = torch.tensor([self.label_to_index(r[self.label_column], self.label_names) for r in rows])
+        labels = torch.tensor([self.label_index(r[self.label_column]) for r in rows])
         return {"input_ids": ids, "attention_mask": mask, "labels": labels, "texts": texts}
 
     def examples_per_label(self, k: int, label_column: str | None = None) -> list[dict]:
         rows = super().examples_per_label(k, label_column or self.label_column)
-        return [{"text": r[self.text_column], "label": self.label_to_index(r[self.label_column], self.label_names)}
+        return [{"text": r[self.text_column], "label": self.label_index(r[self.label_column])}
                 for r in rows]
+
+
+def score_baselines(dm: TextClassificationData) -> dict:
+    """The majority label and bag-of-words logistic regression, trained on train and scored on test."""
+    from tasks.baselines import bow_logreg, majority
+
+    train, test, n = dm.splits["train"], dm.splits["test"], len(dm.label_names)
+    y_train = [dm.label_index(v) for v in train[dm.label_column]]
+    y_test = [dm.label_index(v) for v in test[dm.label_column]]
+    return {"majority": majority(y_train, y_test, n),
+            "bow-logreg": bow_logreg(train[dm.text_column], y_train, test[dm.text_column], y_test, n)}

@@ -15,14 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
-from tasks.adapters import Adapter, FrozenLayers
-from tasks.base import TaskModule
+from tasks.adapters import FrozenLayers
+from tasks.base import LabelledTask
 from tasks.confidence import f1_from_counts, label_counts, macro_f1_from_label_counts, ratio
 from tasks.heads import LabelWordScorer, Pooling, SequenceHead, pool
+from tasks.outputs import LabelScores
 
 
-class SequenceClassifier(TaskModule):
-    """Args (beyond TaskModule's):
+class SequenceClassifier(LabelledTask):
+    """Its own arguments; the rest are LabelledTask's (passed on as **kwargs).
+
+    Args:
         head: "sequence" (a trained linear head) or "prompt" (label words scored by the LM).
         pooling: "last" real token (GPT-1), "mean" of the real tokens, or "mean+last" (both), for the sequence head.
         head_dropout: dropout before the linear head.
@@ -34,15 +37,13 @@ class SequenceClassifier(TaskModule):
             from the training split when few_shot > 0 (and saved with the task, so a reload scores the same).
     """
 
-    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
-                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 gradient_checkpointing: bool = False,
-                 head: Literal["sequence", "prompt"] = "sequence", pooling: Pooling = "last",
-                 head_dropout: float = 0.1, head_hidden: int = 0, template: str = "{text}\nLabel:", label_words: list[str] | None = None,
-                 few_shot: int = 0, few_shot_examples: list[tuple[str, int]] | None = None):
-        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, gradient_checkpointing)
+    output_type = LabelScores
+
+    def __init__(self, head: Literal["sequence", "prompt"] = "sequence", pooling: Pooling = "last",
+                 head_dropout: float = 0.1, head_hidden: int = 0, template: str = "{text}\nLabel:",
+                 label_words: list[str] | None = None, few_shot: int = 0,
+                 few_shot_examples: list[tuple[str, int]] | None = None, **kwargs):
+        super().__init__(**kwargs)
         if head not in ("sequence", "prompt"):
             raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
         if pooling not in ("last", "mean", "mean+last"):
@@ -63,7 +64,7 @@ class SequenceClassifier(TaskModule):
             self.scorer = LabelWordScorer(h.template, words)
             datamodule = self.trainer.datamodule if self._trainer is not None else None
             if h.few_shot and not h.few_shot_examples and datamodule is not None:
-                h.few_shot_examples = [(r["text"], self.label_index(r["label"])) for r in datamodule.examples_per_label(h.few_shot)]
+                h.few_shot_examples = [(r["text"], r["label"]) for r in datamodule.examples_per_label(h.few_shot)]
             self.scorer.examples = [(text, int(label)) for text, label in (h.few_shot_examples or [])]
         metrics = lambda: nn.ModuleDict({  # noqa: E731
             "accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro"),
@@ -77,9 +78,6 @@ class SequenceClassifier(TaskModule):
 
     def feature_spec(self) -> dict:
         return {**super().feature_spec(), "units": self.hparams.pooling}
-
-    def label_index(self, label) -> int:
-        return label if isinstance(label, int) else self.label_names.index(label)
 
     # --- scores ----------------------------------------------------------------------------------------
     def logits(self, batch: dict) -> torch.Tensor:
@@ -100,8 +98,9 @@ class SequenceClassifier(TaskModule):
         for metric in self.stage_metrics[stage].values():
             metric.update(preds, batch["labels"])
         if stage == "test":
-            self._test_examples = getattr(self, "_test_examples", 0) + len(preds)
             n, gold, pred = len(self.label_names), batch["labels"].tolist(), preds.tolist()
+            self.record_predictions(stage, [{"text": t, "label": self.label_names[p], "gold": self.label_names[g]}
+                                            for t, p, g in zip(batch["texts"], pred, gold)])
             self.record_example_stats(stage, "correct", [(g == p, 1) for g, p in zip(gold, pred)])
             self.record_example_stats(stage, "labels", [label_counts(n, g, p) for g, p in zip(gold, pred)])
 
@@ -128,17 +127,15 @@ class SequenceClassifier(TaskModule):
             self.scorer.reset_counts()  # the report counts what the test set's queries kept
 
     # --- use -------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, texts: list[str], batch_size: int = 16) -> list[dict[str, float]]:
-        """Label probabilities for each text (softmax over the head's logits or the label-word scores)."""
+    def predict_batch(self, texts: list[str], batch_size: int = 16) -> list[LabelScores]:
+        """Label probabilities of each text (softmax over the head's logits or the label-word scores)."""
         from tasks.classification.data import encode_texts
 
-        self.eval()
         results = []
         device = next(self.backbone.parameters()).device
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             ids, mask = encode_texts(self.tokenizer, chunk, self.max_input_tokens, device)
             probs = self.logits({"input_ids": ids, "attention_mask": mask, "texts": chunk}).float().softmax(-1)
-            results.extend({name: float(p) for name, p in zip(self.label_names, row)} for row in probs)
+            results.extend(LabelScores({name: float(p) for name, p in zip(self.label_names, row)}) for row in probs)
         return results

@@ -45,20 +45,19 @@ def chunk_lines(tokenizer, text: str, max_tokens: int) -> list[str]:
 
 
 class CodeData(GenerativeData):
-    """Args (beyond TaskData's):
+    """Its own arguments; the rest are TaskData's (passed on as **kwargs).
+
+    Args:
         corpus_sources: corpus sources of code to train on (backbone.data.corpus; "stdlib" is Python's).
         max_train_documents: at most this many files from each corpus source.
         code_files: glob patterns of the user's .py files to train on (instead of the corpus).
         text_column: the code column of data_files.train / validation.
     """
 
-    def __init__(self, backbone: str, dataset: str = "openai_humaneval", source: str = "offline",
-                 data_files: dict[str, str] | None = None, batch_size: int = 8,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, bucket_by_length: bool = False, corpus_sources: list[str] | None = None, max_train_documents: int = 100,
-                 code_files: list[str] | None = None, text_column: str = "text"):
-        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers, bucket_by_length)
+    def __init__(self, dataset: str = "openai_humaneval", batch_size: int = 8, corpus_sources: list[str] | None = None,
+                 max_train_documents: int = 100, code_files: list[str] | None = None, text_column: str = "text",
+                 **kwargs):
+        super().__init__(dataset=dataset, batch_size=batch_size, **kwargs)
         self.corpus_sources = list(corpus_sources) if corpus_sources is not None else ["stdlib"]
         self.max_train_documents, self.code_files, self.text_column = max_train_documents, code_files, text_column
         self._stage: str | None = None
@@ -131,3 +130,10 @@ class CodeData(GenerativeData):
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, -100),
                     "rows": rows}
         return super().collate(rows)
+
+
+def score_baselines(dm: CodeData) -> dict:
+    """The prompt alone (a function without a body) run against each problem's tests."""
+    from tasks.codegen.module import prompt_only_pass_at_1
+
+    return {"prompt-only": {"pass@1": prompt_only_pass_at_1(dm.splits["test"])}}

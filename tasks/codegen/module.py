@@ -20,10 +20,10 @@ from torch import nn
 from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig
-from tasks.adapters import Adapter
 from tasks.codegen.passk import pass_at_k
 from tasks.codegen.sandbox import Result, check_program, run_many
 from tasks.generative import GenerativeTask
+from tasks.outputs import Completion
 
 STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#")
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
@@ -81,25 +81,22 @@ class PassAtK(Metric):
 
 
 class CodeGenerator(GenerativeTask):
-    """Args (beyond TaskModule's):
+    """Its own arguments; the rest are GenerativeTask's (passed on as **kwargs).
+
+    Args:
         generation: sampling settings for the n samples (temperature, top_p, max_new_tokens, stop, seed).
         num_samples: completions sampled per problem (0: greedy only).
         ks: pass@k values reported (each only when num_samples >= k).
         greedy: also decode one greedy completion per problem (greedy_pass@1).
         timeout: wall-clock seconds per program in the sandbox.
         workers: sandbox processes at once (None: every core).
-        add_eos: end every training chunk with eos.
     """
 
-    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
-                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 gradient_checkpointing: bool = False,
-                 generation: GenerationConfig | None = None, add_eos: bool = True, num_samples: int = 10,
-                 ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0, workers: int | None = None):
-        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, gradient_checkpointing,
-                         generation if generation is not None else DEFAULT_GENERATION, add_eos)
+    output_type = Completion
+
+    def __init__(self, num_samples: int = 10, ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0,
+                 workers: int | None = None, generation: GenerationConfig | None = None, **kwargs):
+        super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not num_samples and not greedy:
@@ -175,13 +172,12 @@ class CodeGenerator(GenerativeTask):
             greedy_ran = greedy_result is not None
             self.record_example_stats("test", "problems", [[*estimates, 1.0, float(greedy_ran and greedy_result.passed),
                                                             float(greedy_ran)]])
-            self._test_examples = getattr(self, "_test_examples", 0) + 1
-            self._records.append({
+            self.record_predictions("test", [{
                 "task_id": row.get("task_id"), "error": error, "passed": passed, "samples": len(sample_results),
                 "greedy_passed": None if greedy_result is None else greedy_result.passed,
                 "greedy_completion": greedy, "greedy_reason": None if greedy_result is None else greedy_result.reason,
                 "completions": samples, "statuses": [r.status for r in sample_results],
-                "reasons": [r.reason for r in sample_results]})
+                "reasons": [r.reason for r in sample_results]}])
 
     def interval_metrics(self) -> dict:
         ks = list(self.hparams.ks)
@@ -201,14 +197,11 @@ class CodeGenerator(GenerativeTask):
                 "test/generation": self.generation.describe(), "test/skipped": self.skipped}
 
     # --- use -------------------------------------------------------------------------------------------
-    def predict(self, prompt: str, num_samples: int = 0) -> str | list[str]:
-        """The greedy completion of a code prompt; with num_samples > 0, that many sampled completions."""
-        self.eval()
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("the prompt is empty: write the start of a function (signature and docstring)")
-        if num_samples:
-            return self.generate([prompt] * num_samples)
-        return self.generate([prompt], self.greedy_config)[0]
+    def predict_batch(self, prompts: list[str], num_samples: int = 0) -> list[Completion]:
+        """The greedy completion of each code prompt (signature and docstring), and num_samples sampled ones."""
+        greedy = self.generate(prompts, self.greedy_config)
+        return [Completion(text, self.generate([prompt] * num_samples) if num_samples else [])
+                for prompt, text in zip(prompts, greedy)]
 
     def run_tests(self, prompt: str, completion: str, test: str, entry_point: str) -> Result:
         """Run HumanEval-style tests (`def check(candidate)`) on prompt + completion, in the sandbox."""

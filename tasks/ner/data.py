@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datasets
 
-from tasks.data import TaskData, infer_label_names, label_index
-
-IGNORE = -100  # the tag of a padding unit: left out of the loss
+from tasks.data import LabelledData
 
 
 def align_words(tokenizer, sentences: list[list[str]], max_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -37,38 +35,21 @@ def align_words(tokenizer, sentences: list[list[str]], max_tokens: int) -> tuple
     return ids_per_sentence, ends_per_sentence
 
 
-class TokenTaggingData(TaskData):
-    """Args (beyond TaskData's):
+class TokenTaggingData(LabelledData):
+    """Its own arguments; the rest are LabelledData's (passed on as **kwargs).
+
+    Args:
         tokens_column: the column with each sentence's words.
         tags_column: the column with each word's tag (names, or indices into label_names).
-        label_names: the tag set for user files (None: the dataset's ClassLabel names, or the sorted tags
-            of the training file).
     """
 
-    def __init__(self, backbone: str, dataset: str = "conll2003", source: str = "offline",
-                 data_files: dict[str, str] | None = None, batch_size: int = 16,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, bucket_by_length: bool = False, tokens_column: str = "tokens", tags_column: str = "ner_tags",
-                 label_names: list[str] | None = None):
-        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers, bucket_by_length)
-        self.tokens_column, self.tags_column, self._label_names = tokens_column, tags_column, label_names
+    first_label = "O"
 
-    @property
-    def label_names(self) -> list[str]:
-        if self._label_names is None:
-            any_split = next(iter(self.splits.values()))
-            feature = any_split.features.get(self.tags_column)
-            inner = getattr(feature, "feature", None)
-            if isinstance(inner, datasets.ClassLabel):
-                self._label_names = list(inner.names)
-            else:
-                tags = [t for row in self.splits.get("train", any_split)[self.tags_column] for t in row]
-                self._label_names = infer_label_names(tags, first="O")
-        return self._label_names
-
-    def tag_index(self, tag) -> int | None:
-        return label_index(tag, self.label_names)
+    def __init__(self, dataset: str = "conll2003", tokens_column: str = "tokens", tags_column: str = "ner_tags",
+                 **kwargs):
+        super().__init__(dataset=dataset, **kwargs)
+        self.tokens_column, self.tags_column = tokens_column, tags_column
+        self.label_column = tags_column
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         for column in (self.tokens_column, self.tags_column):
@@ -79,7 +60,7 @@ class TokenTaggingData(TaskData):
                 raise ValueError(f"{split} row {row}: empty sentence")
             if len(words) != len(tags):
                 raise ValueError(f"{split} row {row}: {len(words)} tokens but {len(tags)} tags")
-            bad = [t for t in tags if self.tag_index(t) is None]
+            bad = [t for t in tags if self.label_index(t) is None]
             if bad:
                 raise ValueError(f"{split} row {row}: tag {bad[0]!r} is not in the label map {self.label_names}")
 
@@ -87,6 +68,16 @@ class TokenTaggingData(TaskData):
         sentences = [list(r[self.tokens_column]) for r in rows]
         ids, ends = align_words(self.tokenizer, sentences, self.max_tokens)
         input_ids, mask = self.tokenizer.pad(ids, side="right")
-        word_tags = [[self.tag_index(t) for t in row[self.tags_column]] for row in rows]
+        word_tags = [[self.label_index(t) for t in row[self.tags_column]] for row in rows]
         return {"input_ids": input_ids, "attention_mask": mask, "word_end": ends, "word_tags": word_tags,
                 "words": sentences}
+
+
+def score_baselines(dm: TokenTaggingData) -> dict:
+    """Each word's most frequent training tag."""
+    from tasks.baselines import most_frequent_tag
+
+    train, test = dm.splits["train"], dm.splits["test"]
+    tags = lambda rows: [[dm.label_index(t) for t in row] for row in rows[dm.tags_column]]  # noqa: E731
+    return {"most-frequent-tag": most_frequent_tag(train[dm.tokens_column], tags(train), test[dm.tokens_column],
+                                                   tags(test), dm.label_names)}

@@ -15,11 +15,12 @@ from seqeval.metrics.sequence_labeling import get_entities
 from torch import nn
 from torchmetrics import Metric
 
-from tasks.adapters import Adapter
-from tasks.base import TaskModule
+from tasks.base import LabelledTask
 from tasks.confidence import f1_from_counts, precision_from_counts, recall_from_counts
+from tasks.data import IGNORE
 from tasks.heads import CRF, BothSides
-from tasks.ner.data import IGNORE, align_words
+from tasks.ner.data import align_words
+from tasks.outputs import Entities, Entity
 
 
 class EntityF1(Metric):
@@ -53,26 +54,26 @@ def entity_counts(label_names: list[str], pred: list[int], gold: list[int]) -> t
     return len(found & true), len(found - true), len(true - found)
 
 
-def merge_entities(words: list[str], tags: list[str]) -> list[dict]:
-    """B-X I-X ... runs -> [{"type": X, "start": first word, "end": last word + 1, "text": ...}]."""
-    entities, current = [], None
+def merge_entities(words: list[str], tags: list[str]) -> list[Entity]:
+    """B-X I-X ... runs -> an Entity(X, first word, last word + 1, their text) each."""
+    entities, current = [], None  # current: (type, first word) of the run being read
     for i, tag in enumerate([*tags, "O"]):
         kind = tag[2:] if tag[:2] in ("B-", "I-") else None
-        continues = current is not None and tag.startswith("I-") and kind == current["type"]
+        continues = current is not None and tag.startswith("I-") and kind == current[0]
         if current is not None and not continues:
-            current["text"] = " ".join(words[current["start"] : i])
-            current["end"] = i
-            entities.append(current)
+            entities.append(Entity(current[0], current[1], i, " ".join(words[current[1] : i])))
             current = None
         if kind is not None and not continues:
-            current = {"type": kind, "start": i}
+            current = (kind, i)
     return entities
 
 
-class TokenClassifier(TaskModule):
+class TokenClassifier(LabelledTask):
     """A tag per word, read at the word's last sub-token (the only one that has seen the whole word).
 
-    Args (beyond TaskModule's):
+    Its own arguments; the rest are LabelledTask's (passed on as **kwargs).
+
+    Args:
         head_dropout: dropout on the word states and before the tag layer.
         context: what gives each word its right-hand context, which a causal backbone lacks: "none" (a
             linear layer on each word), "bilstm" or "transformer" (tasks.heads.BothSides).
@@ -80,14 +81,11 @@ class TokenClassifier(TaskModule):
         crf: decode with a linear-chain CRF (tasks.heads.CRF) instead of one argmax per word.
     """
 
-    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
-                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 gradient_checkpointing: bool = False,
-                 head_dropout: float = 0.1, context: Literal["none", "bilstm", "transformer"] = "none",
-                 context_hidden: int = 256, crf: bool = False):
-        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, gradient_checkpointing)
+    output_type = Entities
+
+    def __init__(self, head_dropout: float = 0.1, context: Literal["none", "bilstm", "transformer"] = "none",
+                 context_hidden: int = 256, crf: bool = False, **kwargs):
+        super().__init__(**kwargs)
 
     def build_head(self) -> None:
         h = self.hparams
@@ -142,8 +140,9 @@ class TokenClassifier(TaskModule):
         self.stage_metrics[stage].update(predictions, batch["word_tags"])
         self.record_example_stats(stage, "entities", [entity_counts(self.label_names, p, g)
                                                       for p, g in zip(predictions, batch["word_tags"])])
-        if stage == "test":
-            self._test_examples = getattr(self, "_test_examples", 0) + len(batch["word_tags"])
+        self.record_predictions(stage, [
+            {"words": words, "tags": [self.label_names[t] for t in p], "gold": [self.label_names[t] for t in g]}
+            for words, p, g in zip(batch["words"], predictions, batch["word_tags"])])
 
     def interval_metrics(self) -> dict:
         return {"f1": ("entities", f1_from_counts), "precision": ("entities", precision_from_counts),
@@ -155,14 +154,9 @@ class TokenClassifier(TaskModule):
                 "test/path": f"word = its last sub-token; context {self.hparams.context}"
                              + (", CRF (Viterbi)" if self.crf is not None else ", argmax per word")}
 
-    @torch.no_grad()
-    def predict(self, texts: list[str]) -> list[dict]:
-        """For each text: its words, a tag per word, and the merged entities."""
-        self.eval()
+    def predict_batch(self, texts: list[str]) -> list[Entities]:
+        """Each text cut into words (runs of word characters, and punctuation), a tag per word, the entities."""
         sentences = [re.findall(r"\w+(?:[-'.]\w+)*|[^\w\s]", t) for t in texts]
-        for i, words in enumerate(sentences):
-            if not words:
-                raise ValueError(f"text {i} is empty")
         ids, ends = align_words(self.tokenizer, sentences, self.max_input_tokens)
         device = next(self.backbone.parameters()).device
         input_ids, mask = self.tokenizer.pad(ids, side="right", device=device)
@@ -170,5 +164,5 @@ class TokenClassifier(TaskModule):
         out = []
         for words, seq in zip(sentences, tags):
             names = [self.label_names[t] for t in seq]
-            out.append({"words": words, "tags": names, "entities": merge_entities(words, names)})
+            out.append(Entities(words, names, merge_entities(words, names)))
         return out

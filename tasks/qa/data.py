@@ -187,24 +187,6 @@ def generation_prompt(tokenizer, question: str, context: str, budget: int) -> st
     return PROMPT_TEMPLATE.format(context=cut, question=question.strip())
 
 
-def generative_batch(tokenizer, rows: list[dict], max_tokens: int, max_new_tokens: int) -> dict:
-    """Prompt + " answer" + eos per row, loss on the answer only (labels -100 elsewhere)."""
-    rows_ids, labels = [], []
-    for row in rows:
-        texts = [t for t, _ in gold_answers(row.get("answers")) if isinstance(t, str) and t.strip()]
-        target = (tokenizer.encode(" " + texts[0].strip())[:max_new_tokens] if texts else []) + [tokenizer.eos_id]
-        prompt = tokenizer.encode(generation_prompt(tokenizer, row["question"], row["context"], max_tokens - len(target)),
-                                  add_bos=True)
-        prompt = prompt[max(0, len(prompt) + len(target) - max_tokens):]
-        rows_ids.append(prompt + target)
-        labels.append([-100] * len(prompt) + target)
-    input_ids, mask = tokenizer.pad(rows_ids, side="right")
-    label_tensor = torch.full_like(input_ids, -100)
-    for i, row in enumerate(labels):
-        label_tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": label_tensor}
-
-
 def iter_rows(dataset: datasets.Dataset, chunk: int = 2000):
     """Rows as dicts, read a column chunk at a time (much faster than indexing row by row)."""
     for batch in dataset.iter(batch_size=chunk):
@@ -222,13 +204,8 @@ class QAData(TaskData):
     rows (so a batch of `batch_size` questions may hold more windows), plus the rows themselves.
     """
 
-    def __init__(self, backbone: str, dataset: str = "squad", source: str = "offline",
-                 data_files: dict[str, str] | None = None, batch_size: int = 16,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, bucket_by_length: bool = False):
-        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers, bucket_by_length)
-        self.label_names: list[str] = []
+    def __init__(self, dataset: str = "squad", **kwargs):
+        super().__init__(dataset=dataset, **kwargs)
         self.skipped: dict[str, list[str]] = {}  # split -> messages of the rows left out
 
     def prepare_data(self) -> None:
@@ -279,3 +256,15 @@ class QAData(TaskData):
     def collate(self, rows: list[dict]) -> dict:
         module = self.trainer.lightning_module
         return {**module.featurize(rows, self.tokenizer, self.max_tokens), "rows": rows}
+
+
+def score_baselines(dm: QAData) -> dict:
+    """The sliding window: the span whose surroundings share most words with the question."""
+    from tasks.baselines import sliding_window
+    from tasks.qa.metrics import SquadScore
+
+    test = dm.splits["test"]  # SQuAD's dev set (the QA data module scores it as `test`)
+    metric = SquadScore()
+    metric.update([sliding_window(q, c) for q, c in zip(test["question"], test["context"])],
+                  [a["text"] for a in test["answers"]])
+    return {"sliding-window": {k: float(v) for k, v in metric.compute().items()}}

@@ -1,9 +1,17 @@
 """Translation (Bible en-es, both directions): `gptsuite translation fit --config configs/tasks/translation.yaml`."""
 
+from tasks.spec import TaskSpec
 
-def cli_main(args: list[str] | None = None, run: bool = True):
-    from tasks.base import run_task_cli
-    from tasks.translation.data import TranslationData
-    from tasks.translation.module import Translator
-
-    return run_task_cli(Translator, TranslationData, args, __doc__, run=run)
+SPEC = TaskSpec(
+    name="translation", title="Translation",
+    module="tasks.translation.module.Translator", data="tasks.translation.data.TranslationData",
+    dataset="Bible en-es (KJV / RV1909)", split="test books", metrics=("bleu", "chrf"), fraction=False,
+    sample="The house is small.",
+    baselines="tasks.translation.data.score_baselines",
+    bench={
+        "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 16, "trainer.max_epochs": 1},
+        "quick": {"budget_s": 100, "seconds": 220, "data.max_train_examples": 6000, "data.max_eval_examples": 100,
+                  "trainer.max_epochs": 1},
+        "full": {"trainer.max_epochs": 2},
+    },
+)

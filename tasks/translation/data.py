@@ -32,7 +32,9 @@ def language_name(code: str) -> str:
 
 
 class TranslationData(GenerativeData):
-    """Args (beyond TaskData's):
+    """Its own arguments; the rest are TaskData's (passed on as **kwargs).
+
+    Args:
         direction: "en-es" or "es-en" (any "src-tgt" pair of language codes for other data).
         source_column: the source text column (default: the source language code).
         target_column: the target text column (default: the target language code).
@@ -40,13 +42,9 @@ class TranslationData(GenerativeData):
             configuration, e.g. "de-en" (default: the pair with English last).
     """
 
-    def __init__(self, backbone: str, dataset: str = "bible_en_es", source: str = "offline",
-                 data_files: dict[str, str] | None = None, batch_size: int = 16,
-                 max_train_examples: int | None = None, max_eval_examples: int | None = None, seed: int = 0,
-                 num_workers: int = 0, bucket_by_length: bool = False, direction: str = "en-es", source_column: str | None = None,
-                 target_column: str | None = None, hub_config: str | None = None):
-        super().__init__(backbone, dataset, source, data_files, batch_size, max_train_examples, max_eval_examples,
-                         seed, num_workers, bucket_by_length)
+    def __init__(self, dataset: str = "bible_en_es", direction: str = "en-es", source_column: str | None = None,
+                 target_column: str | None = None, hub_config: str | None = None, **kwargs):
+        super().__init__(dataset=dataset, **kwargs)
         self.direction = direction
         self.source_lang, self.target_lang = parse_direction(direction)
         self.source_key = source_column or self.source_lang
@@ -83,3 +81,15 @@ class TranslationData(GenerativeData):
     def collate(self, rows: list[dict]) -> dict:
         pairs = [{"source": r[self.source_key], "target": r[self.target_key]} for r in rows]
         return super().collate(pairs)
+
+
+def score_baselines(dm: TranslationData) -> dict:
+    """The source copied, and a word-by-word dictionary learned from the training pairs."""
+    from tasks.baselines import copy_source, word_dictionary
+    from tasks.translation.metrics import corpus_scores
+
+    src, tgt = dm.source_key, dm.target_key
+    train, test = dm.splits["train"], dm.splits["test"]
+    refs = list(test[tgt])
+    return {"copy-source": corpus_scores(copy_source(test[src]), refs),
+            "word-dictionary": corpus_scores(word_dictionary(train[src], train[tgt], test[src]), refs)}

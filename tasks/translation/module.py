@@ -10,8 +10,8 @@ from __future__ import annotations
 from torch import nn
 
 from backbone.generate import GenerationConfig
-from tasks.adapters import Adapter
 from tasks.generative import GenerativeTask
+from tasks.outputs import GeneratedText
 from tasks.translation.data import language_name, parse_direction
 from tasks.translation.metrics import (
     TranslationScores,
@@ -24,25 +24,22 @@ DEFAULT_GENERATION = GenerationConfig(max_new_tokens=96, num_beams=4, stop=("\n"
 
 
 class Translator(GenerativeTask):
-    """Args (beyond TaskModule's):
+    """Its own arguments; the rest are GenerativeTask's (passed on as **kwargs).
+
+    Args:
         direction: "en-es" or "es-en" ("src-tgt" codes); None takes it from the data module (data.direction).
         source_template: the prompt, with {source_lang}, {target_lang} (language names) and {src}.
         target_template: the target that follows the prompt, with {tgt}.
         generation: decoding settings (backbone.generate.GenerationConfig); default beam search, 4 beams.
-        add_eos: end every training target with eos.
         score_validation: also translate the validation split and log val/bleu, val/chrf (slower).
     """
 
-    def __init__(self, backbone: str, adapter: Adapter | None = None, label_names: list[str] | None = None,
-                 learning_rate: float = 1e-4, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 min_lr_ratio: float = 0.0, max_length: int | None = None, export_dir: str | None = None,
-                 gradient_checkpointing: bool = False,
-                 generation: GenerationConfig | None = None, add_eos: bool = True, direction: str | None = None,
-                 source_template: str = "{source_lang}: {src}\n{target_lang}:", target_template: str = " {tgt}\n",
-                 score_validation: bool = False):
-        super().__init__(backbone, adapter, label_names, learning_rate, weight_decay, warmup_ratio, min_lr_ratio,
-                         max_length, export_dir, gradient_checkpointing,
-                         generation if generation is not None else DEFAULT_GENERATION, add_eos)
+    output_type = GeneratedText
+
+    def __init__(self, direction: str | None = None, source_template: str = "{source_lang}: {src}\n{target_lang}:",
+                 target_template: str = " {tgt}\n", score_validation: bool = False,
+                 generation: GenerationConfig | None = None, **kwargs):
+        super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if "{src}" not in source_template or "{tgt}" not in target_template:
             raise ValueError("source_template needs {src} and target_template needs {tgt}")
         if direction is not None:
@@ -84,12 +81,11 @@ class Translator(GenerativeTask):
         hypotheses = self.translate(sources)
         self.stage_metrics[stage].update(hypotheses, references)
         if stage == "test":
-            self._test_examples = getattr(self, "_test_examples", 0) + len(rows)
             bleu_stats, chrf_stats = sentence_statistics(hypotheses, references)
             self.record_example_stats(stage, "bleu", bleu_stats)
             self.record_example_stats(stage, "chrf", chrf_stats)
-            self._records.extend({"source": s, "reference": r, "translation": h}
-                                 for s, r, h in zip(sources, references, hypotheses))
+            self.record_predictions(stage, [{"source": s, "reference": r, "translation": h}
+                                            for s, r, h in zip(sources, references, hypotheses)])
 
     def interval_metrics(self) -> dict:
         return {"bleu": ("bleu", bleu_from_statistics), "chrf": ("chrf", chrf_from_statistics)}
@@ -98,10 +94,6 @@ class Translator(GenerativeTask):
         return {**super().test_report(), **self.stage_metrics["test"].signatures,
                 "test/direction": self.hparams.direction, "test/generation": self.generation.describe()}
 
-    def predict(self, texts: list[str]) -> list[str]:
-        """A translation per text, in the trained direction."""
-        self.eval()
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {i} is empty: nothing to translate")
-        return self.translate(list(texts))
+    def predict_batch(self, texts: list[str]) -> list[GeneratedText]:
+        """A translation of each text, in the trained direction."""
+        return [GeneratedText(t) for t in self.translate(texts)]

@@ -1,0 +1,98 @@
+"""TaskSpec: everything the command line, the benchmark, the demo and the tests know about one task.
+
+Each task package defines one `SPEC` in its `__init__.py`; `tasks.registry` lists the packages. Nothing
+else names the tasks one by one: the `gptsuite <task>` subcommands, the benchmark's stages, the demo's tabs
+and the config tests are all derived from the registered specs. This module imports nothing heavy, so
+`gptsuite --help` stays fast: classes are named by dotted path and imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published score to read ours against (full training data, usually a bigger model)."""
+
+    metric: str
+    name: str
+    value: float
+    source: str
+
+
+def load_object(path: str):
+    """"package.module.Name" -> the object."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task.
+
+    name: the subcommand, the YAML's stem (configs/tasks/<name>.yaml), the artifact folder
+        (artifacts/tasks/<name>) and the demo tab's id.
+    title: what people read (the demo tab, `gptsuite --help`).
+    module, data: dotted paths of its TaskModule and its TaskData.
+    dataset, split: what the benchmark scores, in words.
+    metrics: the test metrics the table shows, the headline one first.
+    sample: the demo's example input (a str, or a tasks.outputs.Question).
+    baselines: dotted path of f(data module) -> {baseline: {metric: value}}, scored on the test examples.
+    anchors: published scores (tasks.spec.Anchor).
+    prompt_args: the flags of the task's prompt path (no training), where it has one.
+    fraction: the metrics are fractions (shown as %), not already percentages.
+    bench: preset name -> this task's part of it: dotted LightningCLI flags, optionally `methods`
+        ({name: flags}), `budget_s` (the training time budget) and `seconds` (the stage's measured wall
+        time, for the progress bar); see tasks.bench.
+    """
+
+    name: str
+    title: str
+    module: str
+    data: str
+    dataset: str
+    split: str
+    metrics: tuple[str, ...]
+    sample: object
+    baselines: str | None = None
+    anchors: tuple[Anchor, ...] = ()
+    prompt_args: tuple[str, ...] = ()
+    fraction: bool = True
+    bench: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def config(self) -> str:
+        return f"configs/tasks/{self.name}.yaml"
+
+    @property
+    def fit_command(self) -> str:
+        return f"gptsuite {self.name} fit --config {self.config}"
+
+    @property
+    def module_class(self) -> type:
+        return load_object(self.module)
+
+    @property
+    def data_class(self) -> type:
+        return load_object(self.data)
+
+    @property
+    def input_type(self) -> type:
+        return self.module_class.input_type
+
+    @property
+    def output_type(self) -> type:
+        return self.module_class.output_type
+
+    def cli(self, args: list[str] | None = None, run: bool = True):
+        """The task's LightningCLI (`gptsuite <name> fit|validate|test ...`); args=None reads sys.argv. With
+        run=False the args hold no subcommand and the caller drives cli.trainer itself."""
+        from tasks.base import run_task_cli
+
+        description = f"{self.title} ({self.dataset}): `{self.fit_command}`"
+        return run_task_cli(self.module_class, self.data_class, args, description, run=run)
+
+    def score_baselines(self, datamodule) -> dict:
+        return load_object(self.baselines)(datamodule) if self.baselines else {}
