@@ -23,7 +23,7 @@ from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import PRESETS
 from tasks.bench_table import markdown_table, plot, write_csv
-from tasks.registry import TASKS, get
+from tasks.registry import TASKS, get, run_cli
 from tasks.spec import TaskSpec
 
 OUT_DIR = Path("benchmarks")
@@ -124,8 +124,9 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     extra = flags.pop("args", [])
     extra = list(spec.prompt_args) if extra == "prompt" else list(extra)
     fits = flags.get("trainer.max_epochs", 1) > 0
-    cli = spec.cli(task_args(spec, flags, backbone, run_dir,
-                             extra + precision_args(precision) + (budget_args(budget_s) if fits else [])), run=False)
+    cli = run_cli(spec.name, task_args(spec, flags, backbone, run_dir,
+                                       extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
+                  run=False)
     if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start

@@ -16,11 +16,12 @@ demo) register themselves through the `gptsuite.commands` entry point group, so 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from importlib.metadata import entry_points
 
-from tasks.registry import TASKS
+from tasks.registry import TASKS, run_cli
 
 COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subcommand (pyproject.toml)
 
@@ -31,7 +32,7 @@ def lightning_command(name: str):
         from backbone.lit import cli_main
 
         return cli_main
-    return TASKS[name].cli if name in TASKS else None
+    return functools.partial(run_cli, name) if name in TASKS else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,16 @@ def unregister(name: str) -> None:
     TASKS.pop(name, None)
 
 
+def run_cli(name: str, args: list[str] | None = None, run: bool = True):
+    """The task's LightningCLI (`gptsuite <name> fit|validate|test ...`); args=None reads sys.argv. With
+    run=False the args hold no subcommand and the caller drives cli.trainer itself (the benchmark does)."""
+    from tasks.base import run_task_cli
+
+    spec = get(name)
+    return run_task_cli(spec.module_class, spec.data_class, args, f"{spec.title} ({spec.dataset}): "
+                        f"`{spec.fit_command}`", run=run)
+
+
 def get(name: str) -> TaskSpec:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; the tasks are {', '.join(TASKS)}")

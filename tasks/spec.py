@@ -86,13 +86,5 @@ class TaskSpec:
     def output_type(self) -> type:
         return self.module_class.output_type
 
-    def cli(self, args: list[str] | None = None, run: bool = True):
-        """The task's LightningCLI (`gptsuite <name> fit|validate|test ...`); args=None reads sys.argv. With
-        run=False the args hold no subcommand and the caller drives cli.trainer itself."""
-        from tasks.base import run_task_cli
-
-        description = f"{self.title} ({self.dataset}): `{self.fit_command}`"
-        return run_task_cli(self.module_class, self.data_class, args, description, run=run)
-
     def score_baselines(self, datamodule) -> dict:
         return load_object(self.baselines)(datamodule) if self.baselines else {}

@@ -3,6 +3,7 @@ the CLI with fast_dev_run, save/reload, the demo helpers."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from backbone.generate import cut_at_stop
 from tasks.base import load_task, save_task
-from tasks.registry import TASKS
+from tasks.registry import run_cli
 from tests.helpers import ROOT, make_backbone
 
 ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",
@@ -144,7 +145,7 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 
 
 def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
-    cli_main = TASKS["codegen"].cli
+    cli_main = functools.partial(run_cli, "codegen")
 
     code = [{"text": f"def f{i}(x):\n    return x * {i}\n\n\ndef g{i}(y):\n    return y - {i}\n"} for i in range(6)]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in code))

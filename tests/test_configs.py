@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backbone.config import GPTConfig
-from tasks.registry import TASKS
+from tasks.registry import TASKS, run_cli
 from tests.helpers import ROOT
 
 PRETRAIN = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))
@@ -36,7 +36,7 @@ def test_task_config_instantiates(name):
     from tasks.data import TaskData
 
     spec = TASKS[name]
-    cli = spec.cli(["--config", str(ROOT / spec.config), *CPU], run=False)
+    cli = run_cli(name, ["--config", str(ROOT / spec.config), *CPU], run=False)
     assert isinstance(cli.model, spec.module_class) and isinstance(cli.model, TaskModule)
     assert isinstance(cli.datamodule, spec.data_class) and isinstance(cli.datamodule, TaskData)
     assert cli.datamodule.backbone == cli.model.hparams.backbone == "artifacts/backbones/tiny"  # linked

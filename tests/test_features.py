@@ -3,6 +3,7 @@ length buckets, and the cached path giving what the live path gives."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -20,7 +21,7 @@ from tasks.confidence import (
 from tasks.data import LengthBuckets
 from tasks.features import build_cache
 from tasks.heads import CRF, BothSides
-from tasks.registry import TASKS
+from tasks.registry import run_cli
 from tests.helpers import make_backbone
 
 transformers = pytest.importorskip("transformers")
@@ -286,7 +287,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     import json
 
     from backbone.data.registry import cache_dir
-    cli_main = TASKS["ner"].cli
+    cli_main = functools.partial(run_cli, "ner")
     from tests.helpers import ROOT
 
     backbone = make_backbone(tmp_path / "nano")
@@ -324,7 +325,7 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
     from tests.helpers import ROOT, write_sentiment_files
     from tests.test_qa import write_files
 
-    qa_main, sentiment_main = TASKS["qa"].cli, TASKS["sentiment"].cli
+    qa_main, sentiment_main = functools.partial(run_cli, "qa"), functools.partial(run_cli, "sentiment")
 
     backbone = make_backbone(tmp_path / "nano")
     common = ["--model.backbone", str(backbone), "--trainer.precision", "32", "--trainer.enable_progress_bar", "false",

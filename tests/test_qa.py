@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from tasks.outputs import Answer, Question
 from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, make_windows
 from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
-from tasks.registry import TASKS
+from tasks.registry import run_cli
 from tests.helpers import ROOT, make_backbone
 
 CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."
@@ -244,7 +245,7 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 
 @pytest.mark.parametrize("head", ["span", "generate"])
 def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
-    cli_main = TASKS["qa"].cli
+    cli_main = functools.partial(run_cli, "qa")
 
     files = write_files(tmp_path)
     common = ["--config", f"{ROOT}/configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),

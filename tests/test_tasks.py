@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -12,7 +13,7 @@ from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTunin
 from tasks.base import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
-from tasks.registry import TASKS
+from tasks.registry import run_cli
 from tests.helpers import ROOT, make_backbone, write_sentiment_files
 
 ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),
@@ -223,7 +224,7 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
 
 
     files = write_sentiment_files(tmp_path)
-    cli_main = TASKS[task].cli
+    cli_main = functools.partial(run_cli, task)
     cli_main(["fit", *_cli_args(task, backbone_dir, tmp_path, files, "--trainer.fast_dev_run", "1",
                                 "--model.export_dir", str(tmp_path / "task"), "--data.label_names",
                                 '["negative", "positive"]', "--model.label_words", '[" negative", " positive"]')])
@@ -240,7 +241,7 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
 
 
 def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
-    cli_main = TASKS["ner"].cli
+    cli_main = functools.partial(run_cli, "ner")
 
     rows = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]}] * 4
     files = {}
@@ -297,7 +298,7 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(backbone_dir, tmp_path):
     checkpoint (the shuffle order and dropout masks after a resume differ from an uninterrupted run's)."""
     from safetensors.torch import load_file
 
-    cli_main = TASKS["sentiment"].cli
+    cli_main = functools.partial(run_cli, "sentiment")
 
     files = write_sentiment_files(tmp_path)
 
