@@ -147,6 +147,19 @@ def test_virtual_tokens_leave_room_in_the_context(backbone_dir, make_adapter):
     assert task.logits(batch).shape == (1, 2)
 
 
+def test_predict_takes_one_text_or_a_list_and_refuses_what_it_cannot_read(backbone_dir):
+    from tasks.outputs import LabelScores
+
+    task = build(backbone_dir, Frozen())
+    one, listed = task.predict("a wonderful film"), task.predict(["a wonderful film"])
+    assert isinstance(one, LabelScores) and listed == [one]  # a string is one text, not a list of characters
+    assert task.predict([]) == []
+    for bad, error, message in (([""], ValueError, "item 0 is empty"), (["ok", "\ud800"], ValueError, "item 1 is not valid "
+                                 "Unicode"), ([b"bytes"], TypeError, "a list of str .or one.; item 0 is a bytes")):
+        with pytest.raises(error, match=message):
+            task.predict(bad)
+
+
 # --- save / reload -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make_adapter", ADAPTERS, ids=["full", "frozen", "lora", "prompt", "prefix"])
 def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path, make_adapter):
