@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/load_demo.py [--url http://127.0.0.1:7860/] [--clients 20] [--requests 3]
 
 Each client is its own gradio_client.Client (its own session) and sends --requests requests in turn, cycling
-through the endpoints whose artifacts exist (sentiment, classification, NER, generation, attention). Bounded:
+through the endpoints whose artifacts exist (the label and entity tasks, generation, attention). Bounded:
 clients x requests requests at most, each with --timeout seconds, the whole run with --max-seconds.
 Loopback only: the script refuses any other host. Latency includes the wait in the demo's queue, which is
 what a person feels: with the default concurrency limit of 2, 20 clients mostly wait.
@@ -26,16 +26,20 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlparse
 
-# (api_name, arguments): cheap, representative requests; generation is clamped to a few tokens
-REQUESTS = {
-    "sentiment": ("/sentiment", ["a wonderful, moving film with great acting"]),
-    "classification": ("/classification", ["The central bank raised interest rates again."]),
-    "ner": ("/ner", ["Angela Merkel visited Paris on Monday."]),
-    # prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram_size,
-    # num_beams, length_penalty, stop, seed, use_cache (the backbone name goes first)
-    "generate": ("/generate", ["Once upon a time", 16, 0, 0, 1, 0, 1, 0, 1, 1, "", 0, True]),
-    "attention": ("/attention", ["The cat sat on the mat.", 0, 0]),
-}
+def requests() -> dict[str, tuple[str, list]]:
+    """{endpoint: (api_name, arguments)}: every registered task whose tab reads one text and answers in one
+    forward pass (labels, entities), with its demo sample, and two backbone endpoints; generation is clamped
+    to a few tokens."""
+    from tasks.outputs import Entities, LabelScores
+    from tasks.registry import TASKS
+
+    cheap = [spec for spec in TASKS.values()
+             if spec.input_type is str and issubclass(spec.output_type, (LabelScores, Entities))]
+    return {**{spec.name: (f"/{spec.name}", [spec.sample]) for spec in cheap},
+            # prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram_size,
+            # num_beams, length_penalty, stop, seed, use_cache (the backbone name goes first)
+            "generate": ("/generate", ["Once upon a time", 16, 0, 0, 1, 0, 1, 0, 1, 1, "", 0, True]),
+            "attention": ("/attention", ["The cat sat on the mat.", 0, 0])}
 
 
 def loopback_only(url: str) -> str:
@@ -77,9 +81,9 @@ def endpoints(url: str, wanted: list[str], backbone: str) -> list[tuple[str, lis
     from gradio_client import Client
 
     client = Client(url, verbose=False)
-    chosen = []
+    known, chosen = requests(), []
     for name in wanted:
-        api, args = REQUESTS[name]
+        api, args = known[name]
         if name in ("generate", "attention"):
             args = [backbone, *args]
         try:
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=2, help="the served demo's concurrency limit (with --serve)")
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--requests", type=int, default=3, help="requests per client")
-    p.add_argument("--endpoints", nargs="+", default=list(REQUESTS), choices=list(REQUESTS))
+    p.add_argument("--endpoints", nargs="+", default=list(requests()), choices=list(requests()))
     p.add_argument("--backbone", default="tiny", help="backbone name for generate/attention (default: tiny, the "
                                                       "README main job's)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
