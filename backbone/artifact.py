@@ -75,11 +75,13 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ArtifactError(f"{weights_path} does not match {config_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ArtifactError(f"{weights_path} does not match {config_path}: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
             raise ArtifactError(
-                f"{weights_path}: {name} has shape {tuple(tensor.shape)}, {config_path} implies {tuple(expected[name].shape)}"
+                f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "
+                f"{config_path} implies {tuple(expected[name].shape)}"
             )
     model.load_state_dict(state, strict=False, assign=True)
     if config.tie_embeddings:
@@ -106,7 +108,8 @@ def load_backbone(directory: str | Path, map_location: str = "cpu"):
     tokenizer = Tokenizer.from_pretrained(directory)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ArtifactError(
-            f"{directory}/tokenizer.json has {tokenizer.vocab_size} tokens but config.json vocab_size is {model.config.vocab_size}"
+            f"{directory}/tokenizer.json has {tokenizer.vocab_size} tokens "
+            f"but config.json vocab_size is {model.config.vocab_size}"
         )
     return model, tokenizer
 

@@ -62,7 +62,8 @@ class TimeBudget(Callback):
             self._refit(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and self._clock is not None and trainer.global_step - self._clock_step >= self.probe_steps:
+        if (not trainer.sanity_checking and self._clock is not None
+                and trainer.global_step - self._clock_step >= self.probe_steps):
             self._refit(trainer)
 
     # --- the estimate -----------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ class GenerationConfig:
     def describe(self) -> dict:
         """The decoding mode and every setting that differs from the defaults (what a reader needs to redo
         it), JSON-safe; sampling options are left out under beam search and greedy decoding, which ignore them."""
-        mode = f"beam search ({self.num_beams} beams)" if self.num_beams > 1 else "sampling" if self.sampling else "greedy"
+        mode = (f"beam search ({self.num_beams} beams)" if self.num_beams > 1
+                else "sampling" if self.sampling else "greedy")
         ignored = set() if self.sampling else {"temperature", "top_k", "top_p", "min_p", "seed"}
         if self.num_beams == 1:
             ignored.add("length_penalty")

@@ -74,7 +74,8 @@ def config_from_metadata(meta: dict, tied: bool, vocab_size: int | None = None, 
     """A Llama-flavoured GPTConfig from GGUF metadata."""
     arch = meta.get("general.architecture")
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise GGUFError(f"{path}: general.architecture {arch!r} is not supported; gptsuite imports {SUPPORTED_ARCHITECTURES}")
+        raise GGUFError(f"{path}: general.architecture {arch!r} is not supported; "
+                        f"gptsuite imports {SUPPORTED_ARCHITECTURES}")
 
     def get(key, default=None):
         value = meta.get(f"{arch}.{key}", default)
@@ -83,7 +84,8 @@ def config_from_metadata(meta: dict, tied: bool, vocab_size: int | None = None, 
         return value
 
     scaling = meta.get(f"{arch}.rope.scaling.type")
-    if scaling not in (None, "none", "linear") or (scaling == "linear" and float(meta.get(f"{arch}.rope.scaling.factor", 1.0)) != 1.0):
+    if (scaling not in (None, "none", "linear")
+            or (scaling == "linear" and float(meta.get(f"{arch}.rope.scaling.factor", 1.0)) != 1.0)):
         raise GGUFError(f"{path}: RoPE scaling {scaling!r} is not supported")
     if f"{arch}.rope.freqs" in meta:
         raise GGUFError(f"{path}: per-frequency RoPE factors (Llama 3.1 style) are not supported")
@@ -273,7 +275,8 @@ def read_gguf(path: str | Path):
         raise GGUFError(f"{path}: tensor token_embd.weight is missing")
     config = config_from_metadata(meta, tied=tied, vocab_size=int(embd.shape[1]), path=str(path))
     if int(embd.shape[1]) != config.vocab_size:
-        raise GGUFError(f"{path}: token_embd has {int(embd.shape[1])} rows but metadata says vocab_size {config.vocab_size}")
+        raise GGUFError(f"{path}: token_embd has {int(embd.shape[1])} rows "
+                        f"but metadata says vocab_size {config.vocab_size}")
     hf_sd = hf_state_dict_from_gguf(reader, config, str(path))
     try:
         state = state_dict_from_hf(hf_sd, config)

@@ -31,7 +31,8 @@ def config_from_hf(hf_config) -> GPTConfig:
             raise ValueError(f"GPT-2 activation {act!r} is not supported (gptsuite uses tanh-approximated GELU)")
         return GPTConfig(
             vocab_size=hf_config.vocab_size, block_size=hf_config.n_positions, n_layer=hf_config.n_layer,
-            n_head=hf_config.n_head, n_embd=hf_config.n_embd, intermediate_size=hf_config.n_inner or 4 * hf_config.n_embd,
+            n_head=hf_config.n_head, n_embd=hf_config.n_embd,
+            intermediate_size=hf_config.n_inner or 4 * hf_config.n_embd,
             norm="layernorm", norm_eps=hf_config.layer_norm_epsilon, positions="learned", mlp="gelu", bias=True,
             dropout=0.0, tie_embeddings=bool(getattr(hf_config, "tie_word_embeddings", True)),
         )
@@ -101,7 +102,8 @@ def state_dict_from_hf(sd: dict[str, torch.Tensor], config: GPTConfig) -> dict[s
         for i in range(config.n_layer):
             src, dst = f"h.{i}.", f"transformer.h.{i}."
             for norm in ("ln_1", "ln_2"):
-                out[dst + f"{norm}.weight"], out[dst + f"{norm}.bias"] = sd[src + f"{norm}.weight"], sd[src + f"{norm}.bias"]
+                out[dst + f"{norm}.weight"], out[dst + f"{norm}.bias"] = (sd[src + f"{norm}.weight"],
+                                                                          sd[src + f"{norm}.bias"])
             for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
                 out[dst + f"{layer}.weight"] = sd[src + f"{layer}.weight"].t()  # Conv1D stores (in, out)
                 out[dst + f"{layer}.bias"] = sd[src + f"{layer}.bias"]
@@ -131,7 +133,8 @@ def state_dict_to_hf(sd: dict[str, torch.Tensor], config: GPTConfig) -> dict[str
     if config.positions == "learned":
         out["transformer.wte.weight"] = sd["transformer.wte.weight"]
         out["transformer.wpe.weight"] = sd["transformer.wpe.weight"]
-        out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"]
+        out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = (sd["transformer.ln_f.weight"],
+                                                                        sd["transformer.ln_f.bias"])
         for i in range(config.n_layer):
             p = f"transformer.h.{i}."
             for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.bias",
@@ -148,7 +151,8 @@ def state_dict_to_hf(sd: dict[str, torch.Tensor], config: GPTConfig) -> dict[str
             out[q + "post_attention_layernorm.weight"] = sd[p + "ln_2.weight"]
             qw, kw, vw = sd[p + "attn.c_attn.weight"].split(
                 [config.n_head * hs, config.n_kv_head * hs, config.n_kv_head * hs], dim=0)
-            out[q + "self_attn.q_proj.weight"], out[q + "self_attn.k_proj.weight"], out[q + "self_attn.v_proj.weight"] = qw, kw, vw
+            (out[q + "self_attn.q_proj.weight"], out[q + "self_attn.k_proj.weight"],
+             out[q + "self_attn.v_proj.weight"]) = qw, kw, vw
             out[q + "self_attn.o_proj.weight"] = sd[p + "attn.c_proj.weight"]
             gate, up = sd[p + "mlp.c_fc.weight"].chunk(2, dim=0)
             out[q + "mlp.gate_proj.weight"], out[q + "mlp.up_proj.weight"] = gate, up
@@ -177,7 +181,8 @@ def to_hf(model: GPT):
     import transformers
 
     hf_config = config_to_hf(model.config)
-    cls = transformers.GPT2LMHeadModel if isinstance(hf_config, transformers.GPT2Config) else transformers.LlamaForCausalLM
+    cls = (transformers.GPT2LMHeadModel if isinstance(hf_config, transformers.GPT2Config)
+           else transformers.LlamaForCausalLM)
     hf_model = cls(hf_config)
     hf_model.load_state_dict(state_dict_to_hf(model.state_dict(), model.config), strict=False)
     return hf_model.eval()

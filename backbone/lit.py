@@ -136,7 +136,8 @@ class LitGPT(L.LightningModule):
         from backbone.perf import measure_matmul_flops
 
         precision = str(self.trainer.precision)
-        dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+        dtype = (torch.bfloat16 if "bf16" in precision
+                 else torch.float16 if precision.startswith("16") else torch.float32)
         rate = measure_matmul_flops(dtype, device=self.device)
         if rate.spread > MFU_MAX_SPREAD:
             return None, (f"MFU not reported: the {dtype} matmul peak varied {rate.spread:.1f}x over "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -312,7 +311,8 @@ class GPT(nn.Module):
         if S > self.config.block_size and self.config.positions != "rope":
             raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
         if attention_mask is not None and attention_mask.shape != (B, S):
-            raise ValueError(f"attention_mask must be (batch, cached + new) = {(B, S)}, got {tuple(attention_mask.shape)}")
+            raise ValueError(f"attention_mask must be (batch, cached + new) = {(B, S)}, "
+                             f"got {tuple(attention_mask.shape)}")
         if position_ids is None:
             if attention_mask is not None:  # count only real tokens: pads do not advance the position
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]

@@ -61,12 +61,14 @@ class WarmupCosine:
         """End the cosine at `total_steps` instead; the warmup keeps its share of the schedule."""
         if total_steps == self.total_steps or self.total_steps <= 0:
             return
-        self.warmup_steps = max(1, round(self.warmup_steps * total_steps / self.total_steps)) if self.warmup_steps else 0
+        self.warmup_steps = (max(1, round(self.warmup_steps * total_steps / self.total_steps))
+                             if self.warmup_steps else 0)
         self.total_steps = total_steps
 
 
 def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float],
-                    warmup_steps: int, total_steps: int, min_lr_ratio: float, only: Iterable[nn.Parameter] | None = None):
+                    warmup_steps: int, total_steps: int, min_lr_ratio: float,
+                    only: Iterable[nn.Parameter] | None = None):
     """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format."""
     optimizer = torch.optim.AdamW(param_groups(modules, weight_decay, only), lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_lr_ratio))

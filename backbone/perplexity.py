@@ -28,7 +28,8 @@ def token_windows(ids: list[int], block_size: int) -> list[torch.Tensor]:
     Consecutive windows share one token, so every token after the first is predicted exactly once.
     """
     ids_t = torch.tensor(ids, dtype=torch.long)
-    return [ids_t[i : i + block_size + 1] for i in range(0, max(len(ids) - 1, 1), block_size) if len(ids_t[i : i + block_size + 1]) > 1]
+    return [ids_t[i : i + block_size + 1] for i in range(0, max(len(ids) - 1, 1), block_size)
+            if len(ids_t[i : i + block_size + 1]) > 1]
 
 
 def window_nll(model, window_batch: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -148,7 +148,8 @@ class PretrainData(L.LightningDataModule):
     @property
     def data_dir(self) -> Path:
         name = Path(self.tokenizer_spec).name if Path(self.tokenizer_spec).is_dir() else self.tokenizer_spec
-        corpus = "files-" + _digest(self.text_files) if self.text_files else f"offline-{self.max_docs_per_source or 'all'}"
+        corpus = ("files-" + _digest(self.text_files) if self.text_files
+                  else f"offline-{self.max_docs_per_source or 'all'}")
         return self.corpus_dir / corpus / name
 
     # --- preparation -----------------------------------------------------------------------------------
@@ -236,7 +237,8 @@ class PretrainData(L.LightningDataModule):
             raise ValueError("test scores PTB perplexity; set data.ptb=true")
         self.test_words = ptb_word_count(text)
         windows = token_windows(self.tokenizer.encode(text), self.block_size)
-        return DataLoader(windows, batch_size=self.batch_size, collate_fn=partial(collate_windows, pad_id=self.tokenizer.pad_id))
+        return DataLoader(windows, batch_size=self.batch_size,
+                          collate_fn=partial(collate_windows, pad_id=self.tokenizer.pad_id))
 
 
 def _first_chars(documents, limit: int):

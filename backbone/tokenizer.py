@@ -69,7 +69,8 @@ class Tokenizer:
         return cls(backend)
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2, show_progress: bool = True) -> Tokenizer:
+    def train(cls, texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
+              show_progress: bool = True) -> Tokenizer:
         """Train a byte-level BPE of `vocab_size` tokens (including the 256 byte tokens and <|endoftext|>)."""
         if vocab_size < 257:
             raise ValueError(f"vocab_size must be at least 257 (256 bytes + eos), got {vocab_size}")

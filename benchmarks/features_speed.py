@@ -1,5 +1,6 @@
 """Feature-extraction speed: gptsuite's `GPT.layer_states` against transformers' `LlamaForCausalLM` with
-`output_hidden_states=True` (its decoder body, `.model`, so no LM head is computed), the same weights, the same length-sorted batches, in one run.
+`output_hidden_states=True` (its decoder body, `.model`, so no LM head is computed), the same weights,
+the same length-sorted batches, in one run.
 
     tokens/s of each, the ratio ours / transformers, and the largest difference of the states (fp32)
 
@@ -131,7 +132,8 @@ def main(argv=None) -> dict:
           f"{len(prepared)} length-sorted batches, layers {layers}")
     print(f"  gptsuite layer_states        {figures['gptsuite_tokens_per_s']:>9.1f} tokens/s")
     print(f"  transformers hidden_states   {figures['transformers_tokens_per_s']:>9.1f} tokens/s")
-    print(f"  ratio ours / transformers    {figures['ratio']:.2f}x   (max |difference| of the states, fp32: {diff:.2e})")
+    print(f"  ratio ours / transformers    {figures['ratio']:.2f}x   "
+          f"(max |difference| of the states, fp32: {diff:.2e})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlparse
 
+
 def requests() -> dict[str, tuple[str, list]]:
     """{endpoint: (api_name, arguments)}: every registered task whose tab reads one text and answers in one
     forward pass (labels, entities), with its demo sample, and two backbone endpoints; generation is clamped
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     for api, err in errors[:5]:
         print(f"  error {api}: {err}")
     if args.json:
-        Path(args.json).write_text(json.dumps({**figures, "per_api": {k: len(v) for k, v in per_api.items()}}, indent=2))
+        Path(args.json).write_text(json.dumps({**figures, "per_api": {k: len(v) for k, v in per_api.items()}},
+                                              indent=2))
     return 1 if errors else 0
 
 

@@ -230,7 +230,8 @@ def main(argv=None) -> dict:
     out["load_average"] = load
     print(f"\n1-min load average {load['before']:.1f} before, {load['after']:.1f} after, on {load['cpus']} CPUs"
           + ("  WARNING: other processes share the CPUs; absolute figures are noisy (ours and transformers"
-             " are interleaved, so the ratios suffer less)" if load["before"] > 1 or load["after"] > threads + 1 else ""))
+             " are interleaved, so the ratios suffer less)"
+             if load["before"] > 1 or load["after"] > threads + 1 else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -3,7 +3,8 @@
     gptsuite demo [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]
 
 Tabs: one per registered task (classification, sentiment, NER, QA, translation, code generation with
-its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation playground, an attention view and a chat. A tab whose artifact is missing says which command
+its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation playground,
+an attention view and a chat. A tab whose artifact is missing says which command
 creates it. Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn
 instead of oversubscribing the CPU.
 """

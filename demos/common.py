@@ -127,7 +127,8 @@ class Registry:
         """One Markdown line per artifact kind: what this demo found."""
         names = self.backbones()
         found = [t for t in TASKS if self.has_task(t)]
-        lines = [f"**Backbones** in `{self.root / 'backbones'}`: {', '.join(names) if names else f'none (`{PRETRAIN_COMMAND}`)'}",
+        lines = [f"**Backbones** in `{self.root / 'backbones'}`: "
+                 f"{', '.join(names) if names else f'none (`{PRETRAIN_COMMAND}`)'}",
                  f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}",
                  f"**Precision**: {self.precision} (`gptsuite info` says why)"]
         return "  \n".join(lines)

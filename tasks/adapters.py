@@ -147,7 +147,8 @@ class PromptTuning(Adapter):
             ids = tokenizer.encode(self.init_text) or [tokenizer.eos_id]
             ids = (ids * math.ceil(self.n_virtual_tokens / len(ids)))[: self.n_virtual_tokens]
         else:
-            ids = torch.randint(0, wte.size(0), (self.n_virtual_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
+            ids = torch.randint(0, wte.size(0), (self.n_virtual_tokens,),
+                                generator=torch.Generator().manual_seed(0)).tolist()
         self.soft_prompt = nn.Parameter(wte.detach()[torch.tensor(ids, device=wte.device)].clone())
         super().attach(backbone, tokenizer)
 

@@ -140,7 +140,8 @@ class TaskModule(L.LightningModule):
         if not self.adapter.cache or datamodule is None:
             return
         folder = Path(self.hparams.backbone)  # weights, shape and tokenizer: what the features depend on
-        backbone_digest = [file_digest(folder / name) for name in ("model.safetensors", "config.json", "tokenizer.json")]
+        backbone_digest = [file_digest(folder / name)
+                           for name in ("model.safetensors", "config.json", "tokenizer.json")]
         precision = str(self.trainer.precision)
         previous = self.backbone.autocast_dtype
         set_inference_precision(self.backbone, precision)
@@ -399,7 +400,8 @@ def load_task(directory: str | Path, backbone: str | None = None) -> TaskModule:
     directory = Path(directory)
     for name in (TASK_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} is missing: not a saved task (run `fit` with --model.export_dir)")
+            raise FileNotFoundError(f"{directory / name} is missing: not a saved task "
+                                    "(run `fit` with --model.export_dir)")
     spec = json.loads((directory / TASK_FILE).read_text())
     adapter = load_object(spec["adapter"]["class_path"])(**spec["adapter"]["init_args"])
     hparams = {**spec["hparams"], **({"backbone": backbone} if backbone else {})}

@@ -111,7 +111,8 @@ def copy_source(sources: list[str]) -> list[str]:
     return list(sources)
 
 
-def word_dictionary(train_src: list[str], train_tgt: list[str], test_src: list[str], max_pairs: int = 5000) -> list[str]:
+def word_dictionary(train_src: list[str], train_tgt: list[str], test_src: list[str],
+                    max_pairs: int = 5000) -> list[str]:
     """Translate word by word with the target word of highest Dice coefficient 2 c(s,t) / (c(s) + c(t))."""
     src_count, tgt_count, pair_count = Counter(), Counter(), Counter()
     for s, t in list(zip(train_src, train_tgt))[:max_pairs]:

@@ -1,7 +1,8 @@
 """`gptsuite bench --preset smoke|quick|full`: every task fine-tuned and scored, one comparison table.
 
 A preset (tasks.bench_specs.PRESETS) names a backbone; every registered task with an entry for the preset
-(its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and, where the task has one, the
+(its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and,
+where the task has one, the
 prompt path (few-shot label words, no training) on the same examples; then the simple baselines on the same
 split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with the settings that produced them.
 """
@@ -66,7 +67,8 @@ def ensure_backbone(preset: dict, backbone: str | None, precision: str = AUTO,
         return str(directory), {"made_by": "import smollm2", "wall_s": round(time.perf_counter() - start, 1)}
     from backbone.lit import cli_main
 
-    cli = cli_main(["fit", "--config", project_file(preset["pretrain_config"]), "--trainer.enable_progress_bar", "false",
+    cli = cli_main(["fit", "--config", project_file(preset["pretrain_config"]),
+                    "--trainer.enable_progress_bar", "false",
                     *precision_args(precision), *budget_args(budget_s), *preset.get("pretrain_args", [])])
     metrics = json.loads((directory / "metrics.json").read_text())
     return str(directory), {"made_by": f"pretrain {preset['pretrain_config']}", "precision": str(cli.trainer.precision),
@@ -140,7 +142,8 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
         spent["tokens_per_s"] = round(cli.model.train_tokens / max(fit_s, 1e-9), 1)
         spent["padding_share"] = cli.model.padding_share
     n_train = len(cli.datamodule.splits.get("train", [])) if fits else 0
-    result = {"metrics": metrics, "intervals": cli.model.test_intervals(), "wall_s": round(time.perf_counter() - start, 1),
+    result = {"metrics": metrics, "intervals": cli.model.test_intervals(),
+              "wall_s": round(time.perf_counter() - start, 1),
               "n_eval": int(metrics.get("test/examples", 0)), "n_train": n_train,
               "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **flags,
                            **({"args": " ".join(extra)} if extra else {})},
@@ -219,7 +222,8 @@ def _slug(method: str) -> str:
 def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
              machine: dict | None = None, backbone_spent: dict | None = None, started: str = "") -> dict:
     """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'."""
-    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "wall_s": round(time.perf_counter() - start, 1),
+    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks),
+            "wall_s": round(time.perf_counter() - start, 1),
             "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                         f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",

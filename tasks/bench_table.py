@@ -53,14 +53,16 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
     for i, meta in enumerate(runs):
         redone = [t for t in meta["tasks"]  # by a later run of the same backbone: its rows are the later run's
                   if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
-        lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): {meta['hardware']}, "
-                     f"torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
+        lines.append(f"- `{meta['backbone']}`, preset {meta['preset']} ({', '.join(meta['tasks'])}): "
+                     f"{meta['hardware']}, torch {meta['torch']}, {meta['wall_s'] / 60:.1f} min, {meta['date']}"
                      + (f"; machine: {_facts(meta['machine'])}" if meta.get("machine") else "")
-                     + (f"; backbone made in this run: {_facts(meta['backbone_spent'])}" if meta.get("backbone_spent") else "")
+                     + (f"; backbone made in this run: {_facts(meta['backbone_spent'])}"
+                        if meta.get("backbone_spent") else "")
                      + "".join(f"; {n}" for n in meta.get("notes", []))
                      + (f"; {', '.join(redone)}: see the later run" if redone else ""))
     lines += ["", "## Every method", "",
-              "| task | dataset (split, n) | metric | backbone | method | score [95% CI] | baselines | published anchors | settings |",
+              "| task | dataset (split, n) | metric | backbone | method | score [95% CI] | baselines "
+              "| published anchors | settings |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = "; ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items()) or "–"

@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(sub)
     bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
-    bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 (SmolLM2-135M, frozen + cached features, <= 60 min) | smollm2-ablations | full")
+    bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 "
+                                                         "(SmolLM2-135M, frozen + cached features, <= 60 min) | "
+                                                         "smollm2-ablations | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
     bench.add_argument("--out", default="benchmarks", help="where the results are written")

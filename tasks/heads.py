@@ -46,7 +46,8 @@ class SequenceHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         width = n_embd * n_pooled
-        self.hidden = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)) if hidden else nn.Identity()
+        self.hidden = (nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)) if hidden
+                       else nn.Identity())
         self.classifier = nn.Linear(hidden or width, num_labels)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -226,7 +227,8 @@ class CRF(nn.Module):
         alpha = self.start + emissions[:, 0]  # (B, L) log-sum of all paths ending in each tag
         for t in range(1, U):
             step = mask[:, t]
-            gold = gold + torch.where(step, self.transitions[tags[:, t - 1], tags[:, t]] + emissions[rows, t, tags[:, t]], 0.0)
+            gold = gold + torch.where(step, self.transitions[tags[:, t - 1], tags[:, t]]
+                                      + emissions[rows, t, tags[:, t]], 0.0)
             scores = alpha[:, :, None] + self.transitions[None] + emissions[:, t, None, :]  # (B, from, to)
             alpha = torch.where(step[:, None], scores.logsumexp(1), alpha)
         last = tags[rows, mask.long().sum(1).clamp(min=1) - 1]

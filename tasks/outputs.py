@@ -86,4 +86,5 @@ def check_inputs(items: list, kind: type) -> None:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as err:
-                raise ValueError(f"item {i} is not valid Unicode text ({err.reason} at character {err.start})") from None
+                raise ValueError(f"item {i} is not valid Unicode text "
+                                 f"({err.reason} at character {err.start})") from None

@@ -66,7 +66,8 @@ def make_backbone(directory, positions: str = "learned", vocab_size: int = 300, 
     torch.manual_seed(0)
     texts = [s for s, _ in SENTENCES] * 4 + ["Review: Sentiment: Label: Topic: positive negative"] * 4
     tokenizer = Tokenizer.train(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
-    flavour = {"rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2)}.get(positions, {"positions": positions})
+    flavour = {"rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2)}.get(
+        positions, {"positions": positions})
     config = GPTConfig.from_preset("nano", vocab_size=tokenizer.vocab_size, **{**flavour, **overrides})
     save_backbone(directory, GPT(config), tokenizer)
     return directory

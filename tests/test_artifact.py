@@ -92,7 +92,8 @@ def test_garbage_weights_named(tmp_path, make_model):
 
 
 @pytest.mark.parametrize(
-    "change", [dict(n_embd=64), dict(n_layer=3), dict(vocab_size=600), dict(positions="rope"), dict(tie_embeddings=False)]
+    "change", [dict(n_embd=64), dict(n_layer=3), dict(vocab_size=600), dict(positions="rope"),
+               dict(tie_embeddings=False)]
 )
 def test_config_mismatching_weights_named(tmp_path, make_model, change):
     save_backbone(tmp_path, make_model())

@@ -73,7 +73,8 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
 
 def test_stage_budgets_scale_with_the_time_budget():
     quick = stage_budgets("quick", None)
-    assert quick["backbone"] == bench_specs.PRESETS["quick"]["budget_s"] and quick["ner"] == TASKS["ner"].bench["quick"]["budget_s"]
+    assert (quick["backbone"] == bench_specs.PRESETS["quick"]["budget_s"]
+            and quick["ner"] == TASKS["ner"].bench["quick"]["budget_s"])
     assert quick.keys() == {"backbone", *TASKS}  # every task runs in the quick preset, each with its budget
     half = stage_budgets("quick", bench_specs.PRESETS["quick"]["minutes"] / 2)
     assert half == {stage: seconds / 2 for stage, seconds in quick.items()}
@@ -155,7 +156,8 @@ def test_most_frequent_tag_baseline():
 def test_sliding_window_finds_the_span_near_the_question_words():
     context = "The tower was built in 1889 by Gustave Eiffel for the world fair in Paris ."
     # "Gustave Eiffel" has built, world and fair within 5 words; "Paris" only world and fair
-    assert baselines.sliding_window("Who built the tower for the world fair?", context, window=5, max_span=2) in {"Gustave", "Gustave Eiffel"}
+    assert (baselines.sliding_window("Who built the tower for the world fair?", context, window=5, max_span=2)
+            in {"Gustave", "Gustave Eiffel"})
 
 
 def test_word_dictionary_learns_consistent_pairs():

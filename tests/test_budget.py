@@ -52,7 +52,8 @@ def fit(monkeypatch, step_seconds: float, seconds: float, max_steps: int = 100, 
     monkeypatch.setattr(budget_module.time, "perf_counter", clock)
     budget = TimeBudget(seconds=seconds, probe_steps=3)
     model = Regression(clock, step_seconds, max_steps)
-    validation = dict(val_check_interval=val_every, check_val_every_n_epoch=None, limit_val_batches=1) if val_every else {}
+    validation = (dict(val_check_interval=val_every, check_val_every_n_epoch=None, limit_val_batches=1)
+                  if val_every else {})
     trainer = L.Trainer(max_steps=max_steps, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                         num_sanity_val_steps=0, **validation)
@@ -62,7 +63,8 @@ def fit(monkeypatch, step_seconds: float, seconds: float, max_steps: int = 100, 
 
 @pytest.mark.parametrize("val_every", [None, 10])
 def test_slow_machine_trains_fewer_steps_with_a_complete_schedule(monkeypatch, val_every):
-    trainer, model, budget = fit(monkeypatch, step_seconds=1.0, seconds=30.0 + (3 if val_every else 0), val_every=val_every)
+    trainer, model, budget = fit(monkeypatch, step_seconds=1.0, seconds=30.0 + (3 if val_every else 0),
+                                 val_every=val_every)
     # 1 s per step and a 30 s budget: about 30 of the planned 100 steps
     assert 28 <= trainer.global_step <= 31
     assert budget.report["planned_steps"] == 100 and budget.report["fitted_steps"] == trainer.global_step

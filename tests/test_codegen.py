@@ -164,7 +164,8 @@ def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     assert {"test/pass@1", "test/pass@2", "test/greedy_pass@1"} <= metrics.keys()
     assert metrics["test/examples"] == 2 and metrics["test/skipped"] == ["t/none: no tests"]
     assert "from 2 samples per problem" in metrics["test/scoring"] and "greedy_pass@1" in metrics["test/scoring"]
-    records = [json.loads(line) for line in next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()]
+    records = [json.loads(line)
+               for line in next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()]
     assert [r["task_id"] for r in records] == ["t/add", "t/neg"] and len(records[0]["completions"]) == 2
     cli_main(["test", *common, "--data.max_eval_examples", "1", "--model.num_samples", "0", "--model.ks", "[1]"])
     newest = max((tmp_path / "run").rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime_ns)

@@ -39,7 +39,8 @@ def fake_sources(monkeypatch):
 
 
 def test_strip_gutenberg():
-    text = "Title\n*** START OF THIS PROJECT GUTENBERG EBOOK HAMLET ***\nTo be.\n*** END OF THIS PROJECT GUTENBERG EBOOK ***\nlicense"
+    text = ("Title\n*** START OF THIS PROJECT GUTENBERG EBOOK HAMLET ***\nTo be.\n"
+            "*** END OF THIS PROJECT GUTENBERG EBOOK ***\nlicense")
     assert CS.strip_gutenberg(text) == "To be."
     assert CS.strip_gutenberg("no markers") == "no markers"
 

@@ -161,7 +161,8 @@ def test_ner_highlights_merged_entities(reg):
                                                       (" in ", None), ("Paris", "LOC"), (" .", None)]
     segments, found = tag_entities(reg, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
     assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris ."
-    assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]} for i, w in enumerate("Angela Merkel visited Paris .".split())]
+    assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]}
+                     for i, w in enumerate("Angela Merkel visited Paris .".split())]
     assert [label for _, label in segments] == ["LOC", None, "LOC", None, "LOC", None, "LOC", None, "LOC"]
 
 
@@ -234,7 +235,8 @@ def test_playground_streams_clamps_and_reports_speed(reg):
     from demos.tabs_generate import compare_cache, generate_stream
 
     # temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram, beams, length_penalty, stop, seed, cache
-    steps = list(generate_stream(reg, "nano", "a wonderful film", 10_000, 0.8, 20, 0.9, 0.05, 1.2, 2, 1, 1.0, "", 3, True))
+    steps = list(generate_stream(reg, "nano", "a wonderful film",
+                                 10_000, 0.8, 20, 0.9, 0.05, 1.2, 2, 1, 1.0, "", 3, True))
     assert len(steps) > 2  # streamed
     text, stats = steps[-1]
     assert "tokens/s" in stats and "KV cache on" in stats and "clamped from 10000 to" in stats

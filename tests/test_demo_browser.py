@@ -107,7 +107,8 @@ def test_every_tab_in_chromium(page, tmp_path):
         return path
 
     # classification and sentiment: label probabilities
-    for tab, task, label in (("Topic classification", "classification", "business"), ("Sentiment", "sentiment", "positive")):
+    for tab, task, label in (("Topic classification", "classification", "business"),
+                             ("Sentiment", "sentiment", "positive")):
         open_tab(page, tab)
         box(page, f"{task}-input").fill("a wonderful, moving film with great acting")
         page.locator(f"#{task}-button").click()

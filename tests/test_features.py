@@ -333,7 +333,8 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
               "--model.adapter.layers", "[1, 2]", "--trainer.fast_dev_run", "1"]
     sentiment_main(["fit", "--config", f"{ROOT}/configs/tasks/sentiment.yaml", *common,
                     "--data.data_files", json.dumps(write_sentiment_files(tmp_path)), "--model.pooling", "mean+last",
-                    "--trainer.default_root_dir", str(tmp_path / "s"), "--model.export_dir", str(tmp_path / "sentiment")])
+                    "--trainer.default_root_dir", str(tmp_path / "s"),
+                    "--model.export_dir", str(tmp_path / "sentiment")])
     probs = load_task(tmp_path / "sentiment").predict(["great", "dull and slow"])
     assert len(probs) == 2 and abs(sum(probs[0].scores.values()) - 1) < 1e-5
     qa_main(["fit", "--config", f"{ROOT}/configs/tasks/qa.yaml", *common, "--data.data_files",
@@ -383,4 +384,5 @@ def test_echo_halves_the_input_budget_and_the_prompt_head_refuses_mixed_layers(t
     ids = torch.randint(0, 100, (2, echo.max_input_tokens))  # the longest input still fits twice
     assert echo.adapter.states(echo.backbone, ids, torch.ones_like(ids)).shape[1] == echo.max_input_tokens
     with pytest.raises(ValueError, match="FrozenLayers"):
-        SequenceClassifier(backbone=str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"], head="prompt").configure_model()
+        SequenceClassifier(backbone=str(backbone), adapter=FrozenLayers([1]), label_names=["a", "b"],
+                           head="prompt").configure_model()

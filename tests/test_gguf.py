@@ -100,8 +100,10 @@ def write_gguf(path, hf_model, tokenizer: Tokenizer, pre: str = "gpt2") -> None:
         q = llama_cpp_permute(sd[p + "self_attn.q_proj.weight"], c.num_attention_heads, c.num_attention_heads)
         k = llama_cpp_permute(sd[p + "self_attn.k_proj.weight"], c.num_attention_heads, c.num_key_value_heads)
         for name, arr in [("attn_norm", sd[p + "input_layernorm.weight"]), ("attn_q", q), ("attn_k", k),
-                          ("attn_v", sd[p + "self_attn.v_proj.weight"]), ("attn_output", sd[p + "self_attn.o_proj.weight"]),
-                          ("ffn_norm", sd[p + "post_attention_layernorm.weight"]), ("ffn_gate", sd[p + "mlp.gate_proj.weight"]),
+                          ("attn_v", sd[p + "self_attn.v_proj.weight"]),
+                          ("attn_output", sd[p + "self_attn.o_proj.weight"]),
+                          ("ffn_norm", sd[p + "post_attention_layernorm.weight"]),
+                          ("ffn_gate", sd[p + "mlp.gate_proj.weight"]),
                           ("ffn_up", sd[p + "mlp.up_proj.weight"]), ("ffn_down", sd[p + "mlp.down_proj.weight"])]:
             w.add_tensor(f"blk.{i}.{name}.weight", np.ascontiguousarray(arr))
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])

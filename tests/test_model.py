@@ -11,7 +11,8 @@ import torch
 from backbone.config import GPTConfig
 from backbone.model import GPT, RotaryEmbedding, apply_rotary, sinusoidal_table
 
-FLAVOURS = list(itertools.product(["learned", "sinusoidal", "rope"], ["layernorm", "rmsnorm"], ["gelu", "swiglu"], [4, 2]))
+FLAVOURS = list(itertools.product(["learned", "sinusoidal", "rope"], ["layernorm", "rmsnorm"], ["gelu", "swiglu"],
+                                  [4, 2]))
 FLAVOUR_IDS = [f"{p}-{n}-{m}-kv{k}" for p, n, m, k in FLAVOURS]
 
 

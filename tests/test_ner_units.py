@@ -24,7 +24,8 @@ def test_entity_f1_counts_whole_entities_with_both_boundaries():
     # a second batch: gold [Acme]ORG, predicted [Acme]ORG and a spurious [Bob]PER
     metric.update([ids("B-ORG", "O", "B-PER")], [ids("B-ORG", "O", "O")])
     # totals: 2 correct, 4 predicted, 3 gold
-    assert metric.compute() == pytest.approx({"precision": 2 / 4, "recall": 2 / 3, "f1": 2 * (0.5 * 2 / 3) / (0.5 + 2 / 3)})
+    assert metric.compute() == pytest.approx({"precision": 2 / 4, "recall": 2 / 3,
+                                              "f1": 2 * (0.5 * 2 / 3) / (0.5 + 2 / 3)})
 
 
 def test_entity_f1_wrong_type_is_a_miss_and_reset_forgets():

@@ -86,7 +86,8 @@ def test_crash_then_resume_in_process_matches_uninterrupted_run(tmp_path, monkey
 
     def crash(common):
         with pytest.raises(RuntimeError, match="crash at step 11"):
-            cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.CrashAtStep", "--trainer.callbacks.step=11"))
+            cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.CrashAtStep",
+                               "--trainer.callbacks.step=11"))
 
     resumed, reference = interrupted_and_reference_losses(tmp_path, monkeypatch, 16, 8, crash)
     assert max(resumed) == max(reference) == 15

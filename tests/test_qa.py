@@ -187,9 +187,11 @@ def test_answer_that_does_not_match_the_context_is_skipped_in_training(backbone_
 
 
 def test_unusable_rows_and_missing_columns(backbone_dir, tmp_path):
-    rows = ROWS + [{**ROWS[0], "id": "", "context": "  "}, {**ROWS[1], "id": "none", "answers": {"text": [], "answer_start": []}}]
+    rows = ROWS + [{**ROWS[0], "id": "", "context": "  "},
+                   {**ROWS[1], "id": "none", "answers": {"text": [], "answer_start": []}}]
     data = QAData(backbone=str(backbone_dir), data_files=write_files(tmp_path, rows, splits=("train", "validation")))
-    with pytest.warns(UserWarning, match=r"validation: skipped 2 of 6 rows: row 4: empty context; id 'none' \(row 5\): no answer"):
+    with pytest.warns(UserWarning, match=r"validation: skipped 2 of 6 rows: row 4: empty context; "
+                                         r"id 'none' \(row 5\): no answer"):
         data.setup()
     assert len(data.splits["validation"]) == 4
     (tmp_path / "bad").mkdir()

@@ -80,7 +80,8 @@ def test_infinite_loop_times_out():
 @GUARD
 @pytest.mark.parametrize("bomb", [
     "import os\nwhile True:\n    os.fork()\n",
-    "import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n    except Exception:\n        pass\n",
+    "import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n"
+    "    except Exception:\n        pass\n",
 ], ids=["plain", "persistent-setsid"])
 def test_fork_bomb_ends_and_leaves_no_process(guard, bomb):
     start = time.monotonic()

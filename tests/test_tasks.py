@@ -68,7 +68,8 @@ def test_sequence_head_reads_every_pooled_vector():
 
 
 def test_label_word_scorer_sums_label_token_logprobs(backbone_dir):
-    task = build(backbone_dir, Frozen(), head="prompt", label_words=[" negative", " positive"], template="Review: {text}\nSentiment:")
+    task = build(backbone_dir, Frozen(), head="prompt", label_words=[" negative", " positive"],
+                 template="Review: {text}\nSentiment:")
     texts = ["a wonderful film", "dull"]
     scores = task.logits(batch_of(task, texts, [1, 0]))
     assert scores.shape == (2, 2)
@@ -154,8 +155,9 @@ def test_predict_takes_one_text_or_a_list_and_refuses_what_it_cannot_read(backbo
     one, listed = task.predict("a wonderful film"), task.predict(["a wonderful film"])
     assert isinstance(one, LabelScores) and listed == [one]  # a string is one text, not a list of characters
     assert task.predict([]) == []
-    for bad, error, message in (([""], ValueError, "item 0 is empty"), (["ok", "\ud800"], ValueError, "item 1 is not valid "
-                                 "Unicode"), ([b"bytes"], TypeError, "a list of str .or one.; item 0 is a bytes")):
+    for bad, error, message in (([""], ValueError, "item 0 is empty"),
+                                (["ok", "\ud800"], ValueError, "item 1 is not valid Unicode"),
+                                ([b"bytes"], TypeError, "a list of str .or one.; item 0 is a bytes")):
         with pytest.raises(error, match=message):
             task.predict(bad)
 
@@ -249,8 +251,8 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
     assert {"test/accuracy", "test/macro_f1", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 8
     # what the nano backbone's 64-token context kept is counted (the rules are tested on the scorer itself)
-    assert re.match(r"prompt: 2 demonstrations, [0-2]\.\d per query fit whole in 64 tokens \(\d of 8 queries cut at the "
-                    r"end\)", metrics["test/path"]), metrics["test/path"]
+    assert re.match(r"prompt: 2 demonstrations, [0-2]\.\d per query fit whole in 64 tokens \(\d of 8 queries cut at "
+                    r"the end\)", metrics["test/path"]), metrics["test/path"]
 
 
 def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):

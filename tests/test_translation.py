@@ -61,7 +61,8 @@ def test_loss_is_on_target_tokens_only(backbone_dir):
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     with torch.no_grad():
         logits = task.backbone.lm_logits(task.backbone(ids, mask)).float()
-        per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE, reduction="none")
+        per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE,
+                                    reduction="none")
         expected = per_token[labels[:, 1:] != IGNORE].mean()
         torch.testing.assert_close(task.loss(batch), expected)
         # changing a prompt-position label would change nothing: only target positions count

@@ -4,7 +4,8 @@ Words are ``[a-z0-9]+`` runs of the lower-cased text; each word maps to a stable
 the index does not depend on Python's hash seed and can be cached on disk), and a 13-gram hashes to a
 polynomial combination of its words' hashes (computed with numpy over a whole document at once).
 N-grams with fewer than ``MIN_ALPHA`` non-numeric words are ignored on both sides, so shared runs of
-numbers (``1 2 3 ... 13``, ``0 0 0 ...``) in code and docs do not count as leaks. A document is contaminated if any of its 13-gram hashes is in the sorted index (``np.searchsorted``).
+numbers (``1 2 3 ... 13``, ``0 0 0 ...``) in code and docs do not count as leaks. A document is contaminated
+if any of its 13-gram hashes is in the sorted index (``np.searchsorted``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Format (see DATA_SOURCES.md): ``{ot,nt}.bzs`` 12-byte block records (uint32 offs
 uncompressed size) into ``.bzz`` (zlib blocks back to back); ``.bzv`` 10-byte entry records (uint32 block,
 uint32 offset in the decompressed block, uint16 length). Entry 0 is the module heading, 1 the testament
 heading; then, per book, a book-heading slot and per chapter a chapter-heading slot followed by the verses.
-Heading slots hold no text (only markup) in these modules, so two text-less slots in a row start a book and one starts a chapter.
+Heading slots hold no text (only markup) in these modules, so two text-less slots in a row start a book
+and one starts a chapter.
 
 Split of ``bible_en_es`` by whole books: test = Ruth, Proverbs, Mark, Romans; validation = Esther,
 Lamentations, Jonah, Philippians, James, 1 John; every other book is train.

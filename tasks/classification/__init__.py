@@ -1,4 +1,5 @@
-"""Topic classification (BBC News, 5 topics): `gptsuite classification fit --config configs/tasks/classification.yaml`."""
+"""Topic classification (BBC News, 5 topics):
+`gptsuite classification fit --config configs/tasks/classification.yaml`."""
 
 from tasks.bench_specs import FROZEN, PROMPT
 from tasks.spec import Anchor, TaskSpec
@@ -15,8 +16,8 @@ SPEC = TaskSpec(
         "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
         "quick": {"budget_s": 80, "seconds": 91, "trainer.max_epochs": 3},
         "smollm2": {"budget_s": 60, "seconds": 400, "model.max_length": 256, "data.batch_size": 32,
-                    "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last", "trainer.max_epochs": 30,
-                                                          "model.learning_rate": 0.001}}},
+                    "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last",
+                                                          "trainer.max_epochs": 30, "model.learning_rate": 0.001}}},
         "smollm2-ablations": {"seconds": 150, "model.max_length": 256, "methods": {"prompt 5-shot": PROMPT}},
         "full": {"trainer.max_epochs": 4},
     },

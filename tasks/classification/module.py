@@ -117,8 +117,9 @@ class SequenceClassifier(LabelledTask):
             return {**super().test_report(), "test/path": f"sequence head ({h.pooling} pooling)"}
         scorer, c = self.scorer, self.scorer.counts
         return {**super().test_report(),
-                "test/path": f"prompt: {len(scorer.examples)} demonstrations, {c['shots_kept'] / max(c['queries'], 1):.1f} "
-                             f"per query fit whole in {self.max_input_tokens} tokens ({c['queries_cut']} of {c['queries']} "
+                "test/path": f"prompt: {len(scorer.examples)} demonstrations, "
+                             f"{c['shots_kept'] / max(c['queries'], 1):.1f} per query fit whole in "
+                             f"{self.max_input_tokens} tokens ({c['queries_cut']} of {c['queries']} "
                              f"queries cut at the end); template {scorer.template!r}, label words {scorer.label_words}"}
 
     def on_test_epoch_start(self) -> None:

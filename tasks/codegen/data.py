@@ -110,7 +110,8 @@ class CodeData(GenerativeData):
         if self._stage in (None, "fit", "validate"):  # test only needs the problems
             budget = self._budget()
             for split, texts in self._training_texts(files).items():
-                chunks = [c for text in texts if isinstance(text, str) for c in chunk_lines(self.tokenizer, text, budget)]
+                chunks = [c for text in texts if isinstance(text, str)
+                          for c in chunk_lines(self.tokenizer, text, budget)]
                 parts[split] = datasets.Dataset.from_dict({"text": chunks})
         return datasets.DatasetDict(parts)
 

@@ -148,7 +148,8 @@ class CodeGenerator(GenerativeTask):
             try:
                 samples, greedy = self.complete(row, index)
             except Exception as e:  # noqa: BLE001 - one bad row never kills the evaluation
-                rank_zero_warn(f"codegen: {task_id}: decoding failed ({type(e).__name__}: {e}); its samples count as failed")
+                rank_zero_warn(f"codegen: {task_id}: decoding failed ({type(e).__name__}: {e}); "
+                               "its samples count as failed")
                 work.append((row, [None] * h.num_samples, None, f"decoding failed: {type(e).__name__}: {e}"))
                 continue
             work.append((row, samples, greedy, None))
@@ -165,7 +166,8 @@ class CodeGenerator(GenerativeTask):
             sample_results = [results.get((w, s), failed) for s in range(h.num_samples)]
             greedy_result = results.get((w, h.num_samples), failed) if h.greedy else None
             passed = sum(r.passed for r in sample_results)
-            self.stage_metrics["test"].update(h.num_samples, passed, -1 if greedy_result is None else int(greedy_result.passed))
+            self.stage_metrics["test"].update(h.num_samples, passed,
+                                              -1 if greedy_result is None else int(greedy_result.passed))
             # per problem: each pass@k estimate (a mean over problems), and the greedy result where it ran
             estimates = [float(pass_at_k([h.num_samples], [passed], k)[0]) if h.num_samples >= k else 0.0
                          for k in h.ks]

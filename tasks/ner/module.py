@@ -149,8 +149,8 @@ class TokenClassifier(LabelledTask):
                 "recall": ("entities", recall_from_counts)}
 
     def test_report(self) -> dict:
-        return {**super().test_report(), "test/seqeval": "default mode (conlleval: an entity counts when its type and both boundaries "
-                                "match), micro-averaged over entities",
+        return {**super().test_report(), "test/seqeval": "default mode (conlleval: an entity counts when its type and "
+                                "both boundaries match), micro-averaged over entities",
                 "test/path": f"word = its last sub-token; context {self.hparams.context}"
                              + (", CRF (Viterbi)" if self.crf is not None else ", argmax per word")}
 

@@ -110,7 +110,8 @@ def encode_context(tokenizer, context: str) -> tuple[list[int], list[tuple[int, 
 def char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
     """First and last token covering the characters [start, end), or None when no token does."""
     first = next((i for i, (s, e) in enumerate(offsets) if e > start and e > s), None)
-    last = next((i for i in range(len(offsets) - 1, -1, -1) if offsets[i][0] < end and offsets[i][1] > offsets[i][0]), None)
+    last = next((i for i in range(len(offsets) - 1, -1, -1)
+                 if offsets[i][0] < end and offsets[i][1] > offsets[i][0]), None)
     if first is None or last is None or last < first:
         return None
     return first, last

@@ -71,7 +71,8 @@ class QuestionAnswering(TaskModule):
         self.stage_metrics = nn.ModuleDict({s: SquadScore() for s in ("val", "test")})
 
     # --- batches ---------------------------------------------------------------------------------------
-    def featurize(self, rows: list[dict], tokenizer=None, max_tokens: int | None = None, with_labels: bool = True) -> dict:
+    def featurize(self, rows: list[dict], tokenizer=None, max_tokens: int | None = None,
+                  with_labels: bool = True) -> dict:
         """Rows (question, context[, answers]) -> model inputs for this head (the data module's collate)."""
         h, tokenizer = self.hparams, tokenizer or self.tokenizer
         max_tokens = max_tokens or self.max_input_tokens
@@ -106,7 +107,8 @@ class QuestionAnswering(TaskModule):
         if self.hparams.head == "span":
             start, end = self.span_logits(batch)
             return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
-        return lm_loss(self.backbone.lm_logits(self.encode(batch["input_ids"], batch["attention_mask"])), batch["labels"])
+        return lm_loss(self.backbone.lm_logits(self.encode(batch["input_ids"], batch["attention_mask"])),
+                       batch["labels"])
 
     # --- answers ---------------------------------------------------------------------------------------
     def span_answers(self, batch: dict, rows: list[dict]) -> list[Answer]:

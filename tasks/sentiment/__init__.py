@@ -1,4 +1,5 @@
-"""Sentiment (movie-review sentences, negative/positive): `gptsuite sentiment fit --config configs/tasks/sentiment.yaml`.
+"""Sentiment (movie-review sentences, negative/positive):
+`gptsuite sentiment fit --config configs/tasks/sentiment.yaml`.
 
 The same model and data module as classification (a sequence head or the prompt path over one label per
 text); only the dataset, the label words and the template differ, in the YAML.
@@ -26,8 +27,8 @@ SPEC = TaskSpec(
         "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
         "quick": {"budget_s": 75, "seconds": 85, "trainer.max_epochs": 2, "data.max_eval_examples": 1056},
         "smollm2": {"budget_s": 60, "seconds": 300, "data.batch_size": 32,
-                    "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last", "trainer.max_epochs": 15,
-                                                          "model.learning_rate": 0.001}}},
+                    "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last",
+                                                          "trainer.max_epochs": 15, "model.learning_rate": 0.001}}},
         # the prompt path, pooling and head width, and LoRA's speed with and without length-bucketed batches
         "smollm2-ablations": {
             "budget_s": 300, "seconds": 700, "data.batch_size": 16,
