@@ -78,6 +78,8 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
         raise ArtifactError(f"{weights_path} does not match {config_path}: missing {missing[:5]}, "
                             f"unexpected {unexpected[:5]}")
     for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ArtifactError(f"{weights_path}: {name} holds NaN or infinite values; the weights are corrupt")
         if tensor.shape != expected[name].shape:
             raise ArtifactError(
                 f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -74,9 +75,14 @@ class GenerationConfig:
         }
         rules = {"max_new_tokens": ">= 1", "temperature": ">= 0", "top_k": ">= 0", "top_p": "in (0, 1]",
                  "min_p": "in [0, 1)", "repetition_penalty": "> 0", "no_repeat_ngram_size": ">= 0", "num_beams": ">= 1"}
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty"):
+            if not math.isfinite(getattr(self, name)):  # inf passes ">= 0" but makes every logit nan
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name} must be {rules[name]}, got {getattr(self, name)!r}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
 

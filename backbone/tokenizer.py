@@ -99,7 +99,20 @@ class Tokenizer:
         except Exception as err:  # the Rust library raises a bare Exception
             raise ValueError(f"{path} is not a valid tokenizer file: {err}") from err
         config_path = directory / TOKENIZER_CONFIG_FILE
-        special = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        special = {}
+        if config_path.is_file():
+            try:
+                special = json.loads(config_path.read_text(encoding="utf-8"))
+                if not isinstance(special, dict):
+                    raise ValueError("not a JSON object")
+                special = {k: special[k] for k in ("eos_token", "pad_token", "bos_token", "chat_template")
+                           if k in special}
+                for key, value in special.items():
+                    if value is not None and not isinstance(value, str):
+                        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+                return cls(backend, **special)
+            except (ValueError, UnicodeDecodeError, TypeError) as err:
+                raise ValueError(f"{config_path} is not a valid tokenizer config: {err}") from None
         return cls(backend, **special)
 
     def save(self, directory: str | Path) -> None:

@@ -95,7 +95,7 @@ class Registry:
 
         def load():
             from backbone.precision import set_inference_precision
-            from tasks.base import load_task
+            from tasks.artifact import load_task
 
             task = load_task(directory, backbone=self._task_backbone(directory))
             set_inference_precision(task.backbone, self.precision)

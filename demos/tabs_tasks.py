@@ -106,7 +106,7 @@ def run_tests(reg: Registry, task: str, prompt: str, completion: str, test: str,
     else:
         from tasks.codegen.sandbox import check_program
 
-        result = check_program(prompt + completion, test, entry_point)
+        result = check_program(prompt + completion, test, entry_point, prompt=prompt)
     return format_result(result)
 
 

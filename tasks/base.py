@@ -10,7 +10,6 @@ arguments and pass the rest on (`**kwargs`); LightningCLI follows them here, so 
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -19,16 +18,13 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from safetensors.torch import load_file, save_file
 
 from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer
 from tasks.adapters import Adapter, FullFineTune
 from tasks.outputs import check_inputs
-from tasks.spec import load_object
 
-TASK_FILE, WEIGHTS_FILE = "task.json", "trainable.safetensors"
 METRICS_FILE, PREDICTIONS_FILE = "test_metrics.json", "test_predictions.jsonl"
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
 # do that on purpose (sys.argv must stay whole: a DDP launcher re-runs it)
@@ -294,7 +290,7 @@ class TaskModule(L.LightningModule):
         if head_params and not getattr(self, "_trained", False):
             rank_zero_warn("testing a task that was neither trained in this run nor loaded from a checkpoint: its "
                            "head and adapter are untrained. Pass --ckpt_path last (after fit) or use "
-                           "tasks.base.load_task(export_dir).")
+                           "tasks.artifact.load_task(export_dir).")
 
     def test_report(self) -> dict:
         """How the test scores were computed, beyond the numbers (adapter, decoding, metric mode, sacreBLEU's
@@ -344,6 +340,8 @@ class TaskModule(L.LightningModule):
     # --- task artifact ---------------------------------------------------------------------------------
     def on_fit_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
+            from tasks.artifact import save_task
+
             save_task(self, self.hparams.export_dir)
 
 
@@ -366,64 +364,6 @@ class LabelledTask(TaskModule):
                 raise ValueError(f"{type(self).__name__} needs label_names, or a data module to take them from")
             self.hparams.label_names = self.label_names
         super().configure_model()
-
-
-# --------------------------------------------------------------------------------------------------------
-# one folder per fine-tuned task: task.json + trainable.safetensors
-# --------------------------------------------------------------------------------------------------------
-def _spec(obj) -> dict:
-    """class_path + init_args of an object whose constructor arguments are stored as same-named attributes."""
-    params = inspect.signature(type(obj).__init__).parameters.values()
-    names = [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}",
-            "init_args": {n: getattr(obj, n) for n in names}}
-
-
-def save_task(task: TaskModule, directory: str | Path) -> Path:
-    """Write what was trained (adapter + head, named as in the module) and how to rebuild the rest."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    trainable = {id(p) for p in task.trainable_parameters()}
-    state = {name: p.detach().cpu().contiguous() for name, p in task.named_parameters() if id(p) in trainable}
-    save_file(state, str(directory / (WEIGHTS_FILE + ".tmp")))
-    (directory / (WEIGHTS_FILE + ".tmp")).replace(directory / WEIGHTS_FILE)
-    hparams = {k: v for k, v in dict(task.hparams).items() if k != "export_dir" and not k.startswith("_")}
-    spec = {"task": f"{type(task).__module__}.{type(task).__qualname__}", "hparams": hparams,
-            "adapter": _spec(task.adapter)}
-    (directory / TASK_FILE).write_text(json.dumps(spec, indent=2) + "\n")
-    rank_zero_info(f"task saved to {directory}")
-    return directory
-
-
-def load_task(directory: str | Path, backbone: str | None = None) -> TaskModule:
-    """Rebuild a fine-tuned task for prediction; `backbone` overrides the recorded backbone folder."""
-    directory = Path(directory)
-    for name in (TASK_FILE, WEIGHTS_FILE):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} is missing: not a saved task "
-                                    "(run `fit` with --model.export_dir)")
-    spec = json.loads((directory / TASK_FILE).read_text())
-    adapter = load_object(spec["adapter"]["class_path"])(**spec["adapter"]["init_args"])
-    hparams = {**spec["hparams"], **({"backbone": backbone} if backbone else {})}
-    task = load_object(spec["task"])(adapter=adapter, **hparams)
-    task.configure_model()
-    state = load_file(str(directory / WEIGHTS_FILE))
-    own = dict(task.named_parameters())
-    unknown = sorted(set(state) - set(own))
-    if unknown:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE} has tensors this task does not: {unknown[:5]}")
-    trainable = {id(p) for p in task.trainable_parameters()}
-    missing = sorted(name for name, p in own.items() if id(p) in trainable and name not in state)
-    if missing:
-        raise ArtifactError(f"{directory / WEIGHTS_FILE} lacks trained tensors of this task: {missing[:5]}")
-    task._trained = True
-    with torch.no_grad():
-        for name, tensor in state.items():
-            if own[name].shape != tensor.shape:
-                raise ArtifactError(f"{directory / WEIGHTS_FILE}: {name} is {tuple(tensor.shape)}, "
-                                    f"the task expects {tuple(own[name].shape)}")
-            own[name].copy_(tensor)
-    return task.eval()
 
 
 # --------------------------------------------------------------------------------------------------------

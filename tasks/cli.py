@@ -184,6 +184,13 @@ def cmd_generate(args) -> int:
     from backbone.generate import GenerationConfig
     from backbone.precision import resolve_precision, set_inference_precision
 
+    for i, text in enumerate([*args.prompt, *args.stop]):
+        try:  # a byte that is not UTF-8 reaches Python as a lone surrogate, which no tokenizer encodes
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            which = f"--prompt {i + 1}" if i < len(args.prompt) else f"--stop {i - len(args.prompt) + 1}"
+            raise ValueError(f"{which} is not UTF-8 text (byte {text[err.start].encode('utf-8', 'surrogateescape')!r} "
+                             f"at character {err.start}): pass the text in UTF-8") from None
     cfg = GenerationConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,

@@ -35,8 +35,28 @@ def load_user_files(data_files: dict[str, str]) -> datasets.DatasetDict:
         if builder is None:
             raise ValueError(f"data_files.{split}: {path} must be .csv, .tsv, .json or .jsonl")
         kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-        parts[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
+        parts[split] = _read_user_file(builder, split, path, kwargs)
     return datasets.DatasetDict(parts)
+
+
+def _read_user_file(builder: str, split: str, path: str, kwargs: dict) -> datasets.Dataset:
+    """One user file as a Dataset; an empty, non-UTF-8 or unparsable file is an error that names it."""
+    raw = Path(path).read_bytes()
+    if not raw.strip():
+        raise ValueError(f"data_files.{split}: {path} is empty")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"data_files.{split}: {path} is not UTF-8 text (byte {raw[err.start]:#04x} at offset "
+                         f"{err.start}): save it as UTF-8") from None
+    try:
+        return datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
+    except Exception as err:  # noqa: BLE001 - datasets wraps the parser's error; say which file and why
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ValueError(f"data_files.{split}: {path} could not be read as {builder.upper()}: "
+                         f"{type(cause).__name__}: {str(cause)[:300]}") from None
 
 
 def infer_label_names(values, first: str | None = None) -> list[str]:
@@ -251,6 +271,9 @@ class LabelledData(TaskData):
                 values = self.splits.get("train", any_split)[self.label_column]
                 flat = [v for row in values for v in row] if values and isinstance(values[0], list) else values
                 self._label_names = infer_label_names(flat, first=self.first_label)
+            if len(self._label_names) < 2:
+                raise ValueError(f"the label map is {self._label_names} (column {self.label_column!r}): a model "
+                                 "needs at least two labels to choose from; check the data, or pass data.label_names")
         return self._label_names
 
     def label_index(self, label) -> int | None:

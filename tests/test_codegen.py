@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from backbone.generate import cut_at_stop
-from tasks.base import load_task, save_task
+from tasks.artifact import load_task, save_task
 from tasks.registry import run_cli
 from tests.helpers import ROOT, make_backbone
 

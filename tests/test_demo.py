@@ -21,7 +21,7 @@ def make_demo_artifacts(root):
 
     from backbone.generate import GenerationConfig
     from backbone.tokenizer import Tokenizer
-    from tasks.base import save_task
+    from tasks.artifact import save_task
     from tasks.classification.module import SequenceClassifier
     from tasks.codegen.module import CodeGenerator
     from tasks.ner.module import TokenClassifier

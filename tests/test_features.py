@@ -311,7 +311,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert metrics["test/f1"] == 1.0 and metrics["test/f1_ci95"] == [1.0, 1.0]
     assert metrics["test/path"] == "word = its last sub-token; context bilstm, CRF (Viterbi)"
-    from tasks.base import load_task
+    from tasks.artifact import load_task
 
     tagged = load_task(tmp_path / "task").predict("Mary saw New York .")  # live features, no cache
     assert tagged.tags == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
@@ -320,7 +320,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
 def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
     import json
 
-    from tasks.base import load_task
+    from tasks.artifact import load_task
     from tasks.outputs import Question
     from tests.helpers import ROOT, write_sentiment_files
     from tests.test_qa import write_files

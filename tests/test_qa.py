@@ -232,7 +232,7 @@ def test_generative_path_refuses_input_changing_adapters(backbone_dir):
 
 
 def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
-    from tasks.base import load_task, save_task
+    from tasks.artifact import load_task, save_task
 
     task = build(backbone_dir, doc_stride=8)
     with torch.no_grad():

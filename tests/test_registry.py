@@ -134,7 +134,7 @@ def test_a_new_task_gets_a_command_a_benchmark_row_a_demo_tab_and_a_typed_predic
     from demos.app import build_app
     from demos.common import Registry
     from demos.tabs_tasks import classify
-    from tasks.base import load_task
+    from tasks.artifact import load_task
     from tasks.bench import run_bench
     from tasks.cli import main
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTuning
-from tasks.base import load_task
+from tasks.artifact import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
 from tasks.registry import run_cli
@@ -165,7 +165,7 @@ def test_predict_takes_one_text_or_a_list_and_refuses_what_it_cannot_read(backbo
 # --- save / reload -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make_adapter", ADAPTERS, ids=["full", "frozen", "lora", "prompt", "prefix"])
 def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path, make_adapter):
-    from tasks.base import save_task
+    from tasks.artifact import save_task
 
     task = build(backbone_dir, make_adapter())
     with torch.no_grad():  # move the trained parts away from their initial values
@@ -210,7 +210,7 @@ def test_empty_text_names_the_row(backbone_dir, tmp_path):
 def test_tokens_and_tags_of_different_lengths_name_the_row(backbone_dir, tmp_path):
     from tasks.ner.data import TokenTaggingData
 
-    rows = [{"tokens": ["a", "b"], "ner_tags": ["O", "O"]}, {"tokens": ["a", "b"], "ner_tags": ["O"]}]
+    rows = [{"tokens": ["a", "b"], "ner_tags": ["B-PER", "O"]}, {"tokens": ["a", "b"], "ner_tags": ["O"]}]
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     data = TokenTaggingData(backbone=str(backbone_dir), data_files={"train": str(path)})
@@ -286,7 +286,7 @@ def test_label_maps_keep_integer_numbering_and_put_o_first():
 
 
 def test_few_shot_demonstrations_are_saved_with_the_task(backbone_dir, tmp_path):
-    from tasks.base import save_task
+    from tasks.artifact import save_task
 
     shots = [["a wonderful film", 1], ["dull and slow", 0]]
     task = build(backbone_dir, Frozen(), head="prompt", label_words=[" negative", " positive"], few_shot_examples=shots)
@@ -299,7 +299,7 @@ def test_few_shot_demonstrations_are_saved_with_the_task(backbone_dir, tmp_path)
 def test_load_task_refuses_a_file_without_the_trained_tensors(backbone_dir, tmp_path):
     from safetensors.torch import save_file
 
-    from tasks.base import save_task
+    from tasks.artifact import save_task
 
     save_task(build(backbone_dir, LoRA(rank=2)), tmp_path / "task")
     save_file({}, str(tmp_path / "task" / "trainable.safetensors"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tasks.base import load_task, save_task
+from tasks.artifact import load_task, save_task
 from tasks.generative import IGNORE, encode_pairs
 from tasks.registry import run_cli
 from tests.helpers import ROOT, make_backbone

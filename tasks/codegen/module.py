@@ -44,8 +44,8 @@ def prompt_only_pass_at_1(problems, timeout: float = 3.0) -> float:
     rows = [dict(r) for r in problems if problem_issue(r) is None]  # a datasets.Dataset or a list of dicts
     if not rows:
         return 0.0
-    results = run_many([{"solution": r["prompt"], "test_code": r["test"], "entry_point": r["entry_point"],
-                         "timeout": timeout} for r in rows])
+    results = run_many([{"solution": r["prompt"], "prompt": r["prompt"], "test_code": r["test"],
+                         "entry_point": r["entry_point"], "timeout": timeout} for r in rows])
     return sum(r.passed for r in results) / len(rows)
 
 
@@ -157,8 +157,9 @@ class CodeGenerator(GenerativeTask):
         for w, (row, samples, greedy, _) in enumerate(work):
             for s, completion in enumerate([*samples, *([greedy] if h.greedy else [])]):
                 if completion is not None:
-                    programs.append({"solution": row["prompt"] + completion, "test_code": row["test"],
-                                     "entry_point": row["entry_point"], "timeout": h.timeout})
+                    programs.append({"solution": row["prompt"] + completion, "prompt": row["prompt"],
+                                     "test_code": row["test"], "entry_point": row["entry_point"],
+                                     "timeout": h.timeout})
                     owners.append((w, s))
         results = dict(zip(owners, run_many(programs, workers=h.workers))) if programs else {}
         failed = Result("failed", reason="decoding failed")
@@ -207,4 +208,5 @@ class CodeGenerator(GenerativeTask):
 
     def run_tests(self, prompt: str, completion: str, test: str, entry_point: str) -> Result:
         """Run HumanEval-style tests (`def check(candidate)`) on prompt + completion, in the sandbox."""
-        return check_program(prompt + completion, test, entry_point, timeout=self.hparams.timeout)
+        return check_program(prompt + completion, test, entry_point, timeout=self.hparams.timeout,
+                             prompt=prompt)

@@ -1,32 +1,29 @@
-"""Run model-written Python in a throwaway process that cannot hurt the machine, and say whether it passed.
+"""Run model-written Python in throwaway processes that cannot hurt the machine, and say whether it passed.
 
 Generated code is untrusted: it may loop forever, fork-bomb, allocate 10 GB, delete files, open sockets,
-read secrets or call sys.exit(0) before its tests run. Each program gets layered defences, none trusted
-alone:
+read secrets, exit before its tests run, walk up to the harness's frames to forge a pass, or return an
+object whose __eq__ is always True. The defences are layered, none trusted alone:
 
-* a fresh `python -I` interpreter per program, in its own session (process group), stdin closed, a
-  minimal environment (no parent secrets), and a fresh temporary working directory removed afterwards;
-* a wall-clock timeout, after which the whole process group and everything running under the program's
-  private uid is SIGKILLed (a fork bomb's children are found even if they left the group);
-* rlimits: CPU time, address space (memory), file size (also caps the captured stdout/stderr, which go
-  to files, so a flood cannot exhaust the parent's memory), open files, processes, no core dumps;
-* where the OS allows it (Linux, as root): new network and mount namespaces (no network at all; a
-  private /tmp, /var/tmp and /dev/shm that are the temp dir) and a private unprivileged uid, so file
-  permissions protect everything outside the temp dir and RLIMIT_NPROC (ignored for root) is enforced;
-* HumanEval's `reliability_guard` in spirit: destructive functions (os.kill, os.system, os.remove,
-  shutil.rmtree, subprocess.Popen, os.fork, socket, exit/quit, ...) replaced by None inside the child;
-* "passed" only when the bootstrap writes a per-run random token to a private pipe after the program
-  returned normally; exiting early (sys.exit(0), os._exit(0)) therefore counts as failed.
+* a fresh `python -I` interpreter per process, in its own session, stdin closed, a minimal environment
+  (no parent secrets), a fresh temporary folder removed afterwards (without recursion, however deep);
+* a wall-clock timeout, after which the process group and everything of the process's private uid is
+  SIGKILLed (a fork bomb's children are found even if they left the group);
+* the jail (tasks/codegen/jail.py, the child side): rlimits everywhere; as root on Linux also network,
+  IPC, PID and mount namespaces, a root holding only the read-only interpreter and a size-limited tmpfs
+  /tmp, a private uid, no_new_privs, and a seccomp filter against new user namespaces; audit hooks against
+  frame and gc introspection; HumanEval's reliability guard as a speed bump. Each result lists the
+  layers that took effect (`Result.isolation`); where one is unavailable (not root, not Linux) it is absent.
 
-The isolation is set up by this file run as a script in the child (`_child_main`), after exec, instead of
-in a `preexec_fn`: the parent evaluates with threads, and Python warns that preexec_fn may deadlock then.
+HumanEval-style checks (`check_program`) run in two jailed processes under two uids: one runs the solution
+and serves calls to its functions; the other runs the problem's prompt and tests, calling the solution's
+functions through a pipe that carries plain data only. The verdict (a per-run token written when `check`
+returns) lives in the tests' process, which never runs model code.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+JAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail.py")
 PROGRAM_FILE = "program.py"
 _UID_RANGE = (1 << 20, 1 << 21)  # private uids: unlikely to own anything or to collide across evaluators
 _uids_in_use: set[int] = set()
@@ -53,87 +51,59 @@ class Result:
     stderr: str = ""
     wall_s: float = 0.0
     reason: str = ""
-    isolation: tuple[str, ...] = field(default_factory=tuple)  # the defences the child confirmed
+    isolation: tuple[str, ...] = field(default_factory=tuple)  # the layers the (solution's) child confirmed
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
 
 
-def run_program(source: str, timeout: float = 5.0, memory_mb: int = 512, *, file_mb: int = 16,
-                max_procs: int = 16, guard: bool = True, output_cap: int = 4096) -> Result:
-    """Run `source` in a sandboxed child process; "passed" means it ran to its end without an exception.
+@dataclass
+class Limits:
+    timeout: float = 5.0  # wall-clock seconds (CPU time: the same, rounded up, plus one)
+    memory_mb: int = 512  # address space
+    file_mb: int = 16  # largest file written (and the captured output)
+    disk_mb: int = 64  # all of /tmp together (a tmpfs, where the jail has a mount namespace)
+    max_procs: int = 16
+    guard: bool = True  # HumanEval's reliability guard (the tests leave it out to show the rest holds)
+    output_cap: int = 4096  # bytes of stdout / stderr kept
 
-    `guard=False` leaves out the reliability guard (the tests use it to show the other defences hold alone).
-    """
-    workdir = tempfile.mkdtemp(prefix="gptsuite-sandbox-")
-    uid = _lease_uid() if os.geteuid() == 0 else None
-    token = secrets.token_hex(16)
-    report_r, report_w = os.pipe()
-    start = time.monotonic()
+
+def run_program(source: str, timeout: float = 5.0, memory_mb: int = 512, **limits) -> Result:
+    """Run `source` in one jailed process; "passed" means it ran to its end without an exception."""
+    problem = _unreadable(source, "program")
+    if problem:
+        return Result("failed", reason=problem)
+    child = _Child("program", source, Limits(timeout, memory_mb, **limits))
     try:
-        with open(os.path.join(workdir, PROGRAM_FILE), "w", encoding="utf-8") as f:
-            f.write(source)
-        if uid is not None:
-            for path in (workdir, os.path.join(workdir, PROGRAM_FILE)):
-                os.chown(path, uid, uid)
-        config = {"workdir": workdir, "uid": uid, "timeout": timeout, "memory_mb": memory_mb,
-                  "file_mb": file_mb, "max_procs": max_procs, "guard": guard, "report_fd": report_w}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", os.path.abspath(__file__), repr(config)],
-                    stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=_minimal_env(),
-                    start_new_session=True, pass_fds=(report_w,), close_fds=True)
-            except OSError as e:
-                return Result("error", reason=f"could not start the sandbox: {e}")
-            finally:
-                os.close(report_w)
-            try:
-                proc.stdin.write(token.encode() + b"\n")
-                proc.stdin.close()
-            except OSError:
-                pass  # the child died before reading its token: reported as failed below
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_everything(proc, uid)
-                proc.wait()
-            wall = time.monotonic() - start
-            report = _read_report(report_r)
-            return _classify(proc.returncode, timed_out, token, report, _tail(out, output_cap),
-                             _tail(err, output_cap), wall, timeout)
+        child.start()
+        timed_out = child.wait()
+        return child.result(timed_out)
     finally:
-        os.close(report_r)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if uid is not None:
-            with _uid_lock:
-                _uids_in_use.discard(uid)
+        child.close()
 
 
-def build_program(solution: str, test_code: str, entry_point: str) -> str:
-    """The HumanEval program: the prompt and completion, then the tests, then `check(entry_point)`."""
-    return f"{solution}\n{test_code}\ncheck({entry_point})\n"
-
-
-def check_program(solution: str, test_code: str, entry_point: str, timeout: float = 3.0, **kwargs) -> Result:
-    """Run HumanEval-style tests on `solution` (prompt + completion). Bad samples come back as failed results.
-
-    Code that does not compile never reaches a process; a problem without tests is an error, never a pass.
-    """
-    if not test_code.strip():
-        return Result("error", reason="the problem has no tests: nothing to check the completion against")
-    program = build_program(solution, test_code, entry_point)
+def check_program(solution: str, test_code: str, entry_point: str, timeout: float = 3.0, *, prompt: str = "",
+                  **limits) -> Result:
+    """Run HumanEval-style tests (`def check(candidate)`) on `solution` (prompt + completion); `prompt` (the
+    problem's own part of it) also runs beside the tests, so the tests' helper functions never run in the
+    solution's process. Every bad sample comes back as a failed result; this function never raises."""
     try:
-        compile(program, PROGRAM_FILE, "exec")
-    except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
-        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
-        msg = e.msg if isinstance(e, SyntaxError) else str(e)
-        return Result("failed", reason=f"the completion is not valid Python: {msg}{where}")
-    return run_program(program, timeout=timeout, **kwargs)
+        if not test_code.strip():
+            return Result("error", reason="the problem has no tests: nothing to check the completion against")
+        if not entry_point.isidentifier():
+            return Result("error", reason=f"the entry point {entry_point!r} is not a Python name")
+        for text, what in ((solution, "completion"), (test_code, "test code")):
+            problem = _unreadable(text, what)
+            if problem:
+                return Result("failed" if what == "completion" else "error", reason=problem)
+        try:
+            prompt.encode("utf-8")  # it need not compile alone: where it does not, the solution serves all
+        except (AttributeError, UnicodeEncodeError):
+            prompt = ""
+        return _run_pair(solution, test_code, entry_point, prompt, Limits(timeout, **limits))
+    except Exception as e:  # noqa: BLE001 - the harness failed: an error result, never a crash
+        return Result("error", reason=f"sandbox failure: {type(e).__name__}: {e}")
 
 
 def run_many(programs: Iterable[str | Mapping], workers: int | None = None, progress: bool = False,
@@ -161,7 +131,177 @@ def run_many(programs: Iterable[str | Mapping], workers: int | None = None, prog
         return list(results)
 
 
-# ---------------------------------------------------------------------------------------------- parent side
+# --------------------------------------------------------------------------------------------------------
+# the parent side
+# --------------------------------------------------------------------------------------------------------
+def _unreadable(source: str, what: str) -> str | None:
+    """Why `source` cannot even be compiled (no process is started for it), or None."""
+    if not isinstance(source, str):
+        return f"the {what} is a {type(source).__name__}, not text"
+    try:
+        source.encode("utf-8")
+        compile(source, PROGRAM_FILE, "exec", dont_inherit=True)
+    except UnicodeEncodeError as e:
+        return f"the {what} is not valid Unicode text ({e.reason} at character {e.start})"
+    except SyntaxError as e:
+        where = f" (line {e.lineno})" if e.lineno else ""
+        return f"the {what} is not valid Python: {e.msg}{where}"
+    except (ValueError, RecursionError, MemoryError) as e:  # null bytes; "1+1+..." nested too deep to compile
+        return f"the {what} cannot be compiled: {type(e).__name__}: {str(e)[:200] or 'too deeply nested'}"
+    return None
+
+
+def _run_pair(solution: str, tests: str, entry_point: str, prompt: str, limits: Limits) -> Result:
+    requests_r, requests_w = os.pipe()
+    responses_r, responses_w = os.pipe()
+    ends = [requests_r, requests_w, responses_r, responses_w]
+    server = _Child("serve", solution, limits, {"requests": requests_r, "responses": responses_w})
+    tester = _Child("test", tests, limits, {"requests": requests_w, "responses": responses_r},
+                    {"prompt": prompt, "entry_point": entry_point})
+    try:
+        server.start()
+        tester.start()
+        while ends:  # the children hold their ends now (closed once: a number closed twice may be reused)
+            os.close(ends.pop())
+        timed_out = tester.wait()
+        server.stop()
+        result = tester.result(timed_out)
+        serving = server.result(False)
+        result.stdout = serving.stdout  # what the solution printed
+        result.stderr = (serving.stderr + "\n" + result.stderr).strip()
+        result.isolation = serving.isolation
+        if result.status == "failed" and (serving.exit_code or 0) < 0:
+            result.reason += f" (the solution's process was {serving.reason})"
+        return result
+    finally:
+        while ends:
+            os.close(ends.pop())
+        server.close()
+        tester.close()
+
+
+class _Child:
+    """One jailed process: its temp folder, private uid, report pipe and captured output."""
+
+    def __init__(self, role: str, source: str, limits: Limits, pipes: dict | None = None, extra: dict | None = None):
+        self.role, self.source, self.limits = role, source, limits
+        self.pipes, self.extra = pipes or {}, extra or {}
+        self.workdir = tempfile.mkdtemp(prefix="gptsuite-sandbox-")
+        self.uid = _lease_uid() if os.geteuid() == 0 else None
+        self.token = secrets.token_hex(16)
+        self.report_r, self.report_w = os.pipe()
+        self.report_w_open = True
+        self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self.proc: subprocess.Popen | None = None
+        self.start_time = time.monotonic()
+
+    def start(self) -> None:
+        path = os.path.join(self.workdir, PROGRAM_FILE)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.source)
+        if self.uid is not None:  # where the jail has no new root, the program runs in this folder
+            for p in (self.workdir, path):
+                os.chown(p, self.uid, self.uid)
+        lim = self.limits
+        config = {"role": self.role, "workdir": self.workdir, "uid": self.uid, "timeout": lim.timeout,
+                  "memory_mb": lim.memory_mb, "file_mb": lim.file_mb, "disk_mb": lim.disk_mb,
+                  "max_procs": lim.max_procs, "guard": lim.guard, "report_fd": self.report_w,
+                  **self.pipes, **self.extra}
+        self.start_time = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", JAIL, repr(config)], stdin=subprocess.PIPE, stdout=self.out,
+                stderr=self.err, cwd=self.workdir, env=_minimal_env(), start_new_session=True,
+                pass_fds=(self.report_w, *self.pipes.values()), close_fds=True)
+        finally:
+            os.close(self.report_w)
+            self.report_w_open = False
+        try:
+            self.proc.stdin.write(self.token.encode() + b"\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass  # the child died before reading its token: reported as failed
+
+    def wait(self) -> bool:
+        """Wait for the child up to the timeout, then end everything of it; True when it timed out."""
+        try:
+            self.proc.wait(timeout=self.limits.timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        self.stop()
+        return timed_out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill_everything(self.proc, self.uid)
+            self.proc.wait()
+
+    def result(self, timed_out: bool) -> Result:
+        if self.proc is None:
+            return Result("error", reason="the sandbox did not start")
+        return _classify(self.proc.returncode, timed_out, self.token, _read_report(self.report_r),
+                         _tail(self.out, self.limits.output_cap), _tail(self.err, self.limits.output_cap),
+                         time.monotonic() - self.start_time, self.limits.timeout)
+
+    def close(self) -> None:
+        self.stop()
+        os.close(self.report_r)
+        if self.report_w_open:
+            os.close(self.report_w)
+        self.out.close()
+        self.err.close()
+        remove_tree(self.workdir)
+        if self.uid is not None:
+            with _uid_lock:
+                _uids_in_use.discard(self.uid)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a folder however deep it goes, without recursion and without long paths: a subfolder's
+    entries are moved up into `path` (one level at a time, by file descriptor) until all is flat."""
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        moved = 0
+        while True:
+            progress = False
+            with os.scandir(top) as entries:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            for name, is_dir in names:
+                if not is_dir:
+                    os.unlink(name, dir_fd=top)
+                    progress = True
+                    continue
+                try:
+                    os.rmdir(name, dir_fd=top)
+                    progress = True
+                    continue
+                except OSError:
+                    pass
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                try:
+                    os.chmod(sub, 0o700)
+                    with os.scandir(sub) as inner:
+                        children = [e.name for e in inner]
+                    for child in children:
+                        moved += 1
+                        os.rename(child, f".flat{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                        progress = True
+                finally:
+                    os.close(sub)
+            if not names or not progress:
+                break
+    except OSError:
+        pass
+    finally:
+        os.close(top)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def _lease_uid() -> int:
@@ -244,7 +384,8 @@ def _tail(f, cap: int) -> str:
 
 
 _SIGNALS = {signal.SIGXCPU: "CPU-time limit", signal.SIGXFSZ: "file-size limit (output flood or big file)",
-            signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault"}
+            signal.SIGKILL: "killed (a limit: memory, processes, CPU time; or from outside)",
+            signal.SIGSEGV: "segmentation fault", signal.SIGSYS: "a forbidden system call (seccomp)"}
 
 
 def _classify(code: int, timed_out: bool, token: str, report: str, out: str, err: str, wall: float,
@@ -260,7 +401,7 @@ def _classify(code: int, timed_out: bool, token: str, report: str, out: str, err
         result.status = "passed"
     elif raised := [line[7:] for line in lines if line.startswith("raised ")]:
         result.reason = raised[-1]
-    elif code < 0:
+    elif code is not None and code < 0:
         sig = signal.Signals(-code)
         result.reason = f"killed by {sig.name}: {_SIGNALS.get(sig, 'signal')}"
     elif code == 0:
@@ -268,204 +409,3 @@ def _classify(code: int, timed_out: bool, token: str, report: str, out: str, err
     else:
         result.reason = f"exit code {code}"
     return result
-
-
-# ----------------------------------------------------------------------------------------------- child side
-
-
-def _child_main(config: dict) -> None:
-    """Set up the defences as root, drop to the private uid, run the program, report the token if it ended.
-
-    With a PID namespace the program runs in a forked child that is the namespace's init: when it dies the
-    kernel kills and reaps everything it started, so no orphan or zombie outlives the sandbox. This process
-    only waits for it and passes its exit status on.
-    """
-    token = sys.stdin.readline().strip()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # no stdin: a program waiting for input must not hang until the timeout
-    report_fd = config["report_fd"]
-    try:
-        isolation = _namespaces(config["workdir"]) if config["uid"] is not None else []
-        if "pidns" in isolation:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            pid = os.fork()
-            if pid:
-                _wait_and_exit_like(pid)
-            _mount_proc()
-        isolation += _limits_and_uid(config, isolation)
-        with open(PROGRAM_FILE, encoding="utf-8") as f:
-            code = compile(f.read(), PROGRAM_FILE, "exec")
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which marks the result "error"
-        os.write(report_fd, f"setup-error {type(e).__name__}: {e}\n".encode())
-        os._exit(3)
-    os.write(report_fd, ("ready " + " ".join(isolation) + "\n").encode())
-    _run(code, token, report_fd, config["guard"])
-
-
-def _run(code, token: str, report_fd: int, guard: bool) -> None:
-    """Execute the program; the token goes to the report pipe only if it returned normally."""
-    import traceback
-
-    write, exit_now = os.write, os._exit  # kept before the guard removes them
-    if guard:
-        reliability_guard()
-    try:
-        exec(code, {"__name__": "__main__", "__file__": PROGRAM_FILE, "__builtins__": __builtins__})
-        sys.stdout.flush()
-    except BaseException as e:  # noqa: BLE001 - SystemExit included: exiting early is not passing
-        write(report_fd, f"raised {type(e).__name__}: {e}"[:300].replace("\n", " ").encode() + b"\n")
-        traceback.print_exc()
-        sys.stderr.flush()
-        exit_now(1)
-    write(report_fd, (token + "\n").encode())
-    exit_now(0)
-
-
-def _wait_and_exit_like(pid: int) -> None:
-    """Exit with the program's status, re-raising its fatal signal so the parent sees the same returncode."""
-    status = os.waitpid(pid, 0)[1]
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
-
-
-def _mount_proc() -> None:
-    """A /proc of the new PID namespace: the program sees only its own processes."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).mount(b"proc", b"/proc", b"proc", 0, None)
-
-
-def _limits_and_uid(config: dict, isolation: list[str]) -> list[str]:
-    """rlimits and the uid drop; returns the names of the defences that took effect."""
-    import math
-    import resource
-
-    done = []
-    if "mountns" in isolation:
-        os.chdir("/tmp")  # the temp dir, mounted over /tmp
-    cpu = math.ceil(config["timeout"]) + 1
-    mib = 1 << 20
-    limits = {"RLIMIT_CPU": (cpu, cpu + 1), "RLIMIT_AS": (config["memory_mb"] * mib,) * 2,
-              "RLIMIT_FSIZE": (config["file_mb"] * mib,) * 2, "RLIMIT_CORE": (0, 0),
-              "RLIMIT_NOFILE": (256, 256), "RLIMIT_NPROC": (config["max_procs"],) * 2}
-    for name, value in limits.items():
-        if hasattr(resource, name):
-            resource.setrlimit(getattr(resource, name), value)
-            done.append(name.removeprefix("RLIMIT_").lower())
-    uid = config["uid"]
-    if uid is not None and _interpreter_reachable(isolation):
-        _prctl_no_new_privs()
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        done.append(f"uid={uid}")
-    return done
-
-
-def _namespaces(workdir: str) -> list[str]:
-    """No network (an empty network namespace) and a private /tmp; each skipped if the kernel refuses."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not sys.platform.startswith("linux"):
-        return []
-    done = []
-    if libc.unshare(0x40000000) == 0:  # CLONE_NEWNET: only a down loopback, so connect() fails
-        done.append("netns")
-    if libc.unshare(0x20000000) == 0:  # CLONE_NEWPID: applies to the next fork
-        done.append("pidns")
-    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-        return done
-    ms_bind, ms_rec, ms_private, ms_move = 4096, 16384, 1 << 18, 8192
-
-    def mount(src, target, fstype, flags, data=None):
-        if libc.mount(src and src.encode(), target.encode(), fstype and fstype.encode(), flags,
-                      data and data.encode()) != 0:
-            raise OSError(ctypes.get_errno(), f"mount {src} on {target}: {os.strerror(ctypes.get_errno())}")
-
-    mount(None, "/", None, ms_rec | ms_private)  # nothing below propagates back to the host
-    # The unprivileged uid must still read the interpreter: if it lives under a directory closed to others
-    # (pyenv in /root, mode 0700), hide that directory behind a tmpfs and mount just the interpreter back.
-    blocked = {}
-    for prefix in {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}:
-        closed = _first_closed_ancestor(prefix)
-        if closed:
-            blocked.setdefault(closed, []).append(prefix)
-    stashes = []
-    for i, prefix in enumerate(p for prefixes in blocked.values() for p in prefixes):
-        stash = os.path.join(workdir, f".interpreter{i}")
-        os.mkdir(stash)
-        mount(prefix, stash, None, ms_bind | ms_rec)
-        stashes.append((stash, prefix))
-    for closed in blocked:
-        mount("tmpfs", closed, "tmpfs", 0, "mode=0755,size=1m")
-    for stash, prefix in stashes:
-        os.makedirs(prefix, mode=0o755, exist_ok=True)
-        mount(stash, prefix, None, ms_move)
-        os.rmdir(stash)
-    for shared_tmp in ("/var/tmp", "/dev/shm", "/tmp"):  # /tmp last: it hides the workdir's own path
-        if os.path.isdir(shared_tmp):
-            mount(workdir, shared_tmp, None, ms_bind)
-    return done + ["mountns"]
-
-
-def _first_closed_ancestor(path: str) -> str | None:
-    """The outermost directory on the way to `path` that others may not enter (mode without o+x)."""
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts) + 1):
-        ancestor = "/" + "/".join(parts[:i])
-        if not os.stat(ancestor).st_mode & 0o001:
-            return ancestor
-    return None
-
-
-def _interpreter_reachable(isolation: list[str]) -> bool:
-    """Dropping the uid is safe only if the interpreter's files stay readable (else keep root + the rest)."""
-    return "mountns" in isolation or not any(_first_closed_ancestor(os.path.realpath(p))
-                                        for p in (sys.base_prefix, sys.prefix))
-
-
-def _prctl_no_new_privs() -> None:
-    """No setuid binaries: even an exec that slips past the guard cannot regain root."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-
-
-def reliability_guard() -> None:
-    """Disable destructive functions, after HumanEval's guard. A speed bump only: the real defences are the
-    process boundary, rlimits, namespaces, the private uid and the cleanup in the parent."""
-    import builtins
-    import posix
-    import shutil as shutil_module
-    import socket
-    import subprocess as subprocess_module
-
-    builtins.exit = builtins.quit = None
-    os.environ.clear()
-    for module in (os, posix):
-        for name in ("kill", "killpg", "system", "putenv", "unsetenv", "remove", "removedirs", "rmdir",
-                     "unlink", "rename", "renames", "replace", "truncate", "ftruncate", "fork", "forkpty",
-                     "vfork", "setuid", "setgid", "setsid", "setpgid", "chmod", "fchmod", "lchmod",
-                     "chown", "fchown", "lchown", "chroot", "fchdir", "link", "symlink", "execv", "execve",
-                     "execvp", "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve",
-                     "posix_spawn", "posix_spawnp", "popen", "_exit", "abort", "register_at_fork"):
-            if hasattr(module, name):
-                setattr(module, name, None)
-    for name in ("rmtree", "move", "chown"):
-        setattr(shutil_module, name, None)
-    subprocess_module.Popen = subprocess_module.run = subprocess_module.call = None
-    socket.socket = socket.create_connection = socket.socketpair = None
-    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter", "ctypes", "multiprocessing"):
-        sys.modules[name] = None
-
-
-if __name__ == "__main__":
-    import ast
-
-    _child_main(ast.literal_eval(sys.argv[1]))
