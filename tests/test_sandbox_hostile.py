@@ -276,3 +276,14 @@ def _private_uids() -> set[int]:
         if 1 << 20 <= uid < 1 << 21:
             uids.add(uid)
     return uids
+
+
+def test_without_the_os_layers_the_verdict_still_holds(monkeypatch):
+    """Not root (or not Linux): no namespaces, no private uid; the two processes and plain data remain."""
+    import tasks.codegen.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    right = verdict("return a + b")
+    assert right.passed and not {"netns", "fsview", "uid", "seccomp"} & layers(right)
+    for name in ("frames", "gc", "always-equal", "os._exit"):
+        assert verdict(FORGERS[name], guard=False).status == "failed", name
