@@ -287,3 +287,86 @@ def test_without_the_os_layers_the_verdict_still_holds(monkeypatch):
     assert right.passed and not {"netns", "fsview", "uid", "seccomp"} & layers(right)
     for name in ("frames", "gc", "always-equal", "os._exit"):
         assert verdict(FORGERS[name], guard=False).status == "failed", name
+
+
+# --- found by reviewing the sandbox as an attacker ---------------------------------------------------------
+CTYPES_BYPASS = ("import sys, _ctypes\ne = sys.modules['ctypes._endian']\n"
+                 "f = e.CFUNCTYPE(e.c_long, e.c_long)(_ctypes.dlsym(e.pythonapi._handle, 'syscall'))\n"
+                 "print('UID', f(102))\n")
+
+
+@GUARD
+def test_ctypes_cannot_be_reached_through_a_module_that_reexports_it(guard):
+    result = run_program(CTYPES_BYPASS, guard=guard)
+    assert result.status == "failed" and "UID" not in result.stdout, result
+
+
+@needs_root
+def test_the_seccomp_filter_refuses_keyrings_fallocate_ptrace_and_vsock():
+    """In a forked child with the sandbox's filter: each call fails with the errno the filter gives."""
+    from tasks.codegen import jail
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            jail.no_user_namespaces()
+            libc = ctypes.CDLL(None, use_errno=True)
+            codes = []
+            for nr, args in ((250, (0, -4)), (248, (b"user", b"k", b"v", 1, -4)), (285, (1, 1, 0, 1 << 30)),
+                             (101, (16, 1))):
+                codes.append((libc.syscall(nr, *args), ctypes.get_errno()))
+            try:
+                socket.socket(jail.AF_VSOCK, socket.SOCK_STREAM)
+                vsock = 0
+            except OSError as e:
+                vsock = e.errno
+            ok = codes == [(-1, 1)] * 4 and vsock == 97
+            os._exit(0 if ok else 1)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+@needs_root
+def test_vsock_sockets_are_refused_inside():
+    result = run_program("import _socket\ntry:\n    _socket.socket(40, 1)\n    print('VSOCK')\n"
+                         "except OSError as e:\n    print('refused', e.errno)\n", guard=False)
+    assert result.passed and "refused 97" in result.stdout and "VSOCK" not in result.stdout
+
+
+def test_a_sample_that_breaks_its_output_file_does_not_break_the_evaluator():
+    program = ("import fcntl, os\nprint('x' * 10, flush=True)\n"
+               "fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_DIRECT)\n")
+    assert run_program(program).passed
+    assert verdict("import fcntl, os\nfcntl.fcntl(1, fcntl.F_SETFL, os.O_DIRECT)\nreturn 0").status == "failed"
+
+
+def test_stop_iteration_from_the_solution_does_not_end_the_tests_loops():
+    prompt = 'def is_prime(n):\n    """Is n prime?"""\n'
+    tests = ("def check(candidate):\n    assert all(map(candidate, [2, 3, 5, 7, 11]))\n"
+             "    assert not any(map(candidate, [1, 4, 6, 8, 9]))\n")
+    for guard in (True, False):
+        result = check_program(prompt + "    raise StopIteration\n", tests, "is_prime", prompt=prompt, guard=guard)
+        assert result.status == "failed", result
+
+
+def test_a_right_answer_of_any_size_crosses():
+    assert verdict("return 10 ** 5000 if a == 2 else a + b",
+                   tests="def check(candidate):\n    assert candidate(2, 3) == 10 ** 5000\n").passed
+
+
+@needs_root
+def test_memory_is_limited_for_the_sandbox_not_per_process():
+    """Four children holding 250 MB each at once under memory_mb=512: each fits the per-process limit, but
+    the sandbox's cgroup holds 512 MB in all, so not all four get to (without it, all four do)."""
+    program = ("import os\nkids = []\nfor i in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+               "        try:\n            block = bytearray(250 << 20)\n"
+               "            block[::4096] = b'x' * (len(block) // 4096)\n"
+               "            print('ok', i, flush=True)\n            __import__('time').sleep(3)\n"
+               "            os._exit(0)\n        except MemoryError:\n"
+               "            os._exit(1)\n    kids.append(pid)\n"
+               "import time\ntime.sleep(4)\n")
+    result = run_program(program, guard=False, timeout=15)
+    if "cgroup" not in result.isolation:
+        pytest.skip("no writable cgroup hierarchy on this machine: memory is limited per process only")
+    assert result.stdout.count("ok") <= 3, result.stdout

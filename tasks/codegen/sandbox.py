@@ -8,10 +8,12 @@ object whose __eq__ is always True. The defences are layered, none trusted alone
   (no parent secrets), a fresh temporary folder removed afterwards (without recursion, however deep);
 * a wall-clock timeout, after which the process group and everything of the process's private uid is
   SIGKILLed (a fork bomb's children are found even if they left the group);
-* the jail (tasks/codegen/jail.py, the child side): rlimits everywhere; as root on Linux also network,
-  IPC, PID and mount namespaces, a root holding only the read-only interpreter and a size-limited tmpfs
-  /tmp, a private uid, no_new_privs, and a seccomp filter against new user namespaces; audit hooks against
-  frame and gc introspection; HumanEval's reliability guard as a speed bump. Each result lists the
+* the jail (tasks/codegen/jail.py, the child side): rlimits everywhere; as root on Linux also a cgroup
+  per process tree (memory and process count for the whole sample, not per process), network, IPC, PID
+  and mount namespaces, a root holding only the read-only interpreter and a size-limited tmpfs /tmp, a
+  private uid, no_new_privs, and a seccomp filter (no new user namespaces, keyrings, fallocate, ptrace,
+  bpf, io_uring, vsock); audit hooks against frame, gc and ctypes use; HumanEval's reliability guard as
+  a speed bump. Each result lists the
   layers that took effect (`Result.isolation`); where one is unavailable (not root, not Linux) it is absent.
 
 HumanEval-style checks (`check_program`) run in two jailed processes under two uids: one runs the solution
@@ -194,6 +196,7 @@ class _Child:
         self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.proc: subprocess.Popen | None = None
         self.start_time = time.monotonic()
+        self.cgroups = make_cgroups(self.token[:12], limits.memory_mb, limits.max_procs) if self.uid else []
 
     def start(self) -> None:
         path = os.path.join(self.workdir, PROGRAM_FILE)
@@ -206,6 +209,7 @@ class _Child:
         config = {"role": self.role, "workdir": self.workdir, "uid": self.uid, "timeout": lim.timeout,
                   "memory_mb": lim.memory_mb, "file_mb": lim.file_mb, "disk_mb": lim.disk_mb,
                   "max_procs": lim.max_procs, "guard": lim.guard, "report_fd": self.report_w,
+                  "cgroups": self.cgroups,
                   **self.pipes, **self.extra}
         self.start_time = time.monotonic()
         try:
@@ -252,6 +256,8 @@ class _Child:
         self.out.close()
         self.err.close()
         remove_tree(self.workdir)
+        for folder in self.cgroups:
+            _remove_cgroup(folder)
         if self.uid is not None:
             with _uid_lock:
                 _uids_in_use.discard(self.uid)
@@ -302,6 +308,54 @@ def remove_tree(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def make_cgroups(name: str, memory_mb: int, max_procs: int) -> list[str]:
+    """Cgroups for one sandbox, so its memory and its processes are limited together, not per process
+    (16 processes of 512 MB each would otherwise be allowed): cgroup v1's memory and pids controllers, or
+    v2's where they are enabled. Folders the child joins; none where the hierarchy is not writable."""
+    limits = {"memory": {"memory.limit_in_bytes": memory_mb << 20}, "pids": {"pids.max": max_procs}}
+    v2 = {"memory.max": memory_mb << 20, "pids.max": max_procs}
+    made = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return []
+    for _, controllers, path in lines:
+        if controllers in limits:
+            base, files = os.path.join(CGROUP_ROOT, controllers), limits[controllers]
+        elif controllers == "" and os.path.isfile(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+            base, files = CGROUP_ROOT, v2
+        else:
+            continue
+        folder = os.path.join(base + path, f"gptsuite-{name}")
+        try:
+            os.mkdir(folder)
+        except OSError:
+            continue
+        try:
+            for file, value in files.items():
+                with open(os.path.join(folder, file), "w") as f:
+                    f.write(str(value))
+            made.append(folder)
+        except OSError:
+            _remove_cgroup(folder)
+    return made
+
+
+def _remove_cgroup(folder: str) -> None:
+    for _ in range(100):  # empty once its processes are reaped, which may take a moment after SIGKILL
+        try:
+            os.rmdir(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
 def _lease_uid() -> int:
@@ -377,9 +431,17 @@ def _read_report(fd: int) -> str:
 
 
 def _tail(f, cap: int) -> str:
-    size = f.seek(0, os.SEEK_END)
-    f.seek(max(0, size - cap))
-    text = f.read().decode("utf-8", "replace")
+    """The last `cap` bytes the child wrote; it shared the file description, so its flags are reset first
+    (O_DIRECT would make this read fail)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(f.fileno(), fcntl.F_SETFL, 0)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - cap))
+        text = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"[output unreadable: {e}]"
     return ("[...]" if size > cap else "") + text
 
 
