@@ -15,6 +15,13 @@ from backbone.precision import AUTO, device_of, resolve_precision
 
 
 class Trainer(L.Trainer):
+    """Lightning's Trainer with a measured default precision.
+
+    Args:
+        precision: "auto" (bf16-mixed where bf16 matmuls are fast on this machine, else 32-true; `gptsuite
+            info` says why), or any Lightning precision (32-true, bf16-mixed, 16-mixed).
+    """
+
     def __init__(self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO, **kwargs):
         super().__init__(precision=resolve_precision(precision, device_of(kwargs.get("accelerator", "auto"))),
                          **kwargs)

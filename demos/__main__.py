@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
     parser.add_argument("--artifacts", default="artifacts", help="folder with backbones/<name>/ and tasks/<task>/")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--concurrency", type=int, default=2, help="model calls served at once; the rest queue")

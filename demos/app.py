@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from demos.common import Registry
+from demos.common import ArtifactStore
 from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
 from demos.tabs_tasks import build_task_tabs
 
@@ -24,7 +24,7 @@ CONCURRENCY_LIMIT = 2  # simultaneous model calls (2 CPU cores); the rest wait i
 MAX_QUEUE = 64  # requests beyond this are refused with "queue full" rather than waiting for minutes
 
 
-def _default_backbone(reg: Registry) -> str | None:
+def _default_backbone(reg: ArtifactStore) -> str | None:
     """The first backbone by name (None when there is none)."""
     names = reg.backbones()
     return names[0] if names else None
@@ -32,7 +32,7 @@ def _default_backbone(reg: Registry) -> str | None:
 
 def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONCURRENCY_LIMIT,
               max_queue: int = MAX_QUEUE, precision: str = "auto") -> gr.Blocks:
-    reg = Registry(artifacts, precision)
+    reg = ArtifactStore(artifacts, precision)
     with gr.Blocks(title="gptsuite demo", delete_cache=(600, 3600)) as demo:  # cached outputs live an hour
         gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone.\n\n" + reg.summary(), elem_id="summary")
         names = reg.backbones()
@@ -45,12 +45,12 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
             build_playground_tab(reg, backbone)
             build_attention_tab(reg, backbone)
             build_chat_tab(reg, backbone)
-    demo.registry = reg
+    demo.store = reg
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     return demo
 
 
-def backbone_info(reg: Registry, name: str | None) -> str:
+def backbone_info(reg: ArtifactStore, name: str | None) -> str:
     """The chosen backbone's shape, read from config.json (the weights load on first use)."""
     if not name:
         from backbone.artifact import PRETRAIN_COMMAND

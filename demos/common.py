@@ -1,4 +1,4 @@
-"""What every tab shares: the artifact registry (lazy, cached, thread-safe loading), input checks, limits.
+"""What every tab shares: the artifact store (lazy, cached, thread-safe loading), input checks, limits.
 
 A tab never crashes on a missing or broken artifact: it raises a `gr.Error` whose message names the
 command that creates the artifact. Bad input (empty, huge, binary) gets a message saying what is wrong.
@@ -41,14 +41,14 @@ def check_text(text, what: str = "text", max_chars: int = MAX_CHARS) -> str:
     return text
 
 
-class Registry:
+class ArtifactStore:
     """Finds artifacts under `root` (backbones/<name>/, tasks/<task>/) and loads each once, on first use."""
 
     def __init__(self, root: str | Path = "artifacts", precision: str = "auto"):
         from backbone.precision import resolve_precision
 
         self.root = Path(root)
-        self.precision = resolve_precision(precision)  # every model this registry loads runs in it
+        self.precision = resolve_precision(precision)  # every model this store loads runs in it
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -104,7 +104,7 @@ class Registry:
         return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", TASKS[task].fit_command)
 
     def _task_backbone(self, directory: Path) -> str | None:
-        """The recorded backbone, or the same-named one under this registry's root when the recorded path
+        """The recorded backbone, or the same-named one under this store's root when the recorded path
         (often relative to the repository) does not resolve from here."""
         recorded = json.loads((directory / "task.json").read_text()).get("hparams", {}).get("backbone")
         if not recorded or (Path(recorded) / "config.json").is_file():

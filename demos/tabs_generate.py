@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from demos.common import MAX_ATTENTION_TOKENS, MAX_NEW_TOKENS, Registry, check_text, fail
+from demos.common import MAX_ATTENTION_TOKENS, MAX_NEW_TOKENS, ArtifactStore, check_text, fail
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def _speed(tokenizer, text: str, seconds: float, cfg, note: str) -> str:
             f"KV cache {'on' if cfg.use_cache else 'off'}, {mode}{note}")
 
 
-def generate_stream(reg: Registry, backbone, prompt, max_new_tokens, *options):
+def generate_stream(reg: ArtifactStore, backbone, prompt, max_new_tokens, *options):
     """Yield (completion so far, stats) while generating; beam search yields once at the end."""
     from backbone.generate import generate_text, stream
 
@@ -72,7 +72,7 @@ def generate_stream(reg: Registry, backbone, prompt, max_new_tokens, *options):
     yield text, _speed(tokenizer, text, time.perf_counter() - start, cfg, note)
 
 
-def compare_cache(reg: Registry, backbone, prompt, max_new_tokens) -> str:
+def compare_cache(reg: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
     """Greedy decoding of the same prompt with the KV cache on and off: tokens/s side by side."""
     from backbone.generate import generate_text
 
@@ -98,7 +98,7 @@ def compare_cache(reg: Registry, backbone, prompt, max_new_tokens) -> str:
 # --------------------------------------------------------------------------------------------------------
 # attention
 # --------------------------------------------------------------------------------------------------------
-def attention(reg: Registry, backbone, text, layer, head):
+def attention(reg: ArtifactStore, backbone, text, layer, head):
     """(grid of every layer x head, the chosen head with its tokens, a note)."""
     import torch
 
@@ -146,7 +146,7 @@ def image_file(image, keep_s: float = 600.0) -> str:
 # --------------------------------------------------------------------------------------------------------
 # chat
 # --------------------------------------------------------------------------------------------------------
-def _tokenizer_config(reg: Registry, backbone) -> dict:
+def _tokenizer_config(reg: ArtifactStore, backbone) -> dict:
     path = reg.root / "backbones" / Path(backbone or "").name / "tokenizer_config.json"
     return json.loads(path.read_text()) if backbone and path.is_file() else {}
 
@@ -156,7 +156,7 @@ def no_template_message(backbone) -> str:
             "or import an instruct model: `gptsuite import hf PATH` (a local SmolLM2-135M-Instruct folder).")
 
 
-def chat_status(reg: Registry, backbone) -> str:
+def chat_status(reg: ArtifactStore, backbone) -> str:
     if not backbone:
         return f"No backbone found under `{reg.root / 'backbones'}`."
     if _tokenizer_config(reg, backbone).get("chat_template"):
@@ -192,7 +192,7 @@ def _text_of(content) -> str:
     return "" if content is None else str(content)
 
 
-def chat_stream(reg: Registry, backbone, message, history, max_new_tokens=128, temperature=0.7):
+def chat_stream(reg: ArtifactStore, backbone, message, history, max_new_tokens=128, temperature=0.7):
     """Yield (conversation, cleared input box) while the assistant's reply streams in."""
     from backbone.generate import stream
 
@@ -222,7 +222,7 @@ def chat_stream(reg: Registry, backbone, message, history, max_new_tokens=128, t
 # --------------------------------------------------------------------------------------------------------
 # layout
 # --------------------------------------------------------------------------------------------------------
-def build_playground_tab(reg: Registry, backbone: gr.Dropdown) -> None:
+def build_playground_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Generation playground", id="playground"):
         prompt = gr.Textbox(label="Prompt", lines=3, value="Once upon a time", elem_id="gen-prompt")
         with gr.Row():
@@ -256,7 +256,7 @@ def build_playground_tab(reg: Registry, backbone: gr.Dropdown) -> None:
                       api_name="compare_cache")
 
 
-def build_attention_tab(reg: Registry, backbone: gr.Dropdown) -> None:
+def build_attention_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Attention", id="attention"):
         text = gr.Textbox(label=f"Short input (first {MAX_ATTENTION_TOKENS} tokens)", value="The cat sat on the mat.",
                           elem_id="attn-input")
@@ -276,7 +276,7 @@ def build_attention_tab(reg: Registry, backbone: gr.Dropdown) -> None:
         run.click(on_attention, [backbone, text, layer, head], [grid, detail, note], api_name="attention")
 
 
-def build_chat_tab(reg: Registry, backbone: gr.Dropdown) -> None:
+def build_chat_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Chat", id="chat"):
         status = gr.Markdown(chat_status(reg, backbone.value), elem_id="chat-status")
         chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat-box")

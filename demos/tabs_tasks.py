@@ -6,8 +6,9 @@
     Completion     a code prompt in, a completion out, and HumanEval-style tests run in the sandbox (codegen)
     GeneratedText  a text in, a text out                         (translation)
 
-A new task whose output is one of these types gets its tab from its TaskSpec (title, sample) alone.
-Handlers are plain functions of (registry, task, inputs...) so tests can call them directly; `build_*`
+A new task whose output is one of these types (and whose input is the one that layout reads) gets its tab
+from its TaskSpec (title, sample) alone; any other task gets a notice in its tab, and the rest still work.
+Handlers are plain functions of (artifact store, task, inputs...) so tests can call them directly; `build_*`
 functions lay out the components inside an open gr.Blocks.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.common import MAX_CODE_CHARS, Registry, check_text, fail
+from demos.common import MAX_CODE_CHARS, ArtifactStore, check_text, fail
 from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
 from tasks.registry import TASKS
 from tasks.spec import TaskSpec
@@ -27,7 +28,7 @@ CODE_ENTRY_POINT = "add"  # the function the sample code prompt defines and CODE
 # --------------------------------------------------------------------------------------------------------
 # handlers
 # --------------------------------------------------------------------------------------------------------
-def classify(reg: Registry, task: str, text: str) -> dict[str, float]:
+def classify(reg: ArtifactStore, task: str, text: str) -> dict[str, float]:
     """Label probabilities for gr.Label."""
     return reg.task(task).predict(check_text(text)).scores
 
@@ -57,7 +58,7 @@ def entity_segments(text: str, words: list[str], entities) -> list[tuple[str, st
     return segments
 
 
-def tag_entities(reg: Registry, task: str, text: str):
+def tag_entities(reg: ArtifactStore, task: str, text: str):
     """(highlighted segments, entity list) for an Entities tab."""
     text = check_text(text)
     out: Entities = reg.task(task).predict(text)
@@ -65,7 +66,7 @@ def tag_entities(reg: Registry, task: str, text: str):
     return entity_segments(text, out.words, out.entities), entities
 
 
-def answer(reg: Registry, task: str, question: str, context: str):
+def answer(reg: ArtifactStore, task: str, question: str, context: str):
     """(context with the answer highlighted, a one-line summary) for an Answer tab."""
     question = check_text(question, "question")
     context = check_text(context, "context")
@@ -81,16 +82,16 @@ def answer(reg: Registry, task: str, question: str, context: str):
     return [s for s in segments if s[0]], f"Answer: **{context[start:end]}**{score_text}"
 
 
-def write_text(reg: Registry, task: str, text: str) -> str:
+def write_text(reg: ArtifactStore, task: str, text: str) -> str:
     """The text a GeneratedText task writes for `text` (a translation)."""
     return reg.task(task).predict(check_text(text)).text
 
 
-def complete_code(reg: Registry, task: str, prompt: str) -> str:
+def complete_code(reg: ArtifactStore, task: str, prompt: str) -> str:
     return reg.task(task).predict(check_text(prompt, "prompt", MAX_CODE_CHARS)).text
 
 
-def run_tests(reg: Registry, task: str, prompt: str, completion: str, test: str, entry_point: str) -> str:
+def run_tests(reg: ArtifactStore, task: str, prompt: str, completion: str, test: str, entry_point: str) -> str:
     """Run HumanEval-style tests (`def check(candidate): ...`) on prompt + completion in the sandbox."""
     prompt = check_text(prompt, "prompt", MAX_CODE_CHARS)
     completion = check_text(completion, "completion", MAX_CODE_CHARS)
@@ -126,14 +127,14 @@ def format_result(result) -> str:
 # --------------------------------------------------------------------------------------------------------
 # layout
 # --------------------------------------------------------------------------------------------------------
-def _status(reg: Registry, task: str):
+def _status(reg: ArtifactStore, task: str):
     """A note at the top of a tab: the artifact in use, or the command that creates it."""
     if reg.has_task(task):
         return gr.Markdown(f"Model: `{reg.task_dir(task)}`", elem_id=f"{task}-status")
     return gr.Markdown(f"⚠️ {reg.missing_message(task)}", elem_id=f"{task}-status")
 
 
-def build_label_tab(reg: Registry, spec: TaskSpec) -> None:
+def build_label_tab(reg: ArtifactStore, spec: TaskSpec) -> None:
     task = spec.name
     text = gr.Textbox(label="Text", lines=3, value=spec.sample, elem_id=f"{task}-input")
     button = gr.Button("Classify", variant="primary", elem_id=f"{task}-button")
@@ -142,7 +143,7 @@ def build_label_tab(reg: Registry, spec: TaskSpec) -> None:
     text.submit(lambda t: classify(reg, task, t), text, label, api_name=False)
 
 
-def build_entities_tab(reg: Registry, spec: TaskSpec) -> None:
+def build_entities_tab(reg: ArtifactStore, spec: TaskSpec) -> None:
     task = spec.name
     text = gr.Textbox(label="Text", lines=3, value=spec.sample, elem_id=f"{task}-input")
     button = gr.Button("Find entities", variant="primary", elem_id=f"{task}-button")
@@ -151,7 +152,7 @@ def build_entities_tab(reg: Registry, spec: TaskSpec) -> None:
     button.click(lambda t: tag_entities(reg, task, t), text, [spans, table], api_name=task)
 
 
-def build_answer_tab(reg: Registry, spec: TaskSpec) -> None:
+def build_answer_tab(reg: ArtifactStore, spec: TaskSpec) -> None:
     task, sample = spec.name, spec.sample
     question = gr.Textbox(label="Question", value=sample.question, elem_id=f"{task}-question")
     context = gr.Textbox(label="Context", lines=5, value=sample.context, elem_id=f"{task}-context")
@@ -161,7 +162,7 @@ def build_answer_tab(reg: Registry, spec: TaskSpec) -> None:
     button.click(lambda q, c: answer(reg, task, q, c), [question, context], [spans, summary], api_name=task)
 
 
-def build_text_tab(reg: Registry, spec: TaskSpec) -> None:
+def build_text_tab(reg: ArtifactStore, spec: TaskSpec) -> None:
     task = spec.name
     text = gr.Textbox(label="Source text", lines=3, value=spec.sample, elem_id=f"{task}-input")
     button = gr.Button("Write", variant="primary", elem_id=f"{task}-button")
@@ -169,7 +170,7 @@ def build_text_tab(reg: Registry, spec: TaskSpec) -> None:
     button.click(lambda t: write_text(reg, task, t), text, out, api_name=task)
 
 
-def build_code_tab(reg: Registry, spec: TaskSpec) -> None:
+def build_code_tab(reg: ArtifactStore, spec: TaskSpec) -> None:
     task = spec.name
     gr.Markdown("Write or generate a completion, then run HumanEval-style tests on prompt + completion in "
                 "the sandbox (a separate process with time, memory and network limits).")
@@ -202,16 +203,25 @@ TAB_LAYOUTS = {
 
 
 def tab_layout(spec: TaskSpec):
-    """The builder of a task's tab, chosen by its output type; a clear error for a pair no layout shows."""
+    """The builder of a task's tab, chosen by its output type (and the input type that layout reads); None
+    when no layout shows the task, or its sample is not an input of its type."""
+    if not isinstance(spec.sample, spec.input_type):
+        return None
     for kind in spec.output_type.__mro__:
-        if kind in TAB_LAYOUTS and TAB_LAYOUTS[kind][1] is spec.input_type:
+        if kind in TAB_LAYOUTS and issubclass(spec.input_type, TAB_LAYOUTS[kind][1]):
             return TAB_LAYOUTS[kind][0]
-    raise TypeError(f"the demo has no tab for task {spec.name!r}: {spec.input_type.__name__} in, "
-                    f"{spec.output_type.__name__} out (layouts: {', '.join(k.__name__ for k in TAB_LAYOUTS)})")
+    return None
 
 
-def build_task_tabs(reg: Registry) -> None:
+def build_task_tabs(reg: ArtifactStore) -> None:
     for spec in TASKS.values():
         with gr.Tab(spec.title, id=spec.name):
+            build = tab_layout(spec)
+            if build is None:  # one task the demo cannot show never takes the others down
+                gr.Markdown(f"⚠️ The demo has no layout for {spec.name}: {spec.input_type.__name__} in, "
+                            f"{spec.output_type.__name__} out, sample {spec.sample!r}. Layouts: "
+                            + ", ".join(f"{k.__name__} (from {t.__name__})" for k, (_, t) in TAB_LAYOUTS.items()),
+                            elem_id=f"{spec.name}-status")
+                continue
             _status(reg, spec.name)
-            tab_layout(spec)(reg, spec)
+            build(reg, spec)

@@ -24,7 +24,6 @@ from backbone.artifact import ArtifactError
 from tasks.spec import load_object
 
 TASK_FILE, WEIGHTS_FILE = "task.json", "trainable.safetensors"
-ADAPTERS = ("FullFineTune", "Frozen", "LoRA", "PromptTuning", "PrefixTuning", "FrozenLayers")  # tasks.adapters
 
 
 def _spec(obj) -> dict:
@@ -53,6 +52,15 @@ def save_task(task, directory: str | Path) -> Path:
     return directory
 
 
+def adapter_classes() -> list[str]:
+    """Dotted paths of the adapters tasks.adapters defines (the ones a task file may name)."""
+    from tasks import adapters
+
+    return sorted(f"tasks.adapters.{name}" for name, obj in vars(adapters).items() if isinstance(obj, type)
+                  and issubclass(obj, adapters.Adapter) and obj is not adapters.Adapter
+                  and obj.__module__ == adapters.__name__)
+
+
 def read_task_file(path: Path) -> tuple[str, dict, str, dict]:
     """(task class path, hparams, adapter class path, adapter arguments) of a task.json, checked against the
     allow-list before anything is imported."""
@@ -69,7 +77,7 @@ def read_task_file(path: Path) -> tuple[str, dict, str, dict]:
     if not isinstance(task, str) or task not in allowed:
         raise ArtifactError(f"{path} names the class {task!r}, which is not a registered task: a task file may "
                             f"name only {', '.join(allowed)}")
-    adapters = [f"tasks.adapters.{name}" for name in ADAPTERS]
+    adapters = adapter_classes()
     if not isinstance(adapter, str) or adapter not in adapters:
         raise ArtifactError(f"{path} names the adapter {adapter!r}: a task file may name only {', '.join(adapters)}")
     if not isinstance(hparams, dict) or not isinstance(adapter_args, dict):

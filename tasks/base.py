@@ -37,7 +37,8 @@ class TaskModule(L.LightningModule):
 
     Args:
         backbone: backbone artifact folder (config.json, model.safetensors, tokenizer.json).
-        adapter: how the backbone is adapted (tasks.adapters: FullFineTune, Frozen, LoRA, PromptTuning, PrefixTuning).
+        adapter: how the backbone is adapted (tasks.adapters: FullFineTune, Frozen, LoRA, PromptTuning,
+            PrefixTuning, FrozenLayers).
         learning_rate: peak AdamW learning rate.
         weight_decay: decoupled weight decay on linear weight matrices.
         warmup_ratio: fraction of the training steps spent in linear warmup.
@@ -79,7 +80,9 @@ class TaskModule(L.LightningModule):
             return
         directory = Path(self.hparams.backbone)
         if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"backbone {directory} not found: {CREATE_BACKBONE}")
+            raise FileNotFoundError(f"backbone {directory} not found (from {Path.cwd()}): {CREATE_BACKBONE}; a "
+                                    "saved task records its backbone's path as trained: tasks.artifact.load_task("
+                                    "folder, backbone=PATH) names another")
         try:
             self.backbone, self.tokenizer = load_backbone(directory)
         except ArtifactError as err:
@@ -328,10 +331,17 @@ class TaskModule(L.LightningModule):
         """Predictions for a list of inputs (input_type), one output_type each, in order; given one input,
         its one output. Options are the task's (see its predict_batch)."""
         single = isinstance(items, self.input_type)
+        if not single and not isinstance(items, (list, tuple)):
+            raise TypeError(f"predict takes a {self.input_type.__name__} or a list of them, got a "
+                            f"{type(items).__name__}")
         items = [items] if single else list(items)
         check_inputs(items, self.input_type)
+        was_training = self.training
         self.eval()
-        outputs = self.predict_batch(items, **options) if items else []
+        try:
+            outputs = self.predict_batch(items, **options) if items else []
+        finally:
+            self.train(was_training)
         return outputs[0] if single else outputs
 
     def predict_batch(self, items: list, **options) -> list:
@@ -349,7 +359,8 @@ class LabelledTask(TaskModule):
     """A task whose outputs come from a fixed label map (classification, NER).
 
     Args:
-        label_names: the label map; None takes it from the data module.
+        label_names: the label map; None takes it from the data module (when both are given they must agree;
+            set data.label_names to fix a user file's map).
     """
 
     def __init__(self, label_names: list[str] | None = None, **kwargs):
@@ -358,8 +369,14 @@ class LabelledTask(TaskModule):
 
     def configure_model(self) -> None:
         if self.backbone is None:  # the head's size comes from the label map: settle it first
-            if self.label_names is None and self._trainer is not None and self.trainer.datamodule is not None:
-                self.label_names = list(self.trainer.datamodule.label_names)
+            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            if datamodule is not None:
+                data_names = list(datamodule.label_names)
+                if self.label_names is not None and list(self.label_names) != data_names:
+                    raise ValueError(f"model.label_names {list(self.label_names)} and the data's label map "
+                                     f"{data_names} differ: the labels would be read under the wrong names; pass "
+                                     "the same list as data.label_names, or leave model.label_names out")
+                self.label_names = data_names
             if not self.label_names:
                 raise ValueError(f"{type(self).__name__} needs label_names, or a data module to take them from")
             self.hparams.label_names = self.label_names
@@ -370,14 +387,22 @@ class LabelledTask(TaskModule):
 # the command line: `gptsuite <task> fit|validate|test --config configs/tasks/<task>.yaml`
 # --------------------------------------------------------------------------------------------------------
 class TaskCLI(LightningCLI):
+    """LightningCLI for a task: the data module reads the model's backbone; the optimizer and schedule are
+    the module's own (configure_optimizers trains exactly trainable_parameters()), so no --optimizer flags;
+    prediction is TaskModule.predict (a typed Python call), so no `predict` subcommand."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
 
 
 def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "",
-                 run: bool = True) -> TaskCLI:
+                 run: bool = True, prog: str | None = None) -> TaskCLI:
     """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
     hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
     return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run,
-                   save_config_kwargs={"overwrite": True},
-                   parser_kwargs={"description": description})
+                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                   parser_kwargs={"description": description, **({"prog": prog} if prog else {})})

@@ -1,4 +1,4 @@
-"""`gptsuite bench --preset smoke|quick|full`: every task fine-tuned and scored, one comparison table.
+"""`gptsuite bench --preset NAME`: every task fine-tuned and scored, one comparison table.
 
 A preset (tasks.bench_specs.PRESETS) names a backbone; every registered task with an entry for the preset
 (its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and,
@@ -100,18 +100,20 @@ def task_args(spec: TaskSpec, budget: dict, backbone: str, run_dir: Path, extra:
 
 
 STAGE_KEYS = ("methods", "budget_s", "seconds")  # a task's preset entry: these, and the flags
+# a method's own keys: "prompt": True runs the task's prompt path (its TaskSpec.prompt_args); "args": a list of
+# extra command-line arguments; every other key is a dotted LightningCLI flag
 
 
 def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
     """The methods a preset runs for a task, {name: flags}: the preset's own `methods`, else the task's
     defaults (its config as it is, and the prompt path where the task has one). Flags outside `methods`
-    apply to every method; a method's `args` are extra command-line arguments."""
+    apply to every method."""
     common = {k: v for k, v in preset_task.items() if k not in STAGE_KEYS}
     if "methods" in preset_task:
         return {name: {**common, **flags} for name, flags in preset_task["methods"].items()}
     methods = {"fine-tuned": common}
     if spec.prompt_args:
-        methods["prompt"] = {**common, "args": "prompt", "trainer.max_epochs": 0}
+        methods["prompt"] = {**common, "prompt": True, "trainer.max_epochs": 0}
     return methods
 
 
@@ -123,8 +125,11 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     extraction when features are cached."""
     start = time.perf_counter()
     flags = dict(flags)
-    extra = flags.pop("args", [])
-    extra = list(spec.prompt_args) if extra == "prompt" else list(extra)
+    extra = list(spec.prompt_args) if flags.pop("prompt", False) else []
+    args = flags.pop("args", [])
+    if not isinstance(args, list):
+        raise ValueError(f"{spec.name}: a method's args must be a list of arguments, got {args!r}")
+    extra += args
     fits = flags.get("trainer.max_epochs", 1) > 0
     cli = run_cli(spec.name, task_args(spec, flags, backbone, run_dir,
                                        extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
@@ -174,7 +179,7 @@ def rows_for(spec: TaskSpec, method: str, result: dict, baselines: dict, backbon
     for metric in spec.metrics:
         interval = result["intervals"].get(metric)
         rows.append({
-            "task": spec.name, "dataset": spec.dataset, "split": spec.split, "n_eval": result["n_eval"],
+            "task": spec.name, "dataset": spec.benchmark, "split": spec.split, "n_eval": result["n_eval"],
             "backbone": backbone, "method": method, "metric": metric,
             "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
             "ci95": [_pct(v, spec) for v in interval] if interval else None,
@@ -276,6 +281,10 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     unknown = sorted(set(chosen) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; choose from {', '.join(TASKS)}")
+    undefined = [task for task in chosen if task not in entries]
+    if undefined:
+        raise ValueError(f"preset {preset_name!r} has no entry for {', '.join(undefined)} (its tasks: "
+                         f"{', '.join(entries)}); add one to the task's TaskSpec.bench")
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
     budgets = stage_budgets(preset_name, time_budget_min)

@@ -34,7 +34,7 @@ PRESETS = {
 # the frozen-features methods: SmolLM2 read at 4 depths (of 30 blocks; -1 is the final normed output), mixed
 FROZEN = {"model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [10, 16, 22, -1]}
 # the prompt path: the instruct model scores label words after solved demonstrations (the task's prompt_args)
-PROMPT = {"trainer.max_epochs": 0, "args": "prompt"}
+PROMPT = {"trainer.max_epochs": 0, "prompt": True}
 ECHO = {**FROZEN, "model.adapter.echo": True}
 LORA_STEPS = {"model.adapter": "tasks.adapters.LoRA", "trainer.max_epochs": 1, "trainer.max_steps": 120,
               "model.learning_rate": 0.001}

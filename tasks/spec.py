@@ -28,7 +28,7 @@ def load_object(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one spec per task
 class TaskSpec:
     """One task.
 
@@ -36,23 +36,25 @@ class TaskSpec:
         (artifacts/tasks/<name>) and the demo tab's id.
     title: what people read (the demo tab, `gptsuite --help`).
     module, data: dotted paths of its TaskModule and its TaskData.
-    dataset, split: what the benchmark scores, in words.
+    benchmark, split: what the benchmark scores, in words (the data module's `dataset` names the loader).
     metrics: the test metrics the table shows, the headline one first.
-    sample: the demo's example input (a str, or a tasks.outputs.Question).
-    baselines: dotted path of f(data module) -> {baseline: {metric: value}}, scored on the test examples.
+    sample: the demo's example input: an instance of the module's input_type (a str, a tasks.outputs.Question).
+    baselines: dotted path of f(data module) -> {baseline: {metric: value}}, scored on the test examples
+        (values on the same scale as the task's metrics).
     anchors: published scores (tasks.spec.Anchor).
     prompt_args: the flags of the task's prompt path (no training), where it has one.
     fraction: the metrics are fractions (shown as %), not already percentages.
     bench: preset name -> this task's part of it: dotted LightningCLI flags, optionally `methods`
-        ({name: flags}), `budget_s` (the training time budget) and `seconds` (the stage's measured wall
-        time, for the progress bar); see tasks.bench.
+        ({name: flags}; a method may also say "prompt": True for the prompt path, "args": [more arguments]),
+        `budget_s` (the training time budget) and `seconds` (the stage's measured wall time, for the
+        progress bar); a preset runs the tasks that have an entry for it (tasks.bench).
     """
 
     name: str
     title: str
     module: str
     data: str
-    dataset: str
+    benchmark: str
     split: str
     metrics: tuple[str, ...]
     sample: object

@@ -76,9 +76,9 @@ def artifacts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reg(artifacts):
-    from demos.common import Registry
+    from demos.common import ArtifactStore
 
-    return Registry(artifacts)
+    return ArtifactStore(artifacts)
 
 
 def error_of(fn, *args) -> str:
@@ -115,9 +115,9 @@ def test_build_app_has_every_tab_and_a_queue(artifacts):
 def test_missing_artifacts_name_the_command(tmp_path, artifacts):
     from demos import tabs_generate as g
     from demos import tabs_tasks as t
-    from demos.common import Registry
+    from demos.common import ArtifactStore
 
-    empty = Registry(tmp_path / "nothing")
+    empty = ArtifactStore(tmp_path / "nothing")
     assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, empty, "qa", "q?", "some context")
     assert "gptsuite translation fit" in error_of(t.write_text, empty, "translation", "hello")
     assert "gptsuite codegen fit" in error_of(t.complete_code, empty, "codegen", "def f():\n")
@@ -188,13 +188,13 @@ def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_
     import shutil
 
     from demos import tabs_tasks as t
-    from demos.common import Registry
+    from demos.common import ArtifactStore
 
     root = tmp_path / "artifacts"
     shutil.copytree(artifacts, root)
     (root / "tasks" / "sentiment" / "trainable.safetensors").write_bytes(b"\x80not safetensors")
     (root / "tasks" / "qa" / "task.json").write_text("{broken")
-    fresh = Registry(root)
+    fresh = ArtifactStore(root)
     message = error_of(t.classify, fresh, "sentiment", "a fine film")
     assert "Could not load the sentiment artifact" in message and "gptsuite sentiment fit" in message
     message = error_of(t.answer, fresh, "qa", "Where?", "In Paris.")
@@ -206,7 +206,7 @@ def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
     import shutil
 
     from backbone.tokenizer import Tokenizer
-    from demos.common import Registry
+    from demos.common import ArtifactStore
     from demos.tabs_generate import chat_stream
 
     root = tmp_path / "artifacts"
@@ -214,7 +214,7 @@ def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
     tokenizer = Tokenizer.from_pretrained(root / "backbones" / "nano")
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }"  # unclosed tag
     tokenizer.save(root / "backbones" / "nano")
-    message = error_of(chat_stream, Registry(root), "nano", "hello", [], 8, 0)
+    message = error_of(chat_stream, ArtifactStore(root), "nano", "hello", [], 8, 0)
     assert "chat template" in message
 
 

@@ -162,20 +162,20 @@ def test_model_setting_leaves_an_outer_autocast_alone(make_model):
     assert seen == [torch.bfloat16]  # the outer autocast reached the block's matmul
 
 
-def test_demo_registry_loads_models_in_its_precision(fake_cpu, tmp_path):
-    from demos.common import Registry
+def test_demo_artifact_store_loads_models_in_its_precision(fake_cpu, tmp_path):
+    from demos.common import ArtifactStore
     from tests.helpers import make_backbone
 
     make_backbone(tmp_path / "artifacts" / "backbones" / "nano")
     fake_cpu(AVX2_USER)
-    model, _ = Registry(tmp_path / "artifacts").backbone("nano")
+    model, _ = ArtifactStore(tmp_path / "artifacts").backbone("nano")
     assert model.autocast_dtype is None  # auto on an AVX2-only CPU: fp32
     fake_cpu(AMX_USER, capability="AVX512")
-    model, _ = Registry(tmp_path / "artifacts").backbone("nano")
+    model, _ = ArtifactStore(tmp_path / "artifacts").backbone("nano")
     assert model.autocast_dtype == torch.bfloat16
-    model, _ = Registry(tmp_path / "artifacts", precision="32-true").backbone("nano")
+    model, _ = ArtifactStore(tmp_path / "artifacts", precision="32-true").backbone("nano")
     assert model.autocast_dtype is None
-    assert "Precision**: 32-true" in Registry(tmp_path / "artifacts", precision="32-true").summary()
+    assert "Precision**: 32-true" in ArtifactStore(tmp_path / "artifacts", precision="32-true").summary()
 
 
 def test_info_prints_the_machine_and_the_choice(fake_cpu, capsys):

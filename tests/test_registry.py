@@ -107,7 +107,7 @@ data: {batch_size: 4}
 # --- its registry row ----------------------------------------------------------------------------------------
 SPEC = TaskSpec(
     name="questions", title="Question or statement", module=f"{__name__}.QuestionDetector",
-    data=f"{__name__}.QuestionData", dataset="8 sentences made in this test", split="test", metrics=("accuracy",),
+    data=f"{__name__}.QuestionData", benchmark="8 sentences made in this test", split="test", metrics=("accuracy",),
     sample="Is this a question?", baselines=f"{__name__}.question_mark_baseline",
     anchors=(Anchor("accuracy", "a person", 100.0, "by construction"),),
     bench={"unit": {"budget_s": 30, "trainer.max_epochs": 2}},
@@ -132,7 +132,7 @@ def project(tmp_path, monkeypatch):
 
 def test_a_new_task_gets_a_command_a_benchmark_row_a_demo_tab_and_a_typed_predict(project, capsys):
     from demos.app import build_app
-    from demos.common import Registry
+    from demos.common import ArtifactStore
     from demos.tabs_tasks import classify
     from tasks.artifact import load_task
     from tasks.bench import run_bench
@@ -171,7 +171,7 @@ def test_a_new_task_gets_a_command_a_benchmark_row_a_demo_tab_and_a_typed_predic
     config = demo.get_config_file()
     assert "Question or statement" in {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
     assert "questions" in {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
-    probs = classify(Registry(project / "artifacts"), "questions", "Is this a question?")
+    probs = classify(ArtifactStore(project / "artifacts"), "questions", "Is this a question?")
     assert set(probs) == {"question", "statement"}
 
 
@@ -195,3 +195,52 @@ def test_every_registered_task_has_a_demo_layout_and_a_typed_predict():
         assert tab_layout(spec) is not None
         assert spec.output_type.__module__ == "tasks.outputs", spec.name
         json.dumps(spec.bench)  # benchmark entries are plain data (they become command-line flags)
+
+
+class Unshowable(QuestionDetector):
+    """A task whose output type no demo layout shows."""
+
+    output_type = dict
+
+
+def test_a_task_the_demo_cannot_show_gets_a_notice_and_the_others_still_work(project):
+    from demos.app import build_app
+    from tasks import registry
+
+    spec = TaskSpec(**{**SPEC.__dict__, "name": "unshowable", "module": f"{__name__}.Unshowable"})
+    registry.register(spec)
+    try:
+        config = build_app(project / "artifacts").get_config_file()
+    finally:
+        registry.unregister("unshowable")
+    notices = [c["props"].get("value", "") for c in config["components"]
+               if c["props"].get("elem_id") == "unshowable-status"]
+    assert notices and "no layout for unshowable" in notices[0]
+    assert "questions" in {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
+
+
+def test_label_maps_of_model_and_data_must_agree(project):
+    from tasks.cli import main
+
+    with pytest.raises(ValueError, match=r"model.label_names \['statement', 'question'\] and the data's label map"):
+        main(["questions", "fit", "--config", "configs/tasks/questions.yaml", "--trainer.fast_dev_run", "1",
+              "--model.label_names", "[statement, question]"])
+
+
+def test_the_task_command_has_no_optimizer_flags_and_no_predict_subcommand(capsys):
+    from tasks.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["qa", "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: gptsuite qa") and "{fit,validate,test}" in text and "predict" not in text
+    with pytest.raises(SystemExit):
+        main(["qa", "fit", "--help"])
+    assert "--optimizer" not in capsys.readouterr().out
+
+
+def test_bench_refuses_a_task_its_preset_does_not_define(project):
+    from tasks.bench import run_bench
+
+    with pytest.raises(ValueError, match="preset 'smoke' has no entry for questions"):
+        run_bench("smoke", ["questions"])

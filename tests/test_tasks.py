@@ -341,3 +341,12 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(backbone_dir, tmp_path):
     schedule = lambda cli: cli.trainer.lr_scheduler_configs[0].scheduler  # noqa: E731
     assert schedule(resumed).last_epoch == schedule(straight).last_epoch == 4
     assert schedule(resumed).get_last_lr() == schedule(straight).get_last_lr()
+
+
+def test_predict_refuses_what_is_neither_one_input_nor_a_list(backbone_dir):
+    from tasks.outputs import Question
+
+    task = build(backbone_dir, Frozen())
+    for bad in ({"a": 1}, 5, Question("q?", "c")):
+        with pytest.raises(TypeError, match="predict takes a str or a list of them"):
+            task.predict(bad)

@@ -7,7 +7,7 @@ from tasks.spec import Anchor, TaskSpec
 SPEC = TaskSpec(
     name="classification", title="Topic classification",
     module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
-    dataset="BBC News (5 topics)", split="test", metrics=("accuracy", "macro_f1"),
+    benchmark="BBC News (5 topics)", split="test", metrics=("accuracy", "macro_f1"),
     sample="The central bank raised interest rates again as inflation stayed high.",
     baselines="tasks.classification.data.score_baselines",
     anchors=(Anchor("accuracy", "TF-IDF + SVM", 97.75, "reported figure, source not re-checked"),),

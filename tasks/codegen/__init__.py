@@ -9,7 +9,7 @@ from tasks.spec import Anchor, TaskSpec
 SPEC = TaskSpec(
     name="codegen", title="Code generation",
     module="tasks.codegen.module.CodeGenerator", data="tasks.codegen.data.CodeData",
-    dataset="HumanEval", split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
+    benchmark="HumanEval", split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
     sample='def add(a, b):\n    """Return the sum of a and b."""\n',
     baselines="tasks.codegen.data.score_baselines",
     anchors=(

@@ -8,7 +8,7 @@ _4K = {"model.context": "bilstm", "model.crf": True, "data.max_train_examples": 
 SPEC = TaskSpec(
     name="ner", title="Named entities",
     module="tasks.ner.module.TokenClassifier", data="tasks.ner.data.TokenTaggingData",
-    dataset="CoNLL-2003", split="test", metrics=("f1", "precision", "recall"),
+    benchmark="CoNLL-2003", split="test", metrics=("f1", "precision", "recall"),
     sample="Angela Merkel met Emmanuel Macron in Paris on Monday.",
     baselines="tasks.ner.data.score_baselines",
     anchors=(

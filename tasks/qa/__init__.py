@@ -12,7 +12,7 @@ _FROZEN = {"model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers
 SPEC = TaskSpec(
     name="qa", title="Question answering",
     module="tasks.qa.module.QuestionAnswering", data="tasks.qa.data.QAData",
-    dataset="SQuAD v1.1", split="dev", metrics=("f1", "exact_match"), fraction=False,
+    benchmark="SQuAD v1.1", split="dev", metrics=("f1", "exact_match"), fraction=False,
     sample=Question("Where is the Eiffel Tower?",
                     "The Eiffel Tower is a wrought-iron lattice tower in Paris, France. It was completed in 1889."),
     baselines="tasks.qa.data.score_baselines",

@@ -13,7 +13,7 @@ _HEAD = {"data.batch_size": 32, "trainer.max_epochs": 15, "model.learning_rate":
 SPEC = TaskSpec(
     name="sentiment", title="Sentiment",
     module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
-    dataset="MR movie-review sentences", split="test", metrics=("accuracy", "f1"),
+    benchmark="MR movie-review sentences", split="test", metrics=("accuracy", "f1"),
     sample="a wonderful, moving film with great acting",
     baselines="tasks.classification.data.score_baselines",
     anchors=(

@@ -5,7 +5,7 @@ from tasks.spec import TaskSpec
 SPEC = TaskSpec(
     name="translation", title="Translation",
     module="tasks.translation.module.Translator", data="tasks.translation.data.TranslationData",
-    dataset="Bible en-es (KJV / RV1909)", split="test books", metrics=("bleu", "chrf"), fraction=False,
+    benchmark="Bible en-es (KJV / RV1909)", split="test books", metrics=("bleu", "chrf"), fraction=False,
     sample="The house is small.",
     baselines="tasks.translation.data.score_baselines",
     bench={
