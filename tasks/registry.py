@@ -52,10 +52,15 @@ def get(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-for _package in PACKAGES:
+def register_package(package: str) -> TaskSpec:
+    """Register the task a package defines (its `SPEC`): what each row of PACKAGES does."""
     try:
-        _spec = importlib.import_module(_package).SPEC
-    except (ImportError, AttributeError) as _err:
-        raise ImportError(f"the task registry's row {_package!r} (tasks/registry.py PACKAGES) does not give a "
-                          f"task: its __init__.py must import and define SPEC = TaskSpec(...) ({_err})") from _err
-    register(_spec)
+        spec = importlib.import_module(package).SPEC
+    except (ImportError, AttributeError) as err:
+        raise ImportError(f"the task registry's row {package!r} (tasks/registry.py PACKAGES) does not give a "
+                          f"task: its __init__.py must import and define SPEC = TaskSpec(...) ({err})") from err
+    return register(spec)
+
+
+for _package in PACKAGES:
+    register_package(_package)

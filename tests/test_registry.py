@@ -244,3 +244,24 @@ def test_bench_refuses_a_task_its_preset_does_not_define(project):
 
     with pytest.raises(ValueError, match="preset 'smoke' has no entry for questions"):
         run_bench("smoke", ["questions"])
+
+
+def test_a_registry_row_is_a_package_that_defines_its_spec(tmp_path, monkeypatch):
+    """What a PACKAGES row does, on a package made here: its __init__.py's SPEC is registered."""
+    from tasks import registry
+
+    (tmp_path / "toy_task").mkdir()
+    (tmp_path / "toy_task" / "__init__.py").write_text(
+        "from tasks.spec import TaskSpec\n"
+        f"SPEC = TaskSpec(name='toy_row', title='Toy', module='{__name__}.QuestionDetector', "
+        f"data='{__name__}.QuestionData', benchmark='none', split='test', metrics=('accuracy',), sample='x')\n")
+    (tmp_path / "no_spec").mkdir()
+    (tmp_path / "no_spec" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        spec = registry.register_package("toy_task")
+        assert registry.get("toy_row") is spec and spec.module_class is QuestionDetector
+    finally:
+        registry.unregister("toy_row")
+    with pytest.raises(ImportError, match="the task registry's row 'no_spec' .* must import and define SPEC"):
+        registry.register_package("no_spec")
