@@ -44,6 +44,10 @@ class GenerationConfig:
         use_cache: reuse keys/values of earlier positions (KV cache); False recomputes the whole prefix.
         truncate_prompt: when prompt + max_new_tokens exceeds the context, keep the prompt's last tokens
             instead of raising an error.
+        prompt_lookup: greedy decoding of one prompt guesses up to this many next tokens from the text so
+            far and keeps those the model confirms, in one forward pass (backbone.prompt_lookup): the same
+            text in fewer passes when the output copies the input. 0 = off; ignored where it does not apply
+            (sampling, beams, batches, the repetition penalty or banned n-grams).
     """
 
     max_new_tokens: int = 64
@@ -60,6 +64,7 @@ class GenerationConfig:
     seed: int | None = None
     use_cache: bool = True
     truncate_prompt: bool = False
+    prompt_lookup: int = 0
 
     def __post_init__(self) -> None:
         self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
@@ -72,9 +77,11 @@ class GenerationConfig:
             "repetition_penalty": self.repetition_penalty > 0,
             "no_repeat_ngram_size": self.no_repeat_ngram_size >= 0,
             "num_beams": self.num_beams >= 1,
+            "prompt_lookup": self.prompt_lookup >= 0,
         }
         rules = {"max_new_tokens": ">= 1", "temperature": ">= 0", "top_k": ">= 0", "top_p": "in (0, 1]",
-                 "min_p": "in [0, 1)", "repetition_penalty": "> 0", "no_repeat_ngram_size": ">= 0", "num_beams": ">= 1"}
+                 "min_p": "in [0, 1)", "repetition_penalty": "> 0", "no_repeat_ngram_size": ">= 0", "num_beams": ">= 1",
+                 "prompt_lookup": ">= 0"}
         for name in ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty"):
             if not math.isfinite(getattr(self, name)):  # inf passes ">= 0" but makes every logit nan
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
@@ -319,6 +326,14 @@ def beam_search(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     return torch.stack([F.pad(r, (0, width - r.size(0)), value=filler) for r in results])
 
 
+def lookup_applies(cfg: GenerationConfig, attention_mask: torch.Tensor) -> bool:
+    """Prompt-lookup decoding gives greedy decoding's tokens for one unpadded prompt, when no penalty reads
+    the text so far (the top-k / top-p / min-p filters never change the argmax)."""
+    return bool(cfg.prompt_lookup > 0 and not cfg.sampling and cfg.num_beams == 1 and cfg.use_cache
+                and cfg.repetition_penalty == 1.0 and cfg.no_repeat_ngram_size == 0
+                and attention_mask.size(0) == 1 and attention_mask.all())
+
+
 def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
              stop_fn: StopFn | None = None, **overrides) -> torch.Tensor:
     """Prompt ids (B, T) -> prompt + generated ids (B, T + L). Keyword overrides replace config fields."""
@@ -329,6 +344,11 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
         if cfg.num_beams > 1:
             return beam_search(model, input_ids, attention_mask, cfg)
         input_ids, attention_mask = _prepare(model, input_ids, attention_mask, cfg)
+        if lookup_applies(cfg, attention_mask):
+            from backbone.prompt_lookup import greedy_with_lookup
+
+            return greedy_with_lookup(model, input_ids, cfg.max_new_tokens, cfg.prompt_lookup,
+                                      eos_token_id=cfg.eos_token_id, stop_fn=stop_fn)[0]
         steps = [tok for tok, _ in iter_tokens(model, input_ids, attention_mask, cfg, stop_fn)]
         return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
     finally:

@@ -165,6 +165,9 @@ def add_generate_parser(sub) -> None:
                    help="beam search: a finished beam's score is its log-probability / length ** this")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    g.add_argument("--prompt-lookup", type=int, default=0, metavar="N",
+                   help="greedy, one prompt: guess up to N next tokens from the text so far and keep those the "
+                        "model confirms (the same text in fewer forward passes; 0: off)")
     g.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
     g.add_argument("--truncate-prompt", action="store_true", help="keep the prompt's last tokens if it is too long")
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
@@ -202,7 +205,7 @@ def cmd_generate(args) -> int:
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
         num_beams=args.num_beams, length_penalty=args.length_penalty, stop=tuple(args.stop), seed=args.seed,
-        use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt,
+        use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt, prompt_lookup=args.prompt_lookup,
     )
     model, tokenizer = load_for_generation(args.backbone, args.preset)
     precision = resolve_precision(args.precision)
@@ -220,7 +223,7 @@ def _generate_and_print(model, tokenizer, prompts: list[str], cfg) -> int:
     """Stream one prompt to the terminal, or print a batch when done; the number of new tokens."""
     from backbone.generate import generate_text, stream
 
-    if len(prompts) == 1 and cfg.num_beams == 1:
+    if len(prompts) == 1 and cfg.num_beams == 1 and not cfg.prompt_lookup:  # prompt lookup: printed at the end
         print(prompts[0], end="", flush=True)
         pieces = []
         for piece in stream(model, tokenizer, prompts[0], cfg):

@@ -378,3 +378,56 @@ def test_generation_config_describes_what_it_changes():
     assert sample.describe() == {"decoding": "sampling", "max_new_tokens": 64, "temperature": 0.8, "top_p": 0.95,
                                  "seed": 0}
     assert GenerationConfig().describe() == {"decoding": "greedy", "max_new_tokens": 64}
+
+
+# --- prompt-lookup decoding -------------------------------------------------------------------------------
+def test_lookup_finds_the_continuation_of_the_latest_match():
+    from backbone.prompt_lookup import lookup
+
+    assert lookup([1, 2, 3, 9, 1, 2, 3, 7, 8, 1, 2, 3], ngram=3, draft=2) == [7, 8]  # the latest earlier match
+    assert lookup([5, 6, 4, 6], ngram=3, draft=3) == [4, 6]  # falls back to the last token alone
+    assert lookup([1, 2, 3], ngram=3, draft=4) == []
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_prompt_lookup_gives_greedy_decodings_tokens_in_fewer_passes(make_model, positions):
+    from backbone.prompt_lookup import greedy_with_lookup
+
+    flavour = {"rope": dict(positions="rope", norm="rmsnorm", mlp="swiglu", bias=False, n_kv_head=2)}
+    model = make_model(**flavour.get(positions, {"positions": positions})).eval()
+    torch.manual_seed(0)
+    passes = accepted = 0
+    for seed in range(6):
+        pattern = prompt(5, seed)
+        ids = torch.cat([pattern, pattern, pattern[:, :3]], dim=1)  # a prompt that repeats itself
+        greedy = generate(model, ids, config=GenerationConfig(max_new_tokens=24))
+        looked = generate(model, ids, config=GenerationConfig(max_new_tokens=24, prompt_lookup=4))
+        assert torch.equal(greedy, looked), seed
+        out, stats = greedy_with_lookup(model, ids, 24, draft=4)
+        assert torch.equal(out, greedy)
+        passes, accepted = passes + stats["forward_passes"], accepted + stats["accepted"]
+    assert accepted > 0 and passes < 6 * 24  # guesses were kept: fewer forward passes than tokens
+
+
+def test_prompt_lookup_steps_aside_where_it_does_not_apply(model):
+    from backbone.generate import lookup_applies
+
+    mask = torch.ones(1, 4, dtype=torch.long)
+    assert lookup_applies(GenerationConfig(prompt_lookup=3), mask)
+    for cfg in (GenerationConfig(prompt_lookup=3, temperature=0.7), GenerationConfig(prompt_lookup=3, num_beams=2),
+                GenerationConfig(prompt_lookup=3, repetition_penalty=1.2), GenerationConfig()):
+        assert not lookup_applies(cfg, mask)
+    assert not lookup_applies(GenerationConfig(prompt_lookup=3), torch.ones(2, 4, dtype=torch.long))
+
+
+def test_rejected_guesses_leave_no_trace(model, monkeypatch):
+    """Wrong guesses at every step (the cache must forget them) and right ones mixed in: still greedy."""
+    import backbone.prompt_lookup as pl
+
+    ids = prompt(8, seed=4)
+    greedy = generate(model, ids, config=GenerationConfig(max_new_tokens=20))[0, 8:].tolist()
+    for guesses in (lambda tokens, n, k: [7, 8, 9][:k],  # wrong
+                    lambda tokens, n, k: greedy[len(tokens) - 8 :][:2][:k] + [5]):  # two right, then wrong
+        monkeypatch.setattr(pl, "lookup", guesses)
+        out, stats = pl.greedy_with_lookup(model, ids, 20, draft=3)
+        assert out[0, 8:].tolist() == greedy and stats["drafted"] > stats["accepted"]
