@@ -43,7 +43,7 @@ def greedy_with_lookup(model: GPT, input_ids: torch.Tensor, max_new_tokens: int,
     hidden = model(input_ids, None, cache=cache)
     generated = [int(model.lm_logits(hidden[:, -1]).argmax(-1))]
     stats = {"forward_passes": 1, "drafted": 0, "accepted": 0}
-    while len(generated) < max_new_tokens and not _finished(generated, prompt, eos_token_id, stop_fn, device):
+    while len(generated) < max_new_tokens and not _finished(generated, eos_token_id, stop_fn, device):
         guess = lookup(prompt + generated, ngram, min(draft, max_new_tokens - len(generated)))
         feed = torch.tensor([[generated[-1], *guess]], device=device)  # the last token is not in the cache yet
         mask = torch.ones(1, cache.length + feed.size(1), dtype=torch.long, device=device)  # causal, offset
@@ -60,7 +60,7 @@ def greedy_with_lookup(model: GPT, input_ids: torch.Tensor, max_new_tokens: int,
     return torch.cat([input_ids, torch.tensor([generated], device=device, dtype=input_ids.dtype)], dim=1), stats
 
 
-def _finished(generated: list[int], prompt: list[int], eos: int | None, stop_fn, device) -> bool:
+def _finished(generated: list[int], eos: int | None, stop_fn, device) -> bool:
     if eos is not None and eos in generated:
         return True
     return bool(stop_fn is not None and stop_fn(torch.tensor([generated], device=device))[0])

@@ -138,38 +138,40 @@ def cmd_info(args) -> int:
     return 0
 
 
-def add_generate_parser(sub) -> None:
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """A flag per GenerationConfig field (--max-new-tokens, --top-p, ...), with the type, default and
+    description the dataclass itself gives; eos is the tokenizer's, so it has none."""
+    import dataclasses
+
+    import docstring_parser
+
     from backbone.generate import GenerationConfig
 
+    documented = docstring_parser.parse(GenerationConfig.__doc__).params
+    described = {p.arg_name: " ".join(p.description.split()) for p in documented}
+    defaults = GenerationConfig()
+    for f in dataclasses.fields(GenerationConfig):
+        flag, default, text = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), described[f.name]
+        if f.name == "eos_token_id":
+            continue
+        if f.name == "stop":
+            parser.add_argument(flag, action="append", default=[], help=text + " Repeatable.")
+        elif f.name == "use_cache":
+            parser.add_argument("--no-cache", dest="use_cache", action="store_false",
+                                help="recompute the whole prefix every step (no KV cache)")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, type=float if f.type == "float" else int, default=default, help=text)
+
+
+def add_generate_parser(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a backbone, streamed to the terminal")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--backbone", help="artifact folder (config.json, model.safetensors, tokenizer.json)")
     src.add_argument("--preset", help="a randomly initialised preset with the GPT-2 tokenizer (for trying the code)")
     g.add_argument("--prompt", action="append", required=True, help="repeat for a batch (batches print at the end)")
-    defaults = GenerationConfig()
-    g.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="tokens to generate at most")
-    g.add_argument("--temperature", type=float, default=defaults.temperature,
-                   help="divides the logits before sampling; 0 = greedy")
-    g.add_argument("--top-k", type=int, default=defaults.top_k, help="sample among the k likeliest tokens (0: all)")
-    g.add_argument("--top-p", type=float, default=defaults.top_p,
-                   help="nucleus sampling: the likeliest tokens whose probabilities add up to p (1: all)")
-    g.add_argument("--min-p", type=float, default=defaults.min_p,
-                   help="drop tokens below min_p times the top token's probability (0: none)")
-    g.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty,
-                   help="> 1 makes tokens already in the text less likely (1: off)")
-    g.add_argument("--no-repeat-ngram-size", type=int, default=defaults.no_repeat_ngram_size,
-                   help="never repeat an n-gram of this size (0: off)")
-    g.add_argument("--num-beams", type=int, default=defaults.num_beams,
-                   help="beam search with this many beams (1: off)")
-    g.add_argument("--length-penalty", type=float, default=defaults.length_penalty,
-                   help="beam search: a finished beam's score is its log-probability / length ** this")
-    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    g.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
-    g.add_argument("--prompt-lookup", type=int, default=0, metavar="N",
-                   help="greedy, one prompt: guess up to N next tokens from the text so far and keep those the "
-                        "model confirms (the same text in fewer forward passes; 0: off)")
-    g.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every step")
-    g.add_argument("--truncate-prompt", action="store_true", help="keep the prompt's last tokens if it is too long")
+    add_generation_options(g)
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
                    "fp32; see `gptsuite info`), 32-true or bf16-mixed")
     g.set_defaults(func=cmd_generate)
@@ -189,6 +191,8 @@ def load_for_generation(backbone: str | None, preset: str | None):
 
 
 def cmd_generate(args) -> int:
+    import dataclasses
+
     import torch
 
     from backbone.generate import GenerationConfig
@@ -201,12 +205,8 @@ def cmd_generate(args) -> int:
             which = f"--prompt {i + 1}" if i < len(args.prompt) else f"--stop {i - len(args.prompt) + 1}"
             raise ValueError(f"{which} is not UTF-8 text (byte {text[err.start].encode('utf-8', 'surrogateescape')!r} "
                              f"at character {err.start}): pass the text in UTF-8") from None
-    cfg = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        min_p=args.min_p, repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-        num_beams=args.num_beams, length_penalty=args.length_penalty, stop=tuple(args.stop), seed=args.seed,
-        use_cache=not args.no_cache, truncate_prompt=args.truncate_prompt, prompt_lookup=args.prompt_lookup,
-    )
+    fields = {f.name for f in dataclasses.fields(GenerationConfig)}
+    cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
     model, tokenizer = load_for_generation(args.backbone, args.preset)
     precision = resolve_precision(args.precision)
     set_inference_precision(model, precision)

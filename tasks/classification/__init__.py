@@ -1,7 +1,7 @@
 """Topic classification (BBC News, 5 topics):
 `gptsuite classification fit --config configs/tasks/classification.yaml`."""
 
-from tasks.bench_specs import FROZEN, PROMPT
+from tasks.bench_specs import FROZEN, PROMPT, SMOKE
 from tasks.spec import Anchor, TaskSpec
 
 SPEC = TaskSpec(
@@ -13,7 +13,7 @@ SPEC = TaskSpec(
     anchors=(Anchor("accuracy", "TF-IDF + SVM", 97.75, "reported figure, source not re-checked"),),
     prompt_args=("--model.head", "prompt", "--model.few_shot", "5", "--model.adapter", "tasks.adapters.Frozen"),
     bench={
-        "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+        "smoke": SMOKE,
         "quick": {"budget_s": 80, "seconds": 91, "trainer.max_epochs": 3},
         "smollm2": {"budget_s": 60, "seconds": 400, "model.max_length": 256, "data.batch_size": 32,
                     "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last",

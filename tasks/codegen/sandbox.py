@@ -24,6 +24,7 @@ returns) lives in the tests' process, which never runs model code.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -195,6 +196,7 @@ class _Child:
         self.report_w_open = True
         self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.proc: subprocess.Popen | None = None
+        self.stopped = False
         self.start_time = time.monotonic()
         self.cgroups = make_cgroups(self.token[:12], limits.memory_mb, limits.max_procs) if self.uid else []
 
@@ -212,14 +214,17 @@ class _Child:
                   "cgroups": self.cgroups,
                   **self.pipes, **self.extra}
         self.start_time = time.monotonic()
+        out, err = _own_description(self.out), _own_description(self.err)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", JAIL, repr(config)], stdin=subprocess.PIPE, stdout=self.out,
-                stderr=self.err, cwd=self.workdir, env=_minimal_env(), start_new_session=True,
+                [sys.executable, "-I", JAIL, repr(config)], stdin=subprocess.PIPE, stdout=out,
+                stderr=err, cwd=self.workdir, env=_minimal_env(), start_new_session=True,
                 pass_fds=(self.report_w, *self.pipes.values()), close_fds=True)
         finally:
             os.close(self.report_w)
             self.report_w_open = False
+            for fd in {out, err} - {self.out.fileno(), self.err.fileno()}:
+                os.close(fd)
         try:
             self.proc.stdin.write(self.token.encode() + b"\n")
             self.proc.stdin.close()
@@ -237,9 +242,11 @@ class _Child:
         return timed_out
 
     def stop(self) -> None:
-        if self.proc is not None:
+        """End everything of the child, once (each pass scans /proc)."""
+        if self.proc is not None and not self.stopped:
             _kill_everything(self.proc, self.uid)
             self.proc.wait()
+            self.stopped = True
 
     def result(self, timed_out: bool) -> Result:
         if self.proc is None:
@@ -320,12 +327,7 @@ def make_cgroups(name: str, memory_mb: int, max_procs: int) -> list[str]:
     limits = {"memory": {"memory.limit_in_bytes": memory_mb << 20}, "pids": {"pids.max": max_procs}}
     v2 = {"memory.max": memory_mb << 20, "pids.max": max_procs}
     made = []
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return []
-    for _, controllers, path in lines:
+    for controllers, path in _own_cgroups():
         if controllers in limits:
             base, files = os.path.join(CGROUP_ROOT, controllers), limits[controllers]
         elif controllers == "" and os.path.isfile(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
@@ -345,6 +347,16 @@ def make_cgroups(name: str, memory_mb: int, max_procs: int) -> list[str]:
         except OSError:
             _remove_cgroup(folder)
     return made
+
+
+@functools.cache
+def _own_cgroups() -> tuple[tuple[str, str], ...]:
+    """(controllers, path) of this process's cgroups, read once."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            return tuple(tuple(line.rstrip("\n").split(":", 2)[1:]) for line in f)
+    except OSError:
+        return ()
 
 
 def _remove_cgroup(folder: str) -> None:
@@ -430,13 +442,18 @@ def _read_report(fd: int) -> str:
         return ""
 
 
-def _tail(f, cap: int) -> str:
-    """The last `cap` bytes the child wrote; it shared the file description, so its flags are reset first
-    (O_DIRECT would make this read fail)."""
+def _own_description(f) -> int:
+    """A file descriptor of the same file with a description of its own, for the child: flags it sets
+    (O_DIRECT, O_NONBLOCK) then stay on its side. Where /proc is missing, the shared one."""
     try:
-        import fcntl
+        return os.open(f"/proc/self/fd/{f.fileno()}", os.O_WRONLY)
+    except OSError:
+        return f.fileno()
 
-        fcntl.fcntl(f.fileno(), fcntl.F_SETFL, 0)
+
+def _tail(f, cap: int) -> str:
+    """The last `cap` bytes the child wrote."""
+    try:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - cap))
         text = f.read().decode("utf-8", "replace")

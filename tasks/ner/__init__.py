@@ -1,6 +1,6 @@
 """Named-entity recognition (CoNLL-2003): `gptsuite ner fit --config configs/tasks/ner.yaml`."""
 
-from tasks.bench_specs import ECHO, FROZEN
+from tasks.bench_specs import ECHO, FROZEN, SMOKE
 from tasks.spec import Anchor, TaskSpec
 
 _4K = {"model.context": "bilstm", "model.crf": True, "data.max_train_examples": 4000}
@@ -16,7 +16,7 @@ SPEC = TaskSpec(
         Anchor("f1", "GPT-2 small frozen + BiLSTM-CRF", 87.47, "Flair embeddings experiments (reported figure)"),
     ),
     bench={
-        "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+        "smoke": SMOKE,
         "quick": {"budget_s": 80, "seconds": 83, "trainer.max_epochs": 1, "data.max_eval_examples": 1000},
         "smollm2": {"budget_s": 240, "seconds": 600, "model.max_length": 256, "data.batch_size": 32,
                     "methods": {"frozen+BiLSTM-CRF": {**FROZEN, "model.context": "bilstm", "model.crf": True,

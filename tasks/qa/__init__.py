@@ -1,5 +1,6 @@
 """Extractive question answering (SQuAD v1.1): `gptsuite qa fit|validate|test --config configs/tasks/qa.yaml`."""
 
+from tasks.bench_specs import SMOKE
 from tasks.outputs import Question
 from tasks.spec import Anchor, TaskSpec
 
@@ -25,7 +26,7 @@ SPEC = TaskSpec(
         Anchor("f1", "logistic regression", 51.0, "Rajpurkar et al. 2016"),
     ),
     bench={
-        "smoke": {"budget_s": 20, "data.max_train_examples": 32, "data.max_eval_examples": 16, "trainer.max_epochs": 1},
+        "smoke": {**SMOKE, "data.max_train_examples": 32, "data.max_eval_examples": 16},
         "quick": {"budget_s": 90, "seconds": 90, "data.max_train_examples": 3000, "data.max_eval_examples": 500,
                   "trainer.max_epochs": 1},
         "smollm2": {"budget_s": 420, "seconds": 1800, **_SMOLLM2,

@@ -5,7 +5,7 @@ The same model and data module as classification (a sequence head or the prompt 
 text); only the dataset, the label words and the template differ, in the YAML.
 """
 
-from tasks.bench_specs import FROZEN, LORA_STEPS, PROMPT
+from tasks.bench_specs import FROZEN, LORA_STEPS, PROMPT, SMOKE
 from tasks.spec import Anchor, TaskSpec
 
 _HEAD = {"data.batch_size": 32, "trainer.max_epochs": 15, "model.learning_rate": 0.001}
@@ -24,7 +24,7 @@ SPEC = TaskSpec(
     ),
     prompt_args=("--model.head", "prompt", "--model.few_shot", "4", "--model.adapter", "tasks.adapters.Frozen"),
     bench={
-        "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 32, "trainer.max_epochs": 1},
+        "smoke": SMOKE,
         "quick": {"budget_s": 75, "seconds": 85, "trainer.max_epochs": 2, "data.max_eval_examples": 1056},
         "smollm2": {"budget_s": 60, "seconds": 300, "data.batch_size": 32,
                     "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last",

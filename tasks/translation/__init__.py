@@ -1,5 +1,6 @@
 """Translation (Bible en-es, both directions): `gptsuite translation fit --config configs/tasks/translation.yaml`."""
 
+from tasks.bench_specs import SMOKE
 from tasks.spec import TaskSpec
 
 SPEC = TaskSpec(
@@ -9,7 +10,7 @@ SPEC = TaskSpec(
     sample="The house is small.",
     baselines="tasks.translation.data.score_baselines",
     bench={
-        "smoke": {"budget_s": 20, "data.max_train_examples": 64, "data.max_eval_examples": 16, "trainer.max_epochs": 1},
+        "smoke": {**SMOKE, "data.max_eval_examples": 16},
         "quick": {"budget_s": 100, "seconds": 220, "data.max_train_examples": 6000, "data.max_eval_examples": 100,
                   "trainer.max_epochs": 1},
         "full": {"trainer.max_epochs": 2},
