@@ -101,12 +101,14 @@ def _rebuild_buffers(model, device) -> None:
         model.register_buffer("sinusoid", sinusoidal_table(c.block_size, c.n_embd).to(device), persistent=False)
 
 
-def load_backbone(directory: str | Path, map_location: str = "cpu"):
-    """(GPT, Tokenizer) from a backbone folder."""
+def load_backbone(directory: str | Path, map_location: str = "cpu", quantize: str = "none"):
+    """(GPT, Tokenizer) from a backbone folder; quantize "int8" or "int4" for fast CPU inference
+    (backbone.quantize)."""
+    from backbone.quantize import quantize as quantize_model
     from backbone.tokenizer import Tokenizer
 
     directory = Path(directory)
-    model = load_model(directory, map_location)
+    model = quantize_model(load_model(directory, map_location), quantize)
     tokenizer = Tokenizer.from_pretrained(directory)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ArtifactError(

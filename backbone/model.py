@@ -217,6 +217,8 @@ class GPT(nn.Module):
         # recompute each block's activations in the backward pass instead of keeping them: memory ~1 block
         # instead of n_layer blocks, for about one extra forward pass of compute
         self.gradient_checkpointing = False
+        # weight-only quantisation for inference (backbone.quantize): "none", "int8" or "int4"
+        self.quantization = "none"
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -263,7 +265,11 @@ class GPT(nn.Module):
         With a cache, only the new tokens are fed and their keys/values are appended to it.
         inputs_embeds (B, T, C) replaces the token embedding lookup (soft prompts); then idx is None.
         """
-        with self._autocast(idx if idx is not None else inputs_embeds):
+        like = idx if idx is not None else inputs_embeds
+        # A decode step (one new token per row, the rest cached) is bound by reading the weights: autocast
+        # would read every fp32 weight to cast it, then read the bf16 copy, so it is never faster; skip it.
+        decode_step = cache is not None and like.size(1) == 1
+        with contextlib.nullcontext() if decode_step else self._autocast(like):
             hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False,
                                   inputs_embeds=inputs_embeds)
         return hidden.float() if self.autocast_dtype is not None else hidden
@@ -369,7 +375,7 @@ class GPT(nn.Module):
     def num_params(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
-            n -= self.transformer.wte.weight.numel()
+            n -= self.config.vocab_size * self.config.n_embd
             if "wpe" in self.transformer:
                 n -= self.transformer.wpe.weight.numel()
         return n
@@ -383,5 +389,5 @@ class GPT(nn.Module):
         return 6 * n + 12 * c.n_layer * T * c.n_embd
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        p = self.transformer.wte.weight
+        p = self.transformer.ln_f.weight  # a parameter in every variant (quantisation replaces wte's weight)
         return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)

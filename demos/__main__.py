@@ -13,6 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=2, help="model calls served at once; the rest queue")
     parser.add_argument("--precision", default="auto", help="auto (bf16 where bf16 matmuls are fast here, else fp32; "
                         "see `gptsuite info`), 32-true or bf16-mixed")
+    from backbone.quantize import add_quantize_option
+
+    add_quantize_option(parser, "the generation, chat and attention tabs run the backbone with weight-only quantised "
+                                "linear layers")
     return parser
 
 
@@ -26,7 +30,7 @@ def run(args) -> int:
     from demos.app import launch
 
     launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
-           precision=args.precision)
+           precision=args.precision, quantize=args.quantize)
     return 0
 
 

@@ -31,8 +31,8 @@ def _default_backbone(reg: ArtifactStore) -> str | None:
 
 
 def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONCURRENCY_LIMIT,
-              max_queue: int = MAX_QUEUE, precision: str = "auto") -> gr.Blocks:
-    reg = ArtifactStore(artifacts, precision)
+              max_queue: int = MAX_QUEUE, precision: str = "auto", quantize: str = "auto") -> gr.Blocks:
+    reg = ArtifactStore(artifacts, precision, quantize)
     with gr.Blocks(title="gptsuite demo", delete_cache=(600, 3600)) as demo:  # cached outputs live an hour
         gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone.\n\n" + reg.summary(), elem_id="summary")
         names = reg.backbones()
@@ -66,9 +66,10 @@ def backbone_info(reg: ArtifactStore, name: str | None) -> str:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artifacts: str | Path = "artifacts",
-           concurrency_limit: int = CONCURRENCY_LIMIT, block: bool = True, precision: str = "auto") -> gr.Blocks:
+           concurrency_limit: int = CONCURRENCY_LIMIT, block: bool = True, precision: str = "auto",
+           quantize: str = "auto") -> gr.Blocks:
     """Build the app and serve it; block=False returns at once (the server runs in a thread)."""
-    demo = build_app(artifacts, concurrency_limit, precision=precision)
+    demo = build_app(artifacts, concurrency_limit, precision=precision, quantize=quantize)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                 show_error=True, quiet=not block)
     return demo

@@ -79,6 +79,18 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
 
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
+        """One plain linear layer computing the same function (dropout off): W' = W + (alpha / r) B A.
+        backbone.quantize folds adapters in this way before quantising a decoding copy."""
+        base = self.base
+        linear = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
+                           device=base.weight.device, dtype=base.weight.dtype)
+        linear.weight.copy_(base.weight + (self.lora_B @ self.lora_A) * self.scale)
+        if base.bias is not None:
+            linear.bias.copy_(base.bias)
+        return linear
+
 
 LoRATarget = Literal["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]
 

@@ -10,6 +10,7 @@ split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with th
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import platform
 import time
@@ -25,7 +26,7 @@ from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import PRESETS
 from tasks.bench_table import markdown_table, plot, write_csv
 from tasks.registry import TASKS, get, run_cli
-from tasks.spec import TaskSpec
+from tasks.spec import TaskSpec, load_object
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
@@ -117,8 +118,14 @@ def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
     return methods
 
 
+def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
+    """--model.quantize for a task that decodes (its module takes `quantize`), nothing for the others."""
+    takes_it = "quantize" in inspect.signature(load_object(spec.module).__init__).parameters
+    return ["--model.quantize", quantize] if takes_it else []
+
+
 def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precision: str = AUTO,
-             budget_s: float | None = None) -> tuple[dict, object]:
+             budget_s: float | None = None, quantize: str = AUTO) -> tuple[dict, object]:
     """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0) and
     test, through the task's own LightningCLI in this process. -> (result, its data module, for the
     baselines). `spent` says what the fit used: optimizer steps, real tokens, seconds, and the feature
@@ -129,7 +136,7 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     args = flags.pop("args", [])
     if not isinstance(args, list):
         raise ValueError(f"{spec.name}: a method's args must be a list of arguments, got {args!r}")
-    extra += args
+    extra += args + quantize_args(spec, quantize)
     fits = flags.get("trainer.max_epochs", 1) > 0
     cli = run_cli(spec.name, task_args(spec, flags, backbone, run_dir,
                                        extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
@@ -146,6 +153,9 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     if fits and not features:  # the backbone ran in every step: its training speed and padding waste
         spent["tokens_per_s"] = round(cli.model.train_tokens / max(fit_s, 1e-9), 1)
         spent["padding_share"] = cli.model.padding_share
+    decoder = getattr(cli.model, "decoder", None)
+    if decoder is not None and decoder.mode is not None:  # what decoding ran on (auto's choice resolved)
+        spent["decoded_with"] = f"quantize {decoder.mode}"
     n_train = len(cli.datamodule.splits.get("train", [])) if fits else 0
     result = {"metrics": metrics, "intervals": cli.model.test_intervals(),
               "wall_s": round(time.perf_counter() - start, 1),
@@ -273,7 +283,7 @@ def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> d
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path = OUT_DIR, precision: str = AUTO, time_budget_min: float | None = None,
-              runs_dir: Path = RUNS_DIR) -> list[dict]:
+              runs_dir: Path = RUNS_DIR, quantize: str = AUTO) -> list[dict]:
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
@@ -301,7 +311,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
         for method, flags in task_methods(spec, entries.get(task, {})).items():
             try:
                 result, datamodule = run_task(spec, flags, backbone, runs_dir / preset_name / task / _slug(method),
-                                              precision, budgets.get(task))
+                                              precision, budgets.get(task), quantize)
                 if baselines is None:  # the same examples for every method: scored once
                     baselines, failed = run_baselines(spec, datamodule)
                     notes += failed

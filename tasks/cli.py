@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="the whole job's target: each stage's training budget is scaled by MINUTES / the "
                             "preset's nominal minutes (quick: 30); evaluation sets stay the same size")
+    from backbone.quantize import add_quantize_option
+
+    add_quantize_option(bench, "the tasks that decode (translation, code, QA's generate head) decode from "
+                               "weight-only quantised linear layers")
     bench.set_defaults(func=cmd_bench)
     try:
         from backbone.data.cli import register
@@ -174,20 +178,27 @@ def add_generate_parser(sub) -> None:
     add_generation_options(g)
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
                    "fp32; see `gptsuite info`), 32-true or bf16-mixed")
+    from backbone.quantize import add_quantize_option
+
+    add_quantize_option(g, "decode from weight-only quantised linear layers")
     g.set_defaults(func=cmd_generate)
 
 
-def load_for_generation(backbone: str | None, preset: str | None):
+
+def load_for_generation(backbone: str | None, preset: str | None, quantize: str = "none"):
     from backbone.artifact import load_backbone
     from backbone.config import GPTConfig
     from backbone.model import GPT
+    from backbone.quantize import quantize as quantize_model
+    from backbone.quantize import resolve_quantization
     from backbone.tokenizer import Tokenizer
 
     if backbone:
-        return load_backbone(backbone)
-    tokenizer = Tokenizer.gpt2()
-    config = GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)
-    return GPT(config).eval(), tokenizer
+        model, tokenizer = load_backbone(backbone)
+    else:
+        tokenizer = Tokenizer.gpt2()
+        model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
+    return quantize_model(model, resolve_quantization(model, quantize)), tokenizer
 
 
 def cmd_generate(args) -> int:
@@ -207,7 +218,7 @@ def cmd_generate(args) -> int:
                              f"at character {err.start}): pass the text in UTF-8") from None
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
-    model, tokenizer = load_for_generation(args.backbone, args.preset)
+    model, tokenizer = load_for_generation(args.backbone, args.preset, args.quantize)
     precision = resolve_precision(args.precision)
     set_inference_precision(model, precision)
     torch.manual_seed(args.seed or 0)
@@ -215,7 +226,7 @@ def cmd_generate(args) -> int:
     n_tokens = _generate_and_print(model, tokenizer, args.prompt, cfg)
     seconds = time.perf_counter() - start
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}]", file=sys.stderr)
+          f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}, quantize {model.quantization}]", file=sys.stderr)
     return 0
 
 
@@ -242,7 +253,8 @@ def cmd_bench(args) -> int:
 
     from tasks.bench import run_bench
 
-    run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget)
+    run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget,
+              quantize=args.quantize)
     return 0
 
 

@@ -1,0 +1,242 @@
+"""Weight-only quantisation of a GPT for fast CPU decoding: int8 per output channel, or int4 in groups of 32.
+
+Why it pays. Decoding one token at batch 1 multiplies a vector by every weight matrix once: the time is
+the time to read the weights from memory (SmolLM2-135M: 540 MB in fp32, about 36 ms at 15 GB/s), not the
+arithmetic. Fewer bytes per weight is fewer milliseconds per token.
+
+    int8   w = s_n * q,            q in [-127, 127], one scale s_n per output row          (1 byte / weight)
+    int4   w = d_g * q + m_g,      q in [0, 15], a scale d_g and minimum m_g per group of  (0.5 byte + 1 byte
+           32 input weights: llama.cpp's Q4_1 layout                                     per 32 / 32)
+
+int4 applies to the blocks' linear layers; the LM head (tied to the token embedding in SmolLM2) is int8 in
+both modes, and the embedding lookup reads the same int8 rows, so the tie and its memory saving are kept.
+SmolLM2 is imported from a Q4_1 GGUF: its fp32 weights are exactly d * q + m, and requantising them in groups
+of 32 recovers the GGUF's own 4-bit codes (tests/test_quantize.py checks this on the GGUF's blocks), so
+int4 runs on the same weights llama.cpp does.
+
+The matrix products are torch's own weight-only kernels (`_weight_int8pack_mm`,
+`_weight_int4pack_mm_for_cpu`); both take bf16 activations, which are rounded once per product (the rest of the
+model keeps its precision). A quantised model is for inference: its weights are buffers, not parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODES = ("none", "int8", "int4")
+AUTO = "auto"  # int4 where this machine decodes this model faster with it (measured), else none
+SPEEDUP_NEEDED = 1.1
+GROUP_SIZE = 32  # llama.cpp's Q4_0/Q4_1 block
+PACK_ROWS = 16  # torch's int4 packing takes output rows in tiles of 16
+
+
+class QuantizationError(ValueError):
+    """A model or layer that cannot be quantised as asked; the message says which and why."""
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.size(-1)).to(torch.bfloat16)  # (B*T, K): the kernels take 2-D bf16 activations
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T + b with W stored as int8 rows and one bf16 scale per row (symmetric, absmax / 127)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        w = weight.detach().float()  # (N, K)
+        scale = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)  # (N,)
+        self.register_buffer("qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.in_features, self.out_features = w.shape[1], w.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int8pack_mm(_flat(x), self.qweight, self.scale)  # (B*T, N)
+        y = y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale.float()[:, None]  # (N, K)
+
+
+class Int8Embedding(nn.Module):
+    """Token lookup from an Int8Linear's rows (the tied LM head): row q_v * s_v."""
+
+    def __init__(self, table: Int8Linear):
+        super().__init__()
+        self.table = [table]  # a list, so the shared buffers are not registered (or saved) twice
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = self.table[0]
+        return F.embedding(idx, t.qweight).float() * t.scale[idx].float()[..., None]  # (B, T, C)
+
+
+def int4_codes(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q4_1 quantisation of (N, K) weights: codes q (N, K) in [0, 15], scales d and minima m (N, K / g), with
+    d = (max - min) / 15 and m = min over each group of g input weights, so that w ~ d * q + m."""
+    N, K = weight.shape
+    groups = weight.detach().float().view(N, K // group_size, group_size)
+    low, high = groups.amin(dim=-1), groups.amax(dim=-1)  # (N, K/g)
+    scale = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)
+    codes = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).view(N, K)
+    return codes, scale, low
+
+
+def int4_fits(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> bool:
+    return weight.shape[1] % group_size == 0 and weight.shape[0] % PACK_ROWS == 0
+
+
+class Int4Linear(nn.Module):
+    """y = x W^T + b with W in 4-bit groups: w = d * q + m per group of `group_size` input weights.
+
+    torch's kernel computes w = (q - 8) * scale + zero, so zero = m + 8 d; scales and zeros are kept as
+    (K / g, N, 2) bf16 and the codes packed two per byte in the kernel's own layout.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
+        super().__init__()
+        N, K = weight.shape
+        if not int4_fits(weight, group_size):
+            raise QuantizationError(f"int4 needs the input width ({K}) to be a multiple of {group_size} and the "
+                                    f"output width ({N}) a multiple of {PACK_ROWS}")
+        codes, scale, low = int4_codes(weight, group_size)
+        self.register_buffer("qweight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
+        scales_and_zeros = torch.stack([scale.t(), (low + 8 * scale).t()], dim=-1)  # (K/g, N, 2)
+        self.register_buffer("scales_and_zeros", scales_and_zeros.contiguous().to(torch.bfloat16))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.group_size, self.in_features, self.out_features = group_size, K, N
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(_flat(x), self.qweight, self.group_size,
+                                                       self.scales_and_zeros)  # (B*T, N)
+        y = y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+    def dequantized(self) -> torch.Tensor:
+        """(N, K) weights as the kernel sees them: one product with the identity."""
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16)
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, self.group_size,
+                                                          self.scales_and_zeros).float().t()
+
+
+def _block_linears(model) -> list[tuple[nn.Module, str]]:
+    """(parent, attribute) of every linear layer inside the transformer blocks. A layer that wraps one
+    (an adapter such as LoRA) counts when it offers `merged() -> nn.Linear`, its update folded in."""
+    return [(parent, name) for block in model.transformer.h for parent in (block.attn, block.mlp)
+            for name, child in parent.named_children()
+            if isinstance(child, nn.Linear) or callable(getattr(child, "merged", None))]
+
+
+def quantize(model, mode: str, group_size: int = GROUP_SIZE):
+    """Replace the model's linear layers by weight-only quantised ones, in place; returns the model.
+
+    mode: "none" (unchanged), "int8" (every linear layer int8) or "int4" (block layers int4 in groups of
+    `group_size`, the LM head int8). The token embedding reads the int8 LM head's rows when they are tied.
+    """
+    if mode not in MODES:
+        raise QuantizationError(f"quantize must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "none":
+        return model
+    if getattr(model, "quantization", "none") != "none":
+        raise QuantizationError(f"this model is already quantised ({model.quantization})")
+    device = model.lm_head.weight.device
+    if device.type != "cpu":
+        raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
+    if mode == "int4" and model.config.n_embd % group_size:
+        raise QuantizationError(f"int4 needs n_embd ({model.config.n_embd}) to be a multiple of {group_size}")
+    for parent, name in _block_linears(model):
+        linear = getattr(parent, name)
+        linear = linear if isinstance(linear, nn.Linear) else linear.merged()
+        if mode == "int4" and int4_fits(linear.weight, group_size):  # else int8: the kernel's shape rules
+            setattr(parent, name, Int4Linear(linear.weight, linear.bias, group_size))
+        else:
+            setattr(parent, name, Int8Linear(linear.weight, linear.bias))
+    tied = model.config.tie_embeddings
+    model.lm_head = Int8Linear(model.lm_head.weight)
+    if tied:
+        model.transformer.wte = Int8Embedding(model.lm_head)
+    model.quantization = mode
+    return model.eval().requires_grad_(False)
+
+
+def weight_bytes(model) -> int:
+    """Bytes of every parameter and buffer, each shared tensor counted once."""
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def inference_copy(model, mode: str):
+    """A quantised copy of `model` for decoding (adapters merged in), the model itself for "none"."""
+    if mode == "none":
+        return model
+    return quantize(copy.deepcopy(model).cpu(), mode)
+
+
+@torch.no_grad()
+def decode_step_seconds(model, steps: int = 4) -> float:
+    """Seconds per cached decode step at batch 1 after an 8-token prompt (one step of warm-up)."""
+    prompt = torch.zeros(1, 8, dtype=torch.long)
+    cache = model.new_cache(1, prompt.size(1) + steps + 1)
+    model.lm_logits(model(prompt, cache=cache)[:, -1])
+    token = prompt[:, :1]
+    model.lm_logits(model(token, cache=cache)[:, -1])  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps - 1):
+        model.lm_logits(model(token, cache=cache)[:, -1])
+    return (time.perf_counter() - start) / (steps - 1)
+
+
+_auto_choices: dict[tuple, tuple[str, str]] = {}
+_announced: set[str] = set()
+
+
+def choose_quantization(model) -> tuple[str, str]:
+    """auto's choice for this model on this machine, (mode, why): int4 when a measured decode step is at
+    least SPEEDUP_NEEDED times faster with it, else none. Measured once per model shape and process."""
+    from backbone.perf import machine_fingerprint
+
+    config = model.config
+    key = (str(machine_fingerprint("cpu")), repr(config))
+    if key not in _auto_choices:
+        if config.n_embd % GROUP_SIZE or next(model.parameters()).device.type != "cpu":
+            _auto_choices[key] = ("none", "int4 needs a CPU model whose width is a multiple of 32")
+        else:
+            was_training = model.training
+            fp32 = decode_step_seconds(model.eval())
+            int4 = decode_step_seconds(inference_copy(model, "int4"))
+            model.train(was_training)
+            ratio = fp32 / int4
+            rates = f"decode step {fp32 * 1e3:.1f} ms unquantised vs {int4 * 1e3:.1f} ms int4 ({ratio:.2g}x)"
+            _auto_choices[key] = (("int4", f"{rates}: int4 is faster here") if ratio >= SPEEDUP_NEEDED
+                                  else ("none", f"{rates}: int4 is not {SPEEDUP_NEEDED}x faster here"))
+    return _auto_choices[key]
+
+
+def resolve_quantization(model, requested: str, announce: bool = True) -> str:
+    """A mode of MODES: `requested` as given, or auto's measured choice (announced on stderr)."""
+    if requested != AUTO:
+        if requested not in MODES:
+            raise QuantizationError(f"quantize must be auto or one of {', '.join(MODES)}, got {requested!r}")
+        return requested
+    mode, why = choose_quantization(model)
+    if announce and why not in _announced:
+        _announced.add(why)
+        print(f"quantize auto -> {mode}: {why}", file=sys.stderr)
+    return mode
+
+
+def add_quantize_option(parser, what: str) -> None:
+    """--quantize on an argparse parser, the same choices and words for generate, bench and demo."""
+    parser.add_argument("--quantize", default=AUTO, choices=[AUTO, *MODES],
+                        help=f"{what}: auto (int4 where a measured decode step is faster with it on this machine, "
+                             "else none), none, int8 (per row) or int4 (groups of 32, llama.cpp's Q4_1 layout)")

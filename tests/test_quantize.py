@@ -1,0 +1,170 @@
+"""Weight-only quantisation (backbone.quantize): int4 recovers llama.cpp's Q4_1 codes exactly, quantised layers
+and models stay within a bounded distance of fp32, LoRA is merged in, the decoding copy follows training, and
+auto's rule picks int4 only when the measured step is faster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from backbone import quantize as q
+from backbone.generate import GenerationConfig, generate
+from backbone.quantize import (
+    Int4Linear,
+    Int8Linear,
+    QuantizationError,
+    inference_copy,
+    int4_codes,
+    quantize,
+    resolve_quantization,
+    weight_bytes,
+)
+
+
+def q4_1_blocks(weight: np.ndarray):
+    """llama.cpp's Q4_1 of a (N, K) float32 matrix through the `gguf` package's reference quantiser, read back
+    block by block: codes (N, K), scales d and minima m (N, K / 32), and the dequantised weights."""
+    gguf = pytest.importorskip("gguf")
+    kind = gguf.GGMLQuantizationType.Q4_1
+    raw = gguf.quants.quantize(weight, kind)  # (N, K / 32 * 20) bytes: f16 d, f16 m, 16 bytes of nibbles
+    blocks = raw.reshape(weight.shape[0], -1, 20)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    nibbles = blocks[..., 4:]
+    codes = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(weight.shape)  # low half, high half
+    return codes, d, m, gguf.quants.dequantize(raw, kind)
+
+
+def test_int4_recovers_the_gguf_q4_1_codes():
+    rng = np.random.default_rng(0)
+    weight = (rng.standard_normal((48, 128)) * 0.05).astype(np.float32)
+    codes, d, m, dequantized = q4_1_blocks(weight)
+    ours, scale, low = int4_codes(torch.from_numpy(dequantized))
+    assert torch.equal(ours, torch.from_numpy(codes.astype(np.int32)))  # the very same 4-bit codes
+    torch.testing.assert_close(scale, torch.from_numpy(d), rtol=1e-5, atol=0)
+    torch.testing.assert_close(low, torch.from_numpy(m), rtol=0, atol=0)
+    # the kernel's weights are those, up to bf16 scales and zeros (8 significant bits)
+    kernel = Int4Linear(torch.from_numpy(dequantized)).dequantized()
+    assert (kernel - torch.from_numpy(dequantized)).abs().max() <= 2 ** -7 * float(np.abs(dequantized).max())
+
+
+@pytest.mark.parametrize("layer", [Int8Linear, Int4Linear])
+def test_quantised_linear_is_close_to_fp32(layer):
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    x = torch.randn(3, 5, 64)
+    quantised = layer(linear.weight, linear.bias)
+    y, reference = quantised(x), linear(x)
+    assert y.shape == reference.shape == (3, 5, 48) and y.dtype == torch.float32
+    error = (y - reference).norm() / reference.norm()
+    assert error < (0.02 if layer is Int8Linear else 0.1), error
+    torch.testing.assert_close(y, x @ quantised.dequantized().t() + linear.bias, rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("mode, bound", [("int8", 0.02), ("int4", 0.15)])
+def test_quantised_model_logits_stay_close(make_model, mode, bound):
+    model = make_model(n_embd=64)
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        reference = model.lm_logits(model(ids))
+        quantised = quantize(make_model(n_embd=64), mode)
+        logits = quantised.lm_logits(quantised(ids))
+    assert quantised.quantization == mode
+    assert (logits - reference).norm() / reference.norm() < bound
+    assert weight_bytes(quantised) < weight_bytes(model) / 2.5
+    # every trainable tensor is gone from the linear layers: a quantised model is for inference
+    assert not any(p.requires_grad for p in quantised.parameters())
+
+
+def test_tied_embedding_reads_the_int8_head(make_model):
+    model = quantize(make_model(n_embd=64), "int4")
+    head = model.lm_head
+    ids = torch.tensor([[3, 7, 511]])
+    rows = model.transformer.wte(ids)
+    torch.testing.assert_close(rows[0], head.dequantized()[ids[0]])
+    names = [name for name, _ in model.named_buffers()]
+    assert sum("qweight" in n and "lm_head" in n for n in names) == 1 and not any("wte" in n for n in names)
+
+
+def test_greedy_decoding_runs_quantised_with_the_kv_cache(make_model):
+    model = quantize(make_model(n_embd=64), "int4")
+    ids = torch.randint(0, 512, (2, 6))
+    cached = generate(model, ids, config=GenerationConfig(max_new_tokens=8))
+    recomputed = generate(model, ids, config=GenerationConfig(max_new_tokens=8, use_cache=False))
+    assert torch.equal(cached, recomputed)
+
+
+def test_lora_is_merged_before_quantising(make_model):
+    from tasks.adapters import LoRA
+
+    model = make_model(n_embd=64)
+    lora = LoRA(rank=4, targets=["c_attn", "c_fc"])
+    lora.attach(model)
+    with torch.no_grad():
+        for layer in lora.layers:
+            layer.lora_B.normal_(0, 0.2)
+    ids = torch.randint(0, 512, (1, 10))
+    with torch.no_grad():
+        reference = model.lm_logits(model(ids))
+        merged = inference_copy(model, "int8")
+        logits = merged.lm_logits(merged(ids))
+        plain = make_model(n_embd=64)  # the same weights without the LoRA update: far from the reference
+        without = plain.lm_logits(plain(ids))
+    assert not any(type(m).__name__ == "LoRALinear" for m in merged.modules())
+    assert (logits - reference).norm() < 0.2 * (without - reference).norm()
+    assert any(type(m).__name__ == "LoRALinear" for m in model.modules())  # the original is untouched
+
+
+def test_decoder_rebuilds_its_copy_only_after_training(make_model):
+    from tasks.generative import Decoder
+
+    model = make_model(n_embd=64)
+    decoder = Decoder("int8")
+    first = decoder(model)
+    assert first is not model and decoder.mode == "int8" and decoder(model) is first
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight.add_(1.0)  # what an optimizer step does
+    assert decoder(model) is not first
+    frozen = make_model(n_embd=64).requires_grad_(False)
+    assert Decoder("none")(frozen) is frozen
+
+
+@pytest.mark.parametrize("fp32_ms, int4_ms, chosen", [(10.0, 4.0, "int4"), (1.0, 1.0, "none"), (1.0, 2.0, "none")])
+def test_auto_picks_int4_only_when_measured_faster(make_model, monkeypatch, fp32_ms, int4_ms, chosen):
+    model = make_model(n_embd=64)
+    monkeypatch.setattr(q, "_auto_choices", {})
+    monkeypatch.setattr(q, "decode_step_seconds",
+                        lambda m: (int4_ms if m.quantization == "int4" else fp32_ms) / 1e3)
+    assert resolve_quantization(model, "auto", announce=False) == chosen
+    mode, why = q.choose_quantization(model)
+    assert mode == chosen and f"{fp32_ms:.1f} ms" in why and f"{int4_ms:.1f} ms" in why
+
+
+def test_auto_measures_a_real_step(make_model):
+    model = make_model(n_embd=64)
+    assert resolve_quantization(model, "auto", announce=False) in ("none", "int4")
+    assert q.decode_step_seconds(model) > 0
+
+
+def test_clear_errors(make_model):
+    with pytest.raises(QuantizationError, match="one of none, int8, int4"):
+        quantize(make_model(), "int3")
+    with pytest.raises(QuantizationError, match="multiple of 32"):
+        quantize(make_model(n_embd=48, n_head=4), "int4")
+    model = quantize(make_model(), "int8")
+    with pytest.raises(QuantizationError, match="already quantised"):
+        quantize(model, "int4")
+    with pytest.raises(QuantizationError, match="auto or one of"):
+        resolve_quantization(model, "fp8")
+
+
+def test_generate_command_takes_quantize(capsys):
+    from tasks.cli import main
+
+    assert main(["generate", "--preset", "nano", "--prompt", "hello", "--max-new-tokens", "3",
+                 "--quantize", "int4", "--precision", "32-true"]) == 0
+    assert "quantize int4]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--preset", "nano", "--prompt", "hello", "--quantize", "int2"])
