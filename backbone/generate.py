@@ -151,15 +151,29 @@ def filter_top_k(scores, k: int):
     return scores.masked_fill(scores < kth, float("-inf"))
 
 
+TOP_P_CANDIDATES = 256  # the nucleus is looked for among each row's most likely tokens first
+
+
 def filter_top_p(scores, p: float):
-    """Nucleus: keep the most likely tokens until their cumulative probability reaches p (always >= 1)."""
+    """Nucleus: keep the most likely tokens until their cumulative probability reaches p (always >= 1).
+
+    Sorting a 50k vocabulary for every row and step is the slow part, and the nucleus nearly always lies in
+    the first few hundred tokens: those are found with topk, and the full sort runs only for a row whose top
+    TOP_P_CANDIDATES do not reach p. Both give the same set."""
     if p >= 1.0:
         return scores
-    sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
-    cumulative = sorted_scores.softmax(-1).cumsum(-1)
-    drop_sorted = cumulative - sorted_scores.softmax(-1) >= p  # mass before this token already reaches p
-    drop = drop_sorted.scatter(1, order, drop_sorted)
-    return scores.masked_fill(drop, float("-inf"))
+    k = min(TOP_P_CANDIDATES, scores.size(-1))
+    top, order = torch.topk(scores, k, dim=-1)  # (B, k), descending
+    if k < scores.size(-1):
+        probs = (top - scores.logsumexp(-1, keepdim=True)).exp()  # the true probabilities of the top k
+    else:
+        probs = top.softmax(-1)
+    if k < scores.size(-1) and not bool((probs.sum(-1) >= p).all()):
+        top, order = torch.sort(scores, descending=True, dim=-1)
+        probs = top.softmax(-1)
+    drop_sorted = probs.cumsum(-1) - probs >= p  # the mass before this token already reaches p
+    keep = torch.zeros_like(scores, dtype=torch.bool).scatter(1, order, ~drop_sorted)
+    return scores.masked_fill(~keep, float("-inf"))
 
 
 def filter_min_p(scores, min_p: float):
@@ -168,6 +182,21 @@ def filter_min_p(scores, min_p: float):
     probs = scores.softmax(-1)
     threshold = min_p * probs.max(dim=-1, keepdim=True).values
     return scores.masked_fill(probs < threshold, float("-inf"))
+
+
+DRAW_CANDIDATES = 1024
+
+
+def draw(scores, generator=None):
+    """One token per row from softmax(scores) (B, V) -> (B,); a token at -inf is never drawn. When the filters
+    left at most DRAW_CANDIDATES tokens in every row, the draw runs over those alone: the same distribution
+    at a fraction of the cost of a multinomial over the whole vocabulary."""
+    n = int(torch.isfinite(scores).sum(-1).max())
+    if n <= DRAW_CANDIDATES:
+        top, index = torch.topk(scores, max(n, 1), dim=-1)  # (B, n): every candidate of every row
+        choice = torch.multinomial(top.softmax(-1), 1, generator=generator)  # (B, 1)
+        return index.gather(1, choice).squeeze(1)
+    return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
 
 
 def process_scores(scores, tokens, mask, cfg: GenerationConfig):
@@ -215,7 +244,9 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
                 stop_fn: StopFn | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy or sampled decoding, one step at a time: yields (next tokens (B,), finished (B,) bool).
 
-    Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular.
+    Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular. With the KV
+    cache, a finished row also leaves the computation: its cache entries are dropped, so a batch of samples
+    that stop at different lengths costs what its unfinished rows cost, not what the longest one does.
     """
     cfg = config or GenerationConfig()
     if cfg.num_beams > 1:
@@ -228,16 +259,19 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     cache = model.new_cache(B, T + cfg.max_new_tokens) if cfg.use_cache else None
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+    live = torch.arange(B, device=tokens.device)  # the rows still in the computation (all, without a cache)
     padded = not bool(mask.all())
     feed = tokens
     for _ in range(cfg.max_new_tokens):
-        model_mask = mask if padded else None  # no padding: the model's plain causal fast path
+        model_mask = mask[live] if padded else None  # no padding: the model's plain causal fast path
         hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
-        scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens, mask, cfg)  # (B, V)
+        scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens[live], mask[live], cfg)  # (b, V)
         if cfg.sampling:
-            next_token = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+            chosen = draw(scores, generator)
         else:
-            next_token = scores.argmax(-1)
+            chosen = scores.argmax(-1)
+        next_token = torch.full((B,), filler, dtype=tokens.dtype, device=tokens.device)
+        next_token[live] = chosen
         next_token = torch.where(finished, torch.full_like(next_token, filler), next_token)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -245,10 +279,14 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
             finished = finished | (next_token == cfg.eos_token_id)
         if stop_fn is not None:
             finished = finished | stop_fn(tokens[:, T:])
-        feed = next_token[:, None]
         yield next_token, finished
         if finished.all():
             return
+        if cache is not None and bool(finished[live].any()):  # drop the rows that just finished
+            keep = (~finished[live]).nonzero().squeeze(1)
+            cache.reorder(keep)
+            live = live[keep]
+        feed = next_token[live, None]
 
 
 @torch.no_grad()

@@ -22,6 +22,8 @@ model keeps its precision). A quantised model is for inference: its weights are 
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import sys
 import time
 
@@ -162,7 +164,20 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
     if tied:
         model.transformer.wte = Int8Embedding(model.lm_head)
     model.quantization = mode
+    for parameter in model.parameters():  # the norms' weights may be views into one storage that held every
+        parameter.data = parameter.data.clone()  # fp32 weight (safetensors loads so): own theirs, free that
+    release_freed_memory()
     return model.eval().requires_grad_(False)
+
+
+def release_freed_memory() -> None:
+    """Hand the freed fp32 weights back to the operating system. glibc keeps large freed blocks in its heap
+    once it has raised its mmap threshold, so without this the process stays as large as before."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def weight_bytes(model) -> int:

@@ -47,8 +47,8 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     }
     greedy = {ADD["prompt"]: "    return a + b\n", NEG["prompt"]: "    return x\n"}
 
-    def fake_complete(self, problem, index):
-        return canned[problem["prompt"]], greedy[problem["prompt"]]
+    def fake_complete(self, problems, first_index):
+        return [canned[p["prompt"]] for p in problems], [greedy[p["prompt"]] for p in problems]
 
     CodeGenerator.complete, original = fake_complete, CodeGenerator.complete
     try:
@@ -171,3 +171,34 @@ def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     newest = max((tmp_path / "run").rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime_ns)
     metrics = json.loads(newest.read_text())
     assert "test/pass@1" not in metrics and "test/greedy_pass@1" in metrics and metrics["test/examples"] == 1
+
+
+def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_dir, monkeypatch):
+    """num_samples=3, decode_rows=6: two problems' samples share one batch, then their greedy ones one more;
+    every completion goes back to its own problem, and a batch that fails is retried problem by problem."""
+    from tasks.codegen.module import CodeGenerator
+
+    task = generator(backbone_dir, num_samples=3, ks=[1], decode_rows=6)
+    calls = []
+
+    def fake_generate(self, prompts, config=None):
+        calls.append((len(prompts), config.temperature))
+        if any("boom" in p for p in prompts):
+            raise ValueError("prompt too long")
+        return [f"    return {p.split('(')[0][4:]}_{i}\n" for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(CodeGenerator, "generate", fake_generate)
+    third = {**NEG, "task_id": "t/third", "prompt": "def third(x):\n"}
+    boom = {**NEG, "task_id": "t/boom", "prompt": "def boom(x):\n"}
+    task.on_test_epoch_start()
+    task.update_metrics("test", {"rows": [ADD, NEG, third, boom]})
+    # [add, neg] together: 6 sampled rows + 2 greedy; [third, boom] fails as a pair, then alone each
+    assert calls == [(6, 0.8), (2, 0.0), (6, 0.8), (3, 0.8), (1, 0.0), (3, 0.8)]
+    records = {r["task_id"]: r for r in task._records}
+    assert records["t/add"]["completions"] == [f"    return add_{i}\n" for i in range(3)]
+    assert records["t/neg"]["completions"] == [f"    return neg_{i}\n" for i in range(3, 6)]
+    assert records["t/neg"]["greedy_completion"] == "    return neg_1\n"
+    assert records["t/third"]["completions"] == [f"    return third_{i}\n" for i in range(3)]
+    assert records["t/boom"]["error"].startswith("decoding failed") and records["t/boom"]["passed"] == 0
+    with pytest.raises(ValueError, match="decode_rows"):
+        generator(backbone_dir, decode_rows=0)

@@ -431,3 +431,37 @@ def test_rejected_guesses_leave_no_trace(model, monkeypatch):
         monkeypatch.setattr(pl, "lookup", guesses)
         out, stats = pl.greedy_with_lookup(model, ids, 20, draft=3)
         assert out[0, 8:].tolist() == greedy and stats["drafted"] > stats["accepted"]
+
+
+def test_finished_rows_leave_the_batch_without_changing_any_row(make_model):
+    """Rows that stop at different steps are dropped from the computation (their cache rows too); every row
+    still decodes exactly as it does alone, padded or not, greedy or seeded sampling of one row."""
+    from backbone.generate import iter_tokens
+
+    model = make_model()
+    prompts = [prompt(3, seed=1)[0], prompt(9, seed=2)[0], prompt(6, seed=3)[0], prompt(5, seed=4)[0]]
+    width = 9
+    ids = torch.zeros(4, width, dtype=torch.long)
+    mask = torch.zeros(4, width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = p, 1
+    stop_after = torch.tensor([2, 7, 4, 12])  # row i stops after stop_after[i] tokens
+
+    def stop_fn(generated):
+        return torch.full((generated.size(0),), generated.size(1)) >= stop_after
+
+    live_rows = []
+    original = model.forward
+
+    def counting_forward(idx, *args, **kwargs):
+        live_rows.append(idx.size(0))
+        return original(idx, *args, **kwargs)
+
+    model.forward = counting_forward
+    steps = [tok for tok, _ in iter_tokens(model, ids, mask, GenerationConfig(max_new_tokens=12), stop_fn)]
+    batched = torch.stack(steps, dim=1)
+    assert live_rows == [4, 4, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1]  # rows leave as they finish
+    for i, p in enumerate(prompts):
+        alone = generate(model, p[None], max_new_tokens=int(stop_after[i]))[0, len(p):]
+        assert batched[i, : int(stop_after[i])].tolist() == alone.tolist()
+        assert (batched[i, int(stop_after[i]):] == 0).all()  # finished rows are filled

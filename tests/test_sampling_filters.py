@@ -51,3 +51,40 @@ def test_order_matters_for_these_settings():
     ours = torch.isfinite(filter_min_p(filter_top_p(scores, 0.3), 0.2))
     swapped = torch.isfinite(filter_top_p(filter_min_p(scores, 0.2), 0.3))
     assert not torch.equal(ours, swapped)
+
+
+@pytest.mark.parametrize("spread, p", [(3.0, 0.9), (3.0, 0.5), (0.05, 0.9)], ids=["peaked", "tight", "flat"])
+def test_top_p_on_a_large_vocabulary_matches_transformers(spread, p):
+    """A 5,000-token vocabulary: the nucleus is found among the top candidates (peaked), or needs the full
+    sort when the distribution is so flat that the top 256 tokens do not reach p (flat); the same set either way."""
+    from backbone.generate import TOP_P_CANDIDATES, filter_top_p
+
+    torch.manual_seed(0)
+    scores = torch.randn(4, 5000) * spread
+    ours = filter_top_p(scores.clone(), p)
+    theirs = transformers.TopPLogitsWarper(top_p=p)(None, scores.clone())
+    assert torch.equal(torch.isfinite(ours), torch.isfinite(theirs))
+    kept = torch.isfinite(ours).sum(-1)
+    assert (kept < 5000).all()
+    assert bool((kept > TOP_P_CANDIDATES).all()) == (spread < 1)  # the flat case really took the full sort
+
+
+def test_draw_samples_the_filtered_distribution():
+    """Draws over the few candidates left by a filter follow softmax(scores); -inf tokens never come up, and
+    a row with every token alive takes the full multinomial."""
+    from backbone.generate import DRAW_CANDIDATES, draw
+
+    scores = torch.full((2, 3000), float("-inf"))
+    scores[0, [7, 1500, 2999]] = torch.tensor([0.0, 1.0, 2.0])
+    scores[1, [3, 4]] = torch.tensor([0.0, 0.0])
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.zeros(2, 3000)
+    for _ in range(4000):
+        counts[torch.arange(2), draw(scores, generator)] += 1
+    assert counts[:, torch.isinf(scores).all(0)].sum() == 0 and (counts[torch.isinf(scores)] == 0).all()
+    expected = torch.tensor([0.0, 1.0, 2.0]).softmax(-1)
+    torch.testing.assert_close(counts[0, [7, 1500, 2999]] / 4000, expected, atol=0.03, rtol=0)
+    assert abs(counts[1, 3] / 4000 - 0.5) < 0.03
+    dense = torch.randn(2, DRAW_CANDIDATES + 10)
+    tokens = draw(dense, torch.Generator().manual_seed(0))
+    assert tokens.shape == (2,) and (tokens < DRAW_CANDIDATES + 10).all()

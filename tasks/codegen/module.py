@@ -90,17 +90,22 @@ class CodeGenerator(GenerativeTask):
         greedy: also decode one greedy completion per problem (greedy_pass@1).
         timeout: wall-clock seconds per program in the sandbox.
         workers: sandbox processes at once (None: every core).
+        decode_rows: the most sequences decoded in one batch: the samples of several problems share a
+            batch up to this many rows (at least one problem's samples).
     """
 
     output_type = Completion
 
     def __init__(self, num_samples: int = 10, ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0,
-                 workers: int | None = None, generation: GenerationConfig | None = None, **kwargs):
+                 workers: int | None = None, decode_rows: int = 32, generation: GenerationConfig | None = None,
+                 **kwargs):
         super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not num_samples and not greedy:
             raise ValueError("nothing to evaluate: set num_samples >= 1 or greedy: true")
+        if decode_rows < 1:
+            raise ValueError(f"decode_rows must be >= 1, got {decode_rows}")
         self.hparams.ks = list(ks or [1, 10])
         self.skipped: list[str] = []
 
@@ -122,21 +127,44 @@ class CodeGenerator(GenerativeTask):
         super().on_test_epoch_start()
         self.skipped, self._problem_index = [], 0
 
-    def complete(self, problem: dict, index: int) -> tuple[list[str], str | None]:
-        """num_samples sampled completions (seeded by the problem's index) and the greedy one."""
+    def complete(self, problems: list[dict], first_index: int) -> tuple[list[list[str]], list[str | None]]:
+        """num_samples sampled completions of each problem and its greedy one. The samples of all the problems
+        decode as one batch (seeded by the first problem's index), then the greedy ones as another; rows leave
+        the batch as they reach a stop string."""
         h = self.hparams
-        samples = []
+        samples: list[list[str]] = [[] for _ in problems]
         if h.num_samples:
-            seed = (self.generation.seed or 0) + index
-            samples = self.generate([problem["prompt"]] * h.num_samples, self.generation.replace(seed=seed))
-        greedy = self.generate([problem["prompt"]], self.greedy_config)[0] if h.greedy else None
+            seed = (self.generation.seed or 0) + first_index
+            flat = self.generate([p["prompt"] for p in problems for _ in range(h.num_samples)],
+                                 self.generation.replace(seed=seed))
+            samples = [flat[i * h.num_samples:(i + 1) * h.num_samples] for i in range(len(problems))]
+        greedy = self.generate([p["prompt"] for p in problems], self.greedy_config) if h.greedy else [None] * len(problems)
         return samples, greedy
+
+    def _complete_all(self, todo: list[tuple[dict, int, int]]):
+        """Complete the problems together; when that fails, one by one, so one bad problem (a prompt longer
+        than the context, say) counts as failed without taking the others with it."""
+        if not todo:
+            return []
+        per_batch = max(1, self.hparams.decode_rows // max(self.hparams.num_samples, 1))
+        if len(todo) > per_batch:
+            return [out for i in range(0, len(todo), per_batch) for out in self._complete_all(todo[i:i + per_batch])]
+        try:
+            samples, greedy = self.complete([row for row, _, _ in todo], todo[0][1])
+            return [(item, s, g, None) for item, s, g in zip(todo, samples, greedy)]
+        except Exception as e:  # noqa: BLE001 - one bad row never kills the evaluation
+            if len(todo) > 1:
+                return [out for item in todo for out in self._complete_all([item])]
+            row = todo[0][0]
+            rank_zero_warn(f"codegen: {row.get('task_id') or 'problem'}: decoding failed ({type(e).__name__}: {e}); "
+                           "its samples count as failed")
+            return [(todo[0], [None] * self.hparams.num_samples, None, f"decoding failed: {type(e).__name__}: {e}")]
 
     def update_metrics(self, stage: str, batch: dict) -> None:
         if stage != "test":
             return
         h = self.hparams
-        work = []  # (problem, samples, greedy)
+        work, todo = [], []  # work: (problem, samples, greedy, error); todo: (problem, its index, its slot)
         for row in batch["rows"]:
             index, self._problem_index = self._problem_index, self._problem_index + 1
             task_id = row.get("task_id") or f"problem {index}"
@@ -145,14 +173,10 @@ class CodeGenerator(GenerativeTask):
                 rank_zero_warn(f"codegen: {task_id}: {issue}, skipped (not scored)")
                 self.skipped.append(f"{task_id}: {issue}")
                 continue
-            try:
-                samples, greedy = self.complete(row, index)
-            except Exception as e:  # noqa: BLE001 - one bad row never kills the evaluation
-                rank_zero_warn(f"codegen: {task_id}: decoding failed ({type(e).__name__}: {e}); "
-                               "its samples count as failed")
-                work.append((row, [None] * h.num_samples, None, f"decoding failed: {type(e).__name__}: {e}"))
-                continue
-            work.append((row, samples, greedy, None))
+            work.append((row, [None] * h.num_samples, None, None))
+            todo.append((row, index, len(work) - 1))
+        for (row, index, slot), samples, greedy, error in self._complete_all(todo):
+            work[slot] = (row, samples, greedy, error)
         programs, owners = [], []
         for w, (row, samples, greedy, _) in enumerate(work):
             for s, completion in enumerate([*samples, *([greedy] if h.greedy else [])]):
