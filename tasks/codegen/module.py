@@ -138,7 +138,9 @@ class CodeGenerator(GenerativeTask):
             flat = self.generate([p["prompt"] for p in problems for _ in range(h.num_samples)],
                                  self.generation.replace(seed=seed))
             samples = [flat[i * h.num_samples:(i + 1) * h.num_samples] for i in range(len(problems))]
-        greedy = self.generate([p["prompt"] for p in problems], self.greedy_config) if h.greedy else [None] * len(problems)
+        greedy = [None] * len(problems)
+        if h.greedy:
+            greedy = self.generate([p["prompt"] for p in problems], self.greedy_config)
         return samples, greedy
 
     def _complete_all(self, todo: list[tuple[dict, int, int]]):
@@ -175,7 +177,7 @@ class CodeGenerator(GenerativeTask):
                 continue
             work.append((row, [None] * h.num_samples, None, None))
             todo.append((row, index, len(work) - 1))
-        for (row, index, slot), samples, greedy, error in self._complete_all(todo):
+        for (row, _, slot), samples, greedy, error in self._complete_all(todo):
             work[slot] = (row, samples, greedy, error)
         programs, owners = [], []
         for w, (row, samples, greedy, _) in enumerate(work):
