@@ -168,3 +168,40 @@ def test_generate_command_takes_quantize(capsys):
     assert "quantize int4]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--preset", "nano", "--prompt", "hello", "--quantize", "int2"])
+
+
+@pytest.mark.slow
+def test_smollm2_int4_runs_the_ggufs_own_codes_and_stays_close(tmp_path):
+    """The real file: requantising the imported fp32 weights gives back every Q4_1 code of a GGUF tensor,
+    and int8 / int4 logits on a few prompts stay close to fp32's (most next-token choices agree)."""
+    gguf = pytest.importorskip("gguf")
+    from backbone.artifact import load_backbone
+    from backbone.data import fetch
+    from backbone.gguf import SMOLLM2_FILE, SMOLLM2_SOURCE, import_smollm2
+
+    folder = import_smollm2(tmp_path / "smollm2")
+    model, tokenizer = load_backbone(folder)
+    reader = gguf.GGUFReader(str(fetch(SMOLLM2_SOURCE) / SMOLLM2_FILE))
+    tensor = next(t for t in reader.tensors if t.name == "blk.0.ffn_down.weight")
+    assert tensor.tensor_type == gguf.GGMLQuantizationType.Q4_1
+    blocks = np.asarray(tensor.data).reshape(576, -1, 20)
+    nibbles = blocks[..., 4:]
+    codes = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-1).reshape(576, 1536)
+    ours, _, _ = int4_codes(model.transformer.h[0].mlp.c_proj.weight)
+    assert torch.equal(ours, torch.from_numpy(codes.astype(np.int32)))
+
+    prompts = ["The history of the Roman Empire begins with the founding of Rome, which legend dates to 753 BC. "
+               "Over the next centuries the city grew from a small settlement into the capital of an empire that "
+               "stretched from Britain to Egypt.",
+               "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+               "Paris is the capital of France. Berlin is the capital of Germany. Madrid is the capital of Spain."]
+    ids = [torch.tensor([tokenizer.encode(p, add_bos=True)]) for p in prompts]
+    with torch.no_grad():
+        reference = [model.lm_logits(model(i))[0] for i in ids]
+        for mode, bound in (("int8", 0.08), ("int4", 0.05)):
+            quantised, _ = load_backbone(folder, quantize=mode)
+            logits = [quantised.lm_logits(quantised(i))[0] for i in ids]
+            error = max(float((a - b).norm() / b.norm()) for a, b in zip(logits, reference))
+            agree = torch.cat([a.argmax(-1) == b.argmax(-1) for a, b in zip(logits, reference)]).float().mean()
+            print(mode, f"relative logit error {error:.4f}, next-token agreement {float(agree):.3f}")
+            assert error < bound and agree >= 0.85, (mode, error, float(agree))
