@@ -271,7 +271,7 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
         else:
             chosen = scores.argmax(-1)
         next_token = torch.full((B,), filler, dtype=tokens.dtype, device=tokens.device)
-        next_token[live] = chosen
+        next_token[live] = chosen.to(tokens.dtype)
         next_token = torch.where(finished, torch.full_like(next_token, filler), next_token)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)

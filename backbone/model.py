@@ -212,7 +212,8 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         # inference precision (backbone.precision.set_inference_precision): None runs as the caller does;
-        # torch.bfloat16 runs the blocks under autocast (the final norm and the LM head stay fp32)
+        # torch.bfloat16 runs the blocks under autocast (the final norm and the LM head stay fp32), except in
+        # incremental steps after a cached prefix, which run in fp32 (see forward)
         self.autocast_dtype: torch.dtype | None = None
         # recompute each block's activations in the backward pass instead of keeping them: memory ~1 block
         # instead of n_layer blocks, for about one extra forward pass of compute
@@ -266,10 +267,11 @@ class GPT(nn.Module):
         inputs_embeds (B, T, C) replaces the token embedding lookup (soft prompts); then idx is None.
         """
         like = idx if idx is not None else inputs_embeds
-        # A decode step (one new token per row, the rest cached) is bound by reading the weights: autocast
-        # would read every fp32 weight to cast it, then read the bf16 copy, so it is never faster; skip it.
-        decode_step = cache is not None and like.size(1) == 1
-        with contextlib.nullcontext() if decode_step else self._autocast(like):
+        # An incremental step (new tokens after cached ones: decoding, prompt lookup's checks) is bound by
+        # reading the weights: autocast would read every fp32 weight to cast it, then read the bf16 copy, so
+        # it is never faster. Those steps run in fp32; the prompt's prefill (an empty cache) keeps autocast.
+        incremental = cache is not None and cache.length > 0
+        with contextlib.nullcontext() if incremental else self._autocast(like):
             hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False,
                                   inputs_embeds=inputs_embeds)
         return hidden.float() if self.autocast_dtype is not None else hidden
@@ -374,8 +376,9 @@ class GPT(nn.Module):
     # --- bookkeeping -----------------------------------------------------------------------------------
     def num_params(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
-        if exclude_embeddings:
-            n -= self.config.vocab_size * self.config.n_embd
+        embedding = getattr(self.transformer.wte, "weight", None)  # a buffer-backed lookup once quantised
+        if exclude_embeddings and isinstance(embedding, nn.Parameter):
+            n -= embedding.numel()
             if "wpe" in self.transformer:
                 n -= self.transformer.wpe.weight.numel()
         return n

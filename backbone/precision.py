@@ -118,9 +118,10 @@ def resolve_precision(requested: str | int | None, device: str = "cpu", announce
 
 
 def set_inference_precision(model, precision: str):
-    """Run a GPT's forward in a resolved precision from now on (bf16-mixed: its blocks under bf16 autocast;
-    32-true: fp32). A model attribute, not a context, so every caller on every thread (the demo serves
-    requests from a thread pool; autocast state is per thread) gets the same precision. Returns the model."""
+    """Run a GPT's forward in a resolved precision from now on (bf16-mixed: its blocks under bf16 autocast,
+    except incremental decoding steps, which are faster in fp32; 32-true: fp32). A model attribute, not a
+    context, so every caller on every thread (the demo serves requests from a thread pool; autocast state is
+    per thread) gets the same precision. Returns the model."""
     model.autocast_dtype = {BF16_MIXED: torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     return model
 

@@ -36,10 +36,21 @@ AUTO = "auto"  # int4 where this machine decodes this model faster with it (meas
 SPEEDUP_NEEDED = 1.1
 GROUP_SIZE = 32  # llama.cpp's Q4_0/Q4_1 block
 PACK_ROWS = 16  # torch's int4 packing takes output rows in tiles of 16
+INT8_INPUT_MULTIPLE = 16  # torch's int8 kernel gives wrong values (or crashes) for other input widths
 
 
 class QuantizationError(ValueError):
     """A model or layer that cannot be quantised as asked; the message says which and why."""
+
+
+def kernels_available() -> bool:
+    """torch's CPU weight-only kernels (int4 since torch 2.6)."""
+    return all(hasattr(torch.ops.aten, name) for name in
+               ("_weight_int8pack_mm", "_convert_weight_to_int4pack_for_cpu", "_weight_int4pack_mm_for_cpu"))
+
+
+def int8_fits(weight: torch.Tensor) -> bool:
+    return weight.shape[1] % INT8_INPUT_MULTIPLE == 0
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -51,6 +62,9 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
+        if not int8_fits(weight):
+            raise QuantizationError(f"int8 needs the input width ({weight.shape[1]}) to be a multiple of "
+                                    f"{INT8_INPUT_MULTIPLE}")
         w = weight.detach().float()  # (N, K)
         scale = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)  # (N,)
         self.register_buffer("qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
@@ -145,6 +159,8 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
         raise QuantizationError(f"quantize must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "none":
         return model
+    if not kernels_available():
+        raise QuantizationError(f"torch {torch.__version__} lacks the weight-only CPU kernels (torch >= 2.6 has them)")
     if getattr(model, "quantization", "none") != "none":
         raise QuantizationError(f"this model is already quantised ({model.quantization})")
     device = model.lm_head.weight.device
@@ -155,14 +171,15 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
     for parent, name in _block_linears(model):
         linear = getattr(parent, name)
         linear = linear if isinstance(linear, nn.Linear) else linear.merged()
-        if mode == "int4" and int4_fits(linear.weight, group_size):  # else int8: the kernel's shape rules
-            setattr(parent, name, Int4Linear(linear.weight, linear.bias, group_size))
-        else:
-            setattr(parent, name, Int8Linear(linear.weight, linear.bias))
-    tied = model.config.tie_embeddings
-    model.lm_head = Int8Linear(model.lm_head.weight)
-    if tied:
-        model.transformer.wte = Int8Embedding(model.lm_head)
+        if mode == "int4" and int4_fits(linear.weight, group_size):
+            linear = Int4Linear(linear.weight, linear.bias, group_size)
+        elif int8_fits(linear.weight):  # int4 falls back to int8 where the kernel's shape rules allow it
+            linear = Int8Linear(linear.weight, linear.bias)
+        setattr(parent, name, linear)  # else it stays an unquantised nn.Linear
+    if int8_fits(model.lm_head.weight):
+        model.lm_head = Int8Linear(model.lm_head.weight)
+        if model.config.tie_embeddings:
+            model.transformer.wte = Int8Embedding(model.lm_head)
     model.quantization = mode
     for parameter in model.parameters():  # the norms' weights may be views into one storage that held every
         parameter.data = parameter.data.clone()  # fp32 weight (safetensors loads so): own theirs, free that
@@ -194,7 +211,10 @@ def inference_copy(model, mode: str):
     """A quantised copy of `model` for decoding (adapters merged in), the model itself for "none"."""
     if mode == "none":
         return model
-    return quantize(copy.deepcopy(model).cpu(), mode)
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
+    return quantize(copy.deepcopy(model), mode)
 
 
 @torch.no_grad()
@@ -220,10 +240,12 @@ def choose_quantization(model) -> tuple[str, str]:
     least SPEEDUP_NEEDED times faster with it, else none. Measured once per model shape and process."""
     from backbone.perf import machine_fingerprint
 
-    config = model.config
-    key = (str(machine_fingerprint("cpu")), repr(config))
+    config, device = model.config, next(model.parameters()).device
+    key = (str(machine_fingerprint("cpu")), repr(config), str(device))
     if key not in _auto_choices:
-        if config.n_embd % GROUP_SIZE or next(model.parameters()).device.type != "cpu":
+        if not kernels_available():
+            _auto_choices[key] = ("none", f"torch {torch.__version__} lacks the weight-only CPU kernels")
+        elif config.n_embd % GROUP_SIZE or device.type != "cpu":
             _auto_choices[key] = ("none", "int4 needs a CPU model whose width is a multiple of 32")
         else:
             was_training = model.training

@@ -120,7 +120,8 @@ def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
 
 def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
     """--model.quantize for a task that decodes (its module takes `quantize`), nothing for the others."""
-    takes_it = "quantize" in inspect.signature(load_object(spec.module).__init__).parameters
+    cls = load_object(spec.module)  # the argument may be declared by a base class (GenerativeTask)
+    takes_it = any("quantize" in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
     return ["--model.quantize", quantize] if takes_it else []
 
 

@@ -20,6 +20,7 @@ a prefilled cache) and are refused with a clear error.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -98,8 +99,9 @@ class ListMetric(Metric):
 class Decoder:
     """The model that decoding runs on: the backbone itself, or a weight-only quantised copy of it
     (backbone.quantize; adapters merged in) for speed. The copy is rebuilt whenever a trained parameter has
-    changed since it was made (torch counts in-place updates in each tensor's _version), so evaluation
-    during training decodes the current weights.
+    changed since it was made (torch counts in-place updates in each tensor's _version, as torch's default
+    optimizers make them; an update through `.data` is not counted), so evaluation during training decodes
+    the current weights. One lock: the demo's threads share a task.
 
     quantize: "auto" (int4 where a measured decode step is faster with it here), "none", "int8" or "int4".
     """
@@ -110,13 +112,15 @@ class Decoder:
         self.requested = quantize
         self.mode: str | None = None  # what `requested` resolved to, once decoding has run
         self._model, self._key = None, None
+        self._lock = threading.Lock()
 
     def __call__(self, backbone):
-        key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
-        if self._model is None or key != self._key:
-            self.mode = resolve_quantization(backbone, self.requested)
-            self._model, self._key = inference_copy(backbone, self.mode), key
-        return self._model
+        with self._lock:
+            key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
+            if self._model is None or key != self._key:
+                self.mode = resolve_quantization(backbone, self.requested)
+                self._model, self._key = inference_copy(backbone, self.mode), key
+            return self._model
 
 
 class GenerativeData(TaskData):

@@ -435,7 +435,7 @@ def test_rejected_guesses_leave_no_trace(model, monkeypatch):
 
 def test_finished_rows_leave_the_batch_without_changing_any_row(make_model):
     """Rows that stop at different steps are dropped from the computation (their cache rows too); every row
-    still decodes exactly as it does alone, padded or not, greedy or seeded sampling of one row."""
+    still decodes (greedily) exactly as it does alone, whatever its padding."""
     from backbone.generate import iter_tokens
 
     model = make_model()
@@ -465,3 +465,27 @@ def test_finished_rows_leave_the_batch_without_changing_any_row(make_model):
         alone = generate(model, p[None], max_new_tokens=int(stop_after[i]))[0, len(p):]
         assert batched[i, : int(stop_after[i])].tolist() == alone.tolist()
         assert (batched[i, int(stop_after[i]):] == 0).all()  # finished rows are filled
+
+
+def test_int32_prompt_ids_decode(model):
+    ids = prompt(batch=2).int()
+    expected = generate(model, ids.long(), max_new_tokens=5)[:, 6:]
+    assert torch.equal(generate(model, ids, max_new_tokens=5)[:, 6:], expected)
+
+
+def test_prompt_lookup_equals_greedy_under_bf16_autocast(make_model):
+    """Incremental steps run in fp32 whatever their length, so prompt lookup's multi-token checks and greedy's
+    one-token steps compute alike on a bf16-mixed model (the prefill runs under autocast in both). Weights
+    larger than the init make the logits decisive, so a bf16 rounding would show as a different token."""
+    model = make_model(vocab_size=64, n_embd=64, block_size=128)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.15)
+    model.autocast_dtype = torch.bfloat16
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        base = torch.randint(1, 64, (1, 8), generator=generator)
+        ids = torch.cat([base, base, base[:, :4]], dim=1)  # a repeated prompt: guesses are made and checked
+        assert torch.equal(generate(model, ids, max_new_tokens=40),
+                           generate(model, ids, max_new_tokens=40, prompt_lookup=4))

@@ -205,3 +205,28 @@ def test_smollm2_int4_runs_the_ggufs_own_codes_and_stays_close(tmp_path):
             agree = torch.cat([a.argmax(-1) == b.argmax(-1) for a, b in zip(logits, reference)]).float().mean()
             print(mode, f"relative logit error {error:.4f}, next-token agreement {float(agree):.3f}")
             assert error < bound and agree >= 0.85, (mode, error, float(agree))
+
+
+@pytest.mark.parametrize("overrides, mode", [(dict(n_embd=64, intermediate_size=200), "int4"),
+                                              (dict(n_embd=40, n_head=4), "int8")])
+def test_widths_the_kernels_cannot_take_stay_unquantised(make_model, overrides, mode):
+    """torch's int8 kernel needs input widths in multiples of 16 and int4 in multiples of 32: other layers
+    keep their fp32 weights (MLP c_proj over 200 inputs; every layer of a 40-wide model), never a wrong answer."""
+    ids = torch.randint(0, 512, (2, 9))
+    with torch.no_grad():
+        reference = make_model(**overrides)
+        quantised = quantize(make_model(**overrides), mode)
+        error = (quantised.lm_logits(quantised(ids)) - reference.lm_logits(reference(ids))).norm()
+    kinds = {type(m).__name__ for m in quantised.transformer.h[0].mlp.children()}
+    assert "Linear" in kinds and torch.isfinite(torch.tensor(float(error)))
+    assert error / reference.lm_logits(reference(ids)).norm() < 0.15
+
+
+def test_bench_passes_quantize_to_every_task_that_decodes():
+    from tasks.bench import quantize_args
+    from tasks.registry import get
+
+    takes = {name: bool(quantize_args(get(name), "none")) for name in
+             ("classification", "sentiment", "ner", "qa", "translation", "codegen")}
+    assert takes == {"classification": False, "sentiment": False, "ner": False, "qa": True, "translation": True,
+                     "codegen": True}

@@ -221,7 +221,8 @@ class CodeGenerator(GenerativeTask):
         h = self.hparams
         return {**super().test_report(),
                 "test/scoring": f"unbiased pass@k (Chen et al. 2021) from {h.num_samples} samples per problem (seed: "
-                                f"generation seed + problem index); every program run in the sandbox, {h.timeout:g} s "
+                                f"generation seed + index of the first problem in its decoding batch of up to "
+                                f"{h.decode_rows} rows); every program run in the sandbox, {h.timeout:g} s "
                                 f"timeout" + ("; greedy_pass@1 from one greedy completion" if h.greedy else ""),
                 "test/generation": self.generation.describe(), "test/skipped": self.skipped}
 
