@@ -154,6 +154,8 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
 
     mode: "none" (unchanged), "int8" (every linear layer int8) or "int4" (block layers int4 in groups of
     `group_size`, the LM head int8). The token embedding reads the int8 LM head's rows when they are tied.
+    A layer whose widths torch's kernels cannot take (int4: inputs in multiples of group_size and outputs of
+    16; int8: inputs of 16) falls back from int4 to int8, or keeps its fp32 weights.
     """
     if mode not in MODES:
         raise QuantizationError(f"quantize must be one of {', '.join(MODES)}, got {mode!r}")
