@@ -102,13 +102,13 @@ def _rebuild_buffers(model, device) -> None:
 
 
 def load_backbone(directory: str | Path, map_location: str = "cpu", quantize: str = "none"):
-    """(GPT, Tokenizer) from a backbone folder; quantize "int8" or "int4" for fast CPU inference
-    (backbone.quantize)."""
-    from backbone.quantize import quantize as quantize_model
+    """(GPT, Tokenizer) from a backbone folder; quantize "int8", "int4" or "auto" for fast CPU inference
+    (backbone.quantize; the model is then for decoding only)."""
+    from backbone.quantize import inference_model
     from backbone.tokenizer import Tokenizer
 
     directory = Path(directory)
-    model = quantize_model(load_model(directory, map_location), quantize)
+    model, _ = inference_model(load_model(directory, map_location), quantize, copy_model=False)
     tokenizer = Tokenizer.from_pretrained(directory)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ArtifactError(

@@ -209,16 +209,6 @@ def weight_bytes(model) -> int:
     return total
 
 
-def inference_copy(model, mode: str):
-    """A quantised copy of `model` for decoding (adapters merged in), the model itself for "none"."""
-    if mode == "none":
-        return model
-    device = next(model.parameters()).device
-    if device.type != "cpu":
-        raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
-    return quantize(copy.deepcopy(model), mode)
-
-
 @torch.no_grad()
 def decode_step_seconds(model, steps: int = 4) -> float:
     """Seconds per cached decode step at batch 1 after an 8-token prompt (one step of warm-up)."""
@@ -237,41 +227,69 @@ _auto_choices: dict[tuple, tuple[str, str]] = {}
 _announced: set[str] = set()
 
 
-def choose_quantization(model) -> tuple[str, str]:
-    """auto's choice for this model on this machine, (mode, why): int4 when a measured decode step is at
-    least SPEEDUP_NEEDED times faster with it, else none. Measured once per model shape and process."""
+def check_mode(requested: str) -> str:
+    if requested != AUTO and requested not in MODES:
+        raise QuantizationError(f"quantize must be {AUTO} or one of {', '.join(MODES)}, got {requested!r}")
+    return requested
+
+
+def _auto_choice(model) -> tuple[str, str, nn.Module | None]:
+    """(mode, why, the int4 copy when it was built for the measurement now): int4 when a measured decode step
+    is at least SPEEDUP_NEEDED times faster with it, else none. Measured once per model shape, device and
+    machine in a process."""
     from backbone.perf import machine_fingerprint
 
     config, device = model.config, next(model.parameters()).device
     key = (str(machine_fingerprint("cpu")), repr(config), str(device))
-    if key not in _auto_choices:
-        if not kernels_available():
-            _auto_choices[key] = ("none", f"torch {torch.__version__} lacks the weight-only CPU kernels")
-        elif config.n_embd % GROUP_SIZE or device.type != "cpu":
-            _auto_choices[key] = ("none", "int4 needs a CPU model whose width is a multiple of 32")
-        else:
-            was_training = model.training
-            fp32 = decode_step_seconds(model.eval())
-            int4 = decode_step_seconds(inference_copy(model, "int4"))
-            model.train(was_training)
-            ratio = fp32 / int4
-            rates = f"decode step {fp32 * 1e3:.1f} ms unquantised vs {int4 * 1e3:.1f} ms int4 ({ratio:.2g}x)"
-            _auto_choices[key] = (("int4", f"{rates}: int4 is faster here") if ratio >= SPEEDUP_NEEDED
-                                  else ("none", f"{rates}: int4 is not {SPEEDUP_NEEDED}x faster here"))
-    return _auto_choices[key]
+    if key in _auto_choices:
+        return (*_auto_choices[key], None)
+    int4 = None
+    if not kernels_available():
+        _auto_choices[key] = ("none", f"torch {torch.__version__} lacks the weight-only CPU kernels")
+    elif config.n_embd % GROUP_SIZE or device.type != "cpu":
+        _auto_choices[key] = ("none", "int4 needs a CPU model whose width is a multiple of 32")
+    else:
+        was_training = model.training
+        fp32_s = decode_step_seconds(model.eval())
+        model.train(was_training)
+        int4 = quantize(copy.deepcopy(model), "int4")
+        int4_s = decode_step_seconds(int4)
+        ratio = fp32_s / int4_s
+        rates = f"decode step {fp32_s * 1e3:.1f} ms unquantised vs {int4_s * 1e3:.1f} ms int4 ({ratio:.2g}x)"
+        _auto_choices[key] = (("int4", f"{rates}: int4 is faster here") if ratio >= SPEEDUP_NEEDED
+                              else ("none", f"{rates}: int4 is not {SPEEDUP_NEEDED}x faster here"))
+    return (*_auto_choices[key], int4)
 
 
-def resolve_quantization(model, requested: str, announce: bool = True) -> str:
-    """A mode of MODES: `requested` as given, or auto's measured choice (announced on stderr)."""
-    if requested != AUTO:
-        if requested not in MODES:
-            raise QuantizationError(f"quantize must be auto or one of {', '.join(MODES)}, got {requested!r}")
-        return requested
-    mode, why = choose_quantization(model)
-    if announce and why not in _announced:
+def choose_quantization(model) -> tuple[str, str]:
+    """auto's choice for this model on this machine: (mode, why)."""
+    return _auto_choice(model)[:2]
+
+
+def _announce(mode: str, why: str) -> None:
+    if why not in _announced:
         _announced.add(why)
         print(f"quantize auto -> {mode}: {why}", file=sys.stderr)
-    return mode
+
+
+def inference_model(model, requested: str, copy_model: bool = True):
+    """(the model to decode with, the mode it runs in). "none" is `model` itself; int8 / int4 a quantised
+    copy with adapters merged in (or `model` quantised in place when copy_model is False, for a model
+    loaded only to decode); "auto" keeps whichever it measured faster, reusing the int4 model it timed."""
+    built = None
+    if check_mode(requested) == AUTO:
+        mode, why, built = _auto_choice(model)
+        _announce(mode, why)
+    else:
+        mode = requested
+    if mode == "none":
+        return model, mode
+    if built is not None:
+        return built, mode
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
+    return quantize(copy.deepcopy(model) if copy_model else model, mode), mode
 
 
 def add_quantize_option(parser, what: str) -> None:

@@ -46,13 +46,11 @@ class ArtifactStore:
 
     def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto"):
         from backbone.precision import resolve_precision
-        from backbone.quantize import AUTO, MODES, QuantizationError
+        from backbone.quantize import check_mode
 
         self.root = Path(root)
         self.precision = resolve_precision(precision)  # every model this store loads runs in it
-        if quantize != AUTO and quantize not in MODES:
-            raise QuantizationError(f"quantize must be {AUTO} or one of {', '.join(MODES)}, got {quantize!r}")
-        self.quantize = quantize  # for the backbones it loads (a task decodes as its own `quantize` says)
+        self.quantize = check_mode(quantize)  # for the backbones it loads (a task decodes as its own says)
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -74,10 +72,7 @@ class ArtifactStore:
         def load():
             from backbone.artifact import load_backbone
             from backbone.precision import set_inference_precision
-            from backbone.quantize import quantize, resolve_quantization
-
-            model, tokenizer = load_backbone(directory)
-            model = quantize(model, resolve_quantization(model, self.quantize))
+            model, tokenizer = load_backbone(directory, quantize=self.quantize)
             return set_inference_precision(model.eval(), self.precision), tokenizer
 
         return self._cached(("backbone", str(directory)), load, f"backbone {directory}", PRETRAIN_COMMAND)

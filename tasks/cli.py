@@ -189,16 +189,14 @@ def load_for_generation(backbone: str | None, preset: str | None, quantize: str 
     from backbone.artifact import load_backbone
     from backbone.config import GPTConfig
     from backbone.model import GPT
-    from backbone.quantize import quantize as quantize_model
-    from backbone.quantize import resolve_quantization
+    from backbone.quantize import inference_model
     from backbone.tokenizer import Tokenizer
 
     if backbone:
-        model, tokenizer = load_backbone(backbone)
-    else:
-        tokenizer = Tokenizer.gpt2()
-        model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
-    return quantize_model(model, resolve_quantization(model, quantize)), tokenizer
+        return load_backbone(backbone, quantize=quantize)
+    tokenizer = Tokenizer.gpt2()
+    model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
+    return inference_model(model, quantize, copy_model=False)[0], tokenizer
 
 
 def cmd_generate(args) -> int:

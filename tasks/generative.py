@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig, generate_text
-from backbone.quantize import AUTO, MODES, QuantizationError, inference_copy, resolve_quantization
+from backbone.quantize import AUTO, check_mode, inference_model
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
 from tasks.data import IGNORE, TaskData
@@ -107,9 +107,7 @@ class Decoder:
     """
 
     def __init__(self, quantize: str = AUTO):
-        if quantize != AUTO and quantize not in MODES:
-            raise QuantizationError(f"quantize must be {AUTO} or one of {', '.join(MODES)}, got {quantize!r}")
-        self.requested = quantize
+        self.requested = check_mode(quantize)
         self.mode: str | None = None  # what `requested` resolved to, once decoding has run
         self._model, self._key = None, None
         self._lock = threading.Lock()
@@ -118,8 +116,7 @@ class Decoder:
         with self._lock:
             key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
             if self._model is None or key != self._key:
-                self.mode = resolve_quantization(backbone, self.requested)
-                self._model, self._key = inference_copy(backbone, self.mode), key
+                (self._model, self.mode), self._key = inference_model(backbone, self.requested), key
             return self._model
 
 

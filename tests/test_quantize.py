@@ -15,10 +15,9 @@ from backbone.quantize import (
     Int4Linear,
     Int8Linear,
     QuantizationError,
-    inference_copy,
+    inference_model,
     int4_codes,
     quantize,
-    resolve_quantization,
     weight_bytes,
 )
 
@@ -108,7 +107,7 @@ def test_lora_is_merged_before_quantising(make_model):
     ids = torch.randint(0, 512, (1, 10))
     with torch.no_grad():
         reference = model.lm_logits(model(ids))
-        merged = inference_copy(model, "int8")
+        merged, _ = inference_model(model, "int8")
         logits = merged.lm_logits(merged(ids))
         plain = make_model(n_embd=64)  # the same weights without the LoRA update: far from the reference
         without = plain.lm_logits(plain(ids))
@@ -137,14 +136,18 @@ def test_auto_picks_int4_only_when_measured_faster(make_model, monkeypatch, fp32
     monkeypatch.setattr(q, "_auto_choices", {})
     monkeypatch.setattr(q, "decode_step_seconds",
                         lambda m: (int4_ms if m.quantization == "int4" else fp32_ms) / 1e3)
-    assert resolve_quantization(model, "auto", announce=False) == chosen
+    built = []
+    monkeypatch.setattr(q, "quantize", lambda m, mode, *a: built.append(mode) or quantize(m, mode, *a))
+    decoder, mode = inference_model(model, "auto")
+    assert mode == chosen and built == ["int4"]  # quantised once, to time it; kept when it wins
+    assert (decoder is model) == (chosen == "none") and decoder.quantization == chosen
     mode, why = q.choose_quantization(model)
     assert mode == chosen and f"{fp32_ms:.1f} ms" in why and f"{int4_ms:.1f} ms" in why
 
 
 def test_auto_measures_a_real_step(make_model):
     model = make_model(n_embd=64)
-    assert resolve_quantization(model, "auto", announce=False) in ("none", "int4")
+    assert inference_model(model, "auto")[1] in ("none", "int4")
     assert q.decode_step_seconds(model) > 0
 
 
@@ -157,7 +160,7 @@ def test_clear_errors(make_model):
     with pytest.raises(QuantizationError, match="already quantised"):
         quantize(model, "int4")
     with pytest.raises(QuantizationError, match="auto or one of"):
-        resolve_quantization(model, "fp8")
+        inference_model(model, "fp8")
 
 
 def test_generate_command_takes_quantize(capsys):
