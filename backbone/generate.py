@@ -4,6 +4,7 @@
     sampling           temperature > 0, optionally restricted by top_k, top_p (nucleus) and min_p
     beam search        num_beams > 1, scored by sum of log-probabilities / length ** length_penalty
     penalties          repetition_penalty (CTRL, Keskar et al. 2019), no_repeat_ngram_size
+    block list         banned token sequences, never generated (`banned`, built from words by banned_sequences)
     stopping           eos token, stop strings, max_new_tokens
 
 `generate` works on token ids (batched, left-padded), `generate_text` and `stream` on strings.
@@ -48,6 +49,10 @@ class GenerationConfig:
             far and keeps those the model confirms, in one forward pass (backbone.prompt_lookup): the same
             text in fewer passes when the output copies the input. 0 = off; ignored where it does not apply
             (sampling, beams, batches, the repetition penalty or banned n-grams).
+        banned: token-id sequences that are never generated: wherever the text so far ends with all but the
+            last token of one, that last token is removed from the choice (a one-token sequence is never
+            chosen at all). `banned_sequences(tokenizer, words)` builds them from words. A word spelled in
+            other tokens than these can still appear: a moderation step on the text catches those.
     """
 
     max_new_tokens: int = 64
@@ -65,6 +70,7 @@ class GenerationConfig:
     use_cache: bool = True
     truncate_prompt: bool = False
     prompt_lookup: int = 0
+    banned: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
@@ -92,6 +98,9 @@ class GenerationConfig:
             raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
+        self.banned = tuple(tuple(int(t) for t in seq) for seq in self.banned)
+        if any(not seq or min(seq) < 0 for seq in self.banned):
+            raise ValueError("banned sequences must be non-empty lists of token ids >= 0")
 
     @property
     def sampling(self) -> bool:
@@ -142,6 +151,42 @@ def ban_repeated_ngrams(scores, tokens, mask, n: int):
         banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix]
         scores[row, banned] = float("-inf")
     return scores
+
+
+def ban_sequences(scores, tokens, banned: tuple[tuple[int, ...], ...]):
+    """Remove the last token of every banned sequence whose other tokens end a row's text so far.
+
+    Rows are left-padded, so every row's last columns are real tokens; a sequence longer than the text so
+    far cannot match."""
+    if not banned:
+        return scores
+    hit = torch.zeros_like(scores, dtype=torch.bool)
+    for seq in banned:
+        *prefix, last = seq
+        if last >= scores.size(-1):
+            continue
+        if not prefix:
+            hit[:, last] = True
+        elif len(prefix) <= tokens.size(1):
+            tail = torch.tensor(prefix, dtype=tokens.dtype, device=tokens.device)
+            hit[:, last] |= (tokens[:, -len(prefix):] == tail).all(-1)
+    return scores.masked_fill(hit, float("-inf"))
+
+
+def banned_sequences(tokenizer, words) -> tuple[tuple[int, ...], ...]:
+    """Each word as the token sequences a byte-level BPE writes it in: alone and after a space, in lower
+    case, capitalised and upper case (" Idiot" and "idiot" are different tokens)."""
+    out = []
+    for word in words:
+        word = word.strip()
+        if not word:
+            continue
+        for form in dict.fromkeys((word.lower(), word.capitalize(), word.upper())):
+            for text in (form, " " + form):
+                ids = tuple(tokenizer.encode(text))
+                if ids and ids not in out:
+                    out.append(ids)
+    return tuple(out)
 
 
 def filter_top_k(scores, k: int):
@@ -200,9 +245,11 @@ def draw(scores, generator=None):
 
 
 def process_scores(scores, tokens, mask, cfg: GenerationConfig):
-    """Penalties first, then (when sampling) temperature and the truncation filters, in Hugging Face's order."""
+    """Penalties and the block list first, then (when sampling) temperature and the truncation filters, in
+    Hugging Face's order."""
     scores = apply_repetition_penalty(scores, tokens, mask, cfg.repetition_penalty)
     scores = ban_repeated_ngrams(scores, tokens, mask, cfg.no_repeat_ngram_size)
+    scores = ban_sequences(scores, tokens, cfg.banned)
     if cfg.sampling:
         scores = scores / cfg.temperature
         scores = filter_min_p(filter_top_p(filter_top_k(scores, cfg.top_k), cfg.top_p), cfg.min_p)
@@ -368,7 +415,7 @@ def lookup_applies(cfg: GenerationConfig, attention_mask: torch.Tensor) -> bool:
     """Prompt-lookup decoding gives greedy decoding's tokens for one unpadded prompt, when no penalty reads
     the text so far (the top-k / top-p / min-p filters never change the argmax)."""
     return bool(cfg.prompt_lookup > 0 and not cfg.sampling and cfg.num_beams == 1 and cfg.use_cache
-                and cfg.repetition_penalty == 1.0 and cfg.no_repeat_ngram_size == 0
+                and cfg.repetition_penalty == 1.0 and cfg.no_repeat_ngram_size == 0 and not cfg.banned
                 and attention_mask.size(0) == 1 and attention_mask.all())
 
 

@@ -79,3 +79,35 @@ def perplexity(model, tokenizer, text: str, batch_size: int = 8, block_size: int
         "ppl_token": math.exp(total_nll / max(total_tokens, 1)),
         "ppl_word": math.exp(total_nll / max(words, 1)),
     }
+
+
+@torch.no_grad()
+def continuation_nll(model, tokenizer, prompts: list[str], continuations: list[str],
+                     batch_size: int = 8) -> list[tuple[float, int]]:
+    """(summed NLL, token count) of each continuation given its prompt, -log p(continuation | prompt): how
+    likely a judge model finds a generated text. The prompt keeps its last tokens when the pair does not fit
+    the judge's context; an empty continuation scores (0.0, 0)."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    rows = []
+    for prompt, text in zip(prompts, continuations):
+        head, tail = tokenizer.encode(prompt, add_bos=True) or [tokenizer.eos_id], tokenizer.encode(text)[: block - 1]
+        head = head[-(block - len(tail)):] if len(head) + len(tail) > block else head
+        rows.append((head, tail))
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first : first + batch_size]
+            ids, mask = tokenizer.pad([h + t for h, t in chunk], side="right", device=device)
+            logits = model.lm_logits(model(ids, mask)).float()  # (B, T, V)
+            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
+            for b, (head, tail) in enumerate(chunk):
+                span = nll[b, len(head) - 1 : len(head) - 1 + len(tail)]  # the positions predicting the tail
+                out.append((float(span.sum()), len(tail)))
+    finally:
+        model.train(was_training)
+    return out

@@ -4,7 +4,8 @@
 
 Tabs: one per registered task (classification, sentiment, NER, QA, translation, code generation with
 its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation playground,
-an attention view and a chat. A tab whose artifact is missing says which command
+an attention view, a chat, and the applications (demos.tabs_apps): article writing, the creativity-coherence
+sweep and the bias probe. A tab whose artifact is missing says which command
 creates it. Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn
 instead of oversubscribing the CPU.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from demos.common import ArtifactStore
+from demos.tabs_apps import build_article_tab, build_bias_tab, build_sweep_tab
 from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
 from demos.tabs_tasks import build_task_tabs
 
@@ -45,6 +47,9 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
             build_playground_tab(reg, backbone)
             build_attention_tab(reg, backbone)
             build_chat_tab(reg, backbone)
+            build_article_tab(reg, backbone)
+            build_sweep_tab(reg, backbone)
+            build_bias_tab(reg)
     demo.store = reg
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     return demo

@@ -164,21 +164,14 @@ def chat_status(reg: ArtifactStore, backbone) -> str:
     return "⚠️ " + no_template_message(backbone)
 
 
-def render_chat(template: str, messages: list[dict], tokenizer) -> str:
-    """Apply a Hugging Face style Jinja chat template (sandboxed), ready for the assistant's turn."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+def render_chat(messages: list[dict], tokenizer) -> str:
+    """The conversation in the backbone's chat template, ready for the assistant's turn (backbone.chat)."""
+    from backbone.chat import chat_prompt
 
-    def raise_exception(message):
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
     try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                                bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token)
-    except TemplateError as err:
-        fail(f"The backbone's chat template failed: {err}")
+        return chat_prompt(tokenizer, messages)
+    except ValueError as err:
+        fail(f"Cannot chat: {err}")
 
 
 def _text_of(content) -> str:
@@ -202,9 +195,7 @@ def chat_stream(reg: ArtifactStore, backbone, message, history, max_new_tokens=1
         fail(no_template_message(backbone))
     messages = [{"role": m["role"], "content": _text_of(m["content"])} for m in (history or [])]
     messages.append({"role": "user", "content": message})
-    prompt = render_chat(tokenizer.chat_template, messages, tokenizer)
-    if tokenizer.bos_token and prompt.startswith(tokenizer.bos_token):
-        prompt = prompt[len(tokenizer.bos_token):]  # stream() adds the bos token itself
+    prompt = render_chat(messages, tokenizer)
     temperature = float(temperature or 0)
     cfg = make_config(clamp_length(max_new_tokens, model.config.block_size), temperature,
                       top_p=0.95 if temperature > 0 else 1.0, repetition_penalty=1.1)

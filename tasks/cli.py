@@ -6,6 +6,7 @@
     gptsuite data list | prepare NAME|all | corpus --stats        offline sources
     gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
     gptsuite bench --preset quick                                 every task, one table
+    gptsuite sweep | write                                        decoding sweep, article writing (tasks.apps)
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:9]))
+                                     epilog="\n".join(__doc__.splitlines()[2:10]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
     for name, spec in TASKS.items():
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--remeasure", action="store_true", help="measure the matmul rates again (they are cached)")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)
+    from tasks.apps.cli import register as register_apps
+
+    register_apps(sub)
     imp = sub.add_parser("import", help="convert pretrained weights into a backbone artifact")
     imp_sub = imp.add_subparsers(dest="source", metavar="SOURCE", required=True)
     hf = imp_sub.add_parser("hf", help="a local Hugging Face GPT-2 or Llama folder (config.json + safetensors)")
@@ -158,6 +162,11 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         flag, default, text = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), described[f.name]
         if f.name == "eos_token_id":
             continue
+        if f.name == "banned":  # token ids on the dataclass; words on the command line
+            parser.add_argument("--ban", action="append", default=[], metavar="WORD",
+                                help="a word never to generate (the block list: each of its spellings' token "
+                                     "sequences is banned). Repeatable.")
+            continue
         if f.name == "stop":
             parser.add_argument(flag, action="append", default=[], help=text + " Repeatable.")
         elif f.name == "use_cache":
@@ -217,6 +226,10 @@ def cmd_generate(args) -> int:
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
     model, tokenizer = load_for_generation(args.backbone, args.preset, args.quantize)
+    if args.ban:
+        from backbone.generate import banned_sequences
+
+        cfg = cfg.replace(banned=banned_sequences(tokenizer, args.ban))
     precision = resolve_precision(args.precision)
     set_inference_precision(model, precision)
     torch.manual_seed(args.seed or 0)
