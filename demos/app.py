@@ -2,12 +2,12 @@
 
     gptsuite demo [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]
 
-Tabs: one per registered task (classification, sentiment, NER, QA, translation, code generation with
-its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation playground,
-an attention view, a chat, and the applications (demos.tabs_apps): article writing, the creativity-coherence
-sweep and the bias probe. A tab whose artifact is missing says which command
-creates it. Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn
-instead of oversubscribing the CPU.
+Tabs: one per registered task (classification, sentiment, toxicity, NER, relations, QA, translation, code
+generation with its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation
+playground, an attention view, a chat, and an Applications tab (demos.tabs_apps): the knowledge graph, article
+writing, the creativity-coherence sweep, the bias probe, safe output and what each inference option buys.
+A tab whose artifact is missing says which command creates it. Requests go through Gradio's queue with a
+concurrency limit, so a burst of users waits its turn instead of oversubscribing the CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from pathlib import Path
 import gradio as gr
 
 from demos.common import ArtifactStore
-from demos.tabs_apps import build_article_tab, build_bias_tab, build_sweep_tab
+from demos.tabs_apps import (
+    build_article_tab,
+    build_bias_tab,
+    build_inference_tab,
+    build_kg_tab,
+    build_safety_tab,
+    build_sweep_tab,
+)
 from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
 from demos.tabs_tasks import build_task_tabs
 
@@ -47,9 +54,13 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
             build_playground_tab(reg, backbone)
             build_attention_tab(reg, backbone)
             build_chat_tab(reg, backbone)
-            build_article_tab(reg, backbone)
-            build_sweep_tab(reg, backbone)
-            build_bias_tab(reg)
+            with gr.Tab("Applications", id="apps"), gr.Tabs():
+                build_kg_tab(reg)
+                build_article_tab(reg, backbone)
+                build_sweep_tab(reg, backbone)
+                build_bias_tab(reg)
+                build_safety_tab(reg, backbone)
+                build_inference_tab(reg, backbone)
     demo.store = reg
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     return demo

@@ -35,7 +35,8 @@ def article_stream(reg: ArtifactStore, backbone, title, outline="", sections=3, 
         for index, piece in writer.stream(title, headings, int(sections), int(words), style):
             if index == -1:
                 headings = piece.splitlines()
-                yield text + "\n*Outline: " + " · ".join(headings) + "*\n"
+                text += "\n*Outline: " + " · ".join(headings) + "*\n"
+                yield text
                 continue
             if index != current:
                 current = index
@@ -88,7 +89,7 @@ def sweep_prompt(reg: ArtifactStore, backbone, prompt, settings, samples=3, max_
     lines = ["| setting | distinct-2 | repetition-4 | perplexity | first text |", "|---|---|---|---|---|"]
     for p in points:
         f = p.figures
-        example = f["example"].replace("\n", " ").replace("|", "/")[:80]
+        example = " ".join(f["example"].split()).replace("|", "/")[:80]  # one table cell: no line breaks
         lines.append(f"| {p.setting} | {f['distinct_2']:.2f} | {f['repetition_4']:.2f} | {f['perplexity']:.1f} | "
                      f"{example} |")
     path = Path(tempfile.gettempdir()) / f"gptsuite-sweep-{uuid.uuid4().hex}.png"
@@ -148,3 +149,152 @@ def build_bias_tab(reg: ArtifactStore) -> None:
             run = gr.Button("Run the probe", variant="primary", elem_id="bias-button")
         output = gr.Markdown(elem_id="bias-output")
         run.click(lambda f: bias_probe(reg, f), frames, output, api_name="bias")
+
+
+# --------------------------------------------------------------------------------------------------------
+# safe output
+# --------------------------------------------------------------------------------------------------------
+def safe_reply(reg: ArtifactStore, backbone, prompt, use_block_list=True, threshold=0.5, max_new_tokens=64):
+    """A reply through the three layers: (reply, what happened and why)."""
+    from backbone.generate import GenerationConfig
+    from tasks.apps.safety import AnyOf, ClassifierModerator, SafeGenerator, WordList
+
+    prompt = check_text(prompt, "prompt")
+    model, tokenizer = reg.backbone(backbone)
+    words = reg_block_list(reg) if use_block_list else []
+    layers = []
+    if reg.has_task("toxicity"):
+        layers.append(ClassifierModerator(reg.task("toxicity"), float(threshold)))
+    if words:
+        layers.append(WordList(words))
+    if not layers:
+        fail("Nothing to moderate with: train the toxicity classifier (`gptsuite toxicity fit`) or keep the "
+             "block list on.")
+    generator = SafeGenerator(model, tokenizer, AnyOf(*layers) if len(layers) > 1 else layers[0], words)
+    text = prompt
+    if tokenizer.chat_template:
+        from backbone.chat import chat_prompt
+
+        text = chat_prompt(tokenizer, [{"role": "user", "content": prompt}])
+    n = max(1, min(int(max_new_tokens), model.config.block_size // 2))
+    reply = generator.respond(text, GenerationConfig(max_new_tokens=n, temperature=0.7, top_p=0.9, seed=0,
+                                                     truncate_prompt=True))
+    if reply.refused:
+        status = "🛑 **Refused**: the prompt was flagged."
+    elif reply.masked:
+        status = f"⚠️ **{reply.masked} sentence(s) masked** in the reply."
+    else:
+        status = "✅ Nothing flagged."
+    details = "".join(f"\n- {r}" for r in reply.reasons)
+    return reply.text, (f"{status}{details}\n\nModerator: {generator.moderator.name}; block list: "
+                        f"{len(words)} words banned in decoding.")
+
+
+def reg_block_list(reg: ArtifactStore) -> list[str]:
+    """The block list learned from the toxicity training set, computed once per demo (None if no data)."""
+    if not hasattr(reg, "_block_list"):
+        try:
+            from backbone.data.loaders import load_benchmark
+            from tasks.apps.safety import learn_block_list
+
+            train = load_benchmark("toxicity")["train"]
+            reg._block_list = learn_block_list(train["text"], train["label"])
+        except Exception:  # the data cannot be fetched here: the demo goes on without the learned list
+            reg._block_list = []
+    return reg._block_list
+
+
+def build_safety_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+    with gr.Tab("Safe output", id="safety"):
+        gr.Markdown("Three layers: a flagged prompt is refused; words of the block list are never generated; "
+                    "flagged sentences of the reply are masked. Each says why.")
+        prompt = gr.Textbox(label="Prompt", value="Tell me about your favourite book.", elem_id="safety-prompt")
+        with gr.Row():
+            block = gr.Checkbox(value=True, label="block list in decoding")
+            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="flag at P(toxic) >=")
+            max_new = gr.Slider(8, 128, value=64, step=8, label="max_new_tokens")
+            run = gr.Button("Reply", variant="primary", elem_id="safety-button")
+        reply = gr.Textbox(label="Reply", lines=4, interactive=False, elem_id="safety-reply")
+        status = gr.Markdown(elem_id="safety-status")
+        run.click(lambda b, p, k, t, n: safe_reply(reg, b, p, k, t, n), [backbone, prompt, block, threshold, max_new],
+                  [reply, status], api_name="safety")
+
+
+# --------------------------------------------------------------------------------------------------------
+# knowledge graph
+# --------------------------------------------------------------------------------------------------------
+KG_SAMPLE = ("Arsenal striker Thierry Henry scored twice at Highbury. Arsene Wenger, the Arsenal manager, praised "
+             "Henry after the game. Tesco, the UK's biggest retailer, is based in Cheshunt.")
+
+
+def knowledge_graph(reg: ArtifactStore, text, min_score=0.5):
+    """(the graph as a PNG, a table of its triples with their evidence, the GraphML and JSON-lines files)."""
+    from tasks.kg.graph import build_graph
+
+    text = check_text(text, "text")
+    for task in ("ner", "relations"):
+        if not reg.has_task(task):
+            fail(reg.missing_message(task))
+    graph = build_graph(text, reg.task("ner"), reg.task("relations"), float(min_score))
+    folder = Path(tempfile.gettempdir()) / f"gptsuite-kg-{uuid.uuid4().hex}"
+    folder.mkdir()
+    graph.draw(folder / "graph.png")
+    graph.write_graphml(folder / "graph.graphml")
+    graph.write_jsonl(folder / "graph.jsonl")
+    if graph.triples:
+        rows = ["| head | relation | tail | p | evidence |", "|---|---|---|---|---|"]
+        rows += [f"| {t.head} ({graph.nodes[t.head]}) | {t.relation} | {t.tail} ({graph.nodes[t.tail]}) | "
+                 f"{t.score:.2f} | {' / '.join(e.replace('|', '/') for e in t.evidence)} |" for t in graph.triples]
+        table = "\n".join(rows)
+    else:
+        table = "No relation found above the threshold."
+    return str(folder / "graph.png"), table, [str(folder / "graph.graphml"), str(folder / "graph.jsonl")]
+
+
+def build_kg_tab(reg: ArtifactStore) -> None:
+    with gr.Tab("Knowledge graph", id="kg"):
+        gr.Markdown("Entities from the NER task, relations between them from the relation task, merged over the "
+                    "sentences (a surname joins the full name); each edge keeps the sentences it came from.")
+        text = gr.Textbox(label="Text", lines=5, value=KG_SAMPLE, elem_id="kg-text")
+        with gr.Row():
+            min_score = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="least relation probability")
+            run = gr.Button("Build the graph", variant="primary", elem_id="kg-button")
+        image = gr.Image(label="graph", type="filepath", elem_id="kg-graph")
+        table = gr.Markdown(elem_id="kg-table")
+        files = gr.File(label="GraphML and JSON lines", file_count="multiple", elem_id="kg-files")
+        run.click(lambda t, m: knowledge_graph(reg, t, m), [text, min_score], [image, table, files], api_name="kg")
+
+
+# --------------------------------------------------------------------------------------------------------
+# faster inference
+# --------------------------------------------------------------------------------------------------------
+def inference_options(reg: ArtifactStore, backbone, prompt, max_new_tokens=48) -> str:
+    """The table of tasks.apps.inference for the chosen backbone (its fp32 weights, loaded once for this
+    comparison whatever --quantize the demo runs with; quantised copies kept for the next request)."""
+    from backbone.artifact import load_backbone
+    from tasks.apps.inference import compare_options, markdown
+
+    prompt = check_text(prompt, "prompt")
+    reg.backbone(backbone)  # the checks and messages of a missing backbone
+    directory = reg.root / "backbones" / Path(backbone).name
+    model, tokenizer = reg._cached(("fp32", str(directory)), lambda: load_backbone(directory, quantize="none"),
+                                   f"backbone {directory}", "gptsuite import smollm2")
+    copies = reg._cached(("quantised copies", str(directory)), dict, "quantised copies", "")
+    n = max(1, min(int(max_new_tokens), model.config.block_size // 2))
+    rows = compare_options(model, tokenizer, prompt, n, copies)
+    return (markdown(rows) + f"\n\nGreedy, {n} new tokens per row (eos does not stop a row). The batch row "
+            "decodes the prompt 8 times at once; prompt lookup guesses tokens from the text so far.")
+
+
+def build_inference_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+    with gr.Tab("Faster inference", id="inference"):
+        gr.Markdown("What each option buys on your prompt: the KV cache, a batch, prompt-lookup decoding, "
+                    "int8 and int4 weights. The first run also builds the quantised copies.")
+        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="inference-prompt",
+                            value="The capital of France is Paris. The capital of Italy is Rome. The capital")
+        with gr.Row():
+            max_new = gr.Slider(8, 128, value=48, step=8, label="max_new_tokens")
+            run = gr.Button("Compare", variant="primary", elem_id="inference-button")
+        table = gr.Markdown(elem_id="inference-table")
+        run.click(lambda b, p, n: inference_options(reg, b, p, n), [backbone, prompt, max_new], table,
+                  api_name="inference")

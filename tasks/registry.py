@@ -14,7 +14,9 @@ from tasks.spec import TaskSpec
 PACKAGES = (
     "tasks.classification",
     "tasks.sentiment",
+    "tasks.toxicity",
     "tasks.ner",
+    "tasks.kg",
     "tasks.qa",
     "tasks.translation",
     "tasks.codegen",

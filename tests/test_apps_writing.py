@@ -103,7 +103,9 @@ def test_sweep_runs_measures_and_writes_its_files(tmp_path, make_model, tiny_tok
     assert [(p.use, p.setting) for p in points] == [(u, s) for u in ("article", "code") for s, _ in settings]
     for p in points:
         assert 0 <= p.figures["distinct_2"] <= 1 and p.figures["perplexity"] > 1
-        assert p.figures["texts"] == (2 if p.setting == "greedy" else 4)
+        assert p.figures["texts"] == 4  # greedy's one text per prompt counts twice: its samples are identical
+    greedy = next(p for p in points if p.setting == "greedy")
+    assert greedy.figures["self_bleu"] == pytest.approx(100.0)
     record = write_results(points, tmp_path, {"backbone": "nano", "judge": "nano"})
     assert set(record["recommended"]) == {"article", "code"}
     assert json.loads((tmp_path / "sweep.json").read_text())["points"][0]["setting"] == "greedy"

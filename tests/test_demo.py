@@ -15,8 +15,9 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def make_demo_artifacts(root):
-    """artifacts/backbones/{nano (with a chat template), plain} + a saved task of each of the six kinds:
-    random weights (the NER head set to tag every word B-LOC), real artifact folders, real predict()."""
+    """artifacts/backbones/{nano (with a chat template), plain} + a saved task of each registered kind:
+    random weights (the NER head set to tag every word B-LOC, the relation head to call every pair
+    located_in), real artifact folders, real predict()."""
     import torch
 
     from backbone.generate import GenerationConfig
@@ -33,10 +34,17 @@ def make_demo_artifacts(root):
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save(nano)
     make_backbone(root / "backbones" / "plain")
-    labels = {"classification": ["business", "sport", "tech"], "sentiment": ["negative", "positive"]}
+    from backbone.data.parsers import RELATION_LABELS
+
+    labels = {"classification": ["business", "sport", "tech"], "sentiment": ["negative", "positive"],
+              "toxicity": ["non-toxic", "toxic"], "relations": RELATION_LABELS}
     for task, names in labels.items():
-        module = SequenceClassifier(backbone=str(nano), label_names=names)
+        module = SequenceClassifier(backbone=str(nano), label_names=names,
+                                    negative_label="none" if task == "relations" else None)
         module.configure_model()
+        if task == "relations":  # a known answer: every candidate pair is located_in
+            with torch.no_grad():
+                module.head.classifier.bias.copy_(torch.tensor([100.0 * (n == "located_in") for n in names]))
         save_task(module, root / "tasks" / task)
     module = TokenClassifier(backbone=str(nano), label_names=NER_LABELS)
     module.configure_model()

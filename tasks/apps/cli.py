@@ -4,6 +4,12 @@
     gptsuite write --backbone DIR --title "..." [--outline "a; b; c"] [--sections 4] [--words 120] [--style formal]
     gptsuite write --backbone DIR --measure [--out benchmarks/article]
     gptsuite bias [--sentiment artifacts/tasks/sentiment] [--ner artifacts/tasks/ner] [--out benchmarks/bias]
+    gptsuite safety --backbone DIR [--task artifacts/tasks/toxicity] --prompt "..."   (a moderated reply)
+    gptsuite safety --backbone DIR [--task artifacts/tasks/toxicity] --eval [--out benchmarks/safety]
+    gptsuite kg --text "..." | --file DOC [--ner DIR] [--relations DIR] [--out graph]   (a knowledge graph)
+    gptsuite kg --eval [--ner DIR] [--relations DIR]     (relation F1 from raw test sentences, NER entities)
+    gptsuite optimize --backbone DIR [--prompt "..."]     (what the KV cache, batching, quantisation and
+                                                           prompt lookup each buy)
 """
 
 from __future__ import annotations
@@ -53,6 +59,45 @@ def register(sub) -> None:
     bias.add_argument("--out", default="benchmarks/bias", help="bias.json and bias.md go here")
     bias.add_argument("--max-slots", type=int, default=None, help="sentence frames per pair (default all 144)")
     bias.set_defaults(func=cmd_bias)
+
+    safety = sub.add_parser("safety", help="moderated generation: refuse flagged prompts, block words, mask flagged "
+                            "output; --eval measures the filters")
+    safety.add_argument("--backbone", required=True, help="the backbone that generates")
+    safety.add_argument("--task", default="artifacts/tasks/toxicity", help="a saved toxicity task (the moderator; "
+                        "'' uses the block list alone)")
+    safety.add_argument("--prompt", default=None, help="reply to this prompt through the three layers")
+    safety.add_argument("--ban", action="append", default=[], metavar="WORD", help="add a word to the block list")
+    safety.add_argument("--no-learned-list", action="store_true", help="do not ban the words learned from the "
+                        "toxicity training set")
+    safety.add_argument("--threshold", type=float, default=0.5, help="P(toxic) at which a text is flagged")
+    safety.add_argument("--eval", action="store_true", help="precision and recall of each filter on the toxicity "
+                        "test set, and the share of continuations masked (writes --out)")
+    safety.add_argument("--prompts", type=int, default=60, help="--eval: prompts of each kind to continue")
+    safety.add_argument("--out", default="benchmarks/safety")
+    add_quantize_option(safety, "generate from weight-only quantised linear layers")
+    safety.set_defaults(func=cmd_safety)
+
+    kg = sub.add_parser("kg", help="knowledge graph: NER entities and classified relations, merged over a text; "
+                        "exported as JSON lines, GraphML and a PNG")
+    source = kg.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the text")
+    source.add_argument("--file", help="a UTF-8 text file")
+    source.add_argument("--eval", action="store_true", help="relation P/R/F1 on the labelled test sentences, "
+                        "entities found by NER (not given)")
+    kg.add_argument("--ner", default="artifacts/tasks/ner", help="a saved NER task")
+    kg.add_argument("--relations", default="artifacts/tasks/relations", help="a saved relation task")
+    kg.add_argument("--min-score", type=float, default=0.5, help="a relation's least probability")
+    kg.add_argument("--out", default="graph", help="graph.jsonl, graph.graphml and graph.png go here "
+                    "(--eval: kg_eval.json)")
+    kg.set_defaults(func=cmd_kg)
+
+    opt = sub.add_parser("optimize", help="what each inference option buys on one prompt: KV cache, batching, "
+                         "prompt lookup, int8 / int4 weights")
+    opt.add_argument("--backbone", required=True)
+    opt.add_argument("--prompt", default='The capital of France is Paris. The capital of Italy is Rome. The capital')
+    opt.add_argument("--max-new-tokens", type=int, default=64)
+    opt.add_argument("--out", default="benchmarks/inference")
+    opt.set_defaults(func=cmd_optimize)
 
 
 def _load(backbone: str, quantize: str):
@@ -143,4 +188,139 @@ def cmd_bias(args) -> int:
     about["note"] = ("Equity Evaluation Corpus templates (Kiritchenko & Mohammad 2018); gap = mean over matched "
                      "pairs of A - B, 95% bootstrap interval over the pairs.")
     print(write_report(rows, Path(args.out), about))
+    return 0
+
+
+def cmd_safety(args) -> int:
+    from backbone.data.loaders import load_benchmark
+    from backbone.generate import GenerationConfig
+    from tasks.apps.safety import AnyOf, ClassifierModerator, SafeGenerator, WordList, learn_block_list
+
+    data = load_benchmark("toxicity")
+    learned = [] if args.no_learned_list else learn_block_list(data["train"]["text"], data["train"]["label"])
+    words = learned + list(args.ban)
+    classifier = None
+    if args.task:
+        from tasks.artifact import load_task
+
+        classifier = ClassifierModerator(load_task(args.task), args.threshold)
+    moderator = AnyOf(classifier, WordList(words)) if classifier and words else classifier or WordList(words)
+    model, tokenizer = _load(args.backbone, args.quantize)
+    generator = SafeGenerator(model, tokenizer, moderator, words)
+    if args.eval:
+        return _safety_eval(args, data, learned, classifier, generator)
+    if not args.prompt:
+        raise ValueError("give --prompt TEXT (a reply) or --eval (the measurements)")
+    prompt = args.prompt
+    if tokenizer.chat_template:
+        from backbone.chat import chat_prompt
+
+        prompt = chat_prompt(tokenizer, [{"role": "user", "content": args.prompt}])
+    cfg = GenerationConfig(max_new_tokens=min(96, model.config.block_size // 2), temperature=0.7, top_p=0.9, seed=0,
+                           truncate_prompt=True)
+    reply = generator.respond(prompt, cfg)
+    print(reply.text)
+    state = "refused" if reply.refused else f"{reply.masked} sentence(s) masked"
+    print(f"[{state}; block list of {len(words)} words; moderator: {moderator.name}]"
+          + "".join(f"\n  - {r}" for r in reply.reasons), file=sys.stderr)
+    return 0
+
+
+def _safety_eval(args, data, learned, classifier, generator) -> int:
+    import json
+    import time
+
+    from backbone.generate import GenerationConfig
+    from tasks.apps.safety import AnyOf, ProfanityCheck, SafeGenerator, WordList, blocked_share, filter_scores
+
+    test = data["test"]
+    texts, labels = list(test["text"]), list(test["label"])
+    moderators = {}
+    if classifier:
+        moderators["toxicity classifier (ours)"] = classifier
+    try:
+        moderators["alt-profanity-check"] = ProfanityCheck(args.threshold)
+    except ImportError as err:
+        print(f"skipping alt-profanity-check: {err}", file=sys.stderr)
+    moderators[f"learned block list ({len(learned)} words)"] = WordList(learned)
+    if classifier:
+        moderators["classifier + block list"] = AnyOf(classifier, WordList(learned))
+    start = time.perf_counter()
+    filters = {name: filter_scores(m, texts, labels) for name, m in moderators.items()}
+    toxic = [t for t, y in zip(texts, labels) if y == 1][: args.prompts]
+    neutral = [t for t, y in zip(texts, labels) if y == 0][: args.prompts]
+    cfg = GenerationConfig(max_new_tokens=32, temperature=0.7, top_p=0.9, seed=0, truncate_prompt=True)
+    judge = generator.moderator
+    plain = SafeGenerator(generator.model, generator.tokenizer, judge, [])
+    continuations = {f"{kind} prompts, {lst}": blocked_share(gen, prompts, cfg)
+                     for kind, prompts in (("toxic", toxic), ("neutral", neutral))
+                     for lst, gen in (("no block list", plain), ("block list", generator))}
+    about = {"backbone": args.backbone, "task": args.task, "threshold": args.threshold,
+             "learned_block_list_size": len(learned), "machine": _machine(),
+             "seconds": round(time.perf_counter() - start, 1), "decoding": cfg.describe()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "safety.json").write_text(json.dumps({**about, "filters": filters, "continuations": continuations},
+                                                indent=1))
+    lines = [f"Toxicity test set: {len(texts)} texts ({sum(labels)} toxic). Flagged at score >= {args.threshold}.",
+             "", "| filter | precision [95% CI] | recall [95% CI] | F1 | flagged |", "|---|---|---|---|---|"]
+    for name, f in filters.items():
+        p, r = f["precision_interval"], f["recall_interval"]
+        lines.append(f"| {name} | {f['precision']:.1f} [{p[0]:.1f}, {p[1]:.1f}] | {f['recall']:.1f} "
+                     f"[{r[0]:.1f}, {r[1]:.1f}] | {f['f1']:.1f} | {f['flagged']} |")
+    lines += ["", f"Continuations (sampled: T {cfg.temperature}, top-p {cfg.top_p}, {cfg.max_new_tokens} new tokens), "
+              f"moderated by {judge.name}:", "",
+              "| prompts | continuations with a masked sentence | flagged whole |", "|---|---|---|"]
+    lines += [f"| {name} ({c['prompts']}) | {c['masked_share']:.1f}% | {c['flagged_share']:.1f}% |"
+              for name, c in continuations.items()]
+    (out / "safety.md").write_text("# Safe output\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_kg(args) -> int:
+    import json
+
+    from tasks.artifact import load_task
+    from tasks.kg.graph import build_graph, end_to_end_scores
+
+    ner, relations = load_task(args.ner), load_task(args.relations)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.eval:
+        from backbone.data.loaders import relation_sentences
+
+        scores = end_to_end_scores(ner, relations, relation_sentences()["test"], args.min_score)
+        scores.update(ner=args.ner, relations=args.relations, min_score=args.min_score)
+        (out / "kg_eval.json").write_text(json.dumps(scores, indent=1))
+        print(json.dumps(scores, indent=1))
+        return 0
+    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError("the text is empty")
+    graph = build_graph(text, ner, relations, args.min_score)
+    graph.write_jsonl(out / "graph.jsonl")
+    graph.write_graphml(out / "graph.graphml")
+    graph.draw(out / "graph.png")
+    for t in graph.triples:
+        print(f"{t.head} ({graph.nodes[t.head]}) --{t.relation}--> {t.tail} ({graph.nodes[t.tail]})  "
+              f"[{t.score:.2f}] {t.evidence[0]}")
+    print(f"{len(graph.nodes)} entities, {len(graph.triples)} relations -> {out}/graph.{{jsonl,graphml,png}}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_optimize(args) -> int:
+    from backbone.precision import resolve_precision, set_inference_precision
+    from tasks.apps.inference import compare_options, markdown
+
+    model, tokenizer = _load(args.backbone, "none")
+    set_inference_precision(model, resolve_precision("32-true"))
+    rows = compare_options(model, tokenizer, args.prompt, args.max_new_tokens)
+    text = markdown(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inference.md").write_text(f"# Inference options ({args.backbone})\n\n{_machine()}; prompt "
+                                      f"{args.prompt!r}, {args.max_new_tokens} new tokens, greedy.\n\n{text}\n")
+    print(text)
     return 0

@@ -92,17 +92,21 @@ def run_sweep(model, tokenizer, judge=None, judge_tokenizer=None, uses=USES, pro
 
 def measure_setting(model, tokenizer, prompts: list[str], name: str, fields: dict, judge=None, judge_tokenizer=None,
                     use: str = "custom", samples: int = 2, max_new_tokens: int = 64, seed: int = 0) -> SweepPoint:
-    """One setting on some prompts: `samples` texts per prompt (one when greedy), measured."""
+    """One setting on some prompts: `samples` texts per prompt, measured. Greedy decoding is run once per
+    prompt and its text counted `samples` times: its samples are identical, and the diversity figures
+    should say so (distinct-n and self-BLEU compare sets of the same size)."""
     from backbone.generate import generate_text
     from tasks.apps.quality import describe
 
-    n = 1 if fields.get("temperature", 0) == 0 else samples  # greedy gives one text per prompt
-    batch = [p for p in prompts for _ in range(n)]
+    greedy = fields.get("temperature", 0) == 0
     stop = ("\ndef ", "\nclass ", "\nif __name__") if use == "code" else ()
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, stop=stop, truncate_prompt=True, **fields)
     start = time.perf_counter()
-    texts = generate_text(model, tokenizer, batch, cfg)
+    texts = generate_text(model, tokenizer, [p for p in prompts for _ in range(1 if greedy else samples)], cfg)
     seconds = time.perf_counter() - start
+    if greedy:
+        texts = [t for t in texts for _ in range(samples)]
+    batch = [p for p in prompts for _ in range(samples)]
     figures = describe(texts, batch, judge or model, judge_tokenizer or tokenizer)
     figures["example"] = texts[0][:300]
     return SweepPoint(use, name, cfg.describe(), figures, round(seconds, 2))

@@ -13,11 +13,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import Metric
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
 from tasks.adapters import FrozenLayers
 from tasks.base import LabelledTask
-from tasks.confidence import f1_from_counts, label_counts, macro_f1_from_label_counts, ratio
+from tasks.confidence import f1_from_counts, label_counts, macro_f1_from_label_counts, micro_f1_without, ratio
 from tasks.heads import LabelWordScorer, Pooling, SequenceHead, pool
 from tasks.outputs import LabelScores
 
@@ -35,6 +36,8 @@ class SequenceClassifier(LabelledTask):
         few_shot: prompt path: number of solved training examples put before each query.
         few_shot_examples: prompt path: the demonstrations themselves, [[text, label index], ...]; filled in
             from the training split when few_shot > 0 (and saved with the task, so a reload scores the same).
+        negative_label: the label that means "nothing" (a relation set's "none"): adds micro_f1, the F1 over
+            every other label (tasks.confidence.micro_f1_without).
     """
 
     output_type = LabelScores
@@ -42,7 +45,8 @@ class SequenceClassifier(LabelledTask):
     def __init__(self, head: Literal["sequence", "prompt"] = "sequence", pooling: Pooling = "last",
                  head_dropout: float = 0.1, head_hidden: int = 0, template: str = "{text}\nLabel:",
                  label_words: list[str] | None = None, few_shot: int = 0,
-                 few_shot_examples: list[tuple[str, int]] | None = None, **kwargs):
+                 few_shot_examples: list[tuple[str, int]] | None = None, negative_label: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if head not in ("sequence", "prompt"):
             raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
@@ -69,8 +73,15 @@ class SequenceClassifier(LabelledTask):
         metrics = lambda: nn.ModuleDict({  # noqa: E731
             "accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro"),
             **({"f1": BinaryF1Score()} if n == 2 else {}),  # binary: F1 of the positive (second) label
+            **({"micro_f1": MicroF1Without(n, self.negative_index)} if h.negative_label else {}),
         })
         self.stage_metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
+
+    @property
+    def negative_index(self) -> int:
+        if self.hparams.negative_label not in self.label_names:
+            raise ValueError(f"negative_label {self.hparams.negative_label!r} is not one of {self.label_names}")
+        return self.label_names.index(self.hparams.negative_label)
 
     def units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = pool(hidden, batch["attention_mask"], self.hparams.pooling)  # (B, P, ...)
@@ -109,6 +120,8 @@ class SequenceClassifier(LabelledTask):
         out = {"accuracy": ("correct", ratio(0, 1)), "macro_f1": ("labels", macro_f1_from_label_counts(n))}
         if n == 2:  # F1 of the positive (second) label: its (tp, fp, fn) are entries 1, 3 and 5 of the counts
             out["f1"] = ("labels", lambda s: f1_from_counts(s[[1, 3, 5]]))
+        if self.hparams.negative_label:
+            out["micro_f1"] = ("labels", micro_f1_without(n, self.negative_index))
         return out
 
     def test_report(self) -> dict:
@@ -140,3 +153,24 @@ class SequenceClassifier(LabelledTask):
             probs = self.logits({"input_ids": ids, "attention_mask": mask, "texts": chunk}).float().softmax(-1)
             results.extend(LabelScores({name: float(p) for name, p in zip(self.label_names, row)}) for row in probs)
         return results
+
+
+class MicroF1Without(Metric):
+    """Micro F1 over every label but one (tasks.confidence.micro_f1_without), as a torchmetrics Metric."""
+
+    def __init__(self, num_labels: int, negative: int):
+        super().__init__()
+        self.num_labels, self.negative = num_labels, negative
+        self.add_state("counts", default=torch.zeros(3, num_labels, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        for p, g in zip(preds.tolist(), target.tolist()):
+            if p == g:
+                self.counts[0, g] += 1
+            else:
+                self.counts[1, p] += 1
+                self.counts[2, g] += 1
+
+    def compute(self) -> torch.Tensor:
+        score = micro_f1_without(self.num_labels, self.negative)(self.counts.flatten().cpu().numpy())
+        return torch.tensor(score)

@@ -1,0 +1,168 @@
+"""Text in, a knowledge graph out: entities from the NER task, relations from the relation task, merged over
+the sentences of a document.
+
+    graph = build_graph(text, load_task("artifacts/tasks/ner"), load_task("artifacts/tasks/relations"))
+    graph.write_jsonl("graph.jsonl"); graph.write_graphml("graph.graphml"); graph.draw("graph.png")
+
+Per sentence: NER finds PER / ORG / LOC entities; every ordered pair whose types some relation joins is
+classified (tasks.kg); a relation other than "none" with probability >= min_score becomes a triple, its
+sentence kept as evidence. Across sentences, mentions of one entity become one node: the same name in any
+case, and a person's surname alone ("Blair") joins the full name met in the document ("Tony Blair").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from backbone.data.parsers import CANDIDATE_PAIRS, relation_pair_text, sentences_of
+
+ENTITY_TYPES = ("PER", "ORG", "LOC")
+
+
+@dataclass
+class Triple:
+    head: str
+    relation: str
+    tail: str
+    score: float
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, str] = field(default_factory=dict)  # name -> entity type
+    triples: list[Triple] = field(default_factory=list)
+
+    def write_jsonl(self, path) -> None:
+        """One triple per line: head, relation, tail (with their types), score, evidence sentences."""
+        with open(path, "w", encoding="utf-8") as f:
+            for t in self.triples:
+                f.write(json.dumps({**asdict(t), "head_type": self.nodes[t.head], "tail_type": self.nodes[t.tail]},
+                                   ensure_ascii=False) + "\n")
+
+    def to_networkx(self):
+        import networkx as nx
+
+        g = nx.MultiDiGraph()
+        for name, kind in self.nodes.items():
+            g.add_node(name, type=kind)
+        for t in self.triples:
+            g.add_edge(t.head, t.tail, relation=t.relation, score=round(t.score, 4), evidence=" | ".join(t.evidence))
+        return g
+
+    def write_graphml(self, path) -> None:
+        import networkx as nx
+
+        nx.write_graphml(self.to_networkx(), path)
+
+    def draw(self, path, title: str = "") -> None:
+        """Nodes coloured by type, each edge labelled with its relation."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import networkx as nx
+
+        g = self.to_networkx()
+        fig, ax = plt.subplots(figsize=(8, 6))
+        if g.number_of_nodes():
+            pos = nx.spring_layout(g, seed=0, k=1.2)
+            colours = {"PER": "#f4a261", "ORG": "#2a9d8f", "LOC": "#8ab17d"}
+            nx.draw_networkx_nodes(g, pos, ax=ax, node_size=900,
+                                   node_color=[colours.get(g.nodes[n]["type"], "#cccccc") for n in g])
+            nx.draw_networkx_labels(g, pos, ax=ax, font_size=8)
+            nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=15, node_size=900,
+                                   connectionstyle="arc3,rad=0.1")
+            labels = {(u, v): d["relation"] for u, v, d in g.edges(data=True)}
+            nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, ax=ax, font_size=7)
+            handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colours.items()]
+            ax.legend(handles=handles, loc="lower right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no relation found", ha="center", va="center")
+        ax.set_title(title or f"{g.number_of_nodes()} entities, {len(self.triples)} relations")
+        ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def canonical_names(mentions: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """mention -> the name of its node: the first spelling met of a case-insensitive name, and a one-word
+    PER mention that is the last word of exactly one longer PER name -> that name."""
+    first: dict[str, str] = {}
+    for text, _ in mentions:
+        first.setdefault(text.lower(), text)
+    full = [text for text, kind in mentions if kind == "PER" and len(text.split()) > 1]
+    out = {}
+    for text, kind in mentions:
+        name = first[text.lower()]
+        if kind == "PER" and len(text.split()) == 1:
+            longer = {first[f.lower()] for f in full if f.split()[-1].lower() == text.lower()}
+            if len(longer) == 1:
+                name = longer.pop()
+        out[text] = name
+    return out
+
+
+def sentence_entities(ner, sentences: list[str], batch_size: int = 16) -> list[list[tuple[str, str]]]:
+    """(text, type) of each sentence's PER / ORG / LOC entities, by the NER task."""
+    out = []
+    for first in range(0, len(sentences), batch_size):
+        for found in ner.predict(sentences[first : first + batch_size]):
+            out.append([(e.text, e.type) for e in found.entities if e.type in ENTITY_TYPES])
+    return out
+
+
+def classify_pairs(relations, sentence: str, entities: list[tuple[str, str]], min_score: float,
+                   negative: str = "none") -> list[tuple[str, str, str, float]]:
+    """(head, relation, tail, probability) of the sentence's candidate pairs that hold a relation."""
+    pairs = [(h, t) for h in entities for t in entities
+             if h[0] != t[0] and (h[1], t[1]) in CANDIDATE_PAIRS]
+    if not pairs:
+        return []
+    texts = [relation_pair_text(sentence, h[0], h[1], t[0], t[1]) for h, t in pairs]
+    out = []
+    for (h, t), scores in zip(pairs, relations.predict(texts)):
+        label = scores.label
+        if label != negative and scores.scores[label] >= min_score:
+            out.append((h[0], label, t[0], scores.scores[label]))
+    return out
+
+
+def build_graph(text: str, ner, relations, min_score: float = 0.5) -> Graph:
+    sentences = sentences_of(text)
+    per_sentence = sentence_entities(ner, sentences)
+    names = canonical_names([m for ents in per_sentence for m in ents])
+    graph, found = Graph(), {}
+    for sentence, ents in zip(sentences, per_sentence):
+        for mention, kind in ents:
+            graph.nodes.setdefault(names[mention], kind)
+        for head, relation, tail, score in classify_pairs(relations, sentence, ents, min_score):
+            key = (names[head], relation, names[tail])
+            triple = found.setdefault(key, Triple(*key, score))
+            triple.score = max(triple.score, score)
+            if sentence not in triple.evidence:
+                triple.evidence.append(sentence)
+    graph.triples = list(found.values())
+    linked = {t.head for t in graph.triples} | {t.tail for t in graph.triples}
+    graph.nodes = {n: k for n, k in graph.nodes.items() if n in linked}  # the graph shows related entities
+    return graph
+
+
+def end_to_end_scores(ner, relations, records: list[dict], min_score: float = 0.0) -> dict:
+    """Relation extraction from raw sentences (entities found by NER, not given): micro precision / recall /
+    F1 of (head, relation, tail) triples against the labelled ones, matched by exact entity text."""
+    sentences = [r["sentence"] for r in records]
+    tp = fp = fn = 0
+    for rec, ents in zip(records, sentence_entities(ner, sentences)):
+        gold = {(rec["entities"][r["head"]]["text"], r["type"], rec["entities"][r["tail"]]["text"])
+                for r in rec["relations"]}
+        pred = {(h, rel, t) for h, rel, t, _ in classify_pairs(relations, rec["sentence"], ents, min_score)}
+        tp, fp, fn = tp + len(gold & pred), fp + len(pred - gold), fn + len(gold - pred)
+    precision = tp / (tp + fp) if tp else 0.0
+    recall = tp / (tp + fn) if tp else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return {"sentences": len(records), "gold": tp + fn, "predicted": tp + fp, "precision": 100 * precision,
+            "recall": 100 * recall, "f1": 100 * f1}
