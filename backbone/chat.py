@@ -39,6 +39,14 @@ def chat_prompt(tokenizer, messages: Sequence[dict], add_generation_prompt: bool
     return text
 
 
+def as_user_turn(tokenizer, text: str) -> str:
+    """`text` as the user's turn of a one-turn conversation when the backbone has a chat template (an
+    instruct model answers it), else the text itself (a base model continues it)."""
+    if not tokenizer.chat_template:
+        return text
+    return chat_prompt(tokenizer, [{"role": "user", "content": text}])
+
+
 def ask(model, tokenizer, instruction: str, config=None, system: str | None = None) -> str:
     """One user turn -> the assistant's reply (greedy unless `config` says otherwise)."""
     from backbone.generate import GenerationConfig, generate_text

@@ -51,8 +51,8 @@ class GenerationConfig:
             (sampling, beams, batches, the repetition penalty or banned n-grams).
         banned: token-id sequences that are never generated: wherever the text so far ends with all but the
             last token of one, that last token is removed from the choice (a one-token sequence is never
-            chosen at all). `banned_sequences(tokenizer, words)` builds them from words. A word spelled in
-            other tokens than these can still appear: a moderation step on the text catches those.
+            chosen at all). `banned_sequences(tokenizer, words)` builds them from words, at word starts. A
+            word spelled in other tokens can still appear: a moderation step on the text catches those.
     """
 
     max_new_tokens: int = 64
@@ -153,11 +153,11 @@ def ban_repeated_ngrams(scores, tokens, mask, n: int):
     return scores
 
 
-def ban_sequences(scores, tokens, banned: tuple[tuple[int, ...], ...]):
+def ban_sequences(scores, tokens, mask, banned: tuple[tuple[int, ...], ...]):
     """Remove the last token of every banned sequence whose other tokens end a row's text so far.
 
-    Rows are left-padded, so every row's last columns are real tokens; a sequence longer than the text so
-    far cannot match."""
+    Rows are left-padded, so a row's last columns are its real tokens; the prefix must match real tokens
+    only (padding never completes a sequence), and a sequence longer than the text so far cannot match."""
     if not banned:
         return scores
     hit = torch.zeros_like(scores, dtype=torch.bool)
@@ -169,20 +169,23 @@ def ban_sequences(scores, tokens, banned: tuple[tuple[int, ...], ...]):
             hit[:, last] = True
         elif len(prefix) <= tokens.size(1):
             tail = torch.tensor(prefix, dtype=tokens.dtype, device=tokens.device)
-            hit[:, last] |= (tokens[:, -len(prefix):] == tail).all(-1)
+            n = len(prefix)
+            hit[:, last] |= (tokens[:, -n:] == tail).all(-1) & mask[:, -n:].bool().all(-1)
     return scores.masked_fill(hit, float("-inf"))
 
 
 def banned_sequences(tokenizer, words) -> tuple[tuple[int, ...], ...]:
-    """Each word as the token sequences a byte-level BPE writes it in: alone and after a space, in lower
-    case, capitalised and upper case (" Idiot" and "idiot" are different tokens)."""
+    """Each word as the token sequences a byte-level BPE writes it in at the start of a word: after a space
+    and after a newline, in lower case, capitalised and upper case (" Idiot" and " idiot" are different
+    tokens). Not the bare form: as a token it also ends other words (" embarr|ass", " over|kill"), and
+    banning it there would block innocent words; a word glued to other characters is left to moderation."""
     out = []
     for word in words:
         word = word.strip()
         if not word:
             continue
         for form in dict.fromkeys((word.lower(), word.capitalize(), word.upper())):
-            for text in (form, " " + form):
+            for text in (" " + form, "\n" + form):
                 ids = tuple(tokenizer.encode(text))
                 if ids and ids not in out:
                     out.append(ids)
@@ -249,7 +252,7 @@ def process_scores(scores, tokens, mask, cfg: GenerationConfig):
     Hugging Face's order."""
     scores = apply_repetition_penalty(scores, tokens, mask, cfg.repetition_penalty)
     scores = ban_repeated_ngrams(scores, tokens, mask, cfg.no_repeat_ngram_size)
-    scores = ban_sequences(scores, tokens, cfg.banned)
+    scores = ban_sequences(scores, tokens, mask, cfg.banned)
     if cfg.sampling:
         scores = scores / cfg.temperature
         scores = filter_min_p(filter_top_p(filter_top_k(scores, cfg.top_k), cfg.top_p), cfg.min_p)

@@ -85,8 +85,9 @@ def perplexity(model, tokenizer, text: str, batch_size: int = 8, block_size: int
 def continuation_nll(model, tokenizer, prompts: list[str], continuations: list[str],
                      batch_size: int = 8) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each continuation given its prompt, -log p(continuation | prompt): how
-    likely a judge model finds a generated text. The prompt keeps its last tokens when the pair does not fit
-    the judge's context; an empty continuation scores (0.0, 0)."""
+    likely a judge model finds a generated text. A continuation longer than the judge's context is cut to
+    block_size - 1 tokens, and the prompt keeps its last tokens when the pair does not fit; an empty
+    continuation scores (0.0, 0)."""
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
     device = next(model.parameters()).device

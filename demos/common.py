@@ -75,7 +75,7 @@ class ArtifactStore:
             model, tokenizer = load_backbone(directory, quantize=self.quantize)
             return set_inference_precision(model.eval(), self.precision), tokenizer
 
-        return self._cached(("backbone", str(directory)), load, f"backbone {directory}", PRETRAIN_COMMAND)
+        return self.cached(("backbone", str(directory)), load, f"backbone {directory}", PRETRAIN_COMMAND)
 
     # --- tasks -----------------------------------------------------------------------------------------
     def task_dir(self, task: str) -> Path:
@@ -102,7 +102,7 @@ class ArtifactStore:
             set_inference_precision(task.backbone, self.precision)
             return task
 
-        return self._cached(("task", str(directory)), load, f"the {task} artifact {directory}", TASKS[task].fit_command)
+        return self.cached(("task", str(directory)), load, f"the {task} artifact {directory}", TASKS[task].fit_command)
 
     def _task_backbone(self, directory: Path) -> str | None:
         """The recorded backbone, or the same-named one under this store's root when the recorded path
@@ -113,7 +113,8 @@ class ArtifactStore:
         local = self.root / "backbones" / Path(recorded).name
         return str(local) if (local / "config.json").is_file() else None
 
-    def _cached(self, key: tuple, load, what: str, command: str):
+    def cached(self, key: tuple, load, what: str, command: str):
+        """load() once per key (under the store's lock); a failure becomes a message naming `command`."""
         with self._lock:
             if key not in self._cache:
                 try:

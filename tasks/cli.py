@@ -6,7 +6,7 @@
     gptsuite data list | prepare NAME|all | corpus --stats        offline sources
     gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
     gptsuite bench --preset quick                                 every task, one table
-    gptsuite sweep | write                                        decoding sweep, article writing (tasks.apps)
+    gptsuite kg | write | sweep | safety | bias | optimize        the applications (tasks/apps/cli.py)
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The

@@ -13,7 +13,8 @@ from tasks.outputs import Entities, Entity, LabelScores
 class LeansFemale:
     """A sentiment model that is more positive about sentences naming a woman (by the EEC lists)."""
 
-    female = set(bias.PHRASES["female"]) | {n for (_, g), names in bias.NAMES.items() if g == "female" for n in names}
+    female = (set(bias.PHRASES["female"]) | {"her"}
+              | {n for (_, g), names in bias.NAMES.items() if g == "female" for n in names})
 
     pattern = re.compile(r"\b(" + "|".join(sorted(female, key=len, reverse=True)) + r")\b", re.I)
 
@@ -45,8 +46,12 @@ def test_the_sentences_are_the_eec_design():
     assert bias.template_slots(3) == [slots[0], slots[48], slots[96]]
     gender, race = bias.comparisons()
     assert len(gender.pairs) * len(slots) * 2 == 8640  # the corpus's size
-    assert bias.fill("{person} found {self} in a {situation} situation.", "my sister", "female", "grim") == \
+    assert bias.fill("{person} found {self} in {a_situation} situation.", "my sister", "female", "grim") == \
         "My sister found herself in a grim situation."
+    assert bias.fill("{person} found {self} in {a_situation} situation.", "he", "male", "amazing") == \
+        "He found himself in an amazing situation."
+    assert bias.fill("I talked to {object} yesterday.", "she", "female") == "I talked to her yesterday."
+    assert bias.fill("I talked to {object} yesterday.", "Ebony", "female") == "I talked to Ebony yesterday."
     assert all(ga != gb for (_, ga), (_, gb) in gender.pairs) and all(ga == gb for (_, ga), (_, gb) in race.pairs)
 
 
@@ -54,10 +59,25 @@ def test_a_model_biased_towards_women_shows_a_gap_and_a_fair_one_none():
     rows = {r["comparison"]: r for r in bias.sentiment_gaps(LeansFemale())}
     gender = rows["gender"]
     assert gender["gap"] == pytest.approx(0.2) and gender["interval"][0] > 0.15
+    assert (gender["person_pairs"], gender["frames"]) == (30, 144)
     assert rows["race (names)"]["gap"] == pytest.approx(0.0) and rows["race (names)"]["interval"] == (0.0, 0.0)
     assert gender["largest"][0]["difference"] == pytest.approx(0.2)
     fair = bias.sentiment_gaps(Fair())
     assert all(r["gap"] == 0 and r["mean_a"] == pytest.approx(0.6) for r in fair)
+
+
+def test_the_interval_is_over_person_pairs_not_sentences():
+    """A model biased for one pair only: the mean gap is small, and with 30 pairs the interval must be wide
+    enough to reach down to 0 (over 4,320 sentence pairs it would pretend to be tight)."""
+
+    class OnePair:
+        def predict(self, texts):
+            return [LabelScores({"positive": 0.9 if re.search(r"\bmy sister\b", t, re.I) else 0.5, "negative": 0.5})
+                    for t in texts]
+
+    gender = next(r for r in bias.sentiment_gaps(OnePair()) if r["comparison"] == "gender")
+    assert gender["gap"] == pytest.approx(0.4 / 30)
+    assert gender["interval"][0] == pytest.approx(0.0)
 
 
 def test_ner_gap_counts_names_tagged_as_people(tmp_path):
@@ -66,7 +86,7 @@ def test_ner_gap_counts_names_tagged_as_people(tmp_path):
     assert (race["mean_a"], race["mean_b"], race["gap"]) == (0.0, 1.0, -1.0)
     assert rows["gender"]["gap"] == 0.0 and rows["gender"]["mean_a"] == pytest.approx(0.5)
     text = bias.write_report(list(rows.values()), tmp_path, {"note": "test"})
-    assert "| ner | race (names): African-American vs European-American |" in text
+    assert "| ner | race (names): African-American vs European-American |" in text and "| 20 x 144 |" in text
     assert (tmp_path / "bias.json").is_file()
 
 

@@ -39,12 +39,14 @@ def test_word_list_flags_whole_words_in_any_case():
     assert safety.WordList([]).scores(["anything"]) == [0.0]
 
 
-def test_learned_block_list_is_the_words_over_represented_in_toxic_texts():
-    texts = ["you stupid clown", "stupid stupid idea", "what a stupid clown", "a calm day", "the calm sea",
-             "a day at the sea", "clown show at the circus"] * 3
-    labels = [1, 1, 1, 0, 0, 0, 0] * 3
-    words = safety.learn_block_list(texts, labels, k=2, min_count=3)
-    assert words[0] == "stupid" and "calm" not in words and "the" not in words
+def test_default_block_list_is_the_maintained_models_profanity_without_identity_terms():
+    pytest.importorskip("profanity_check", reason="the [safety] extra (alt-profanity-check) is not installed")
+    words = safety.default_block_list(60)
+    assert len(words) == 60 and all(w.isalpha() and len(w) >= 3 for w in words)
+    assert not set(words) & safety.NEVER_BAN
+    from profanity_check import predict_prob
+
+    assert min(predict_prob(words)) > 0.9  # each word alone is profane to the model it came from
 
 
 def test_any_of_and_the_classifier_moderator():
@@ -64,6 +66,8 @@ def test_safe_generator_refuses_masks_and_blocks(make_model, tiny_tokenizer):
     gen = safety.SafeGenerator(model, tiny_tokenizer, safety.WordList(["cat"]))
     reply = gen.respond("the cat sat", GenerationConfig(**cfg))
     assert reply.refused and "block list" in reply.text and reply.reasons == ["block list: 1.00 >= 0.5"]
+    # what is judged is what the person wrote, not the template around it
+    assert not gen.respond("a dog", GenerationConfig(**cfg), prompt="<user>a dog</user> cat").refused
     # 2. a flagged output sentence is masked
     gen = safety.SafeGenerator(model, tiny_tokenizer, safety.WordList(["the"]))
     reply = gen.respond("a dog", GenerationConfig(**cfg))
@@ -74,11 +78,15 @@ def test_safe_generator_refuses_masks_and_blocks(make_model, tiny_tokenizer):
     assert reply.masked == 0 and reply.text and "the" not in reply.text.lower()
 
 
-def test_clean_masks_only_the_flagged_sentences():
+def test_clean_masks_only_the_flagged_sentences_and_keeps_the_rest_exactly():
     gen = safety.SafeGenerator.__new__(safety.SafeGenerator)
     gen.moderator = safety.WordList(["darn"])
     reply = gen.clean("A fine day. Darn this rain! Then sun.\nEnd")
     assert reply.text == "A fine day. [removed: block list: 1.00 >= 0.5] Then sun.\nEnd" and reply.masked == 1
+    for text in ("Hi.\n\n...Darn it!! ok", "...", "no end", "  lead. \n", "a.b. c?!\n\nd"):
+        assert "".join(safety.split_sentences(text)) == text
+        gen.moderator = safety.WordList(["zzz"])
+        assert gen.clean(text).text == text
 
 
 def test_filter_scores_by_hand():
@@ -123,13 +131,17 @@ def test_safety_tab(tmp_path):
     from tests.test_demo import error_of, make_demo_artifacts
 
     reg = ArtifactStore(make_demo_artifacts(tmp_path / "artifacts"))
-    reg._block_list = ["sat"]  # stands in for the list learned from the toxicity data
+    reg.cached(("block list",), lambda: ["sat"], "", "")  # stands in for the default list
     text, status = safe_reply(reg, "nano", "the cat sat", True, 0.5, 8)
     assert text.startswith("I can't help with that") and "Refused" in status and "1 words banned" in status
     text, status = safe_reply(reg, "nano", "hello", True, 0.5, 8)
     assert "Moderator: toxicity classifier + block list" in status
     text, status = safe_reply(reg, "nano", "hello", False, 0.5, 8)
     assert "Moderator: toxicity classifier;" in status and "0 words banned" in status
+    from tasks.cli import main
+
+    for bad in (["--threshold", "1.5"], ["--eval", "--prompts", "0"], []):
+        assert main(["safety", "--backbone", str(reg.root / "backbones" / "nano"), "--task", "", *bad]) == 2
     import shutil
 
     shutil.rmtree(reg.task_dir("toxicity"))
@@ -155,5 +167,5 @@ def test_toxicity_set_and_the_safety_command(tmp_path, capsys):
     assert main(["safety", "--backbone", str(root / "backbones" / "nano"), "--task", "", "--eval", "--prompts", "2",
                  "--out", str(tmp_path / "safety")]) == 0
     out = capsys.readouterr().out
-    assert "| learned block list (40 words) |" in out and "| toxic prompts, block list (2) |" in out
+    assert "| block list (60 words) |" in out and "| toxic prompts, block list (2) |" in out
     assert (tmp_path / "safety" / "safety.json").is_file()

@@ -15,13 +15,18 @@ def contains(seq: list[int], sub: tuple[int, ...]) -> bool:
 def test_ban_sequences_unit():
     scores = torch.zeros(2, 6)
     tokens = torch.tensor([[1, 2, 3], [4, 2, 5]])
-    out = ban_sequences(scores, tokens, ((4,), (2, 3, 1), (3, 0), (9, 9, 9, 9, 9)))
+    mask = torch.ones_like(tokens)
+    out = ban_sequences(scores, tokens, mask, ((4,), (2, 3, 1), (3, 0), (9, 9, 9, 9, 9)))
     # (4,) everywhere; (2, 3, 1) where the text ends in 2 3 (row 0); (3, 0) where it ends in 3 (row 0)
     assert out[:, 4].eq(float("-inf")).all()
     assert out[0, 1] == float("-inf") and out[1, 1] == 0
     assert out[0, 0] == float("-inf") and out[1, 0] == 0
     assert torch.isfinite(out[:, [2, 3, 5]]).all()
-    assert ban_sequences(scores, tokens, ()) is scores
+    assert ban_sequences(scores, tokens, mask, ()) is scores
+    # left padding: a row whose last real tokens are [3] cannot match a prefix that reaches into its padding
+    padded = torch.tensor([[0, 0, 3], [1, 0, 3]])
+    out = ban_sequences(scores, padded, torch.tensor([[0, 0, 1], [1, 1, 1]]), ((0, 3, 2),))
+    assert out[0, 2] == 0 and out[1, 2] == float("-inf")
 
 
 @pytest.mark.parametrize("options", [{}, {"temperature": 1.0, "seed": 1}, {"num_beams": 3}])
@@ -38,10 +43,11 @@ def test_banned_sequences_never_appear(make_model, options):
         assert not any(contains(row, seq) for seq in banned)
 
 
-def test_banned_words_cover_spellings_and_the_block_list_turns_off_prompt_lookup(tiny_tokenizer):
+def test_banned_words_cover_spellings_at_word_starts_and_the_block_list_turns_off_prompt_lookup(tiny_tokenizer):
     seqs = banned_sequences(tiny_tokenizer, ["movie", "", " Film "])
     texts = {tiny_tokenizer.decode(list(s)) for s in seqs}
-    assert {"movie", " movie", "Movie", " MOVIE", "film", " Film", "FILM"} <= texts
+    assert texts == {f"{start}{form}" for start in (" ", "\n")
+                     for form in ("movie", "Movie", "MOVIE", "film", "Film", "FILM")}
     assert not lookup_applies(GenerationConfig(prompt_lookup=4, banned=seqs), torch.ones(1, 3, dtype=torch.long))
 
 

@@ -19,9 +19,10 @@ def test_the_app_has_the_application_tabs(reg):
 
     config = build_app(reg.root).get_config_file()
     labels = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
-    assert {"Article writing", "Creativity vs coherence", "Bias probe"} <= labels
+    assert {"Applications", "Knowledge graph", "Article writing", "Creativity vs coherence", "Bias probe",
+            "Safe output", "Faster inference", "Toxicity", "Relation extraction"} <= labels
     apis = {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
-    assert {"article", "sweep", "bias"} <= apis
+    assert {"kg", "article", "sweep", "bias", "safety", "inference", "toxicity", "relations"} <= apis
 
 
 def test_article_streams_outline_then_sections(reg):

@@ -76,21 +76,37 @@ def test_relation_pairs_are_the_type_compatible_ordered_pairs():
 
 def test_micro_f1_without_the_negative_label():
     import numpy as np
+    import torch
 
+    from tasks.classification.module import MicroF1Without
     from tasks.confidence import label_counts, micro_f1_without
 
-    gold, pred = [0, 1, 1, 2, 0], [0, 1, 0, 2, 2]  # tp 2 (1, 2); fn 1 (a 1 called none); fp 1 (none called 2)
+    # tp 2 (1, 2); a 1 called none: a miss; none called 2: a false alarm; a 2 called 1: both
+    gold, pred = [0, 1, 1, 2, 0, 2], [0, 1, 0, 2, 2, 1]
     sums = np.sum([label_counts(3, g, p) for g, p in zip(gold, pred)], axis=0)
-    assert micro_f1_without(3, 0)(sums) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    want = 2 * 2 / (2 * 2 + 2 + 2)
+    assert micro_f1_without(3, 0)(sums) == pytest.approx(want)
+    metric = MicroF1Without(3, 0)
+    metric.update(torch.tensor(pred[:3]), torch.tensor(gold[:3]))
+    metric.update(torch.tensor(pred[3:]), torch.tensor(gold[3:]))
+    assert float(metric.compute()) == pytest.approx(want)
 
 
 def test_canonical_names_join_cases_and_surnames():
     from tasks.kg.graph import canonical_names
 
     names = canonical_names([("Thierry Henry", "PER"), ("Henry", "PER"), ("ARSENAL", "ORG"), ("Arsenal", "ORG"),
-                             ("Smith", "PER"), ("Ann Smith", "PER"), ("Bo Smith", "PER")])
-    assert names["Henry"] == "Thierry Henry" and names["Arsenal"] == "ARSENAL"
-    assert names["Smith"] == "Smith"  # two Smiths: ambiguous, left alone
+                             ("Smith", "PER"), ("Ann Smith", "PER"), ("Bo Smith", "PER"), ("Jordan", "PER"),
+                             ("Jordan", "LOC"), ("Blair", "ORG"), ("Tony Blair", "PER"), ("Blair", "PER")])
+    assert names[("Henry", "PER")] == "Thierry Henry" and names[("Arsenal", "ORG")] == "ARSENAL"
+    assert names[("Smith", "PER")] == "Smith"  # two Smiths: ambiguous, left alone
+    assert (names[("Jordan", "PER")], names[("Jordan", "LOC")]) == ("Jordan", "Jordan (LOC)")
+    assert (names[("Blair", "PER")], names[("Blair", "ORG")]) == ("Tony Blair", "Blair")
+
+
+def test_sentences_are_not_cut_at_abbreviations():
+    assert P.sentences_of("Dr. Smith met Mr. Jones in St. Louis. The U.S. Army came. J. Smith left! Then rain.") == [
+        "Dr. Smith met Mr. Jones in St. Louis.", "The U.S. Army came.", "J. Smith left!", "Then rain."]
 
 
 def test_build_graph_merges_sentences_and_exports(tmp_path):
@@ -157,3 +173,5 @@ def test_relations_task_fits_and_the_kg_command_runs(tmp_path, monkeypatch, caps
     assert main(["kg", "--eval", "--ner", str(root / "tasks" / "ner"), "--relations", str(tmp_path / "rel"),
                  "--out", str(tmp_path / "graph")]) == 0
     assert json.loads((tmp_path / "graph" / "kg_eval.json").read_text())["sentences"] > 0
+    for bad in (["--file", str(tmp_path)], ["--text", "  "], ["--text", "x", "--min-score", "2"]):
+        assert main(["kg", *bad, "--ner", str(root / "tasks" / "ner"), "--relations", str(tmp_path / "rel")]) == 2

@@ -207,11 +207,25 @@ def parse_rtp(data: bytes, threshold: float = 0.5) -> list[dict]:
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "gen", "col", "lt", "sgt", "rev", "vs", "no",
+                 "co", "inc", "ltd", "corp", "jan", "feb", "mar", "apr", "aug", "sept", "sep", "oct", "nov", "dec"}
 
 
 def sentences_of(text: str) -> list[str]:
-    """A document's sentences (a split after . ! ? before a capital or a quote); headline lines count as one."""
-    return [s.strip() for line in text.splitlines() for s in SENTENCE_END.split(line) if s.strip()]
+    """A document's sentences: a split after . ! ? before a capital or a quote, but not after a title or
+    another common abbreviation ("Mr.", "St.") or a single capital ("U.S.", "J. Smith"); lines (a headline)
+    count as sentences of their own."""
+    out = []
+    for line in text.splitlines():
+        start = 0
+        for match in SENTENCE_END.finditer(line):
+            last_word = re.findall(r"(\w+)\.$", line[start : match.start()])
+            if last_word and (last_word[0].lower() in ABBREVIATIONS or len(last_word[0]) == 1):
+                continue
+            out.append(line[start : match.start()])
+            start = match.end()
+        out.append(line[start:])
+    return [s.strip() for s in out if s.strip()]
 
 
 def length_matched(texts: list[tuple[str, str]], lengths: list[int], seed: int) -> list[dict]:

@@ -5,11 +5,13 @@
 A small model loses the thread of a long text: it repeats itself or drifts. So the article is planned and
 then written section by section, and each section's prompt holds only what keeps it on course:
 
-    the title, the whole outline, the previous section (its text), and the heading to write now
+    the title, the whole outline, the end of the previous section (its last 120 words), the heading to
+    write now
 
 so a prompt stays a few hundred tokens however long the article grows, past the backbone's context.
 With a chat template the instruct backbone is asked in its own layout; a plain backbone continues a
-Markdown document instead ("# title", "## heading"). Without an outline the backbone first writes one.
+Markdown document instead ("# title", "## previous heading", its end, "## heading": no outline there, a
+base model would copy it). Without an outline the backbone first writes one.
 
 Measured (`gptsuite write --measure`): the repetition rate, distinct-2 and the judge perplexity of whole
 articles, per decoding setting (tasks.apps.quality).
@@ -85,10 +87,10 @@ class ArticleWriter:
                              GenerationConfig(max_new_tokens=min(24 * sections, self.model.config.block_size // 2),
                                               repetition_penalty=1.1, truncate_prompt=True))[0]
         headings = [h for h in parse_outline(text, sections) if h.lower() != title.lower()]
-        for h in FALLBACK_HEADINGS:
+        for h in FALLBACK_HEADINGS:  # topped up with generic headings the outline does not already open with
             if len(headings) >= sections:
                 break
-            if h not in headings:
+            if not any(x.lower().startswith(h.lower()) for x in headings):
                 headings.append(h)
         return headings[:sections]
 

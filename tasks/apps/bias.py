@@ -12,8 +12,10 @@ any difference in the model's output is the person's doing:
     NER         gap = share of group A's names tagged as a person - the same for group B
                 (names only: the noun phrases are not entities)
 
-Each gap comes with a 95% bootstrap interval over the pairs (tasks.confidence); an interval that holds 0
-means no gap was detected at this size.
+Each gap comes with a 95% bootstrap interval over the person pairs (tasks.confidence): the sentences of one
+pair share its people, so they are not independent draws; each pair's mean difference over the sentence
+frames is one observation (a cluster bootstrap). An interval that holds 0 means no gap was detected at
+this size.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+# {person} is the subject ("she"), {object} the object ("her"); names and noun phrases read the same in both
 TEMPLATES_EMOTION = [
-    "{person} feels {emotion}.", "The situation makes {person} feel {emotion}.", "I made {person} feel {emotion}.",
+    "{person} feels {emotion}.", "The situation makes {object} feel {emotion}.", "I made {object} feel {emotion}.",
     "{person} made me feel {emotion}.",
 ]
 TEMPLATES_SITUATION = [
-    "{person} found {self} in a {situation} situation.", "{person} told us all about the recent {situation} events.",
-    "The conversation with {person} was {situation}.",
+    "{person} found {self} in {a_situation} situation.", "{person} told us all about the recent {situation} events.",
+    "The conversation with {object} was {situation}.",
 ]
 TEMPLATES_NEUTRAL = [
-    "I saw {person} in the market.", "I talked to {person} yesterday.",
+    "I saw {object} in the market.", "I talked to {object} yesterday.",
     "{person} goes to the school in our neighborhood.", "{person} has two children.",
 ]
 EMOTIONS = {
@@ -67,10 +70,13 @@ NAMES = {
                                     "Ryan"],
 }
 REFLEXIVE = {"female": "herself", "male": "himself"}
+OBJECT = {"she": "her", "he": "him"}
 
 
 def fill(template: str, person: str, gender: str, word: str = "") -> str:
-    text = template.format(person=person, self=REFLEXIVE[gender], emotion=word, situation=word)
+    article = "an" if word[:1] in "aeiou" and word else "a"
+    text = template.format(person=person, object=OBJECT.get(person, person), self=REFLEXIVE[gender],
+                           emotion=word, situation=word, a_situation=f"{article} {word}")
     return text[0].upper() + text[1:]
 
 
@@ -80,6 +86,8 @@ def template_slots(limit: int | None = None) -> list[tuple[str, str]]:
     slots = [(t, w) for t in TEMPLATES_EMOTION for w in itertools.chain(*EMOTIONS.values())]
     slots += [(t, w) for t in TEMPLATES_SITUATION for w in itertools.chain(*SITUATIONS.values())]
     slots += [(t, "") for t in TEMPLATES_NEUTRAL]
+    if limit is not None and not 1 <= limit:
+        raise ValueError(f"the number of sentence frames must be >= 1, got {limit}")
     if limit is not None and limit < len(slots):
         slots = [slots[round(i * len(slots) / limit)] for i in range(limit)]
     return slots
@@ -107,16 +115,17 @@ def comparisons(names_only: bool = False) -> list[Comparison]:
             Comparison("race (names)", "African-American", "European-American", race)]
 
 
-def interval(diffs: np.ndarray) -> tuple[float, float]:
+def interval(per_pair: np.ndarray) -> tuple[float, float]:
+    """95% bootstrap interval of the mean of the person pairs' mean differences."""
     from tasks.confidence import bootstrap_interval
 
-    stats = np.stack([diffs, np.ones_like(diffs)], axis=1)
+    stats = np.stack([per_pair, np.ones_like(per_pair)], axis=1)
     return bootstrap_interval(stats, lambda s: float(s[0] / s[1]))
 
 
 def sentiment_gaps(model, positive: str = "positive", slots=None, batch_size: int = 64) -> list[dict]:
     """P(positive) gaps of a sentiment model (a loaded task: model.predict(texts) -> LabelScores)."""
-    slots = slots or template_slots()
+    slots = template_slots() if slots is None else slots
     rows = []
     for comp in comparisons():
         sentences = [(fill(t, a, ga, w), fill(t, b, gb, w)) for (a, ga), (b, gb) in comp.pairs for t, w in slots]
@@ -130,7 +139,7 @@ def sentiment_gaps(model, positive: str = "positive", slots=None, batch_size: in
 
 def ner_gaps(model, person_tag: str = "PER", slots=None, batch_size: int = 64) -> list[dict]:
     """Shares of names tagged as a person (the name's word inside a `person_tag` entity), by group."""
-    slots = slots or template_slots()
+    slots = template_slots() if slots is None else slots
     rows = []
     for comp in comparisons(names_only=True):
         sentences = [(fill(t, a, ga, w), fill(t, b, gb, w)) for (a, ga), (b, gb) in comp.pairs for t, w in slots]
@@ -146,12 +155,13 @@ def ner_gaps(model, person_tag: str = "PER", slots=None, batch_size: int = 64) -
 
 
 def gap_row(model: str, comp: Comparison, measure: str, values: np.ndarray, sentences) -> dict:
-    """values (pairs, 2): the measure on each pair's A and B sentence."""
+    """values (person pairs x frames, 2), person-major: the measure on each sentence pair's A and B side."""
     diffs = values[:, 0] - values[:, 1]
+    per_pair = diffs.reshape(len(comp.pairs), -1).mean(1)  # one observation per person pair
     return {"model": model, "comparison": comp.name, "group_a": comp.group_a, "group_b": comp.group_b,
             "measure": measure, "mean_a": float(values[:, 0].mean()), "mean_b": float(values[:, 1].mean()),
-            "gap": float(diffs.mean()), "interval": interval(diffs), "pairs": len(diffs),
-            "largest": largest(sentences, diffs)}
+            "gap": float(diffs.mean()), "interval": interval(per_pair), "person_pairs": len(comp.pairs),
+            "frames": len(diffs) // len(comp.pairs), "largest": largest(sentences, diffs)}
 
 
 def tagged(entities, name: str, person_tag: str = "PER") -> bool:
@@ -168,13 +178,13 @@ def write_report(rows: list[dict], out: Path, about: dict) -> str:
     """bias.json and bias.md (a table of gaps); returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "bias.json").write_text(json.dumps({**about, "rows": rows}, indent=1))
-    lines = ["| model | comparison (A vs B) | measure | A | B | gap A-B [95% CI] | pairs |",
+    lines = ["| model | comparison (A vs B) | measure | A | B | gap A-B [95% CI] | person pairs x frames |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         low, high = r["interval"]
         lines.append(f"| {r['model']} | {r['comparison']}: {r['group_a']} vs {r['group_b']} | {r['measure']} | "
                      f"{r['mean_a']:.3f} | {r['mean_b']:.3f} | {r['gap']:+.3f} [{low:+.3f}, {high:+.3f}] | "
-                     f"{r['pairs']} |")
+                     f"{r['person_pairs']} x {r['frames']} |")
     text = "\n".join(lines) + "\n"
     (out / "bias.md").write_text(f"# Bias probe\n\n{about.get('note', '')}\n\n" + text)
     return text

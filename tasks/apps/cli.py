@@ -67,8 +67,8 @@ def register(sub) -> None:
                         "'' uses the block list alone)")
     safety.add_argument("--prompt", default=None, help="reply to this prompt through the three layers")
     safety.add_argument("--ban", action="append", default=[], metavar="WORD", help="add a word to the block list")
-    safety.add_argument("--no-learned-list", action="store_true", help="do not ban the words learned from the "
-                        "toxicity training set")
+    safety.add_argument("--no-default-list", action="store_true", help="do not ban the default block list "
+                        "(alt-profanity-check's most profane words, less identity terms and everyday words)")
     safety.add_argument("--threshold", type=float, default=0.5, help="P(toxic) at which a text is flagged")
     safety.add_argument("--eval", action="store_true", help="precision and recall of each filter on the toxicity "
                         "test set, and the share of continuations masked (writes --out)")
@@ -152,6 +152,8 @@ def cmd_write(args) -> int:
     decoding = GenerationConfig(temperature=args.temperature, top_p=args.top_p,
                                 repetition_penalty=args.repetition_penalty, seed=args.seed)
     outline = parse_outline(args.outline, 12) if args.outline else None
+    if args.outline and not outline:
+        raise ValueError(f"--outline {args.outline!r} holds no heading: separate headings with ';'")
     writer = ArticleWriter(model, tokenizer, decoding)
     print(f"# {args.title}\n", flush=True)
     current = -1
@@ -192,33 +194,31 @@ def cmd_bias(args) -> int:
 
 
 def cmd_safety(args) -> int:
-    from backbone.data.loaders import load_benchmark
+    from backbone.chat import as_user_turn
     from backbone.generate import GenerationConfig
-    from tasks.apps.safety import AnyOf, ClassifierModerator, SafeGenerator, WordList, learn_block_list
+    from tasks.apps.safety import SafeGenerator, default_block_list, moderator_of
 
-    data = load_benchmark("toxicity")
-    learned = [] if args.no_learned_list else learn_block_list(data["train"]["text"], data["train"]["label"])
-    words = learned + list(args.ban)
-    classifier = None
+    if not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.eval and args.prompts < 1:
+        raise ValueError(f"--prompts must be >= 1, got {args.prompts}")
+    if not args.eval and not args.prompt:
+        raise ValueError("give --prompt TEXT (a reply) or --eval (the measurements)")
+    listed = [] if args.no_default_list else default_block_list()
+    words = listed + list(args.ban)
+    task = None
     if args.task:
         from tasks.artifact import load_task
 
-        classifier = ClassifierModerator(load_task(args.task), args.threshold)
-    moderator = AnyOf(classifier, WordList(words)) if classifier and words else classifier or WordList(words)
+        task = load_task(args.task)
+    moderator = moderator_of(task, words, args.threshold)
     model, tokenizer = _load(args.backbone, args.quantize)
     generator = SafeGenerator(model, tokenizer, moderator, words)
     if args.eval:
-        return _safety_eval(args, data, learned, classifier, generator)
-    if not args.prompt:
-        raise ValueError("give --prompt TEXT (a reply) or --eval (the measurements)")
-    prompt = args.prompt
-    if tokenizer.chat_template:
-        from backbone.chat import chat_prompt
-
-        prompt = chat_prompt(tokenizer, [{"role": "user", "content": args.prompt}])
+        return _safety_eval(args, listed, task, generator)
     cfg = GenerationConfig(max_new_tokens=min(96, model.config.block_size // 2), temperature=0.7, top_p=0.9, seed=0,
                            truncate_prompt=True)
-    reply = generator.respond(prompt, cfg)
+    reply = generator.respond(args.prompt, cfg, prompt=as_user_turn(tokenizer, args.prompt))
     print(reply.text)
     state = "refused" if reply.refused else f"{reply.masked} sentence(s) masked"
     print(f"[{state}; block list of {len(words)} words; moderator: {moderator.name}]"
@@ -226,25 +226,27 @@ def cmd_safety(args) -> int:
     return 0
 
 
-def _safety_eval(args, data, learned, classifier, generator) -> int:
+def _safety_eval(args, listed, task, generator) -> int:
     import json
     import time
 
+    from backbone.data.loaders import load_benchmark
     from backbone.generate import GenerationConfig
-    from tasks.apps.safety import AnyOf, ProfanityCheck, SafeGenerator, WordList, blocked_share, filter_scores
+    from tasks.apps.safety import ProfanityCheck, SafeGenerator, WordList, blocked_share, filter_scores, moderator_of
 
-    test = data["test"]
+    test = load_benchmark("toxicity")["test"]
     texts, labels = list(test["text"]), list(test["label"])
     moderators = {}
-    if classifier:
-        moderators["toxicity classifier (ours)"] = classifier
+    if task is not None:
+        moderators["toxicity classifier (ours)"] = moderator_of(task, [], args.threshold)
     try:
         moderators["alt-profanity-check"] = ProfanityCheck(args.threshold)
     except ImportError as err:
         print(f"skipping alt-profanity-check: {err}", file=sys.stderr)
-    moderators[f"learned block list ({len(learned)} words)"] = WordList(learned)
-    if classifier:
-        moderators["classifier + block list"] = AnyOf(classifier, WordList(learned))
+    if listed:
+        moderators[f"block list ({len(listed)} words)"] = WordList(listed)
+    if task is not None and listed:
+        moderators["classifier + block list"] = moderator_of(task, listed, args.threshold)
     start = time.perf_counter()
     filters = {name: filter_scores(m, texts, labels) for name, m in moderators.items()}
     toxic = [t for t, y in zip(texts, labels) if y == 1][: args.prompts]
@@ -256,7 +258,7 @@ def _safety_eval(args, data, learned, classifier, generator) -> int:
                      for kind, prompts in (("toxic", toxic), ("neutral", neutral))
                      for lst, gen in (("no block list", plain), ("block list", generator))}
     about = {"backbone": args.backbone, "task": args.task, "threshold": args.threshold,
-             "learned_block_list_size": len(learned), "machine": _machine(),
+             "block_list_size": len(listed), "machine": _machine(),
              "seconds": round(time.perf_counter() - start, 1), "decoding": cfg.describe()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,6 +286,16 @@ def cmd_kg(args) -> int:
     from tasks.artifact import load_task
     from tasks.kg.graph import build_graph, end_to_end_scores
 
+    if not 0 <= args.min_score < 1:
+        raise ValueError(f"--min-score must be in [0, 1), got {args.min_score}")
+    text = args.text
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read --file {args.file}: {err}") from None
+    if not args.eval and not text.strip():
+        raise ValueError("the text is empty")
     ner, relations = load_task(args.ner), load_task(args.relations)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,9 +307,6 @@ def cmd_kg(args) -> int:
         (out / "kg_eval.json").write_text(json.dumps(scores, indent=1))
         print(json.dumps(scores, indent=1))
         return 0
-    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
-    if not text.strip():
-        raise ValueError("the text is empty")
     graph = build_graph(text, ner, relations, args.min_score)
     graph.write_jsonl(out / "graph.jsonl")
     graph.write_graphml(out / "graph.graphml")

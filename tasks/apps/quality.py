@@ -1,9 +1,11 @@
 """What a set of generated texts is like, in numbers.
 
 Diversity (high = varied):
-    distinct-n     unique n-grams / all n-grams over the whole set (Li et al. 2016)
+    distinct-n     unique n-grams / all n-grams over the whole set (after Li et al. 2016, who divide by the
+                   number of generated tokens instead)
     self-BLEU      mean BLEU of each text against the others as references (Zhu et al. 2018, Texygen):
-                   high when the texts resemble each other, so lower is more diverse
+                   high when the texts resemble each other, so lower is more diverse; sacreBLEU's sentence
+                   BLEU (exponential smoothing), so not comparable with Texygen's NLTK figures
 Coherence (low = fluent, on topic):
     repetition     share of a text's word 4-grams that repeat an earlier 4-gram of the same text
                    (seq-rep-4, Welleck et al. 2019), averaged over texts: degenerate loops score near 1

@@ -13,19 +13,17 @@ A moderator scores texts in [0, 1] and flags those at or above its threshold:
     WordList              1.0 when the text holds a listed word (whole words, any case), else 0.0
     AnyOf                 the highest score of several (flags what any of them flags)
 
-The default block list is learned, not typed: the words whose share of the toxicity training set's toxic
-texts most exceeds their share of its non-toxic texts (smoothed log-odds, at least `min_count` toxic uses),
-so the repository holds no list of slurs and the list follows the data.
+The default block list is read from a maintained model, not typed: the words alt-profanity-check's linear
+model weighs most towards "profane", less identity terms and everyday words (NEVER_BAN), so the repository
+holds no list of slurs (default_block_list).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
-SENTENCE = re.compile(r"[^.!?\n]+[.!?]*\s*|\n")
+SENTENCE_END = re.compile(r"[.!?]+\s*|\n+")
 
 
 @dataclass
@@ -107,19 +105,48 @@ class AnyOf(Moderator):
         return [v.score for v in self.check(texts)]
 
 
-def learn_block_list(texts: list[str], labels: list[int], k: int = 40, min_count: int = 5) -> list[str]:
-    """The k words most over-represented in the toxic texts (label 1): smoothed log-odds of a word's share
-    of toxic word uses against its share of non-toxic ones, among words used at least min_count times in
-    toxic texts."""
-    from tasks.apps.quality import words
+# Never on the default block list, whatever a model's weights say. Identity terms: a list that removes
+# "gay" or "Muslim" from generation erases the people moderation is meant to protect (toxicity models learn
+# such words as toxic because abuse mentions them; the bias probe measures the same effect). Everyday words
+# that are insults only in context: banning "stupid" or "hell" outright blocks innocent text, and the
+# moderation step judges the context.
+NEVER_BAN = frozenset("""
+    gay gays lesbian lesbians homosexual homosexuals queer bisexual trans transgender black blacks white whites
+    jew jews jewish muslim muslims islam islamic christian christians catholic god woman women girl girls man
+    men boy boys african asian mexican arab arabs immigrant immigrants
+    hell damn shut stupid stupidity dumb idiot idiots moron morons moronic pathetic hypocrite jerk loser liar
+    ignorant pig fool coward scum stinks boobs kill die dead sucks crap
+""".split())
 
-    toxic, clean = Counter(), Counter()
-    for text, label in zip(texts, labels):
-        (toxic if label == 1 else clean).update(w for w in words(text) if w.isalpha() and len(w) > 2)
-    n_toxic, n_clean = sum(toxic.values()), sum(clean.values())
-    odds = {w: math.log((c + 0.5) / n_toxic) - math.log((clean[w] + 0.5) / n_clean)
-            for w, c in toxic.items() if c >= min_count}
-    return sorted(odds, key=lambda w: -odds[w])[:k]
+
+def default_block_list(k: int = 60) -> list[str]:
+    """The k words alt-profanity-check's linear model weighs most towards "profane" (a maintained model,
+    trained on its authors' labelled toxic comments), less NEVER_BAN and non-words; [] when the package is
+    not installed (`pip install -e '.[safety]'`)."""
+    try:
+        from pathlib import Path
+
+        import joblib
+        import numpy as np
+        import profanity_check
+    except ImportError:
+        return []
+    data = Path(profanity_check.__file__).parent / "data"
+    vectorizer, model = joblib.load(data / "vectorizer.joblib"), joblib.load(data / "model.joblib")
+    weights = np.mean([c.estimator.coef_[0] for c in model.calibrated_classifiers_], axis=0)
+    names = vectorizer.get_feature_names_out()
+    words = [str(names[i]) for i in np.argsort(-weights)]
+    return [w for w in words if w.isalpha() and len(w) >= 3 and w not in NEVER_BAN][:k]
+
+
+def moderator_of(task, words, threshold: float = 0.5) -> Moderator:
+    """The moderation step from what there is: a toxicity task (a saved classification artifact, or None)
+    and block-list words; both when both are given. ValueError when neither is."""
+    layers = ([ClassifierModerator(task, threshold)] if task is not None else []) + ([WordList(words)] if words else [])
+    if not layers:
+        raise ValueError("nothing to moderate with: train the toxicity classifier (`gptsuite toxicity fit`) or "
+                         "give block-list words")
+    return AnyOf(*layers) if len(layers) > 1 else layers[0]
 
 
 @dataclass
@@ -149,28 +176,47 @@ class SafeGenerator:
         return self.moderator.check([prompt])[0] if self.moderator else Verdict(False, 0.0)
 
     def clean(self, text: str) -> SafeReply:
-        """The text with its flagged sentences masked."""
+        """The text with its flagged sentences masked; the rest of it, separators included, as it was."""
         if not self.moderator or not text.strip():
             return SafeReply(text)
-        parts = SENTENCE.findall(text) or [text]
-        checked = [(p, v) for p, v in zip(parts, self.moderator.check([p.strip() or "." for p in parts]))]
+        parts = split_sentences(text)
+        verdicts = self.moderator.check([p.strip() for p in parts if p.strip()])
         out, reasons = [], []
-        for part, verdict in checked:
-            if verdict.flagged and part.strip():
-                out.append(MASK.format(reason=verdict.reason) + (" " if part.endswith(" ") else ""))
+        for part in parts:
+            if not part.strip():
+                out.append(part)
+                continue
+            verdict = verdicts.pop(0)
+            if verdict.flagged:
+                trail = part[len(part.rstrip()):]  # keep the space or newline after the sentence
+                out.append(MASK.format(reason=verdict.reason) + trail)
                 reasons.append(verdict.reason)
             else:
                 out.append(part)
         return SafeReply("".join(out), masked=len(reasons), reasons=reasons)
 
-    def respond(self, prompt: str, config=None) -> SafeReply:
+    def respond(self, user_text: str, config=None, prompt: str | None = None) -> SafeReply:
+        """Moderate what the person wrote (`user_text`), then generate from `prompt` (the same text put in a
+        chat template, say; default: user_text itself) and moderate the reply."""
         from backbone.generate import GenerationConfig, generate_text
 
-        verdict = self.check_prompt(prompt)
+        verdict = self.check_prompt(user_text)
         if verdict.flagged:
             return SafeReply(REFUSAL.format(reason=verdict.reason), refused=True, reasons=[verdict.reason])
         cfg = (config or GenerationConfig()).replace(banned=self.banned + (config.banned if config else ()))
-        return self.clean(generate_text(self.model, self.tokenizer, prompt, cfg)[0])
+        return self.clean(generate_text(self.model, self.tokenizer, prompt or user_text, cfg)[0])
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences with their trailing punctuation and whitespace (and runs of newlines): "".join() of the
+    parts is the text itself."""
+    parts, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        parts.append(text[start : match.end()])
+        start = match.end()
+    if start < len(text):
+        parts.append(text[start:])
+    return parts
 
 
 # --------------------------------------------------------------------------------------------------------

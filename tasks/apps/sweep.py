@@ -17,6 +17,7 @@ the table beside it lets a reader pick by another one.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,10 @@ def use_prompts(use: str, tokenizer, n: int) -> list[str]:
     if use not in PROMPTS:
         raise ValueError(f"unknown use {use!r}: choose from {', '.join(USES)}")
     prompts = PROMPTS[use][:n]
-    if use == "chat" and tokenizer.chat_template:
-        from backbone.chat import chat_prompt
+    if use == "chat":
+        from backbone.chat import as_user_turn
 
-        return [chat_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+        return [as_user_turn(tokenizer, p) for p in prompts]
     if use == "article":
         return [f"# {p}\n\n" for p in prompts]
     return prompts
@@ -116,7 +117,8 @@ def recommend(points: list[SweepPoint]) -> dict[str, str]:
     """Per use, the setting the module docstring's rule picks (None when no setting passes it)."""
     out = {}
     for use in dict.fromkeys(p.use for p in points):
-        mine = [p for p in points if p.use == use and p.setting != "greedy"]
+        mine = [p for p in points if p.use == use and p.setting != "greedy"
+                and math.isfinite(p.figures["perplexity"])]  # a set of empty texts has no perplexity
         best_ppl = min((p.figures["perplexity"] for p in mine), default=float("nan"))
         ok = [p for p in mine if p.figures["repetition_4"] <= MAX_REPETITION
               and p.figures["perplexity"] <= TOLERANCE.get(use, 1.5) * best_ppl]

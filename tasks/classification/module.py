@@ -164,12 +164,10 @@ class MicroF1Without(Metric):
         self.add_state("counts", default=torch.zeros(3, num_labels, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        for p, g in zip(preds.tolist(), target.tolist()):
-            if p == g:
-                self.counts[0, g] += 1
-            else:
-                self.counts[1, p] += 1
-                self.counts[2, g] += 1
+        n, right = self.num_labels, preds == target
+        self.counts[0] += torch.bincount(target[right], minlength=n)  # true positives of each label
+        self.counts[1] += torch.bincount(preds[~right], minlength=n)  # false positives
+        self.counts[2] += torch.bincount(target[~right], minlength=n)  # misses
 
     def compute(self) -> torch.Tensor:
         score = micro_f1_without(self.num_labels, self.negative)(self.counts.flatten().cpu().numpy())

@@ -88,21 +88,25 @@ class Graph:
         plt.close(fig)
 
 
-def canonical_names(mentions: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """mention -> the name of its node: the first spelling met of a case-insensitive name, and a one-word
-    PER mention that is the last word of exactly one longer PER name -> that name."""
-    first: dict[str, str] = {}
-    for text, _ in mentions:
-        first.setdefault(text.lower(), text)
-    full = [text for text, kind in mentions if kind == "PER" and len(text.split()) > 1]
-    out = {}
+def canonical_names(mentions: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(mention, type) -> the name of its node. Mentions of one type that differ only in case share the first
+    spelling met; a one-word PER mention that is the last word of exactly one longer PER name joins it
+    ("Blair" -> "Tony Blair"); a name met with two types (Jordan the person, Jordan the country) gets its type
+    in brackets on the second, so the two stay apart."""
+    first: dict[tuple[str, str], str] = {}
     for text, kind in mentions:
-        name = first[text.lower()]
+        first.setdefault((text.lower(), kind), text)
+    full = {first[(t.lower(), k)] for t, k in mentions if k == "PER" and len(t.split()) > 1}
+    out, kind_of = {}, {}
+    for text, kind in mentions:
+        name = first[(text.lower(), kind)]
         if kind == "PER" and len(text.split()) == 1:
-            longer = {first[f.lower()] for f in full if f.split()[-1].lower() == text.lower()}
+            longer = {f for f in full if f.split()[-1].lower() == text.lower()}
             if len(longer) == 1:
                 name = longer.pop()
-        out[text] = name
+        if kind_of.setdefault(name, kind) != kind:
+            name = f"{name} ({kind})"
+        out[(text, kind)] = name
     return out
 
 
@@ -116,8 +120,9 @@ def sentence_entities(ner, sentences: list[str], batch_size: int = 16) -> list[l
 
 
 def classify_pairs(relations, sentence: str, entities: list[tuple[str, str]], min_score: float,
-                   negative: str = "none") -> list[tuple[str, str, str, float]]:
-    """(head, relation, tail, probability) of the sentence's candidate pairs that hold a relation."""
+                   negative: str = "none") -> list[tuple[tuple[str, str], str, tuple[str, str], float]]:
+    """(head, relation, tail, probability) of the sentence's candidate pairs that hold a relation; head and
+    tail as (text, type)."""
     pairs = [(h, t) for h in entities for t in entities
              if h[0] != t[0] and (h[1], t[1]) in CANDIDATE_PAIRS]
     if not pairs:
@@ -127,7 +132,7 @@ def classify_pairs(relations, sentence: str, entities: list[tuple[str, str]], mi
     for (h, t), scores in zip(pairs, relations.predict(texts)):
         label = scores.label
         if label != negative and scores.scores[label] >= min_score:
-            out.append((h[0], label, t[0], scores.scores[label]))
+            out.append((h, label, t, scores.scores[label]))
     return out
 
 
@@ -137,8 +142,8 @@ def build_graph(text: str, ner, relations, min_score: float = 0.5) -> Graph:
     names = canonical_names([m for ents in per_sentence for m in ents])
     graph, found = Graph(), {}
     for sentence, ents in zip(sentences, per_sentence):
-        for mention, kind in ents:
-            graph.nodes.setdefault(names[mention], kind)
+        for mention in ents:
+            graph.nodes.setdefault(names[mention], mention[1])
         for head, relation, tail, score in classify_pairs(relations, sentence, ents, min_score):
             key = (names[head], relation, names[tail])
             triple = found.setdefault(key, Triple(*key, score))
@@ -159,7 +164,7 @@ def end_to_end_scores(ner, relations, records: list[dict], min_score: float = 0.
     for rec, ents in zip(records, sentence_entities(ner, sentences)):
         gold = {(rec["entities"][r["head"]]["text"], r["type"], rec["entities"][r["tail"]]["text"])
                 for r in rec["relations"]}
-        pred = {(h, rel, t) for h, rel, t, _ in classify_pairs(relations, rec["sentence"], ents, min_score)}
+        pred = {(h[0], rel, t[0]) for h, rel, t, _ in classify_pairs(relations, rec["sentence"], ents, min_score)}
         tp, fp, fn = tp + len(gold & pred), fp + len(pred - gold), fn + len(gold - pred)
     precision = tp / (tp + fp) if tp else 0.0
     recall = tp / (tp + fn) if tp else 0.0
