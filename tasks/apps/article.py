@@ -191,7 +191,10 @@ def measure(model, tokenizer, judge=None, judge_tokenizer=None, titles=MEASURE_T
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "article.json").write_text(json.dumps(rows, indent=1))
-        lines = ["| decoding | repetition-4 | distinct-2 | judge perplexity | words per article | seconds |",
+        lines = [f"Each setting writes {len(titles)} articles ({', '.join(repr(t) for t in titles)}), {sections} "
+                 f"sections of about {words} words from one shared outline per title; the figures are of the "
+                 "articles' bodies, perplexity under the judge given the title.", "",
+                 "| decoding | repetition-4 | distinct-2 | judge perplexity | words per article | seconds |",
                  "|---|---|---|---|---|---|"]
         lines += [f"| {r['setting']} | {r['repetition_4']:.3f} | {r['distinct_2']:.3f} | {r['perplexity']:.1f} | "
                   f"{r['mean_words']:.0f} | {r['seconds']:.0f} |" for r in rows]

@@ -129,7 +129,8 @@ def cmd_sweep(args) -> int:
                        args.max_new_tokens)
     about = {"backbone": args.backbone, "judge": args.judge or f"{args.backbone} itself (fp32)",
              "quantize": model.quantization, "machine": _machine(),
-             "note": f"{args.prompts} prompts per use, {args.samples} samples each (greedy: 1), "
+             "note": f"{args.prompts} prompts per use, {args.samples} samples each (greedy: its one text counted "
+                     f"{args.samples} times), "
                      f"{args.max_new_tokens} new tokens."}
     record = write_results(points, Path(args.out), about)
     print(Path(args.out, "sweep.md").read_text())

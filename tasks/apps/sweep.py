@@ -165,14 +165,13 @@ def plot(points: list[SweepPoint], picks: dict, path: Path) -> None:
         for p in (p for p in points if p.use == use):
             family = p.setting.split("=")[0]
             x, y = p.figures["distinct_2"], p.figures["perplexity"]
-            ax.scatter(x, y, s=30 + 600 * p.figures["repetition_4"], color=colours.get(family, "gray"), alpha=0.7,
-                       label=family)
+            ax.scatter(x, y, s=30 + 600 * p.figures["repetition_4"], color=colours.get(family, "gray"), alpha=0.7)
             ax.annotate(p.setting, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             if p.setting == picks.get(use):
                 ax.scatter(x, y, s=260, facecolors="none", edgecolors="orange", linewidths=2)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
+        families = list(dict.fromkeys(p.setting.split("=")[0] for p in points if p.use == use))
+        ax.legend(handles=[plt.Line2D([], [], marker="o", ls="", color=colours.get(f, "gray"), label=f)
+                           for f in families], fontsize=7, loc="upper left")  # one marker size for all
         ax.set_yscale("log")
         ax.set_xlabel("distinct-2 (diversity →)")
         ax.set_ylabel("judge perplexity (← coherence)")
