@@ -7,7 +7,11 @@ command that creates the artifact. Bad input (empty, huge, binary) gets a messag
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -20,6 +24,23 @@ MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
 MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
 MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
 
+
+
+OUTPUT_DIR = Path(tempfile.gettempdir()) / "gptsuite-demo"
+
+
+def output_path(prefix: str, suffix: str, keep_s: float = 600.0) -> Path:
+    """A fresh file path for one request's output (an image, an export), under a folder where files older
+    than keep_s are removed on the way: a demo that runs for days does not fill the disk."""
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    now = time.time()
+    for old in OUTPUT_DIR.iterdir():
+        try:
+            if now - old.stat().st_mtime > keep_s:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        except OSError:
+            pass  # another request removed it first
+    return OUTPUT_DIR / f"{prefix}-{uuid.uuid4().hex}{suffix}"
 
 
 def fail(message: str):

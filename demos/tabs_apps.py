@@ -5,13 +5,11 @@ what each inference option buys."""
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from pathlib import Path
 
 import gradio as gr
 
-from demos.common import ArtifactStore, check_text, fail
+from demos.common import ArtifactStore, check_text, fail, output_path
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -96,7 +94,7 @@ def sweep_prompt(reg: ArtifactStore, backbone, prompt, settings, samples=3, max_
         example = " ".join(f["example"].split()).replace("|", "/")[:80]  # one table cell: no line breaks
         lines.append(f"| {p.setting} | {f['distinct_2']:.2f} | {f['repetition_4']:.2f} | {f['perplexity']:.1f} | "
                      f"{example} |")
-    path = Path(tempfile.gettempdir()) / f"gptsuite-sweep-{uuid.uuid4().hex}.png"
+    path = output_path("sweep", ".png")
     plot(points, recommend(points), path)
     note = ("\n\nPerplexity is the backbone's own (the CLI, `gptsuite sweep`, takes a separate judge). "
             "Lower perplexity and repetition: more coherent; higher distinct-2: more diverse.")
@@ -136,8 +134,7 @@ def bias_probe(reg: ArtifactStore, frames=12) -> str:
             rows += probe(reg.task(task), slots=slots)
     if not rows:
         fail("No saved sentiment or NER task: create one with `gptsuite sentiment fit` or `gptsuite ner fit`.")
-    out = Path(tempfile.gettempdir()) / f"gptsuite-bias-{uuid.uuid4().hex}"
-    table = write_report(rows, out, {})
+    table = write_report(rows, output_path("bias", ""), {})
     examples = [f"- {r['model']}, {r['comparison']}: “{e['a']}” vs “{e['b']}”: {e['difference']:+.3f}"
                 for r in rows for e in r["largest"][:1]]
     return (f"{len(slots)} sentence frames per pair (Equity Evaluation Corpus templates).\n\n{table}\n"
@@ -226,7 +223,7 @@ def knowledge_graph(reg: ArtifactStore, text, min_score=0.5):
         if not reg.has_task(task):
             fail(reg.missing_message(task))
     graph = build_graph(text, reg.task("ner"), reg.task("relations"), float(min_score))
-    folder = Path(tempfile.gettempdir()) / f"gptsuite-kg-{uuid.uuid4().hex}"
+    folder = output_path("kg", "")
     folder.mkdir()
     graph.draw(folder / "graph.png")
     graph.write_graphml(folder / "graph.graphml")

@@ -5,14 +5,12 @@ that carry a chat template."""
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import gradio as gr
 
-from demos.common import MAX_ATTENTION_TOKENS, MAX_NEW_TOKENS, ArtifactStore, check_text, fail
+from demos.common import MAX_ATTENTION_TOKENS, MAX_NEW_TOKENS, ArtifactStore, check_text, fail, output_path
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -120,25 +118,14 @@ def attention(reg: ArtifactStore, backbone, text, layer, head):
     return grid_image(weights), head_image(weights[layer, head], tokenizer.token_strings(ids)), note
 
 
-_IMAGE_DIR = Path(tempfile.gettempdir()) / "gptsuite-demo"
-
-
-def image_file(image, keep_s: float = 600.0) -> str:
+def image_file(image) -> str:
     """Save a PIL image under a name of its own and return the path.
 
     Gradio caches a returned PIL image at a path derived from its bytes and rewrites that file on every
     request, so two users who get the same heatmap at once can download a file in the middle of being
     rewritten (a truncated response). A unique file name gives every request its own cached copy.
     """
-    _IMAGE_DIR.mkdir(exist_ok=True)
-    now = time.time()
-    for old in _IMAGE_DIR.glob("*.png"):
-        try:
-            if now - old.stat().st_mtime > keep_s:
-                old.unlink()
-        except OSError:
-            pass  # another request removed it first
-    path = _IMAGE_DIR / f"attention-{uuid.uuid4().hex}.png"
+    path = output_path("attention", ".png")
     image.save(path)
     return str(path)
 

@@ -26,23 +26,31 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def classification_scores(pred: list[int], gold: list[int], num_labels: int) -> dict[str, float]:
+def classification_scores(pred: list[int], gold: list[int], num_labels: int,
+                          negative: int | None = None) -> dict[str, float]:
+    """accuracy, macro F1, binary F1 of label 1 (two labels), and micro F1 without the `negative` label."""
     p, g = torch.tensor(pred), torch.tensor(gold)
     scores = {"accuracy": float(multiclass_accuracy(p, g, num_labels, average="micro")),
               "macro_f1": float(multiclass_f1_score(p, g, num_labels, average="macro"))}
     if num_labels == 2:
         tp = int(((p == 1) & (g == 1)).sum())
         scores["f1"] = 2 * tp / max(int((p == 1).sum()) + int((g == 1).sum()), 1)
+    if negative is not None:
+        from tasks.confidence import label_counts, micro_f1_without
+
+        sums = sum(label_counts(num_labels, a, b) for a, b in zip(gold, pred))
+        scores["micro_f1"] = micro_f1_without(num_labels, negative)(sums)
     return scores
 
 
-def majority(train_labels: list[int], test_labels: list[int], num_labels: int) -> dict[str, float]:
+def majority(train_labels: list[int], test_labels: list[int], num_labels: int,
+             negative: int | None = None) -> dict[str, float]:
     top = Counter(train_labels).most_common(1)[0][0]
-    return classification_scores([top] * len(test_labels), test_labels, num_labels)
+    return classification_scores([top] * len(test_labels), test_labels, num_labels, negative)
 
 
 def bow_logreg(train_texts, train_labels, test_texts, test_labels, num_labels: int, max_vocab: int = 20000,
-               l2: float = 1e-3) -> dict[str, float]:
+               l2: float = 1e-3, negative: int | None = None) -> dict[str, float]:
     # sorted: a set's order changes with the per-process string hash seed, and ties in most_common() would
     # then pick a different vocabulary (and score) on every run
     counts = Counter(w for t in train_texts for w in sorted(set(words(t))))
@@ -69,7 +77,7 @@ def bow_logreg(train_texts, train_labels, test_texts, test_labels, num_labels: i
     optimizer.step(closure)
     with torch.no_grad():
         pred = linear(featurize(test_texts)).argmax(-1).tolist()
-    return classification_scores(pred, test_labels, num_labels)
+    return classification_scores(pred, test_labels, num_labels, negative)
 
 
 def most_frequent_tag(train_tokens, train_tags, test_tokens, test_tags, label_names: list[str]) -> dict[str, float]:

@@ -164,6 +164,7 @@ def test_relations_task_fits_and_the_kg_command_runs(tmp_path, monkeypatch, caps
     run_cli("relations", ["fit", "--config", str(ROOT / "configs/tasks/relations.yaml"),
                           "--model.backbone", str(root / "backbones" / "nano"), "--trainer.max_epochs", "1",
                           "--model.export_dir", str(tmp_path / "rel"), "--trainer.callbacks", "[]",
+                          "--model.balanced_loss", "true",
                           "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp_path)])
     assert (tmp_path / "rel" / "task.json").is_file()
     assert main(["kg", "--text", "Arsenal striker Thierry Henry scored.", "--ner", str(root / "tasks" / "ner"),
@@ -175,3 +176,23 @@ def test_relations_task_fits_and_the_kg_command_runs(tmp_path, monkeypatch, caps
     assert json.loads((tmp_path / "graph" / "kg_eval.json").read_text())["sentences"] > 0
     for bad in (["--file", str(tmp_path)], ["--text", "  "], ["--text", "x", "--min-score", "2"]):
         assert main(["kg", *bad, "--ner", str(root / "tasks" / "ner"), "--relations", str(tmp_path / "rel")]) == 2
+
+
+def test_balanced_loss_weighs_labels_by_inverse_frequency():
+    from types import SimpleNamespace
+
+    from tasks.classification.module import SequenceClassifier
+
+    class Data:
+        label_column = "label"
+        splits = {"train": {"label": [0, 0, 0, 0, 0, 0, 1, 1, 2]}}
+
+        def label_index(self, v):
+            return v
+
+    module = SequenceClassifier(backbone="unused", label_names=["none", "a", "b", "c"], balanced_loss=True)
+    module._trainer = SimpleNamespace(datamodule=Data())
+    weights = module.balanced_weights()
+    assert weights.tolist() == pytest.approx([9 / (4 * 6), 9 / (4 * 2), 9 / (4 * 1), 9 / (4 * 1)])  # c unseen: as 1
+    module._trainer = None
+    assert module.balanced_weights() is None

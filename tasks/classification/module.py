@@ -38,6 +38,9 @@ class SequenceClassifier(LabelledTask):
             from the training split when few_shot > 0 (and saved with the task, so a reload scores the same).
         negative_label: the label that means "nothing" (a relation set's "none"): adds micro_f1, the F1 over
             every other label (tasks.confidence.micro_f1_without).
+        balanced_loss: weigh each label's examples by n / (labels x its count in the training split), so a
+            rare label counts as much as a frequent one in the loss (sklearn's "balanced" class weights);
+            for sets where one label dominates (a relation set's "none").
     """
 
     output_type = LabelScores
@@ -46,7 +49,7 @@ class SequenceClassifier(LabelledTask):
                  head_dropout: float = 0.1, head_hidden: int = 0, template: str = "{text}\nLabel:",
                  label_words: list[str] | None = None, few_shot: int = 0,
                  few_shot_examples: list[tuple[str, int]] | None = None, negative_label: str | None = None,
-                 **kwargs):
+                 balanced_loss: bool = False, **kwargs):
         super().__init__(**kwargs)
         if head not in ("sequence", "prompt"):
             raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
@@ -70,6 +73,7 @@ class SequenceClassifier(LabelledTask):
             if h.few_shot and not h.few_shot_examples and datamodule is not None:
                 h.few_shot_examples = [(r["text"], r["label"]) for r in datamodule.examples_per_label(h.few_shot)]
             self.scorer.examples = [(text, int(label)) for text, label in (h.few_shot_examples or [])]
+        self.loss_weights = self.balanced_weights() if h.balanced_loss else None
         metrics = lambda: nn.ModuleDict({  # noqa: E731
             "accuracy": MulticlassAccuracy(n, average="micro"), "macro_f1": MulticlassF1Score(n, average="macro"),
             **({"f1": BinaryF1Score()} if n == 2 else {}),  # binary: F1 of the positive (second) label
@@ -99,7 +103,20 @@ class SequenceClassifier(LabelledTask):
                            device=batch["input_ids"].device)
 
     def loss(self, batch: dict) -> torch.Tensor:
-        return F.cross_entropy(self.logits(batch).float(), batch["labels"])
+        logits = self.logits(batch).float()
+        weights = self.loss_weights.to(logits.device) if self.loss_weights is not None else None
+        return F.cross_entropy(logits, batch["labels"], weight=weights)
+
+    def balanced_weights(self) -> torch.Tensor | None:
+        """n / (L x count) per label over the training split (None when no data module is attached, as when
+        a saved task is loaded to predict: the weights only matter to training)."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is None:
+            return None
+        train = datamodule.splits["train"]
+        counts = torch.bincount(torch.tensor([datamodule.label_index(v) for v in train[datamodule.label_column]]),
+                                minlength=len(self.label_names)).float()
+        return counts.sum() / (len(counts) * counts.clamp(min=1))
 
     def metrics(self, stage: str) -> dict:
         return dict(self.stage_metrics[stage])

@@ -16,21 +16,29 @@ these relations into a graph.
 from tasks.bench_specs import FROZEN, PROMPT, SMOKE
 from tasks.spec import TaskSpec
 
+_FROZEN_HEAD = {**FROZEN, "trainer.max_epochs": 40, "model.learning_rate": 0.001}
+
 SPEC = TaskSpec(
     name="relations", title="Relation extraction",
     module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
     benchmark="BBC News relations (hand-labelled, declared)", split="test", metrics=("micro_f1", "accuracy"),
     sample="Arsenal striker Thierry Henry scored twice.\nThierry Henry (PER) -> Arsenal (ORG)",
-    baselines="tasks.classification.data.score_baselines",
+    baselines="tasks.kg.baselines.score_baselines",
     anchors=(),
     prompt_args=("--model.head", "prompt", "--model.few_shot", "1", "--model.adapter", "tasks.adapters.Frozen"),
     bench={
         "smoke": SMOKE,
         "quick": {"budget_s": 40, "seconds": 40, "trainer.max_epochs": 10},
-        "smollm2": {"budget_s": 60, "seconds": 120, "data.batch_size": 16,
-                    "methods": {"frozen+mix, last token": {**FROZEN, "model.pooling": "last",
-                                                           "trainer.max_epochs": 40, "model.learning_rate": 0.001},
+        "smollm2": {"budget_s": 60, "seconds": 600, "data.batch_size": 16,
+                    "methods": {"frozen+mix, mean+last, balanced loss": {**_FROZEN_HEAD, "model.pooling": "mean+last",
+                                                                         "model.balanced_loss": True},
                                 "prompt 1-shot": PROMPT}},
+        # what the pooling and the balanced loss are worth (the smollm2 preset's features: the same cache key)
+        "smollm2-ablations": {"budget_s": 60, "seconds": 120, "data.batch_size": 16,
+                              "methods": {"frozen+mix, last token": {**_FROZEN_HEAD, "model.pooling": "last"},
+                                          "frozen+mix, mean+last": {**_FROZEN_HEAD, "model.pooling": "mean+last"},
+                                          "frozen+mix, last token, MLP 256": {**_FROZEN_HEAD, "model.pooling": "last",
+                                                                              "model.head_hidden": 256}}},
         "full": {"trainer.max_epochs": 20},
     },
 )
