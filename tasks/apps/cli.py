@@ -17,6 +17,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+COPY_PROMPT = ("Copy the list exactly.\nList: apples, pears, plums, figs, dates, limes, kiwis, grapes, melons, "
+               "cherries, lemons, oranges, mangoes, papayas, peaches, apricots.\nCopy: apples, pears,")
+
 
 def register(sub) -> None:
     from backbone.quantize import add_quantize_option
@@ -94,7 +97,8 @@ def register(sub) -> None:
     opt = sub.add_parser("optimize", help="what each inference option buys on one prompt: KV cache, batching, "
                          "prompt lookup, int8 / int4 weights")
     opt.add_argument("--backbone", required=True)
-    opt.add_argument("--prompt", default='The capital of France is Paris. The capital of Italy is Rome. The capital')
+    opt.add_argument("--prompt", default=COPY_PROMPT, help="the prompt (default: one whose continuation copies "
+                     "it, where prompt lookup pays)")
     opt.add_argument("--max-new-tokens", type=int, default=64)
     opt.add_argument("--out", default="benchmarks/inference")
     opt.set_defaults(func=cmd_optimize)
@@ -188,8 +192,9 @@ def cmd_bias(args) -> int:
             about[kind] = {"task": directory, "backbone": task.hparams.backbone}
             rows += probe(task, slots=slots)
     about["seconds"] = round(time.perf_counter() - start, 1)
-    about["note"] = ("Equity Evaluation Corpus templates (Kiritchenko & Mohammad 2018); gap = mean over matched "
-                     "pairs of A - B, 95% bootstrap interval over the pairs.")
+    about["note"] = ("Equity Evaluation Corpus templates (Kiritchenko & Mohammad 2018); gap = mean of A - B over "
+                     "the sentence pairs, 95% bootstrap interval over the person pairs (each pair's mean over the "
+                     "frames is one observation).")
     print(write_report(rows, Path(args.out), about))
     return 0
 

@@ -30,18 +30,27 @@ class OptionRow:
         return self.tokens / max(self.seconds, 1e-9)
 
 
-def _run(model, tokenizer, prompts: list[str], cfg: GenerationConfig) -> tuple[list[str], float]:
+def _run(model, tokenizer, prompts: list[str], cfg: GenerationConfig, repeats: int = 3) -> tuple[list[str], float]:
+    """The texts and the median seconds of `repeats` timed runs, after one short untimed run (the first
+    call of a kernel or a cache pays for setting itself up)."""
+    import statistics
+
     from backbone.generate import generate_text
 
-    start = time.perf_counter()
-    texts = generate_text(model, tokenizer, prompts, cfg)
-    return texts, time.perf_counter() - start
+    generate_text(model, tokenizer, prompts, cfg.replace(max_new_tokens=min(4, cfg.max_new_tokens)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        texts = generate_text(model, tokenizer, prompts, cfg)
+        times.append(time.perf_counter() - start)
+    return texts, statistics.median(times)
 
 
 def compare_options(model, tokenizer, prompt: str, max_new_tokens: int = 64, copies: dict | None = None,
                     modes=("int8", "int4")) -> list[OptionRow]:
     """The rows, in the order an optimisation would be applied. Every row decodes exactly max_new_tokens
-    tokens (eos does not end it), so their tokens/s compare; `copies` caches quantised copies between calls."""
+    tokens (eos does not end it), so their tokens/s compare; each time is the median of 3 runs after a warm-up.
+    `copies` caches quantised copies between calls."""
     from backbone.quantize import inference_model, kernels_available, weight_bytes
 
     copies = {} if copies is None else copies
