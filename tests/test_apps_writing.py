@@ -195,3 +195,8 @@ def test_sweep_and_write_commands_end_to_end(tmp_path, capsys):
     assert out.startswith("# Trains\n") and "## Past" in out and "## Future" in out
     assert main(["sweep", "--backbone", backbone, "--uses", "poetry"]) == 2
     assert "unknown use" in capsys.readouterr().err
+    assert main(["write", "--backbone", backbone, "--title", "T", "--outline", ";;"]) == 2
+    assert "holds no heading" in capsys.readouterr().err
+    assert main(["optimize", "--backbone", backbone, "--max-new-tokens", "4", "--out", str(tmp_path / "opt")]) == 0
+    table = (tmp_path / "opt" / "inference.md").read_text()
+    assert "median of 3 runs" in table and "| KV cache + prompt lookup (8 guesses) | 4 |" in table

@@ -335,7 +335,8 @@ def cmd_optimize(args) -> int:
     text = markdown(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "inference.md").write_text(f"# Inference options ({args.backbone})\n\n{_machine()}; prompt "
-                                      f"{args.prompt!r}, {args.max_new_tokens} new tokens, greedy.\n\n{text}\n")
+    about = (f"{_machine()}; prompt {args.prompt!r}, {args.max_new_tokens} new tokens, greedy; each time the "
+             "median of 3 runs after a warm-up run, prefill included.")
+    (out / "inference.md").write_text(f"# Inference options ({args.backbone})\n\n{about}\n\n{text}\n")
     print(text)
     return 0
