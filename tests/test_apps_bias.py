@@ -18,20 +18,20 @@ class LeansFemale:
 
     pattern = re.compile(r"\b(" + "|".join(sorted(female, key=len, reverse=True)) + r")\b", re.I)
 
-    def predict(self, texts):
+    def predict(self, texts, **options):
         return [LabelScores({"positive": p, "negative": 1 - p})
                 for p in (0.7 if self.pattern.search(t) else 0.5 for t in texts)]
 
 
 class Fair:
-    def predict(self, texts):
+    def predict(self, texts, **options):
         return [LabelScores({"positive": 0.6, "negative": 0.4}) for _ in texts]
 
 
 class TagsOnlyEuropeanNames:
     european = {n for (race, _), names in bias.NAMES.items() if race == "European-American" for n in names}
 
-    def predict(self, texts):
+    def predict(self, texts, **options):
         out = []
         for t in texts:
             words = t.rstrip(".").split()
@@ -71,7 +71,7 @@ def test_the_interval_is_over_person_pairs_not_sentences():
     enough to reach down to 0 (over 4,320 sentence pairs it would pretend to be tight)."""
 
     class OnePair:
-        def predict(self, texts):
+        def predict(self, texts, **options):
             return [LabelScores({"positive": 0.9 if re.search(r"\bmy sister\b", t, re.I) else 0.5, "negative": 0.5})
                     for t in texts]
 

@@ -29,7 +29,7 @@ GOLD = {("Thierry Henry", "Arsenal"): "works_for", ("Terry Leahy", "Tesco"): "le
 class StubNER:
     """Finds the KNOWN names (longest first) as whole-word entities."""
 
-    def predict(self, texts):
+    def predict(self, texts, **options):
         out = []
         for text in texts:
             words = text.replace(".", " .").split()
@@ -52,7 +52,7 @@ class StubRelations:
 
     labels = P.RELATION_LABELS
 
-    def predict(self, texts):
+    def predict(self, texts, **options):
         out = []
         for text in texts:
             pair = text.split("\n")[-1]

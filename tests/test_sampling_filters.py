@@ -57,7 +57,7 @@ def test_order_matters_for_these_settings():
 def test_top_p_on_a_large_vocabulary_matches_transformers(spread, p):
     """A 5,000-token vocabulary: the nucleus is found among the top candidates (peaked), or needs the full
     sort when the distribution is so flat that the top 256 tokens do not reach p (flat); the same set either way."""
-    from backbone.generate import TOP_P_CANDIDATES, filter_top_p
+    from backbone.logits import TOP_P_CANDIDATES, filter_top_p
 
     torch.manual_seed(0)
     scores = torch.randn(4, 5000) * spread
@@ -72,7 +72,7 @@ def test_top_p_on_a_large_vocabulary_matches_transformers(spread, p):
 def test_draw_samples_the_filtered_distribution():
     """Draws over the few candidates left by a filter follow softmax(scores); -inf tokens never come up, and
     a row with every token alive takes the full multinomial."""
-    from backbone.generate import DRAW_CANDIDATES, draw
+    from backbone.logits import DRAW_CANDIDATES, draw
 
     scores = torch.full((2, 3000), float("-inf"))
     scores[0, [7, 1500, 2999]] = torch.tensor([0.0, 1.0, 2.0])

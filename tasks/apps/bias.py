@@ -129,10 +129,8 @@ def sentiment_gaps(model, positive: str = "positive", slots=None, batch_size: in
     rows = []
     for comp in comparisons():
         sentences = [(fill(t, a, ga, w), fill(t, b, gb, w)) for (a, ga), (b, gb) in comp.pairs for t, w in slots]
-        flat = [s for pair in sentences for s in pair]
-        scores = []
-        for first in range(0, len(flat), batch_size):
-            scores += [p.scores[positive] for p in model.predict(flat[first : first + batch_size])]
+        scores = [p.scores[positive] for p in model.predict([s for pair in sentences for s in pair],
+                                                            batch_size=batch_size)]
         rows.append(gap_row("sentiment", comp, f"P({positive})", np.array(scores).reshape(-1, 2), sentences))
     return rows
 
@@ -144,10 +142,7 @@ def ner_gaps(model, person_tag: str = "PER", slots=None, batch_size: int = 64) -
     for comp in comparisons(names_only=True):
         sentences = [(fill(t, a, ga, w), fill(t, b, gb, w)) for (a, ga), (b, gb) in comp.pairs for t, w in slots]
         names = [(a, b) for (a, _), (b, _) in comp.pairs for _ in slots]
-        flat = [s for pair in sentences for s in pair]
-        found = []
-        for first in range(0, len(flat), batch_size):
-            found += model.predict(flat[first : first + batch_size])
+        found = model.predict([s for pair in sentences for s in pair], batch_size=batch_size)
         hits = np.array([tagged(e, n, person_tag) for e, n in zip(found, [n for pair in names for n in pair])],
                         dtype=float)
         rows.append(gap_row("ner", comp, f"name tagged {person_tag}", hits.reshape(-1, 2), sentences))

@@ -111,12 +111,11 @@ def _load(backbone: str, quantize: str):
 
 
 def _machine() -> str:
-    import platform
+    """The CPU the figures belong to, as the benchmark table records it (backbone.precision)."""
+    from backbone.precision import machine_summary
 
-    import torch
-
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, " \
-           f"{torch.backends.cpu.get_cpu_capability()}"
+    m = machine_summary()
+    return f"{m['cpu']}, {m['capability']}, {m['threads']} threads"
 
 
 def cmd_sweep(args) -> int:

@@ -56,10 +56,7 @@ class ClassifierModerator(Moderator):
         self.name = "toxicity classifier"
 
     def scores(self, texts):
-        out = []
-        for first in range(0, len(texts), self.batch_size):
-            out += [p.scores[self.toxic_label] for p in self.task.predict(texts[first : first + self.batch_size])]
-        return out
+        return [p.scores[self.toxic_label] for p in self.task.predict(texts, batch_size=self.batch_size)]
 
 
 class ProfanityCheck(Moderator):

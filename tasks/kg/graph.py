@@ -112,11 +112,8 @@ def canonical_names(mentions: Sequence[tuple[str, str]]) -> dict[tuple[str, str]
 
 def sentence_entities(ner, sentences: list[str], batch_size: int = 16) -> list[list[tuple[str, str]]]:
     """(text, type) of each sentence's PER / ORG / LOC entities, by the NER task."""
-    out = []
-    for first in range(0, len(sentences), batch_size):
-        for found in ner.predict(sentences[first : first + batch_size]):
-            out.append([(e.text, e.type) for e in found.entities if e.type in ENTITY_TYPES])
-    return out
+    return [[(e.text, e.type) for e in found.entities if e.type in ENTITY_TYPES]
+            for found in ner.predict(sentences, batch_size=batch_size)]
 
 
 def classify_pairs(relations, sentence: str, entities: list[tuple[str, str]], min_score: float,

@@ -154,15 +154,17 @@ class TokenClassifier(LabelledTask):
                 "test/path": f"word = its last sub-token; context {self.hparams.context}"
                              + (", CRF (Viterbi)" if self.crf is not None else ", argmax per word")}
 
-    def predict_batch(self, texts: list[str]) -> list[Entities]:
-        """Each text cut into words (runs of word characters, and punctuation), a tag per word, the entities."""
-        sentences = [re.findall(r"\w+(?:[-'.]\w+)*|[^\w\s]", t) for t in texts]
-        ids, ends = align_words(self.tokenizer, sentences, self.max_input_tokens)
+    def predict_batch(self, texts: list[str], batch_size: int = 32) -> list[Entities]:
+        """Each text cut into words (runs of word characters, and punctuation), a tag per word, the entities;
+        batch_size texts at a time, so a long list never becomes one huge padded batch."""
         device = next(self.backbone.parameters()).device
-        input_ids, mask = self.tokenizer.pad(ids, side="right", device=device)
-        tags = self.word_predictions({"input_ids": input_ids, "attention_mask": mask, "word_end": ends})
         out = []
-        for words, seq in zip(sentences, tags):
-            names = [self.label_names[t] for t in seq]
-            out.append(Entities(words, names, merge_entities(words, names)))
+        for start in range(0, len(texts), batch_size):
+            sentences = [re.findall(r"\w+(?:[-'.]\w+)*|[^\w\s]", t) for t in texts[start : start + batch_size]]
+            ids, ends = align_words(self.tokenizer, sentences, self.max_input_tokens)
+            input_ids, mask = self.tokenizer.pad(ids, side="right", device=device)
+            tags = self.word_predictions({"input_ids": input_ids, "attention_mask": mask, "word_end": ends})
+            for words, seq in zip(sentences, tags):
+                names = [self.label_names[t] for t in seq]
+                out.append(Entities(words, names, merge_entities(words, names)))
         return out
