@@ -3,8 +3,10 @@
 Step counts measured on one machine do not transfer: the same 1,000 pretraining steps take 8 minutes where
 bf16 is fast and hours where it is emulated. Lightning's `max_time` alone would stop such a run on time but
 in the middle of its learning-rate schedule, at a high learning rate. This callback instead measures the
-pace (wall seconds per optimizer step, validation included) over the first steps, and again after every
-validation, and sets the run's last step to the one the budget reaches:
+pace (wall seconds per optimizer step, validation included) over the first steps, again whenever the steps
+measured have doubled (batches of varying length make a first estimate rough, and a run without validation
+would otherwise keep it), and after every validation, and sets the run's last step to the one the budget
+reaches:
 
     last_step = steps_done + (budget - elapsed) / pace          (never beyond the configured max_steps)
 
@@ -58,8 +60,11 @@ class TimeBudget(Callback):
                 rank_zero_info(f"time budget of {self.seconds:.0f} s spent at step {trainer.global_step}: stopping")
             trainer.should_stop = True
             self.report["stopped_by_budget"] = True
-        elif trainer.global_step - self._clock_step == self.probe_steps:
-            self._refit(trainer)
+        else:
+            timed = trainer.global_step - self._clock_step
+            if timed >= self.probe_steps and (timed // self.probe_steps).bit_count() == 1 \
+                    and timed % self.probe_steps == 0:  # probe_steps x 1, 2, 4, 8, ...
+                self._refit(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if (not trainer.sanity_checking and self._clock is not None
@@ -83,7 +88,7 @@ class TimeBudget(Callback):
         last = trainer.strategy.broadcast(last, src=0)
         if last == self.report["fitted_steps"]:
             return
-        if self.report["fitted_steps"] == self._planned:
+        if self.report["fitted_steps"] == self._planned or trainer.global_step - self._clock_step == self.probe_steps:
             rank_zero_info(f"time budget {self.seconds:.0f} s: {pace:.3f} s/step here, so {last} of the "
                            f"planned {self._planned} steps; the learning-rate schedule now ends at step {last}")
         trainer.fit_loop.epoch_loop.max_steps = last

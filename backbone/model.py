@@ -258,6 +258,7 @@ class GPT(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """idx (B, T) token ids -> hidden states (B, T, C).
 
@@ -265,6 +266,7 @@ class GPT(nn.Module):
         Positions count real tokens only, so a left-padded prompt gets the same positions as an unpadded one.
         With a cache, only the new tokens are fed and their keys/values are appended to it.
         inputs_embeds (B, T, C) replaces the token embedding lookup (soft prompts); then idx is None.
+        segment_ids (B, T): continuations of a shared prefix packed in one row (see layer_states).
         """
         like = idx if idx is not None else inputs_embeds
         # An incremental step (new tokens after cached ones: decoding, prompt lookup's checks) is bound by
@@ -273,7 +275,7 @@ class GPT(nn.Module):
         incremental = cache is not None and cache.length > 0
         with contextlib.nullcontext() if incremental else self._autocast(like):
             hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False,
-                                  inputs_embeds=inputs_embeds)
+                                  inputs_embeds=inputs_embeds, segment_ids=segment_ids)
         return hidden.float() if self.autocast_dtype is not None else hidden
 
     def _autocast(self, like: torch.Tensor):
@@ -294,39 +296,63 @@ class GPT(nn.Module):
         return weights
 
     @torch.no_grad()
-    def layer_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None, layers: list[int]) -> torch.Tensor:
+    def layer_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None, layers: list[int],
+                     segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states after chosen blocks, stacked: (B, T, len(layers), C), for frozen-feature heads.
 
         Layer k is the residual stream after k blocks (0: the embeddings); n_layer (or -1) is the final
         output, after ln_f, as `forward` returns it (the numbering of transformers' output_hidden_states).
         Blocks above the highest layer asked for are not run.
+
+        segment_ids (B, T) packs several continuations of one shared prefix into a row: segment 0 is the
+        prefix, and a token of segment g > 0 sees the prefix and the earlier tokens of its own segment only,
+        at the positions it would have right after the prefix. Each continuation's states are then exactly
+        those of prefix + continuation run alone, while the prefix is computed once for all of them (a
+        context read once for all its questions).
         """
         n = self.config.n_layer
         wanted = [k + n + 1 if k < 0 else k for k in layers]
         if not wanted or any(not 0 <= k <= n for k in wanted):
             raise ValueError(f"layers must be in [-{n + 1}, {n}] for this {n}-layer backbone, got {layers}")
         with self._autocast(idx):
-            _, _, states = self._run(idx, attention_mask, None, None, need_weights=False, keep=set(wanted))
+            _, _, states = self._run(idx, attention_mask, None, None, need_weights=False, keep=set(wanted),
+                                     segment_ids=segment_ids)
         return torch.stack([states[k] for k in wanted], dim=2).float()  # (B, T, nL, C)
 
-    def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None, keep=None):
+    def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None, keep=None,
+             segment_ids=None):
         if (idx is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of idx and inputs_embeds")
         B, T = idx.shape if idx is not None else inputs_embeds.shape[:2]
         device = idx.device if idx is not None else inputs_embeds.device
         past = cache.length if cache is not None else 0
         S = past + T
-        if S > self.config.block_size and self.config.positions != "rope":
+        if S > self.config.block_size and self.config.positions != "rope" and segment_ids is None:
             raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
         if attention_mask is not None and attention_mask.shape != (B, S):
             raise ValueError(f"attention_mask must be (batch, cached + new) = {(B, S)}, "
                              f"got {tuple(attention_mask.shape)}")
+        if segment_ids is None:
+            mask = self._attention_mask(attention_mask, B, T, past, device)
+        else:  # causal, and a continuation (segment > 0) sees the prefix (segment 0) and itself only; a dense
+            # mask, so packed rows do without scaled_dot_product_attention's is_causal fast path
+            if cache is not None:
+                raise ValueError("segment_ids are for a packed row read whole, not with a KV cache")
+            if segment_ids.shape != (B, T):
+                raise ValueError(f"segment_ids must be (batch, tokens) = {(B, T)}, got {tuple(segment_ids.shape)}")
+            visible = (segment_ids[:, :, None] == segment_ids[:, None, :]) | (segment_ids[:, None, :] == 0)
+            mask = self._attention_mask(attention_mask, B, T, 0, device, force=True) & visible[:, None]
+            if position_ids is None:  # a token's position: how many real tokens it sees, itself excluded
+                real = torch.ones_like(visible[:, 0]) if attention_mask is None else attention_mask.bool()
+                position_ids = ((mask[:, 0] & real[:, None, :]).sum(-1) - 1).clamp(min=0)  # (B, T)
+            longest = int(position_ids.max()) + 1 if T else 0  # a packed row may be longer than any sequence
+            if longest > self.config.block_size and self.config.positions != "rope":
+                raise ValueError(f"a packed sequence of {longest} tokens exceeds block_size {self.config.block_size}")
         if position_ids is None:
             if attention_mask is not None:  # count only real tokens: pads do not advance the position
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
             else:
                 position_ids = torch.arange(past, S, device=device).expand(B, T)
-        mask = self._attention_mask(attention_mask, B, T, past, device)
 
         x = self.transformer.wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.config.positions == "learned":
@@ -357,11 +383,12 @@ class GPT(nn.Module):
         return x, all_weights
 
     @staticmethod
-    def _attention_mask(attention_mask, B, T, past, device) -> torch.Tensor | None:
-        """Boolean (B, 1, T, S) mask, True where query t may attend key s; None means plain causal."""
-        if attention_mask is None and past == 0:
+    def _attention_mask(attention_mask, B, T, past, device, force=False) -> torch.Tensor | None:
+        """Boolean (B, 1, T, S) mask, True where query t may attend key s; None means plain causal (unless
+        `force`)."""
+        if attention_mask is None and past == 0 and not force:
             return None  # scaled_dot_product_attention's is_causal fast path
-        if attention_mask is None and T == 1:
+        if attention_mask is None and T == 1 and not force:
             return None  # one new token attends to everything cached
         S = past + T
         q_pos = torch.arange(past, S, device=device)[:, None]  # (T, 1)

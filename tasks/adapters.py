@@ -27,6 +27,7 @@ class Adapter(nn.Module):
     n_virtual_tokens = 0
     input_copies = 1  # how many times the input is fed (FrozenLayers' echo feeds it twice)
     cache = False  # whether its states can be computed once per split (tasks.features)
+    packs_segments = True  # whether states() takes segment_ids (continuations of a shared prefix, packed)
 
     def attach(self, backbone: GPT, tokenizer=None) -> None:
         backbone.requires_grad_(False)
@@ -36,12 +37,15 @@ class Adapter(nn.Module):
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return []
 
-    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return backbone(idx, attention_mask)
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return backbone(idx, attention_mask, segment_ids=segment_ids)
 
-    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, nL, C) per-layer states, what `mix` combines; one "layer" here: encode's output."""
-        return self.encode(backbone, idx, attention_mask)[:, :, None]
+    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, nL, C) per-layer states, what `mix` combines; one "layer" here: encode's output.
+        segment_ids: packed continuations of a shared prefix (GPT.layer_states), where packs_segments."""
+        return self.encode(backbone, idx, attention_mask, segment_ids)[:, :, None]
 
     def mix(self, states: torch.Tensor) -> torch.Tensor:
         """(..., nL, C) -> (..., C). A task picks its units (words, pooled vectors) between states and mix."""
@@ -167,7 +171,12 @@ class PromptTuning(Adapter):
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return [self.soft_prompt] if self.soft_prompt is not None else []
 
-    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    packs_segments = False  # the soft prompt sits before the shared prefix
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if segment_ids is not None:
+            raise ValueError("PromptTuning cannot read packed sequences (segment_ids)")
         B, n = idx.size(0), self.n_virtual_tokens
         embeds = torch.cat([self.soft_prompt.expand(B, -1, -1), backbone.transformer.wte(idx)], dim=1)
         mask = torch.cat([attention_mask.new_ones(B, n), attention_mask], dim=1)
@@ -219,7 +228,12 @@ class PrefixTuning(Adapter):
         expand = lambda p: p[:, None].expand(-1, batch_size, -1, -1, -1)  # noqa: E731  (L, B, nkv, n, hs)
         return PrefixCache(expand(self.prefix_k), expand(self.prefix_v))
 
-    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    packs_segments = False  # its prefix is a cache, and segments are computed without one
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if segment_ids is not None:
+            raise ValueError("PrefixTuning cannot read packed sequences (segment_ids)")
         B, T = idx.shape
         cache = self.prefilled_cache(B)
         mask = torch.cat([attention_mask.new_ones(B, self.n_virtual_tokens), attention_mask], dim=1)
@@ -250,6 +264,7 @@ class FrozenLayers(Adapter):
         self.layers = list(layers if layers is not None else [-1])
         self.echo, self.cache = echo, cache
         self.input_copies = 2 if echo else 1
+        self.packs_segments = not echo  # a packed row fed twice would not be two copies of each sequence
         self.mix_logits = nn.Parameter(torch.zeros(len(self.layers)))
         self.gamma = nn.Parameter(torch.ones(()))
 
@@ -257,19 +272,23 @@ class FrozenLayers(Adapter):
         return [self.mix_logits, self.gamma]
 
     @torch.no_grad()
-    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input). Always
         without dropout: frozen features are the same in every epoch, cached or not."""
+        if segment_ids is not None and not self.packs_segments:
+            raise ValueError("echo cannot read packed sequences (segment_ids)")
         training = backbone.training
         backbone.eval()
         try:
-            return self._states(backbone, idx, attention_mask)
+            return self._states(backbone, idx, attention_mask, segment_ids)
         finally:
             backbone.train(training)
 
-    def _states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+                segment_ids: torch.Tensor | None) -> torch.Tensor:
         if not self.echo:
-            return backbone.layer_states(idx, attention_mask, self.layers)
+            return backbone.layer_states(idx, attention_mask, self.layers, segment_ids=segment_ids)
         lengths = attention_mask.long().sum(1)  # (B,)
         B, T = idx.shape
         t = torch.arange(T, device=idx.device)
@@ -289,5 +308,6 @@ class FrozenLayers(Adapter):
         normed = F.layer_norm(states, states.shape[-1:])
         return self.gamma * torch.einsum("...lc,l->...c", normed, weights)
 
-    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.states(backbone, idx, attention_mask))
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mix(self.states(backbone, idx, attention_mask, segment_ids))

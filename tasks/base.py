@@ -123,7 +123,8 @@ class TaskModule(L.LightningModule):
             states, unit_mask = cache.gather(batch["row"])
             states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
         else:  # units are picked from the per-layer states before the mix, exactly as the cache stores them
-            states, unit_mask = self.units(self.adapter.states(self.backbone, ids, mask), batch)
+            states = self.adapter.states(self.backbone, ids, mask, batch.get("segment_ids"))
+            states, unit_mask = self.units(states, batch)
         return self.adapter.mix(states), unit_mask
 
     def feature_spec(self) -> dict:
@@ -174,7 +175,8 @@ class TaskModule(L.LightningModule):
     def _layer_states(self, batch: dict) -> torch.Tensor:
         device = next(self.backbone.parameters()).device
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        return self.adapter.states(self.backbone, ids, mask).cpu()
+        segments = batch["segment_ids"].to(device) if "segment_ids" in batch else None
+        return self.adapter.states(self.backbone, ids, mask, segments).cpu()
 
     def _cpu_units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(t.cpu() for t in self.units(hidden, batch))

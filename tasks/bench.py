@@ -157,7 +157,7 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     decoder = getattr(cli.model, "decoder", None)
     if decoder is not None and decoder.mode is not None:  # what decoding ran on (auto's choice resolved)
         spent["decoded_with"] = f"quantize {decoder.mode}"
-    n_train = len(cli.datamodule.splits.get("train", [])) if fits else 0
+    n_train = cli.datamodule.n_examples("train") if fits else 0
     result = {"metrics": metrics, "intervals": cli.model.test_intervals(),
               "wall_s": round(time.perf_counter() - start, 1),
               "n_eval": int(metrics.get("test/examples", 0)), "n_train": n_train,

@@ -184,10 +184,22 @@ class TaskData(L.LightningDataModule):
         for split in SPLITS:
             if split in raw:
                 cap = self.max_train_examples if split == "train" else self.max_eval_examples
-                self.splits[split] = subsample(raw[split], cap, self.seed)
-        if "validation" not in self.splits and "train" in self.splits:  # hold out 10% of train, seeded
-            parts = self.splits["train"].train_test_split(test_size=0.1, seed=self.seed)
-            self.splits["train"], self.splits["validation"] = parts["train"], parts["test"]
+                self.splits[split] = self.subset(split, raw[split], cap)
+        if "validation" not in self.splits and "train" in self.splits:
+            self.splits["train"], self.splits["validation"] = self.hold_out(self.splits["train"])
+
+    def hold_out(self, train: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+        """(train, validation) when the data has no validation split: 10% of train, seeded."""
+        parts = train.train_test_split(test_size=0.1, seed=self.seed)
+        return parts["train"], parts["test"]
+
+    def n_examples(self, split: str) -> int:
+        """How many examples a split holds (a row may hold several: QAData's paragraphs)."""
+        return len(self.splits.get(split, []))
+
+    def subset(self, split: str, dataset: datasets.Dataset, cap: int | None) -> datasets.Dataset:
+        """The rows of a split that are used, at most `cap`: a seeded, stable subset."""
+        return subsample(dataset, cap, self.seed)
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         raise NotImplementedError

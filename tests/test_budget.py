@@ -101,6 +101,28 @@ def test_budget_is_a_hard_stop_when_steps_slow_down(monkeypatch):
     assert budget.report["stopped_by_budget"]
 
 
+def test_schedule_follows_steps_that_slow_down_after_the_probe(monkeypatch):
+    """A first estimate from quick steps would end the schedule far too late; refits as the measured steps
+    double bring its end back to where the budget runs out, so the last steps run at the minimum rate."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+
+    class Slowing(Regression):
+        def training_step(self, batch, batch_idx):
+            self.step_seconds = 0.2 if self.global_step < 8 else 1.0
+            return super().training_step(batch, batch_idx)
+
+    budget = TimeBudget(seconds=60.0, probe_steps=3)
+    trainer = L.Trainer(max_steps=500, max_epochs=-1, callbacks=[budget], logger=False, precision="32-true",
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        limit_val_batches=0, num_sanity_val_steps=0)
+    model = Slowing(clock, 0.2, 500)
+    trainer.fit(model)
+    assert 62 <= trainer.global_step <= 68  # 8 quick steps (1.6 s), then about 58 at 1 s a step
+    assert abs(budget.report["fitted_steps"] - trainer.global_step) <= 2  # the schedule ended where training did
+    assert model.lrs[-1] <= 0.1 * 0.2  # near the minimum (0.1 x peak), not the middle of the cosine
+
+
 def test_fitted_schedule_survives_a_checkpoint():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(100, 1000, 0.1))

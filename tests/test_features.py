@@ -57,6 +57,49 @@ def test_layer_states_do_not_run_blocks_above_the_highest_layer(nano_model):
         nano_model.layer_states(idx, None, [-1])
 
 
+def test_packed_continuations_match_each_run_alone():
+    """segment_ids: one shared prefix and several continuations in a row give each continuation exactly the
+    states of prefix + continuation run alone (learned positions and RoPE alike), padding included."""
+    from backbone.config import GPTConfig
+    from backbone.model import GPT
+
+    torch.manual_seed(0)
+    tiny_llama = dict(n_layer=2, n_embd=64, n_head=4, n_kv_head=2, intermediate_size=96, vocab_size=100)
+    for config in (GPTConfig.from_preset("nano"), GPTConfig.from_preset("smollm2-135m", **tiny_llama)):
+        model = GPT(config).eval()
+        prefix, a, b = (torch.randint(0, 100, (n,)) for n in (5, 3, 4))
+        packed = torch.cat([prefix, a, b, torch.zeros(2, dtype=torch.long)])[None]
+        segments = torch.tensor([[0] * 5 + [1] * 3 + [2] * 4 + [-1] * 2])  # pads: no segment (tasks.qa.packing)
+        mask = torch.tensor([[1] * 12 + [0] * 2])
+        states = model.layer_states(packed, mask, [1, -1], segment_ids=segments)
+        alone_a = model.layer_states(torch.cat([prefix, a])[None], None, [1, -1])[0]
+        alone_b = model.layer_states(torch.cat([prefix, b])[None], None, [1, -1])[0]
+        torch.testing.assert_close(states[0, :8], alone_a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(states[0, 8:12], alone_b[5:], atol=1e-5, rtol=1e-5)
+        wrong = model.layer_states(packed, mask, [1, -1])  # without segments b would see a
+        assert not torch.allclose(wrong[0, 8:12], alone_b[5:], atol=1e-3)
+    with pytest.raises(ValueError, match="segment_ids must be"):
+        model.layer_states(packed, mask, [1], segment_ids=segments[:, :3])
+    with pytest.raises(ValueError, match="not with a KV cache"):
+        from backbone.model import KVCache
+
+        model(packed, mask, cache=KVCache(model.config, 1, 32), segment_ids=segments)
+
+
+def test_a_packed_row_may_be_longer_than_block_size_but_no_sequence_in_it(nano_model):
+    """Learned positions: what counts is each continuation's position (prefix + itself), not the row's length."""
+    nano_model.eval()
+    n = nano_model.config.block_size  # 64
+    prefix, a, b = (torch.randint(0, 100, (k,)) for k in (20, 40, 40))  # 100 tokens in the row, 60 per sequence
+    segments = torch.tensor([[0] * 20 + [1] * 40 + [2] * 40])
+    states = nano_model.layer_states(torch.cat([prefix, a, b])[None], None, [-1], segment_ids=segments)
+    alone = nano_model.layer_states(torch.cat([prefix, b])[None], None, [-1])
+    torch.testing.assert_close(states[0, 60:], alone[0, 20:], atol=1e-5, rtol=1e-5)
+    too_long = torch.randint(0, 100, (1, n + 1))
+    with pytest.raises(ValueError, match="packed sequence of 65 tokens exceeds block_size 64"):
+        nano_model.layer_states(too_long, None, [-1], segment_ids=torch.zeros(1, n + 1, dtype=torch.long))
+
+
 def test_echo_reads_the_second_copy_of_each_row(nano_model):
     nano_model.eval()
     adapter = FrozenLayers(layers=[1, -1], echo=True)

@@ -127,7 +127,7 @@ def test_best_span_over_windows_gives_the_exact_answer_text(backbone_dir):
     """Put the highest logits on the labelled positions: decoding must return the gold text and offsets."""
     task = build(backbone_dir, doc_stride=8)
     batch = task.featurize(ROWS)
-    assert len(batch["window_example"]) > len(ROWS)  # some contexts were split
+    assert len(batch["window_question"]) > len(ROWS)  # some contexts were split
 
     def rigged(b):
         start = torch.zeros(b["input_ids"].shape)
@@ -138,7 +138,7 @@ def test_best_span_over_windows_gives_the_exact_answer_text(backbone_dir):
         return start, end
 
     task.span_logits = rigged
-    for row, answer in zip(ROWS, task.span_answers(batch, ROWS)):
+    for row, answer in zip(ROWS, task.span_answers(batch)):
         text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
         assert answer.text == text
         assert (answer.start, answer.end) == (start, start + len(text))
@@ -164,7 +164,7 @@ def test_span_length_and_order_limits(backbone_dir):
         return s, e
 
     task.span_logits = rigged
-    answer = task.span_answers(batch, rows)[0]
+    answer = task.span_answers(batch)[0]
     assert answer.text == context[answer.start : answer.end]
     assert 0 <= answer.start < answer.end
     assert answer.score == pytest.approx(160.0)  # (p0, p0) or (pn, pn): one token each

@@ -29,6 +29,7 @@ rows that cannot be scored (no answer, empty question or context) are skipped wi
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import datasets
@@ -117,6 +118,27 @@ def char_span_to_tokens(offsets: list[tuple[int, int]], start: int, end: int) ->
     return first, last
 
 
+def answer_tokens(offsets: list[tuple[int, int]], answer: tuple[str, int] | None) -> tuple[int, int] | None:
+    """First and last context token of an answer (text, char start), surrounding whitespace left out."""
+    if answer is None:
+        return None
+    text, char_start = answer
+    return char_span_to_tokens(offsets, char_start + len(text) - len(text.lstrip()), char_start + len(text.rstrip()))
+
+
+def context_windows(n_tokens: int, room: int, doc_stride: int) -> list[tuple[int, int]]:
+    """[first, last) token ranges of the windows of a context of n_tokens, at most `room` each, consecutive
+    ones overlapping by doc_stride (capped at half a window)."""
+    step = room - min(doc_stride, room // 2)
+    windows, first = [], 0
+    while True:
+        last = min(first + room, n_tokens)
+        windows.append((first, last))
+        if last >= n_tokens:
+            return windows
+        first += step
+
+
 def make_windows(tokenizer, question: str, context: str, max_tokens: int, doc_stride: int,
                  max_question_tokens: int, answer: tuple[str, int] | None = None, example: int = 0) -> list[Window]:
     """Split question + context into windows of at most max_tokens tokens; with `answer` (text, char start)
@@ -127,22 +149,25 @@ def make_windows(tokenizer, question: str, context: str, max_tokens: int, doc_st
         raise ValueError(f"the question prefix takes {len(prefix)} of the {max_tokens} tokens: lower "
                          f"max_question_tokens or raise max_length")
     ids, offsets = encode_context(tokenizer, context)
-    span = None
-    if answer is not None:
-        text, char_start = answer
-        char_end = char_start + len(text.rstrip())
-        span = char_span_to_tokens(offsets, char_start + len(text) - len(text.lstrip()), char_end)
-    step = room - min(doc_stride, room // 2)
-    windows, first = [], 0
-    while True:
-        last = min(first + room, len(ids))
+    span = answer_tokens(offsets, answer)
+    windows = []
+    for first, last in context_windows(len(ids), room, doc_stride):
         window = Window(example, prefix + ids[first:last], len(prefix), offsets[first:last])
         if span is not None and first <= span[0] and span[1] < last:
             window.start, window.end = len(prefix) + span[0] - first, len(prefix) + span[1] - first
         windows.append(window)
-        if last >= len(ids):
-            return windows
-        first += step
+    return windows
+
+
+def label_answer(row: dict) -> tuple[str, int] | None:
+    """The answer a row is trained on: its first gold answer with a character position."""
+    answers = [(t, s) for t, s in gold_answers(row.get("answers")) if isinstance(s, int)]
+    return answers[0] if answers else None
+
+
+def visible_mask(context: str, offsets: list[tuple[int, int]]) -> torch.Tensor:
+    """Which context tokens an answer may start or end on: those with visible characters."""
+    return torch.tensor([bool(context[s:e].strip()) for s, e in offsets], dtype=torch.bool)
 
 
 def span_batch(tokenizer, rows: list[dict], max_tokens: int, doc_stride: int, max_question_tokens: int,
@@ -150,27 +175,46 @@ def span_batch(tokenizer, rows: list[dict], max_tokens: int, doc_stride: int, ma
     """Rows -> every window of every row, right-padded, with labels, a mask of the positions an answer may
     start or end at (context tokens with visible characters) and what decoding needs (window -> example,
     token offsets)."""
+    questions, question_row = question_rows(rows)
     windows = []
-    for i, row in enumerate(rows):
-        answer = None
-        if with_labels:
-            answers = [(t, s) for t, s in gold_answers(row.get("answers")) if isinstance(s, int)]
-            answer = answers[0] if answers else None
+    for i, row in enumerate(questions):
         windows.extend(make_windows(tokenizer, row["question"], row["context"], max_tokens, doc_stride,
-                                    max_question_tokens, answer, example=i))
+                                    max_question_tokens, label_answer(row) if with_labels else None, example=i))
     input_ids, mask = tokenizer.pad([w.ids for w in windows], side="right")
     context_mask = torch.zeros_like(mask, dtype=torch.bool)
     for b, w in enumerate(windows):  # an answer starts and ends on a token with visible characters
-        context = rows[w.example]["context"]
-        visible = [bool(context[s:e].strip()) for s, e in w.offsets]
-        context_mask[b, w.context_start : w.context_start + len(w.offsets)] = torch.tensor(visible, dtype=torch.bool)
+        context_mask[b, w.context_start : w.context_start + len(w.offsets)] = visible_mask(
+            questions[w.example]["context"], w.offsets)
     return {
         "input_ids": input_ids, "attention_mask": mask, "context_mask": context_mask,
         "start_positions": torch.tensor([w.start for w in windows], dtype=torch.long),
         "end_positions": torch.tensor([w.end for w in windows], dtype=torch.long),
-        "window_example": [w.example for w in windows], "context_start": [w.context_start for w in windows],
-        "offsets": [w.offsets for w in windows],
+        "window_question": [w.example for w in windows], "window_row": [question_row[w.example] for w in windows],
+        "context_start": [w.context_start for w in windows], "offsets": [w.offsets for w in windows],
+        "questions": questions,
     }
+
+
+def question_rows(rows: list[dict]) -> tuple[list[dict], list[int]]:
+    """The questions of rows of either shape, each {question, context, answers[, id]}, and the row of each.
+    A paragraph row {context, questions: [{question, answers[, id]}]} (QAData(group_by_context=True)) gives
+    one per question; a question row is itself."""
+    questions, row_of = [], []
+    for r, row in enumerate(rows):
+        for question in row["questions"] if "questions" in row else [row]:
+            questions.append({**question, "context": row["context"]})
+            row_of.append(r)
+    return questions, row_of
+
+
+def group_by_context(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Question rows -> one row per distinct context {context, questions: [{id, question, answers}]}, in the
+    order of each context's first question."""
+    groups: dict[str, list[dict]] = {}
+    for row in iter_rows(dataset):
+        groups.setdefault(row["context"], []).append(
+            {"id": row.get("id"), "question": row["question"], "answers": row.get("answers")})
+    return datasets.Dataset.from_list([{"context": c, "questions": q} for c, q in groups.items()])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -203,10 +247,16 @@ class QAData(TaskData):
     SQuAD has no public test split: `test` scores the dev set (validation), as the official script does;
     `max_eval_examples` scores a seeded subset of it on slow machines. Batches hold every window of their
     rows (so a batch of `batch_size` questions may hold more windows), plus the rows themselves.
+
+    group_by_context: rows become paragraphs {context, questions: [...]}, so the context-first layout
+    (QuestionAnswering(layout="context-first")) reads each context once for all its questions; `batch_size`
+    then counts paragraphs, and `max_train_examples` still counts questions (whole paragraphs are taken).
+    Evaluation subsets are the same seeded question samples as without grouping (few share a context).
     """
 
-    def __init__(self, dataset: str = "squad", **kwargs):
+    def __init__(self, dataset: str = "squad", group_by_context: bool = False, **kwargs):
         super().__init__(dataset=dataset, **kwargs)
+        self.group_by_context = group_by_context
         self.skipped: dict[str, list[str]] = {}  # split -> messages of the rows left out
 
     def prepare_data(self) -> None:
@@ -221,6 +271,43 @@ class QAData(TaskData):
         super().setup(stage)
         if "test" not in self.splits and "validation" in self.splits:
             self.splits["test"] = self.splits["validation"]
+        if self.group_by_context:
+            grouped: dict[int, datasets.Dataset] = {}  # validation and test stay one object (one cache)
+            for split, rows in self.splits.items():
+                if "questions" not in rows.column_names:
+                    self.splits[split] = grouped.setdefault(id(rows), group_by_context(rows))
+
+    def hold_out(self, train: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+        """Grouped by context, the held-out validation split takes whole paragraphs: no context in both."""
+        if not self.group_by_context:
+            return super().hold_out(train)
+        return super().hold_out(group_by_context(train))
+
+    def n_examples(self, split: str) -> int:
+        """Questions, whether rows are questions or paragraphs."""
+        rows = self.splits.get(split)
+        if rows is None:
+            return 0
+        return sum(len(q) for q in rows["questions"]) if "questions" in rows.column_names else len(rows)
+
+    def subset(self, split: str, dataset: datasets.Dataset, cap: int | None) -> datasets.Dataset:
+        """Grouped by context, the training subset is made of whole paragraphs (seeded order) until it holds
+        `cap` questions, so each context is read once for several questions; evaluation subsets stay seeded
+        question samples (the same questions in either layout)."""
+        if not self.group_by_context or split != "train" or cap is None or cap >= len(dataset):
+            return super().subset(split, dataset, cap)
+        rows_of: dict[str, list[int]] = {}
+        for i, context in enumerate(dataset["context"]):
+            rows_of.setdefault(context, []).append(i)
+        contexts = list(rows_of)
+        random.Random(self.seed).shuffle(contexts)
+        chosen, n = [], 0
+        for context in contexts:
+            if n >= cap:
+                break
+            chosen += rows_of[context]
+            n += len(rows_of[context])
+        return dataset.select(sorted(chosen))
 
     def clean(self, split: str, dataset: datasets.Dataset) -> datasets.Dataset:
         """Check every row; leave out the unusable ones with one warning (see the module docstring)."""
@@ -264,8 +351,8 @@ def score_baselines(dm: QAData) -> dict:
     from tasks.baselines import sliding_window
     from tasks.qa.metrics import SquadScore
 
-    test = dm.splits["test"]  # SQuAD's dev set (the QA data module scores it as `test`)
-    metric = SquadScore()
-    metric.update([sliding_window(q, c) for q, c in zip(test["question"], test["context"])],
-                  [a["text"] for a in test["answers"]])
+    test, _ = question_rows(list(iter_rows(dm.splits["test"])))  # SQuAD's dev set (QAData scores it as `test`)
+    metric = SquadScore()  # scored as the task scores them: the gold texts that are not empty
+    metric.update([sliding_window(r["question"], r["context"]) for r in test],
+                  [[t for t, _ in gold_answers(r["answers"]) if isinstance(t, str) and t.strip()] for r in test])
     return {"sliding-window": {k: float(v) for k, v in metric.compute().items()}}

@@ -7,6 +7,13 @@ Two ways to answer from the same backbone, both returning answer strings scored 
                      max_new_tokens tokens, cut at the first newline (zero-shot, or fine-tuned as a
                      conditional LM with the loss on the answer tokens only: tasks.generative's pieces)
 
+The span head reads one of two layouts (`layout`):
+    "question-first"  "question: Q\ncontext: C" windows, one question each (tasks.qa.data): every context
+                      token has seen the question; a BiLSTM or transformer layer (`context`) adds the right side
+    "context-first"   a context window read once with all its questions packed after it (tasks.qa.packing),
+                      3.3x fewer tokens on SQuAD's training paragraphs; the attention-flow head
+                      (tasks.qa.attention_flow) matches context and question, `context` naming its modeling layers
+
 Span decoding: in every window, score(s, e) = start[s] + end[e] over context positions with
 s <= e < s + max_answer_length; the best-scoring span over the question's windows wins, and its text is
 cut from the context by the tokens' character offsets (surrounding whitespace trimmed).
@@ -30,8 +37,10 @@ from tasks.confidence import ratio
 from tasks.generative import Decoder, check_generative_adapter, encode_pairs, lm_loss
 from tasks.heads import SpanHead
 from tasks.outputs import Answer, Question
-from tasks.qa.data import NO_ANSWER, generation_prompt, gold_answers, span_batch
+from tasks.qa.attention_flow import AttentionFlowHead
+from tasks.qa.data import NO_ANSWER, generation_prompt, gold_answers, question_rows, span_batch
 from tasks.qa.metrics import SquadScore, squad_scores
+from tasks.qa.packing import packed_batch, reader_states
 
 
 class QuestionAnswering(TaskModule):
@@ -43,10 +52,16 @@ class QuestionAnswering(TaskModule):
         max_question_tokens: the question is cut to this many tokens.
         max_answer_length: span path: the longest answer, in tokens.
         max_new_tokens: generative path: the longest answer, in tokens (greedy, stops at a newline).
+        layout: span path: "question-first" or "context-first" (see the module docstring). Context-first
+            shares a context among the questions of one row: give it paragraph rows
+            (QAData(group_by_context=True)); with question rows it is correct but reads every context again.
         context: span path: "none", or a "bilstm" / "transformer" layer over the window first, so every
-            position also sees what follows it (tasks.heads.BothSides).
+            position also sees what follows it (tasks.heads.BothSides); context-first: the attention-flow
+            head's two modeling layers ("bilstm" or "transformer").
         context_hidden: width of that layer (per direction for the BiLSTM).
-        head_dropout: dropout in that layer.
+        flow_width: context-first: the width the attention-flow head projects both sides to.
+        flow_layers: context-first: the attention-flow head's modeling layers, 2 (BiDAF's) or 1.
+        head_dropout: dropout in that layer (context-first: on the attention-flow head's projected states).
         quantize: the generate head decodes from a weight-only quantised copy of the backbone: auto (int4
             where a measured decode step is faster with it here), none, int8 or int4 (backbone.quantize).
     """
@@ -55,21 +70,38 @@ class QuestionAnswering(TaskModule):
 
     def __init__(self, head: Literal["span", "generate"] = "span", doc_stride: int = 64, max_question_tokens: int = 64,
                  max_answer_length: int = 30, max_new_tokens: int = 32,
+                 layout: Literal["question-first", "context-first"] = "question-first",
                  context: Literal["none", "bilstm", "transformer"] = "none", context_hidden: int = 256,
-                 head_dropout: float = 0.1, quantize: str = AUTO, **kwargs):
+                 flow_width: int = 160, flow_layers: int = 2, head_dropout: float = 0.1, quantize: str = AUTO,
+                 **kwargs):
         super().__init__(**kwargs)
         self.decoder = Decoder(quantize)
         if head not in ("span", "generate"):
             raise ValueError(f"head must be 'span' or 'generate', got {head!r}")
+        if layout not in ("question-first", "context-first"):
+            raise ValueError(f"layout must be 'question-first' or 'context-first', got {layout!r}")
+        if layout == "context-first" and head == "span" and context == "none":
+            raise ValueError("the context-first layout's attention-flow head needs context 'bilstm' or 'transformer'")
         for name, value in (("doc_stride", doc_stride), ("max_question_tokens", max_question_tokens - 1),
                             ("max_answer_length", max_answer_length - 1), ("max_new_tokens", max_new_tokens - 1)):
             if value < 0:
                 raise ValueError(f"{name} must be {'>= 0' if name == 'doc_stride' else '>= 1'}, got {value}")
 
+    @property
+    def packed(self) -> bool:
+        """The span head reads the context-first layout: contexts packed with their questions."""
+        return self.hparams.head == "span" and self.hparams.layout == "context-first"
+
     def build_head(self) -> None:
-        if self.hparams.head == "span":
-            self.head = SpanHead(self.backbone.config.n_embd, self.hparams.context, self.hparams.context_hidden,
-                                 self.hparams.head_dropout)
+        h, n_embd = self.hparams, self.backbone.config.n_embd
+        if self.packed:
+            if not self.adapter.packs_segments:
+                raise ValueError(f"the context-first layout packs questions after their context, which "
+                                 f"{type(self.adapter).__name__} cannot read; use the question-first layout")
+            self.head = AttentionFlowHead(n_embd, h.flow_width, h.context, h.context_hidden, h.head_dropout,
+                                          h.flow_layers)
+        elif h.head == "span":
+            self.head = SpanHead(n_embd, h.context, h.context_hidden, h.head_dropout)
         else:
             check_generative_adapter(self.adapter)
         self.stage_metrics = nn.ModuleDict({s: SquadScore() for s in ("val", "test")})
@@ -77,12 +109,16 @@ class QuestionAnswering(TaskModule):
     # --- batches ---------------------------------------------------------------------------------------
     def featurize(self, rows: list[dict], tokenizer=None, max_tokens: int | None = None,
                   with_labels: bool = True) -> dict:
-        """Rows (question, context[, answers]) -> model inputs for this head (the data module's collate)."""
+        """Rows (question rows, or paragraph rows: tasks.qa.data.question_rows) -> model inputs for this head
+        (the data module's collate)."""
         h, tokenizer = self.hparams, tokenizer or self.tokenizer
         max_tokens = max_tokens or self.max_input_tokens
+        if self.packed:
+            return packed_batch(tokenizer, rows, max_tokens, h.doc_stride, h.max_question_tokens, with_labels)
         if h.head == "span":
             return span_batch(tokenizer, rows, max_tokens, h.doc_stride, h.max_question_tokens, with_labels)
         # the generative path: prompt + " answer" + eos, the loss on the answer only
+        rows, _ = question_rows(rows)
         answers = [next((t.strip() for t, _ in gold_answers(r.get("answers")) if isinstance(t, str) and t.strip()), "")
                    for r in rows]
         targets = [" " + a if a else "" for a in answers]
@@ -92,17 +128,24 @@ class QuestionAnswering(TaskModule):
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def sequence_rows(self, batch: dict) -> list[int]:
-        return list(batch["window_example"])
+        return list(batch["window_row"])
 
     def feature_spec(self) -> dict:
         h = self.hparams
-        return {**super().feature_spec(), "doc_stride": h.doc_stride, "max_question_tokens": h.max_question_tokens}
+        return {**super().feature_spec(), "doc_stride": h.doc_stride, "max_question_tokens": h.max_question_tokens,
+                **({"layout": h.layout} if self.packed else {})}
 
     # --- training --------------------------------------------------------------------------------------
     def span_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W, T) start and end logits; every position but the context and NO_ANSWER is masked out."""
-        logits = self.head(*self.unit_states(batch)).float()
-        allowed = batch["context_mask"].clone()
+        """(N, T) start and end logits of each window (question-first) or reader (context-first: one question
+        on one window); every position but the context and NO_ANSWER is masked out."""
+        states, mask = self.unit_states(batch)
+        if self.packed:
+            logits = self.head(*reader_states(states, batch)).float()  # (R, Tc, 2)
+            allowed = batch["context_mask"][batch["reader_window"], : logits.size(1)].clone()
+        else:
+            logits = self.head(states, mask).float()  # (W, T, 2)
+            allowed = batch["context_mask"].clone()
         allowed[:, NO_ANSWER] = True
         logits = logits.masked_fill(~allowed[..., None], torch.finfo(logits.dtype).min)
         return logits[..., 0], logits[..., 1]
@@ -115,10 +158,16 @@ class QuestionAnswering(TaskModule):
                        batch["labels"])
 
     # --- answers ---------------------------------------------------------------------------------------
-    def span_answers(self, batch: dict, rows: list[dict]) -> list[Answer]:
-        """The best valid span of each row over its windows (an empty Answer when no span is valid)."""
+    def span_answers(self, batch: dict) -> list[Answer]:
+        """The best valid span of each question over its windows (an empty Answer when no span is valid)."""
         start, end = self.span_logits(batch)
-        valid = batch["context_mask"][:, :, None] & batch["context_mask"][:, None, :]
+        questions = batch["questions"]
+        if self.packed:  # reader r: question reader_question[r] on window reader_window[r]
+            windows, asking = batch["reader_window"].tolist(), batch["reader_question"].tolist()
+        else:  # one question per window
+            windows, asking = list(range(len(batch["window_question"]))), batch["window_question"]
+        context_mask = batch["context_mask"][windows, : start.size(1)]
+        valid = context_mask[:, :, None] & context_mask[:, None, :]
         T = start.size(1)
         offset = torch.arange(T, device=start.device)
         length = offset[None, :] - offset[:, None]  # e - s
@@ -126,17 +175,17 @@ class QuestionAnswering(TaskModule):
         scores = (start[:, :, None] + end[:, None, :]).masked_fill(~valid, float("-inf"))
         best, flat = scores.view(scores.size(0), -1).max(dim=1)
         best, flat = best.tolist(), flat.tolist()
-        out = [Answer("", -1, -1, float("-inf")) for _ in rows]
-        for w, example in enumerate(batch["window_example"]):
-            if best[w] == float("-inf") or best[w] <= out[example].score:
+        out = [Answer("", -1, -1, float("-inf")) for _ in questions]
+        for n, (w, question) in enumerate(zip(windows, asking)):
+            if best[n] == float("-inf") or best[n] <= out[question].score:
                 continue
-            s, e = divmod(flat[w], T)
-            cs, offsets, context = batch["context_start"][w], batch["offsets"][w], rows[example]["context"]
+            s, e = divmod(flat[n], T)
+            cs, offsets, context = batch["context_start"][w], batch["offsets"][w], questions[question]["context"]
             char_start, char_end = offsets[s - cs][0], offsets[e - cs][1]
             text = context[char_start:char_end]
             char_start += len(text) - len(text.lstrip())
             char_end = max(char_start, char_end - (len(text) - len(text.rstrip())))
-            out[example] = Answer(context[char_start:char_end], char_start, char_end, best[w])
+            out[question] = Answer(context[char_start:char_end], char_start, char_end, best[n])
         return out
 
     @property
@@ -146,6 +195,7 @@ class QuestionAnswering(TaskModule):
 
     def generated_answers(self, rows: list[dict]) -> list[Answer]:
         h = self.hparams
+        rows, _ = question_rows(rows)
         budget = self.max_input_tokens - h.max_new_tokens
         prompts = [generation_prompt(self.tokenizer, r["question"], r["context"], budget) for r in rows]
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
@@ -158,15 +208,16 @@ class QuestionAnswering(TaskModule):
         return out
 
     def answers(self, batch: dict, rows: list[dict]) -> list[Answer]:
-        return self.span_answers(batch, rows) if self.hparams.head == "span" else self.generated_answers(rows)
+        """One answer per question of the rows (tasks.qa.data.question_rows' order)."""
+        return self.span_answers(batch) if self.hparams.head == "span" else self.generated_answers(rows)
 
     # --- evaluation ------------------------------------------------------------------------------------
     def metrics(self, stage: str) -> dict:
         return {"squad": self.stage_metrics[stage]}
 
     def update_metrics(self, stage: str, batch: dict) -> None:
-        rows = batch["rows"]
-        predictions = [p.text for p in self.answers(batch, rows)]
+        predictions = [p.text for p in self.answers(batch, batch["rows"])]
+        rows, _ = question_rows(batch["rows"])
         golds = [[t for t, _ in gold_answers(r["answers"]) if isinstance(t, str) and t.strip()] for r in rows]
         self.stage_metrics[stage].update(predictions, golds)
         self.record_example_stats(stage, "squad", [(*squad_scores(p, g), 1) for p, g in zip(predictions, golds)])
@@ -180,8 +231,10 @@ class QuestionAnswering(TaskModule):
     def test_report(self) -> dict:
         h = self.hparams
         if h.head == "span":
+            reader = (f"{h.layout}, attention flow with {h.context} modeling layers" if self.packed
+                      else f"{h.layout}, context {h.context}")
             path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
-                    f"answers up to {h.max_answer_length} tokens; context {h.context}")
+                    f"answers up to {h.max_answer_length} tokens; {reader}")
         else:
             path = "generated answer"
         return {**super().test_report(), "test/path": path,
@@ -190,14 +243,23 @@ class QuestionAnswering(TaskModule):
 
     # --- use -------------------------------------------------------------------------------------------
     def predict_batch(self, questions: list[Question], batch_size: int = 8) -> list[Answer]:
-        """The answer to each question, found in (span head) or generated from (generate) its context."""
+        """The answer to each question, found in (span head) or generated from (generate) its context.
+        Questions on the same context go in one paragraph row, so the context-first layout reads it once."""
         device = next(self.backbone.parameters()).device
-        results = []
+        results: list[Answer] = []
         for first in range(0, len(questions), batch_size):
-            rows = [{"question": q.question, "context": q.context} for q in questions[first : first + batch_size]]
+            chunk = questions[first : first + batch_size]
+            paragraphs: dict[str, list[int]] = {}
+            for i, q in enumerate(chunk):
+                paragraphs.setdefault(q.context, []).append(i)
+            rows = [{"context": c, "questions": [{"question": chunk[i].question} for i in members]}
+                    for c, members in paragraphs.items()]
             batch = {}
             if self.hparams.head == "span":
                 batch = self.featurize(rows, with_labels=False)
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            results.extend(self.answers(batch, rows))
+            answers = [None] * len(chunk)
+            for i, answer in zip((i for members in paragraphs.values() for i in members), self.answers(batch, rows)):
+                answers[i] = answer
+            results.extend(answers)
         return results
