@@ -334,20 +334,10 @@ class GPT(nn.Module):
                              f"got {tuple(attention_mask.shape)}")
         if segment_ids is None:
             mask = self._attention_mask(attention_mask, B, T, past, device)
-        else:  # causal, and a continuation (segment > 0) sees the prefix (segment 0) and itself only; a dense
-            # mask, so packed rows do without scaled_dot_product_attention's is_causal fast path
+        else:
             if cache is not None:
                 raise ValueError("segment_ids are for a packed row read whole, not with a KV cache")
-            if segment_ids.shape != (B, T):
-                raise ValueError(f"segment_ids must be (batch, tokens) = {(B, T)}, got {tuple(segment_ids.shape)}")
-            visible = (segment_ids[:, :, None] == segment_ids[:, None, :]) | (segment_ids[:, None, :] == 0)
-            mask = self._attention_mask(attention_mask, B, T, 0, device, force=True) & visible[:, None]
-            if position_ids is None:  # a token's position: how many real tokens it sees, itself excluded
-                real = torch.ones_like(visible[:, 0]) if attention_mask is None else attention_mask.bool()
-                position_ids = ((mask[:, 0] & real[:, None, :]).sum(-1) - 1).clamp(min=0)  # (B, T)
-            longest = int(position_ids.max()) + 1 if T else 0  # a packed row may be longer than any sequence
-            if longest > self.config.block_size and self.config.positions != "rope":
-                raise ValueError(f"a packed sequence of {longest} tokens exceeds block_size {self.config.block_size}")
+            mask, position_ids = self._segment_mask(segment_ids, attention_mask, position_ids, B, T)
         if position_ids is None:
             if attention_mask is not None:  # count only real tokens: pads do not advance the position
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
@@ -381,6 +371,22 @@ class GPT(nn.Module):
             kept[len(self.transformer.h)] = x
             return x, all_weights, kept
         return x, all_weights
+
+    def _segment_mask(self, segment_ids, attention_mask, position_ids, B, T) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, T, T) mask and (B, T) positions of a packed row (layer_states' segment_ids): causal, and a
+        continuation (segment > 0) sees the prefix (segment 0) and itself only. A dense mask, so packed rows
+        do without scaled_dot_product_attention's is_causal fast path."""
+        if segment_ids.shape != (B, T):
+            raise ValueError(f"segment_ids must be (batch, tokens) = {(B, T)}, got {tuple(segment_ids.shape)}")
+        visible = (segment_ids[:, :, None] == segment_ids[:, None, :]) | (segment_ids[:, None, :] == 0)
+        mask = self._attention_mask(attention_mask, B, T, 0, segment_ids.device, force=True) & visible[:, None]
+        if position_ids is None:  # a token's position: how many real tokens it sees, itself excluded
+            real = torch.ones_like(visible[:, 0]) if attention_mask is None else attention_mask.bool()
+            position_ids = ((mask[:, 0] & real[:, None, :]).sum(-1) - 1).clamp(min=0)  # (B, T)
+        longest = int(position_ids.max()) + 1 if T else 0  # a packed row may be longer than any sequence in it
+        if longest > self.config.block_size and self.config.positions != "rope":
+            raise ValueError(f"a packed sequence of {longest} tokens exceeds block_size {self.config.block_size}")
+        return mask, position_ids
 
     @staticmethod
     def _attention_mask(attention_mask, B, T, past, device, force=False) -> torch.Tensor | None:

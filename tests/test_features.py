@@ -80,6 +80,8 @@ def test_packed_continuations_match_each_run_alone():
         assert not torch.allclose(wrong[0, 8:12], alone_b[5:], atol=1e-3)
     with pytest.raises(ValueError, match="segment_ids must be"):
         model.layer_states(packed, mask, [1], segment_ids=segments[:, :3])
+    with pytest.raises(ValueError, match="segment_ids must be"):
+        model.layer_states(packed, None, [1], segment_ids=segments[:, :3])
     with pytest.raises(ValueError, match="not with a KV cache"):
         from backbone.model import KVCache
 
