@@ -39,6 +39,7 @@ class TimeBudget(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._begin = time.perf_counter()
         self._clock_step, self._clock = None, None  # pace is timed from the end of the first step
+        self._next_refit = self.probe_steps  # timed steps at the next refit: probe_steps x 1, 2, 4, ...
         planned = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         if planned == float("inf"):
             raise ValueError("TimeBudget needs a planned length to fit its schedule to: set trainer.max_steps or "
@@ -61,9 +62,8 @@ class TimeBudget(Callback):
             trainer.should_stop = True
             self.report["stopped_by_budget"] = True
         else:
-            timed = trainer.global_step - self._clock_step
-            if timed >= self.probe_steps and (timed // self.probe_steps).bit_count() == 1 \
-                    and timed % self.probe_steps == 0:  # probe_steps x 1, 2, 4, 8, ...
+            if trainer.global_step - self._clock_step == self._next_refit:
+                self._next_refit *= 2
                 self._refit(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -88,9 +88,8 @@ class TimeBudget(Callback):
         last = trainer.strategy.broadcast(last, src=0)
         if last == self.report["fitted_steps"]:
             return
-        if self.report["fitted_steps"] == self._planned or trainer.global_step - self._clock_step == self.probe_steps:
-            rank_zero_info(f"time budget {self.seconds:.0f} s: {pace:.3f} s/step here, so {last} of the "
-                           f"planned {self._planned} steps; the learning-rate schedule now ends at step {last}")
+        rank_zero_info(f"time budget {self.seconds:.0f} s: {pace:.3f} s/step here, so {last} of the "
+                       f"planned {self._planned} steps; the learning-rate schedule now ends at step {last}")
         trainer.fit_loop.epoch_loop.max_steps = last
         for schedule in self._schedules(trainer):
             schedule.fit_to(last)

@@ -14,7 +14,7 @@ from tasks.qa.data import NO_ANSWER, QAData, question_rows
 from tasks.qa.packing import packed_batch, reader_states
 from tasks.registry import run_cli
 from tests.helpers import ROOT
-from tests.test_qa import ROWS, backbone_dir, build, tokenizer, write_files  # noqa: F401  (fixtures)
+from tests.test_qa import ROWS, backbone_dir, build, gold_logits, tokenizer, write_files  # noqa: F401  (fixtures)
 
 PARAGRAPHS = [{"context": ROWS[0]["context"], "questions": [ROWS[0], ROWS[1]]},
               {"context": ROWS[2]["context"], "questions": [ROWS[2], ROWS[3]]}]
@@ -75,15 +75,7 @@ def test_best_span_over_readers_gives_the_exact_answer_text(backbone_dir):  # no
                  doc_stride=8)
     batch = task.featurize(PARAGRAPHS)
 
-    def rigged(b):
-        shape = (len(b["reader_window"]), int(b["context_length"].max()))
-        start, end = torch.zeros(shape), torch.zeros(shape)
-        for r, (s, e) in enumerate(zip(b["start_positions"].tolist(), b["end_positions"].tolist())):
-            if s != NO_ANSWER:
-                start[r, s], end[r, e] = 10.0, 10.0
-        return start, end
-
-    task.span_logits = rigged
+    task.span_logits = lambda b: gold_logits(b, int(b["context_length"].max()))  # one row per reader
     for row, answer in zip(ROWS, task.span_answers(batch)):
         text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
         assert (answer.text, answer.start, answer.end) == (text, start, start + len(text))
