@@ -140,6 +140,9 @@ class GenerationConfig:
 # Token-level decoding
 # --------------------------------------------------------------------------------------------------------
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # generated ids (B, L) -> rows that should stop (B,) bool
+# (generated ids of the rows still decoding (b, L), their indices in the batch (b,)) -> allowed next tokens (b, V)
+# bool: a constraint on what may come next (backbone.constraints.CopySpans: answers copied from a context)
+AllowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def fit_prompt(input_ids, attention_mask, cfg: GenerationConfig, block_size: int):
@@ -166,10 +169,25 @@ def _prepare(model: GPT, input_ids, attention_mask, cfg):
     return fit_prompt(input_ids, attention_mask, cfg, model.config.block_size)
 
 
+def distinct_prompts(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Where rows repeat a prompt (the n samples of one problem): (the first row of each distinct prompt,
+    each row's distinct prompt), so the prompt is run once and its keys/values copied; None when all differ."""
+    seen: dict[tuple, int] = {}
+    which = [seen.setdefault((tuple(t), tuple(m)), len(seen)) for t, m in zip(tokens.tolist(), mask.tolist())]
+    if len(seen) == len(which):
+        return None
+    first = [0] * len(seen)
+    for row in reversed(range(len(which))):
+        first[which[row]] = row
+    return torch.tensor(first, device=tokens.device), torch.tensor(which, device=tokens.device)
+
+
 @torch.no_grad()
 def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
-                stop_fn: StopFn | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                stop_fn: StopFn | None = None, allow_fn: AllowFn | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy or sampled decoding, one step at a time: yields (next tokens (B,), finished (B,) bool).
+    allow_fn, when given, limits each row's next token to those it allows (after every other filter).
 
     Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular. With the KV
     cache, a finished row also leaves the computation: its cache entries are dropped, so a batch of samples
@@ -183,7 +201,8 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=tokens.device).manual_seed(cfg.seed)
-    cache = model.new_cache(B, T + cfg.max_new_tokens) if cfg.use_cache else None
+    shared = distinct_prompts(tokens, mask) if cfg.use_cache else None
+    cache = model.new_cache(B if shared is None else len(shared[0]), T + cfg.max_new_tokens) if cfg.use_cache else None
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
     live = torch.arange(B, device=tokens.device)  # the rows still in the computation (all, without a cache)
@@ -191,8 +210,17 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     feed = tokens
     for _ in range(cfg.max_new_tokens):
         model_mask = mask[live] if padded else None  # no padding: the model's plain causal fast path
-        hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
+        if shared is not None:  # the first step: each distinct prompt runs once, its cache copied to its rows
+            first, copies = shared
+            hidden = model(feed[first], None if model_mask is None else model_mask[first], cache=cache)[copies]
+            cache.reorder(copies)
+            shared = None
+        else:
+            hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
         scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens[live], mask[live], cfg)  # (b, V)
+        if allow_fn is not None:  # tokens past the allowed mask's width (a padded vocabulary) are never allowed
+            allowed = F.pad(allow_fn(tokens[live, T:], live), (0, scores.size(-1)), value=False)[:, : scores.size(-1)]
+            scores = scores.masked_fill(~allowed, float("-inf"))
         if cfg.sampling:
             chosen = draw(scores, generator)
         else:
@@ -300,21 +328,24 @@ def lookup_applies(cfg: GenerationConfig, attention_mask: torch.Tensor) -> bool:
 
 
 def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
-             stop_fn: StopFn | None = None, **overrides) -> torch.Tensor:
-    """Prompt ids (B, T) -> prompt + generated ids (B, T + L). Keyword overrides replace config fields."""
+             stop_fn: StopFn | None = None, allow_fn: AllowFn | None = None, **overrides) -> torch.Tensor:
+    """Prompt ids (B, T) -> prompt + generated ids (B, T + L). Keyword overrides replace config fields.
+    allow_fn constrains greedy and sampled decoding (beam search refuses it)."""
     cfg = (config or GenerationConfig()).replace(**overrides) if overrides else (config or GenerationConfig())
     was_training = model.training
     model.eval()
     try:
         if cfg.num_beams > 1:
+            if allow_fn is not None:
+                raise ValueError("a decoding constraint (allow_fn) needs greedy or sampled decoding (num_beams=1)")
             return beam_search(model, input_ids, attention_mask, cfg)
         input_ids, attention_mask = _prepare(model, input_ids, attention_mask, cfg)
-        if lookup_applies(cfg, attention_mask):
+        if allow_fn is None and lookup_applies(cfg, attention_mask):
             from backbone.prompt_lookup import greedy_with_lookup
 
             return greedy_with_lookup(model, input_ids, cfg.max_new_tokens, cfg.prompt_lookup,
                                       eos_token_id=cfg.eos_token_id, stop_fn=stop_fn)[0]
-        steps = [tok for tok, _ in iter_tokens(model, input_ids, attention_mask, cfg, stop_fn)]
+        steps = [tok for tok, _ in iter_tokens(model, input_ids, attention_mask, cfg, stop_fn, allow_fn)]
         return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
     finally:
         model.train(was_training)
@@ -362,13 +393,14 @@ def _decode_until_eos(tokenizer, ids: list[int], eos: int | None) -> str:
 
 
 def generate_text(model: GPT, tokenizer, prompts: str | Sequence[str], config: GenerationConfig | None = None,
-                  **overrides) -> list[str]:
-    """Completions (without the prompt) for one or many prompts, cut at eos and at the first stop string."""
+                  allow_fn: AllowFn | None = None, **overrides) -> list[str]:
+    """Completions (without the prompt) for one or many prompts, cut at eos and at the first stop string;
+    allow_fn constrains each row's tokens (its row indices are the prompts')."""
     cfg = _text_config(tokenizer, config, overrides)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     device = next(model.parameters()).device
     ids, mask = _prepare(model, *encode_prompts(tokenizer, prompts, device), cfg)
-    out = generate(model, ids, mask, cfg, stop_fn=_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id))
+    out = generate(model, ids, mask, cfg, stop_fn=_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id), allow_fn=allow_fn)
     texts = [_decode_until_eos(tokenizer, row, cfg.eos_token_id) for row in out[:, ids.size(1) :].tolist()]
     return [cut_at_stop(t, cfg.stop)[0] for t in texts]
 

@@ -102,7 +102,8 @@ def task_args(spec: TaskSpec, budget: dict, backbone: str, run_dir: Path, extra:
 
 STAGE_KEYS = ("methods", "budget_s", "seconds")  # a task's preset entry: these, and the flags
 # a method's own keys: "prompt": True runs the task's prompt path (its TaskSpec.prompt_args); "args": a list of
-# extra command-line arguments; every other key is a dotted LightningCLI flag
+# extra command-line arguments; "benchmark": what the method scores, in words, when that is not the task's
+# benchmark (its rows, baselines and anchors are that benchmark's); every other key is a dotted LightningCLI flag
 
 
 def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
@@ -134,6 +135,7 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     start = time.perf_counter()
     flags = dict(flags)
     extra = list(spec.prompt_args) if flags.pop("prompt", False) else []
+    benchmark = flags.pop("benchmark", None) or spec.benchmark
     args = flags.pop("args", [])
     if not isinstance(args, list):
         raise ValueError(f"{spec.name}: a method's args must be a list of arguments, got {args!r}")
@@ -158,7 +160,7 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
     if decoder is not None and decoder.mode is not None:  # what decoding ran on (auto's choice resolved)
         spent["decoded_with"] = f"quantize {decoder.mode}"
     n_train = cli.datamodule.n_examples("train") if fits else 0
-    result = {"metrics": metrics, "intervals": cli.model.test_intervals(),
+    result = {"benchmark": benchmark, "metrics": metrics, "intervals": cli.model.test_intervals(),
               "wall_s": round(time.perf_counter() - start, 1),
               "n_eval": int(metrics.get("test/examples", 0)), "n_train": n_train,
               "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **flags,
@@ -179,10 +181,12 @@ def run_baselines(spec: TaskSpec, datamodule) -> tuple[dict, list[str]]:
         return {}, [f"{spec.name} baselines failed: {type(err).__name__}: {err}"]
 
 
-def anchors(task: str, metric: str) -> list[dict]:
-    """The task's published anchors for a metric, as table rows hold them (a task no longer registered: none)."""
+def anchors(task: str, metric: str, benchmark: str | None = None) -> list[dict]:
+    """The task's published anchors for a metric on a benchmark, as table rows hold them (a task no longer
+    registered: none)."""
     spec = TASKS.get(task)
-    return [dataclasses.asdict(a) for a in (spec.anchors if spec else ()) if a.metric == metric]
+    return [dataclasses.asdict(a) for a in (spec.anchors if spec else ())
+            if a.metric == metric and a.benchmark in (None, benchmark)]
 
 
 def rows_for(spec: TaskSpec, method: str, result: dict, baselines: dict, backbone: str) -> list[dict]:
@@ -190,12 +194,12 @@ def rows_for(spec: TaskSpec, method: str, result: dict, baselines: dict, backbon
     for metric in spec.metrics:
         interval = result["intervals"].get(metric)
         rows.append({
-            "task": spec.name, "dataset": spec.benchmark, "split": spec.split, "n_eval": result["n_eval"],
+            "task": spec.name, "dataset": result["benchmark"], "split": spec.split, "n_eval": result["n_eval"],
             "backbone": backbone, "method": method, "metric": metric,
             "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
             "ci95": [_pct(v, spec) for v in interval] if interval else None,
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in baselines.items() if metric in vals},
-            "anchors": anchors(spec.name, metric),
+            "anchors": anchors(spec.name, metric, result["benchmark"]),
             "settings": {"backbone": backbone, "n_train": result["n_train"], **result["settings"]},
             "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
@@ -217,7 +221,7 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
     kept = [r for r in old.get("rows", []) if (r["backbone"], r["task"], r["method"]) not in replaced]
     for r in kept:  # anchors are the spec's, not a measurement: kept rows show the current ones
-        r["anchors"] = anchors(r["task"], r["metric"])
+        r["anchors"] = anchors(r["task"], r["metric"], r["dataset"])
     live = {(r["backbone"], r["task"]) for r in kept}
     runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
             and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
@@ -308,15 +312,15 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     rows, notes, done = [], [], []
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
-        spec, baselines = get(task), None
+        spec, baselines = get(task), {}
         for method, flags in task_methods(spec, entries.get(task, {})).items():
             try:
                 result, datamodule = run_task(spec, flags, backbone, runs_dir / preset_name / task / _slug(method),
                                               precision, budgets.get(task), quantize)
-                if baselines is None:  # the same examples for every method: scored once
-                    baselines, failed = run_baselines(spec, datamodule)
+                if result["benchmark"] not in baselines:  # the same examples for every method: scored once
+                    baselines[result["benchmark"]], failed = run_baselines(spec, datamodule)
                     notes += failed
-                rows += rows_for(spec, method, result, baselines, backbone)
+                rows += rows_for(spec, method, result, baselines[result["benchmark"]], backbone)
             except Exception as err:  # one method's failure is reported in the table, not fatal to the rest
                 notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
                 tqdm.write(f"[bench] {task} / {method} failed: {err}")

@@ -23,13 +23,25 @@ def _facts(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def headline(rows: list[dict]) -> list[str]:
-    """Per task, on its main metric: our best row, the best baseline, the best published anchor."""
-    lines = ["| task | metric | best ours (method, backbone, n) | best baseline | best published anchor |",
-             "|---|---|---|---|---|"]
+def panels(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """(task, benchmark, main metric) of every benchmark the rows score, tasks in registry order (a task may
+    score several: codegen's HumanEval and MBPP, translation's two directions)."""
+    out = []
     for task, spec in TASKS.items():
         metric = spec.metrics[0]
-        ours = [r for r in rows if r["task"] == task and r["metric"] == metric and r["score"] is not None]
+        for r in rows:
+            if r["task"] == task and r["metric"] == metric and (task, r["dataset"], metric) not in out:
+                out.append((task, r["dataset"], metric))
+    return out
+
+
+def headline(rows: list[dict]) -> list[str]:
+    """Per task and benchmark, on the main metric: our best row, the best baseline, the best published anchor."""
+    lines = ["| task | metric | best ours (method, backbone, n) | best baseline | best published anchor |",
+             "|---|---|---|---|---|"]
+    for task, benchmark, metric in panels(rows):
+        ours = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["metric"] == metric
+                and r["score"] is not None]
         if not ours:
             continue
         best = max(ours, key=lambda r: r["score"])
@@ -37,7 +49,7 @@ def headline(rows: list[dict]) -> list[str]:
                      for name, v in r["baselines"].items() if v is not None]
         base = max(baselines, default=None)
         anchor = max(((a["value"], a) for a in best["anchors"]), default=None, key=lambda x: x[0])
-        lines.append(f"| {task} ({spec.benchmark}) | {metric} | **{_score(best)}** ({best['method']}, "
+        lines.append(f"| {task} ({benchmark}) | {metric} | **{_score(best)}** ({best['method']}, "
                      f"{Path(best['backbone']).name}, {best['n_eval']}) | "
                      + (f"{base[0]:.1f} ({base[1]})" if base else "–") + " | "
                      + (f"{anchor[1]['value']} ({anchor[1]['name']}, {anchor[1]['source']})" if anchor else "–") + " |")
@@ -101,15 +113,14 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in TASKS if any(r["task"] == t and r["metric"] == TASKS[t].metrics[0] for r in rows)]
+    tasks = panels(rows)
     if not tasks:
         return
     cols = min(3, len(tasks))
     n_rows = (len(tasks) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.6 * n_rows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
-        metric = TASKS[task].metrics[0]
-        mine = [r for r in rows if r["task"] == task and r["metric"] == metric]
+    for ax, (task, benchmark, metric) in zip(axes.flat, tasks):
+        mine = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["metric"] == metric]
         labels = [f"{r['method']}\n{Path(r['backbone']).name}" for r in mine]
         values = [r["score"] or 0 for r in mine]
         errors = [[max(0, v - r["ci95"][0]) if r.get("ci95") else 0 for v, r in zip(values, mine)],
@@ -130,7 +141,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_title(f"{task}: {metric} (%)", fontsize=9)
+        ax.set_title(f"{task}: {metric} (%)" + (f"\n{benchmark}" if benchmark != TASKS[task].benchmark else ""),
+                     fontsize=9)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()

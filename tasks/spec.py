@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Anchor:
-    """A published score to read ours against (full training data, usually a bigger model)."""
+    """A published score to read ours against (full training data, usually a bigger model). `benchmark`: the
+    one benchmark it belongs to where a task scores several (codegen: HumanEval and MBPP); None: all of the
+    task's."""
 
     metric: str
     name: str
     value: float
     source: str
+    benchmark: str | None = None
 
 
 def load_object(path: str):
@@ -45,7 +48,8 @@ class TaskSpec:
     prompt_args: the flags of the task's prompt path (no training), where it has one.
     fraction: the metrics are fractions (shown as %), not already percentages.
     bench: preset name -> this task's part of it: dotted LightningCLI flags, optionally `methods`
-        ({name: flags}; a method may also say "prompt": True for the prompt path, "args": [more arguments]),
+        ({name: flags}; a method may also say "prompt": True for the prompt path, "args": [more arguments],
+        "benchmark": what it scores in words, when not the task's `benchmark`: MBPP for codegen, a direction),
         `budget_s` (the training time budget) and `seconds` (the stage's measured wall time, for the
         progress bar); a preset runs the tasks that have an entry for it (tasks.bench).
     """

@@ -12,7 +12,7 @@ import pytest
 from tasks import baselines, bench_specs
 from tasks.bench import run_bench, stage_budgets, stage_weights
 from tasks.registry import TASKS
-from tests.helpers import ROOT, make_backbone, write_sentiment_files
+from tests.helpers import ROOT, SENTENCES, make_backbone, write_sentiment_files
 
 NER_ROWS = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]},
             {"tokens": ["Mary", "visited", "Berlin", "."], "ner_tags": ["B-PER", "O", "B-LOC", "O"]}] * 4
@@ -69,6 +69,42 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
     assert 0 <= low <= float(accuracy["score"]) <= high <= 100 and high - low >= 10
     assert "## Headline" in table and "| sentiment (MR movie-review sentences) | accuracy | **" in table
     assert (tmp_path / "runs" / "unit" / "sentiment" / "fine-tuned").is_dir()  # the runs folder given, not ./runs/bench
+
+
+def test_a_method_on_another_benchmark_gets_its_own_rows_baselines_and_headline(tmp_path, monkeypatch):
+    import dataclasses
+
+    from tasks.bench import anchors
+    from tasks.spec import Anchor
+
+    backbone = make_backbone(tmp_path / "nano")
+    files = write_sentiment_files(tmp_path)
+    relabelled = {}  # the same sentences, 7 of 8 labelled positive: other baselines
+    for split in files:
+        relabelled[split] = str(tmp_path / f"relabelled-{split}.jsonl")
+        labels = ["negative"] + ["positive"] * (len(SENTENCES) - 1)
+        Path(relabelled[split]).write_text("".join(json.dumps({"text": text, "label": label}) + "\n"
+                                                   for (text, _), label in zip(SENTENCES, labels)))
+    common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true", "budget_s": 30}
+    add_preset(monkeypatch, "unit", {"backbone": str(backbone), "pretrain_config": "-", "minutes": 1},
+               {"sentiment": {**common, "methods": {
+                   "fine-tuned": {"data.data_files": files},
+                   "relabelled": {"data.data_files": relabelled, "benchmark": "Relabelled reviews"}}}})
+    spec = TASKS["sentiment"]
+    monkeypatch.setitem(TASKS, "sentiment", dataclasses.replace(spec, anchors=(
+        *spec.anchors, Anchor("accuracy", "relabel expert", 99.0, "this test", benchmark="Relabelled reviews"))))
+    run_bench("unit", ["sentiment"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = {r["method"]: r for r in data["rows"] if r["metric"] == "accuracy"}
+    assert rows["fine-tuned"]["dataset"] == spec.benchmark and rows["relabelled"]["dataset"] == "Relabelled reviews"
+    # each scored on its own labels: 4 of 8 positive, then 7 of 8
+    assert (rows["fine-tuned"]["baselines"]["majority"], rows["relabelled"]["baselines"]["majority"]) == (50.0, 87.5)
+    assert [a["name"] for a in rows["relabelled"]["anchors"]].count("relabel expert") == 1
+    assert "relabel expert" not in [a["name"] for a in rows["fine-tuned"]["anchors"]]
+    assert anchors("sentiment", "accuracy", spec.benchmark) == rows["fine-tuned"]["anchors"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert f"| sentiment ({spec.benchmark}) | accuracy |" in table
+    assert "| sentiment (Relabelled reviews) | accuracy |" in table
 
 
 def test_stage_budgets_scale_with_the_time_budget():

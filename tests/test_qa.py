@@ -227,6 +227,36 @@ def test_generative_path_returns_the_same_shape(backbone_dir):
     assert answer_ids == task.tokenizer.encode(" Carol")[:4] + [task.tokenizer.eos_id]  # cut to max_new_tokens
 
 
+def test_extractive_answers_are_spans_of_their_context(backbone_dir):
+    questions = [Question(r["question"], r["context"]) for r in ROWS]
+    free = build(backbone_dir, head="generate", max_new_tokens=4).predict(questions)
+    assert any(a.text.strip() not in q.context for a, q in zip(free, questions))  # the random model wanders
+    task = build(backbone_dir, head="generate", max_new_tokens=4, extractive=True)
+    for answer, question in zip(task.predict(questions), questions):
+        assert answer.text and answer.text in question.context
+        assert question.context[answer.start:answer.end] == answer.text
+    assert task.test_report()["test/path"] == "generated answer, plain prompt, constrained to spans of the context"
+
+
+def test_chat_prompt_is_the_instruction_in_the_chat_template(backbone_dir):
+    from tasks.qa.data import INSTRUCTION, fill_prompt
+
+    task = build(backbone_dir, head="generate", prompt="chat")
+    task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    try:
+        row = ROWS[0]
+        assert task.prompt_template() == f"<user>{INSTRUCTION}<assistant>"
+        trained_on = task.tokenizer.decode(task.featurize([row])["input_ids"][0].tolist())  # its last 64 tokens
+        assert trained_on.endswith("Question: Where was the sunny day?<assistant>Paris<|endoftext|>")
+        assert fill_prompt(task.prompt_template(), row["question"], "ctx").startswith("<user>ctx\n\nAnswer")
+    finally:
+        task.tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        task.predict([Question(row["question"], row["context"])])
+    with pytest.raises(ValueError, match="span head takes neither"):
+        build(backbone_dir, head="span", prompt="chat")
+
+
 def test_generative_path_refuses_input_changing_adapters(backbone_dir):
     from tasks.adapters import PromptTuning
 

@@ -102,9 +102,11 @@ def test_direction_switch(backbone_dir, tmp_path):
     files = write_files(tmp_path)
     for direction, (src, tgt), header in (("en-es", ("en", "es"), "English: the house is small\nSpanish:"),
                                           ("es-en", ("es", "en"), "Spanish: la casa es pequeña\nEnglish:")):
-        data = TranslationData(backbone=str(backbone_dir), data_files=files, direction=direction)
+        data = TranslationData(backbone=str(backbone_dir), data_files=files, direction=direction,
+                               max_train_examples=2)
         data.setup("fit")
         assert (data.source_key, data.target_key) == (src, tgt)
+        assert len(data.splits["train"]) == 2 and len(data.all_train) == len(PAIRS)  # the whole pool retrieves
         task = translator(backbone_dir, direction=direction)
         pair = {"source": data.splits["test"][0][src], "target": data.splits["test"][0][tgt]}
         assert task.training_pair(pair) == (header, f" {pair['target']}\n")
@@ -170,3 +172,61 @@ def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     assert metrics["test/generation"]["max_new_tokens"] == GEN["max_new_tokens"]
     lines = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
     assert json.loads(lines[0])["source"] == PAIRS[0]["es"]
+
+
+def test_retrieved_demonstrations_come_most_similar_last_and_never_the_pair_itself(backbone_dir):
+    from tasks.translation.retrieval import BM25
+
+    task = translator(backbone_dir, demonstrations=2)
+    task._pool = BM25([p["en"] for p in PAIRS]), [p["es"] for p in PAIRS]
+    prompt = task.prompt_text("the small house")
+    # "the" alone ties three pairs: BM25 favours the shortest
+    assert prompt == ("English: the best movie\nSpanish: la mejor película\n\n"
+                      "English: the house is small\nSpanish: la casa es pequeña\n\n"
+                      "English: the small house\nSpanish:")
+    prompt, target = task.training_pair({"source": "the house is small", "target": "la casa es pequeña"})
+    assert "Spanish: la casa es pequeña\n\n" not in prompt and target == " la casa es pequeña\n"
+    assert prompt.endswith("English: the house is small\nSpanish:") and prompt.count("English:") == 3
+    assert task.test_report()["test/prompt"] == "plain templates, 2 BM25-retrieved training pairs in context"
+
+
+def test_chat_prompt_asks_in_turns(backbone_dir):
+    from backbone.artifact import load_backbone
+    from tasks.translation.retrieval import BM25
+
+    task = translator(backbone_dir, demonstrations=1, prompt="chat", direction="es-en")
+    task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}<assistant>"
+    task._pool = BM25([p["es"] for p in PAIRS]), [p["en"] for p in PAIRS]
+    assert task.prompt_text("el perro") == ("<user>Translate this Spanish text into English:\nel perro es grande\n"
+                                            "<assistant>the dog is big\n"
+                                            "<user>Translate this Spanish text into English:\nel perro\n<assistant>")
+    assert task.training_pair({"source": "la casa", "target": "the house "})[1] == "the house"
+    _, plain = load_backbone(backbone_dir)  # no chat template: a clear error
+    task.tokenizer = plain
+    with pytest.raises(ValueError, match="no chat template"):
+        task.prompt_text("el perro")
+
+
+def test_demonstrations_without_pairs_say_where_to_get_them(backbone_dir):
+    task = translator(backbone_dir, demonstrations=2)
+    with pytest.raises(ValueError, match="demonstration_data"):
+        task.prompt_text("the house")
+
+
+def test_cli_with_demonstrations_fits_tests_and_reloads(backbone_dir, tmp_path):
+    files = write_files(tmp_path)
+    common = ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
+              "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),
+              "--model.max_length", "96", "--data.batch_size", "2", "--model.demonstrations", "2"]
+    run_cli("translation", ["fit", *common, "--trainer.fast_dev_run", "1",
+                            "--model.export_dir", str(tmp_path / "task")])
+    run_cli("translation", ["test", *common])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert metrics["test/examples"] == len(PAIRS) and "2 BM25-retrieved" in metrics["test/prompt"]
+    saved = json.loads((tmp_path / "task" / "task.json").read_text())["hparams"]
+    assert saved["demonstrations"] == 2
+    reloaded = load_task(tmp_path / "task")  # the user's files are not a benchmark: no pairs to retrieve from
+    with pytest.raises(ValueError, match="demonstration_data"):
+        reloaded.predict(["the house"])

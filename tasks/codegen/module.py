@@ -14,11 +14,14 @@ its samples as failed, with a warning. None of these stops the evaluation.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import Metric
 
+from backbone.chat import chat_prompt
 from backbone.generate import GenerationConfig
 from tasks.codegen.passk import pass_at_k
 from tasks.codegen.sandbox import Result, check_program, run_many
@@ -26,6 +29,8 @@ from tasks.generative import GenerativeTask
 from tasks.outputs import Completion
 
 STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#")
+CLOSE_BLOCK = "\n```"  # the end of the code block an instruct model answers in
+CHAT_INSTRUCTION = "Complete the following Python function."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
                                       truncate_prompt=True)
 
@@ -92,18 +97,26 @@ class CodeGenerator(GenerativeTask):
         workers: sandbox processes at once (None: every core).
         decode_rows: the most sequences decoded in one batch: the samples of several problems share a
             batch up to this many rows (at least one problem's samples).
+        prompt: "plain" (the model continues the problem's code) or "chat" (an instruct model is asked, in
+            its chat template, to complete the function, and its answer is begun for it with a ```python
+            block holding the problem's code: the model continues the code inside its own reply, and the
+            block's closing ``` ends the completion).
     """
 
     output_type = Completion
 
     def __init__(self, num_samples: int = 10, ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0,
                  workers: int | None = None, decode_rows: int = 32, generation: GenerationConfig | None = None,
-                 **kwargs):
+                 prompt: Literal["plain", "chat"] = "plain", **kwargs):
         super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not num_samples and not greedy:
             raise ValueError("nothing to evaluate: set num_samples >= 1 or greedy: true")
+        if prompt not in ("plain", "chat"):
+            raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
+        if prompt == "chat" and CLOSE_BLOCK not in self.generation.stop:  # the reply's code block closes with ```
+            self.generation = self.generation.replace(stop=(*self.generation.stop, CLOSE_BLOCK))
         if decode_rows < 1:
             raise ValueError(f"decode_rows must be >= 1, got {decode_rows}")
         self.hparams.ks = list(ks or [1, 10])
@@ -118,6 +131,13 @@ class CodeGenerator(GenerativeTask):
 
     def training_pair(self, row: dict) -> tuple[str, str]:
         return "", row["text"]
+
+    def decoding_prompt(self, code: str) -> str:
+        """What the decoder continues for a problem's code (its signature and docstring)."""
+        if self.hparams.prompt == "plain":
+            return code
+        ask = f"{CHAT_INSTRUCTION}\n\n```python\n{code.rstrip()}\n```"
+        return chat_prompt(self.tokenizer, [{"role": "user", "content": ask}]) + "```python\n" + code
 
     def metrics(self, stage: str) -> dict:
         return {"pass_at_k": self.stage_metrics["test"]} if stage == "test" else {}
@@ -135,12 +155,12 @@ class CodeGenerator(GenerativeTask):
         samples: list[list[str]] = [[] for _ in problems]
         if h.num_samples:
             seed = (self.generation.seed or 0) + first_index
-            flat = self.generate([p["prompt"] for p in problems for _ in range(h.num_samples)],
+            flat = self.generate([self.decoding_prompt(p["prompt"]) for p in problems for _ in range(h.num_samples)],
                                  self.generation.replace(seed=seed))
             samples = [flat[i * h.num_samples:(i + 1) * h.num_samples] for i in range(len(problems))]
         greedy = [None] * len(problems)
         if h.greedy:
-            greedy = self.generate([p["prompt"] for p in problems], self.greedy_config)
+            greedy = self.generate([self.decoding_prompt(p["prompt"]) for p in problems], self.greedy_config)
         return samples, greedy
 
     def _complete_all(self, todo: list[tuple[dict, int, int]]):
@@ -224,14 +244,17 @@ class CodeGenerator(GenerativeTask):
                                 f"generation seed + index of the first problem in its decoding batch of up to "
                                 f"{h.decode_rows} rows); every program run in the sandbox, {h.timeout:g} s "
                                 f"timeout" + ("; greedy_pass@1 from one greedy completion" if h.greedy else ""),
-                "test/generation": self.generation.describe(), "test/skipped": self.skipped}
+                "test/generation": self.generation.describe(), "test/skipped": self.skipped,
+                "test/prompt": ("chat template, the reply begun with the problem's code in a python block"
+                                if h.prompt == "chat" else "the problem's code, continued")}
 
     # --- use -------------------------------------------------------------------------------------------
     def predict_batch(self, prompts: list[str], num_samples: int = 0) -> list[Completion]:
         """The greedy completion of each code prompt (signature and docstring), and num_samples sampled ones."""
-        greedy = self.generate(prompts, self.greedy_config)
+        asked = [self.decoding_prompt(p) for p in prompts]
+        greedy = self.generate(asked, self.greedy_config)
         return [Completion(text, self.generate([prompt] * num_samples) if num_samples else [])
-                for prompt, text in zip(prompts, greedy)]
+                for prompt, text in zip(asked, greedy)]
 
     def run_tests(self, prompt: str, completion: str, test: str, entry_point: str) -> Result:
         """Run HumanEval-style tests (`def check(candidate)`) on prompt + completion, in the sandbox."""

@@ -40,6 +40,8 @@ from tasks.data import TaskData
 
 QUESTION_TEMPLATE, CONTEXT_MARKER = "question: {question}", "\ncontext:"
 PROMPT_TEMPLATE = "context: {context}\nquestion: {question}\nanswer:"  # the generative path
+# the instruct path: the user's turn of a chat (written into the backbone's chat template by the module)
+INSTRUCTION = "{context}\n\nAnswer the question with a few words copied from the text above.\nQuestion: {question}"
 NO_ANSWER = 0  # label position of a window that does not hold the answer
 SHOWN = 5  # bad rows named in a warning
 
@@ -220,16 +222,23 @@ def group_by_context(dataset: datasets.Dataset) -> datasets.Dataset:
 # --------------------------------------------------------------------------------------------------------
 # the generative path
 # --------------------------------------------------------------------------------------------------------
-def generation_prompt(tokenizer, question: str, context: str, budget: int) -> str:
-    """PROMPT_TEMPLATE with the context cut (at a token boundary) so the prompt fits in `budget` tokens."""
-    full = PROMPT_TEMPLATE.format(context=context, question=question.strip())
+def fill_prompt(template: str, question: str, context: str) -> str:
+    """The template with {context} and {question} put in (plain replacement: a chat template's rendered text
+    may hold braces of its own)."""
+    return template.replace("{context}", context).replace("{question}", question.strip())
+
+
+def generation_prompt(tokenizer, question: str, context: str, budget: int, template: str = PROMPT_TEMPLATE) -> str:
+    """The template (PROMPT_TEMPLATE by default) with the context cut (at a token boundary) so the prompt fits
+    in `budget` tokens."""
+    full = fill_prompt(template, question, context)
     if len(tokenizer.encode(full, add_bos=True)) <= budget:
         return full
-    rest = len(tokenizer.encode(PROMPT_TEMPLATE.format(context="", question=question.strip()), add_bos=True))
+    rest = len(tokenizer.encode(fill_prompt(template, question, ""), add_bos=True))
     ids, offsets = encode_context(tokenizer, context)
     keep = max(0, budget - rest - 2)  # 2: slack for re-tokenisation where the cut context meets the template
     cut = context[: offsets[keep - 1][1]] if keep else ""
-    return PROMPT_TEMPLATE.format(context=cut, question=question.strip())
+    return fill_prompt(template, question, cut)
 
 
 def iter_rows(dataset: datasets.Dataset, chunk: int = 2000):

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backbone.chat import chat_prompt
+from backbone.constraints import CopySpans
 from backbone.generate import GenerationConfig, generate_text
 from backbone.quantize import AUTO
 from tasks.base import TaskModule
@@ -38,7 +40,15 @@ from tasks.generative import Decoder, check_generative_adapter, encode_pairs, lm
 from tasks.heads import SpanHead
 from tasks.outputs import Answer, Question
 from tasks.qa.attention_flow import AttentionFlowHead
-from tasks.qa.data import NO_ANSWER, generation_prompt, gold_answers, question_rows, span_batch
+from tasks.qa.data import (
+    INSTRUCTION,
+    NO_ANSWER,
+    PROMPT_TEMPLATE,
+    generation_prompt,
+    gold_answers,
+    question_rows,
+    span_batch,
+)
 from tasks.qa.metrics import SquadScore, squad_scores
 from tasks.qa.packing import packed_batch, reader_states
 
@@ -64,6 +74,11 @@ class QuestionAnswering(TaskModule):
         head_dropout: dropout in that layer (context-first: on the attention-flow head's projected states).
         quantize: the generate head decodes from a weight-only quantised copy of the backbone: auto (int4
             where a measured decode step is faster with it here), none, int8 or int4 (backbone.quantize).
+        prompt: generative path: "plain" (tasks.qa.data.PROMPT_TEMPLATE, for a base model or fine-tuning) or
+            "chat" (the instruction tasks.qa.data.INSTRUCTION as the user's turn of the backbone's chat
+            template: how an instruct model is asked).
+        extractive: generative path: every answer is a span copied from its context (backbone.constraints.
+            CopySpans constrains the decoding), as a span head's answers are.
     """
 
     input_type, output_type = Question, Answer
@@ -73,11 +88,15 @@ class QuestionAnswering(TaskModule):
                  layout: Literal["question-first", "context-first"] = "question-first",
                  context: Literal["none", "bilstm", "transformer"] = "none", context_hidden: int = 256,
                  flow_width: int = 160, flow_layers: int = 2, head_dropout: float = 0.1, quantize: str = AUTO,
-                 **kwargs):
+                 prompt: Literal["plain", "chat"] = "plain", extractive: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.decoder = Decoder(quantize)
         if head not in ("span", "generate"):
             raise ValueError(f"head must be 'span' or 'generate', got {head!r}")
+        if prompt not in ("plain", "chat"):
+            raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
+        if head == "span" and (prompt != "plain" or extractive):
+            raise ValueError("prompt and extractive choose how the generate head is asked; the span head takes neither")
         if layout not in ("question-first", "context-first"):
             raise ValueError(f"layout must be 'question-first' or 'context-first', got {layout!r}")
         if layout == "context-first" and head == "span" and context == "none":
@@ -121,9 +140,11 @@ class QuestionAnswering(TaskModule):
         rows, _ = question_rows(rows)
         answers = [next((t.strip() for t, _ in gold_answers(r.get("answers")) if isinstance(t, str) and t.strip()), "")
                    for r in rows]
-        targets = [" " + a if a else "" for a in answers]
-        prompts = [generation_prompt(tokenizer, r["question"], r["context"], max_tokens - h.max_new_tokens - 1)
-                   for r in rows]
+        space = " " if h.prompt == "plain" else ""  # "answer: Paris"; an assistant's turn starts with the word
+        targets = [space + a if a else "" for a in answers]
+        template = self.prompt_template(tokenizer)
+        prompts = [generation_prompt(tokenizer, r["question"], r["context"], max_tokens - h.max_new_tokens - 1,
+                                     template) for r in rows]
         ids, mask, labels = encode_pairs(tokenizer, prompts, targets, max_tokens, max_target_tokens=h.max_new_tokens)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
@@ -193,13 +214,21 @@ class QuestionAnswering(TaskModule):
         """Generative path: greedy, up to max_new_tokens, the answer ends at a newline."""
         return GenerationConfig(max_new_tokens=self.hparams.max_new_tokens, stop=("\n",), truncate_prompt=True)
 
+    def prompt_template(self, tokenizer=None) -> str:
+        """Generative path: the prompt, with {context} and {question} still to fill in."""
+        if self.hparams.prompt == "plain":
+            return PROMPT_TEMPLATE
+        return chat_prompt(tokenizer or self.tokenizer, [{"role": "user", "content": INSTRUCTION}])
+
     def generated_answers(self, rows: list[dict]) -> list[Answer]:
         h = self.hparams
         rows, _ = question_rows(rows)
-        budget = self.max_input_tokens - h.max_new_tokens
-        prompts = [generation_prompt(self.tokenizer, r["question"], r["context"], budget) for r in rows]
+        budget, template = self.max_input_tokens - h.max_new_tokens, self.prompt_template()
+        prompts = [generation_prompt(self.tokenizer, r["question"], r["context"], budget, template) for r in rows]
+        spans = CopySpans(self.tokenizer, [r["context"] for r in rows]) if h.extractive else None
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            texts = generate_text(self.decoder(self.backbone), self.tokenizer, prompts, self.answer_generation)
+            texts = generate_text(self.decoder(self.backbone), self.tokenizer, prompts, self.answer_generation,
+                                  allow_fn=spans)
         out = []
         for row, text in zip(rows, texts):
             answer = text.strip()
@@ -236,7 +265,8 @@ class QuestionAnswering(TaskModule):
             path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
                     f"answers up to {h.max_answer_length} tokens; {reader}")
         else:
-            path = "generated answer"
+            path = (f"generated answer, {'chat template' if h.prompt == 'chat' else 'plain prompt'}"
+                    + (", constrained to spans of the context" if h.extractive else ""))
         return {**super().test_report(), "test/path": path,
                 **({"test/generation": self.answer_generation.describe()} if h.head == "generate" else {}),
                 "test/scoring": "SQuAD v1.1 EM / F1 as its evaluate-v1.1.py computes them (normalized, best gold)"}

@@ -50,6 +50,7 @@ class TranslationData(GenerativeData):
         self.source_key = source_column or self.source_lang
         self.target_key = target_column or self.target_lang
         self.hub_config = hub_config
+        self.all_train: datasets.Dataset | None = None  # the whole training split, once set up
 
     def load(self) -> datasets.DatasetDict:
         from backbone.data.loaders import BENCHMARKS
@@ -66,6 +67,11 @@ class TranslationData(GenerativeData):
 
         return datasets.DatasetDict({split: ds.map(flatten, batched=True, remove_columns=ds.column_names)
                                      for split, ds in raw.items() if split in ("train", "validation", "test")})
+
+    def subset(self, split: str, dataset: datasets.Dataset, cap: int | None) -> datasets.Dataset:
+        if split == "train":  # the retrieval pool: every training pair, whatever fine-tuning is capped to
+            self.all_train = dataset
+        return super().subset(split, dataset, cap)
 
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         for column in (self.source_key, self.target_key):
@@ -84,12 +90,15 @@ class TranslationData(GenerativeData):
 
 
 def score_baselines(dm: TranslationData) -> dict:
-    """The source copied, and a word-by-word dictionary learned from the training pairs."""
+    """The source copied, a word-by-word dictionary learned from the training pairs, and a translation memory
+    (the target of the most similar training source, by BM25)."""
     from tasks.baselines import copy_source, word_dictionary
     from tasks.translation.metrics import corpus_scores
+    from tasks.translation.retrieval import translation_memory
 
     src, tgt = dm.source_key, dm.target_key
     train, test = dm.splits["train"], dm.splits["test"]
     refs = list(test[tgt])
     return {"copy-source": corpus_scores(copy_source(test[src]), refs),
-            "word-dictionary": corpus_scores(word_dictionary(train[src], train[tgt], test[src]), refs)}
+            "word-dictionary": corpus_scores(word_dictionary(train[src], train[tgt], test[src]), refs),
+            "translation-memory": corpus_scores(translation_memory(train[src], train[tgt], test[src]), refs)}

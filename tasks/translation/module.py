@@ -7,8 +7,11 @@ text, with sacreBLEU's signatures written next to the scores in test_metrics.jso
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
+from backbone.chat import chat_prompt
 from backbone.generate import GenerationConfig
 from tasks.generative import GenerativeTask
 from tasks.outputs import GeneratedText
@@ -19,6 +22,7 @@ from tasks.translation.metrics import (
     chrf_from_statistics,
     sentence_statistics,
 )
+from tasks.translation.retrieval import BM25
 
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=96, num_beams=4, stop=("\n",), truncate_prompt=True)
 
@@ -32,16 +36,26 @@ class Translator(GenerativeTask):
         target_template: the target that follows the prompt, with {tgt}.
         generation: decoding settings (backbone.generate.GenerationConfig); default beam search, 4 beams.
         score_validation: also translate the validation split and log val/bleu, val/chrf (slower).
+        demonstrations: put this many retrieved training pairs before each source (0: none).
+        demonstration_data: where the pairs come from when no data module is attached (a loaded task in the
+            demo): a benchmark name (e.g. bible_en_es); None: the fitted data module's dataset.
+        prompt: "plain" (the templates) or "chat" (the backbone's chat template; an instruct model).
     """
 
     output_type = GeneratedText
 
     def __init__(self, direction: str | None = None, source_template: str = "{source_lang}: {src}\n{target_lang}:",
                  target_template: str = " {tgt}\n", score_validation: bool = False,
-                 generation: GenerationConfig | None = None, **kwargs):
+                 generation: GenerationConfig | None = None, demonstrations: int = 0,
+                 demonstration_data: str | None = None, prompt: Literal["plain", "chat"] = "plain", **kwargs):
         super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if "{src}" not in source_template or "{tgt}" not in target_template:
             raise ValueError("source_template needs {src} and target_template needs {tgt}")
+        if demonstrations < 0:
+            raise ValueError(f"demonstrations must be >= 0, got {demonstrations}")
+        if prompt not in ("plain", "chat"):
+            raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
+        self._pool: tuple[BM25, list[str]] | None = None
         if direction is not None:
             parse_direction(direction)
 
@@ -51,6 +65,9 @@ class Translator(GenerativeTask):
         if data_direction and self.hparams.direction and data_direction != self.hparams.direction:
             raise ValueError(f"model.direction {self.hparams.direction!r} and data.direction {data_direction!r} differ")
         self.hparams.direction = self.hparams.direction or data_direction or "en-es"
+        benchmark = datamodule is not None and not getattr(datamodule, "data_files", None)
+        if self.hparams.demonstrations and not self.hparams.demonstration_data and benchmark:
+            self.hparams.demonstration_data = datamodule.dataset  # saved with the task: predict finds the pairs
         self.stage_metrics = nn.ModuleDict({"val": TranslationScores(), "test": TranslationScores()})
 
     @property
@@ -58,12 +75,57 @@ class Translator(GenerativeTask):
         src, tgt = parse_direction(self.hparams.direction or "en-es")
         return language_name(src), language_name(tgt)
 
-    def prompt_text(self, source: str) -> str:
+    # --- prompts ---------------------------------------------------------------------------------------
+    def demonstration_pool(self) -> tuple[BM25, list[str]]:
+        """The BM25 index of the training sources and their targets: the attached data module's whole
+        training split (max_train_examples caps fine-tuning, not retrieval), else the training split of
+        `demonstration_data` (a benchmark)."""
+        if self._pool is None:
+            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            if datamodule is not None and getattr(datamodule, "all_train", None) is not None:
+                train, src, tgt = datamodule.all_train, datamodule.source_key, datamodule.target_key
+            elif self.hparams.demonstration_data:
+                from backbone.data import load_benchmark
+
+                train = load_benchmark(self.hparams.demonstration_data)["train"]
+                src, tgt = parse_direction(self.hparams.direction or "en-es")
+            else:
+                raise ValueError("demonstrations need the training pairs: attach the data module, or set "
+                                 "model.demonstration_data to a benchmark (e.g. bible_en_es)")
+            self._pool = BM25(list(train[src])), list(train[tgt])
+        return self._pool
+
+    def demonstrations_for(self, source: str, skip_self: bool = False) -> list[tuple[str, str]]:
+        """The retrieved (source, target) pairs for one source, most similar last (next to the source)."""
+        if not self.hparams.demonstrations:
+            return []
+        index, targets = self.demonstration_pool()
+        best = index.top(source, self.hparams.demonstrations, skip_text=source if skip_self else None)
+        return [(index.documents[i], targets[i]) for i in reversed(best)]
+
+    def source_text(self, source: str) -> str:
         src_name, tgt_name = self.languages
         return self.hparams.source_template.format(source_lang=src_name, target_lang=tgt_name, src=source.strip())
 
+    def prompt_text(self, source: str, skip_self: bool = False) -> str:
+        """The prompt for one source: its retrieved demonstrations, then the source, in the plain templates or
+        as chat turns. skip_self: leave out a training pair equal to the source (training on the pool)."""
+        demos = self.demonstrations_for(source, skip_self)
+        if self.hparams.prompt == "chat":
+            src_name, tgt_name = self.languages
+            instruction = f"Translate this {src_name} text into {tgt_name}:\n"
+            ask = lambda text: {"role": "user", "content": instruction + text.strip()}  # noqa: E731
+            turns = [m for s, t in demos for m in (ask(s), {"role": "assistant", "content": t.strip()})]
+            return chat_prompt(self.tokenizer, [*turns, ask(source)])
+        shown = "".join(self.source_text(s) + self.hparams.target_template.format(tgt=t.strip()) + "\n"
+                        for s, t in demos)
+        return shown + self.source_text(source)
+
     def training_pair(self, row: dict) -> tuple[str, str]:
-        return self.prompt_text(row["source"]), self.hparams.target_template.format(tgt=row["target"].strip())
+        target = row["target"].strip()
+        if self.hparams.prompt != "chat":
+            target = self.hparams.target_template.format(tgt=target)
+        return self.prompt_text(row["source"], skip_self=True), target
 
     def translate(self, sources: list[str]) -> list[str]:
         return [t.strip() for t in self.generate([self.prompt_text(s) for s in sources])]
@@ -91,8 +153,11 @@ class Translator(GenerativeTask):
         return {"bleu": ("bleu", bleu_from_statistics), "chrf": ("chrf", chrf_from_statistics)}
 
     def test_report(self) -> dict:
+        h = self.hparams
+        shown = f"{h.demonstrations} BM25-retrieved training pairs in context" if h.demonstrations else "zero-shot"
+        asked = f"{'chat template' if h.prompt == 'chat' else 'plain templates'}, {shown}"
         return {**super().test_report(), **self.stage_metrics["test"].signatures,
-                "test/direction": self.hparams.direction, "test/generation": self.generation.describe()}
+                "test/direction": h.direction, "test/generation": self.generation.describe(), "test/prompt": asked}
 
     def predict_batch(self, texts: list[str]) -> list[GeneratedText]:
         """A translation of each text, in the trained direction."""
