@@ -292,6 +292,34 @@ def inference_model(model, requested: str, copy_model: bool = True):
     return quantize(copy.deepcopy(model) if copy_model else model, mode), mode
 
 
+class FloatPrefill(nn.Module):
+    """Decoding with a quantised copy, prompts through the float model.
+
+    A prompt's prefill multiplies many tokens by every weight matrix at once: compute-bound work, where the
+    float kernels beat the weight-only ones (measured on 2 cores: an 8 x 360-token prefill ran about 1.7x
+    faster in fp32 than in int4). An incremental step reads every weight for a few tokens: memory-bound
+    work, where fewer bytes per weight win. So a call with an empty (or no) cache runs `float_model`, and
+    one that extends a cache runs `quantised`; both write the same keys and values into one cache (the
+    quantised copy's are within its rounding of the float ones).
+    """
+
+    def __init__(self, float_model: nn.Module, quantised: nn.Module):
+        super().__init__()
+        self.float_model, self.quantised = float_model, quantised
+        self.config = quantised.config
+
+    def forward(self, idx, attention_mask=None, position_ids=None, cache=None, **kwargs):
+        prefill = cache is None or cache.length == 0
+        model = self.float_model if prefill else self.quantised
+        return model(idx, attention_mask, position_ids, cache, **kwargs)
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.quantised.lm_logits(hidden)
+
+    def new_cache(self, batch_size: int, max_len: int | None = None):
+        return self.quantised.new_cache(batch_size, max_len)
+
+
 def add_quantize_option(parser, what: str) -> None:
     """--quantize on an argparse parser, the same choices and words for generate, bench and demo."""
     parser.add_argument("--quantize", default=AUTO, choices=[AUTO, *MODES],

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig, generate_text
-from backbone.quantize import AUTO, check_mode, inference_model
+from backbone.quantize import AUTO, FloatPrefill, check_mode, inference_model
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
 from tasks.data import IGNORE, TaskData
@@ -98,8 +98,9 @@ class ListMetric(Metric):
 
 class Decoder:
     """The model that decoding runs on: the backbone itself, or a weight-only quantised copy of it
-    (backbone.quantize; adapters merged in) for speed. The copy is rebuilt whenever a trained parameter has
-    changed since it was made (torch counts in-place updates in each tensor's _version, as torch's default
+    (backbone.quantize; adapters merged in) for the decoding steps, with prompts run through the backbone
+    itself (backbone.quantize.FloatPrefill), each where it is faster. The copy is rebuilt whenever a trained
+    parameter has changed since it was made (torch counts in-place updates in each tensor's _version, as torch's default
     optimizers make them; an update through `.data` is not counted), so evaluation during training decodes
     the current weights. One lock: the demo's threads share a task.
 
@@ -116,7 +117,8 @@ class Decoder:
         with self._lock:
             key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
             if self._model is None or key != self._key:
-                (self._model, self.mode), self._key = inference_model(backbone, self.requested), key
+                (model, self.mode), self._key = inference_model(backbone, self.requested), key
+                self._model = model if model is backbone else FloatPrefill(backbone, model)
             return self._model
 
 

@@ -253,7 +253,7 @@ def test_chat_prompt_is_the_instruction_in_the_chat_template(backbone_dir):
         task.tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         task.predict([Question(row["question"], row["context"])])
-    with pytest.raises(ValueError, match="span head takes neither"):
+    with pytest.raises(ValueError, match="span head takes none"):
         build(backbone_dir, head="span", prompt="chat")
 
 
@@ -327,3 +327,24 @@ def test_squad_corpus_score_equals_the_official_script():
     metric.update([c[0] for c in OFFICIAL_CASES], [c[1] for c in OFFICIAL_CASES])
     scores = {k: float(v) for k, v in metric.compute().items()}
     assert scores == pytest.approx({"exact_match": 37.5, "f1": 100 * (10 / 3) / 8})  # 3 of 8; (1+2/3+1+2/3)/8
+
+
+def test_few_shot_shows_the_shortest_training_examples_first(backbone_dir, tmp_path):
+    from tasks.qa.data import PROMPT_TEMPLATE, QAData, fill_prompt, shortest_examples
+
+    data = QAData(backbone=str(backbone_dir), data_files=write_files(tmp_path))
+    data.setup("fit")
+    shown = shortest_examples(data.splits["train"], 5)
+    shortest = min(ROWS, key=lambda r: len(r["context"]))
+    assert len(shown) == 2  # one question per context: two contexts
+    assert shown[0]["context"] == shortest["context"] and shown[0]["answer"]
+    task = build(backbone_dir, head="generate", few_shot=1, demonstrations=shown)
+    template = task.prompt_template()
+    demo = shown[0]
+    assert template == fill_prompt(PROMPT_TEMPLATE, demo["question"], demo["context"]) + f" {demo['answer']}\n\n" \
+        + PROMPT_TEMPLATE
+    assert task.test_report()["test/path"] == "generated answer, plain prompt, 1 solved examples shown"
+    with pytest.raises(ValueError, match="solved examples"):
+        build(backbone_dir, head="generate", few_shot=2).prompt_template()
+    with pytest.raises(ValueError, match="span head"):
+        build(backbone_dir, head="span", few_shot=1)

@@ -130,6 +130,25 @@ def test_decoder_rebuilds_its_copy_only_after_training(make_model):
     assert Decoder("none")(frozen) is frozen
 
 
+def test_prompts_run_through_the_float_model_and_steps_through_the_quantised_copy(make_model):
+    """FloatPrefill: a prefill (empty cache) is the float model's, every later step the quantised copy's;
+    greedy text stays what the quantised copy decodes alone, to within its rounding of the prefill."""
+    from backbone.quantize import FloatPrefill
+    from tasks.generative import Decoder
+
+    model = make_model(n_embd=64).eval()
+    decoder = Decoder("int8")
+    split = decoder(model)
+    assert isinstance(split, FloatPrefill) and split.float_model is model and split.quantised.quantization == "int8"
+    calls = []
+    for name, part in (("float", model), ("quantised", split.quantised)):
+        part.register_forward_pre_hook(lambda _, args, name=name: calls.append((name, args[0].size(1))))
+    ids = torch.randint(0, 512, (2, 7))
+    out = generate(split, ids, max_new_tokens=5)
+    assert calls == [("float", 7)] + [("quantised", 1)] * 4
+    assert (out[:, 7:] == generate(split.quantised, ids, max_new_tokens=5)[:, 7:]).float().mean() >= 0.8
+
+
 @pytest.mark.parametrize("fp32_ms, int4_ms, chosen", [(10.0, 4.0, "int4"), (1.0, 1.0, "none"), (1.0, 2.0, "none")])
 def test_auto_picks_int4_only_when_measured_faster(make_model, monkeypatch, fp32_ms, int4_ms, chosen):
     model = make_model(n_embd=64)

@@ -6,19 +6,36 @@ sample completions per problem and score pass@k by running them in the sandbox (
 
 from tasks.spec import Anchor, TaskSpec
 
+HUMANEVAL, MBPP = "HumanEval", "MBPP (MultiPL-E py-reworded, 397)"
+# SmolLM2-135M-Instruct as it is (nothing trained): every problem of each set, 10 samples + greedy per problem
+_SMOLLM2 = {"model.adapter": "tasks.adapters.Frozen", "trainer.max_epochs": 0, "model.max_length": 1024,
+            "data.max_eval_examples": None}
+
 SPEC = TaskSpec(
     name="codegen", title="Code generation",
     module="tasks.codegen.module.CodeGenerator", data="tasks.codegen.data.CodeData",
-    benchmark="HumanEval", split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
+    benchmark=HUMANEVAL, split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
     sample='def add(a, b):\n    """Return the sum of a and b."""\n',
     baselines="tasks.codegen.data.score_baselines",
     anchors=(
-        Anchor("pass@1", "CodeParrot-110M", 3.8, "Nijkamp et al. 2022 / CodeParrot"),
-        Anchor("pass@1", "CodeGen-350M-mono", 12.8, "Nijkamp et al. 2022"),
+        Anchor("pass@1", "CodeParrot-110M", 3.8, "CodeParrot model card (codeparrot/code-generation-models)",
+               benchmark=HUMANEVAL),
+        Anchor("pass@1", "tiny_starcoder_py 164M", 7.84, "bigcode/tiny_starcoder_py model card", benchmark=HUMANEVAL),
+        Anchor("pass@1", "CodeGen-350M-mono", 12.76, "Nijkamp et al. 2022", benchmark=HUMANEVAL),
+        Anchor("pass@10", "CodeGen-350M-mono", 23.11, "Nijkamp et al. 2022", benchmark=HUMANEVAL),
+        Anchor("pass@1", "StarCoder 15.5B (no small-model figure found offline)", 52.7,
+               "bigcode/starcoder model card; the original MBPP split, not MultiPL-E's", benchmark=MBPP),
     ),
     bench={
         "smoke": {"budget_s": 20, "seconds": 30, "data.max_eval_examples": 4, "trainer.max_epochs": 0},
         "quick": {"budget_s": 55, "seconds": 82, "data.max_eval_examples": 40, "trainer.max_epochs": 1},
+        "smollm2": {"seconds": 2400, **_SMOLLM2, "methods": {
+            "zero-shot": {},
+            "zero-shot, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP},
+        }},
+        "smollm2-ablations": {"seconds": 1200, **_SMOLLM2, "methods": {
+            "chat template": {"model.prompt": "chat"},
+        }},
         "full": {"trainer.max_epochs": 1},
     },
 )

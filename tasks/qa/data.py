@@ -241,6 +241,21 @@ def generation_prompt(tokenizer, question: str, context: str, budget: int, templ
     return fill_prompt(template, question, cut)
 
 
+def shortest_examples(dataset: datasets.Dataset, k: int) -> list[dict]:
+    """k solved examples to show before a question: the rows (question or paragraph rows) with the shortest
+    contexts, one question each, its first gold answer; the same k for the same data."""
+    rows = sorted(question_rows(list(iter_rows(dataset)))[0], key=lambda r: (len(r["context"]), str(r.get("id"))))
+    out, seen = [], set()
+    for row in rows:
+        answer = next((t.strip() for t, _ in gold_answers(row.get("answers")) if isinstance(t, str) and t.strip()), "")
+        if answer and row["context"] not in seen:
+            seen.add(row["context"])
+            out.append({"context": row["context"], "question": row["question"].strip(), "answer": answer})
+        if len(out) == k:
+            break
+    return out
+
+
 def iter_rows(dataset: datasets.Dataset, chunk: int = 2000):
     """Rows as dicts, read a column chunk at a time (much faster than indexing row by row)."""
     for batch in dataset.iter(batch_size=chunk):

@@ -44,9 +44,11 @@ from tasks.qa.data import (
     INSTRUCTION,
     NO_ANSWER,
     PROMPT_TEMPLATE,
+    fill_prompt,
     generation_prompt,
     gold_answers,
     question_rows,
+    shortest_examples,
     span_batch,
 )
 from tasks.qa.metrics import SquadScore, squad_scores
@@ -79,6 +81,10 @@ class QuestionAnswering(TaskModule):
             template: how an instruct model is asked).
         extractive: generative path: every answer is a span copied from its context (backbone.constraints.
             CopySpans constrains the decoding), as a span head's answers are.
+        few_shot: generative path: solved examples shown before the question (chat: as earlier turns), the
+            training questions with the shortest contexts (cheap to read), one per context.
+        demonstrations: those examples ({"context", "question", "answer"}); filled from the training split
+            when few_shot asks for them, and saved with the task.
     """
 
     input_type, output_type = Question, Answer
@@ -88,15 +94,19 @@ class QuestionAnswering(TaskModule):
                  layout: Literal["question-first", "context-first"] = "question-first",
                  context: Literal["none", "bilstm", "transformer"] = "none", context_hidden: int = 256,
                  flow_width: int = 160, flow_layers: int = 2, head_dropout: float = 0.1, quantize: str = AUTO,
-                 prompt: Literal["plain", "chat"] = "plain", extractive: bool = False, **kwargs):
+                 prompt: Literal["plain", "chat"] = "plain", extractive: bool = False, few_shot: int = 0,
+                 demonstrations: list[dict] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.decoder = Decoder(quantize)
         if head not in ("span", "generate"):
             raise ValueError(f"head must be 'span' or 'generate', got {head!r}")
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
-        if head == "span" and (prompt != "plain" or extractive):
-            raise ValueError("prompt and extractive choose how the generate head is asked; the span head takes neither")
+        if head == "span" and (prompt != "plain" or extractive or few_shot):
+            raise ValueError("prompt, extractive and few_shot choose how the generate head is asked; the span head "
+                             "takes none of them")
+        if few_shot < 0:
+            raise ValueError(f"few_shot must be >= 0, got {few_shot}")
         if layout not in ("question-first", "context-first"):
             raise ValueError(f"layout must be 'question-first' or 'context-first', got {layout!r}")
         if layout == "context-first" and head == "span" and context == "none":
@@ -214,11 +224,30 @@ class QuestionAnswering(TaskModule):
         """Generative path: greedy, up to max_new_tokens, the answer ends at a newline."""
         return GenerationConfig(max_new_tokens=self.hparams.max_new_tokens, stop=("\n",), truncate_prompt=True)
 
+    def shown_examples(self) -> list[dict]:
+        """The few_shot solved examples: saved ones, else the training questions with the shortest contexts."""
+        h = self.hparams
+        if not h.few_shot:
+            return []
+        if h.demonstrations is None:
+            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            if datamodule is None or "train" not in getattr(datamodule, "splits", {}):
+                raise ValueError("few_shot needs solved examples: attach a data module with a training split, or "
+                                 "pass model.demonstrations")
+            h.demonstrations = shortest_examples(datamodule.splits["train"], h.few_shot)
+        return list(h.demonstrations)[: h.few_shot]
+
     def prompt_template(self, tokenizer=None) -> str:
-        """Generative path: the prompt, with {context} and {question} still to fill in."""
+        """Generative path: the prompt (any solved examples first), {context} and {question} still to fill in."""
+        shown = self.shown_examples()
         if self.hparams.prompt == "plain":
-            return PROMPT_TEMPLATE
-        return chat_prompt(tokenizer or self.tokenizer, [{"role": "user", "content": INSTRUCTION}])
+            return "".join(fill_prompt(PROMPT_TEMPLATE, d["question"], d["context"]) + f" {d['answer']}\n\n"
+                           for d in shown) + PROMPT_TEMPLATE
+        turns = []
+        for d in shown:
+            turns += [{"role": "user", "content": fill_prompt(INSTRUCTION, d["question"], d["context"])},
+                      {"role": "assistant", "content": d["answer"]}]
+        return chat_prompt(tokenizer or self.tokenizer, [*turns, {"role": "user", "content": INSTRUCTION}])
 
     def generated_answers(self, rows: list[dict]) -> list[Answer]:
         h = self.hparams
@@ -266,6 +295,7 @@ class QuestionAnswering(TaskModule):
                     f"answers up to {h.max_answer_length} tokens; {reader}")
         else:
             path = (f"generated answer, {'chat template' if h.prompt == 'chat' else 'plain prompt'}"
+                    + (f", {h.few_shot} solved examples shown" if h.few_shot else "")
                     + (", constrained to spans of the context" if h.extractive else ""))
         return {**super().test_report(), "test/path": path,
                 **({"test/generation": self.answer_generation.describe()} if h.head == "generate" else {}),
