@@ -205,31 +205,32 @@ def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_
 
 
 def test_chat_prompt_begins_the_reply_with_the_problems_code(backbone_dir, monkeypatch):
-    """prompt=chat: the instruct model is asked in its template and continues the code inside a python block
-    of its own reply; the block's closing ``` ends a completion, which the tests run after the problem's code."""
+    """prompt=chat: the instruct model is asked in its template and writes the whole function in a python block
+    of its own reply; the block's closing ``` ends it, and the tests run it after the problem's stub."""
     from tasks.codegen.module import CHAT_INSTRUCTION, CLOSE_BLOCK, CodeGenerator
 
     task = generator(backbone_dir, prompt="chat", num_samples=2, ks=[1])
     task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     try:
         asked = task.decoding_prompt(ADD["prompt"])
-        assert asked == (f"<user>{CHAT_INSTRUCTION}\n\n```python\n{ADD['prompt'].rstrip()}\n```<assistant>"
-                         f"```python\n{ADD['prompt']}")
+        assert asked == f"<user>{CHAT_INSTRUCTION}\n\n```python\n{ADD['prompt'].rstrip()}\n```<assistant>```python\n"
         assert CLOSE_BLOCK in task.generation.stop and CLOSE_BLOCK in task.greedy_config.stop
         seen = []
 
         def fake_generate(self, prompts, config=None):
             seen.extend(prompts)
-            return ["    return a + b"] * len(prompts)  # what remains once the closing ``` is cut
+            return ["def add(a, b):\n    return a + b\n"] * len(prompts)  # the whole function, the ``` cut
 
         monkeypatch.setattr(CodeGenerator, "generate", fake_generate)
         task.on_test_epoch_start()
         task.update_metrics("test", {"rows": [ADD]})
         assert seen == [asked] * 3  # 2 samples + greedy
         assert task.stage_metrics["test"].compute()["greedy_pass@1"] == 1.0
+        assert task.program(ADD["prompt"], "x = 1") == ADD["prompt"] + "\nx = 1"
         assert task.test_report()["test/prompt"].startswith("chat template")
     finally:
         task.tokenizer.chat_template = None
-    assert generator(backbone_dir).decoding_prompt(ADD["prompt"]) == ADD["prompt"]
+    plain = generator(backbone_dir)
+    assert plain.decoding_prompt(ADD["prompt"]) == ADD["prompt"] and plain.program("a", "b") == "ab"
     with pytest.raises(ValueError, match="prompt must be"):
         generator(backbone_dir, prompt="instruct")

@@ -29,12 +29,13 @@ SPEC = TaskSpec(
     bench={
         "smoke": {"budget_s": 20, "seconds": 30, "data.max_eval_examples": 4, "trainer.max_epochs": 0},
         "quick": {"budget_s": 55, "seconds": 82, "data.max_eval_examples": 40, "trainer.max_epochs": 1},
-        "smollm2": {"seconds": 2400, **_SMOLLM2, "methods": {
+        "smollm2-generative": {"seconds": 1500, **_SMOLLM2, "methods": {
             "zero-shot": {},
-            "zero-shot, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP},
-        }},
-        "smollm2-ablations": {"seconds": 1200, **_SMOLLM2, "methods": {
-            "chat template": {"model.prompt": "chat"},
+            # the chat template, one greedy answer per problem (the instruct model writes the whole function)
+            "chat template, greedy": {"model.prompt": "chat", "model.num_samples": 0,
+                                      "model.generation.max_new_tokens": 192},
+            # 397 problems: pass@1 from one sample per problem, and greedy
+            "zero-shot, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP, "model.num_samples": 1, "model.ks": [1]},
         }},
         "full": {"trainer.max_epochs": 1},
     },

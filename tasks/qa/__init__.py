@@ -20,6 +20,12 @@ _CONTEXT_FIRST = {**_FROZEN, "data.max_train_examples": 10000, "data.group_by_co
                   "data.bucket_by_length": True, "trainer.gradient_clip_val": 1.0,
                   "trainer.max_epochs": 4, "trainer.limit_val_batches": 0}  # the dev set is the test set
 
+# SmolLM2-135M-Instruct as it is: asked in its chat template after 2 solved examples, its answer copied from the
+# context (constrained decoding); on 100 dev questions 2 examples scored F1 19.9 against 12.4 without
+_INSTRUCT = {"model.head": "generate", "model.adapter": "tasks.adapters.Frozen", "trainer.max_epochs": 0,
+             "model.prompt": "chat", "model.extractive": True, "model.few_shot": 2, "model.max_length": 512,
+             "data.batch_size": 16}
+
 SPEC = TaskSpec(
     name="qa", title="Question answering",
     module="tasks.qa.module.QuestionAnswering", data="tasks.qa.data.QAData",
@@ -45,6 +51,8 @@ SPEC = TaskSpec(
         "smollm2-ablations": {"budget_s": 420, "seconds": 2200, **_SMOLLM2,
                               "methods": {"frozen+BiLSTM span": {**_QUESTION_FIRST, "model.context": "bilstm"},
                                           "frozen+mix, linear span": _QUESTION_FIRST}},
+        "smollm2-generative": {"seconds": 1300, **_SMOLLM2,
+                               "methods": {"instruct, chat 2-shot, extractive": _INSTRUCT}},
         "full": {"trainer.max_epochs": 2},
     },
 )
