@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         plugin.load()(sub)
     bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
     bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 "
-                                                         "(SmolLM2-135M, frozen + cached features, <= 60 min) | "
-                                                         "smollm2-ablations | full")
+                                                         "(SmolLM2-135M, frozen + cached features) | "
+                                                         "smollm2-generative (SmolLM2-Instruct decoding: translation, "
+                                                         "code, QA answers) | smollm2-ablations | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
     bench.add_argument("--out", default="benchmarks", help="where the results are written")

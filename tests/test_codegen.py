@@ -207,14 +207,15 @@ def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_
 def test_chat_prompt_begins_the_reply_with_the_problems_code(backbone_dir, monkeypatch):
     """prompt=chat: the instruct model is asked in its template and writes the whole function in a python block
     of its own reply; the block's closing ``` ends it, and the tests run it after the problem's stub."""
-    from tasks.codegen.module import CHAT_INSTRUCTION, CLOSE_BLOCK, CodeGenerator
+    from tasks.codegen.module import CHAT_INSTRUCTION, CHAT_STOP, CodeGenerator
 
     task = generator(backbone_dir, prompt="chat", num_samples=2, ks=[1])
     task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     try:
         asked = task.decoding_prompt(ADD["prompt"])
         assert asked == f"<user>{CHAT_INSTRUCTION}\n\n```python\n{ADD['prompt'].rstrip()}\n```<assistant>```python\n"
-        assert CLOSE_BLOCK in task.generation.stop and CLOSE_BLOCK in task.greedy_config.stop
+        # the whole function comes back: imports, helpers and comments at column 0 do not end it, ``` does
+        assert task.generation.stop == task.greedy_config.stop == CHAT_STOP and "\ndef " not in CHAT_STOP
         seen = []
 
         def fake_generate(self, prompts, config=None):
@@ -227,6 +228,8 @@ def test_chat_prompt_begins_the_reply_with_the_problems_code(backbone_dir, monke
         assert seen == [asked] * 3  # 2 samples + greedy
         assert task.stage_metrics["test"].compute()["greedy_pass@1"] == 1.0
         assert task.program(ADD["prompt"], "x = 1") == ADD["prompt"] + "\nx = 1"
+        assert task.run_tests(ADD["prompt"], "import math\n\n\ndef add(a, b):\n    return a + b\n", ADD["test"],
+                              "add").passed
         assert task.test_report()["test/prompt"].startswith("chat template")
     finally:
         task.tokenizer.chat_template = None

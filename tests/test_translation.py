@@ -207,6 +207,17 @@ def test_chat_prompt_asks_in_turns(backbone_dir):
         task.prompt_text("el perro")
 
 
+def test_a_validation_split_held_out_of_train_leaves_the_retrieval_pool(backbone_dir, tmp_path):
+    from tasks.translation.data import TranslationData
+
+    files = write_files(tmp_path, PAIRS * 3)
+    del files["validation"]
+    data = TranslationData(backbone=str(backbone_dir), data_files=files)
+    data.setup("fit")
+    held_out = len(data.splits["validation"])
+    assert held_out and len(data.all_train) == len(data.splits["train"]) == len(PAIRS) * 3 - held_out
+
+
 def test_demonstrations_without_pairs_say_where_to_get_them(backbone_dir):
     task = translator(backbone_dir, demonstrations=2)
     with pytest.raises(ValueError, match="demonstration_data"):

@@ -30,6 +30,7 @@ from tasks.outputs import Completion
 
 STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#")
 CLOSE_BLOCK = "```"  # the end of the code block an instruct model answers in
+CHAT_STOP = (CLOSE_BLOCK, "\nif __name__")  # chat: STOP would cut a reply at its imports or a helper def
 CHAT_INSTRUCTION = "Complete the following Python function."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
                                       truncate_prompt=True)
@@ -116,8 +117,8 @@ class CodeGenerator(GenerativeTask):
             raise ValueError("nothing to evaluate: set num_samples >= 1 or greedy: true")
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
-        if prompt == "chat" and CLOSE_BLOCK not in self.generation.stop:  # the reply's code block closes with ```
-            self.generation = self.generation.replace(stop=(*self.generation.stop, CLOSE_BLOCK))
+        if prompt == "chat":  # a whole function with its imports and helpers: only the block's end stops it
+            self.generation = self.generation.replace(stop=CHAT_STOP)
         if decode_rows < 1:
             raise ValueError(f"decode_rows must be >= 1, got {decode_rows}")
         self.hparams.ks = list(ks or [1, 10])
@@ -263,6 +264,7 @@ class CodeGenerator(GenerativeTask):
                 for prompt, text in zip(asked, greedy)]
 
     def run_tests(self, prompt: str, completion: str, test: str, entry_point: str) -> Result:
-        """Run HumanEval-style tests (`def check(candidate)`) on prompt + completion, in the sandbox."""
-        return check_program(prompt + completion, test, entry_point, timeout=self.hparams.timeout,
+        """Run HumanEval-style tests (`def check(candidate)`) on the program of prompt and completion (see
+        program), in the sandbox."""
+        return check_program(self.program(prompt, completion), test, entry_point, timeout=self.hparams.timeout,
                              prompt=prompt)

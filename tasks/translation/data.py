@@ -73,6 +73,11 @@ class TranslationData(GenerativeData):
             self.all_train = dataset
         return super().subset(split, dataset, cap)
 
+    def hold_out(self, train: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+        train, validation = super().hold_out(train)
+        self.all_train = train  # validation carved out of train: its pairs must not be retrieved for it
+        return train, validation
+
     def validate(self, split: str, dataset: datasets.Dataset) -> None:
         for column in (self.source_key, self.target_key):
             if column not in dataset.column_names:
@@ -98,7 +103,8 @@ def score_baselines(dm: TranslationData) -> dict:
 
     src, tgt = dm.source_key, dm.target_key
     train, test = dm.splits["train"], dm.splits["test"]
+    pool = dm.all_train if dm.all_train is not None else train  # what the retrieved demonstrations come from
     refs = list(test[tgt])
     return {"copy-source": corpus_scores(copy_source(test[src]), refs),
             "word-dictionary": corpus_scores(word_dictionary(train[src], train[tgt], test[src]), refs),
-            "translation-memory": corpus_scores(translation_memory(train[src], train[tgt], test[src]), refs)}
+            "translation-memory": corpus_scores(translation_memory(pool[src], pool[tgt], test[src]), refs)}

@@ -56,6 +56,7 @@ class Translator(GenerativeTask):
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
         self._pool: tuple[BM25, list[str]] | None = None
+        self._retrieved: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         if direction is not None:
             parse_direction(direction)
 
@@ -65,8 +66,7 @@ class Translator(GenerativeTask):
         if data_direction and self.hparams.direction and data_direction != self.hparams.direction:
             raise ValueError(f"model.direction {self.hparams.direction!r} and data.direction {data_direction!r} differ")
         self.hparams.direction = self.hparams.direction or data_direction or "en-es"
-        benchmark = datamodule is not None and not getattr(datamodule, "data_files", None)
-        if self.hparams.demonstrations and not self.hparams.demonstration_data and benchmark:
+        if self.hparams.demonstrations and not self.hparams.demonstration_data and self._benchmark_pairs(datamodule):
             self.hparams.demonstration_data = datamodule.dataset  # saved with the task: predict finds the pairs
         self.stage_metrics = nn.ModuleDict({"val": TranslationScores(), "test": TranslationScores()})
 
@@ -74,6 +74,16 @@ class Translator(GenerativeTask):
     def languages(self) -> tuple[str, str]:
         src, tgt = parse_direction(self.hparams.direction or "en-es")
         return language_name(src), language_name(tgt)
+
+    @staticmethod
+    def _benchmark_pairs(datamodule) -> bool:
+        """The data module reads a gptsuite benchmark with one column per language code: its training pairs
+        can be found again from the name alone (a loaded task's demonstrations)."""
+        from backbone.data.loaders import BENCHMARKS
+
+        return (datamodule is not None and not getattr(datamodule, "data_files", None)
+                and getattr(datamodule, "dataset", None) in BENCHMARKS
+                and (datamodule.source_key, datamodule.target_key) == (datamodule.source_lang, datamodule.target_lang))
 
     # --- prompts ---------------------------------------------------------------------------------------
     def demonstration_pool(self) -> tuple[BM25, list[str]]:
@@ -99,9 +109,14 @@ class Translator(GenerativeTask):
         """The retrieved (source, target) pairs for one source, most similar last (next to the source)."""
         if not self.hparams.demonstrations:
             return []
-        index, targets = self.demonstration_pool()
-        best = index.top(source, self.hparams.demonstrations, skip_text=source if skip_self else None)
-        return [(index.documents[i], targets[i]) for i in reversed(best)]
+        key = (source, skip_self)
+        if key not in self._retrieved:  # a test batch asks twice (its collate, then decoding)
+            index, targets = self.demonstration_pool()
+            best = index.top(source, self.hparams.demonstrations, skip_text=source if skip_self else None)
+            if len(self._retrieved) > 4096:
+                self._retrieved.clear()
+            self._retrieved[key] = [(index.documents[i], targets[i]) for i in reversed(best)]
+        return self._retrieved[key]
 
     def source_text(self, source: str) -> str:
         src_name, tgt_name = self.languages

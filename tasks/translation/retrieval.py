@@ -12,6 +12,7 @@ with f(w, d) the count of w in d, n(w) the documents holding w, N the documents,
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter, defaultdict
@@ -51,9 +52,10 @@ class BM25:
                 continue
             for doc, weight in self.postings[word]:
                 scores[doc] += idf * weight
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
         skip = skip_text.strip() if skip_text is not None else None
-        return [doc for doc, _ in ranked if skip is None or self.documents[doc].strip() != skip][:k]
+        if skip is not None:
+            scores = Counter({d: v for d, v in scores.items() if self.documents[d].strip() != skip})
+        return [doc for doc, _ in heapq.nsmallest(k, scores.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def translation_memory(train_sources: Sequence[str], train_targets: Sequence[str], sources: Sequence[str]) -> list[str]:
