@@ -46,10 +46,14 @@ class CopySpans:
         return torch.tensor(out, dtype=torch.long)
 
     def __call__(self, generated: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        device, generated = generated.device, generated.cpu()  # the sources live on the CPU
         allowed = torch.zeros(len(rows), self.vocab_size, dtype=torch.bool)
         L = generated.size(1)
         for i, r in enumerate(rows.tolist()):
             source, bare = self.sources[r], self.first[r]
+            if not len(source):  # nothing to copy: the answer can only end
+                allowed[i, self.ends] = True
+                continue
             if L == 0:  # any source token starts a span, with or without its leading space
                 allowed[i, source] = True
                 allowed[i, bare] = True
@@ -70,4 +74,4 @@ class CopySpans:
                 allowed[i, self.ends] = True
             else:  # nothing matches (a finished row's filler): only an end token
                 allowed[i, self.ends] = True
-        return allowed.to(generated.device)
+        return allowed.to(device)

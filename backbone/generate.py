@@ -140,8 +140,9 @@ class GenerationConfig:
 # Token-level decoding
 # --------------------------------------------------------------------------------------------------------
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # generated ids (B, L) -> rows that should stop (B,) bool
-# (generated ids of the rows still decoding (b, L), their indices in the batch (b,)) -> allowed next tokens (b, V)
-# bool: a constraint on what may come next (backbone.constraints.CopySpans: answers copied from a context)
+# (generated ids of the rows in the step's computation (b, L), their indices in the batch (b,)) -> allowed next
+# tokens (b, V) bool: a constraint on what may come next (backbone.constraints.CopySpans: answers copied from a
+# context). With the KV cache the rows are the unfinished ones; without it, every row.
 AllowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -169,6 +170,13 @@ def _prepare(model: GPT, input_ids, attention_mask, cfg):
     return fit_prompt(input_ids, attention_mask, cfg, model.config.block_size)
 
 
+def constrain(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """-inf wherever `allowed` (b, V') is False; tokens past its width (a padded vocabulary) are never allowed."""
+    width = logits.size(-1)
+    allowed = F.pad(allowed.to(logits.device), (0, max(0, width - allowed.size(-1))), value=False)[:, :width]
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
 def distinct_prompts(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Where rows repeat a prompt (the n samples of one problem): (the first row of each distinct prompt,
     each row's distinct prompt), so the prompt is run once and its keys/values copied; None when all differ."""
@@ -187,7 +195,8 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
                 stop_fn: StopFn | None = None, allow_fn: AllowFn | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy or sampled decoding, one step at a time: yields (next tokens (B,), finished (B,) bool).
-    allow_fn, when given, limits each row's next token to those it allows (after every other filter).
+    allow_fn, when given, limits each row's next token to those it allows, before the other filters (top-k,
+    top-p and min-p then choose among the allowed tokens; should a ban remove all of them, they stand).
 
     Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular. With the KV
     cache, a finished row also leaves the computation: its cache entries are dropped, so a batch of samples
@@ -217,10 +226,13 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
             shared = None
         else:
             hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
-        scores = process_scores(model.lm_logits(hidden[:, -1]).float(), tokens[live], mask[live], cfg)  # (b, V)
-        if allow_fn is not None:  # tokens past the allowed mask's width (a padded vocabulary) are never allowed
-            allowed = F.pad(allow_fn(tokens[live, T:], live), (0, scores.size(-1)), value=False)[:, : scores.size(-1)]
-            scores = scores.masked_fill(~allowed, float("-inf"))
+        logits = model.lm_logits(hidden[:, -1]).float()  # (b, V)
+        if allow_fn is not None:  # first, so top-k / top-p choose among the allowed tokens
+            logits = constrain(logits, allow_fn(tokens[live, T:], live))
+        scores = process_scores(logits, tokens[live], mask[live], cfg)
+        if allow_fn is not None:  # a ban or a penalty removed every allowed token: the allowed ones stand
+            emptied = torch.isneginf(scores).all(dim=-1)
+            scores[emptied] = logits[emptied]
         if cfg.sampling:
             chosen = draw(scores, generator)
         else:

@@ -119,6 +119,8 @@ class Decoder:
             if self._model is None or key != self._key:
                 (model, self.mode), self._key = inference_model(backbone, self.requested), key
                 self._model = model if model is backbone else FloatPrefill(backbone, model)
+            if self._model is not backbone:  # decoding saves and restores this flag: it must be the backbone's
+                self._model.training = backbone.training
             return self._model
 
 

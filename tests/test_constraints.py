@@ -21,6 +21,28 @@ def test_spans_are_copied_by_greedy_and_sampled_decoding(nano_model, tiny_tokeni
         assert any(t.strip() not in s for t, s in zip(free, SOURCES))
 
 
+def test_top_k_and_top_p_choose_among_the_allowed_tokens(nano_model, tiny_tokenizer):
+    spans = CopySpans(tiny_tokenizer, SOURCES)
+    prompts = [tiny_tokenizer.encode(p, add_bos=True) for p in ("where?", "what ran?")]
+    ids, mask = tiny_tokenizer.pad(prompts, side="left")
+    for cfg in (GenerationConfig(max_new_tokens=6, temperature=1.0, top_k=2, seed=1),
+                GenerationConfig(max_new_tokens=6, temperature=1.0, top_p=0.3, min_p=0.2, seed=2)):
+        out = generate(nano_model, ids, mask, cfg.replace(eos_token_id=tiny_tokenizer.eos_id), allow_fn=spans)
+        for row, source, bare in zip(out[:, ids.size(1):].tolist(), spans.sources, spans.first):
+            ends = [i for i, t in enumerate(row) if t in spans.ends.tolist()]
+            copied = row[: ends[0]] if ends else row  # the span, then only end tokens
+            assert copied and all(t in spans.ends.tolist() for t in row[len(copied):])
+            n, src = len(copied), source.tolist()
+            assert any((src[j] == copied[0] or bare[j] == copied[0]) and src[j + 1:j + n] == copied[1:]
+                       for j in range(len(src) - n + 1)), copied  # a token span of the source
+
+
+def test_an_empty_source_can_only_end(tiny_tokenizer):
+    spans = CopySpans(tiny_tokenizer, [""])
+    allowed = spans(torch.zeros(1, 0, dtype=torch.long), torch.tensor([0]))[0]
+    assert set(allowed.nonzero().squeeze(1).tolist()) == set(spans.ends.tolist())
+
+
 def test_allowed_tokens_follow_every_matched_start(tiny_tokenizer):
     spans = CopySpans(tiny_tokenizer, ["the cat and the dog"])
     source = spans.sources[0].tolist()

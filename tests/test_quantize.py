@@ -147,6 +147,10 @@ def test_prompts_run_through_the_float_model_and_steps_through_the_quantised_cop
     out = generate(split, ids, max_new_tokens=5)
     assert calls == [("float", 7)] + [("quantised", 1)] * 4
     assert (out[:, 7:] == generate(split.quantised, ids, max_new_tokens=5)[:, 7:]).float().mean() >= 0.8
+    for mode in (True, False):  # decoding leaves the backbone in the mode it found it in
+        model.train(mode)
+        generate(decoder(model), ids, max_new_tokens=2)
+        assert model.training is mode
 
 
 @pytest.mark.parametrize("fp32_ms, int4_ms, chosen", [(10.0, 4.0, "int4"), (1.0, 1.0, "none"), (1.0, 2.0, "none")])

@@ -228,17 +228,19 @@ def fill_prompt(template: str, question: str, context: str) -> str:
     return template.replace("{context}", context).replace("{question}", question.strip())
 
 
-def generation_prompt(tokenizer, question: str, context: str, budget: int, template: str = PROMPT_TEMPLATE) -> str:
-    """The template (PROMPT_TEMPLATE by default) with the context cut (at a token boundary) so the prompt fits
-    in `budget` tokens."""
-    full = fill_prompt(template, question, context)
-    if len(tokenizer.encode(full, add_bos=True)) <= budget:
-        return full
+def fit_context(tokenizer, question: str, context: str, budget: int, template: str = PROMPT_TEMPLATE) -> str:
+    """The context, cut at a token boundary if need be, so the filled template fits in `budget` tokens."""
+    if len(tokenizer.encode(fill_prompt(template, question, context), add_bos=True)) <= budget:
+        return context
     rest = len(tokenizer.encode(fill_prompt(template, question, ""), add_bos=True))
     ids, offsets = encode_context(tokenizer, context)
     keep = max(0, budget - rest - 2)  # 2: slack for re-tokenisation where the cut context meets the template
-    cut = context[: offsets[keep - 1][1]] if keep else ""
-    return fill_prompt(template, question, cut)
+    return context[: offsets[keep - 1][1]] if keep else ""
+
+
+def generation_prompt(tokenizer, question: str, context: str, budget: int, template: str = PROMPT_TEMPLATE) -> str:
+    """The template (PROMPT_TEMPLATE by default) filled, its context cut so the prompt fits in `budget` tokens."""
+    return fill_prompt(template, question, fit_context(tokenizer, question, context, budget, template))
 
 
 def shortest_examples(dataset: datasets.Dataset, k: int) -> list[dict]:

@@ -45,6 +45,7 @@ from tasks.qa.data import (
     NO_ANSWER,
     PROMPT_TEMPLATE,
     fill_prompt,
+    fit_context,
     generation_prompt,
     gold_answers,
     question_rows,
@@ -134,6 +135,8 @@ class QuestionAnswering(TaskModule):
         else:
             check_generative_adapter(self.adapter)
         self.stage_metrics = nn.ModuleDict({s: SquadScore() for s in ("val", "test")})
+        if h.few_shot and h.demonstrations is None and self._trainer is not None:
+            self.shown_examples()  # chosen now, from the attached data, so an exported task carries them
 
     # --- batches ---------------------------------------------------------------------------------------
     def featurize(self, rows: list[dict], tokenizer=None, max_tokens: int | None = None,
@@ -253,8 +256,9 @@ class QuestionAnswering(TaskModule):
         h = self.hparams
         rows, _ = question_rows(rows)
         budget, template = self.max_input_tokens - h.max_new_tokens, self.prompt_template()
-        prompts = [generation_prompt(self.tokenizer, r["question"], r["context"], budget, template) for r in rows]
-        spans = CopySpans(self.tokenizer, [r["context"] for r in rows]) if h.extractive else None
+        shown = [fit_context(self.tokenizer, r["question"], r["context"], budget, template) for r in rows]
+        prompts = [fill_prompt(template, r["question"], c) for r, c in zip(rows, shown)]
+        spans = CopySpans(self.tokenizer, shown) if h.extractive else None  # copied from what the model read
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
             texts = generate_text(self.decoder(self.backbone), self.tokenizer, prompts, self.answer_generation,
                                   allow_fn=spans)
@@ -295,7 +299,7 @@ class QuestionAnswering(TaskModule):
                     f"answers up to {h.max_answer_length} tokens; {reader}")
         else:
             path = (f"generated answer, {'chat template' if h.prompt == 'chat' else 'plain prompt'}"
-                    + (f", {h.few_shot} solved examples shown" if h.few_shot else "")
+                    + (f", {h.few_shot} solved example{'s' if h.few_shot > 1 else ''} shown" if h.few_shot else "")
                     + (", constrained to spans of the context" if h.extractive else ""))
         return {**super().test_report(), "test/path": path,
                 **({"test/generation": self.answer_generation.describe()} if h.head == "generate" else {}),
