@@ -404,15 +404,41 @@ def _decode_until_eos(tokenizer, ids: list[int], eos: int | None) -> str:
     return tokenizer.decode(ids)
 
 
+def _length_fn(limits: Sequence[int], device) -> StopFn:
+    """Rows stop once they have generated their own number of tokens."""
+    cap = torch.tensor(list(limits), device=device)
+    return lambda generated: generated.size(1) >= cap
+
+
+def _either(*fns: StopFn | None) -> StopFn | None:
+    fns = [f for f in fns if f is not None]
+    if len(fns) < 2:
+        return fns[0] if fns else None
+    return lambda generated: torch.stack([f(generated) for f in fns]).any(0)
+
+
 def generate_text(model: GPT, tokenizer, prompts: str | Sequence[str], config: GenerationConfig | None = None,
-                  allow_fn: AllowFn | None = None, **overrides) -> list[str]:
+                  allow_fn: AllowFn | None = None, row_max_new_tokens: Sequence[int] | None = None,
+                  **overrides) -> list[str]:
     """Completions (without the prompt) for one or many prompts, cut at eos and at the first stop string;
-    allow_fn constrains each row's tokens (its row indices are the prompts')."""
+    allow_fn constrains each row's tokens (its row indices are the prompts'). row_max_new_tokens: each
+    prompt's own limit on new tokens, under max_new_tokens (greedy and sampled decoding: a translation's
+    length follows its source's)."""
     cfg = _text_config(tokenizer, config, overrides)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     device = next(model.parameters()).device
+    length_fn = None
+    if row_max_new_tokens is not None:
+        limits = [int(n) for n in row_max_new_tokens]
+        if len(limits) != len(prompts) or min(limits, default=1) < 1:
+            raise ValueError(f"row_max_new_tokens needs one limit >= 1 per prompt ({len(prompts)}), got {limits}")
+        if cfg.num_beams > 1:
+            raise ValueError("row_max_new_tokens needs greedy or sampled decoding (num_beams=1)")
+        cfg = cfg.replace(max_new_tokens=min(cfg.max_new_tokens, max(limits)))
+        length_fn = _length_fn(limits, device)
     ids, mask = _prepare(model, *encode_prompts(tokenizer, prompts, device), cfg)
-    out = generate(model, ids, mask, cfg, stop_fn=_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id), allow_fn=allow_fn)
+    stop_fn = _either(_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id), length_fn)
+    out = generate(model, ids, mask, cfg, stop_fn=stop_fn, allow_fn=allow_fn)
     texts = [_decode_until_eos(tokenizer, row, cfg.eos_token_id) for row in out[:, ids.size(1) :].tolist()]
     return [cut_at_stop(t, cfg.stop)[0] for t in texts]
 

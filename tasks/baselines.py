@@ -120,17 +120,13 @@ def copy_source(sources: list[str]) -> list[str]:
 
 
 def word_dictionary(train_src: list[str], train_tgt: list[str], test_src: list[str],
-                    max_pairs: int = 5000) -> list[str]:
-    """Translate word by word with the target word of highest Dice coefficient 2 c(s,t) / (c(s) + c(t))."""
-    src_count, tgt_count, pair_count = Counter(), Counter(), Counter()
-    for s, t in list(zip(train_src, train_tgt))[:max_pairs]:
-        sw, tw = sorted(set(words(s))), sorted(set(words(t)))  # sorted: ties break the same way in every run
-        src_count.update(sw)
-        tgt_count.update(tw)
-        pair_count.update((a, b) for a in sw for b in tw)
-    best: dict[str, tuple[float, str]] = {}
-    for (a, b), c in pair_count.items():
-        dice = 2 * c / (src_count[a] + tgt_count[b])
-        if dice > best.get(a, (0.0, ""))[0]:
-            best[a] = (dice, b)
-    return [" ".join(best[w][1] if w in best else w for w in words(s)) for s in test_src]
+                    max_pairs: int | None = None, lexicon=None) -> list[str]:
+    """Translate word by word with the target word of highest Dice coefficient 2 c(s,t) / (c(s) + c(t))
+    (tasks.translation.lattice.Lexicon), learned from the first max_pairs training pairs (None: all; the
+    Bible's 28k take about 15 s). Words it never saw and punctuation are copied; the output is lower case.
+    Capped at 5,000 pairs (Genesis to Judges), as it was until this was measured, it scored 4 BLEU and 8 chrF
+    less on the Bible test books. `lexicon`: one already built from those pairs."""
+    from tasks.translation.lattice import Lexicon
+
+    lexicon = lexicon or Lexicon(list(train_src)[:max_pairs], list(train_tgt)[:max_pairs])
+    return [" ".join(lexicon.best(w) or w for w in words(s)) for s in test_src]

@@ -180,9 +180,12 @@ class GenerativeTask(TaskModule):
         return lm_loss(self.token_logits(batch), batch["labels"])
 
     # --- decoding --------------------------------------------------------------------------------------
-    def generate(self, prompts: list[str], config: GenerationConfig | None = None) -> list[str]:
-        """Completions of the prompts from the shared decoder (prompt not included, cut at stop strings)."""
+    def generate(self, prompts: list[str], config: GenerationConfig | None = None,
+                 row_max_new_tokens: list[int] | None = None) -> list[str]:
+        """Completions of the prompts from the shared decoder (prompt not included, cut at stop strings);
+        row_max_new_tokens: each prompt's own limit on new tokens."""
         if not prompts:
             return []
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            return generate_text(self.decoder(self.backbone), self.tokenizer, list(prompts), config or self.generation)
+            return generate_text(self.decoder(self.backbone), self.tokenizer, list(prompts), config or self.generation,
+                                 row_max_new_tokens=row_max_new_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 import pytest
 import torch
@@ -241,3 +242,51 @@ def test_cli_with_demonstrations_fits_tests_and_reloads(backbone_dir, tmp_path):
     reloaded = load_task(tmp_path / "task")  # the user's files are not a benchmark: no pairs to retrieve from
     with pytest.raises(ValueError, match="demonstration_data"):
         reloaded.predict(["the house"])
+
+
+def test_max_length_ratio_caps_each_translation_by_its_source(backbone_dir):
+    greedy = {"max_new_tokens": 16, "num_beams": 1, "eos_token_id": -1, "truncate_prompt": True}  # no eos
+    free = translator(backbone_dir, generation=greedy)
+    capped = translator(backbone_dir, generation=greedy, max_length_ratio=0.5)
+    sources = ["la casa", "el perro es grande"]
+    limits = capped.length_limits(sources)
+    assert limits == [math.ceil(0.5 * len(capped.tokenizer.encode(s))) + 2 for s in sources]
+    assert limits[0] < limits[1] < 16 and free.length_limits(sources) is None
+    out = capped.translate(sources)
+    alone = [free.generate([free.prompt_text(s)], free.generation.replace(max_new_tokens=n))[0].strip()
+             for s, n in zip(sources, limits)]
+    assert out == alone and len(out[0]) < len(out[1])
+    with pytest.raises(ValueError, match="num_beams=1"):  # beam search has no per-row limit
+        translator(backbone_dir, max_length_ratio=0.5).translate(sources)
+    with pytest.raises(ValueError, match="max_length_ratio must be > 0"):
+        translator(backbone_dir, max_length_ratio=0.0)
+
+
+def test_lattice_translates_with_the_lexicons_words_and_says_so(backbone_dir, tmp_path):
+    from tasks.translation.lattice import Lexicon
+    from tasks.translation.retrieval import BM25
+
+    task = translator(backbone_dir, direction="es-en", lattice={"candidates": 2, "beam": 2})
+    task._pool = BM25([p["es"] for p in PAIRS]), [p["en"] for p in PAIRS]
+    lexicon = Lexicon([p["es"] for p in PAIRS], [p["en"] for p in PAIRS])
+    allowed = {w.lower() for s in ("el", "perro", "es", "grande")
+               for w, _ in lexicon.options(s, 2)}
+    out = task.translate(["el perro es grande", "¡el perro!"])
+    assert all(w.lower() in allowed for w in out[0].split())  # every word one of its source word's options
+    assert "¡" not in out[1] and out[1].endswith("!")
+    assert "word lattice: 2 Dice-lexicon words" in task.test_report()["test/prompt"]
+    assert task.hparams.lattice["candidates"] == 2
+
+
+def test_cli_lattice_flags_reach_the_model(backbone_dir, tmp_path):
+    files = write_files(tmp_path)
+    run_cli("translation", ["test", "--config", f"{ROOT}/configs/tasks/translation.yaml",
+                            "--model.backbone", str(backbone_dir), "--data.data_files", json.dumps(files),
+                            "--data.direction", "es-en", "--trainer.precision", "32",
+                            "--trainer.default_root_dir", str(tmp_path / "run"),
+                            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                            "--model.max_length", "96", "--data.batch_size", "2",
+                            "--model.lattice.candidates", "2", "--model.lattice.drop_logp", "-6"])
+    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    assert metrics["test/examples"] == len(PAIRS)
+    assert "word lattice: 2 Dice-lexicon words per source word or none (drop -6.0)" in metrics["test/prompt"]

@@ -95,16 +95,20 @@ class TranslationData(GenerativeData):
 
 
 def score_baselines(dm: TranslationData) -> dict:
-    """The source copied, a word-by-word dictionary learned from the training pairs, and a translation memory
-    (the target of the most similar training source, by BM25)."""
+    """The source copied, a word-by-word dictionary learned from the training pairs (as it is, lower case, and
+    cased: each word in its usual spelling, with the source's punctuation and sentence starts), and a
+    translation memory (the target of the most similar training source, by BM25)."""
     from tasks.baselines import copy_source, word_dictionary
+    from tasks.translation.lattice import Lexicon, first_choices
     from tasks.translation.metrics import corpus_scores
     from tasks.translation.retrieval import translation_memory
 
     src, tgt = dm.source_key, dm.target_key
     train, test = dm.splits["train"], dm.splits["test"]
     pool = dm.all_train if dm.all_train is not None else train  # what the retrieved demonstrations come from
-    refs = list(test[tgt])
-    return {"copy-source": corpus_scores(copy_source(test[src]), refs),
-            "word-dictionary": corpus_scores(word_dictionary(train[src], train[tgt], test[src]), refs),
-            "translation-memory": corpus_scores(translation_memory(pool[src], pool[tgt], test[src]), refs)}
+    refs, sources = list(test[tgt]), list(test[src])
+    lexicon = Lexicon(list(train[src]), list(train[tgt]))
+    return {"copy-source": corpus_scores(copy_source(sources), refs),
+            "word-dictionary": corpus_scores(word_dictionary([], [], sources, lexicon=lexicon), refs),
+            "word-dictionary, cased": corpus_scores([first_choices(lexicon, s) for s in sources], refs),
+            "translation-memory": corpus_scores(translation_memory(pool[src], pool[tgt], sources), refs)}
