@@ -288,7 +288,9 @@ def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> d
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path = OUT_DIR, precision: str = AUTO, time_budget_min: float | None = None,
-              runs_dir: Path = RUNS_DIR, quantize: str = AUTO) -> list[dict]:
+              runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None) -> list[dict]:
+    """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
+    the rows into out_dir's table."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
@@ -300,6 +302,13 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     if undefined:
         raise ValueError(f"preset {preset_name!r} has no entry for {', '.join(undefined)} (its tasks: "
                          f"{', '.join(entries)}); add one to the task's TaskSpec.bench")
+    planned = {task: task_methods(get(task), entries[task]) for task in chosen}
+    if methods is not None:
+        offered = {m for per_task in planned.values() for m in per_task}
+        if set(methods) - offered:
+            raise ValueError(f"unknown methods {sorted(set(methods) - offered)}; the chosen tasks have: "
+                             f"{', '.join(sorted(offered))}")
+        planned = {task: {m: f for m, f in per_task.items() if m in methods} for task, per_task in planned.items()}
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
     budgets = stage_budgets(preset_name, time_budget_min)
@@ -313,7 +322,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
         spec, baselines = get(task), {}
-        for method, flags in task_methods(spec, entries.get(task, {})).items():
+        for method, flags in planned[task].items():
             try:
                 result, datamodule = run_task(spec, flags, backbone, runs_dir / preset_name / task / _slug(method),
                                               precision, budgets.get(task), quantize)

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "smollm2-generative (SmolLM2-Instruct decoding: translation, "
                                                          "code, QA answers) | smollm2-ablations | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
+    bench.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                       help="only these of the tasks' methods, by name as the table shows them (quote names "
+                            "with spaces); the table's other rows stay")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
     bench.add_argument("--out", default="benchmarks", help="where the results are written")
     bench.add_argument("--precision", default="auto", help="auto (bf16-mixed where bf16 is fast here, else 32-true; "
@@ -266,7 +269,7 @@ def cmd_bench(args) -> int:
     from tasks.bench import run_bench
 
     run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget,
-              quantize=args.quantize)
+              quantize=args.quantize, methods=args.methods)
     return 0
 
 

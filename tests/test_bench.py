@@ -105,6 +105,14 @@ def test_a_method_on_another_benchmark_gets_its_own_rows_baselines_and_headline(
     table = (tmp_path / "out" / "results.md").read_text()
     assert f"| sentiment ({spec.benchmark}) | accuracy |" in table
     assert "| sentiment (Relabelled reviews) | accuracy |" in table
+    # --methods: only the named ones run; an unknown name is refused before anything runs
+    run_bench("unit", ["sentiment"], str(backbone), out_dir=tmp_path / "one", runs_dir=tmp_path / "runs",
+              methods=["relabelled"])
+    ran = json.loads((tmp_path / "one" / "results.json").read_text())["rows"]
+    assert {r["method"] for r in ran} == {"relabelled"}
+    with pytest.raises(ValueError, match=r"unknown methods \['nope'\]; the chosen tasks have: fine-tuned, relabelled"):
+        run_bench("unit", ["sentiment"], str(backbone), out_dir=tmp_path / "none", methods=["nope"])
+    assert not (tmp_path / "none").exists()
 
 
 def test_stage_budgets_scale_with_the_time_budget():

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tasks.translation.lattice import LatticeConfig, Lexicon, Slot, first_choices, lattice_search, opening, slots
+from tasks.translation.lattice import LatticeConfig, Lexicon, Slot, append, first_choices, lattice_search, slots
 
 SOURCES = ["el perro come", "el gato come", "un perro duerme", "el SEÑOR habla"]
 TARGETS = ["the dog eats", "the cat eats", "a dog sleeps", "the LORD speaketh"]
@@ -27,13 +27,19 @@ def test_lexicon_ranks_by_dice_and_keeps_the_usual_spelling():
 
 def test_slots_keep_punctuation_copy_unknown_words_and_may_drop_words():
     lexicon = Lexicon(SOURCES, TARGETS)
-    lattice = slots(lexicon, "¿el perro? Ana come.", k=2, drop_logp=-5.0)
+    lattice = slots(lexicon, "¿el perro? Ana (come).", k=2, drop_logp=-5.0)
     texts = [[text for text, _, _ in slot.choices] for slot in lattice]
-    assert texts[0][0] == " the" and ("", ) == tuple(t for t in texts[0] if not t)
-    assert texts[2] == ["?"] and texts[5] == ["."]  # punctuation kept; the Spanish "¿" left out
-    assert texts[3] == [" Ana", ""]  # never seen: copied, after "?" capitalised
+    assert texts[0][0] == " the" and [t for t in texts[0] if not t] == [""]
+    assert texts[2] == ["?"] and texts[4] == [" ("] and texts[6:] == [[")"], ["."]]  # the Spanish "¿" left out
+    assert texts[3] == [" Ana", ""]  # never seen: copied (or dropped)
     assert lattice[1].choices[-1] == ("", -5.0, True)
-    assert opening(" the") == "The"
+
+
+def test_append_settles_spaces_and_capitals_from_the_text_so_far():
+    assert append("", " the") == "The" and append("", " the", reply_space=True) == " The"
+    assert append("The dog eats.", " and") == " And"  # a sentence's start, even after a dropped word
+    assert append("The dog", " eats") == " eats" and append("The dog", ",") == ","
+    assert append("The dog (", " eats") == "eats" and append("", "") == ""
 
 
 @pytest.fixture
@@ -49,7 +55,7 @@ def path_score(model, tokenizer, prompt, path, weight):
         if dropped:
             lexical += score
             continue
-        piece = piece if text else opening(piece)
+        piece = append(text, piece)
         ids, text, lexical = ids + tokenizer.encode(piece), text + piece, lexical + weight * score
     ids = ids + [tokenizer.eos_id]
     with torch.no_grad():
@@ -76,10 +82,31 @@ def test_exhaustive_beam_finds_the_best_path_with_its_exact_score(text_model, ti
         assert score == pytest.approx(scored[text], abs=1e-4)
 
 
-def test_a_narrow_beam_keeps_its_best_paths(text_model, tiny_tokenizer):
-    lattice = [Slot([(" fox", 0.0, False), (" dog", -0.1, False), ("", -2.0, True)])] * 4
-    beam = lattice_search(text_model, tiny_tokenizer, "The", lattice, beam=2)
-    assert len(beam) == 2 and beam[0][0] >= beam[1][0]
+def test_a_narrow_beam_scores_what_it_keeps_exactly_and_never_beats_the_exhaustive_search(text_model, tiny_tokenizer):
+    lattice = [Slot([(" fox", 0.0, False), (" dog", -0.1, False), ("", -2.0, True)]), Slot([(".", 0.0, False)]),
+               Slot([(" fox", 0.0, False), (" dog", -0.1, False), ("", -2.0, True)])] + \
+              [Slot([(" runs", 0.0, False), (" sleeps", -0.2, False), ("", -2.0, True)])] * 2
+    narrow = lattice_search(text_model, tiny_tokenizer, "The", lattice, beam=2, weight=1.0)
+    scored = {}
+    for path in itertools.product(*(s.choices for s in lattice)):
+        score, text = path_score(text_model, tiny_tokenizer, "The", path, weight=1.0)
+        scored[text] = max(score, scored.get(text, -math.inf))
+    assert len(narrow) == 2 and narrow[0][0] >= narrow[1][0]
+    for score, text in narrow:
+        assert score == pytest.approx(scored[text], abs=1e-4)
+    assert max(scored.values()) >= narrow[0][0] - 1e-4
+
+
+def test_a_long_prompt_keeps_its_end_and_a_lattice_too_long_for_the_context_is_refused(make_model, tiny_tokenizer):
+    model = make_model(seed=5, vocab_size=tiny_tokenizer.vocab_size, block_size=32)
+    lattice = [Slot([(" fox", 0.0, False), ("", -2.0, True)])] * 3
+    prompt = "Once upon a time " * 20  # far longer than 32 tokens
+    room = 32 - 3 * len(tiny_tokenizer.encode(" fox"))
+    kept = tiny_tokenizer.decode(tiny_tokenizer.encode(prompt, add_bos=True)[-room:])
+    assert lattice_search(model, tiny_tokenizer, prompt, lattice) == lattice_search(model, tiny_tokenizer, kept,
+                                                                                    lattice)
+    with pytest.raises(ValueError, match="no room for the prompt"):
+        lattice_search(model, tiny_tokenizer, "The", [Slot([(" quick brown fox", 0.0, False)])] * 40)
 
 
 def test_lattice_config_is_checked():
@@ -89,7 +116,7 @@ def test_lattice_config_is_checked():
         LatticeConfig(candidates=2, drop_logp=1.0)
 
 
-def test_first_choices_is_the_cased_dictionary_and_backs_off_to_a_known_inflection():
+def test_first_choices_is_the_cased_dictionary_and_unknown_words_back_off_to_a_known_inflection():
     lexicon = Lexicon(SOURCES + ["duermes", "duermes", "cantaba", "cantar", "cantar"],
                       TARGETS + ["sleepest", "sleepest", "sang", "sing", "sing"])
     assert first_choices(lexicon, "el señor come. el perro!") == "The LORD eats. The dog!"

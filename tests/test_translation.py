@@ -256,13 +256,15 @@ def test_max_length_ratio_caps_each_translation_by_its_source(backbone_dir):
     alone = [free.generate([free.prompt_text(s)], free.generation.replace(max_new_tokens=n))[0].strip()
              for s, n in zip(sources, limits)]
     assert out == alone and len(out[0]) < len(out[1])
-    with pytest.raises(ValueError, match="num_beams=1"):  # beam search has no per-row limit
-        translator(backbone_dir, max_length_ratio=0.5).translate(sources)
+    with pytest.raises(ValueError, match="num_beams 1"):  # beam search has no per-row limit: said at once
+        translator(backbone_dir, max_length_ratio=0.5)
+    with pytest.raises(ValueError, match="set one of them"):
+        translator(backbone_dir, generation=greedy, max_length_ratio=0.5, lattice={"candidates": 2})
     with pytest.raises(ValueError, match="max_length_ratio must be > 0"):
         translator(backbone_dir, max_length_ratio=0.0)
 
 
-def test_lattice_translates_with_the_lexicons_words_and_says_so(backbone_dir, tmp_path):
+def test_lattice_translates_with_the_lexicons_words_and_says_so(backbone_dir):
     from tasks.translation.lattice import Lexicon
     from tasks.translation.retrieval import BM25
 
@@ -272,9 +274,9 @@ def test_lattice_translates_with_the_lexicons_words_and_says_so(backbone_dir, tm
     allowed = {w.lower() for s in ("el", "perro", "es", "grande")
                for w, _ in lexicon.options(s, 2)}
     out = task.translate(["el perro es grande", "¡el perro!"])
-    assert all(w.lower() in allowed for w in out[0].split())  # every word one of its source word's options
-    assert "¡" not in out[1] and out[1].endswith("!")
-    assert "word lattice: 2 Dice-lexicon words" in task.test_report()["test/prompt"]
+    assert out[0] and all(w.lower() in allowed for w in out[0].split())  # each word an option of its source's
+    assert "¡" not in out[1] and out[1].endswith("!")  # the Spanish opening mark is left out, the end kept
+    assert task.test_report()["test/generation"]["decoding"].startswith("word lattice: 2 Dice-lexicon words")
     assert task.hparams.lattice["candidates"] == 2
 
 
@@ -289,4 +291,5 @@ def test_cli_lattice_flags_reach_the_model(backbone_dir, tmp_path):
                             "--model.lattice.candidates", "2", "--model.lattice.drop_logp", "-6"])
     metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
     assert metrics["test/examples"] == len(PAIRS)
-    assert "word lattice: 2 Dice-lexicon words per source word or none (drop -6.0)" in metrics["test/prompt"]
+    assert metrics["test/generation"]["decoding"].startswith(
+        "word lattice: 2 Dice-lexicon words per source word or none (drop -6.0)")

@@ -95,9 +95,10 @@ class TranslationData(GenerativeData):
 
 
 def score_baselines(dm: TranslationData) -> dict:
-    """The source copied, a word-by-word dictionary learned from the training pairs (as it is, lower case, and
-    cased: each word in its usual spelling, with the source's punctuation and sentence starts), and a
-    translation memory (the target of the most similar training source, by BM25)."""
+    """The source copied, a word-by-word dictionary (as it is, lower case, and cased: each word in its usual
+    spelling, with the source's punctuation and sentence starts), and a translation memory (the target of the
+    most similar training source, by BM25). Both learn from the whole training split, as the retrieved
+    demonstrations and the lattice's lexicon do, whatever max_train_examples caps fine-tuning to."""
     from tasks.baselines import copy_source, word_dictionary
     from tasks.translation.lattice import Lexicon, first_choices
     from tasks.translation.metrics import corpus_scores
@@ -107,7 +108,7 @@ def score_baselines(dm: TranslationData) -> dict:
     train, test = dm.splits["train"], dm.splits["test"]
     pool = dm.all_train if dm.all_train is not None else train  # what the retrieved demonstrations come from
     refs, sources = list(test[tgt]), list(test[src])
-    lexicon = Lexicon(list(train[src]), list(train[tgt]))
+    lexicon = Lexicon(list(pool[src]), list(pool[tgt]))  # the pairs the lattice's lexicon learns from
     return {"copy-source": corpus_scores(copy_source(sources), refs),
             "word-dictionary": corpus_scores(word_dictionary([], [], sources, lexicon=lexicon), refs),
             "word-dictionary, cased": corpus_scores([first_choices(lexicon, s) for s in sources], refs),

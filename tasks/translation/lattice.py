@@ -15,7 +15,8 @@ drops ("se", "que"); a small instruct model knows English but reads little Spani
    where the prompt is the usual translation prompt (retrieved demonstrations and the source), so the GPT
    scores each choice as a translation of this verse, not only as English.
 3. The KV cache of each hypothesis is kept: an extension costs the forward pass of its own few tokens.
-   Options of unequal length are right-padded; the padding is masked out and takes no position. A dropped
+   Options of unequal length are right-padded; the padding is masked out and takes no position (it does take
+   cache slots, which count against the context). A dropped
    word runs nothing: its hypothesis reuses a sibling's cache row with the sibling's new positions masked.
    The cache is gathered once per source word, for the rows that run.
 
@@ -36,6 +37,7 @@ import torch
 TOKEN = re.compile(r"\w+|[^\w\s]")  # a word, or one punctuation mark
 SENTENCE_END = {".", "?", "!"}
 SOURCE_ONLY = {"¿", "¡"}  # Spanish opening marks: English has none
+OPENING = {"(", "[", "«", "“"}  # a space before, none after
 BACKOFF = math.log(0.5)  # lexical score of a word guessed through another inflection
 
 
@@ -104,11 +106,13 @@ class LatticeConfig:
         candidates: target words per source word, the lexicon's likeliest (0: decode freely instead).
         beam: hypotheses kept after each source word.
         weight: of the lexical log-score log(dice / best dice) next to the GPT's log-probability.
-        drop_logp: score of leaving a source word untranslated (English has no word for "se"); much below
-            a word's typical log-probability, or the GPT, for which every word costs, drops the content.
+        drop_logp: score of leaving a source word untranslated (English has no word for "se"). Keep it well
+            below a word's typical log-probability: every word costs the GPT some, so a mild penalty makes it
+            drop content words.
     The defaults were chosen on 40 verses of the Bible's validation books (SmolLM2-135M-Instruct, 1 retrieved
     pair): weight 1 / drop -12 scored BLEU 19.7 / chrF 42.3, weight 2 / drop -18 21.0 / 44.4, weight 3 / drop
-    -18 21.5 / 44.9; the lexicon's first choices alone (no GPT) 18.2 / 43.4.
+    -18 21.5 / 44.9; on those verses the lexicon's first choices alone (no GPT: the cased dictionary) scored
+    18.2 / 43.4 and the lower-case word-dictionary baseline 15.0 / 41.8.
     """
 
     candidates: int = 0
@@ -129,27 +133,37 @@ class Slot:
 
 
 def slots(lexicon: Lexicon, source: str, k: int, drop_logp: float) -> list[Slot]:
-    """The lattice of a source: one slot per word or punctuation mark, in order; a word after a sentence's
-    end is capitalised (the reply's first word is, by lattice_search)."""
-    out, start = [], False
+    """The lattice of a source: one slot per word or punctuation mark, in order. Words are " word" pieces;
+    capitals and spaces are settled when a piece is appended (`append`)."""
+    out = []
     for token in TOKEN.findall(source):
         if token in SOURCE_ONLY:
             continue
         if not token[0].isalnum() and token[0] != "_":
-            out.append(Slot([(token, 0.0, False)]))
-            start = token in SENTENCE_END
+            out.append(Slot([((" " if token in OPENING else "") + token, 0.0, False)]))
             continue
         found = lexicon.options(token, k)
-        choices = [(w, score, False) for w, score in found]
+        choices = [(w, score) for w, score in found]
         if not choices:  # never seen: copy it (a name), or translate its nearest known inflection
             near = lexicon.nearest_known(token)
             guesses = lexicon.options(near, k) if near else []
-            choices = [(token, 0.0, False)] + [(w, score + BACKOFF, False) for w, score in guesses]
-        if start:
-            choices = [(w[:1].upper() + w[1:], score, False) for w, score, _ in choices]
-        out.append(Slot([(" " + w, score, False) for w, score, _ in choices] + [("", drop_logp, True)]))
-        start = False
+            choices = [(token, 0.0)] + [(w, score + BACKOFF) for w, score in guesses]
+        out.append(Slot([(" " + w, score, False) for w, score in choices] + [("", drop_logp, True)]))
     return out
+
+
+def append(so_far: str, piece: str, reply_space: bool = False) -> str:
+    """The piece as it joins the text so far: the reply's first piece without its space (unless the reply
+    begins with one, reply_space: the plain template's " {tgt}"), nor after an opening mark; a capital
+    letter at the start and after a sentence's end."""
+    if not piece:
+        return piece
+    if (not so_far and not reply_space) or so_far.endswith(tuple(OPENING)):
+        piece = piece.lstrip()
+    if not so_far.strip() or so_far.rstrip().endswith(tuple(SENTENCE_END)):
+        at = len(piece) - len(piece.lstrip())
+        piece = piece[:at] + piece[at : at + 1].upper() + piece[at + 1 :]
+    return piece
 
 
 def first_choices(lexicon: Lexicon, source: str) -> str:
@@ -158,31 +172,34 @@ def first_choices(lexicon: Lexicon, source: str) -> str:
     the GPT's choices are measured against)."""
     text = ""
     for slot in slots(lexicon, source, 1, drop_logp=0.0):
-        piece = slot.choices[0][0]
-        text += piece if text else opening(piece)
+        text += append(text, slot.choices[0][0])
     return text.strip()
 
 
-def opening(text: str) -> str:
-    """A piece that starts the reply: no leading space, a capital first letter."""
-    text = text.lstrip()
-    return text[:1].upper() + text[1:]
-
-
-def lattice_translate(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam: int = 3,
-                      weight: float = 3.0) -> str:
+def lattice_translate(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam: int = 3, weight: float = 3.0,
+                      reply_space: bool = False, end_token: int | None = None) -> str:
     """The best path through the lattice (lattice_search), as text."""
-    return lattice_search(model, tokenizer, prompt, lattice, beam, weight)[0][1]
+    return lattice_search(model, tokenizer, prompt, lattice, beam, weight, reply_space, end_token)[0][1]
 
 
 @torch.no_grad()
-def lattice_search(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam: int = 3,
-                   weight: float = 3.0) -> list[tuple[float, str]]:
-    """The final beam, best first, as (score, text): GPT log-probability of the text after `prompt`, eos
-    included, plus the lexical and drop scores (module docstring). Each piece is tokenised on its own, the
-    first one as opening() writes it."""
+def lattice_search(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam: int = 3, weight: float = 3.0,
+                   reply_space: bool = False, end_token: int | None = None) -> list[tuple[float, str]]:
+    """The final beam, best first, as (score, text): GPT log-probability of the text after `prompt`, then of
+    end_token (default: eos; the plain template's "\\n"), plus the lexical and drop scores (module
+    docstring). Each piece is tokenised on its own, as `append` writes it after the text so far. A prompt
+    that does not fit the backbone's context with the longest path keeps its last tokens."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _search(model, tokenizer, prompt, lattice, beam, weight, reply_space,
+                       tokenizer.eos_id if end_token is None else end_token)
+    finally:
+        model.train(was_training)
+
+
+def _search(model, tokenizer, prompt, lattice, beam, weight, reply_space, end_token) -> list[tuple[float, str]]:
     device = next(model.parameters()).device
-    prompt_ids = tokenizer.encode(prompt, add_bos=True)
     encoded: dict[str, list[int]] = {"": []}
 
     def tokens(text: str) -> list[int]:
@@ -190,26 +207,35 @@ def lattice_search(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam:
             encoded[text] = tokenizer.encode(text)
         return encoded[text]
 
-    longest = [max(len(tokens(form)) for text, _, _ in slot.choices for form in (text, opening(text)))
-               for slot in lattice]
-    cache = model.new_cache(1, len(prompt_ids) + sum(longest))
+    # cache positions the longest path takes (padding included: each slot takes its longest piece's)
+    longest = sum(max(len(tokens(form)) for text, _, _ in slot.choices
+                      for form in (text, text.lstrip(), append("", text, reply_space), append(".", text)))
+                  for slot in lattice)
+    room = model.config.block_size - longest
+    if room < 1:
+        raise ValueError(f"a lattice of {longest} tokens leaves no room for the prompt in the backbone's "
+                         f"{model.config.block_size}-token context: translate a shorter source")
+    prompt_ids = tokenizer.encode(prompt, add_bos=True)[-room:]
+    pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    cache = model.new_cache(1, len(prompt_ids) + longest)
     ids = torch.tensor([prompt_ids], device=device)
     mask = torch.ones_like(ids)
-    next_logp = torch.log_softmax(model.lm_logits(model(ids, mask, cache=cache)[:, -1]).float(), -1)  # (b, V)
+    next_logp = torch.log_softmax(model.lm_logits(model(ids, mask, cache=cache)[:, -1]).float(), -1)  # (1, V)
     # the beams: score, cache row, attention mask row, next-token log-probs, text
     beams = [(0.0, 0, mask[0], next_logp[0], "")]
     for slot in lattice:
-        # the reply's first word follows "assistant\n" (or the prompt's last character): opening()
-        options = [[(j, tokens(text if bm[4] else opening(text))) for j, (text, _, _) in enumerate(slot.choices)]
+        options = [[(j, tokens(append(bm[4], text, reply_space))) for j, (text, _, _) in enumerate(slot.choices)]
                    for bm in beams]
         width = max(len(toks) for per_beam in options for _, toks in per_beam)
-        if width == 0:
+        if width == 0:  # nothing to append anywhere: only the scores move
+            best = max(lexical for _, lexical, _ in slot.choices)
+            beams = [(score + best, *rest) for score, *rest in beams]
             continue
         # rows to run: each beam's non-empty pieces (a beam with none runs one row of padding); an empty piece
         # (a drop) runs nothing: it takes a sibling's cache row with the new positions masked out
         fed = [(b, toks) for b, per_beam in enumerate(options) for _, toks in per_beam if toks]
         fed += [(b, []) for b, per_beam in enumerate(options) if not any(toks for _, toks in per_beam)]
-        feed = torch.full((len(fed), width), tokenizer.eos_id, dtype=torch.long, device=device)
+        feed = torch.full((len(fed), width), pad, dtype=torch.long, device=device)
         new_mask = torch.zeros(len(fed), width, dtype=mask.dtype, device=device)
         for r, (_, toks) in enumerate(fed):
             if toks:
@@ -220,11 +246,10 @@ def lattice_search(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam:
         logp = torch.log_softmax(model.lm_logits(model(feed, mask, cache=cache)).float(), -1)  # (n, width, V)
         row_of = {(b, tuple(toks)): r for r, (b, toks) in enumerate(fed)}
         sibling = {b: r for r, (b, _) in reversed(list(enumerate(fed)))}
-        candidates = []
+        extensions = []
         for b, (score, _, _, last_logp, so_far) in enumerate(beams):
             for j, toks in options[b]:
                 text, lexical, dropped = slot.choices[j]
-                piece = text if so_far else opening(text)
                 if toks:  # log p(piece | text so far): its first token from the last step, the rest from this one
                     r = row_of[(b, tuple(toks))]
                     lm = float(last_logp[toks[0]]) + sum(float(logp[r, t - 1, toks[t]]) for t in range(1, len(toks)))
@@ -233,13 +258,13 @@ def lattice_search(model, tokenizer, prompt: str, lattice: Sequence[Slot], beam:
                     r = sibling[b]
                     lm, state = 0.0, (r, torch.cat([beams[b][2], new_mask.new_zeros(width)]), last_logp)
                 total = score + (lexical if dropped else lm + weight * lexical)
-                candidates.append((total, *state, so_far + piece))
+                extensions.append((total, *state, so_far + append(so_far, text, reply_space)))
         beams, seen = [], set()
-        for candidate in sorted(candidates, key=lambda c: -c[0]):  # the best `beam` distinct texts
-            if candidate[4] not in seen:
-                seen.add(candidate[4])
-                beams.append(candidate)
+        for extension in sorted(extensions, key=lambda e: -e[0]):  # the best `beam` distinct texts
+            if extension[4] not in seen:
+                seen.add(extension[4])
+                beams.append(extension)
             if len(beams) == beam:
                 break
-    final = [(score + float(last_logp[tokenizer.eos_id]), text.strip()) for score, _, _, last_logp, text in beams]
+    final = [(score + float(last_logp[end_token]), text.strip()) for score, _, _, last_logp, text in beams]
     return sorted(final, key=lambda item: -item[0])

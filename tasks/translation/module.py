@@ -70,6 +70,12 @@ class Translator(GenerativeTask):
         if max_length_ratio is not None and not max_length_ratio > 0:
             raise ValueError(f"max_length_ratio must be > 0 (or None), got {max_length_ratio}")
         self.lattice = lattice if isinstance(lattice, LatticeConfig) else LatticeConfig(**(lattice or {}))
+        if max_length_ratio is not None and self.lattice.candidates:
+            raise ValueError("max_length_ratio limits free decoding; the lattice's translation has one word or none "
+                             "per source word: set one of them")
+        if max_length_ratio is not None and self.generation.num_beams > 1:
+            raise ValueError(f"max_length_ratio needs greedy or sampled decoding: set model.generation.num_beams 1 "
+                             f"(it is {self.generation.num_beams})")
         self.hparams.lattice = dataclasses.asdict(self.lattice)  # JSON-safe in the saved task
         self._pool: tuple[BM25, list[str]] | None = None
         self._lexicon: Lexicon | None = None
@@ -127,7 +133,7 @@ class Translator(GenerativeTask):
         """The Dice lexicon of the training pairs (the demonstrations' pool), built once."""
         if self._lexicon is None:
             index, targets = self.demonstration_pool()
-            self._lexicon = Lexicon(index.documents, targets)
+            self._lexicon = Lexicon(index.documents, targets, top=max(8, self.lattice.candidates))
         return self._lexicon
 
     def demonstrations_for(self, source: str, skip_self: bool = False) -> list[tuple[str, str]]:
@@ -177,22 +183,24 @@ class Translator(GenerativeTask):
     def translate(self, sources: list[str]) -> list[str]:
         prompts = [self.prompt_text(s) for s in sources]
         if self.lattice.candidates:
-            return self.lattice_translate(sources, prompts)
+            return self.translate_by_lattice(sources, prompts)
         return [t.strip() for t in self.generate(prompts, row_max_new_tokens=self.length_limits(sources))]
 
-    def lattice_translate(self, sources: list[str], prompts: list[str]) -> list[str]:
+    def translate_by_lattice(self, sources: list[str], prompts: list[str]) -> list[str]:
         """Each source's best path through its word lattice, scored by the backbone (one source at a time:
-        the hypotheses of one source already fill a batch)."""
+        the hypotheses of one source already fill a batch). In the plain template the reply begins with a
+        space and ends at the template's end (its newline); in chat, at eos."""
         cfg, lexicon = self.lattice, self.lexicon()
-        was_training = self.backbone.training
-        self.backbone.eval()
-        try:
-            with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-                return [lattice_translate(self.backbone, self.tokenizer, prompt,
-                                          slots(lexicon, source, cfg.candidates, cfg.drop_logp), cfg.beam, cfg.weight)
-                        for source, prompt in zip(sources, prompts)]
-        finally:
-            self.backbone.train(was_training)
+        reply_space, end_token = False, None
+        if self.hparams.prompt != "chat":
+            before, after = self.hparams.target_template.split("{tgt}", 1)
+            reply_space = before.endswith(" ")
+            end_token = self.tokenizer.encode(after)[0] if after else None
+        with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
+            return [lattice_translate(self.backbone, self.tokenizer, prompt,
+                                      slots(lexicon, source, cfg.candidates, cfg.drop_logp), cfg.beam, cfg.weight,
+                                      reply_space=reply_space, end_token=end_token)
+                    for source, prompt in zip(sources, prompts)]
 
     def metrics(self, stage: str) -> dict:
         if stage == "val" and not self.hparams.score_validation:
@@ -220,12 +228,15 @@ class Translator(GenerativeTask):
         h = self.hparams
         shown = f"{h.demonstrations} BM25-retrieved training pairs in context" if h.demonstrations else "zero-shot"
         asked = f"{'chat template' if h.prompt == 'chat' else 'plain templates'}, {shown}"
+        decoding = self.generation.describe()
+        if h.max_length_ratio is not None:
+            decoding["max_length_ratio"] = h.max_length_ratio
         if self.lattice.candidates:
             c = self.lattice
-            asked += (f"; word lattice: {c.candidates} Dice-lexicon words per source word or none "
-                      f"(drop {c.drop_logp}), beam {c.beam}, lexical weight {c.weight}")
+            decoding = {"decoding": f"word lattice: {c.candidates} Dice-lexicon words per source word or none "
+                                    f"(drop {c.drop_logp}), beam {c.beam}, lexical weight {c.weight}"}
         return {**super().test_report(), **self.stage_metrics["test"].signatures,
-                "test/direction": h.direction, "test/generation": self.generation.describe(), "test/prompt": asked}
+                "test/direction": h.direction, "test/generation": decoding, "test/prompt": asked}
 
     def predict_batch(self, texts: list[str]) -> list[GeneratedText]:
         """A translation of each text, in the trained direction."""
