@@ -36,6 +36,9 @@ SPEC = TaskSpec(
                                       "model.generation.max_new_tokens": 192},
             # 397 problems: pass@1 from one sample per problem, and greedy
             "zero-shot, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP, "model.num_samples": 1, "model.ks": [1]},
+            # the path that works on HumanEval, on MBPP's 397
+            "chat template, greedy, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP, "model.prompt": "chat",
+                                            "model.num_samples": 0, "model.generation.max_new_tokens": 192},
         }},
         "full": {"trainer.max_epochs": 1},
     },
