@@ -37,16 +37,17 @@ import torch
 from tasks.translation.retrieval import words
 
 TOKEN = re.compile(r"\w+|[^\w\s]")  # a word, or one punctuation mark
-SENTENCE_END = {".", "?", "!"}
+SENTENCE_END = (".", "?", "!")
 SOURCE_ONLY = {"¿", "¡"}  # Spanish opening marks: English has none
-OPENING = {"(", "[", "«", "“"}  # a space before, none after
+OPENING = ("(", "[", "«", "“")  # a space before, none after
+TOP = 8  # options a Lexicon keeps per source word, unless asked for more
 BACKOFF = math.log(0.5)  # lexical score of a word guessed through another inflection
 
 
 class Lexicon:
     """Target words for source words, by the Dice coefficient of their co-occurrence in training pairs."""
 
-    def __init__(self, sources: Sequence[str], targets: Sequence[str], top: int = 8):
+    def __init__(self, sources: Sequence[str], targets: Sequence[str], top: int = TOP):
         src_count, tgt_count, pair_count, surface = Counter(), Counter(), Counter(), Counter()
         for s, t in zip(sources, targets):
             sw, tw = sorted(set(words(s))), sorted(set(words(t)))  # sorted: ties break the same way in every run
@@ -86,6 +87,10 @@ class Lexicon:
             if matches:
                 return max(matches, key=lambda known: (self.frequency[known], known))
         return None
+
+    def word_by_word(self, source: str) -> str:
+        """Each word (lower case) replaced by its best target word; unknown words and punctuation copied."""
+        return " ".join(self.best(w) or w for w in TOKEN.findall(source.lower()))
 
     def options(self, word: str, k: int) -> list[tuple[str, float]]:
         """Up to k (target word in its usual spelling, log(dice / best dice)) for a source word."""
@@ -157,9 +162,9 @@ def append(so_far: str, piece: str, reply_space: bool = False) -> str:
     letter at the start and after a sentence's end."""
     if not piece:
         return piece
-    if (not so_far and not reply_space) or so_far.endswith(tuple(OPENING)):
+    if (not so_far and not reply_space) or so_far.endswith(OPENING):
         piece = piece.lstrip()
-    if not so_far.strip() or so_far.rstrip().endswith(tuple(SENTENCE_END)):
+    if not so_far.strip() or so_far.rstrip().endswith(SENTENCE_END):
         at = len(piece) - len(piece.lstrip())
         piece = piece[:at] + piece[at : at + 1].upper() + piece[at + 1 :]
     return piece

@@ -19,7 +19,7 @@ from backbone.generate import GenerationConfig
 from tasks.generative import GenerativeTask
 from tasks.outputs import GeneratedText
 from tasks.translation.data import language_name, parse_direction
-from tasks.translation.lattice import LatticeConfig, Lexicon, lattice_translate, slots
+from tasks.translation.lattice import TOP, LatticeConfig, Lexicon, lattice_translate, slots
 from tasks.translation.metrics import (
     TranslationScores,
     bleu_from_statistics,
@@ -132,8 +132,12 @@ class Translator(GenerativeTask):
     def lexicon(self) -> Lexicon:
         """The Dice lexicon of the training pairs (the demonstrations' pool), built once."""
         if self._lexicon is None:
-            index, targets = self.demonstration_pool()
-            self._lexicon = Lexicon(index.documents, targets, top=max(8, self.lattice.candidates))
+            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            if self.lattice.candidates <= TOP and getattr(datamodule, "all_train", None) is not None:
+                self._lexicon = datamodule.lexicon()  # the baselines' lexicon: built once for both
+            else:
+                index, targets = self.demonstration_pool()
+                self._lexicon = Lexicon(index.documents, targets, top=max(TOP, self.lattice.candidates))
         return self._lexicon
 
     def demonstrations_for(self, source: str, skip_self: bool = False) -> list[tuple[str, str]]:
