@@ -190,6 +190,67 @@ def distinct_prompts(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
     return torch.tensor(first, device=tokens.device), torch.tensor(which, device=tokens.device)
 
 
+# The fewest leading tokens worth running once for all rows: below this the extra forward call costs more
+# than it saves.
+MIN_SHARED_PREFIX = 8
+
+
+def share_prefix(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded prompts (B, T) -> the same prompts laid out as shared prefix | padding | own rest, and P,
+    the number of leading tokens every prompt shares (a system prompt, the same solved examples); 0 (and the
+    rows as they were) when fewer than MIN_SHARED_PREFIX. Each prompt keeps at least its last token as its
+    own. The model reads both layouts alike: positions count real tokens only, and the mask hides padding.
+
+        left-padded    . . a b c x y        shared prefix   a b c . . x y
+                       a b c u v w z                        a b c u v w z
+    """
+    B, T = tokens.shape
+    lengths = mask.sum(1)
+    left_padded = bool((mask == (torch.arange(T, device=mask.device) >= T - lengths[:, None])).all())
+    if B < 2 or not left_padded:
+        return tokens, mask, 0
+    shortest = int(lengths.min())
+    starts = T - lengths  # (B,) the column of each prompt's first token
+    heads = tokens.gather(1, starts[:, None] + torch.arange(shortest, device=tokens.device))  # (B, shortest)
+    same = (heads == heads[:1]).all(0).long()  # (shortest,) columns where every prompt agrees
+    P = min(int(same.cumprod(0).sum()), shortest - 1)
+    if P < MIN_SHARED_PREFIX:
+        return tokens, mask, 0
+    column = torch.arange(T, device=tokens.device)[None, :]
+    gap = (column >= P) & (column < (T - lengths + P)[:, None])  # (B, T) between the prefix and the rest
+    tokens = torch.where(gap, tokens[:, :1], tokens)  # any id: the mask hides it
+    tokens[:, :P] = heads[:1, :P]
+    mask = (~gap).to(mask.dtype)
+    return tokens, mask, P
+
+
+def prefill(model: GPT, tokens: torch.Tensor, mask: torch.Tensor, shared: int, max_len: int
+            ) -> tuple[object, torch.Tensor]:
+    """Read the prompts (B, T) into a new KV cache -> (cache, each row's last hidden state (B, C)).
+
+    Work the rows have in common runs once: the first `shared` tokens (share_prefix), for one row, then
+    each distinct prompt (the n samples of one problem, distinct_prompts); the cache is copied to the rows
+    that share it. Rows are as they would be run one by one: the copies hold the same keys and values.
+    """
+    B = tokens.size(0)
+    distinct = distinct_prompts(tokens, mask)
+    first = distinct[0] if distinct is not None else torch.arange(B, device=tokens.device)
+    padded = not bool(mask.all())
+    if shared:
+        cache = model.new_cache(1, max_len)
+        model(tokens[:1, :shared], None, cache=cache)  # (1, P, C), its keys/values kept
+        cache.reorder(torch.zeros_like(first))
+        hidden = model(tokens[first, shared:], mask[first] if padded else None, cache=cache)
+    else:
+        cache = model.new_cache(len(first), max_len)
+        hidden = model(tokens[first], mask[first] if padded else None, cache=cache)
+    last = hidden[:, -1]  # (rows, C)
+    if distinct is not None:
+        cache.reorder(distinct[1])
+        last = last[distinct[1]]
+    return cache, last
+
+
 @torch.no_grad()
 def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationConfig | None = None,
                 stop_fn: StopFn | None = None, allow_fn: AllowFn | None = None
@@ -199,8 +260,9 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     top-p and min-p then choose among the allowed tokens; should a ban remove all of them, they stand).
 
     Rows that have finished keep receiving the eos token (or 0) so the batch stays rectangular. With the KV
-    cache, a finished row also leaves the computation: its cache entries are dropped, so a batch of samples
-    that stop at different lengths costs what its unfinished rows cost, not what the longest one does.
+    cache, finished rows also leave the computation (together, once they are a quarter of it): their cache
+    entries are dropped, so a batch of samples that stop at different lengths costs about what its
+    unfinished rows cost, not what the longest one does.
     """
     cfg = config or GenerationConfig()
     if cfg.num_beams > 1:
@@ -210,23 +272,22 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=tokens.device).manual_seed(cfg.seed)
-    shared = distinct_prompts(tokens, mask) if cfg.use_cache else None
-    cache = model.new_cache(B if shared is None else len(shared[0]), T + cfg.max_new_tokens) if cfg.use_cache else None
+    cache = None
+    if cfg.use_cache:
+        tokens, mask, shared = share_prefix(tokens, mask)
+        cache, last = prefill(model, tokens, mask, shared, T + cfg.max_new_tokens)
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
     live = torch.arange(B, device=tokens.device)  # the rows still in the computation (all, without a cache)
     padded = not bool(mask.all())
-    feed = tokens
-    for _ in range(cfg.max_new_tokens):
+    next_token = tokens[:, -1]  # fed from the second step on: then each row's latest token
+    for step in range(cfg.max_new_tokens):
         model_mask = mask[live] if padded else None  # no padding: the model's plain causal fast path
-        if shared is not None:  # the first step: each distinct prompt runs once, its cache copied to its rows
-            first, copies = shared
-            hidden = model(feed[first], None if model_mask is None else model_mask[first], cache=cache)[copies]
-            cache.reorder(copies)
-            shared = None
-        else:
-            hidden = model(feed, model_mask, cache=cache) if cache is not None else model(tokens, model_mask)
-        logits = model.lm_logits(hidden[:, -1]).float()  # (b, V)
+        if cache is None:  # the whole sequence again
+            last = model(tokens, model_mask)[:, -1]
+        elif step > 0:  # the new token of each unfinished row
+            last = model(next_token[live, None], model_mask, cache=cache)[:, -1]
+        logits = model.lm_logits(last).float()  # (b, V)
         if allow_fn is not None:  # first, so top-k / top-p choose among the allowed tokens
             logits = constrain(logits, allow_fn(tokens[live, T:], live))
         scores = process_scores(logits, tokens[live], mask[live], cfg)
@@ -249,11 +310,12 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
         yield next_token, finished
         if finished.all():
             return
-        if cache is not None and bool(finished[live].any()):  # drop the rows that just finished
+        # drop the finished rows from the computation once they are a quarter of it: each drop copies the
+        # cache, so dropping every row the step it finishes would cost more than it saves
+        if cache is not None and 4 * int(finished[live].sum()) >= len(live):
             keep = (~finished[live]).nonzero().squeeze(1)
             cache.reorder(keep)
             live = live[keep]
-        feed = next_token[live, None]
 
 
 @torch.no_grad()

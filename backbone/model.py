@@ -83,9 +83,30 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def reorder(self, batch_index: torch.Tensor) -> None:
-        """Keep the rows named by batch_index (beam search: follow each beam's parent)."""
-        self.k = self.k[:, batch_index]
-        self.v = self.v[:, batch_index]
+        """Keep the rows named by batch_index (beam search: follow each beam's parent; decoding: drop the
+        finished rows, copy a shared prompt to its rows). Only the filled positions are copied, row by row
+        (measured on 2 cores, 10x faster than one fancy-indexing copy of the whole buffer); dropping rows
+        moves the kept ones down in place, with no new buffer to allocate."""
+        index, n = batch_index.tolist(), self.length
+        in_place = index == sorted(set(index))  # a subset in order: each row moves down, or stays
+        k = self.k if in_place else self.k.new_empty(self.k.size(0), len(index), *self.k.shape[2:])
+        v = self.v if in_place else self.v.new_empty(k.shape)
+        for new, old in enumerate(index):
+            if not (in_place and new == old):
+                k[:, new, :, :n] = self.k[:, old, :, :n]
+                v[:, new, :, :n] = self.v[:, old, :, :n]
+        self.k, self.v = k[:, : len(index)], v[:, : len(index)]
+
+
+# A call that feeds more new tokens than this reads a prompt (or its unshared rest, after a cached shared
+# prefix): compute-bound work. Fewer new tokens after cached ones (a decode step, prompt lookup's checks) is
+# bound by reading the weights.
+PREFILL_TOKENS = 16
+
+
+def is_prefill(new_tokens: int, cache: KVCache | None) -> bool:
+    """Whether a forward call of `new_tokens` tokens with this cache is prompt reading rather than a step."""
+    return cache is None or cache.length == 0 or new_tokens > PREFILL_TOKENS
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -269,10 +290,10 @@ class GPT(nn.Module):
         segment_ids (B, T): continuations of a shared prefix packed in one row (see layer_states).
         """
         like = idx if idx is not None else inputs_embeds
-        # An incremental step (new tokens after cached ones: decoding, prompt lookup's checks) is bound by
-        # reading the weights: autocast would read every fp32 weight to cast it, then read the bf16 copy, so
-        # it is never faster. Those steps run in fp32; the prompt's prefill (an empty cache) keeps autocast.
-        incremental = cache is not None and cache.length > 0
+        # An incremental step (a few new tokens after cached ones: decoding, prompt lookup's checks) is bound
+        # by reading the weights: autocast would read every fp32 weight to cast it, then read the bf16 copy,
+        # so it is never faster. Those steps run in fp32; a prompt's prefill keeps autocast.
+        incremental = not is_prefill(like.size(1), cache)
         with contextlib.nullcontext() if incremental else self._autocast(like):
             hidden, _ = self._run(idx, attention_mask, position_ids, cache, need_weights=False,
                                   inputs_embeds=inputs_embeds, segment_ids=segment_ids)

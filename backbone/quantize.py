@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backbone.model import is_prefill
+
 MODES = ("none", "int8", "int4")
 AUTO = "auto"  # int4 where this machine decodes this model faster with it (measured), else none
 SPEEDUP_NEEDED = 1.1
@@ -210,10 +212,10 @@ def weight_bytes(model) -> int:
 
 
 @torch.no_grad()
-def decode_step_seconds(model, steps: int = 4) -> float:
-    """Seconds per cached decode step at batch 1 after an 8-token prompt (one step of warm-up)."""
-    prompt = torch.zeros(1, 8, dtype=torch.long)
-    cache = model.new_cache(1, prompt.size(1) + steps + 1)
+def decode_step_seconds(model, steps: int = 4, rows: int = 1) -> float:
+    """Seconds per cached decode step of `rows` rows after an 8-token prompt (one step of warm-up)."""
+    prompt = torch.zeros(rows, 8, dtype=torch.long)
+    cache = model.new_cache(rows, prompt.size(1) + steps + 1)
     model.lm_logits(model(prompt, cache=cache)[:, -1])
     token = prompt[:, :1]
     model.lm_logits(model(token, cache=cache)[:, -1])  # warm-up
@@ -292,25 +294,53 @@ def inference_model(model, requested: str, copy_model: bool = True):
     return quantize(copy.deepcopy(model) if copy_model else model, mode), mode
 
 
+# the decode widths at which the float model is timed against the quantised one (float_step_rows)
+STEP_ROWS = (8, 32)
+_float_rows: dict[tuple, int | None] = {}
+
+
+def float_step_rows(float_model, quantised) -> int | None:
+    """The fewest rows, of STEP_ROWS, at which a decode step ran faster in the float model than in the
+    quantised copy, measured on this machine (once per model shape and mode in a process); None when the
+    copy was faster at every width. A step of many rows (the samples of several problems) multiplies each
+    weight by a wide matrix: compute-bound again, like a prefill (measured on one 2-core Xeon: int4 2x
+    faster a step at 1 row, 1.1x slower at 33 rows and 1.3x slower at 66)."""
+    from backbone.perf import machine_fingerprint
+
+    key = (str(machine_fingerprint("cpu")), repr(float_model.config), quantised.quantization)
+    if key not in _float_rows:
+        was_training = float_model.training
+        float_model.eval()
+        try:
+            _float_rows[key] = next((rows for rows in STEP_ROWS if decode_step_seconds(float_model, rows=rows)
+                                     < decode_step_seconds(quantised, rows=rows)), None)
+        finally:
+            float_model.train(was_training)
+    return _float_rows[key]
+
+
 class FloatPrefill(nn.Module):
     """Decoding with a quantised copy, prompts through the float model.
 
     A prompt's prefill multiplies many tokens by every weight matrix at once: compute-bound work, where the
     float kernels beat the weight-only ones (measured on 2 cores: an 8 x 360-token prefill ran about 1.7x
     faster in fp32 than in int4). An incremental step reads every weight for a few tokens: memory-bound
-    work, where fewer bytes per weight win. So a call with an empty (or no) cache runs `float_model`, and
-    one that extends a cache runs `quantised`; both write the same keys and values into one cache (the
-    quantised copy's are within its rounding of the float ones).
+    work, where fewer bytes per weight win. So a prefill (backbone.model.is_prefill: no cache yet, or many new
+    tokens, as when the rest of each prompt follows a cached shared prefix) runs `float_model`, and a step
+    that extends a cache by a few tokens runs `quantised`; both write the same keys and values into one
+    cache (the quantised copy's are within its rounding of the float ones). A step of `float_rows` rows or
+    more (float_step_rows: measured) is compute-bound too, and runs the float model.
     """
 
-    def __init__(self, float_model: nn.Module, quantised: nn.Module):
+    def __init__(self, float_model: nn.Module, quantised: nn.Module, float_rows: int | None = None):
         super().__init__()
         self.float_model, self.quantised = float_model, quantised
         self.config = quantised.config
+        self.float_rows = float_rows
 
     def forward(self, idx, attention_mask=None, position_ids=None, cache=None, **kwargs):
-        prefill = cache is None or cache.length == 0
-        model = self.float_model if prefill else self.quantised
+        wide = self.float_rows is not None and idx.size(0) >= self.float_rows
+        model = self.float_model if wide or is_prefill(idx.size(1), cache) else self.quantised
         return model(idx, attention_mask, position_ids, cache, **kwargs)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:

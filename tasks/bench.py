@@ -158,7 +158,8 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
         spent["padding_share"] = cli.model.padding_share
     decoder = getattr(cli.model, "decoder", None)
     if decoder is not None and decoder.mode is not None:  # what decoding ran on (auto's choice resolved)
-        spent["decoded_with"] = f"quantize {decoder.mode}"
+        spent["decoded_with"] = f"quantize {decoder.mode}" + (
+            f", steps of {decoder.float_rows}+ rows unquantised" if decoder.float_rows else "")
     n_train = cli.datamodule.n_examples("train") if fits else 0
     result = {"benchmark": benchmark, "metrics": metrics, "intervals": cli.model.test_intervals(),
               "wall_s": round(time.perf_counter() - start, 1),

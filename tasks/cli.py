@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
     bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 "
                                                          "(SmolLM2-135M, frozen + cached features) | "
-                                                         "smollm2-generative (SmolLM2-Instruct decoding: translation, "
-                                                         "code, QA answers) | smollm2-ablations | full")
+                                                         "smollm2-generative (SmolLM2-Instruct decoding: code, "
+                                                         "translation) | smollm2-generative-extras (the decoding "
+                                                         "paths that lost: QA answers, chat translation, code "
+                                                         "continued) | smollm2-ablations | full")
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
     bench.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                        help="only these of the tasks' methods, by name as the table shows them (quote names "

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 
 from backbone.generate import GenerationConfig, generate_text
-from backbone.quantize import AUTO, FloatPrefill, check_mode, inference_model
+from backbone.quantize import AUTO, FloatPrefill, check_mode, float_step_rows, inference_model
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
 from tasks.data import IGNORE, TaskData
@@ -99,7 +99,8 @@ class ListMetric(Metric):
 class Decoder:
     """The model that decoding runs on: the backbone itself, or a weight-only quantised copy of it
     (backbone.quantize; adapters merged in) for the decoding steps, with prompts run through the backbone
-    itself (backbone.quantize.FloatPrefill), each where it is faster. The copy is rebuilt whenever a trained
+    itself (backbone.quantize.FloatPrefill), each where it is faster, as are decoding steps of many rows
+    where that was measured faster here (backbone.quantize.float_step_rows). The copy is rebuilt whenever a trained
     parameter has changed since it was made (torch counts in-place updates in each tensor's _version, as torch's default
     optimizers make them; an update through `.data` is not counted), so evaluation during training decodes
     the current weights. One lock: the demo's threads share a task.
@@ -111,6 +112,7 @@ class Decoder:
         self.requested = check_mode(quantize)
         self.mode: str | None = None  # what `requested` resolved to, once decoding has run
         self._model, self._key = None, None
+        self.float_rows: int | None = None  # decode steps this wide run unquantised (measured), once known
         self._lock = threading.Lock()
 
     def __call__(self, backbone):
@@ -118,7 +120,8 @@ class Decoder:
             key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
             if self._model is None or key != self._key:
                 (model, self.mode), self._key = inference_model(backbone, self.requested), key
-                self._model = model if model is backbone else FloatPrefill(backbone, model)
+                self.float_rows = None if model is backbone else float_step_rows(backbone, model)
+                self._model = model if model is backbone else FloatPrefill(backbone, model, self.float_rows)
             if self._model is not backbone:  # decoding saves and restores this flag: it must be the backbone's
                 self._model.training = backbone.training
             return self._model

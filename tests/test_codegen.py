@@ -47,8 +47,8 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     }
     greedy = {ADD["prompt"]: "    return a + b\n", NEG["prompt"]: "    return x\n"}
 
-    def fake_complete(self, problems, first_index):
-        return [canned[p["prompt"]] for p in problems], [greedy[p["prompt"]] for p in problems]
+    def fake_complete(self, problems, first_index, samples):
+        return [canned[p["prompt"]] if samples else [greedy[p["prompt"]]] for p in problems]
 
     CodeGenerator.complete, original = fake_complete, CodeGenerator.complete
     try:
@@ -174,8 +174,9 @@ def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
 
 
 def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_dir, monkeypatch):
-    """num_samples=3, decode_rows=6: two problems' samples share one batch, then their greedy ones one more;
-    every completion goes back to its own problem, and a batch that fails is retried problem by problem."""
+    """num_samples=3, decode_rows=6: two problems' samples share one batch, the greedy completions of up to 6
+    problems another; every completion goes back to its own problem, and a batch that fails is retried
+    problem by problem."""
     from tasks.codegen.module import CodeGenerator
 
     task = generator(backbone_dir, num_samples=3, ks=[1], decode_rows=6)
@@ -192,12 +193,14 @@ def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_
     boom = {**NEG, "task_id": "t/boom", "prompt": "def boom(x):\n"}
     task.on_test_epoch_start()
     task.update_metrics("test", {"rows": [ADD, NEG, third, boom]})
-    # [add, neg] together: 6 sampled rows + 2 greedy; [third, boom] fails as a pair, then alone each
-    assert calls == [(6, 0.8), (2, 0.0), (6, 0.8), (3, 0.8), (1, 0.0), (3, 0.8)]
+    # samples: [add, neg] together, [third, boom] fails as a pair, then alone each; greedy: all four fail
+    # together (boom), then one by one
+    assert calls == [(6, 0.8), (6, 0.8), (3, 0.8), (3, 0.8), (4, 0.0), (1, 0.0), (1, 0.0), (1, 0.0), (1, 0.0)]
     records = {r["task_id"]: r for r in task._records}
     assert records["t/add"]["completions"] == [f"    return add_{i}\n" for i in range(3)]
     assert records["t/neg"]["completions"] == [f"    return neg_{i}\n" for i in range(3, 6)]
-    assert records["t/neg"]["greedy_completion"] == "    return neg_1\n"
+    assert records["t/neg"]["greedy_completion"] == "    return neg_0\n"
+    assert records["t/third"]["greedy_completion"] == "    return third_0\n" and records["t/third"]["error"] is None
     assert records["t/third"]["completions"] == [f"    return third_{i}\n" for i in range(3)]
     assert records["t/boom"]["error"].startswith("decoding failed") and records["t/boom"]["passed"] == 0
     with pytest.raises(ValueError, match="decode_rows"):
@@ -237,3 +240,37 @@ def test_chat_prompt_begins_the_reply_with_the_problems_code(backbone_dir, monke
     assert plain.decoding_prompt(ADD["prompt"]) == ADD["prompt"] and plain.program("a", "b") == "ab"
     with pytest.raises(ValueError, match="prompt must be"):
         generator(backbone_dir, prompt="instruct")
+
+
+def test_mbpp_standard_prompt_shows_the_first_asserts(backbone_dir, monkeypatch):
+    """show_tests=3: the prompt shows the first three asserts of check(candidate), calling the function by its
+    name, as MBPP's standard prompt does; the tests run are still the problem's own, all of them."""
+    from tasks.codegen.module import SHOWN_TESTS, CodeGenerator, shown_asserts
+
+    four = {**ADD, "test": "def check(candidate):\n" + "".join(f"    assert candidate({i}, 1) == {i + 1}\n"
+                                                                for i in range(4)) + "    print('done')\n"}
+    assert shown_asserts(four["test"], "add", 3) == [f"assert add({i}, 1) == {i + 1}" for i in range(3)]
+    assert shown_asserts(four["test"], "add", 0) == []
+    task = generator(backbone_dir, prompt="chat", num_samples=0, show_tests=3)
+    task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    try:
+        seen = []
+
+        def fake_generate(self, prompts, config=None):
+            seen.extend(prompts)
+            return ["def add(a, b):\n    return a + b\n"] * len(prompts)
+
+        monkeypatch.setattr(CodeGenerator, "generate", fake_generate)
+        task.on_test_epoch_start()
+        task.update_metrics("test", {"rows": [four]})
+        shown = "\n".join(f"assert add({i}, 1) == {i + 1}" for i in range(3))
+        assert seen == [f"<user>Complete the following Python function.\n\n```python\n{ADD['prompt'].rstrip()}\n```"
+                        f"\n\n{SHOWN_TESTS}\n\n```python\n{shown}\n```<assistant>```python\n"]
+        assert task.stage_metrics["test"].compute()["greedy_pass@1"] == 1.0
+        assert task.test_report()["test/prompt"].endswith("3 of its test asserts shown")
+    finally:
+        task.tokenizer.chat_template = None
+    plain = generator(backbone_dir, show_tests=1)
+    assert plain.problem_prompt(four) == ADD["prompt"] + "    # assert add(0, 1) == 1\n"
+    with pytest.raises(ValueError, match="show_tests"):
+        generator(backbone_dir, show_tests=-1)

@@ -260,3 +260,26 @@ def test_math_path_with_kv_cache(make_model):
             assert (weights[0] > 0).all()
             parts.append(hidden)
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_reorder_keeps_drops_and_repeats_rows():
+    """reorder: a subset in order moves rows down in place; any other index (repeats, a new order) copies into
+    a new buffer; either way the filled positions of each chosen row come along and the cache keeps growing."""
+    from backbone.model import KVCache
+
+    config = GPTConfig(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=8)
+    cache = KVCache(config, batch_size=4, max_len=6)
+    rows = torch.arange(4.0).view(1, 4, 1, 1, 1)
+    filled = rows.expand(2, 4, config.n_kv_head, 3, config.head_size).clone()
+    cache.k[:, :, :, :3], cache.v[:, :, :, :3] = filled, -filled
+    cache.length = 3
+    before = cache.k
+    cache.reorder(torch.tensor([1, 3]))  # drop rows 0 and 2
+    assert cache.k.data_ptr() == before.data_ptr()  # in place
+    assert cache.k[:, :, :, :3].amax(dim=(0, 2, 3, 4)).tolist() == [1.0, 3.0]
+    assert cache.v[:, :, :, :3].amin(dim=(0, 2, 3, 4)).tolist() == [-1.0, -3.0]
+    cache.reorder(torch.tensor([1, 1, 0]))  # repeats: a new buffer
+    assert cache.k[:, :, :, :3].amax(dim=(0, 2, 3, 4)).tolist() == [3.0, 3.0, 1.0]
+    k, v = cache.update(0, torch.full((3, config.n_kv_head, 1, config.head_size), 9.0),
+                        torch.zeros(3, config.n_kv_head, 1, config.head_size))
+    assert k.shape[:3] == (3, config.n_kv_head, 4) and bool((k[:, :, 3] == 9).all())

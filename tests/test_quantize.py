@@ -256,3 +256,27 @@ def test_bench_passes_quantize_to_every_task_that_decodes():
              ("classification", "sentiment", "ner", "qa", "translation", "codegen")}
     assert takes == {"classification": False, "sentiment": False, "ner": False, "qa": True, "translation": True,
                      "codegen": True}
+
+
+@pytest.mark.parametrize("float_ms, chosen",
+                         [({8: 5.0, 32: 5.0}, 8), ({8: 9.0, 32: 5.0}, 32), ({8: 9.0, 32: 9.0}, None)])
+def test_wide_steps_run_the_float_model_where_measured_faster(make_model, monkeypatch, float_ms, chosen):
+    """float_step_rows: the fewest timed rows at which the float model's step beat the quantised one's
+    (quantised: 7 ms a step at any width here); FloatPrefill then sends steps that wide to the float model."""
+    from backbone.quantize import FloatPrefill, float_step_rows
+
+    model = make_model(n_embd=64).eval()
+    int8 = quantize(make_model(n_embd=64).eval(), "int8")
+    monkeypatch.setattr(q, "_float_rows", {})
+    timed = []
+    monkeypatch.setattr(q, "decode_step_seconds", lambda m, rows=1: timed.append(rows) or (
+        7.0 if m.quantization == "int8" else float_ms[rows]) / 1e3)
+    assert float_step_rows(model, int8) == chosen
+    measured = len(timed)
+    assert float_step_rows(model, int8) == chosen and len(timed) == measured  # once per process
+    split = FloatPrefill(model, int8, float_rows=chosen)
+    calls = []
+    for name, part in (("float", model), ("quantised", int8)):
+        part.register_forward_pre_hook(lambda _, args, name=name: calls.append((name, args[0].size(0))))
+    generate(split, torch.randint(0, 512, (8, 5)), max_new_tokens=2)
+    assert calls == [("float", 8), ("float" if chosen == 8 else "quantised", 8)]

@@ -32,6 +32,14 @@ STOP = ("\ndef ", "\nclass ", "\nif ", "\nprint(", "\n#")
 CLOSE_BLOCK = "```"  # the end of the code block an instruct model answers in
 CHAT_STOP = (CLOSE_BLOCK, "\nif __name__")  # chat: STOP would cut a reply at its imports or a helper def
 CHAT_INSTRUCTION = "Complete the following Python function."
+SHOWN_TESTS = "Your code should pass these tests:"  # MBPP's standard prompt (Austin et al. 2021) shows 3
+
+
+def shown_asserts(test: str, entry_point: str, count: int) -> list[str]:
+    """The first `count` asserts of a problem's `check(candidate)` tests, as calls of the function itself
+    (`assert candidate(2) == 4` -> `assert square(2) == 4`): what MBPP's standard prompt shows the model."""
+    asserts = [line.strip() for line in test.splitlines() if line.strip().startswith("assert candidate(")]
+    return [a.replace("candidate(", f"{entry_point}(") for a in asserts[:count]]
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
                                       truncate_prompt=True)
 
@@ -103,13 +111,16 @@ class CodeGenerator(GenerativeTask):
             the whole function, the block's closing ``` ends it, and the tests run the problem's code followed
             by the model's, whose definition replaces the stub). An instruct model given the bare code tends
             to close the block at once and explain: SmolLM2-135M-Instruct did on 3 of 3 HumanEval problems.
+        show_tests: how many of each problem's test asserts the prompt shows, called by the function's name
+            (MBPP's standard prompt shows 3; HumanEval's docstrings carry their own examples: 0). Chat: after
+            the code, under "Your code should pass these tests:"; plain: as comments after the docstring.
     """
 
     output_type = Completion
 
     def __init__(self, num_samples: int = 10, ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0,
                  workers: int | None = None, decode_rows: int = 32, generation: GenerationConfig | None = None,
-                 prompt: Literal["plain", "chat"] = "plain", **kwargs):
+                 prompt: Literal["plain", "chat"] = "plain", show_tests: int = 0, **kwargs):
         super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -121,6 +132,8 @@ class CodeGenerator(GenerativeTask):
             self.generation = self.generation.replace(stop=CHAT_STOP)
         if decode_rows < 1:
             raise ValueError(f"decode_rows must be >= 1, got {decode_rows}")
+        if show_tests < 0:
+            raise ValueError(f"show_tests must be >= 0, got {show_tests}")
         self.hparams.ks = list(ks or [1, 10])
         self.skipped: list[str] = []
 
@@ -134,12 +147,21 @@ class CodeGenerator(GenerativeTask):
     def training_pair(self, row: dict) -> tuple[str, str]:
         return "", row["text"]
 
-    def decoding_prompt(self, code: str) -> str:
-        """What the decoder continues for a problem's code (its signature and docstring)."""
+    def decoding_prompt(self, code: str, asserts: list[str] | None = None) -> str:
+        """What the decoder continues for a problem's code (its signature and docstring) and the tests shown
+        (shown_asserts)."""
+        asserts = asserts or []
         if self.hparams.prompt == "plain":
-            return code
+            return code + "".join(f"    # {a}\n" for a in asserts)
         ask = f"{CHAT_INSTRUCTION}\n\n```python\n{code.rstrip()}\n```"
+        if asserts:
+            ask += f"\n\n{SHOWN_TESTS}\n\n```python\n" + "\n".join(asserts) + "\n```"
         return chat_prompt(self.tokenizer, [{"role": "user", "content": ask}]) + "```python\n"
+
+    def problem_prompt(self, row: dict) -> str:
+        """decoding_prompt for a test problem, with show_tests of its asserts."""
+        shown = shown_asserts(row["test"], row["entry_point"], self.hparams.show_tests)
+        return self.decoding_prompt(row["prompt"], shown)
 
     def program(self, code: str, completion: str) -> str:
         """What the tests run: the problem's code and the completion (chat: the model's whole function after
@@ -154,40 +176,36 @@ class CodeGenerator(GenerativeTask):
         super().on_test_epoch_start()
         self.skipped, self._problem_index = [], 0
 
-    def complete(self, problems: list[dict], first_index: int) -> tuple[list[list[str]], list[str | None]]:
-        """num_samples sampled completions of each problem and its greedy one. The samples of all the problems
-        decode as one batch (seeded by the first problem's index), then the greedy ones as another; rows leave
-        the batch as they reach a stop string."""
-        h = self.hparams
-        samples: list[list[str]] = [[] for _ in problems]
-        if h.num_samples:
-            seed = (self.generation.seed or 0) + first_index
-            flat = self.generate([self.decoding_prompt(p["prompt"]) for p in problems for _ in range(h.num_samples)],
-                                 self.generation.replace(seed=seed))
-            samples = [flat[i * h.num_samples:(i + 1) * h.num_samples] for i in range(len(problems))]
-        greedy = [None] * len(problems)
-        if h.greedy:
-            greedy = self.generate([self.decoding_prompt(p["prompt"]) for p in problems], self.greedy_config)
-        return samples, greedy
+    def complete(self, problems: list[dict], first_index: int, samples: int) -> list[list[str]]:
+        """`samples` sampled completions of each problem, decoded as one batch (seeded by the index of the
+        first problem), or with samples=0 its one greedy completion; rows leave the batch as they reach a
+        stop string."""
+        if not samples:
+            return [[text] for text in self.generate([self.problem_prompt(p) for p in problems], self.greedy_config)]
+        seed = (self.generation.seed or 0) + first_index
+        flat = self.generate([self.problem_prompt(p) for p in problems for _ in range(samples)],
+                             self.generation.replace(seed=seed))
+        return [flat[i * samples:(i + 1) * samples] for i in range(len(problems))]
 
-    def _complete_all(self, todo: list[tuple[dict, int, int]]):
-        """Complete the problems together; when that fails, one by one, so one bad problem (a prompt longer
-        than the context, say) counts as failed without taking the others with it."""
+    def _complete_all(self, todo: list[tuple[dict, int, int]], samples: int) -> list[list[str] | str]:
+        """complete() for each problem of todo, as many problems a batch as fit in decode_rows rows (the greedy
+        completions of decode_rows problems share one batch); when a batch fails, its problems one by one, so
+        one bad problem (a prompt longer than the context, say) fails alone: its entry is the error."""
         if not todo:
             return []
-        per_batch = max(1, self.hparams.decode_rows // max(self.hparams.num_samples, 1))
+        per_batch = max(1, self.hparams.decode_rows // max(samples, 1))
         if len(todo) > per_batch:
-            return [out for i in range(0, len(todo), per_batch) for out in self._complete_all(todo[i:i + per_batch])]
+            return [out for i in range(0, len(todo), per_batch) for out in self._complete_all(todo[i:i + per_batch],
+                                                                                             samples)]
         try:
-            samples, greedy = self.complete([row for row, _, _ in todo], todo[0][1])
-            return [(item, s, g, None) for item, s, g in zip(todo, samples, greedy)]
+            return self.complete([row for row, _, _ in todo], todo[0][1], samples)
         except Exception as e:  # noqa: BLE001 - one bad row never kills the evaluation
             if len(todo) > 1:
-                return [out for item in todo for out in self._complete_all([item])]
+                return [out for item in todo for out in self._complete_all([item], samples)]
             row = todo[0][0]
             rank_zero_warn(f"codegen: {row.get('task_id') or 'problem'}: decoding failed ({type(e).__name__}: {e}); "
                            "its samples count as failed")
-            return [(todo[0], [None] * self.hparams.num_samples, None, f"decoding failed: {type(e).__name__}: {e}")]
+            return [f"decoding failed: {type(e).__name__}: {e}"]
 
     def update_metrics(self, stage: str, batch: dict) -> None:
         if stage != "test":
@@ -204,8 +222,12 @@ class CodeGenerator(GenerativeTask):
                 continue
             work.append((row, [None] * h.num_samples, None, None))
             todo.append((row, index, len(work) - 1))
-        for (row, _, slot), samples, greedy, error in self._complete_all(todo):
-            work[slot] = (row, samples, greedy, error)
+        sampled = self._complete_all(todo, h.num_samples) if h.num_samples else [[] for _ in todo]
+        greedy = self._complete_all(todo, 0) if h.greedy else [[None] for _ in todo]
+        for (row, _, slot), samples, one in zip(todo, sampled, greedy):
+            errors = [out for out in (samples, one) if isinstance(out, str)]
+            work[slot] = (row, [None] * h.num_samples if isinstance(samples, str) else samples,
+                          None if isinstance(one, str) else one[0], errors[0] if errors else None)
         programs, owners = [], []
         for w, (row, samples, greedy, _) in enumerate(work):
             for s, completion in enumerate([*samples, *([greedy] if h.greedy else [])]):
@@ -253,7 +275,8 @@ class CodeGenerator(GenerativeTask):
                                 f"timeout" + ("; greedy_pass@1 from one greedy completion" if h.greedy else ""),
                 "test/generation": self.generation.describe(), "test/skipped": self.skipped,
                 "test/prompt": ("chat template, the reply begun with the problem's code in a python block"
-                                if h.prompt == "chat" else "the problem's code, continued")}
+                                if h.prompt == "chat" else "the problem's code, continued")
+                               + (f"; {h.show_tests} of its test asserts shown" if h.show_tests else "")}
 
     # --- use -------------------------------------------------------------------------------------------
     def predict_batch(self, prompts: list[str], num_samples: int = 0) -> list[Completion]:
