@@ -142,7 +142,8 @@ class GenerationConfig:
 StopFn = Callable[[torch.Tensor], torch.Tensor]  # generated ids (B, L) -> rows that should stop (B,) bool
 # (generated ids of the rows in the step's computation (b, L), their indices in the batch (b,)) -> allowed next
 # tokens (b, V) bool: a constraint on what may come next (backbone.constraints.CopySpans: answers copied from a
-# context). With the KV cache the rows are the unfinished ones; without it, every row.
+# context). With the KV cache the rows are those still in the computation (finished rows leave it in groups, so
+# some may have finished: whatever they are allowed, they receive the filler); without it, every row.
 AllowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -272,17 +273,18 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=tokens.device).manual_seed(cfg.seed)
-    cache = None
+    cache, attend = None, mask  # attend: the model's mask, in the layout the cache holds the prompts in
     if cfg.use_cache:
-        tokens, mask, shared = share_prefix(tokens, mask)
-        cache, last = prefill(model, tokens, mask, shared, T + cfg.max_new_tokens)
+        laid_out, attend, shared = share_prefix(tokens, mask)
+        cache, last = prefill(model, laid_out, attend, shared, T + cfg.max_new_tokens)
+    # tokens and mask stay left-padded for the scores' processors (a block list matches each row's last tokens)
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
     live = torch.arange(B, device=tokens.device)  # the rows still in the computation (all, without a cache)
     padded = not bool(mask.all())
     next_token = tokens[:, -1]  # fed from the second step on: then each row's latest token
     for step in range(cfg.max_new_tokens):
-        model_mask = mask[live] if padded else None  # no padding: the model's plain causal fast path
+        model_mask = attend[live] if padded else None  # no padding: the model's plain causal fast path
         if cache is None:  # the whole sequence again
             last = model(tokens, model_mask)[:, -1]
         elif step > 0:  # the new token of each unfinished row
@@ -303,6 +305,7 @@ def iter_tokens(model: GPT, input_ids, attention_mask=None, config: GenerationCo
         next_token = torch.where(finished, torch.full_like(next_token, filler), next_token)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        attend = torch.cat([attend, torch.ones_like(attend[:, :1])], dim=1)
         if cfg.eos_token_id is not None:
             finished = finished | (next_token == cfg.eos_token_id)
         if stop_fn is not None:

@@ -84,10 +84,17 @@ class KVCache:
 
     def reorder(self, batch_index: torch.Tensor) -> None:
         """Keep the rows named by batch_index (beam search: follow each beam's parent; decoding: drop the
-        finished rows, copy a shared prompt to its rows). Only the filled positions are copied, row by row
-        (measured on 2 cores, 10x faster than one fancy-indexing copy of the whole buffer); dropping rows
-        moves the kept ones down in place, with no new buffer to allocate."""
-        index, n = batch_index.tolist(), self.length
+        finished rows, copy a shared prompt to its rows). Only the filled positions are copied; on a CPU row
+        by row (measured on 2 cores, 10x faster than one fancy-indexing copy of the whole buffer), and
+        dropping rows moves the kept ones down in place, with no new buffer to allocate."""
+        n = self.length
+        if self.k.device.type != "cpu":  # one indexed copy: many small ones would each launch a kernel
+            k = self.k.new_empty(self.k.size(0), len(batch_index), *self.k.shape[2:])
+            v = self.v.new_empty(k.shape)
+            k[:, :, :, :n], v[:, :, :, :n] = self.k[:, batch_index, :, :n], self.v[:, batch_index, :, :n]
+            self.k, self.v = k, v
+            return
+        index = batch_index.tolist()
         in_place = index == sorted(set(index))  # a subset in order: each row moves down, or stays
         k = self.k if in_place else self.k.new_empty(self.k.size(0), len(index), *self.k.shape[2:])
         v = self.v if in_place else self.v.new_empty(k.shape)

@@ -301,10 +301,11 @@ _float_rows: dict[tuple, int | None] = {}
 
 def float_step_rows(float_model, quantised) -> int | None:
     """The fewest rows, of STEP_ROWS, at which a decode step ran faster in the float model than in the
-    quantised copy, measured on this machine (once per model shape and mode in a process); None when the
-    copy was faster at every width. A step of many rows (the samples of several problems) multiplies each
-    weight by a wide matrix: compute-bound again, like a prefill (measured on one 2-core Xeon: int4 2x
-    faster a step at 1 row, 1.1x slower at 33 rows and 1.3x slower at 66)."""
+    quantised copy, measured on this machine (once per model shape and mode in a process; each side the
+    best of two timings, so a burst of other work does not decide it); None when the copy was faster at
+    every width. Near the crossover either choice costs about the same. A step of many rows (the samples
+    of several problems) multiplies each weight by a wide matrix: compute-bound again, like a prefill
+    (measured on one 2-core Xeon: int4 2x faster a step at 1 row, 1.1x slower at 33 rows, 1.3x at 66)."""
     from backbone.perf import machine_fingerprint
 
     key = (str(machine_fingerprint("cpu")), repr(float_model.config), quantised.quantization)
@@ -312,15 +313,17 @@ def float_step_rows(float_model, quantised) -> int | None:
         was_training = float_model.training
         float_model.eval()
         try:
-            _float_rows[key] = next((rows for rows in STEP_ROWS if decode_step_seconds(float_model, rows=rows)
-                                     < decode_step_seconds(quantised, rows=rows)), None)
+            best = lambda model, rows: min(decode_step_seconds(model, rows=rows) for _ in range(2))  # noqa: E731
+            _float_rows[key] = next((rows for rows in STEP_ROWS if best(float_model, rows) < best(quantised, rows)),
+                                    None)
         finally:
             float_model.train(was_training)
     return _float_rows[key]
 
 
 class FloatPrefill(nn.Module):
-    """Decoding with a quantised copy, prompts through the float model.
+    """Decoding with a quantised copy, prompts through the float model (a prompt's last few tokens after a
+    cached shared prefix count as a step).
 
     A prompt's prefill multiplies many tokens by every weight matrix at once: compute-bound work, where the
     float kernels beat the weight-only ones (measured on 2 cores: an 8 x 360-token prefill ran about 1.7x

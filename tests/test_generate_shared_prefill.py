@@ -127,3 +127,20 @@ def test_rest_of_a_shared_prompt_is_a_prefill(model):
     ids, mask = left_pad(shared_prompts(rests=(20, 24)))
     generate(FloatPrefill(float_model, quantised), ids, mask, max_new_tokens=3)
     assert used == ["float", "float", "quantised", "quantised"]
+
+
+def test_block_list_and_penalties_see_each_prompt_as_it_was(model):
+    """The scores' processors read the prompts left-padded, as given: a banned sequence that begins inside a
+    short row's prompt is still caught after the rows were laid out around a shared prefix."""
+    prefix = prompt(10, seed=3)[0].tolist()
+    rows = [torch.tensor(prefix + [7]), torch.tensor(prefix + [11, 12, 13, 14])]
+    ids, mask = left_pad(rows)
+    assert share_prefix(ids, mask)[2] == 10
+    free = generate(model, ids, mask, max_new_tokens=1)[0, -1].item()
+    ban = ((prefix[-1], 7, free),)  # the short row's last two prompt tokens, then its free choice
+    banned = generate(model, ids, mask, max_new_tokens=4, banned=ban)
+    assert banned[0, ids.size(1)].item() != free
+    assert torch.equal(banned, generate(model, ids, mask, max_new_tokens=4, banned=ban, use_cache=False))
+    penalised = generate(model, ids, mask, max_new_tokens=6, repetition_penalty=1.5, no_repeat_ngram_size=2)
+    assert torch.equal(penalised, generate(model, ids, mask, max_new_tokens=6, repetition_penalty=1.5,
+                                           no_repeat_ngram_size=2, use_cache=False))

@@ -37,7 +37,8 @@ SHOWN_TESTS = "Your code should pass these tests:"  # MBPP's standard prompt (Au
 
 def shown_asserts(test: str, entry_point: str, count: int) -> list[str]:
     """The first `count` asserts of a problem's `check(candidate)` tests, as calls of the function itself
-    (`assert candidate(2) == 4` -> `assert square(2) == 4`): what MBPP's standard prompt shows the model."""
+    (`assert candidate(2) == 4` -> `assert square(2) == 4`): what MBPP's standard prompt shows the model.
+    One-line asserts only, as MBPP's and HumanEval's are (a multi-line one would be shown cut)."""
     asserts = [line.strip() for line in test.splitlines() if line.strip().startswith("assert candidate(")]
     return [a.replace("candidate(", f"{entry_point}(") for a in asserts[:count]]
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.8, top_p=0.95, stop=STOP, seed=0,
