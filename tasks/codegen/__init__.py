@@ -32,7 +32,7 @@ SPEC = TaskSpec(
         "smoke": {"budget_s": 20, "seconds": 30, "data.max_eval_examples": 4, "trainer.max_epochs": 0},
         "quick": {"budget_s": 55, "seconds": 82, "data.max_eval_examples": 40, "trainer.max_epochs": 1},
         # 10 samples and greedy from every problem; 6 problems' samples decode as one batch of 60 rows
-        "smollm2-generative": {"seconds": 1800, **_SMOLLM2, "methods": {
+        "smollm2-generative": {"seconds": 2330, **_SMOLLM2, "methods": {
             "chat template, 10 samples + greedy": {**_CHAT, "model.decode_rows": 60, "data.batch_size": 12},
             # MBPP's standard prompt: the task and 3 of its tests shown
             "chat template, 3 tests shown, greedy, MBPP": {**_CHAT, "data.dataset": "mbpp", "benchmark": MBPP,
@@ -40,7 +40,7 @@ SPEC = TaskSpec(
         }},
         # the paths that lost, kept for comparison: the bare code continued (as a base model would be asked),
         # and MBPP in chat without its tests
-        "smollm2-generative-extras": {"seconds": 2600, **_SMOLLM2, "methods": {
+        "smollm2-generative-extras": {"seconds": 2930, **_SMOLLM2, "methods": {
             "zero-shot": {},
             "zero-shot, MBPP": {"data.dataset": "mbpp", "benchmark": MBPP, "model.num_samples": 1, "model.ks": [1]},
             "chat template, greedy, MBPP": {**_CHAT, "data.dataset": "mbpp", "benchmark": MBPP, "model.num_samples": 0},
