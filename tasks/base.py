@@ -239,7 +239,9 @@ class TaskModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._trained = True
-        self.prepare_features(["train", "validation"])
+        # a run that never validates (limit_val_batches=0, as the benchmark presets run) never reads those features
+        validates = self.trainer.limit_val_batches != 0
+        self.prepare_features(["train", "validation"] if validates else ["train"])
 
     def on_test_start(self) -> None:
         self.prepare_features(["test"])

@@ -189,15 +189,36 @@ class BothSides(nn.Module):
     def forward(self, units: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.dropout(units)
         if self.kind == "bilstm":
-            lengths = mask.long().sum(1).clamp(min=1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = self.lstm(packed)
-            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=units.size(1))
+            x = self._bilstm(x, mask)
         elif self.kind == "transformer":
             padding = ~mask.bool()
             padding[:, 0] = False  # a row of padding only would attend to nothing (NaN); its outputs are unused
             x = self.layer(self.proj(x), src_key_padding_mask=padding)
         return self.dropout(x)  # (B, U, out_dim)
+
+    def _bilstm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The bidirectional LSTM over right-padded rows, each direction run on the padded batch as a whole.
+
+        The same numbers as packing the rows (pack_padded_sequence), at a fraction of the training cost on a
+        CPU: a packed LSTM's backward pass allocates a zero gradient of the whole input for each time step
+        (O(T^2) memory traffic: three quarters of a SQuAD head's step), and the padded path runs oneDNN's
+        fused kernels. Padding after a row's units cannot reach them going forward (the LSTM is causal);
+        going backward, each row's units are reversed in place, padding left where it is, so the reverse
+        direction starts at the row's last real unit."""
+        B, T, C = x.shape
+        H = self.lstm.hidden_size
+        t = torch.arange(T, device=x.device)
+        length = mask.long().sum(1, keepdim=True)  # (B, 1)
+        reverse = torch.where(t < length, length - 1 - t, t)[..., None]  # (B, T, 1), its own inverse
+        weights = self.lstm._flat_weights  # [w_ih, w_hh, b_ih, b_hh] forward, then the same reversed
+        zeros = x.new_zeros(1, B, H)
+
+        def direction(inputs: torch.Tensor, w: list[torch.Tensor]) -> torch.Tensor:  # (B, T, H)
+            return torch.lstm(inputs, (zeros, zeros), w, True, 1, 0.0, self.training, False, True)[0]
+
+        forward = direction(x, weights[:4])
+        backward = direction(x.gather(1, reverse.expand(-1, -1, C)), weights[4:]).gather(1, reverse.expand(-1, -1, H))
+        return torch.cat([forward, backward], dim=-1) * mask[..., None].to(x.dtype)  # padding out: zeros
 
 
 class CRF(nn.Module):

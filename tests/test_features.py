@@ -228,6 +228,25 @@ def test_both_sides_lets_a_unit_see_what_follows_it_and_ignores_padding(kind):
     torch.testing.assert_close(out[:, :5], layer(x, mask), atol=1e-5, rtol=1e-5)
 
 
+def test_bilstm_matches_the_packed_lstm_in_values_and_gradients():
+    """BothSides runs each direction over the padded batch (fast on a CPU); it must compute what
+    pack_padded_sequence through the same nn.LSTM computes, for rows of different lengths."""
+    torch.manual_seed(0)
+    layer = BothSides("bilstm", 6, 5, dropout=0.0).train()
+    lengths = torch.tensor([7, 3, 5, 1])
+    mask = torch.arange(7)[None] < lengths[:, None]
+    x = torch.randn(4, 7, 6, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    expected = torch.nn.utils.rnn.pad_packed_sequence(layer.lstm(packed)[0], batch_first=True, total_length=7)[0]
+    out = layer(x, mask)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *layer.lstm.parameters()])
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, *layer.lstm.parameters()])
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+
+
 # --- intervals, buckets -----------------------------------------------------------------------------------
 def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_examples():
     rng = np.random.default_rng(0)
@@ -360,6 +379,31 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
 
     tagged = load_task(tmp_path / "task").predict("Mary saw New York .")  # live features, no cache
     assert tagged.tags == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
+
+
+def test_a_fit_that_never_validates_builds_no_validation_features(tmp_path, monkeypatch):
+    import json
+
+    from tests.helpers import ROOT
+
+    monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
+    files = _ner_files(tmp_path)
+    other = [{"tokens": ["Ann", "left", "Rome", "."], "ner_tags": ["B-PER", "O", "B-LOC", "O"]}]
+    (tmp_path / "validation.jsonl").write_text(json.dumps(other[0]))
+    files["validation"] = str(tmp_path / "validation.jsonl")  # rows of its own: a cache of its own
+    backbone = make_backbone(tmp_path / "nano")
+    args = ["fit", "--config", f"{ROOT}/configs/tasks/ner.yaml", "--model.backbone", str(backbone),
+            "--data.data_files", json.dumps(files), "--trainer.precision", "32", "--trainer.max_epochs", "1",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+            "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null",
+            "--model.adapter", "tasks.adapters.FrozenLayers",
+            "--model.adapter.layers", "[1, -1]"]
+    features = tmp_path / "cache" / "features"
+    run_cli("ner", [*args, "--trainer.limit_val_batches", "0"])
+    assert [json.loads((c / "meta.json").read_text())["rows"] for c in features.iterdir()] == [4]  # train only
+    run_cli("ner", args)  # validating: its features are built now, the training split's found
+    assert sorted(json.loads((c / "meta.json").read_text())["rows"] for c in features.iterdir()) == [1, 4]
 
 
 def test_classification_and_qa_clis_run_on_cached_features(tmp_path):

@@ -45,7 +45,7 @@ SPEC = TaskSpec(
         "smoke": {**SMOKE, "data.max_train_examples": 32, "data.max_eval_examples": 16},
         "quick": {"budget_s": 90, "seconds": 90, "data.max_train_examples": 3000, "data.max_eval_examples": 500,
                   "trainer.max_epochs": 1},
-        "smollm2": {"budget_s": 900, "seconds": 1800, **_SMOLLM2,
+        "smollm2": {"budget_s": 360, "seconds": 600, **_SMOLLM2,
                     "methods": {"frozen+attention flow, context-first": _CONTEXT_FIRST}},
         # the question-first layout (its own features), with and without the BiLSTM
         "smollm2-ablations": {"budget_s": 420, "seconds": 2200, **_SMOLLM2,
