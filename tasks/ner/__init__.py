@@ -18,7 +18,7 @@ SPEC = TaskSpec(
     bench={
         "smoke": SMOKE,
         "quick": {"budget_s": 80, "seconds": 83, "trainer.max_epochs": 1, "data.max_eval_examples": 1000},
-        "smollm2": {"budget_s": 240, "seconds": 600, "model.max_length": 256, "data.batch_size": 32,
+        "smollm2": {"budget_s": 180, "seconds": 300, "model.max_length": 256, "data.batch_size": 32,
                     "methods": {"frozen+BiLSTM-CRF": {**FROZEN, "model.context": "bilstm", "model.crf": True,
                                                       "trainer.max_epochs": 6, "model.learning_rate": 0.002}}},
         # the heads and layers (full CoNLL; 4,000 training sentences where the features are new), echo

@@ -9,7 +9,7 @@ token states c_i and question token states q_j (both projected to width d):
     G_i = [c_i; a_i; c_i * a_i; c_i * h]                        (Tc, 4d)
 
 then modeling layers that see both sides (tasks.heads.BothSides: a BiLSTM, or a bidirectional
-transformer layer, about 3x faster to train on a CPU) give M1 and M2, and
+transformer layer) give M1 and M2, and
 
     start_i = w_s . [G_i; M1_i],   end_i = w_e . [G_i; M2_i]
 
