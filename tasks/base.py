@@ -243,6 +243,9 @@ class TaskModule(L.LightningModule):
         validates = self.trainer.limit_val_batches != 0
         self.prepare_features(["train", "validation"] if validates else ["train"])
 
+    def on_validation_start(self) -> None:  # `validate` on its own, or a fit that skipped them at its start
+        self.prepare_features(["validation"])
+
     def on_test_start(self) -> None:
         self.prepare_features(["test"])
 

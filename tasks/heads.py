@@ -197,9 +197,11 @@ class BothSides(nn.Module):
         return self.dropout(x)  # (B, U, out_dim)
 
     def _bilstm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The bidirectional LSTM over right-padded rows, each direction run on the padded batch as a whole.
+        """The bidirectional LSTM over right-padded rows (each row's units first), each direction run on the
+        padded batch as a whole.
 
-        The same numbers as packing the rows (pack_padded_sequence), at a fraction of the training cost on a
+        The same numbers as packing the rows (pack_padded_sequence; to float rounding in fp32, about 2e-3
+        apart under bf16 autocast, where oneDNN's kernels round differently), at a fraction of the training cost on a
         CPU: a packed LSTM's backward pass allocates a zero gradient of the whole input for each time step
         (O(T^2) memory traffic: three quarters of a SQuAD head's step), and the padded path runs oneDNN's
         fused kernels. Padding after a row's units cannot reach them going forward (the LSTM is causal);

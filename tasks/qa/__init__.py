@@ -13,7 +13,7 @@ _QUESTION_FIRST = {**_FROZEN, "data.max_train_examples": 10000, "data.batch_size
 # context-first: whole training paragraphs, each context read once for all its questions (tasks.qa.packing),
 # the attention-flow head with BiLSTM modeling layers (in a 15-minute trial on 10,000 questions a transformer
 # layer scored 39.7 F1 against the BiLSTM's 60.6, though it then trained 3x faster a step: the BiLSTM has since
-# become 2.4x faster, tasks.heads.BothSides). Its budget: about 600 steps of 0.6 s on 2 cores
+# become 2.4x faster, tasks.heads.BothSides). Its budget: 600-700 steps of 0.5-0.6 s on 2 cores
 _CONTEXT_FIRST = {**_FROZEN, "data.max_train_examples": 10000, "data.group_by_context": True, "data.batch_size": 7,
                   "model.layout": "context-first", "model.context": "bilstm", "model.context_hidden": 128,
                   "model.flow_width": 160, "model.flow_layers": 1, "model.head_dropout": 0.15,
