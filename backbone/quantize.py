@@ -313,7 +313,9 @@ def float_step_rows(float_model, quantised) -> int | None:
         was_training = float_model.training
         float_model.eval()
         try:
-            best = lambda model, rows: min(decode_step_seconds(model, rows=rows) for _ in range(2))  # noqa: E731
+            def best(model, rows: int) -> float:
+                return min(decode_step_seconds(model, rows=rows) for _ in range(2))
+
             _float_rows[key] = next((rows for rows in STEP_ROWS if best(float_model, rows) < best(quantised, rows)),
                                     None)
         finally:

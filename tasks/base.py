@@ -239,11 +239,9 @@ class TaskModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._trained = True
-        # a run that never validates (limit_val_batches=0, as the benchmark presets run) never reads those features
-        validates = self.trainer.limit_val_batches != 0
-        self.prepare_features(["train", "validation"] if validates else ["train"])
+        self.prepare_features(["train"])
 
-    def on_validation_start(self) -> None:  # `validate` on its own, or a fit that skipped them at its start
+    def on_validation_start(self) -> None:  # only when a validation loop runs (not with limit_val_batches=0)
         self.prepare_features(["validation"])
 
     def on_test_start(self) -> None:

@@ -1,14 +1,15 @@
 """Work shared between the rows of a batch is read once: a prompt repeated by several rows (the n samples of
-one problem: backbone.generate.distinct_prompts) and the leading tokens every prompt shares (a system prompt,
-the same solved examples: backbone.generate.share_prefix); the keys and values are copied to the rows."""
+one problem: backbone.prefill.distinct_prompts) and the leading tokens every prompt shares (a system prompt,
+the same solved examples: backbone.prefill.share_prefix); the keys and values are copied to the rows."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from backbone.generate import MIN_SHARED_PREFIX, generate, share_prefix
+from backbone.generate import generate
 from backbone.model import is_prefill
+from backbone.prefill import MIN_SHARED_PREFIX, share_prefix
 from backbone.quantize import FloatPrefill
 
 
