@@ -25,7 +25,7 @@ from backbone.config import GPTConfig
 from backbone.model import GPT
 from backbone.optim import build_optimizer
 from backbone.perplexity import window_nll
-from backbone.trainer import Trainer
+from backbone.trainer import Trainer, cli_parser_kwargs
 
 MFU_MAX_SPREAD = 1.5  # slowest / fastest matmul run beyond which the measured peak means nothing
 
@@ -232,6 +232,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> PretrainCLI:
     torch.set_float32_matmul_precision("high")
     return PretrainCLI(
         LitGPT, PretrainData, trainer_class=Trainer, args=args, run=run, save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Pretrain a GPT backbone on the offline corpus."},
+        parser_kwargs=cli_parser_kwargs(PretrainCLI.subcommands(),
+                                        description="Pretrain a GPT backbone on the offline corpus."),
     )
 

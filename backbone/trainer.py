@@ -25,3 +25,9 @@ class Trainer(L.Trainer):
     def __init__(self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO, **kwargs):
         super().__init__(precision=resolve_precision(precision, device_of(kwargs.get("accelerator", "auto"))),
                          **kwargs)
+
+
+def cli_parser_kwargs(subcommands, **kwargs) -> dict:
+    """LightningCLI's parser_kwargs for the main parser and each subcommand's, with parse errors raised
+    (exit_on_error=False) instead of printed under a usage block: `gptsuite` prints them on one line."""
+    return {**kwargs, "exit_on_error": False, **{name: {"exit_on_error": False} for name in subcommands}}

@@ -45,8 +45,8 @@ def save_task(task, directory: str | Path) -> Path:
     save_file(state, str(directory / (WEIGHTS_FILE + ".tmp")))
     (directory / (WEIGHTS_FILE + ".tmp")).replace(directory / WEIGHTS_FILE)
     hparams = {k: v for k, v in dict(task.hparams).items() if k != "export_dir" and not k.startswith("_")}
-    spec = {"task": f"{type(task).__module__}.{type(task).__qualname__}", "hparams": hparams,
-            "adapter": _spec(task.adapter)}
+    spec = {"name": task.task_name, "task": f"{type(task).__module__}.{type(task).__qualname__}",
+            "hparams": hparams, "adapter": _spec(task.adapter)}
     (directory / TASK_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     rank_zero_info(f"task saved to {directory}")
     return directory

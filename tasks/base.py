@@ -11,6 +11,7 @@ arguments and pass the rest on (`**kwargs`); LightningCLI follows them here, so 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -21,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
-from backbone.trainer import Trainer
+from backbone.trainer import Trainer, cli_parser_kwargs
 from tasks.adapters import Adapter, FullFineTune
 from tasks.outputs import check_inputs
 
@@ -73,6 +74,7 @@ class TaskModule(L.LightningModule):
         self._padded_tokens = 0  # the same with padding: their ratio is the share of compute spent on padding
         self._feature_caches: dict = {}  # split -> tasks.features.FeatureCache (FrozenLayers with cache=True)
         self._records: list[dict] = []  # the test predictions (record_predictions)
+        self.task_name: str | None = None  # the registered task this module serves (set by its command)
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -393,8 +395,14 @@ class LabelledTask(TaskModule):
 # --------------------------------------------------------------------------------------------------------
 class TaskCLI(LightningCLI):
     """LightningCLI for a task: the data module reads the model's backbone; the optimizer and schedule are
-    the module's own (configure_optimizers trains exactly trainable_parameters()), so no --optimizer flags;
-    prediction is TaskModule.predict (a typed Python call), so no `predict` subcommand."""
+    the module's own (configure_optimizers trains exactly trainable_parameters()), so no --optimizer flags.
+    Lightning's `predict` subcommand is replaced by `gptsuite <task> predict` (tasks/predict.py), which reads
+    a saved task and an unlabelled file. `fit` given a test file scores it after training, and the scores
+    join the exported task folder."""
+
+    def __init__(self, *args, task_name: str | None = None, **kwargs):
+        self.task_name = task_name  # set before LightningCLI's __init__, which may run the subcommand
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -403,11 +411,28 @@ class TaskCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.backbone")
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        self.model.task_name = self.task_name
+
+    def after_fit(self) -> None:
+        """Score the user's test file, if one was given, with the weights just trained."""
+        files = getattr(self.datamodule, "data_files", None) or {}
+        if "test" not in files or self.trainer.interrupted:
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule)
+        export_dir = self.model.hparams.get("export_dir")
+        scores = Path(self.trainer.log_dir or self.trainer.default_root_dir) / METRICS_FILE
+        if export_dir and self.trainer.is_global_zero and scores.is_file():
+            shutil.copyfile(scores, Path(export_dir) / METRICS_FILE)
+            rank_zero_info(f"test scores joined the task folder: {Path(export_dir) / METRICS_FILE}")
+
 
 def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "",
-                 run: bool = True, prog: str | None = None) -> TaskCLI:
+                 run: bool = True, prog: str | None = None, task_name: str | None = None) -> TaskCLI:
     """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
     hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
-    return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run,
+    return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run, task_name=task_name,
                    save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                   parser_kwargs={"description": description, **({"prog": prog} if prog else {})})
+                   parser_kwargs=cli_parser_kwargs(TaskCLI.subcommands(), description=description,
+                                                   **({"prog": prog} if prog else {})))

@@ -4,7 +4,9 @@ A preset (tasks.bench_specs.PRESETS) names a backbone; every registered task wit
 (its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and,
 where the task has one, the
 prompt path (few-shot label words, no training) on the same examples; then the simple baselines on the same
-split. Results land in benchmarks/results.{md,csv,json} and a bar chart, with the settings that produced them.
+split. Results land in a fresh run folder, runs/bench/<preset>-<YYYYmmdd-HHMMSS>/results.{md,csv,json,png}, with
+the settings that produced them, and comparison.md sets them beside the committed reference table
+(benchmarks/results.json); `--out benchmarks` merges the run into that reference instead.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
 from tasks.bench_specs import PRESETS
-from tasks.bench_table import markdown_table, plot, write_csv
+from tasks.bench_table import comparison, markdown_table, plot, write_csv
 from tasks.registry import TASKS, get, run_cli
+from tasks.runs import out_folder
 from tasks.spec import TaskSpec, load_object
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = PROJECT_DIR / "benchmarks"  # the committed table a run is compared with, from any directory
 
 
 def project_file(path: str) -> str:
@@ -215,7 +219,8 @@ def _pct(value, spec: TaskSpec) -> float | None:
 
 
 def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
-    """Merge this run into the table: rows of other backbones and methods stay, so they compare side by side."""
+    """Merge this run into out_dir's table: rows of other backbones and methods stay, so they compare side by
+    side (a fresh run folder starts empty, so it holds exactly this run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
@@ -288,10 +293,11 @@ def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> d
 
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
-              out_dir: Path = OUT_DIR, precision: str = AUTO, time_budget_min: float | None = None,
+              out_dir: Path | None = None, precision: str = AUTO, time_budget_min: float | None = None,
               runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None) -> list[dict]:
     """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
-    the rows into out_dir's table."""
+    the rows into out_dir's table (None: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/), then set them beside
+    the reference table."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
@@ -310,6 +316,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             raise ValueError(f"unknown methods {sorted(set(methods) - offered)}; the chosen tasks have: "
                              f"{', '.join(sorted(offered))}")
         planned = {task: {m: f for m, f in per_task.items() if m in methods} for task, per_task in planned.items()}
+    out_dir = out_folder(out_dir, "bench", preset_name)  # made after the checks: a refused run leaves no folder
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
     budgets = stage_budgets(preset_name, time_budget_min)
@@ -319,7 +326,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     stages.set_description(f"bench {preset_name}: backbone")
     backbone, backbone_spent = ensure_backbone(preset, backbone, precision, budgets.get("backbone"))
     stages.update(weights["backbone"])
-    rows, notes, done = [], [], []
+    rows, notes, done, meta = [], [], [], None
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
         spec, baselines = get(task), {}
@@ -335,10 +342,36 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
                 notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
                 tqdm.write(f"[bench] {task} / {method} failed: {err}")
             # written after every method, so a crash or an interrupt loses at most the method in progress
-            write_results(rows, run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent,
-                                         started), out_dir)
+            meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started)
+            write_results(rows, meta, out_dir)
         done.append(task)
         stages.update(weights[task])
     stages.close()
     print((out_dir / "results.md").read_text())
+    compare_with_reference(rows, out_dir, meta)
     return rows
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when it is under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def compare_with_reference(rows: list[dict], out_dir: Path, meta: dict | None = None,
+                           reference_dir: Path = REFERENCE_DIR) -> str | None:
+    """Print this run's scores beside the reference table's and write them to out_dir/comparison.md; when out_dir
+    is the reference itself, only say it was updated (it would be compared with itself). -> the comparison."""
+    if out_dir.resolve() == reference_dir.resolve():
+        print(f"updated the committed reference table: {out_dir}/results.{{md,csv,json,png}}")
+        return None
+    path = reference_dir / "results.json"
+    reference = json.loads(path.read_text()) if path.is_file() else {}  # no reference: every row says "–"
+    text = comparison(rows, reference, _shown(path), meta)
+    (out_dir / "comparison.md").write_text(text)
+    print(text)
+    print(f"results in {out_dir}/: results.{{md,csv,json,png}}, comparison.md (--out {OUT_DIR} updates the "
+          "reference)")
+    return text

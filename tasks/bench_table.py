@@ -148,3 +148,46 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def machine_of(meta: dict | None) -> str:
+    """A run's machine in a few words: the measured CPU facts where the run recorded them, else its hardware
+    line (older runs), else "–"."""
+    if not meta:
+        return "–"
+    m = meta.get("machine") or {}
+    facts = [str(m[k]) for k in ("cpu", "capability") if m.get(k)]
+    facts += [f"{m['threads']} threads"] if m.get("threads") else []
+    facts += [str(m["precision"])] if m.get("precision") else []
+    return ", ".join(facts) or meta.get("hardware") or "–"
+
+
+def reference_run(reference: dict, row: dict) -> dict | None:
+    """The run a reference row came from: the latest run of its backbone that ran its task (a later run's rows
+    replace an earlier one's, as write_results merges them)."""
+    return next((m for m in reversed(reference.get("runs", []))
+                 if m.get("backbone") == row["backbone"] and row["task"] in m.get("tasks", [])), None)
+
+
+def reference_row(reference: dict, row: dict) -> dict | None:
+    """The reference table's row for the same task, method, metric and backbone, the backbone matched by its
+    folder's name (a user's path to the same backbone differs from the one the reference was made with)."""
+    key = (row["task"], row["method"], row["metric"], Path(row["backbone"]).name)
+    return next((r for r in reference.get("rows", [])
+                 if (r["task"], r["method"], r["metric"], Path(r["backbone"]).name) == key), None)
+
+
+def comparison(rows: list[dict], reference: dict, source: str, meta: dict | None = None) -> str:
+    """A run's scores beside the reference table's: a row per (task, method, metric) of the run, "–" where the
+    reference has no such row."""
+    backbones = ", ".join(dict.fromkeys(Path(r["backbone"]).name for r in rows)) or "–"
+    lines = ["# Your run against the reference", "",
+             f"Backbone {backbones}; your machine: {machine_of(meta)}. Reference: `{source}`, rows of the same "
+             "task, method and backbone name. Scores in %, with 95% confidence intervals.", "",
+             "| task | method | metric | yours [95% CI] | reference [95% CI] | reference machine |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = reference_row(reference, r)
+        theirs, machine = (_score(ref), machine_of(reference_run(reference, ref))) if ref else ("–", "–")
+        lines.append(f"| {r['task']} | {r['method']} | {r['metric']} | {_score(r)} | {theirs} | {machine} |")
+    return "\n".join(lines) + "\n"

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import signal
 import sys
 import time
+from argparse import ArgumentError
 from importlib.metadata import entry_points
 
+from backbone.data.sources import DataSourceError
 from tasks.registry import TASKS, run_cli
 
 COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subcommand (pyproject.toml)
@@ -36,8 +40,67 @@ def lightning_command(name: str):
     return functools.partial(run_cli, name) if name in TASKS else None
 
 
+# a user's mistake (a missing file, a bad value, a missing backbone) is one line, not a traceback;
+# GPTSUITE_DEBUG=1 shows the traceback
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+               DataSourceError, ArgumentError)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was stopped by a signal; a KeyboardInterrupt, so every layer (Lightning's included) unwinds
+    as it does for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(argv[:2]) if argv[:1] and (argv[0] in TASKS or argv[0] == "pretrain") else (argv[:1] or [""])[0]
+    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if _main_thread() else {}
+    stopped: list[Stopped] = []
+    try:
+        return _dispatch(argv)
+    except Stopped as stop:
+        stopped.append(stop)
+    except SystemExit as exit_:  # Lightning turns a KeyboardInterrupt into sys.exit(1) after its clean-up
+        if isinstance(exit_.__context__, Stopped):
+            stopped.append(exit_.__context__)
+        else:
+            raise
+    except USER_ERRORS as err:
+        if os.environ.get("GPTSUITE_DEBUG"):
+            raise
+        print(f"gptsuite {command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    name = str(stopped[0])
+    print(f"gptsuite {command}: stopped by {name}; what was written before it stays", file=sys.stderr)
+    return 128 + stopped[0].signum
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (jsonargparse's span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv[:1] and argv[0] in TASKS and argv[1:2] == ["predict"]:
+        return cmd_predict(build_predict_parser(argv[0]).parse_args(argv[2:]))
     run_lightning = lightning_command(argv[0]) if argv else None
     if run_lightning is not None:
         import warnings
@@ -52,15 +115,43 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    try:
-        return args.func(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"gptsuite {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return args.func(args) or 0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as every other gptsuite error (no usage block before it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_predict_parser(task: str) -> argparse.ArgumentParser:
+    spec = TASKS[task]
+    parser = OneLineParser(prog=f"gptsuite {task} predict",
+                                     description=f"{spec.title}: a saved task's predictions for every input of an "
+                                                 "unlabelled file, one JSON line each (tasks/predict.py)")
+    parser.add_argument("--task", required=True, metavar="DIR", help="the saved task folder (fit's --model.export_dir)")
+    parser.add_argument("--input", required=True, metavar="FILE",
+                        help="unlabelled inputs: .txt (a line each), .csv/.tsv (a `text` column; QA: `question`, "
+                             "`context`), .jsonl/.json (the same keys; QA also the nested SQuAD JSON), .conll (NER)")
+    parser.add_argument("--output", required=True, metavar="FILE", help="JSON Lines, one prediction per input")
+    parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass")
+    parser.add_argument("--backbone", default=None, metavar="DIR",
+                        help="another backbone folder than the one the task recorded (the same model, moved)")
+    parser.set_defaults(task_name=task)
+    return parser
+
+
+def cmd_predict(args) -> int:
+    from tasks.predict import predict_file
+
+    count = predict_file(TASKS[args.task_name], args.task, args.input, args.output, args.batch_size, args.backbone)
+    print(f"{count} predictions -> {args.output}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:10]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -90,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     gguf.set_defaults(func=cmd_import_gguf)
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(sub)
-    bench = sub.add_parser("bench", help="fine-tune and score every task; write benchmarks/results.{md,csv,json,png}")
+    bench = sub.add_parser("bench", help="fine-tune and score every task; results.{md,csv,json,png} and your scores "
+                                         "beside the committed table's (benchmarks/results.json)")
     bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 "
                                                          "(SmolLM2-135M, frozen + cached features) | "
                                                          "smollm2-generative (SmolLM2-Instruct decoding: code, "
@@ -102,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only these of the tasks' methods, by name as the table shows them (quote names "
                             "with spaces); the table's other rows stay")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
-    bench.add_argument("--out", default="benchmarks", help="where the results are written")
+    from tasks.runs import default_out
+
+    bench.add_argument("--out", default=default_out("bench", "preset"),
+                       help="where the results are written (default: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/, "
+                            "printed, with comparison.md beside the committed table; --out benchmarks updates that "
+                            "reference table)")
     bench.add_argument("--precision", default="auto", help="auto (bf16-mixed where bf16 is fast here, else 32-true; "
                        "see `gptsuite info`) or any Lightning precision, e.g. 32-true, bf16-mixed")
     bench.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
@@ -266,11 +363,11 @@ def _generate_and_print(model, tokenizer, prompts: list[str], cfg) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pathlib import Path
-
     from tasks.bench import run_bench
+    from tasks.runs import given_out
 
-    run_bench(args.preset, args.tasks, args.backbone, Path(args.out), args.precision, args.time_budget,
+    # the default --out is None here: run_bench makes the run folder once the preset and tasks are checked
+    run_bench(args.preset, args.tasks, args.backbone, given_out(args.out), args.precision, args.time_budget,
               quantize=args.quantize, methods=args.methods)
     return 0
 

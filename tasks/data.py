@@ -6,6 +6,7 @@ the task module reports (its backbone's context minus any virtual tokens), so th
 
 from __future__ import annotations
 
+import json
 import random
 from functools import partial
 from pathlib import Path
@@ -15,48 +16,106 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from backbone.artifact import CREATE_BACKBONE
+from backbone.data.parsers import parse_squad
 from backbone.tokenizer import Tokenizer
 
 SPLITS = ("train", "validation", "test")
 IGNORE = -100  # the label of a position no loss is computed at (torch's cross_entropy ignore_index default)
 
 
+def user_files(data_files: dict[str, str] | None, **per_split: str | None) -> dict[str, str] | None:
+    """The user's files by split, from data_files and the per-split flags (a split named twice must agree)."""
+    files = dict(data_files or {})
+    for split, path in per_split.items():
+        if path is None:
+            continue
+        if files.get(split, path) != path:
+            raise ValueError(f"data.{split}_file {path} and data.data_files.{split} {files[split]} differ: give one")
+        files[split] = path
+    return files or None
+
+
+USER_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".conll": "conll", ".iob": "conll",
+                ".bio": "conll"}
+
+
 def load_user_files(data_files: dict[str, str]) -> datasets.DatasetDict:
-    """{"train": "a.csv", "validation": "b.jsonl", ...} -> DatasetDict, format chosen by extension."""
+    """{"train": "a.csv", "validation": "b.conll", ...} -> DatasetDict, the format chosen by extension."""
     unknown = sorted(set(data_files) - set(SPLITS))
     if unknown:
         raise ValueError(f"data_files keys must be among {SPLITS}, got {unknown}")
-    parts = {}
-    for split, path in data_files.items():
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"data_files.{split}: {path} does not exist")
-        suffix = Path(path).suffix.lower()
-        builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
-        if builder is None:
-            raise ValueError(f"data_files.{split}: {path} must be .csv, .tsv, .json or .jsonl")
-        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-        parts[split] = _read_user_file(builder, split, path, kwargs)
-    return datasets.DatasetDict(parts)
+    return datasets.DatasetDict({split: read_user_file(split, path) for split, path in data_files.items()})
 
 
-def _read_user_file(builder: str, split: str, path: str, kwargs: dict) -> datasets.Dataset:
-    """One user file as a Dataset; an empty, non-UTF-8 or unparsable file is an error that names it."""
+def read_user_file(split: str, path: str) -> datasets.Dataset:
+    """One user file as a Dataset. CSV/TSV and JSON/JSONL become rows of their columns; CoNLL column files
+    (.conll, .iob, .bio) become {tokens, ner_tags}; the official nested SQuAD JSON becomes one row per
+    question. An empty, non-UTF-8 or unparsable file is an error that names it."""
+    what = f"the {split} file {path}"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} does not exist")
+    suffix = Path(path).suffix.lower()
+    builder = USER_FORMATS.get(suffix)
+    if builder is None:
+        raise ValueError(f"{what} must end in one of {', '.join(USER_FORMATS)}")
     raw = Path(path).read_bytes()
     if not raw.strip():
-        raise ValueError(f"data_files.{split}: {path} is empty")
+        raise ValueError(f"{what} is empty")
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"data_files.{split}: {path} is not UTF-8 text (byte {raw[err.start]:#04x} at offset "
-                         f"{err.start}): save it as UTF-8") from None
+        raise ValueError(f"{what} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): save it "
+                         "as UTF-8") from None
+    if builder == "conll":
+        return datasets.Dataset.from_list(parse_conll_columns(text, what))
+    if builder == "json" and is_nested_squad(text):
+        return datasets.Dataset.from_list(parse_squad(text))
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     try:
         return datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
     except Exception as err:  # noqa: BLE001 - datasets wraps the parser's error; say which file and why
         cause = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        raise ValueError(f"data_files.{split}: {path} could not be read as {builder.upper()}: "
-                         f"{type(cause).__name__}: {str(cause)[:300]}") from None
+        raise ValueError(f"{what} could not be read as {builder.upper()}: {type(cause).__name__}: "
+                         f"{str(cause)[:300]}") from None
+
+
+def is_nested_squad(text: str) -> bool:
+    """Whether a JSON text is the official SQuAD layout: {"data": [{"title", "paragraphs": [...]}, ...]}."""
+    head = text.lstrip()[:4096]
+    if not head.startswith("{") or '"data"' not in head:
+        return False
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    articles = doc.get("data") if isinstance(doc, dict) else None
+    return isinstance(articles, list) and all(isinstance(a, dict) and "paragraphs" in a for a in articles)
+
+
+def parse_conll_columns(text: str, what: str = "the file") -> list[dict]:
+    """CoNLL column text -> [{"tokens": [...], "ner_tags": [...]}]: one word per line with its tag in the last
+    column (any columns between, e.g. CoNLL-2003's POS and chunk tags), a blank line between sentences,
+    `-DOCSTART-` lines skipped."""
+    sentences, words, tags = [], [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            if words:
+                sentences.append({"tokens": words, "ner_tags": tags})
+                words, tags = [], []
+            continue
+        if len(fields) < 2:
+            raise ValueError(f"{what} line {number}: {line.strip()!r} has one column; a CoNLL line is the word, "
+                             "then its tag in the last column")
+        words.append(fields[0])
+        tags.append(fields[-1])
+    if words:
+        sentences.append({"tokens": words, "ner_tags": tags})
+    if not sentences:
+        raise ValueError(f"{what} holds no sentence")
+    return sentences
 
 
 def infer_label_names(values, first: str | None = None) -> list[str]:
@@ -136,6 +195,10 @@ class TaskData(L.LightningDataModule):
         dataset: benchmark name for backbone.data.load_benchmark (ignored when data_files is set).
         source: "offline" (registry packages) or "hub" (the public dataset hub, same schema).
         data_files: the user's own files per split: {"train": "train.csv", "validation": ..., "test": ...}.
+        train_file: the user's training file (CSV, TSV, JSON, JSONL; CoNLL columns for tagging; the official
+            nested SQuAD JSON for QA): the same as data_files.train, one flag per split.
+        validation_file: the user's validation file (data_files.validation); without one, 10% of train.
+        test_file: the user's test file (data_files.test); `fit` scores it when it is given.
         batch_size: examples per batch.
         max_train_examples: cap on training examples (None: all); a seeded, stable subset.
         max_eval_examples: cap on validation and test examples (None: all).
@@ -147,11 +210,13 @@ class TaskData(L.LightningDataModule):
     """
 
     def __init__(self, backbone: str, dataset: str, source: str = "offline", data_files: dict[str, str] | None = None,
+                 train_file: str | None = None, validation_file: str | None = None, test_file: str | None = None,
                  batch_size: int = 16, max_train_examples: int | None = None, max_eval_examples: int | None = None,
                  seed: int = 0, num_workers: int = 0, bucket_by_length: bool = False):
         super().__init__()
         self.bucket_by_length = bucket_by_length
-        self.backbone, self.dataset, self.source, self.data_files = backbone, dataset, source, data_files
+        self.backbone, self.dataset, self.source = backbone, dataset, source
+        self.data_files = user_files(data_files, train=train_file, validation=validation_file, test=test_file)
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
         self.tokenizer: Tokenizer | None = None

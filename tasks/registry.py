@@ -44,8 +44,11 @@ def run_cli(name: str, args: list[str] | None = None, run: bool = True):
     from tasks.base import run_task_cli
 
     spec = get(name)
-    return run_task_cli(spec.module_class, spec.data_class, args, f"{spec.title} ({spec.benchmark}): "
-                        f"`{spec.fit_command}`", run=run, prog=f"gptsuite {name}")
+    description = (f"{spec.title} ({spec.benchmark}): `{spec.fit_command}`; your own data: --data.train_file, "
+                   f"--data.validation_file, --data.test_file, --model.export_dir DIR; then `gptsuite {name} predict "
+                   "--task DIR --input FILE --output FILE`")
+    return run_task_cli(spec.module_class, spec.data_class, args, description, run=run, prog=f"gptsuite {name}",
+                        task_name=name)
 
 
 def get(name: str) -> TaskSpec:

@@ -86,3 +86,14 @@ def write_sentiment_files(directory):
             writer.writerows(SENTENCES)
         paths[split] = str(path)
     return paths
+
+
+class SignalAtStep(Callback):
+    """Send this process `signum` when global_step reaches `step`: a user's Ctrl-C or a scheduler's SIGTERM."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), self.signum)

@@ -186,3 +186,30 @@ def test_info_prints_the_machine_and_the_choice(fake_cpu, capsys):
     out = capsys.readouterr().out
     assert "capability AVX2" in out and "fp32 154.0 GFLOP/s, bf16 0.9 GFLOP/s" in out
     assert "precision auto -> 32-true" in out and "nano" in out  # the machine, then the presets
+
+
+def test_every_cpu_preset_yaml_runs_on_any_accelerator():
+    """A user with a GPU trains on it: the YAMLs say accelerator auto (gpt2-124m is a GPU preset)."""
+    import yaml
+
+    for path in [*sorted((ROOT / "configs/tasks").glob("*.yaml")), *sorted((ROOT / "configs/pretrain").glob("*.yaml"))]:
+        accelerator = yaml.safe_load(path.read_text())["trainer"]["accelerator"]
+        assert accelerator == ("gpu" if path.stem == "gpt2-124m" else "auto"), path
+
+
+@pytest.mark.parametrize("accelerator, cuda, device", [
+    ("auto", True, "cuda"), ("auto", False, "cpu"), (None, True, "cuda"), ("gpu", True, "cuda"),
+    ("cpu", True, "cpu"), ("cuda", False, "cuda")])
+def test_accelerator_resolves_to_a_device(monkeypatch, accelerator, cuda, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert P.device_of(accelerator) == device
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_auto_precision_on_a_gpu_follows_its_bf16_support(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    choice = P.auto_precision("cuda")
+    assert choice.precision == expected and "Fake GPU" in choice.reason
+    assert P.resolve_precision("auto", "cuda", announce=False) == expected
+    assert P.resolve_precision("32-true", "cuda", announce=False) == "32-true"  # an explicit one wins

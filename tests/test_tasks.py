@@ -246,8 +246,10 @@ def test_sequence_task_cli_fit_and_test(backbone_dir, tmp_path, task, monkeypatc
     assert load_task(tmp_path / "task").predict("great").scores.keys() == {"negative", "positive"}
     cli_main(["test", *_cli_args(task, backbone_dir, tmp_path, files, "--model.head", "prompt",
                                  "--model.label_words", '[" negative", " positive"]', "--model.few_shot", "2")])
-    written = list((tmp_path / "run").rglob("test_metrics.json"))
-    metrics = json.loads(written[0].read_text())
+    written = sorted((tmp_path / "run").rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime)
+    assert len(written) == 2  # fit scored the test file with the head it trained; then `test` the prompt path
+    assert json.loads(written[0].read_text())["test/path"].startswith("sequence head")
+    metrics = json.loads(written[-1].read_text())
     assert {"test/accuracy", "test/macro_f1", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 8
     # what the nano backbone's 64-token context kept is counted (the rules are tested on the scorer itself)

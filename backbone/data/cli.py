@@ -70,6 +70,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     manifest = build_corpus(tokenizer, out, max_tokens=args.max_tokens, max_docs_per_source=args.max_docs,
                             workers=args.workers, progress=not args.quiet)
     print(f"corpus: {out}  train {manifest['files']['train.bin']:,} / val {manifest['files']['val.bin']:,} tokens")
+    if manifest.get("skipped"):  # the warnings scrolled past with the progress bars: repeat the gist
+        print(f"skipped (could not be fetched): {', '.join(manifest['skipped'])}")
     if args.stats:
         print(stats_table(manifest))
     return 0

