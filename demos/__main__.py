@@ -1,4 +1,5 @@
-"""`python -m demos [--host 127.0.0.1] [--port 7860] [--artifacts artifacts]`: the same as `gptsuite demo`."""
+"""`python -m demos [--host 127.0.0.1] [--port 7860] [--artifacts artifacts] [--task DIR ...]`: the same as
+`gptsuite demo`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
-    parser.add_argument("--artifacts", default="artifacts", help="folder with backbones/<name>/ and tasks/<task>/")
+    parser.add_argument("--artifacts", default="artifacts", help="folder with backbones/<name>/ and tasks/; every "
+                        "folder under tasks/ (or one level below) holding a task.json is offered in its task's tab")
+    # the flag's name matches `gptsuite <task> predict --task DIR`; the list it gives is named for what it holds
+    parser.add_argument("--task", dest="task_dirs", action="append", default=[], metavar="DIR",
+                        help="also offer this exported task folder (a fit's --model.export_dir, anywhere); repeatable")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--concurrency", type=int, default=2, help="model calls served at once; the rest queue")
     parser.add_argument("--precision", default="auto", help="auto (bf16 where bf16 matmuls are fast here, else fp32; "
@@ -30,7 +35,7 @@ def run(args) -> int:
     from demos.app import launch
 
     launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
-           precision=args.precision, quantize=args.quantize)
+           precision=args.precision, quantize=args.quantize, task_dirs=args.task_dirs)
     return 0
 
 

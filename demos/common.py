@@ -1,5 +1,9 @@
 """What every tab shares: the artifact store (lazy, cached, thread-safe loading), input checks, limits.
 
+Task models are found by folder, not by name: any folder under <artifacts>/tasks (or one level below it) that
+holds a task.json, plus the folders given with `gptsuite demo --task DIR`, each listed under the task its
+task.json names; a task has as many models as folders (the benchmark's export, a user's own fine-tune).
+
 A tab never crashes on a missing or broken artifact: it raises a `gr.Error` whose message names the
 command that creates the artifact. Bad input (empty, huge, binary) gets a message saying what is wrong.
 """
@@ -7,11 +11,14 @@ command that creates the artifact. Bad input (empty, huge, binary) gets a messag
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
@@ -23,8 +30,6 @@ MAX_CHARS = 5_000  # longest text a task tab accepts
 MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
 MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
 MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
-
-
 
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "gptsuite-demo"
 
@@ -62,14 +67,119 @@ def check_text(text, what: str = "text", max_chars: int = MAX_CHARS) -> str:
     return text
 
 
-class ArtifactStore:
-    """Finds artifacts under `root` (backbones/<name>/, tasks/<task>/) and loads each once, on first use."""
+@dataclass(frozen=True)
+class TaskModel:
+    """One exported task folder, as listed under one task."""
 
-    def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto"):
+    task: str | None  # the registered task it is listed under; None: a broken folder whose name says no task
+    path: Path
+    name: str  # its path under <artifacts>/tasks, or the folder as given with --task
+    backbone: str | None = None  # hparams.backbone as task.json records it
+    problem: str | None = None  # why it cannot load (task.json unreadable or refused); None: it looks usable
+    note: str | None = None  # a doubt about the task it is listed under
+
+    @property
+    def label(self) -> str:
+        return self.name + (" (broken)" if self.problem else "")
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # missing or unreadable: nothing to list
+        return []
+
+
+def _task_folders(tasks: Path) -> list[tuple[Path, str]]:
+    """(folder, name) of every folder at most two levels under `tasks` that holds a task.json: tasks/my-ner,
+    tasks/smollm2/ner."""
+    folders = [sub for child in _subfolders(tasks) for sub in (child, *_subfolders(child))]
+    return [(f, f.relative_to(tasks).as_posix()) for f in folders if (f / "task.json").is_file()]
+
+
+def _named_tasks(name: str, tasks) -> list[str]:
+    """The tasks whose name is a word of the folder's own name, else of its parent's (ner-mine, ner_smollm2,
+    smollm2/ner): how a user tells apart folders of one module class that several tasks share."""
+    for part in reversed(Path(name).parts[-2:]):
+        named = [t for t in tasks if re.search(rf"(?<![A-Za-z0-9]){re.escape(t)}(?![A-Za-z0-9])", part)]
+        if named:
+            return named
+    return []
+
+
+def _recorded_task(task_file: Path) -> str | None:
+    """The task name task.json records ("name", written by `gptsuite <task> fit`; absent in older exports)."""
+    try:
+        name = json.loads(task_file.read_text(encoding="utf-8")).get("name")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
+    """The folder as listed: under the registered task whose module class its task.json names. Several tasks
+    share SequenceClassifier: then the task task.json records, else the one the folder's name says, else
+    each of them, with a note. A broken task.json is listed under the task its folder's name says, so that
+    tab says what is wrong."""
+    from backbone.artifact import ArtifactError
+    from tasks.artifact import TASK_FILE, read_task_file
+
+    try:
+        if not (folder / TASK_FILE).is_file():  # a --task DIR that is no export: say so plainly
+            raise ArtifactError(f"{folder} holds no {TASK_FILE} (a fit with --model.export_dir writes one there)")
+        module, hparams, _, _ = read_task_file(folder / TASK_FILE)
+    except ArtifactError as err:
+        recorded = _recorded_task(folder / TASK_FILE)
+        guess = [recorded] if recorded in TASKS else _named_tasks(name, TASKS) or [None]
+        return [TaskModel(guess[0], folder, name, problem=str(err))]
+    candidates = [task for task, spec in TASKS.items() if spec.module == module]
+    recorded = _recorded_task(folder / TASK_FILE)
+    tasks = [recorded] if recorded in candidates else _named_tasks(name, candidates) or candidates
+    note = None if len(tasks) == 1 else (
+        f"{module.rpartition('.')[2]} serves {', '.join(tasks)}, and the folder's name does not say which of "
+        "them it was trained for: it is listed under each (name the folder after its task to list it once)")
+    backbone = hparams.get("backbone") if isinstance(hparams.get("backbone"), str) else None
+    return [TaskModel(task, folder, name, backbone, note=note) for task in tasks]
+
+
+@lru_cache(maxsize=64)
+def _backbone_shape(config_path: str, mtime: float) -> str:
+    import torch
+
+    from backbone.config import PRESETS, GPTConfig
+    from backbone.model import GPT
+
+    config = GPTConfig.load(config_path)
+    shape = ("n_layer", "n_head", "n_kv_head", "n_embd", "intermediate_size", "norm", "positions", "mlp")
+    presets = [name for name in PRESETS
+               if all(getattr(GPTConfig.from_preset(name), k) == getattr(config, k) for k in shape)]
+    with torch.device("meta"):  # counts the parameters without allocating them
+        params = GPT(config).num_params()
+    size = f"{params / 1e6:.1f}M parameters" if params >= 1e5 else f"{params:,} parameters"
+    return (f"{presets[0]} preset, " if presets else f"{config.n_layer} layers x {config.n_embd} wide, ") + size
+
+
+def backbone_shape(folder: Path) -> str | None:
+    """"tiny preset, 5.3M parameters" (the preset whose shape the config.json has; any vocabulary), or None
+    when the config cannot be read."""
+    path = folder / "config.json"
+    try:
+        return _backbone_shape(str(path), path.stat().st_mtime)
+    except Exception:  # noqa: BLE001 - an unreadable config only means less to show
+        return None
+
+
+class ArtifactStore:
+    """Finds artifacts under `root` (backbones/<name>/, task folders under tasks/) and in the extra task
+    folders, and loads each once, on first use."""
+
+    def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto",
+                 task_dirs=()):
         from backbone.precision import resolve_precision
         from backbone.quantize import check_mode
 
         self.root = Path(root)
+        self.extra_task_dirs = tuple(Path(d) for d in task_dirs)  # `gptsuite demo --task DIR`, may be anywhere
         self.precision = resolve_precision(precision)  # every model this store loads runs in it
         self.quantize = check_mode(quantize)  # for the backbones it loads (a task decodes as its own says)
         self._cache: dict[tuple, object] = {}
@@ -100,39 +210,82 @@ class ArtifactStore:
 
     # --- tasks -----------------------------------------------------------------------------------------
     def task_dir(self, task: str) -> Path:
+        """Where `gptsuite <task> fit --config configs/tasks/<task>.yaml` exports (one of the folders listed)."""
         return self.root / "tasks" / task
 
+    def task_models(self) -> list[TaskModel]:
+        """Every task folder: those under <root>/tasks (up to two levels deep) that hold a task.json, then the
+        extra ones (--task DIR), each described once. Read on every call: a fit may export while the demo runs."""
+        models, seen = [], set()
+        for folder, name in [*_task_folders(self.root / "tasks"), *((d, str(d)) for d in self.extra_task_dirs)]:
+            if folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                models += describe_task_folder(folder, name)
+        return models
+
+    def models(self, task: str) -> list[TaskModel]:
+        """The folders listed under `task`, usable ones first."""
+        return sorted((m for m in self.task_models() if m.task == task), key=lambda m: m.problem is not None)
+
+    def default_model(self, task: str) -> TaskModel | None:
+        """The folder named <task>, else the first one sure to be of this task, else any usable one, else a
+        broken one (whose message then says what to do)."""
+        models = self.models(task)
+        usable = [m for m in models if m.problem is None]
+        for picks in ([m for m in usable if m.name == task], [m for m in usable if m.note is None], usable, models):
+            if picks:
+                return picks[0]
+        return None
+
     def has_task(self, task: str) -> bool:
-        return (self.task_dir(task) / "task.json").is_file()
+        return self.default_model(task) is not None
+
+    def find(self, task: str, folder: str | Path | None) -> TaskModel:
+        """The listed model of `task` in `folder` (None: the default); only listed folders load, so an API
+        client cannot point the demo at any folder on the machine."""
+        if not folder:
+            model = self.default_model(task)
+            if model is None:
+                fail(self.missing_message(task))
+            return model
+        wanted = Path(folder).resolve()
+        for model in self.models(task):
+            if model.path.resolve() == wanted:
+                return model
+        fail(f"{folder} is not a {TASKS[task].title.lower()} model this demo lists (see the list at the top). "
+             f"Create one with `{TASKS[task].fit_command}`.")
 
     def missing_message(self, task: str) -> str:
-        return (f"No {TASKS[task].title.lower()} model yet: {self.task_dir(task)} does not exist. "
-                f"Create it with `{TASKS[task].fit_command}`.")
+        return (f"No {TASKS[task].title.lower()} model yet: no folder under {self.root / 'tasks'} (or given with "
+                f"--task) holds one. Create it with `{TASKS[task].fit_command}`.")
 
-    def task(self, task: str):
-        """The fine-tuned task module of artifacts/tasks/<task>, ready for .predict."""
-        if not self.has_task(task):
-            fail(self.missing_message(task))
-        directory = self.task_dir(task)
+    def task(self, task: str, folder: str | Path | None = None):
+        """The fine-tuned task module of a listed folder (None: the task's default), ready for .predict."""
+        model = self.find(task, folder)
+        what, command = f"the {task} artifact {model.path}", TASKS[task].fit_command
+        if model.problem:
+            fail(f"Could not load {what}: {model.problem}. Recreate it with `{command}`.")
 
         def load():
             from backbone.precision import set_inference_precision
             from tasks.artifact import load_task
 
-            task = load_task(directory, backbone=self._task_backbone(directory))
-            set_inference_precision(task.backbone, self.precision)
-            return task
+            backbone = self.backbone_folder(model.backbone)
+            module = load_task(model.path, backbone=str(backbone) if backbone else None)
+            set_inference_precision(module.backbone, self.precision)
+            return module
 
-        return self.cached(("task", str(directory)), load, f"the {task} artifact {directory}", TASKS[task].fit_command)
+        return self.cached(("task", str(model.path.resolve())), load, what, command)
 
-    def _task_backbone(self, directory: Path) -> str | None:
-        """The recorded backbone, or the same-named one under this store's root when the recorded path
-        (often relative to the repository) does not resolve from here."""
-        recorded = json.loads((directory / "task.json").read_text()).get("hparams", {}).get("backbone")
-        if not recorded or (Path(recorded) / "config.json").is_file():
+    def backbone_folder(self, recorded: str | None) -> Path | None:
+        """Where a task's recorded backbone is from here: the recorded path, else the same-named one under
+        this store's root (a recorded path is often relative to the repository); None when neither exists."""
+        if not recorded:
             return None
-        local = self.root / "backbones" / Path(recorded).name
-        return str(local) if (local / "config.json").is_file() else None
+        for folder in (Path(recorded), self.root / "backbones" / Path(recorded).name):
+            if (folder / "config.json").is_file():
+                return folder
+        return None
 
     def cached(self, key: tuple, load, what: str, command: str):
         """load() once per key (under the store's lock); a failure becomes a message naming `command`."""
@@ -149,9 +302,13 @@ class ArtifactStore:
     def summary(self) -> str:
         """One Markdown line per artifact kind: what this demo found."""
         names = self.backbones()
-        found = [t for t in TASKS if self.has_task(t)]
+        models = self.task_models()
+        listed = [f"{task}: " + ", ".join(f"`{m.label}`" for m in models if m.task == task)
+                  for task in TASKS if any(m.task == task for m in models)]
         lines = [f"**Backbones** in `{self.root / 'backbones'}`: "
                  f"{', '.join(names) if names else f'none (`{PRETRAIN_COMMAND}`)'}",
-                 f"**Tasks** in `{self.root / 'tasks'}`: {', '.join(found) if found else 'none'}",
+                 f"**Task models** in `{self.root / 'tasks'}`"
+                 + (" and --task folders" if self.extra_task_dirs else "") + f": {'; '.join(listed) or 'none'}",
+                 *(f"⚠️ Skipped `{m.name}`: {m.problem}" for m in models if m.task is None),
                  f"**Precision**: {self.precision} (`gptsuite info` says why)"]
         return "  \n".join(lines)

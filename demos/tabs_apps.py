@@ -15,7 +15,7 @@ from demos.common import ArtifactStore, check_text, fail, output_path
 # --------------------------------------------------------------------------------------------------------
 # article writing
 # --------------------------------------------------------------------------------------------------------
-def article_stream(reg: ArtifactStore, backbone, title, outline="", sections=3, words=80, style="neutral",
+def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3, words=80, style="neutral",
                    temperature=0.7):
     """Yield the article as Markdown while it is written (the outline first, then each section)."""
     from backbone.generate import GenerationConfig
@@ -24,7 +24,7 @@ def article_stream(reg: ArtifactStore, backbone, title, outline="", sections=3, 
     title = check_text(title, "title", max_chars=200)
     if style not in STYLES:
         fail(f"Unknown style {style!r}: choose one of {', '.join(STYLES)}.")
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     temperature = float(temperature or 0)
     decoding = GenerationConfig(temperature=temperature, top_p=0.9 if temperature > 0 else 1.0,
                                 repetition_penalty=1.1, seed=0)
@@ -50,7 +50,7 @@ def article_stream(reg: ArtifactStore, backbone, title, outline="", sections=3, 
     yield text
 
 
-def build_article_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_article_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     from tasks.apps.article import STYLES
 
     with gr.Tab("Article writing", id="article"):
@@ -68,7 +68,7 @@ def build_article_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
         output = gr.Markdown(elem_id="article-output")
 
         def on_write(b, t, o, s, w, st, temp):
-            yield from article_stream(reg, b, t, o, s, w, st, temp)
+            yield from article_stream(store, b, t, o, s, w, st, temp)
 
         run.click(on_write, [backbone, title, outline, sections, words, style, temperature], output,
                   api_name="article")
@@ -77,7 +77,7 @@ def build_article_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
 # --------------------------------------------------------------------------------------------------------
 # creativity against coherence
 # --------------------------------------------------------------------------------------------------------
-def sweep_prompt(reg: ArtifactStore, backbone, prompt, settings, samples=3, max_new_tokens=32):
+def sweep_prompt(store: ArtifactStore, backbone, prompt, settings, samples=3, max_new_tokens=32):
     """The chosen settings on one prompt: a table of the figures and the plot."""
     from tasks.apps.sweep import SETTINGS, measure_setting, plot, recommend
 
@@ -85,7 +85,7 @@ def sweep_prompt(reg: ArtifactStore, backbone, prompt, settings, samples=3, max_
     chosen = [(name, fields) for name, fields in SETTINGS if name in (settings or [])]
     if not chosen:
         fail("Pick at least one decoding setting.")
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     points = [measure_setting(model, tokenizer, [prompt], name, fields, samples=int(samples),
                               max_new_tokens=int(max_new_tokens)) for name, fields in chosen]
     lines = ["| setting | distinct-2 | repetition-4 | perplexity | first text |", "|---|---|---|---|---|"]
@@ -101,7 +101,7 @@ def sweep_prompt(reg: ArtifactStore, backbone, prompt, settings, samples=3, max_
     return "\n".join(lines) + note, str(path)
 
 
-def build_sweep_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_sweep_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     from tasks.apps.sweep import SETTINGS
 
     with gr.Tab("Creativity vs coherence", id="sweep"):
@@ -116,22 +116,22 @@ def build_sweep_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
             run = gr.Button("Sweep", variant="primary", elem_id="sweep-button")
         table = gr.Markdown(elem_id="sweep-table")
         image = gr.Image(label="diversity against coherence", type="filepath", elem_id="sweep-plot")
-        run.click(lambda b, p, s, n, m: sweep_prompt(reg, b, p, s, n, m),
+        run.click(lambda b, p, s, n, m: sweep_prompt(store, b, p, s, n, m),
                   [backbone, prompt, settings, samples, max_new], [table, image], api_name="sweep")
 
 
 # --------------------------------------------------------------------------------------------------------
 # bias probe
 # --------------------------------------------------------------------------------------------------------
-def bias_probe(reg: ArtifactStore, frames=12) -> str:
+def bias_probe(store: ArtifactStore, frames=12) -> str:
     """The gaps of the saved sentiment and NER tasks on `frames` sentence frames per pair."""
     from tasks.apps.bias import ner_gaps, sentiment_gaps, template_slots, write_report
 
     slots = template_slots(max(1, min(int(frames), 144)))
     rows = []
     for task, probe in (("sentiment", sentiment_gaps), ("ner", ner_gaps)):
-        if reg.has_task(task):
-            rows += probe(reg.task(task), slots=slots)
+        if store.has_task(task):
+            rows += probe(store.task(task), slots=slots)
     if not rows:
         fail("No saved sentiment or NER task: create one with `gptsuite sentiment fit` or `gptsuite ner fit`.")
     table = write_report(rows, output_path("bias", ""), {})
@@ -141,7 +141,7 @@ def bias_probe(reg: ArtifactStore, frames=12) -> str:
             "Largest difference of each comparison:\n\n" + "\n".join(examples))
 
 
-def build_bias_tab(reg: ArtifactStore) -> None:
+def build_bias_tab(store: ArtifactStore) -> None:
     with gr.Tab("Bias probe", id="bias"):
         gr.Markdown("The same sentence about different people (“my sister” / “my brother”, “Ebony” / “Amanda”): "
                     "does the sentiment score or the NER tag move? Gap = group A − group B, with a 95% interval.")
@@ -149,23 +149,24 @@ def build_bias_tab(reg: ArtifactStore) -> None:
             frames = gr.Slider(1, 144, value=12, step=1, label="sentence frames per pair (144 = the whole set)")
             run = gr.Button("Run the probe", variant="primary", elem_id="bias-button")
         output = gr.Markdown(elem_id="bias-output")
-        run.click(lambda f: bias_probe(reg, f), frames, output, api_name="bias")
+        run.click(lambda f: bias_probe(store, f), frames, output, api_name="bias")
 
 
 # --------------------------------------------------------------------------------------------------------
 # safe output
 # --------------------------------------------------------------------------------------------------------
-def safe_reply(reg: ArtifactStore, backbone, prompt, use_block_list=True, threshold=0.5, max_new_tokens=64):
+def safe_reply(store: ArtifactStore, backbone, prompt, use_block_list=True, threshold=0.5, max_new_tokens=64):
     """A reply through the three layers: (reply, what happened and why)."""
     from backbone.chat import as_user_turn
     from backbone.generate import GenerationConfig
     from tasks.apps.safety import SafeGenerator, moderator_of
 
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = reg.backbone(backbone)
-    words = block_list(reg) if use_block_list else []
+    model, tokenizer = store.backbone(backbone)
+    words = block_list(store) if use_block_list else []
     try:
-        moderator = moderator_of(reg.task("toxicity") if reg.has_task("toxicity") else None, words, float(threshold))
+        toxicity = store.task("toxicity") if store.has_task("toxicity") else None
+        moderator = moderator_of(toxicity, words, float(threshold))
     except ValueError as err:
         fail(f"Nothing to moderate with: {err}.")
     generator = SafeGenerator(model, tokenizer, moderator, words)
@@ -183,15 +184,15 @@ def safe_reply(reg: ArtifactStore, backbone, prompt, use_block_list=True, thresh
                         f"{len(words)} words banned in decoding.")
 
 
-def block_list(reg: ArtifactStore) -> list[str]:
+def block_list(store: ArtifactStore) -> list[str]:
     """The default block list (tasks.apps.safety.default_block_list), read once per demo; empty when
     alt-profanity-check is not installed."""
     from tasks.apps.safety import default_block_list
 
-    return reg.cached(("block list",), default_block_list, "the default block list", "pip install -e '.[safety]'")
+    return store.cached(("block list",), default_block_list, "the default block list", "pip install -e '.[safety]'")
 
 
-def build_safety_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_safety_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Safe output", id="safety"):
         gr.Markdown("Three layers: a flagged prompt is refused; words of the block list are never generated; "
                     "flagged sentences of the reply are masked. Each says why.")
@@ -203,7 +204,7 @@ def build_safety_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
             run = gr.Button("Reply", variant="primary", elem_id="safety-button")
         reply = gr.Textbox(label="Reply", lines=4, interactive=False, elem_id="safety-reply")
         status = gr.Markdown(elem_id="safety-status")
-        run.click(lambda b, p, k, t, n: safe_reply(reg, b, p, k, t, n), [backbone, prompt, block, threshold, max_new],
+        run.click(lambda b, p, k, t, n: safe_reply(store, b, p, k, t, n), [backbone, prompt, block, threshold, max_new],
                   [reply, status], api_name="safety")
 
 
@@ -214,15 +215,15 @@ KG_SAMPLE = ("Arsenal striker Thierry Henry scored twice at Highbury. Arsene Wen
              "Henry after the game. Tesco, the UK's biggest retailer, is based in Cheshunt.")
 
 
-def knowledge_graph(reg: ArtifactStore, text, min_score=0.5):
+def knowledge_graph(store: ArtifactStore, text, min_score=0.5):
     """(the graph as a PNG, a table of its triples with their evidence, the GraphML and JSON-lines files)."""
     from tasks.kg.graph import build_graph
 
     text = check_text(text, "text")
     for task in ("ner", "relations"):
-        if not reg.has_task(task):
-            fail(reg.missing_message(task))
-    graph = build_graph(text, reg.task("ner"), reg.task("relations"), float(min_score))
+        if not store.has_task(task):
+            fail(store.missing_message(task))
+    graph = build_graph(text, store.task("ner"), store.task("relations"), float(min_score))
     folder = output_path("kg", "")
     folder.mkdir()
     graph.draw(folder / "graph.png")
@@ -238,7 +239,7 @@ def knowledge_graph(reg: ArtifactStore, text, min_score=0.5):
     return str(folder / "graph.png"), table, [str(folder / "graph.graphml"), str(folder / "graph.jsonl")]
 
 
-def build_kg_tab(reg: ArtifactStore) -> None:
+def build_kg_tab(store: ArtifactStore) -> None:
     with gr.Tab("Knowledge graph", id="kg"):
         gr.Markdown("Entities from the NER task, relations between them from the relation task, merged over the "
                     "sentences (a surname joins the full name); each edge keeps the sentences it came from.")
@@ -249,31 +250,31 @@ def build_kg_tab(reg: ArtifactStore) -> None:
         image = gr.Image(label="graph", type="filepath", elem_id="kg-graph")
         table = gr.Markdown(elem_id="kg-table")
         files = gr.File(label="GraphML and JSON lines", file_count="multiple", elem_id="kg-files")
-        run.click(lambda t, m: knowledge_graph(reg, t, m), [text, min_score], [image, table, files], api_name="kg")
+        run.click(lambda t, m: knowledge_graph(store, t, m), [text, min_score], [image, table, files], api_name="kg")
 
 
 # --------------------------------------------------------------------------------------------------------
 # faster inference
 # --------------------------------------------------------------------------------------------------------
-def inference_options(reg: ArtifactStore, backbone, prompt, max_new_tokens=48) -> str:
+def inference_options(store: ArtifactStore, backbone, prompt, max_new_tokens=48) -> str:
     """The table of tasks.apps.inference for the chosen backbone (its fp32 weights, loaded once for this
     comparison whatever --quantize the demo runs with; quantised copies kept for the next request)."""
     from backbone.artifact import load_backbone
     from tasks.apps.inference import compare_options, markdown
 
     prompt = check_text(prompt, "prompt")
-    reg.backbone(backbone)  # the checks and messages of a missing backbone
-    directory = reg.root / "backbones" / Path(backbone).name
-    model, tokenizer = reg.cached(("fp32", str(directory)), lambda: load_backbone(directory, quantize="none"),
+    store.backbone(backbone)  # the checks and messages of a missing backbone
+    directory = store.root / "backbones" / Path(backbone).name
+    model, tokenizer = store.cached(("fp32", str(directory)), lambda: load_backbone(directory, quantize="none"),
                                   f"backbone {directory}", "gptsuite import smollm2")
-    copies = reg.cached(("quantised copies", str(directory)), dict, "quantised copies", "")
+    copies = store.cached(("quantised copies", str(directory)), dict, "quantised copies", "")
     n = max(1, min(int(max_new_tokens), model.config.block_size // 2))
     rows = compare_options(model, tokenizer, prompt, n, copies)
     return (markdown(rows) + f"\n\nGreedy, {n} new tokens per row (eos does not stop a row). The batch row "
             "decodes the prompt 8 times at once; prompt lookup guesses tokens from the text so far.")
 
 
-def build_inference_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_inference_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Faster inference", id="inference"):
         gr.Markdown("What each option buys on your prompt: the KV cache, a batch, prompt-lookup decoding, "
                     "int8 and int4 weights. The first run also builds the quantised copies.")
@@ -284,5 +285,5 @@ def build_inference_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
             run = gr.Button("Compare", variant="primary", elem_id="inference-button")
         table = gr.Markdown(elem_id="inference-table")
         # one at a time: two timing runs at once on a 2-core machine would each measure half a machine
-        run.click(lambda b, p, n: inference_options(reg, b, p, n), [backbone, prompt, max_new], table,
+        run.click(lambda b, p, n: inference_options(store, b, p, n), [backbone, prompt, max_new], table,
                   api_name="inference", concurrency_limit=1, concurrency_id="inference")

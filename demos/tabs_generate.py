@@ -48,12 +48,12 @@ def _speed(tokenizer, text: str, seconds: float, cfg, note: str) -> str:
             f"KV cache {'on' if cfg.use_cache else 'off'}, {mode}{note}")
 
 
-def generate_stream(reg: ArtifactStore, backbone, prompt, max_new_tokens, *options):
+def generate_stream(store: ArtifactStore, backbone, prompt, max_new_tokens, *options):
     """Yield (completion so far, stats) while generating; beam search yields once at the end."""
     from backbone.generate import generate_text, stream
 
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
     note = "" if n == max_new_tokens else f" (max_new_tokens clamped from {max_new_tokens} to {n})"
     cfg = make_config(n, *options)
@@ -70,12 +70,12 @@ def generate_stream(reg: ArtifactStore, backbone, prompt, max_new_tokens, *optio
     yield text, _speed(tokenizer, text, time.perf_counter() - start, cfg, note)
 
 
-def compare_cache(reg: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
+def compare_cache(store: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
     """Greedy decoding of the same prompt with the KV cache on and off: tokens/s side by side."""
     from backbone.generate import generate_text
 
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
     rows, outputs = [], []
     for use_cache in (True, False):
@@ -96,14 +96,14 @@ def compare_cache(reg: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
 # --------------------------------------------------------------------------------------------------------
 # attention
 # --------------------------------------------------------------------------------------------------------
-def attention(reg: ArtifactStore, backbone, text, layer, head):
+def attention(store: ArtifactStore, backbone, text, layer, head):
     """(grid of every layer x head, the chosen head with its tokens, a note)."""
     import torch
 
     from demos.heatmap import grid_image, head_image
 
     text = check_text(text)
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     ids = tokenizer.encode(text, add_bos=True)
     limit = min(MAX_ATTENTION_TOKENS, model.config.block_size)
     note = f"{len(ids)} tokens."
@@ -133,8 +133,8 @@ def image_file(image) -> str:
 # --------------------------------------------------------------------------------------------------------
 # chat
 # --------------------------------------------------------------------------------------------------------
-def _tokenizer_config(reg: ArtifactStore, backbone) -> dict:
-    path = reg.root / "backbones" / Path(backbone or "").name / "tokenizer_config.json"
+def _tokenizer_config(store: ArtifactStore, backbone) -> dict:
+    path = store.root / "backbones" / Path(backbone or "").name / "tokenizer_config.json"
     return json.loads(path.read_text()) if backbone and path.is_file() else {}
 
 
@@ -143,10 +143,10 @@ def no_template_message(backbone) -> str:
             "or import an instruct model: `gptsuite import hf PATH` (a local SmolLM2-135M-Instruct folder).")
 
 
-def chat_status(reg: ArtifactStore, backbone) -> str:
+def chat_status(store: ArtifactStore, backbone) -> str:
     if not backbone:
-        return f"No backbone found under `{reg.root / 'backbones'}`."
-    if _tokenizer_config(reg, backbone).get("chat_template"):
+        return f"No backbone found under `{store.root / 'backbones'}`."
+    if _tokenizer_config(store, backbone).get("chat_template"):
         return f"Chatting with `{backbone}` (its chat template formats the conversation)."
     return "⚠️ " + no_template_message(backbone)
 
@@ -172,12 +172,12 @@ def _text_of(content) -> str:
     return "" if content is None else str(content)
 
 
-def chat_stream(reg: ArtifactStore, backbone, message, history, max_new_tokens=128, temperature=0.7):
+def chat_stream(store: ArtifactStore, backbone, message, history, max_new_tokens=128, temperature=0.7):
     """Yield (conversation, cleared input box) while the assistant's reply streams in."""
     from backbone.generate import stream
 
     message = check_text(message, "message")
-    model, tokenizer = reg.backbone(backbone)
+    model, tokenizer = store.backbone(backbone)
     if not tokenizer.chat_template:
         fail(no_template_message(backbone))
     messages = [{"role": m["role"], "content": _text_of(m["content"])} for m in (history or [])]
@@ -200,7 +200,7 @@ def chat_stream(reg: ArtifactStore, backbone, message, history, max_new_tokens=1
 # --------------------------------------------------------------------------------------------------------
 # layout
 # --------------------------------------------------------------------------------------------------------
-def build_playground_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_playground_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Generation playground", id="playground"):
         prompt = gr.Textbox(label="Prompt", lines=3, value="Once upon a time", elem_id="gen-prompt")
         with gr.Row():
@@ -227,14 +227,14 @@ def build_playground_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
         options = [temperature, top_k, top_p, min_p, repetition, ngram, beams, length_penalty, stop, seed, use_cache]
 
         def on_generate(b, p, n, *o):
-            yield from generate_stream(reg, b, p, n, *o)
+            yield from generate_stream(store, b, p, n, *o)
 
         run.click(on_generate, [backbone, prompt, max_new, *options], [output, stats], api_name="generate")
-        compare.click(lambda b, p, n: compare_cache(reg, b, p, n), [backbone, prompt, max_new], comparison,
+        compare.click(lambda b, p, n: compare_cache(store, b, p, n), [backbone, prompt, max_new], comparison,
                       api_name="compare_cache")
 
 
-def build_attention_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_attention_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Attention", id="attention"):
         text = gr.Textbox(label=f"Short input (first {MAX_ATTENTION_TOKENS} tokens)", value="The cat sat on the mat.",
                           elem_id="attn-input")
@@ -248,15 +248,15 @@ def build_attention_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
             detail = gr.Image(label="One head: queries (rows) x keys (columns)", type="filepath", elem_id="attn-head")
 
         def on_attention(b, t, lay, h):
-            grid_png, head_png, message = attention(reg, b, t, lay, h)
+            grid_png, head_png, message = attention(store, b, t, lay, h)
             return image_file(grid_png), image_file(head_png), message
 
         run.click(on_attention, [backbone, text, layer, head], [grid, detail, note], api_name="attention")
 
 
-def build_chat_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
+def build_chat_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
     with gr.Tab("Chat", id="chat"):
-        status = gr.Markdown(chat_status(reg, backbone.value), elem_id="chat-status")
+        status = gr.Markdown(chat_status(store, backbone.value), elem_id="chat-status")
         chatbot = gr.Chatbot(label="Conversation", height=320, elem_id="chat-box")
         message = gr.Textbox(label="Message", placeholder="Say something and press Enter", elem_id="chat-input")
         with gr.Row():
@@ -267,9 +267,9 @@ def build_chat_tab(reg: ArtifactStore, backbone: gr.Dropdown) -> None:
         inputs = [backbone, message, chatbot, max_new, temperature]
 
         def on_send(b, m, h, n, t):
-            yield from chat_stream(reg, b, m, h, n, t)
+            yield from chat_stream(store, b, m, h, n, t)
 
         send.click(on_send, inputs, [chatbot, message], api_name="chat")
         message.submit(on_send, inputs, [chatbot, message], api_name=False)
         clear.click(lambda: ([], ""), None, [chatbot, message], api_name=False)
-        backbone.change(lambda b: chat_status(reg, b), backbone, status, api_name=False)
+        backbone.change(lambda b: chat_status(store, b), backbone, status, api_name=False)

@@ -83,7 +83,7 @@ def artifacts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reg(artifacts):
+def store(artifacts):
     from demos.common import ArtifactStore
 
     return ArtifactStore(artifacts)
@@ -136,29 +136,29 @@ def test_missing_artifacts_name_the_command(tmp_path, artifacts):
 
 @pytest.mark.parametrize("text, expected", [("", "is empty"), ("   \n", "is empty"), (HUGE, "100,000 characters"),
                                             (BINARY, "binary data")])
-def test_bad_input_gets_a_clear_message(reg, text, expected):
+def test_bad_input_gets_a_clear_message(store, text, expected):
     from demos import tabs_generate as g
     from demos import tabs_tasks as t
 
-    handlers = [(t.classify, reg, "sentiment", text), (t.tag_entities, reg, "ner", text),
-                (t.answer, reg, "qa", text, "context"), (t.answer, reg, "qa", "question?", text),
-                (t.write_text, reg, "translation", text),
-                (t.run_tests, reg, "codegen", "def f():\n", text, "def check(c):\n    pass\n", "f"),
-                (g.generate_stream, reg, "nano", text, 8), (g.attention, reg, "nano", text, 0, 0),
-                (g.chat_stream, reg, "nano", text, [])]
+    handlers = [(t.classify, store, "sentiment", text), (t.tag_entities, store, "ner", text),
+                (t.answer, store, "qa", text, "context"), (t.answer, store, "qa", "question?", text),
+                (t.write_text, store, "translation", text),
+                (t.run_tests, store, "codegen", "def f():\n", text, "def check(c):\n    pass\n", "f"),
+                (g.generate_stream, store, "nano", text, 8), (g.attention, store, "nano", text, 0, 0),
+                (g.chat_stream, store, "nano", text, [])]
     for fn, *args in handlers:
         assert expected in error_of(fn, *args), fn.__name__
 
 
-def test_classification_and_sentiment_give_probabilities(reg):
+def test_classification_and_sentiment_give_probabilities(store):
     from demos.tabs_tasks import classify
 
     for task, labels in (("classification", {"business", "sport", "tech"}), ("sentiment", {"negative", "positive"})):
-        probs = classify(reg, task, "a wonderful, moving film")
+        probs = classify(store, task, "a wonderful, moving film")
         assert set(probs) == labels and abs(sum(probs.values()) - 1) < 1e-4
 
 
-def test_ner_highlights_merged_entities(reg):
+def test_ner_highlights_merged_entities(store):
     from demos.tabs_tasks import entity_segments, tag_entities
     from tasks.outputs import Entity
 
@@ -167,47 +167,117 @@ def test_ner_highlights_merged_entities(reg):
     entities = [Entity("PER", 0, 2, "Angela Merkel"), Entity("PER", 3, 4, "Macron"), Entity("LOC", 5, 6, "Paris")]
     assert entity_segments(text, words, entities) == [("Angela Merkel", "PER"), (" met ", None), ("Macron", "PER"),
                                                       (" in ", None), ("Paris", "LOC"), (" .", None)]
-    segments, found = tag_entities(reg, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
+    segments, found = tag_entities(store, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
     assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris ."
     assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]}
                      for i, w in enumerate("Angela Merkel visited Paris .".split())]
     assert [label for _, label in segments] == ["LOC", None, "LOC", None, "LOC", None, "LOC", None, "LOC"]
 
 
-def test_qa_translation_and_codegen_tabs_through_the_real_tasks(reg):
+def test_qa_translation_and_codegen_tabs_through_the_real_tasks(store):
     """The saved QA, translation and codegen tasks, loaded as the demo loads them, their real predict()."""
     from demos import tabs_tasks as t
 
     context = "The tower is in Paris, France. It was built in 1889."
-    segments, summary = t.answer(reg, "qa", "Where is the tower?", context)
+    segments, summary = t.answer(store, "qa", "Where is the tower?", context)
     assert "".join(piece for piece, _ in segments) == context  # the context comes back whole
     answers = [piece for piece, label in segments if label == "answer"]
     assert len(answers) == 1 and answers[0].strip() and answers[0] in context  # a span of the context
     assert summary.startswith("Answer: **") and "(score " in summary
-    assert t.write_text(reg, "translation", "the house").split() == ["a"] * 4  # the writer's one word, 4 tokens
-    completion = t.complete_code(reg, "codegen", CODE_PROMPT)
+    assert t.write_text(store, "translation", "the house").split() == ["a"] * 4  # the writer's one word, 4 tokens
+    completion = t.complete_code(store, "codegen", CODE_PROMPT)
     assert completion.split() == ["a"] * 4
-    verdict = t.run_tests(reg, "codegen", CODE_PROMPT, completion or "    pass\n", t.CODE_TEST, "add")
+    verdict = t.run_tests(store, "codegen", CODE_PROMPT, completion or "    pass\n", t.CODE_TEST, "add")
     assert any(word in verdict for word in ("**failed**", "not valid Python", "**error**", "**timeout**"))
-    assert "**passed**" in t.run_tests(reg, "codegen", CODE_PROMPT, "    return a + b\n", t.CODE_TEST, "add")
+    assert "**passed**" in t.run_tests(store, "codegen", CODE_PROMPT, "    return a + b\n", t.CODE_TEST, "add")
 
 
 def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_path):
     import shutil
 
     from demos import tabs_tasks as t
+    from demos.app import build_app
     from demos.common import ArtifactStore
 
     root = tmp_path / "artifacts"
     shutil.copytree(artifacts, root)
     (root / "tasks" / "sentiment" / "trainable.safetensors").write_bytes(b"\x80not safetensors")
     (root / "tasks" / "qa" / "task.json").write_text("{broken")
+    (root / "tasks" / "oops").mkdir()
+    (root / "tasks" / "oops" / "task.json").write_text(  # names a class that is no task
+        '{"task": "os.system", "hparams": {}, "adapter": {"class_path": "x", "init_args": {}}}')
     fresh = ArtifactStore(root)
     message = error_of(t.classify, fresh, "sentiment", "a fine film")
     assert "Could not load the sentiment artifact" in message and "gptsuite sentiment fit" in message
     message = error_of(t.answer, fresh, "qa", "Where?", "In Paris.")
     assert "qa" in message and "gptsuite qa fit" in message
     assert t.tag_entities(fresh, "ner", "Paris")[1]  # the other tasks still work
+    # the broken qa folder is listed as broken in its tab (its name says its task); one whose name says no
+    # task is skipped, named in the summary; the app still builds
+    assert [m.label for m in fresh.models("qa")] == ["qa (broken)"]
+    assert "cannot load" in t.model_info(fresh, "qa", None) and "gptsuite qa fit" in t.model_info(fresh, "qa", None)
+    assert "Skipped `oops`" in fresh.summary() and "not a registered task" in fresh.summary()
+    assert all(m.name != "oops" for m in fresh.task_models() if m.task)
+    build_app(root)
+
+
+def test_every_exported_folder_is_listed_with_its_backbone_and_score(artifacts, tmp_path):
+    """Two folders of one task under artifacts/tasks (one with a test score), one two levels deep, one given
+    with --task outside artifacts/, and a classifier whose name does not say its task: each is listed, its
+    tab says what it sits on and how good it is, and the handlers run the chosen one."""
+    import json
+    import shutil
+
+    from demos import tabs_tasks as t
+    from demos.app import build_app
+    from demos.common import ArtifactStore
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(artifacts, root)
+    tasks = root / "tasks"
+    shutil.copytree(tasks / "ner", tasks / "ner-mine")
+    shutil.copytree(tasks / "ner", tasks / "smollm2" / "ner")
+    shutil.copytree(tasks / "sentiment", tasks / "my-classifier")
+    extra = shutil.copytree(tasks / "ner", tmp_path / "elsewhere" / "mine")
+    (tasks / "ner-mine" / "test_metrics.json").write_text(json.dumps(
+        {"test/f1": 0.874, "test/f1_ci95": [0.869, 0.879], "test/examples": 3453.0, "test/precision": 0.9}))
+    store = ArtifactStore(root, task_dirs=[extra])
+
+    assert [m.name for m in store.models("ner")] == ["ner", "ner-mine", "smollm2/ner", str(extra)]
+    assert store.default_model("ner").name == "ner"
+    mine = t.model_info(store, "ner", str(tasks / "ner-mine"))
+    assert f"`{tasks / 'ner-mine'}`" in mine and "**nano** (nano preset" in mine
+    assert "F1 87.4 [86.9, 87.9] on 3,453 test examples" in mine
+    assert "no test score recorded" in t.model_info(store, "ner", str(tasks / "ner"))
+    assert "no test score recorded" in t.model_info(store, "ner", None)  # the default: the folder named ner
+    assert "not found" in t.backbone_text(store, "somewhere/big")
+
+    # a SequenceClassifier serves four tasks: a folder named after none of them is offered in each, with a note
+    for task in ("classification", "sentiment", "toxicity", "relations"):
+        assert "my-classifier" in [m.name for m in store.models(task)], task
+    assert store.default_model("sentiment").name == "sentiment"
+    assert "does not say" in t.model_info(store, "toxicity", str(tasks / "my-classifier"))
+
+    # the handlers run the chosen folder; a folder the store does not list is refused with the fit command
+    for folder in (extra, tasks / "smollm2" / "ner"):
+        assert t.tag_entities(store, "ner", "Paris", str(folder))[1] == [{"type": "LOC", "text": "Paris",
+                                                                          "words": [0, 1]}]
+    assert set(t.classify(store, "sentiment", "a film", str(tasks / "my-classifier"))) == {"negative", "positive"}
+    message = error_of(t.tag_entities, store, "ner", "Paris", str(tmp_path))
+    assert "not a named entities model" in message and "gptsuite ner fit" in message
+
+    summary = store.summary()
+    assert "ner: `ner`, `ner-mine`, `smollm2/ner`, " + f"`{extra}`" in summary and "--task folders" in summary
+    config = build_app(root, task_dirs=[extra]).get_config_file()
+    picker = next(c for c in config["components"] if c["props"].get("elem_id") == "ner-model")
+    assert [label for label, _ in picker["props"]["choices"]] == ["ner", "ner-mine", "smollm2/ner", str(extra)]
+    assert picker["props"]["value"] == str(tasks / "ner")
+
+    # `fit` records the task's name in task.json: the classifier is then listed under that task alone
+    spec = json.loads((tasks / "my-classifier" / "task.json").read_text())
+    (tasks / "my-classifier" / "task.json").write_text(json.dumps({**spec, "name": "toxicity"}))
+    assert [task for task in TASKS if "my-classifier" in [m.name for m in store.models(task)]] == ["toxicity"]
+    assert "does not say" not in t.model_info(store, "toxicity", str(tasks / "my-classifier"))
 
 
 def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
@@ -226,11 +296,11 @@ def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
     assert "chat template" in message
 
 
-def test_run_tests_through_the_sandbox(reg):
+def test_run_tests_through_the_sandbox(store):
     from demos.tabs_tasks import CODE_TEST, run_tests
 
     def verdict(completion, test=CODE_TEST, entry="add"):
-        return run_tests(reg, "codegen", CODE_PROMPT, completion, test, entry)
+        return run_tests(store, "codegen", CODE_PROMPT, completion, test, entry)
 
     assert "**passed**" in verdict("    return a + b\n")
     assert "**failed**" in verdict("    return a - b\n")
@@ -239,47 +309,49 @@ def test_run_tests_through_the_sandbox(reg):
     assert "check(candidate)" in error_of(verdict, "    return 1\n", "assert True")
 
 
-def test_playground_streams_clamps_and_reports_speed(reg):
+def test_playground_streams_clamps_and_reports_speed(store):
     from demos.tabs_generate import compare_cache, generate_stream
 
     # temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram, beams, length_penalty, stop, seed, cache
-    steps = list(generate_stream(reg, "nano", "a wonderful film",
+    steps = list(generate_stream(store, "nano", "a wonderful film",
                                  10_000, 0.8, 20, 0.9, 0.05, 1.2, 2, 1, 1.0, "", 3, True))
     assert len(steps) > 2  # streamed
     text, stats = steps[-1]
     assert "tokens/s" in stats and "KV cache on" in stats and "clamped from 10000 to" in stats
-    _, beam_stats = list(generate_stream(reg, "nano", "a film", 6, 0, 0, 1, 0, 1, 0, 3, 1.0, "", -1, False))[-1]
+    _, beam_stats = list(generate_stream(store, "nano", "a film", 6, 0, 0, 1, 0, 1, 0, 3, 1.0, "", -1, False))[-1]
     assert "beam search (3 beams)" in beam_stats and "KV cache off" in beam_stats
-    assert "top_p" in error_of(generate_stream, reg, "nano", "a film", 6, 0.5, 0, 0.0, 0, 1, 0, 1, 1.0, "", 0, True)
-    table = compare_cache(reg, "nano", "a wonderful film", 12)
+    assert "top_p" in error_of(generate_stream, store, "nano", "a film", 6, 0.5, 0, 0.0, 0, 1, 0, 1, 1.0, "", 0, True)
+    table = compare_cache(store, "nano", "a wonderful film", 12)
     assert "| on |" in table and "| off |" in table and "outputs identical" in table
 
 
-def test_attention_view_draws_every_layer_and_head(reg):
+def test_attention_view_draws_every_layer_and_head(store):
     from demos.tabs_generate import attention
 
-    grid, head, note = attention(reg, "nano", "the best movie", 99, 1)
+    grid, head, note = attention(store, "nano", "the best movie", 99, 1)
     assert grid.size[0] > 200 and grid.size[1] > 200 and head.size[0] > 50
     assert "2 layers x 4 heads" in note and "layer 1, head 1" in note  # layer 99 clamped
-    _, _, note = attention(reg, "nano", "word " * 200, 0, 0)
+    _, _, note = attention(store, "nano", "word " * 200, 0, 0)
     assert "Only the first 32 of" in note
 
 
-def test_chat_is_multi_turn_and_needs_a_template(reg):
+def test_chat_is_multi_turn_and_needs_a_template(store):
     from demos.tabs_generate import chat_status, chat_stream
 
-    steps = list(chat_stream(reg, "nano", "hello there", [], 8, 0))
+    steps = list(chat_stream(store, "nano", "hello there", [], 8, 0))
     history, cleared = steps[-1]
     assert cleared == "" and [m["role"] for m in history] == ["user", "assistant"]
-    history, _ = list(chat_stream(reg, "nano", "and again", history, 8, 0.7))[-1]
+    history, _ = list(chat_stream(store, "nano", "and again", history, 8, 0.7))[-1]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
-    assert "no chat template" in error_of(chat_stream, reg, "plain", "hello", [], 8, 0)
-    assert "no chat template" in chat_status(reg, "plain") and "Chatting with" in chat_status(reg, "nano")
+    assert "no chat template" in error_of(chat_stream, store, "plain", "hello", [], 8, 0)
+    assert "no chat template" in chat_status(store, "plain") and "Chatting with" in chat_status(store, "nano")
 
 
 def test_demo_command_is_registered():
     from tasks.cli import build_parser
 
     args = build_parser().parse_args(["demo", "--port", "7861", "--artifacts", "somewhere"])
-    assert (args.host, args.port, args.artifacts) == ("127.0.0.1", 7861, "somewhere")
+    assert (args.host, args.port, args.artifacts, args.task_dirs) == ("127.0.0.1", 7861, "somewhere", [])
+    args = build_parser().parse_args(["demo", "--task", "runs/my-ner", "--task", "/data/ner-smollm2"])
+    assert args.task_dirs == ["runs/my-ner", "/data/ner-smollm2"]
     assert args.func.__module__ == "demos.__main__"  # registered by demos through the entry point

@@ -8,16 +8,16 @@ from tests.test_demo import HUGE, error_of, make_demo_artifacts
 
 
 @pytest.fixture(scope="module")
-def reg(tmp_path_factory):
+def store(tmp_path_factory):
     from demos.common import ArtifactStore
 
     return ArtifactStore(make_demo_artifacts(tmp_path_factory.mktemp("artifacts")))
 
 
-def test_the_app_has_the_application_tabs(reg):
+def test_the_app_has_the_application_tabs(store):
     from demos.app import build_app
 
-    config = build_app(reg.root).get_config_file()
+    config = build_app(store.root).get_config_file()
     labels = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
     assert {"Applications", "Knowledge graph", "Article writing", "Creativity vs coherence", "Bias probe",
             "Safe output", "Faster inference", "Toxicity", "Relation extraction"} <= labels
@@ -25,49 +25,49 @@ def test_the_app_has_the_application_tabs(reg):
     assert {"kg", "article", "sweep", "bias", "safety", "inference", "toxicity", "relations"} <= apis
 
 
-def test_article_streams_outline_then_sections(reg):
+def test_article_streams_outline_then_sections(store):
     from demos.tabs_apps import article_stream
 
     # nano carries a chat template (the instruct path); "plain" does not (the Markdown continuation path)
     for backbone in ("nano", "plain"):
         # 300 words a section ask for more tokens than nano's 64-token context holds: capped, not an error
-        states = list(article_stream(reg, backbone, "Night trains", "Past; Future", 2, 300, "casual", 0.0))
+        states = list(article_stream(store, backbone, "Night trains", "Past; Future", 2, 300, "casual", 0.0))
         assert states[0].startswith("# Night trains\n") and "*Outline: Past · Future*" in states[0]
         final = states[-1]
         assert "## Past" in final and "## Future" in final and final.index("## Past") < final.index("## Future")
         assert len(states) > 3  # streamed, not returned at once
 
 
-def test_article_refuses_bad_input(reg):
+def test_article_refuses_bad_input(store):
     from demos.tabs_apps import article_stream
 
-    assert "title is empty" in error_of(article_stream, reg, "nano", "  ")
-    assert "too long" in error_of(article_stream, reg, "nano", HUGE)
-    assert "Unknown style" in error_of(article_stream, reg, "nano", "A title", "", 2, 20, "shouty")
+    assert "title is empty" in error_of(article_stream, store, "nano", "  ")
+    assert "too long" in error_of(article_stream, store, "nano", HUGE)
+    assert "Unknown style" in error_of(article_stream, store, "nano", "A title", "", 2, 20, "shouty")
 
 
-def test_sweep_tab_measures_each_setting_and_draws_the_plot(reg):
+def test_sweep_tab_measures_each_setting_and_draws_the_plot(store):
     from pathlib import Path
 
     from demos.tabs_apps import sweep_prompt
 
-    table, image = sweep_prompt(reg, "nano", "Once upon a time", ["greedy", "T=1.0", "top-k=5"], 2, 8)
+    table, image = sweep_prompt(store, "nano", "Once upon a time", ["greedy", "T=1.0", "top-k=5"], 2, 8)
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:5]] == ["greedy", "T=1.0", "top-k=5"]
     assert Path(image).stat().st_size > 5_000
-    assert "at least one" in error_of(sweep_prompt, reg, "nano", "Once", [], 2, 8)
+    assert "at least one" in error_of(sweep_prompt, store, "nano", "Once", [], 2, 8)
 
 
-def test_bias_tab_reports_both_tasks(reg, tmp_path):
+def test_bias_tab_reports_both_tasks(store, tmp_path):
     from demos.common import ArtifactStore
     from demos.tabs_apps import bias_probe
 
-    text = bias_probe(reg, 2)
+    text = bias_probe(store, 2)
     assert text.startswith("2 sentence frames per pair") and text.count("| sentiment |") == 2
     assert "| ner |" in text and "Largest difference" in text
     assert "No saved sentiment or NER task" in error_of(bias_probe, ArtifactStore(tmp_path / "none"), 2)
 
 
-def test_kg_tab_draws_the_graph_with_evidence_and_exports(reg):
+def test_kg_tab_draws_the_graph_with_evidence_and_exports(store):
     from pathlib import Path
 
     import networkx as nx
@@ -75,18 +75,18 @@ def test_kg_tab_draws_the_graph_with_evidence_and_exports(reg):
     from demos.tabs_apps import knowledge_graph
 
     # the saved NER head tags every word B-LOC and the relation head calls every pair located_in
-    image, table, files = knowledge_graph(reg, "Rome Paris. Oslo", 0.5)
+    image, table, files = knowledge_graph(store, "Rome Paris. Oslo", 0.5)
     assert Path(image).stat().st_size > 5_000
     assert "| Rome (LOC) | located_in | Paris (LOC) |" in table and "Rome Paris." in table
     graphml = next(f for f in files if f.endswith(".graphml"))
     assert set(nx.read_graphml(graphml).nodes) == {"Rome", "Paris", "."}  # Oslo, alone in its sentence, has no edge
-    assert "empty" in error_of(knowledge_graph, reg, " ", 0.5)
+    assert "empty" in error_of(knowledge_graph, store, " ", 0.5)
 
 
-def test_inference_tab_compares_every_option(reg):
+def test_inference_tab_compares_every_option(store):
     from demos.tabs_apps import inference_options
 
-    table = inference_options(reg, "nano", "the cat sat on the mat. the cat", 8)
+    table = inference_options(store, "nano", "the cat sat on the mat. the cat", 8)
     options = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("|")]
     assert options[:4] == ["no KV cache (recompute the prefix each step)", "KV cache",
                            "KV cache, batch of 8 (tokens of all rows)", "KV cache + prompt lookup (8 guesses)"]

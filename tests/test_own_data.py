@@ -52,6 +52,20 @@ def test_classification_csv_fit_test_predict(backbone_dir, tmp_path, monkeypatch
         assert p["label"] == max(p["scores"], key=p["scores"].get)
         assert sum(p["scores"].values()) == pytest.approx(1.0, abs=1e-4)
 
+    # the demo lists the folder under its task, with the backbone it sits on and the test score fit recorded
+    from demos.common import ArtifactStore
+    from demos.tabs_tasks import classify, model_info
+
+    store = ArtifactStore("artifacts", precision="32-true")
+    assert [m.name for m in store.models("classification")] == ["my-reviews"]
+    assert store.models("sentiment") == []  # the recorded name settles which task it is
+    folder_value = str(store.models("classification")[0].path)  # what the tab's dropdown holds
+    info = model_info(store, "classification", folder_value)
+    assert "nano" in info and f"Accuracy {100 * scores['test/accuracy']:.1f}" in info.replace("accuracy", "Accuracy")
+    assert f"on {len(SENTENCES)} test examples" in info
+    assert classify(store, "classification", "a wonderful film", folder_value) == pytest.approx(
+        predictions[0]["scores"], abs=1e-4)
+
 
 CONLL = """-DOCSTART- -X- -X- O
 
