@@ -97,3 +97,18 @@ class SignalAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), self.signum)
+
+
+def newest_file(folder, name: str) -> Path:
+    """The file called `name` that a command wrote last under `folder` (a fit given a test file writes the
+    test files first, then a `test` command its own)."""
+    written = list(Path(folder).rglob(name))
+    assert written, f"no {name} under {folder}"
+    return max(written, key=lambda p: p.stat().st_mtime_ns)
+
+
+def newest_metrics(folder) -> dict:
+    """The test metrics a command wrote last under `folder`."""
+    import json
+
+    return json.loads(newest_file(folder, "test_metrics.json").read_text())

@@ -12,7 +12,7 @@ import torch
 from backbone.generate import cut_at_stop
 from tasks.artifact import load_task, save_task
 from tasks.registry import run_cli
-from tests.helpers import ROOT, make_backbone
+from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",
        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"}
@@ -160,12 +160,12 @@ def test_codegen_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
     assert isinstance(load_task(tmp_path / "task").predict(ADD["prompt"]).text, str)
     cli_main(["test", *common])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert {"test/pass@1", "test/pass@2", "test/greedy_pass@1"} <= metrics.keys()
     assert metrics["test/examples"] == 2 and metrics["test/skipped"] == ["t/none: no tests"]
     assert "from 2 samples per problem" in metrics["test/scoring"] and "greedy_pass@1" in metrics["test/scoring"]
     records = [json.loads(line)
-               for line in next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()]
+               for line in newest_file(tmp_path / "run", "test_predictions.jsonl").read_text().splitlines()]
     assert [r["task_id"] for r in records] == ["t/add", "t/neg"] and len(records[0]["completions"]) == 2
     cli_main(["test", *common, "--data.max_eval_examples", "1", "--model.num_samples", "0", "--model.ks", "[1]"])
     newest = max((tmp_path / "run").rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime_ns)

@@ -22,7 +22,7 @@ from tasks.data import LengthBuckets
 from tasks.features import build_cache
 from tasks.heads import CRF, BothSides
 from tasks.registry import run_cli
-from tests.helpers import make_backbone
+from tests.helpers import make_backbone, newest_metrics
 
 transformers = pytest.importorskip("transformers")
 
@@ -372,7 +372,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     last = tmp_path / "runs" / "ner" / "checkpoints" / "last.ckpt"
     cli_main(["test", *args, "--ckpt_path", str(last)])
     assert set(features.iterdir()) - before == caches  # reused by the test run, not rebuilt
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert metrics["test/f1"] == 1.0 and metrics["test/f1_ci95"] == [1.0, 1.0]
     assert metrics["test/path"] == "word = its last sub-token; context bilstm, CRF (Viterbi)"
     from tasks.artifact import load_task

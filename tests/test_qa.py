@@ -12,7 +12,7 @@ from tasks.outputs import Answer, Question
 from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, fit_context, make_windows
 from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
 from tasks.registry import run_cli
-from tests.helpers import ROOT, make_backbone
+from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."
 CONTEXT_2 = ("Alice wrote a letter to Bob in the morning. Bob read it at noon and smiled. "
@@ -294,7 +294,7 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
     cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
     assert (tmp_path / "task" / "task.json").is_file()
     cli_main(["test", *common, "--data.max_eval_examples", "3"])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert {"test/exact_match", "test/f1"} <= metrics.keys()
     assert metrics["test/examples"] == 3
     assert metrics["test/path"].startswith("span head" if head == "span" else "generated answer")
@@ -302,7 +302,7 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
         assert metrics["test/generation"] == {"decoding": "greedy", "max_new_tokens": 4, "stop": ["\n"],
                                               "truncate_prompt": True}
     assert 0 <= metrics["test/f1"] <= 100
-    predictions = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
+    predictions = newest_file(tmp_path / "run", "test_predictions.jsonl").read_text().splitlines()
     assert len(predictions) == 3
 
 

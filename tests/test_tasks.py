@@ -14,7 +14,7 @@ from tasks.artifact import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
 from tasks.registry import run_cli
-from tests.helpers import ROOT, make_backbone, write_sentiment_files
+from tests.helpers import ROOT, make_backbone, newest_metrics, write_sentiment_files
 
 ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),
             lambda: PrefixTuning(3)]
@@ -271,7 +271,7 @@ def test_ner_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
     # the YAML's relative checkpoint folder (runs/ner/checkpoints) lands in the working directory: tmp_path
     last = tmp_path / "runs" / "ner" / "checkpoints" / "last.ckpt"
     cli_main(["test", *_cli_args("ner", backbone_dir, tmp_path, files, *lora), "--ckpt_path", str(last)])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     # the trained adapter and head, not a fresh one: the four training sentences are tagged exactly
     assert (metrics["test/precision"], metrics["test/recall"], metrics["test/f1"]) == (1.0, 1.0, 1.0)
     assert metrics["test/examples"] == 4

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tasks.artifact import load_task, save_task
 from tasks.generative import IGNORE, encode_pairs
 from tasks.registry import run_cli
-from tests.helpers import ROOT, make_backbone
+from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 PAIRS = [
     {"en": "the house is small", "es": "la casa es pequeña", "book": "Ruth", "chapter": 1, "verse": 1},
@@ -159,19 +159,20 @@ def test_translation_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch):
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--model.generation", json.dumps(GEN),
               "--model.max_length", "48", "--data.batch_size", "2"]
+    no_test = json.dumps({split: files[split] for split in ("train", "validation")})  # fit alone: no test after it
     cli = cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task"),
-                    "--model.score_validation", "true"])
+                    "--model.score_validation", "true", "--data.data_files", no_test])
     assert {"val/loss", "val/bleu", "val/chrf"} <= cli.trainer.callback_metrics.keys()
     out = load_task(tmp_path / "task").predict(["the house"])
     assert len(out) == 1 and isinstance(out[0].text, str)
     cli_main(["test", *common, "--data.direction", "es-en"])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert {"test/bleu", "test/chrf", "test/examples"} <= metrics.keys()
     assert metrics["test/examples"] == len(PAIRS)
     assert "tok:13a" in metrics["bleu_signature"] and "nc:6" in metrics["chrf_signature"]
     assert metrics["test/direction"] == "es-en"
     assert metrics["test/generation"]["max_new_tokens"] == GEN["max_new_tokens"]
-    lines = next((tmp_path / "run").rglob("test_predictions.jsonl")).read_text().splitlines()
+    lines = newest_file(tmp_path / "run", "test_predictions.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["source"] == PAIRS[0]["es"]
 
 
@@ -235,7 +236,7 @@ def test_cli_with_demonstrations_fits_tests_and_reloads(backbone_dir, tmp_path):
     run_cli("translation", ["fit", *common, "--trainer.fast_dev_run", "1",
                             "--model.export_dir", str(tmp_path / "task")])
     run_cli("translation", ["test", *common])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert metrics["test/examples"] == len(PAIRS) and "2 BM25-retrieved" in metrics["test/prompt"]
     saved = json.loads((tmp_path / "task" / "task.json").read_text())["hparams"]
     assert saved["demonstrations"] == 2
@@ -289,7 +290,7 @@ def test_cli_lattice_flags_reach_the_model(backbone_dir, tmp_path):
                             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
                             "--model.max_length", "96", "--data.batch_size", "2",
                             "--model.lattice.candidates", "2", "--model.lattice.drop_logp", "-6"])
-    metrics = json.loads(next((tmp_path / "run").rglob("test_metrics.json")).read_text())
+    metrics = newest_metrics(tmp_path / "run")
     assert metrics["test/examples"] == len(PAIRS)
     assert metrics["test/generation"]["decoding"].startswith(
         "word lattice: 2 Dice-lexicon words per source word or none (drop -6.0)")
