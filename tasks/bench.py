@@ -294,10 +294,11 @@ def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> d
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path | None = None, precision: str = AUTO, time_budget_min: float | None = None,
-              runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None) -> list[dict]:
+              runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None,
+              failures: list[str] | None = None) -> list[dict]:
     """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
     the rows into out_dir's table (None: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/), then set them beside
-    the reference table."""
+    the reference table. A method that fails is a note in the table, and is appended to `failures`."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
@@ -341,6 +342,8 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             except Exception as err:  # one method's failure is reported in the table, not fatal to the rest
                 notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
                 tqdm.write(f"[bench] {task} / {method} failed: {err}")
+                if failures is not None:
+                    failures.append(f"{task} / {method}")
             # written after every method, so a crash or an interrupt loses at most the method in progress
             meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started)
             write_results(rows, meta, out_dir)

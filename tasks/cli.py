@@ -367,8 +367,13 @@ def cmd_bench(args) -> int:
     from tasks.runs import given_out
 
     # the default --out is None here: run_bench makes the run folder once the preset and tasks are checked
-    run_bench(args.preset, args.tasks, args.backbone, given_out(args.out), args.precision, args.time_budget,
-              quantize=args.quantize, methods=args.methods)
+    failures: list[str] = []
+    rows = run_bench(args.preset, args.tasks, args.backbone, given_out(args.out), args.precision, args.time_budget,
+                     quantize=args.quantize, methods=args.methods, failures=failures)
+    if failures:  # the table holds the rest; a run with a failed stage is not a success
+        print(f"gptsuite bench: error: {len(failures)} method(s) failed ({', '.join(failures)}); the table holds the "
+              f"{len({(r['task'], r['method']) for r in rows})} that ran (their notes say why)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -251,3 +251,19 @@ def test_gptsuite_task_commands_do_not_warn_about_their_own_args(monkeypatch, ca
         main()
     assert done.value.code == 0 and "fit" in capsys.readouterr().out
     assert not [w for w in caught if "args parameter" in str(w.message)]
+
+
+def test_a_failed_method_makes_the_bench_command_fail_with_the_rest_in_the_table(tmp_path, monkeypatch, capsys):
+    from tasks.cli import main
+
+    backbone = make_backbone(tmp_path / "nano")
+    files = write_sentiment_files(tmp_path)
+    common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true", "data.data_files": files}
+    add_preset(monkeypatch, "unit", {"backbone": str(backbone), "pretrain_config": "-", "minutes": 1},
+               {"sentiment": {"methods": {"works": common, "breaks": {**common, "data.text_column": "nope"}}}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--preset", "unit", "--tasks", "sentiment", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "gptsuite bench: error: 1 method(s) failed (sentiment / breaks); the table holds the 1 that ran" in err
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"works"}
