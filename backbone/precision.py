@@ -1,10 +1,10 @@
 """`precision: auto`: bf16-mixed only where bf16 matmuls are actually fast on this machine, else fp32.
 
 Why measure instead of assuming: a CPU with AMX or AVX-512-bf16 runs a bf16 matmul several times faster than
-fp32, while an AVX2-only CPU emulates bf16 and runs it about 170x *slower* (0.9 vs 154 GFLOP/s measured on
-a 2-core EPYC). Neither the torch build nor the CPU flags alone say which; a 1024^3 matmul in each dtype
-does, in about a second. The rates are measured once per machine (CPU model, kernel capability, threads,
-torch version) and cached in `$GPTSUITE_CACHE/machine.json`; `gptsuite info` prints them.
+fp32, while an AVX2-only CPU emulates bf16 and runs it two orders of magnitude *slower* (the measured rates
+are in docs/precision-and-budgets.md). Neither the torch build nor the CPU flags alone say which; a 1024^3
+matmul in each dtype does, in about a second. The rates are measured once per machine (CPU model, kernel
+capability, threads, torch version) and cached in `$GPTSUITE_CACHE/machine.json`; `gptsuite info` prints them.
 
 An explicit precision (`--trainer.precision 32-true`, `--precision bf16-mixed`) is used as given.
 """

@@ -305,7 +305,7 @@ def float_step_rows(float_model, quantised) -> int | None:
     best of two timings, so a burst of other work does not decide it); None when the copy was faster at
     every width. Near the crossover either choice costs about the same. A step of many rows (the samples
     of several problems) multiplies each weight by a wide matrix: compute-bound again, like a prefill
-    (measured on one 2-core Xeon: int4 2x faster a step at 1 row, 1.1x slower at 33 rows, 1.3x at 66)."""
+    (the crossover measured on a 2-core Xeon is in docs/decoding-and-quantisation.md)."""
     from backbone.perf import machine_fingerprint
 
     key = (str(machine_fingerprint("cpu")), repr(float_model.config), quantised.quantization)
@@ -328,8 +328,8 @@ class FloatPrefill(nn.Module):
     cached shared prefix count as a step).
 
     A prompt's prefill multiplies many tokens by every weight matrix at once: compute-bound work, where the
-    float kernels beat the weight-only ones (measured on 2 cores: an 8 x 360-token prefill ran about 1.7x
-    faster in fp32 than in int4). An incremental step reads every weight for a few tokens: memory-bound
+    float kernels beat the weight-only ones (docs/decoding-and-quantisation.md has the measured prefill). An
+    incremental step reads every weight for a few tokens: memory-bound
     work, where fewer bytes per weight win. So a prefill (backbone.model.is_prefill: no cache yet, or many new
     tokens, as when the rest of each prompt follows a cached shared prefix) runs `float_model`, and a step
     that extends a cache by a few tokens runs `quantised`; both write the same keys and values into one

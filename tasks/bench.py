@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING
-from tasks.bench_specs import PRESETS
 from tasks.bench_table import comparison, markdown_table, plot, write_csv
+from tasks.recipes import Method, Preset, load_preset, project_path, recipe_files, recipe_hash
 from tasks.registry import TASKS, get, run_cli
 from tasks.runs import out_folder
 from tasks.spec import TaskSpec, load_object
@@ -38,8 +38,7 @@ REFERENCE_DIR = PROJECT_DIR / "benchmarks"  # the committed table a run is compa
 
 
 def project_file(path: str) -> str:
-    """A config the project ships, found from any working directory (a local file of that name wins)."""
-    return path if Path(path).is_file() else str(PROJECT_DIR / path)
+    return str(project_path(path))
 
 
 def budget_args(seconds: float | None) -> list[str]:
@@ -53,7 +52,7 @@ def precision_args(precision: str) -> list[str]:
     return [] if precision == AUTO else ["--trainer.precision", precision]
 
 
-def ensure_backbone(preset: dict, backbone: str | None, precision: str = AUTO,
+def ensure_backbone(preset: Preset, backbone: str | None, precision: str = AUTO,
                     budget_s: float | None = None) -> tuple[str, dict]:
     """The backbone folder to use (the one given, an existing artifact, or a fresh pretraining run within
     `budget_s` seconds of training) and what making it spent (empty when it existed)."""
@@ -61,22 +60,24 @@ def ensure_backbone(preset: dict, backbone: str | None, precision: str = AUTO,
         if not (Path(backbone) / "config.json").is_file():
             raise FileNotFoundError(f"--backbone {backbone} has no config.json")
         return backbone, {}
-    directory = Path(preset["backbone"])
+    directory = Path(preset.backbone)
     if (directory / "config.json").is_file():
         return str(directory), {}
     start = time.perf_counter()
-    if preset.get("import") == "smollm2":
+    if preset.import_ == "smollm2":
         from backbone.gguf import import_smollm2
 
         import_smollm2(directory)
         return str(directory), {"made_by": "import smollm2", "wall_s": round(time.perf_counter() - start, 1)}
     from backbone.lit import cli_main
 
-    cli = cli_main(["fit", "--config", project_file(preset["pretrain_config"]),
-                    "--trainer.enable_progress_bar", "false",
-                    *precision_args(precision), *budget_args(budget_s), *preset.get("pretrain_args", [])])
+    if not preset.pretrain_config:
+        raise FileNotFoundError(f"backbone {directory} not found, and {preset.path} says neither pretrain_config nor "
+                                "import to make it")
+    cli = cli_main(["fit", "--config", project_file(preset.pretrain_config),
+                    "--trainer.enable_progress_bar", "false", *precision_args(precision), *budget_args(budget_s)])
     metrics = json.loads((directory / "metrics.json").read_text())
-    return str(directory), {"made_by": f"pretrain {preset['pretrain_config']}", "precision": str(cli.trainer.precision),
+    return str(directory), {"made_by": f"pretrain {preset.pretrain_config}", "precision": str(cli.trainer.precision),
                             "steps": metrics["steps"], "tokens": metrics["tokens_seen"],
                             "train_s": metrics["train_seconds"], "wall_s": round(time.perf_counter() - start, 1),
                             **_budget_report(cli.trainer),
@@ -93,34 +94,14 @@ def _budget_report(trainer) -> dict:
     return {}
 
 
-def task_args(spec: TaskSpec, budget: dict, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
-    """The task CLI's arguments for one benchmark run, its logs and test files in run_dir."""
-    args = ["--config", project_file(spec.config), "--model.backbone", backbone,
-            "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
-            "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null"]
-    for key, value in budget.items():
-        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
-    return args + extra
-
-
-STAGE_KEYS = ("methods", "budget_s", "seconds")  # a task's preset entry: these, and the flags
-# a method's own keys: "prompt": True runs the task's prompt path (its TaskSpec.prompt_args); "args": a list of
-# extra command-line arguments; "benchmark": what the method scores, in words, when that is not the task's
-# benchmark (its rows, baselines and anchors are that benchmark's); every other key is a dotted LightningCLI flag
-
-
-def task_methods(spec: TaskSpec, preset_task: dict) -> dict[str, dict]:
-    """The methods a preset runs for a task, {name: flags}: the preset's own `methods`, else the task's
-    defaults (its config as it is, and the prompt path where the task has one). Flags outside `methods`
-    apply to every method."""
-    common = {k: v for k, v in preset_task.items() if k not in STAGE_KEYS}
-    if "methods" in preset_task:
-        return {name: {**common, **flags} for name, flags in preset_task["methods"].items()}
-    methods = {"fine-tuned": common}
-    if spec.prompt_args:
-        methods["prompt"] = {**common, "prompt": True, "trainer.max_epochs": 0}
-    return methods
+def task_args(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
+    """The task CLI's arguments for one method: the task's YAML, the method's on top, then what the bench
+    itself decides (the backbone, where logs go, no checkpoints or progress bars)."""
+    return ["--config", project_file(spec.config), "--config", project_file(method.config),
+            "--model.backbone", backbone, "--trainer.default_root_dir", str(run_dir),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null",
+            *extra]
 
 
 def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
@@ -130,30 +111,27 @@ def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
     return ["--model.quantize", quantize] if takes_it else []
 
 
-def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precision: str = AUTO,
+def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, precision: str = AUTO,
              budget_s: float | None = None, quantize: str = AUTO) -> tuple[dict, object]:
-    """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0) and
-    test, through the task's own LightningCLI in this process. -> (result, its data module, for the
-    baselines). `spent` says what the fit used: optimizer steps, real tokens, seconds, and the feature
-    extraction when features are cached."""
+    """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0),
+    then score the validation split (what the headline chooses by) and the test split, through the task's
+    own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what
+    the fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached."""
     start = time.perf_counter()
-    flags = dict(flags)
-    extra = list(spec.prompt_args) if flags.pop("prompt", False) else []
-    benchmark = flags.pop("benchmark", None) or spec.benchmark
-    args = flags.pop("args", [])
-    if not isinstance(args, list):
-        raise ValueError(f"{spec.name}: a method's args must be a list of arguments, got {args!r}")
-    extra += args + quantize_args(spec, quantize)
-    fits = flags.get("trainer.max_epochs", 1) > 0
-    cli = run_cli(spec.name, task_args(spec, flags, backbone, run_dir,
-                                       extra + precision_args(precision) + (budget_args(budget_s) if fits else [])),
-                  run=False)
+    extra = quantize_args(spec, quantize) + precision_args(precision)
+    cli = run_cli(spec.name, task_args(spec, method, backbone, run_dir, extra), run=False)
+    fits = cli.trainer.max_epochs != 0
+    if fits and budget_s is not None:
+        cli.trainer.callbacks.append(TimeBudget(budget_s))
     if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
+    validation = validation_scores(cli)
+    val_s = time.perf_counter() - start - fit_s
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
-             "test_s": round(time.perf_counter() - start - fit_s, 1), **_budget_report(cli.trainer)}
+             "validate_s": round(val_s, 1), "test_s": round(time.perf_counter() - start - fit_s - val_s, 1),
+             **_budget_report(cli.trainer)}
     features = cli.model.feature_report()
     if features:
         spent["features"] = features
@@ -165,13 +143,32 @@ def run_task(spec: TaskSpec, flags: dict, backbone: str, run_dir: Path, precisio
         spent["decoded_with"] = f"quantize {decoder.mode}" + (
             f", steps of {decoder.float_rows}+ rows unquantised" if decoder.float_rows else "")
     n_train = cli.datamodule.n_examples("train") if fits else 0
-    result = {"benchmark": benchmark, "metrics": metrics, "intervals": cli.model.test_intervals(),
-              "wall_s": round(time.perf_counter() - start, 1),
+    files = recipe_files(spec.config, method)
+    result = {"benchmark": method.benchmark or spec.benchmark, "metrics": metrics, "validation": validation,
+              "intervals": cli.model.test_intervals(), "wall_s": round(time.perf_counter() - start, 1),
               "n_eval": int(metrics.get("test/examples", 0)), "n_train": n_train,
-              "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision), **flags,
+              "n_val": cli.datamodule.n_examples("validation"),
+              "recipe": {"files": files, "sha256": recipe_hash(files)},
+              "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision),
                            **({"args": " ".join(extra)} if extra else {})},
               "spent": spent, "scoring": _plain(cli.model.test_report())}
     return result, cli.datamodule
+
+
+def validation_scores(cli) -> dict:
+    """The method's scores on the validation split ({"val/<metric>": value}); {} when the data has none
+    (HumanEval is a test set only). A method whose fit skipped validation (limit_val_batches: 0, to spare the
+    frozen features of a split nothing read during training) is scored on all of it here."""
+    if cli.datamodule.n_examples("validation") == 0 and cli.datamodule.splits:
+        return {}
+    cli.trainer.limit_val_batches = 1.0
+    try:
+        scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    except ValueError as err:
+        if "no 'validation' split" in str(err):
+            return {}
+        raise
+    return {key: float(value) for key, value in scores.items() if key.startswith("val/")}
 
 
 def _plain(report: dict) -> dict:
@@ -194,17 +191,23 @@ def anchors(task: str, metric: str, benchmark: str | None = None) -> list[dict]:
             if a.metric == metric and a.benchmark in (None, benchmark)]
 
 
-def rows_for(spec: TaskSpec, method: str, result: dict, baselines: dict, backbone: str) -> list[dict]:
+def rows_for(spec: TaskSpec, method: Method, result: dict, baselines: dict, backbone: str,
+             preset: str | None = None, stamp: dict | None = None) -> list[dict]:
+    """The table's rows of one method, a row per metric: the test score with its interval, the validation
+    score the headline chooses by, the recipe (files and their hash) and the run's stamp (machine, torch,
+    date, commit)."""
     rows = []
     for metric in spec.metrics:
         interval = result["intervals"].get(metric)
         rows.append({
             "task": spec.name, "dataset": result["benchmark"], "split": spec.split, "n_eval": result["n_eval"],
-            "backbone": backbone, "method": method, "metric": metric,
-            "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
+            "backbone": backbone, "method": method.name, "preset": preset, "ablation": method.ablation,
+            "metric": metric, "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
             "ci95": [_pct(v, spec) for v in interval] if interval else None,
+            "val_score": _pct(result["validation"].get(f"val/{metric}"), spec), "n_val": result["n_val"],
             "baselines": {name: _pct(vals.get(metric), spec) for name, vals in baselines.items() if metric in vals},
             "anchors": anchors(spec.name, metric, result["benchmark"]),
+            "recipe": result["recipe"], "run": stamp or {},
             "settings": {"backbone": backbone, "n_train": result["n_train"], **result["settings"]},
             "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
         })
@@ -237,7 +240,7 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
                                               r["metric"], r["backbone"], -(r["score"] or 0)))
     path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
     write_csv(rows, out_dir / "results.csv")
-    (out_dir / "results.md").write_text(markdown_table(rows, runs))
+    (out_dir / "results.md").write_text(markdown_table(rows, runs, _read_json(REFERENCE_DIR / "overlap.json")))
     plot(rows, out_dir / "results.png")
 
 
@@ -248,7 +251,7 @@ def _slug(method: str) -> str:
 def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
              machine: dict | None = None, backbone_spent: dict | None = None, started: str = "") -> dict:
     """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'."""
-    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks),
+    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "commit": git_commit(),
             "wall_s": round(time.perf_counter() - start, 1),
             "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
@@ -257,39 +260,72 @@ def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, no
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
 
 
-def preset_tasks(preset_name: str) -> dict[str, dict]:
-    """{task: its entry} of every registered task that the preset runs, in registry order."""
-    return {name: spec.bench[preset_name] for name, spec in TASKS.items() if preset_name in spec.bench}
+def run_stamp(machine: dict) -> dict:
+    """What every row of a run carries: the machine (CPU, capability, threads, the precision auto chose),
+    torch, the date and the code's commit."""
+    return {"machine": f"{machine.get('cpu')}, {machine.get('capability')}, {machine.get('threads')} threads",
+            "precision": machine.get("precision"), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "commit": git_commit()}
 
 
-def stage_budgets(preset_name: str, time_budget_min: float | None) -> dict[str, float]:
+def git_commit() -> str | None:
+    """The checkout's commit, with "+changes" when files differ from it; None outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def stage_budgets(preset: Preset, time_budget_min: float | None) -> dict[str, float]:
     """Each stage's training budget in seconds: the preset's, scaled so they add up to the share of
     `time_budget_min` the preset gives training (evaluation and data preparation are not budgeted)."""
-    preset = PRESETS[preset_name]
-    budgets = {task: entry["budget_s"] for task, entry in preset_tasks(preset_name).items() if "budget_s" in entry}
-    if "budget_s" in preset:
-        budgets["backbone"] = preset["budget_s"]
+    budgets = {task: plan.budget_s for task, plan in preset.tasks.items() if plan.budget_s is not None}
+    if preset.budget_s is not None:
+        budgets["backbone"] = preset.budget_s
     if time_budget_min is None:
         return budgets
-    if not budgets:
-        budgeted = [name for name in PRESETS if stage_budgets(name, None)]
-        raise ValueError(f"this preset trains by steps and epochs only: --time-budget needs a preset with budgets "
-                         f"({', '.join(budgeted)})")
+    if not budgets or not preset.minutes:
+        raise ValueError(f"preset {preset.name!r} trains by steps and epochs only: --time-budget needs a preset with "
+                         "budgets and minutes")
     if time_budget_min <= 0:
         raise ValueError(f"--time-budget must be positive minutes, got {time_budget_min}")
-    scale = time_budget_min / preset["minutes"]
+    scale = time_budget_min / preset.minutes
     return {stage: seconds * scale for stage, seconds in budgets.items()}
 
 
-def stage_weights(preset_name: str, tasks: list[str], backbone: str | None) -> dict[str, float]:
-    """Each stage's share of the progress bar: its expected seconds, so the ETA is not one stage's pace."""
-    preset = PRESETS[preset_name]
-    expected = {task: entry["seconds"] for task, entry in preset_tasks(preset_name).items() if "seconds" in entry}
-    default = sum(expected.values()) / len(expected) if expected else 1.0
-    weights = {task: float(expected.get(task, default)) for task in tasks}
-    exists = (Path(backbone or preset["backbone"]) / "config.json").is_file()
-    weights["backbone"] = 0.0 if exists else float(preset.get("seconds", default))
+def stage_weights(preset: Preset, tasks: list[str], backbone: str | None,
+                  reference_dir: Path = REFERENCE_DIR) -> dict[str, float]:
+    """Each stage's share of the progress bar: its seconds in the reference table's last run of the same
+    methods (what it took, not a typed guess), so the ETA is not one stage's pace. A stage the table has
+    never seen counts as the mean of the others."""
+    reference = _read_json(reference_dir / "results.json")
+    took: dict[tuple[str, str], float] = {}
+    for row in reference.get("rows", []):
+        if row.get("wall_s") is not None:
+            took[(row["task"], row["method"])] = float(row["wall_s"])
+    expected = {task: sum(took[(task, m)] for m in preset.tasks[task].methods if (task, m) in took)
+                for task in tasks}
+    known = [v for v in expected.values() if v > 0]
+    default = sum(known) / len(known) if known else 60.0
+    weights = {task: expected[task] or default for task in tasks}
+    exists = (Path(backbone or preset.backbone) / "config.json").is_file()
+    made = [m.get("backbone_spent", {}).get("wall_s") for m in reference.get("runs", [])
+            if Path(m.get("backbone", "")).name == Path(preset.backbone).name]
+    made = [w for w in made if w]
+    weights["backbone"] = 0.0 if exists else float(made[-1] if made else preset.budget_s or default)
     return weights
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
@@ -299,9 +335,8 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
     the rows into out_dir's table (None: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/), then set them beside
     the reference table. A method that fails is a note in the table, and is appended to `failures`."""
-    if preset_name not in PRESETS:
-        raise ValueError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
-    preset, entries = PRESETS[preset_name], preset_tasks(preset_name)
+    preset = load_preset(preset_name)
+    preset_name, entries = preset.name, preset.tasks
     chosen = tasks or list(entries)
     unknown = sorted(set(chosen) - set(TASKS))
     if unknown:
@@ -309,8 +344,8 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     undefined = [task for task in chosen if task not in entries]
     if undefined:
         raise ValueError(f"preset {preset_name!r} has no entry for {', '.join(undefined)} (its tasks: "
-                         f"{', '.join(entries)}); add one to the task's TaskSpec.bench")
-    planned = {task: task_methods(get(task), entries[task]) for task in chosen}
+                         f"{', '.join(entries)}); add one to {preset.path}")
+    planned = {task: entries[task].methods for task in chosen}
     if methods is not None:
         offered = {m for per_task in planned.values() for m in per_task}
         if set(methods) - offered:
@@ -320,9 +355,10 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     out_dir = out_folder(out_dir, "bench", preset_name)  # made after the checks: a refused run leaves no folder
     warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
     start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-    budgets = stage_budgets(preset_name, time_budget_min)
+    budgets = stage_budgets(preset, time_budget_min)
     machine = machine_summary(precision)  # measured once per machine, then cached
-    weights = stage_weights(preset_name, chosen, backbone)
+    stamp = run_stamp(machine)
+    weights = stage_weights(preset, chosen, backbone)
     stages = tqdm(total=sum(weights.values()), bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     stages.set_description(f"bench {preset_name}: backbone")
     backbone, backbone_spent = ensure_backbone(preset, backbone, precision, budgets.get("backbone"))
@@ -331,19 +367,19 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
         spec, baselines = get(task), {}
-        for method, flags in planned[task].items():
+        for method in planned[task].values():
             try:
-                result, datamodule = run_task(spec, flags, backbone, runs_dir / preset_name / task / _slug(method),
-                                              precision, budgets.get(task), quantize)
+                logs = runs_dir / preset_name / task / _slug(method.name)
+                result, datamodule = run_task(spec, method, backbone, logs, precision, budgets.get(task), quantize)
                 if result["benchmark"] not in baselines:  # the same examples for every method: scored once
                     baselines[result["benchmark"]], failed = run_baselines(spec, datamodule)
                     notes += failed
-                rows += rows_for(spec, method, result, baselines[result["benchmark"]], backbone)
+                rows += rows_for(spec, method, result, baselines[result["benchmark"]], backbone, preset_name, stamp)
             except Exception as err:  # one method's failure is reported in the table, not fatal to the rest
-                notes.append(f"{task} / {method} failed: {type(err).__name__}: {err}")
-                tqdm.write(f"[bench] {task} / {method} failed: {err}")
+                notes.append(f"{task} / {method.name} failed: {type(err).__name__}: {err}")
+                tqdm.write(f"[bench] {task} / {method.name} failed: {err}")
                 if failures is not None:
-                    failures.append(f"{task} / {method}")
+                    failures.append(f"{task} / {method.name}")
             # written after every method, so a crash or an interrupt loses at most the method in progress
             meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started)
             write_results(rows, meta, out_dir)

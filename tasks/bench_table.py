@@ -35,33 +35,72 @@ def panels(rows: list[dict]) -> list[tuple[str, str, str]]:
     return out
 
 
+def chosen_rows(rows: list[dict]) -> list[tuple[dict, str]]:
+    """The headline's rows: per benchmark and backbone, on the main metric (the first of the task's metrics
+    its methods report: MBPP's greedy rows have no sampled pass@1), the method chosen by its validation score,
+    never its test score, with how it was chosen. Ablations never compete. Where no candidate has a
+    validation score, a lone candidate is shown as its preset's only method; several without validation
+    scores are not chosen between."""
+    out = []
+    for task, benchmark, _ in panels(rows):
+        live = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["score"] is not None
+                and not r.get("ablation")]
+        for backbone in dict.fromkeys(Path(r["backbone"]).name for r in live):
+            mine = [r for r in live if Path(r["backbone"]).name == backbone]
+            metric = next((m for m in TASKS[task].metrics if any(r["metric"] == m for r in mine)), None)
+            candidates = [r for r in mine if r["metric"] == metric]
+            validated = [r for r in candidates if r.get("val_score") is not None]
+            if validated:
+                best = max(validated, key=lambda r: r["val_score"])
+                out.append((best, f"best validation score of {len(validated)}" if len(validated) > 1
+                            else "only method, validated"))
+            elif len(candidates) == 1:
+                out.append((candidates[0], "only method, no validation score"))
+    return out
+
+
 def headline(rows: list[dict]) -> list[str]:
-    """Per task and benchmark, on the main metric: our best row, the best baseline, the best published anchor."""
-    lines = ["| task | metric | best ours (method, backbone, n) | best baseline | best published anchor |",
-             "|---|---|---|---|---|"]
-    for task, benchmark, metric in panels(rows):
-        ours = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["metric"] == metric
-                and r["score"] is not None]
-        if not ours:
-            continue
-        best = max(ours, key=lambda r: r["score"])
-        baselines = [(v, name) for r in ours if r["backbone"] == best["backbone"]
-                     for name, v in r["baselines"].items() if v is not None]
+    """Per task, benchmark and backbone, on the main metric: the method chosen on validation, its validation
+    and test scores, the best baseline on the same examples and the best published anchor."""
+    lines = ["| task (benchmark) | metric | backbone | method (how chosen) | validation | test [95% CI], n | "
+             "best baseline | best published anchor |", "|---|---|---|---|---|---|---|---|"]
+    for row, how in chosen_rows(rows):
+        baselines = [(v, name) for name, v in row["baselines"].items() if v is not None]
         base = max(baselines, default=None)
-        anchor = max(((a["value"], a) for a in best["anchors"]), default=None, key=lambda x: x[0])
-        lines.append(f"| {task} ({benchmark}) | {metric} | **{_score(best)}** ({best['method']}, "
-                     f"{Path(best['backbone']).name}, {best['n_eval']}) | "
+        anchor = max(((a["value"], a) for a in row["anchors"]), default=None, key=lambda x: x[0])
+        lines.append(f"| {row['task']} ({row['dataset']}) | {row['metric']} | {Path(row['backbone']).name} | "
+                     f"{row['method']} ({how}) | {_fmt(row.get('val_score'))} | **{_score(row)}**, {row['n_eval']} | "
                      + (f"{base[0]:.1f} ({base[1]})" if base else "–") + " | "
                      + (f"{anchor[1]['value']} ({anchor[1]['name']}, {anchor[1]['source']})" if anchor else "–") + " |")
     return lines
 
 
-def markdown_table(rows: list[dict], runs: list[dict]) -> str:
+def overlap_lines(report: dict) -> list[str]:
+    """What `gptsuite data overlap --json` found left between training and evaluation, one line per benchmark."""
+    lines = []
+    for name, entry in report.items():
+        if "splits" not in entry:
+            continue
+        left = [f"{split} {v['exact']} exact, {v['near']} near of {v['n']}" for split, v in entry["splits"].items()
+                if v["exact"] or v["near"]]
+        lines.append(f"- {name}: " + ("; ".join(left) if left else "none left")
+                     + f" (training rows: {entry['train']})")
+    return lines
+
+
+def markdown_table(rows: list[dict], runs: list[dict], overlap: dict | None = None) -> str:
     lines = ["# gptsuite benchmark", "",
              "Scores in %, with 95% bootstrap confidence intervals over the test examples (1,000 resamples) where "
              "the scores have per-example statistics. Ours and the baselines are scored on the same examples; "
              "published anchors are full-data results from the literature, for orientation.", "",
-             "## Headline", "", *headline(rows), "", "## Runs", ""]
+             "## Headline", "", *headline(rows), ""]
+    if overlap:
+        lines += ["## Overlap between training and evaluation", "",
+                  "Training rows that repeat an evaluation row, exactly or as a near twin (word 8-gram Jaccard >= "
+                  "0.8), are dropped before any split is used (PTB, pretraining's perplexity set, stays as "
+                  "published); what `gptsuite data overlap` finds left "
+                  "(benchmarks/overlap.json):", "", *overlap_lines(overlap), ""]
+    lines += ["## Runs", ""]
     for i, meta in enumerate(runs):
         redone = [t for t in meta["tasks"]  # by a later run of the same backbone: its rows are the later run's
                   if any(m["backbone"] == meta["backbone"] and t in m["tasks"] for m in runs[i + 1 :])]
@@ -73,17 +112,19 @@ def markdown_table(rows: list[dict], runs: list[dict]) -> str:
                      + "".join(f"; {n}" for n in meta.get("notes", []))
                      + (f"; {', '.join(redone)}: see the later run" if redone else ""))
     lines += ["", "## Every method", "",
-              "| task | dataset (split, n) | metric | backbone | method | score [95% CI] | baselines "
-              "| published anchors | settings |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| task | dataset (split, n) | metric | backbone | method | validation | test [95% CI] | baselines "
+              "| published anchors | recipe, settings |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = "; ".join(f"{k} {_fmt(v)}" for k, v in r["baselines"].items()) or "–"
         anchors = "; ".join(f"{a['name']} {a['value']} ({a['source']})" for a in r["anchors"]) or "–"
         settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items() if k != "backbone")
         spent = f"; spent: {_facts(r['spent'])}" if r.get("spent") else ""
+        recipe = " + ".join(f"`{f}`" for f in (r.get("recipe") or {}).get("files", [])) or "–"
+        method = r["method"] + (" (ablation)" if r.get("ablation") else "")
         lines.append(f"| {r['task']} | {r['dataset']} ({r['split']}, {r['n_eval']}) | {r['metric']} | "
-                     f"{Path(r['backbone']).name} | {r['method']} | {_score(r)} | {base} | {anchors} | "
-                     f"{settings}{spent}; {r['wall_s']:.0f} s |")
+                     f"{Path(r['backbone']).name} | {method} | {_fmt(r.get('val_score'))} | {_score(r)} | {base} | "
+                     f"{anchors} | {recipe}; {settings}{spent}; {r['wall_s']:.0f} s |")
     scored = {(r["task"], r["backbone"], r["method"]): r["scoring"] for r in rows if r.get("scoring")}
     if scored:
         lines += ["", "How the scores were computed (adapter, head, decoding, metric modes, sacreBLEU signatures):", ""]

@@ -3,9 +3,10 @@
     gptsuite pretrain fit --config configs/pretrain/tiny.yaml     LightningCLI (fit | validate | test)
     gptsuite generate --backbone artifacts/backbones/tiny --prompt "..." [decoding options]
     gptsuite info                                                 this machine, and the model presets
-    gptsuite data list | prepare NAME|all | corpus --stats        offline sources
+    gptsuite data list | prepare NAME|all | corpus | overlap      offline sources; train/eval overlap
     gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
-    gptsuite bench --preset quick                                 every task, one table
+    gptsuite <task> predict --task DIR --input FILE --output FILE a saved task over an unlabelled file
+    gptsuite bench --preset quick                                 every task, one table (configs/bench/)
     gptsuite kg | write | sweep | safety | bias | optimize        the applications (tasks/apps/cli.py)
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
@@ -183,12 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         plugin.load()(sub)
     bench = sub.add_parser("bench", help="fine-tune and score every task; results.{md,csv,json,png} and your scores "
                                          "beside the committed table's (benchmarks/results.json)")
-    bench.add_argument("--preset", default="quick", help="smoke (minutes, nano) | quick (<= 30 min, tiny) | smollm2 "
-                                                         "(SmolLM2-135M, frozen + cached features) | "
-                                                         "smollm2-generative (SmolLM2-Instruct decoding: code, "
-                                                         "translation) | smollm2-generative-extras (the decoding "
-                                                         "paths that lost: QA answers, chat translation, code "
-                                                         "continued) | smollm2-ablations | full")
+    bench.add_argument("--preset", default="quick", help=preset_help())
     bench.add_argument("--tasks", nargs="+", default=None, help="a subset of the tasks")
     bench.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                        help="only these of the tasks' methods, by name as the table shows them (quote names "
@@ -220,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------------------
+def preset_help() -> str:
+    """--preset's help: every preset file's name and title (configs/bench/<name>.yaml), not a typed list."""
+    from tasks.recipes import load_preset, preset_names
+
+    return ("a preset in configs/bench/ (" + "; ".join(f"{n}: {load_preset(n).title}" for n in preset_names())
+            + "), or a preset file of your own (.yaml)")
+
+
 def cmd_info(args) -> int:
     import torch
 

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tasks.bench_table import headline, panels
+from tasks.bench_table import headline
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -35,44 +35,16 @@ def _machine(run: dict) -> str:
     return ", ".join(facts) or run.get("hardware") or "unrecorded"
 
 
-def _other_backbones(rows: list[dict], shown: set[str]) -> list[str]:
-    """A line per backbone the headline does not show (the main job's `tiny`): its best score per benchmark."""
-    lines = []
-    for backbone in dict.fromkeys(Path(r["backbone"]).name for r in rows):
-        if backbone in shown:
-            continue
-        scores, benchmarks = [], panels(rows)
-        for task, benchmark, metric in benchmarks:
-            mine = [r["score"] for r in rows if Path(r["backbone"]).name == backbone and r["task"] == task
-                    and r["dataset"] == benchmark and r["metric"] == metric and r["score"] is not None]
-            if mine:
-                several = sum(t == task for t, _, _ in benchmarks) > 1  # name the benchmark where a task has more
-                scores.append(f"{task}{f' ({benchmark})' if several else ''} {metric} {max(mine):.1f}")
-        if scores:
-            wrapped = _wrap(f"- `{backbone}`: " + ", ".join(scores))
-            lines += [wrapped[0], *("  " + line for line in wrapped[1:])]
-    return lines
-
-
 def headline_section(results: dict) -> str:
     """The markdown between the README's headline markers, for a results.json's {"runs": [...], "rows": [...]}."""
     rows, runs = results["rows"], results.get("runs", [])
-    table = headline(rows)
-    shown = set()  # the backbones of the headline's rows: each benchmark's best row, as headline picks it
-    for task, benchmark, metric in panels(rows):
-        ours = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["metric"] == metric
-                and r["score"] is not None]
-        if ours:
-            shown.add(Path(max(ours, key=lambda r: r["score"])["backbone"]).name)
     machines = list(dict.fromkeys(_machine(run) for run in runs))
-    lines = [*table, "",
-             *_wrap("Scores in %, with 95% bootstrap intervals over the test examples; the baseline is scored on "
-                    "the same examples, the anchor is a published full-data figure. Every row, with what it spent, "
-                    "is in [benchmarks/results.md](benchmarks/results.md).")]
-    others = _other_backbones(rows, shown)
-    if others:
-        lines += ["", "The best score per benchmark of the other backbones in the table:", "", *others]
-    lines += ["", *_wrap(f"{len(rows)} rows from {len(runs)} runs on these machines: " + "; ".join(machines) + ".")]
+    lines = [*headline(rows), "",
+             *_wrap("Scores in %, with 95% bootstrap intervals over the test examples. Each row is the method chosen "
+                    "on the validation split, never on the test set; ablations (what one choice is worth) are in "
+                    "[benchmarks/results.md](benchmarks/results.md) with every other row and what it spent. The "
+                    "baseline is scored on the same examples; the anchor is a published full-data figure."),
+             "", *_wrap(f"{len(rows)} rows from {len(runs)} runs on these machines: " + "; ".join(machines) + ".")]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ and the config tests are all derived from the registered specs. This module impo
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,7 @@ class TaskSpec:
     baselines: dotted path of f(data module) -> {baseline: {metric: value}}, scored on the test examples
         (values on the same scale as the task's metrics).
     anchors: published scores (tasks.spec.Anchor).
-    prompt_args: the flags of the task's prompt path (no training), where it has one.
     fraction: the metrics are fractions (shown as %), not already percentages.
-    bench: preset name -> this task's part of it: dotted LightningCLI flags, optionally `methods`
-        ({name: flags}; a method may also say "prompt": True for the prompt path, "args": [more arguments],
-        "benchmark": what it scores in words, when not the task's `benchmark`: MBPP for codegen, a direction),
-        `budget_s` (the training time budget) and `seconds` (the stage's measured wall time, for the
-        progress bar); a preset runs the tasks that have an entry for it (tasks.bench).
     """
 
     name: str
@@ -64,9 +58,7 @@ class TaskSpec:
     sample: object
     baselines: str | None = None
     anchors: tuple[Anchor, ...] = ()
-    prompt_args: tuple[str, ...] = ()
     fraction: bool = True
-    bench: dict[str, dict] = field(default_factory=dict)
 
     @property
     def config(self) -> str:

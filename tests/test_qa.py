@@ -376,3 +376,20 @@ def test_few_shot_extractive_cli_exports_its_examples_and_answers_from_what_it_r
                            task.prompt_template())
         assert len(read) < len(question.context) and answer.text in read and "Zed" not in answer.text
     assert any(a.text for a in answers)
+
+
+def test_squad_by_name_reports_dev_and_chooses_on_held_out_training_articles():
+    """The dev set is what the table reports: it becomes the test split, and validation is whole training
+    articles held out (seeded), so no article is in both training and validation."""
+    import datasets
+
+    from tasks.qa.data import reported_dev
+
+    rows = [{"title": f"article {i % 40}", "question": f"q{i}"} for i in range(400)]
+    dev = datasets.Dataset.from_list([{"title": "dev", "question": "d"}])
+    split = reported_dev(datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "validation": dev}), seed=0)
+    assert split["test"]["question"] == ["d"]
+    held, kept = set(split["validation"]["title"]), set(split["train"]["title"])
+    assert len(held) == 2 and not held & kept and len(split["train"]) + len(split["validation"]) == 400
+    again = reported_dev(datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "validation": dev}), seed=0)
+    assert set(again["validation"]["title"]) == held  # seeded: the same articles every run

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import datasets
@@ -111,21 +110,34 @@ SPEC = TaskSpec(
     data=f"{__name__}.QuestionData", benchmark="8 sentences made in this test", split="test", metrics=("accuracy",),
     sample="Is this a question?", baselines=f"{__name__}.question_mark_baseline",
     anchors=(Anchor("accuracy", "a person", 100.0, "by construction"),),
-    bench={"unit": {"budget_s": 30, "trainer.max_epochs": 2}},
 )
+# its benchmark method and a preset that runs it
+METHOD_YAML = "trainer: {max_epochs: 2}\n"
+PRESET_YAML = """\
+title: a preset made in this test
+backbone: artifacts/backbones/nano
+minutes: 1
+tasks:
+  questions:
+    budget_s: 30
+    methods:
+      fine-tuned: {config: configs/tasks/questions/unit.yaml}
+"""
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A working folder with the task's YAML and a nano backbone where the YAML expects them; the task
     registered for this test only."""
-    from tasks import bench_specs, registry
+    from tasks import registry
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs" / "tasks").mkdir(parents=True)
+    (tmp_path / "configs" / "tasks" / "questions").mkdir(parents=True)
+    (tmp_path / "configs" / "bench").mkdir(parents=True)
     (tmp_path / "configs" / "tasks" / "questions.yaml").write_text(YAML)
+    (tmp_path / "configs" / "tasks" / "questions" / "unit.yaml").write_text(METHOD_YAML)
+    (tmp_path / "configs" / "bench" / "unit.yaml").write_text(PRESET_YAML)
     make_backbone(tmp_path / "artifacts" / "backbones" / "nano")
-    monkeypatch.setitem(bench_specs.PRESETS, "unit", {"backbone": "artifacts/backbones/nano", "minutes": 1})
     registry.register(SPEC)
     yield tmp_path
     registry.unregister(SPEC.name)
@@ -195,7 +207,6 @@ def test_every_registered_task_has_a_demo_layout_and_a_typed_predict():
         assert isinstance(spec.sample, spec.input_type), spec.name  # the demo's sample is a valid input
         assert tab_layout(spec) is not None
         assert spec.output_type.__module__ == "tasks.outputs", spec.name
-        json.dumps(spec.bench)  # benchmark entries are plain data (they become command-line flags)
 
 
 class Unshowable(QuestionDetector):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks.bench import compare_with_reference, rows_for, run_meta, write_results
+from tasks.recipes import Method
 from tasks.registry import TASKS
 from tasks.runs import given_out, out_folder, run_folder
 
@@ -62,9 +63,12 @@ def _rows(backbone: str, scores: dict[str, float]) -> list[dict]:
     spec, rows = TASKS["sentiment"], []
     for method, accuracy in scores.items():
         result = {"benchmark": spec.benchmark, "metrics": {"test/accuracy": accuracy, "test/f1": accuracy},
+                  "validation": {"val/accuracy": accuracy}, "n_val": 8,
+                  "recipe": {"files": ["configs/tasks/sentiment.yaml"], "sha256": "0" * 64},
                   "intervals": {"accuracy": (accuracy - 0.1, accuracy + 0.1)}, "n_eval": 8, "n_train": 8,
                   "settings": {"seed": 0}, "spent": {}, "scoring": {}, "wall_s": 1.0}
-        rows += rows_for(spec, method, result, {"majority": {"accuracy": 0.5}}, backbone)
+        rows += rows_for(spec, Method(method, "configs/tasks/sentiment.yaml"), result,
+                         {"majority": {"accuracy": 0.5}}, backbone)
     return rows
 
 

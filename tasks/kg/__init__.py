@@ -13,10 +13,7 @@ No registry package carries a relation-extraction set, so the sentences were lab
 these relations into a graph.
 """
 
-from tasks.bench_specs import FROZEN, PROMPT, SMOKE
 from tasks.spec import TaskSpec
-
-_FROZEN_HEAD = {**FROZEN, "trainer.max_epochs": 40, "model.learning_rate": 0.001}
 
 SPEC = TaskSpec(
     name="relations", title="Relation extraction",
@@ -25,21 +22,4 @@ SPEC = TaskSpec(
     sample="Arsenal striker Thierry Henry scored twice.\nThierry Henry (PER) -> Arsenal (ORG)",
     baselines="tasks.kg.baselines.score_baselines",
     anchors=(),
-    prompt_args=("--model.head", "prompt", "--model.few_shot", "1", "--model.adapter", "tasks.adapters.Frozen"),
-    bench={
-        "smoke": SMOKE,
-        "quick": {"budget_s": 40, "seconds": 40, "trainer.max_epochs": 10},
-        "smollm2": {"budget_s": 60, "seconds": 90, "data.batch_size": 16,
-                    "methods": {"frozen+mix, mean+last, balanced loss": {**_FROZEN_HEAD, "model.pooling": "mean+last",
-                                                                         "model.balanced_loss": True}}},
-        # what the pooling and the balanced loss are worth (the smollm2 preset's features: the same cache key),
-        # and the instruct model asked after one solved example (it answers "none" to every pair)
-        "smollm2-ablations": {"budget_s": 60, "seconds": 300, "data.batch_size": 16,
-                              "methods": {"prompt 1-shot": PROMPT,
-                                          "frozen+mix, last token": {**_FROZEN_HEAD, "model.pooling": "last"},
-                                          "frozen+mix, mean+last": {**_FROZEN_HEAD, "model.pooling": "mean+last"},
-                                          "frozen+mix, last token, MLP 256": {**_FROZEN_HEAD, "model.pooling": "last",
-                                                                              "model.head_hidden": 256}}},
-        "full": {"trainer.max_epochs": 20},
-    },
 )

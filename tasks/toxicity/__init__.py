@@ -8,7 +8,6 @@ lengths (backbone.data.loaders.toxicity_records). alt-profanity-check, a maintai
 same test texts as a baseline.
 """
 
-from tasks.bench_specs import FROZEN, SMOKE
 from tasks.spec import TaskSpec
 
 SPEC = TaskSpec(
@@ -18,13 +17,4 @@ SPEC = TaskSpec(
     sample="You are a wonderful person and I enjoyed our talk.",
     baselines="tasks.toxicity.baselines.score_baselines",
     anchors=(),
-    prompt_args=("--model.head", "prompt", "--model.few_shot", "4", "--model.adapter", "tasks.adapters.Frozen"),
-    bench={
-        "smoke": SMOKE,
-        "quick": {"budget_s": 60, "seconds": 60, "trainer.max_epochs": 3},
-        "smollm2": {"budget_s": 60, "seconds": 180, "data.batch_size": 32,
-                    "methods": {"frozen+mix, mean+last": {**FROZEN, "model.pooling": "mean+last",
-                                                          "trainer.max_epochs": 20, "model.learning_rate": 0.001}}},
-        "full": {"trainer.max_epochs": 3},
-    },
 )
