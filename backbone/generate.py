@@ -158,8 +158,8 @@ def fit_prompt(input_ids, attention_mask, cfg: GenerationConfig, block_size: int
     if not cfg.truncate_prompt or keep < 1:
         raise ValueError(
             f"prompt of {T} tokens + max_new_tokens={cfg.max_new_tokens} exceeds the model's block_size "
-            f"{block_size}: shorten the prompt, lower max_new_tokens, or set truncate_prompt=True to keep "
-            f"the last {max(keep, 1)} prompt tokens"
+            f"{block_size}: shorten the prompt, lower max_new_tokens, or set truncate_prompt=True (--truncate-prompt) "
+            f"to keep the last {max(keep, 1)} prompt tokens"
         )
     return input_ids[:, -keep:], attention_mask[:, -keep:]
 

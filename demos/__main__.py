@@ -32,8 +32,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from demos.app import launch
 
+    for folder in args.task_dirs:  # a typo would otherwise launch a demo that silently lacks the model
+        if not (Path(folder) / "task.json").is_file():
+            raise FileNotFoundError(f"--task {folder} holds no saved task (task.json missing): make one with "
+                                    "`gptsuite <task> fit ... --model.export_dir DIR`")
     launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
            precision=args.precision, quantize=args.quantize, task_dirs=args.task_dirs)
     return 0

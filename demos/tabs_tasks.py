@@ -142,7 +142,7 @@ METRIC_NAMES = {"f1": "F1", "macro_f1": "macro F1", "micro_f1": "micro F1", "exa
 def recorded_score(folder: Path, spec: TaskSpec) -> str:
     """The task's main metric as `fit` recorded it in the folder's test_metrics.json: "F1 87.4 [86.9, 87.9]
     on 3,453 test examples", on the benchmark table's scale (fractions as percentages)."""
-    from tasks.base import METRICS_FILE
+    from tasks.artifact import METRICS_FILE
 
     path = Path(folder) / METRICS_FILE
     if not path.is_file():

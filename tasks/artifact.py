@@ -24,6 +24,7 @@ from backbone.artifact import ArtifactError
 from tasks.spec import load_object
 
 TASK_FILE, WEIGHTS_FILE = "task.json", "trainable.safetensors"
+METRICS_FILE, PREDICTIONS_FILE = "test_metrics.json", "test_predictions.jsonl"
 
 
 def _spec(obj) -> dict:
@@ -48,6 +49,7 @@ def save_task(task, directory: str | Path) -> Path:
     spec = {"name": task.task_name, "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "hparams": hparams, "adapter": _spec(task.adapter)}
     (directory / TASK_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    (directory / METRICS_FILE).unlink(missing_ok=True)  # an earlier model's score; a test of this one adds its own
     rank_zero_info(f"task saved to {directory}")
     return directory
 

@@ -24,9 +24,9 @@ from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer, cli_parser_kwargs
 from tasks.adapters import Adapter, FullFineTune
+from tasks.artifact import METRICS_FILE, PREDICTIONS_FILE
 from tasks.outputs import check_inputs
 
-METRICS_FILE, PREDICTIONS_FILE = "test_metrics.json", "test_predictions.jsonl"
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
 # do that on purpose (sys.argv must stay whole: a DDP launcher re-runs it)
 LIGHTNINGCLI_ARGS_WARNING = ".*args parameter is intended to run from within Python.*"
@@ -421,11 +421,17 @@ class TaskCLI(LightningCLI):
         if "test" not in files or self.trainer.interrupted:
             return
         self.trainer.test(self.model, datamodule=self.datamodule)
-        export_dir = self.model.hparams.get("export_dir")
-        scores = Path(self.trainer.log_dir or self.trainer.default_root_dir) / METRICS_FILE
-        if export_dir and self.trainer.is_global_zero and scores.is_file():
-            shutil.copyfile(scores, Path(export_dir) / METRICS_FILE)
-            rank_zero_info(f"test scores joined the task folder: {Path(export_dir) / METRICS_FILE}")
+        join_test_scores(self.trainer, self.model)
+
+
+def join_test_scores(trainer, model) -> None:
+    """Copy the test scores just written beside the exported task (the model that was just trained and
+    tested): the demo shows them with the model."""
+    export_dir = model.hparams.get("export_dir")
+    scores = Path(trainer.log_dir or trainer.default_root_dir) / METRICS_FILE
+    if export_dir and trainer.is_global_zero and scores.is_file() and (Path(export_dir) / "task.json").is_file():
+        shutil.copyfile(scores, Path(export_dir) / METRICS_FILE)
+        rank_zero_info(f"test scores joined the task folder: {Path(export_dir) / METRICS_FILE}")
 
 
 def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "",

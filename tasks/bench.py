@@ -1,11 +1,11 @@
 """`gptsuite bench --preset NAME`: every task fine-tuned and scored, one comparison table.
 
-A preset (tasks.bench_specs.PRESETS) names a backbone; every registered task with an entry for the preset
-(its TaskSpec.bench) runs. For each task: fit with the preset's budget, test on the benchmark split, and,
-where the task has one, the
-prompt path (few-shot label words, no training) on the same examples; then the simple baselines on the same
-split. Results land in a fresh run folder, runs/bench/<preset>-<YYYYmmdd-HHMMSS>/results.{md,csv,json,png}, with
-the settings that produced them, and comparison.md sets them beside the committed reference table
+A preset is a file, configs/bench/<preset>.yaml (tasks/recipes.py): a backbone, and for each task its methods,
+each the task's YAML with a method file on top (configs/tasks/<task>/<method>.yaml), and each stage's time budget.
+For each method: fit within the budget, score the validation split (what the headline chooses by) and the test
+split; then the task's simple baselines on the same test examples. Results land in a fresh run folder,
+runs/bench/<preset>-<YYYYmmdd-HHMMSS>/results.{md,csv,json,png}, every row with its recipe files and their hash
+and the machine, torch, date and commit, and comparison.md sets them beside the committed reference table
 (benchmarks/results.json); `--out benchmarks` merges the run into that reference instead.
 """
 
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
-from tasks.base import LIGHTNINGCLI_ARGS_WARNING
+from tasks.base import LIGHTNINGCLI_ARGS_WARNING, join_test_scores
 from tasks.bench_table import comparison, markdown_table, plot, write_csv
 from tasks.recipes import Method, Preset, load_preset, project_path, recipe_files, recipe_hash
 from tasks.registry import TASKS, get, run_cli
@@ -119,6 +119,8 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     the fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached."""
     start = time.perf_counter()
     extra = quantize_args(spec, quantize) + precision_args(precision)
+    if method.ablation:  # the task's folder (what the demo and the applications read) keeps a headline method
+        extra += ["--model.export_dir", "null"]
     cli = run_cli(spec.name, task_args(spec, method, backbone, run_dir, extra), run=False)
     fits = cli.trainer.max_epochs != 0
     if fits and budget_s is not None:
@@ -129,6 +131,8 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     validation = validation_scores(cli)
     val_s = time.perf_counter() - start - fit_s
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    if fits:
+        join_test_scores(cli.trainer, cli.model)
     spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
              "validate_s": round(val_s, 1), "test_s": round(time.perf_counter() - start - fit_s - val_s, 1),
              **_budget_report(cli.trainer)}
@@ -159,15 +163,11 @@ def validation_scores(cli) -> dict:
     """The method's scores on the validation split ({"val/<metric>": value}); {} when the data has none
     (HumanEval is a test set only). A method whose fit skipped validation (limit_val_batches: 0, to spare the
     frozen features of a split nothing read during training) is scored on all of it here."""
-    if cli.datamodule.n_examples("validation") == 0 and cli.datamodule.splits:
+    cli.datamodule.setup("validate")  # loads the splits once (setup is idempotent): is there a validation one?
+    if not cli.datamodule.n_examples("validation"):
         return {}
     cli.trainer.limit_val_batches = 1.0
-    try:
-        scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    except ValueError as err:
-        if "no 'validation' split" in str(err):
-            return {}
-        raise
+    scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {key: float(value) for key, value in scores.items() if key.startswith("val/")}
 
 

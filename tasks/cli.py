@@ -154,7 +154,7 @@ def cmd_predict(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:10]))
+                                     epilog=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
     for name, spec in TASKS.items():
@@ -220,7 +220,13 @@ def preset_help() -> str:
     """--preset's help: every preset file's name and title (configs/bench/<name>.yaml), not a typed list."""
     from tasks.recipes import load_preset, preset_names
 
-    return ("a preset in configs/bench/ (" + "; ".join(f"{n}: {load_preset(n).title}" for n in preset_names())
+    def title(name: str) -> str:
+        try:
+            return load_preset(name).title
+        except (ValueError, OSError) as err:  # a broken preset file must not break every other command
+            return f"unreadable ({' '.join(str(err).split())[:80]})"
+
+    return ("a preset in configs/bench/ (" + "; ".join(f"{n}: {title(n)}" for n in preset_names())
             + "), or a preset file of your own (.yaml)")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from backbone.artifact import CREATE_BACKBONE
@@ -61,15 +62,15 @@ def read_user_file(split: str, path: str) -> datasets.Dataset:
     raw = Path(path).read_bytes()
     if not raw.strip():
         raise ValueError(f"{what} is empty")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{what} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): save it "
-                         "as UTF-8") from None
+    text = decode_text(raw, what)
     if builder == "conll":
         return datasets.Dataset.from_list(parse_conll_columns(text, what))
     if builder == "json" and is_nested_squad(text):
-        return datasets.Dataset.from_list(parse_squad(text))
+        try:
+            return datasets.Dataset.from_list(parse_squad(text))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{what} is SQuAD JSON with a question lacking {err}: every question needs "
+                             "`question`, every paragraph `context`") from None
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
     try:
         return datasets.load_dataset(builder, data_files={split: path}, split=split, **kwargs)
@@ -79,6 +80,21 @@ def read_user_file(split: str, path: str) -> datasets.Dataset:
             cause = cause.__cause__
         raise ValueError(f"{what} could not be read as {builder.upper()}: {type(cause).__name__}: "
                          f"{str(cause)[:300]}") from None
+
+
+def decode_text(raw: bytes, what: str) -> str:
+    """A file's bytes as text: UTF-8, with the byte-order mark that spreadsheet programs write dropped."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} is not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}): save it "
+                         "as UTF-8") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split at newlines only (str.splitlines also splits at U+2028, form feeds and the like, which a
+    text or a JSON string may hold), each without its carriage return."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def is_nested_squad(text: str) -> bool:
@@ -94,23 +110,24 @@ def is_nested_squad(text: str) -> bool:
     return isinstance(articles, list) and all(isinstance(a, dict) and "paragraphs" in a for a in articles)
 
 
-def parse_conll_columns(text: str, what: str = "the file") -> list[dict]:
+def parse_conll_columns(text: str, what: str = "the file", labelled: bool = True) -> list[dict]:
     """CoNLL column text -> [{"tokens": [...], "ner_tags": [...]}]: one word per line with its tag in the last
     column (any columns between, e.g. CoNLL-2003's POS and chunk tags), a blank line between sentences,
-    `-DOCSTART-` lines skipped."""
+    `-DOCSTART-` lines skipped. Unlabelled (`labelled=False`, what predict reads): the word alone may stand on
+    its line, and the tags are whatever follows it."""
     sentences, words, tags = [], [], []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text_lines(text), 1):
         fields = line.split()
         if not fields or fields[0] == "-DOCSTART-":
             if words:
                 sentences.append({"tokens": words, "ner_tags": tags})
                 words, tags = [], []
             continue
-        if len(fields) < 2:
+        if len(fields) < 2 and labelled:
             raise ValueError(f"{what} line {number}: {line.strip()!r} has one column; a CoNLL line is the word, "
                              "then its tag in the last column")
         words.append(fields[0])
-        tags.append(fields[-1])
+        tags.append(fields[-1] if len(fields) > 1 else "")
     if words:
         sentences.append({"tokens": words, "ner_tags": tags})
     if not sentences:
@@ -250,6 +267,10 @@ class TaskData(L.LightningDataModule):
             if split in raw:
                 cap = self.max_train_examples if split == "train" else self.max_eval_examples
                 self.splits[split] = self.subset(split, raw[split], cap)
+                if self.data_files and cap is not None and cap < len(raw[split]):  # the YAML's cap, on your file
+                    flag = "max_train_examples" if split == "train" else "max_eval_examples"
+                    rank_zero_warn(f"{split}: using a seeded {cap:,} of your file's {len(raw[split]):,} rows "
+                                   f"(data.{flag}: {cap}); --data.{flag} null uses them all")
         if "validation" not in self.splits and "train" in self.splits:
             self.splits["train"], self.splits["validation"] = self.hold_out(self.splits["train"])
 

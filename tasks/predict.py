@@ -3,10 +3,11 @@
 Inputs are read by extension, one prediction per input, in order:
 
     .txt             one input per non-empty line (tasks whose input is a text)
-    .csv / .tsv      the `text` column (or the only column); QA: the `question` and `context` columns
-    .jsonl / .json   one object per line with the same keys, or one JSON string per line; QA also reads the
-                     official nested SQuAD JSON
-    .conll           NER: each sentence's words (first column), joined by spaces
+    .csv / .tsv      a header row, then the `text` column; QA: the `question` and `context` columns
+    .jsonl / .json   one object per line with the same keys (an object with a single field: that field), or one
+                     JSON string per line; a .json file may also hold one array; QA also reads the official
+                     nested SQuAD JSON
+    .conll .iob .bio NER: each sentence's words (first column; tags, if any, are ignored), joined by spaces
 
 The output is JSON Lines: {"input": ..., **the task's output dataclass}, one line per input.
 """
@@ -21,14 +22,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from backbone.data.parsers import parse_squad
 from tasks.artifact import TASK_FILE, load_task
-from tasks.data import is_nested_squad, parse_conll_columns
+from tasks.data import decode_text, is_nested_squad, parse_conll_columns, text_lines
 from tasks.outputs import LabelScores, Question
 from tasks.spec import TaskSpec
 
 TEXT_COLUMN = "text"
 QUESTION_COLUMNS = ("question", "context")
-INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".conll")
+INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl", ".json", ".conll", ".iob", ".bio")
 
 
 def read_inputs(path: str | Path, input_type: type) -> list:
@@ -39,33 +41,40 @@ def read_inputs(path: str | Path, input_type: type) -> list:
     suffix = path.suffix.lower()
     if suffix not in INPUT_FORMATS:
         raise ValueError(f"the input file {path} must end in one of {', '.join(INPUT_FORMATS)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"the input file {path} is not UTF-8 text (offset {err.start}): save it as UTF-8") from None
-    records = _records(path, suffix, text)
+    text = decode_text(path.read_bytes(), f"the input file {path}")
+    records = _records(path, suffix, text, input_type)
     if not records:
         raise ValueError(f"the input file {path} holds no input")
     return [_as_input(record, input_type, path, number) for number, record in enumerate(records, 1)]
 
 
-def _records(path: Path, suffix: str, text: str) -> list:
+def _records(path: Path, suffix: str, text: str, input_type: type) -> list:
     """Raw records: strings or dicts."""
+    what = f"the input file {path}"
     if suffix == ".txt":
-        return [line for line in text.splitlines() if line.strip()]
-    if suffix == ".conll":
-        return [" ".join(s["tokens"]) for s in parse_conll_columns(text, f"the input file {path}")]
+        return [line for line in text_lines(text) if line.strip()]
+    if suffix in (".conll", ".iob", ".bio"):
+        return [" ".join(s["tokens"]) for s in parse_conll_columns(text, what, labelled=False)]
     if suffix in (".csv", ".tsv"):
-        return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        reader = csv.DictReader(text_lines(text), delimiter="\t" if suffix == ".tsv" else ",")
+        wanted = QUESTION_COLUMNS if input_type is Question else (TEXT_COLUMN,)
+        missing = [c for c in wanted if c not in (reader.fieldnames or [])]
+        if missing:  # a header is required: without one, the first input would be taken for it
+            raise ValueError(f"{what} needs a header row naming the column(s) {', '.join(wanted)}; its first row "
+                             f"is {', '.join(reader.fieldnames or [])}")
+        return list(reader)
     if is_nested_squad(text):
-        return [{"question": qa["question"], "context": para["context"]}
-                for article in json.loads(text)["data"] for para in article["paragraphs"] for qa in para["qas"]]
+        try:
+            return [{"question": r["question"], "context": r["context"]} for r in parse_squad(text)]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{what}: a SQuAD question or paragraph lacks {err}") from None
     try:
-        if suffix == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        if suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
+            whole = json.loads(text)  # one array, or one object: the single input
+            return whole if isinstance(whole, list) else [whole]
+        return [json.loads(line) for line in text_lines(text) if line.strip()]
     except json.JSONDecodeError as err:
-        raise ValueError(f"the input file {path} is not JSON Lines: {err}") from None
+        raise ValueError(f"{what} is not JSON Lines: {err}") from None
 
 
 def _as_input(record, input_type: type, path: Path, number: int):
@@ -121,12 +130,16 @@ def predict_file(spec: TaskSpec, folder: str | Path, input_path: str | Path, out
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(output_path.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as out, tqdm(total=len(items), unit="input", disable=not progress,
-                                                            desc=f"{spec.name} predict", file=sys.stderr) as bar:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            for item, output in zip(chunk, task.predict(chunk)):
-                out.write(json.dumps(prediction_record(item, output), ensure_ascii=False) + "\n")
-            bar.update(len(chunk))
-    partial.replace(output_path)
+    try:
+        with open(partial, "w", encoding="utf-8") as out, tqdm(total=len(items), unit="input", disable=not progress,
+                                                                desc=f"{spec.name} predict", file=sys.stderr) as bar:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                for item, output in zip(chunk, task.predict(chunk)):
+                    # ASCII escapes: a line separator inside a text (U+2028) stays inside its JSON string
+                    out.write(json.dumps(prediction_record(item, output)) + "\n")
+                bar.update(len(chunk))
+        partial.replace(output_path)
+    finally:
+        partial.unlink(missing_ok=True)  # a stopped or failed run leaves no half file
     return len(items)

@@ -78,6 +78,15 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in (PROJECT_DIR / BENCH_DIR).glob("*.yaml"))
 
 
+def _mapping(value, what: str) -> dict:
+    """A YAML mapping (an empty entry reads as an empty one), or an error that names where."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _refuse_unknown(what: str, got: dict, allowed: set[str]) -> None:
     unknown = sorted(set(got) - allowed)
     if unknown:
@@ -114,13 +123,15 @@ def load_preset(name: str) -> Preset:
     if "backbone" not in raw:
         raise ValueError(f"{path}: no backbone")
     tasks = {}
-    for task, entry in (raw.get("tasks") or {}).items():
+    for task, entry in _mapping(raw.get("tasks"), f"{path}: tasks").items():
         where = f"{path}: tasks.{task}"
         if task not in TASKS:
             raise ValueError(f"{where}: {task!r} is not a registered task ({', '.join(TASKS)})")
+        entry = _mapping(entry, where)
         _refuse_unknown(where, entry, TASK_KEYS)
         methods = {}
-        for method, spec in (entry.get("methods") or {}).items():
+        for method, spec in _mapping(entry.get("methods"), f"{where}.methods").items():
+            spec = _mapping(spec, f"{where}.methods.{method} (a mapping: {{config: FILE}})")
             _refuse_unknown(f"{where}.methods.{method}", spec, METHOD_KEYS)
             if not project_path(spec.get("config", "")).is_file():
                 raise ValueError(f"{where}.methods.{method}: config {spec.get('config')!r} does not exist")

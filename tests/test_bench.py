@@ -300,3 +300,24 @@ def test_the_headline_is_chosen_on_validation_never_on_test():
                       "tiny": ("tiny's only one", "only method, no validation score")}
     text = "\n".join(headline(rows))
     assert "lucky on test" not in text and "an ablation" not in text and "| 90.0 | **85.0**, 10 |" in text
+
+
+def test_only_a_headline_candidate_exports_and_its_folder_holds_its_test_score(tmp_path, monkeypatch):
+    """An ablation never replaces the task's folder (the demo and the applications read it); the exported
+    model carries the test score it was measured with."""
+    backbone = make_backbone(tmp_path / "nano")
+    files = write_sentiment_files(tmp_path)
+    common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true", "data.data_files": files,
+              "model.export_dir": str(tmp_path / "exported")}
+    preset = add_preset(tmp_path, "unit", {"backbone": str(backbone), "minutes": 1},
+                        {"sentiment": {"methods": {"candidate": common,
+                                                   "what a wide head is worth": {**common, "model.head_hidden": 16,
+                                                                                 "ablation": True}}}})
+    rows = run_bench(preset, ["sentiment"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    saved = json.loads((tmp_path / "exported" / "task.json").read_text())
+    assert saved["name"] == "sentiment" and saved["hparams"]["head_hidden"] == 0  # the candidate's, not the ablation's
+    scores = json.loads((tmp_path / "exported" / "test_metrics.json").read_text())
+    candidate = next(r for r in rows if r["method"] == "candidate" and r["metric"] == "accuracy")
+    assert round(100 * scores["test/accuracy"], 2) == candidate["score"]
+    assert {r["method"]: r["ablation"] for r in rows} == {"candidate": False, "what a wide head is worth": True}
+    assert all(r["recipe"]["sha256"] and r["run"]["machine"] for r in rows)

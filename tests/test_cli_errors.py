@@ -69,6 +69,9 @@ def test_argparse_command_errors_are_one_line(capsys, tmp_path, monkeypatch):
     one_line_error(capsys, ["generate", "--backbone", "nowhere", "--prompt", "x"], "gptsuite generate: error:")
     one_line_error(capsys, ["bench", "--preset", "no-such-preset"], "gptsuite bench: error:")
     one_line_error(capsys, ["no-such-command"], "gptsuite: error:")
+    one_line_error(capsys, ["data", "overlap", "imdb"], "gptsuite data overlap: error: unknown benchmark 'imdb'")
+    one_line_error(capsys, ["data", "overlap", "bbc_news", "--n", "0"], "gptsuite data overlap: error: --n must be")
+    one_line_error(capsys, ["demo", "--task", "nowhere"], "gptsuite demo: error: --task nowhere holds no saved task")
 
 
 def test_predict_errors_are_one_line(capsys, tmp_path, monkeypatch):
@@ -89,11 +92,18 @@ def test_read_inputs_says_what_is_wrong(tmp_path):
     from tasks.outputs import Question
     from tasks.predict import read_inputs
 
-    (tmp_path / "a.csv").write_text("sentence\nhello\n")
-    assert read_inputs(tmp_path / "a.csv", str) == ["hello"]  # the only column
-    (tmp_path / "b.csv").write_text("id,sentence\n1,hello\n")
-    with pytest.raises(ValueError, match="input 1: no `text` field"):
+    (tmp_path / "a.csv").write_bytes("\ufefftext,label\nhello,1\n".encode())  # a spreadsheet's byte-order mark
+    assert read_inputs(tmp_path / "a.csv", str) == ["hello"]
+    (tmp_path / "b.csv").write_text("hello\nworld\n")  # no header: the first input would be taken for one
+    with pytest.raises(ValueError, match="needs a header row naming the column\\(s\\) text; its first row is hello"):
         read_inputs(tmp_path / "b.csv", str)
+    (tmp_path / "c.jsonl").write_text('{"sentence": "one field"}\n{"id": 2, "note": "two fields"}\n')
+    with pytest.raises(ValueError, match="input 2: no `text` field"):
+        read_inputs(tmp_path / "c.jsonl", str)
+    (tmp_path / "d.txt").write_text("a\u2028still the first line\r\nsecond\n")
+    assert read_inputs(tmp_path / "d.txt", str) == ["a\u2028still the first line", "second"]
+    (tmp_path / "e.conll").write_text("-DOCSTART-\n\nAngela\nMerkel\n\nParis B-LOC\n")  # words alone are enough
+    assert read_inputs(tmp_path / "e.conll", str) == ["Angela Merkel", "Paris"]
     (tmp_path / "q.jsonl").write_text('{"question": "q?", "context": "c."}\n"just text"\n')
     with pytest.raises(ValueError, match="input 2: a question needs `question` and `context`"):
         read_inputs(tmp_path / "q.jsonl", Question)
@@ -117,3 +127,19 @@ def test_a_stopped_run_says_so_and_exits_non_zero(capsys, tmp_path, backbone_dir
     assert f"gptsuite classification fit: stopped by {signal.Signals(signum).name}" in err
     assert not (tmp_path / "exported").exists()  # an interrupted fit exports nothing
     assert signal.getsignal(signum) is not None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_broken_preset_file_is_a_clear_error_and_breaks_no_other_command(tmp_path, capsys):
+    from tasks.cli import preset_help
+    from tasks.recipes import load_preset
+
+    (tmp_path / "empty-task.yaml").write_text("backbone: b\ntasks:\n  ner:\n")
+    with pytest.raises(ValueError, match="tasks.ner: no methods"):
+        load_preset(str(tmp_path / "empty-task.yaml"))
+    (tmp_path / "flat.yaml").write_text("backbone: b\ntasks:\n  ner:\n    methods:\n      m: a/path.yaml\n")
+    with pytest.raises(ValueError, match=r"tasks.ner.methods.m \(a mapping: \{config: FILE\}\) must be a mapping"):
+        load_preset(str(tmp_path / "flat.yaml"))
+    (tmp_path / "typo.yaml").write_text("backbone: b\ntask: {}\n")
+    line = one_line_error(capsys, ["bench", "--preset", str(tmp_path / "typo.yaml")], "gptsuite bench: error:")
+    assert "unknown key(s) ['task']" in line
+    assert "quick: the main job" in preset_help()

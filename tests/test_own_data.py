@@ -99,6 +99,7 @@ def test_ner_conll_fit_test_predict(backbone_dir, tmp_path, monkeypatch):
     predictions = read_jsonl(tmp_path / "p.jsonl")
     assert [p["words"] for p in predictions] == [["Angela", "Merkel"], ["Paris"]]
     assert all(len(p["tags"]) == len(p["words"]) and set(p["tags"]) <= set(labels) for p in predictions)
+    assert_listed_by_the_demo("ner", "ner-mine", "F1", scores["test/f1"], 2)
 
 
 SQUAD = {"version": "1.1", "data": [{"title": "Cities", "paragraphs": [
@@ -129,6 +130,19 @@ def test_qa_nested_squad_json_fit_test_predict(backbone_dir, tmp_path, monkeypat
     (prediction,) = read_jsonl(tmp_path / "a.jsonl")
     assert prediction["input"] == {"question": "Where is Rome?", "context": "Rome is in Italy."}
     assert prediction["text"] == "Rome is in Italy."[prediction["start"]:prediction["end"]]
+    assert_listed_by_the_demo("qa", "qa-mine", "F1", scores["test/f1"] / 100, 3)  # QA's F1 is already in %
+
+
+def assert_listed_by_the_demo(task: str, name: str, metric: str, score: float, n: int) -> None:
+    """The demo (run from the same folder) lists the exported folder under its task, with its test score."""
+    from demos.common import ArtifactStore
+    from demos.tabs_tasks import model_info
+
+    store = ArtifactStore("artifacts", precision="32-true")
+    (model,) = store.models(task)
+    assert model.name == name
+    info = model_info(store, task, str(model.path))
+    assert f"{metric} {100 * score:.1f}" in info and f"on {n} test examples" in info and "nano" in info
 
 
 def test_user_file_readers_parse_what_they_say():
@@ -149,3 +163,34 @@ def test_a_file_given_twice_must_agree():
     assert user_files(None, train=None) is None
     with pytest.raises(ValueError, match="data.train_file b.csv and data.data_files.train a.csv differ"):
         user_files({"train": "a.csv"}, train="b.csv")
+
+
+def test_a_new_export_drops_the_old_model_s_test_score(backbone_dir, tmp_path, monkeypatch):
+    """A folder's test score belongs to the model it was measured on: exporting a new one removes it."""
+    monkeypatch.chdir(tmp_path)
+    rows = "text,label\n" + "".join(f'"{text}",{label}\n' for text, label in SENTENCES)
+    (tmp_path / "train.csv").write_text(rows)
+    fit("classification", backbone_dir, {"train": "train.csv", "test": "train.csv"}, "out")
+    assert (tmp_path / "out" / "test_metrics.json").is_file()
+    fit("classification", backbone_dir, {"train": "train.csv"}, "out")  # no test file: no score for this model
+    assert (tmp_path / "out" / "task.json").is_file() and not (tmp_path / "out" / "test_metrics.json").exists()
+
+
+def test_the_yaml_s_caps_on_your_own_file_are_said(backbone_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = "text,label\n" + "".join(f'"{text}",{label}\n' for text, label in SENTENCES * 3)
+    (tmp_path / "train.csv").write_text(rows)
+    with pytest.warns(UserWarning, match=r"train: using a seeded 5 of your file's 24 rows \(data.max_train_examples: "
+                                         r"5\); --data.max_train_examples null uses them all"):
+        fit("classification", backbone_dir, {"train": "train.csv"}, "out", "--data.max_train_examples", "5")
+
+
+def test_qa_holds_out_whole_paragraphs_when_your_data_has_no_validation_file(backbone_dir):
+    import datasets
+
+    from tasks.qa.data import QAData
+
+    rows = [{"context": f"context {i % 20}", "question": f"q{i}"} for i in range(100)]
+    train, validation = QAData(backbone=str(backbone_dir)).hold_out(datasets.Dataset.from_list(rows))
+    assert len(set(validation["context"])) == 2 and not set(validation["context"]) & set(train["context"])
+    assert len(train) + len(validation) == 100

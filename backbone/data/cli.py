@@ -85,6 +85,8 @@ def cmd_overlap(args: argparse.Namespace) -> int:
     unknown = [n for n in args.name if n not in BENCHMARKS]
     if unknown:
         raise DataSourceError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+    if args.n < 1 or not 0 < args.threshold <= 1:
+        raise DataSourceError(f"--n must be at least 1 and --threshold in (0, 1], got {args.n} and {args.threshold}")
     report = check(args.name or list(BENCHMARKS), n=args.n, threshold=args.threshold, raw=args.raw,
                    cached_only=args.cached)
     print(table(report))
@@ -109,7 +111,8 @@ def _wrap(func):
         try:
             return func(args)
         except DataSourceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            command = " ".join(["gptsuite data", getattr(args, "data_command", None) or ""]).strip()
+            print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return 2
     run.__doc__ = func.__doc__
     return run

@@ -68,12 +68,13 @@ def parse_squad(data: bytes | str) -> list[dict]:
     out = []
     for article in doc["data"]:
         for para in article["paragraphs"]:
-            for qa in para["qas"]:
+            for qa in para["qas"]:  # a user's file may leave out ids, titles or answers (unlabelled questions)
+                answers = qa.get("answers", [])
                 out.append({
-                    "id": qa["id"], "title": article["title"], "context": para["context"],
+                    "id": str(qa.get("id", len(out))), "title": article.get("title", ""), "context": para["context"],
                     "question": qa["question"],
-                    "answers": {"text": [a["text"] for a in qa["answers"]],
-                                "answer_start": [int(a["answer_start"]) for a in qa["answers"]]},
+                    "answers": {"text": [a["text"] for a in answers],
+                                "answer_start": [int(a["answer_start"]) for a in answers]},
                 })
     return out
 

@@ -325,10 +325,18 @@ class QAData(TaskData):
                     self.splits[split] = grouped.setdefault(id(rows), group_by_context(rows))
 
     def hold_out(self, train: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
-        """Grouped by context, the held-out validation split takes whole paragraphs: no context in both."""
-        if not self.group_by_context:
+        """The held-out validation split takes whole paragraphs (10% of the contexts, seeded): no context is in
+        both, so validation never asks about a text the head trained on."""
+        if self.group_by_context:
+            return super().hold_out(group_by_context(train))
+        contexts = sorted(set(train["context"]))
+        random.Random(self.seed).shuffle(contexts)
+        held = set(contexts[: max(1, len(contexts) // 10)])
+        if len(held) == len(contexts):  # one context: nothing would be left to train on
             return super().hold_out(train)
-        return super().hold_out(group_by_context(train))
+        inside = [context in held for context in train["context"]]
+        return (train.select([i for i, h in enumerate(inside) if not h]),
+                train.select([i for i, h in enumerate(inside) if h]))
 
     def n_examples(self, split: str) -> int:
         """Questions, whether rows are questions or paragraphs."""
