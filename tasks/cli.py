@@ -57,7 +57,14 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+_HANDLER_PID: list[int] = []  # the process that installed _stop: a forked worker inherits the handler, not the job
+
+
 def _stop(signum: int, frame) -> None:
+    if os.getpid() not in _HANDLER_PID:  # a forked worker (a multiprocessing pool's): die as its parent expects,
+        signal.signal(signum, signal.SIG_DFL)  # or the pool that terminates it waits for ever
+        os.kill(os.getpid(), signum)
+        return
     raise Stopped(signum)
 
 
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(argv[:2]) if argv[:1] and (argv[0] in TASKS or argv[0] == "pretrain") else (argv[:1] or [""])[0]
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if _main_thread() else {}
+    _HANDLER_PID[:] = [os.getpid()]
     stopped: list[Stopped] = []
     try:
         return _dispatch(argv)

@@ -143,3 +143,27 @@ def test_a_broken_preset_file_is_a_clear_error_and_breaks_no_other_command(tmp_p
     line = one_line_error(capsys, ["bench", "--preset", str(tmp_path / "typo.yaml")], "gptsuite bench: error:")
     assert "unknown key(s) ['task']" in line
     assert "quick: the main job" in preset_help()
+
+
+def test_a_forked_worker_dies_of_sigterm_as_its_pool_expects(monkeypatch):
+    """The command's signal handler is inherited by forked workers (the corpus build's pool): there SIGTERM must
+    end the process, as the pool's terminate() expects, not raise into the worker's code (the pool then waited
+    for ever)."""
+    import tasks.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_dispatch", lambda argv: seen.append(_run_a_worker_and_terminate_it()) or 0)
+    assert cli.main(["info"]) == 0
+    assert seen == [-signal.SIGTERM]
+
+
+def _run_a_worker_and_terminate_it() -> int:
+    import multiprocessing
+    import time
+
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    worker.start()
+    time.sleep(0.2)
+    worker.terminate()
+    worker.join(10)
+    return worker.exitcode
