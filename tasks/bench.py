@@ -167,6 +167,8 @@ def validation_scores(cli) -> dict:
     if not cli.datamodule.n_examples("validation"):
         return {}
     cli.trainer.limit_val_batches = 1.0
+    if "score_validation" in cli.model.hparams:  # a task whose validation during fit skips its costly metric
+        cli.model.hparams.score_validation = True  # (translation's BLEU decodes): the choice needs it
     scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     return {key: float(value) for key, value in scores.items() if key.startswith("val/")}
 

@@ -294,3 +294,17 @@ def test_cli_lattice_flags_reach_the_model(backbone_dir, tmp_path):
     assert metrics["test/examples"] == len(PAIRS)
     assert metrics["test/generation"]["decoding"].startswith(
         "word lattice: 2 Dice-lexicon words per source word or none (drop -6.0)")
+
+
+def test_the_bench_scores_translation_s_validation_split_by_bleu(backbone_dir, tmp_path):
+    """The headline chooses by the main metric on validation: for translation that means decoding it, which a
+    fit skips unless asked (score_validation)."""
+    from tasks.bench import validation_scores
+
+    files = write_files(tmp_path)
+    cli = run_cli("translation", ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone",
+                                  str(backbone_dir), "--data.data_files", json.dumps(files), "--trainer.precision", "32",
+                                  "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
+                                  "--trainer.enable_progress_bar", "false", "--model.generation", json.dumps(GEN),
+                                  "--model.max_length", "48", "--data.batch_size", "2"], run=False)
+    assert {"val/bleu", "val/chrf"} <= validation_scores(cli).keys()
