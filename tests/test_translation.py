@@ -302,9 +302,9 @@ def test_the_bench_scores_translation_s_validation_split_by_bleu(backbone_dir, t
     from tasks.bench import validation_scores
 
     files = write_files(tmp_path)
-    cli = run_cli("translation", ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone",
-                                  str(backbone_dir), "--data.data_files", json.dumps(files), "--trainer.precision", "32",
-                                  "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
-                                  "--trainer.enable_progress_bar", "false", "--model.generation", json.dumps(GEN),
-                                  "--model.max_length", "48", "--data.batch_size", "2"], run=False)
+    args = ["--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone", str(backbone_dir),
+            "--data.data_files", json.dumps(files), "--trainer.precision", "32", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+            "--model.generation", json.dumps(GEN), "--model.max_length", "48", "--data.batch_size", "2"]
+    cli = run_cli("translation", args, run=False)
     assert {"val/bleu", "val/chrf"} <= validation_scores(cli).keys()
