@@ -24,7 +24,7 @@ from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
 from backbone.trainer import Trainer, cli_parser_kwargs
 from tasks.adapters import Adapter, FullFineTune
-from tasks.artifact import METRICS_FILE, PREDICTIONS_FILE
+from tasks.artifact import METRICS_FILE, PREDICTIONS_FILE, TASK_FILE
 from tasks.outputs import check_inputs
 
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
@@ -429,7 +429,7 @@ def join_test_scores(trainer, model) -> None:
     tested): the demo shows them with the model."""
     export_dir = model.hparams.get("export_dir")
     scores = Path(trainer.log_dir or trainer.default_root_dir) / METRICS_FILE
-    if export_dir and trainer.is_global_zero and scores.is_file() and (Path(export_dir) / "task.json").is_file():
+    if export_dir and trainer.is_global_zero and scores.is_file() and (Path(export_dir) / TASK_FILE).is_file():
         shutil.copyfile(scores, Path(export_dir) / METRICS_FILE)
         rank_zero_info(f"test scores joined the task folder: {Path(export_dir) / METRICS_FILE}")
 

@@ -22,6 +22,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 import time
 from argparse import ArgumentError
 from importlib.metadata import entry_points
@@ -97,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -137,12 +136,13 @@ class OneLineParser(argparse.ArgumentParser):
 def build_predict_parser(task: str) -> argparse.ArgumentParser:
     spec = TASKS[task]
     parser = OneLineParser(prog=f"gptsuite {task} predict",
-                                     description=f"{spec.title}: a saved task's predictions for every input of an "
-                                                 "unlabelled file, one JSON line each (tasks/predict.py)")
+                           description=f"{spec.title}: a saved task's predictions for every input of an unlabelled "
+                                       "file, one JSON line each (tasks/predict.py)")
     parser.add_argument("--task", required=True, metavar="DIR", help="the saved task folder (fit's --model.export_dir)")
     parser.add_argument("--input", required=True, metavar="FILE",
-                        help="unlabelled inputs: .txt (a line each), .csv/.tsv (a `text` column; QA: `question`, "
-                             "`context`), .jsonl/.json (the same keys; QA also the nested SQuAD JSON), .conll (NER)")
+                        help="unlabelled inputs: .txt (a line each), .csv/.tsv (a header with a `text` column; QA: "
+                             "`question`, `context`), .jsonl/.json (the same keys; QA also the nested SQuAD JSON), "
+                             ".conll/.iob/.bio (NER)")
     parser.add_argument("--output", required=True, metavar="FILE", help="JSON Lines, one prediction per input")
     parser.add_argument("--batch-size", type=int, default=16, help="inputs per forward pass")
     parser.add_argument("--backbone", default=None, metavar="DIR",

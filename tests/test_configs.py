@@ -67,3 +67,21 @@ def test_every_method_instantiates_with_its_task_config(preset, task, method):
     cli = run_cli(task, ["--config", str(ROOT / spec.config), "--config", str(ROOT / method.config), *CPU], run=False)
     assert isinstance(cli.model, spec.module_class)
     assert cli.model.hparams.backbone == load_preset(preset).backbone  # the file names the preset's backbone
+
+
+def test_every_committed_row_names_its_recipe_and_a_hashed_row_still_matches_it():
+    """A row of the committed table is current exactly when its recipe files still hash to what it records:
+    editing a recipe means running it again (`gptsuite bench --preset P --out benchmarks`). Rows run before
+    recipes were files record no hash (docs/recipes.md)."""
+    import json
+
+    from tasks.recipes import recipe_hash
+
+    rows = json.loads((ROOT / "benchmarks" / "results.json").read_text())["rows"]
+    for row in rows:
+        files = row["recipe"]["files"]
+        assert all((ROOT / f).is_file() for f in files), (row["task"], row["method"], files)
+        if row["recipe"]["sha256"] is not None:
+            assert row["recipe"]["sha256"] == recipe_hash(files), (row["task"], row["method"])
+            assert row["run"]["machine"] and row["run"]["commit"]
+    assert any(row["recipe"]["sha256"] for row in rows)
