@@ -321,3 +321,20 @@ def test_only_a_headline_candidate_exports_and_its_folder_holds_its_test_score(t
     assert round(100 * scores["test/accuracy"], 2) == candidate["score"]
     assert {r["method"]: r["ablation"] for r in rows} == {"candidate": False, "what a wide head is worth": True}
     assert all(r["recipe"]["sha256"] and r["run"]["machine"] for r in rows)
+
+
+def test_a_frozen_feature_method_that_skips_validation_in_fit_is_still_validated(tmp_path, monkeypatch):
+    """The smollm2 preset's methods fit with limit_val_batches: 0 (no validation features while training); the
+    bench then scores the validation split on its own, building that split's cached features."""
+    monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
+    backbone = make_backbone(tmp_path / "nano")
+    files = write_sentiment_files(tmp_path)
+    frozen = {"model.adapter": "tasks.adapters.FrozenLayers", "model.adapter.layers": [0, -1],
+              "trainer.limit_val_batches": 0, "trainer.max_epochs": 2, "data.batch_size": 4,
+              "trainer.precision": "32-true", "data.data_files": files}
+    preset = add_preset(tmp_path, "unit", {"backbone": str(backbone), "minutes": 1},
+                        {"sentiment": {"methods": {"frozen": frozen}}})
+    rows = run_bench(preset, ["sentiment"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    accuracy = next(r for r in rows if r["metric"] == "accuracy")
+    assert accuracy["val_score"] is not None and accuracy["n_val"] == len(SENTENCES)
+    assert set(accuracy["spent"]["features"]) >= {"train", "validation", "test"}
