@@ -128,6 +128,7 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     if fits:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
+    budget = _budget_report(cli.trainer)  # before validating: the budget callback hears that loop too
     validation = validation_scores(cli)
     val_s = time.perf_counter() - start - fit_s
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
@@ -135,7 +136,7 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
         join_test_scores(cli.trainer, cli.model)
     spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
              "validate_s": round(val_s, 1), "test_s": round(time.perf_counter() - start - fit_s - val_s, 1),
-             **_budget_report(cli.trainer)}
+             **budget}
     features = cli.model.feature_report()
     if features:
         spent["features"] = features
@@ -160,13 +161,14 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
 
 
 def validation_scores(cli) -> dict:
-    """The method's scores on the validation split ({"val/<metric>": value}); {} when the data has none
-    (HumanEval is a test set only). A method whose fit skipped validation (limit_val_batches: 0, to spare the
-    frozen features of a split nothing read during training) is scored on all of it here."""
+    """The method's scores on the validation split ({"val/<metric>": value}); {} when the data has none. A
+    method whose fit skipped validation (limit_val_batches: 0, to spare the frozen features of a split nothing
+    read during training) is scored on all of it here."""
     cli.datamodule.setup("validate")  # loads the splits once (setup is idempotent): is there a validation one?
     if not cli.datamodule.n_examples("validation"):
         return {}
-    cli.trainer.limit_val_batches = 1.0
+    if not cli.trainer.limit_val_batches:  # a cap the config set stays; only "none during fit" is lifted
+        cli.trainer.limit_val_batches = 1.0
     if "score_validation" in cli.model.hparams:  # a task whose validation during fit skips its costly metric
         cli.model.hparams.score_validation = True  # (translation's BLEU decodes): the choice needs it
     scores = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]

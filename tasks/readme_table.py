@@ -40,11 +40,13 @@ def headline_section(results: dict) -> str:
     rows, runs = results["rows"], results.get("runs", [])
     machines = list(dict.fromkeys(_machine(run) for run in runs))
     lines = [*headline(rows), "",
-             *_wrap("Scores in %, with 95% bootstrap intervals over the test examples. Each row is the method chosen "
-                    "on the validation split, never on the test set; a row run before validation scores were "
-                    "recorded shows its preset's only candidate and says so. Ablations (what one choice is worth) "
-                    "are in [benchmarks/results.md](benchmarks/results.md) with every other row and what it spent. "
-                    "The baseline is scored on the same examples; the anchor is a published full-data figure."),
+             *_wrap("Scores in %, with 95% bootstrap intervals over the test examples. Where a preset offers several "
+                    "candidates, the row is the one with the best validation score, never the best test score; the "
+                    "method column says how each row was chosen (today every preset offers one candidate per "
+                    "benchmark, and the SmolLM2 rows were run before validation scores were recorded). Ablations "
+                    "(what one choice is worth) are in [benchmarks/results.md](benchmarks/results.md) with every "
+                    "other row and what it spent. The baseline is scored on the same examples; the anchor is a "
+                    "published full-data figure."),
              "", *_wrap(f"{len(rows)} rows from {len(runs)} runs on these machines: " + "; ".join(machines) + ".")]
     return "\n".join(lines)
 

@@ -310,7 +310,8 @@ class QAData(TaskData):
 
     def load(self) -> datasets.DatasetDict:
         raw = super().load()
-        if not self.data_files and "test" not in raw and "validation" in raw and "train" in raw:
+        if (not self.data_files and "test" not in raw and "validation" in raw and "train" in raw
+                and "title" in raw["train"].column_names):
             raw = reported_dev(raw, self.seed)
         return datasets.DatasetDict({split: self.clean(split, ds) for split, ds in raw.items()})
 
