@@ -10,7 +10,6 @@ command that creates the artifact. Bad input (empty, huge, binary) gets a messag
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -107,13 +106,19 @@ def _named_tasks(name: str, tasks) -> list[str]:
     return []
 
 
-def _recorded_task(task_file: Path) -> str | None:
-    """The task name task.json records ("name", written by `gptsuite <task> fit`; absent in older exports)."""
+def _mtime_ns(path: Path) -> int | None:
     try:
-        name = json.loads(task_file.read_text(encoding="utf-8")).get("name")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return path.stat().st_mtime_ns
+    except OSError:
         return None
-    return name if isinstance(name, str) else None
+
+
+@lru_cache(maxsize=256)
+def _described(folder: Path, name: str, mtime_ns: int | None) -> list[TaskModel]:
+    """describe_task_folder once per version of the folder's task.json: every request lists the models (to
+    find the one it names), and reading and checking each task.json every time would put file reads on the
+    path of every prediction; a new export changes the file's time, so it is read again."""
+    return describe_task_folder(folder, name)
 
 
 def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
@@ -122,18 +127,18 @@ def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
     each of them, with a note. A broken task.json is listed under the task its folder's name says, so that
     tab says what is wrong."""
     from backbone.artifact import ArtifactError
-    from tasks.artifact import TASK_FILE, read_task_file
+    from tasks.artifact import TASK_FILE, read_task_file, saved_task_name
 
     try:
         if not (folder / TASK_FILE).is_file():  # a --task DIR that is no export: say so plainly
             raise ArtifactError(f"{folder} holds no {TASK_FILE} (a fit with --model.export_dir writes one there)")
         module, hparams, _, _ = read_task_file(folder / TASK_FILE)
     except ArtifactError as err:
-        recorded = _recorded_task(folder / TASK_FILE)
+        recorded = saved_task_name(folder / TASK_FILE)
         guess = [recorded] if recorded in TASKS else _named_tasks(name, TASKS) or [None]
         return [TaskModel(guess[0], folder, name, problem=str(err))]
     candidates = [task for task, spec in TASKS.items() if spec.module == module]
-    recorded = _recorded_task(folder / TASK_FILE)
+    recorded = saved_task_name(folder / TASK_FILE)
     tasks = [recorded] if recorded in candidates else _named_tasks(name, candidates) or candidates
     note = None if len(tasks) == 1 else (
         f"{module.rpartition('.')[2]} serves {', '.join(tasks)}, and the folder's name does not say which of "
@@ -220,7 +225,7 @@ class ArtifactStore:
         for folder, name in [*_task_folders(self.root / "tasks"), *((d, str(d)) for d in self.extra_task_dirs)]:
             if folder.resolve() not in seen:
                 seen.add(folder.resolve())
-                models += describe_task_folder(folder, name)
+                models += _described(folder, name, _mtime_ns(folder / "task.json"))
         return models
 
     def models(self, task: str) -> list[TaskModel]:

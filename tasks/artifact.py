@@ -54,6 +54,16 @@ def save_task(task, directory: str | Path) -> Path:
     return directory
 
 
+def saved_task_name(path: Path) -> str | None:
+    """The task name a task.json records ("name", written by `gptsuite <task> fit`; absent in older exports or
+    in an unreadable file)."""
+    try:
+        name = json.loads(Path(path).read_text(encoding="utf-8")).get("name")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def adapter_classes() -> list[str]:
     """Dotted paths of the adapters tasks.adapters defines (the ones a task file may name)."""
     from tasks import adapters

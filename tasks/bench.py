@@ -26,19 +26,14 @@ from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING, join_test_scores
 from tasks.bench_table import comparison, markdown_table, plot, write_csv
-from tasks.recipes import Method, Preset, load_preset, project_path, recipe_files, recipe_hash
+from tasks.recipes import PROJECT_DIR, Method, Preset, load_preset, project_path, recipe_files, recipe_hash
 from tasks.registry import TASKS, get, run_cli
 from tasks.runs import out_folder
 from tasks.spec import TaskSpec, load_object
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = PROJECT_DIR / "benchmarks"  # the committed table a run is compared with, from any directory
-
-
-def project_file(path: str) -> str:
-    return str(project_path(path))
 
 
 def budget_args(seconds: float | None) -> list[str]:
@@ -74,7 +69,7 @@ def ensure_backbone(preset: Preset, backbone: str | None, precision: str = AUTO,
     if not preset.pretrain_config:
         raise FileNotFoundError(f"backbone {directory} not found, and {preset.path} says neither pretrain_config nor "
                                 "import to make it")
-    cli = cli_main(["fit", "--config", project_file(preset.pretrain_config),
+    cli = cli_main(["fit", "--config", str(project_path(preset.pretrain_config)),
                     "--trainer.enable_progress_bar", "false", *precision_args(precision), *budget_args(budget_s)])
     metrics = json.loads((directory / "metrics.json").read_text())
     return str(directory), {"made_by": f"pretrain {preset.pretrain_config}", "precision": str(cli.trainer.precision),
@@ -97,7 +92,7 @@ def _budget_report(trainer) -> dict:
 def task_args(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, extra: list[str]) -> list[str]:
     """The task CLI's arguments for one method: the task's YAML, the method's on top, then what the bench
     itself decides (the backbone, where logs go, no checkpoints or progress bars)."""
-    return ["--config", project_file(spec.config), "--config", project_file(method.config),
+    return ["--config", str(project_path(spec.config)), "--config", str(project_path(method.config)),
             "--model.backbone", backbone, "--trainer.default_root_dir", str(run_dir),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.callbacks", "null",

@@ -65,9 +65,10 @@ def read_user_file(split: str, path: str) -> datasets.Dataset:
     text = decode_text(raw, what)
     if builder == "conll":
         return datasets.Dataset.from_list(parse_conll_columns(text, what))
-    if builder == "json" and is_nested_squad(text):
+    squad = nested_squad(text) if builder == "json" else None
+    if squad is not None:
         try:
-            return datasets.Dataset.from_list(parse_squad(text))
+            return datasets.Dataset.from_list(parse_squad(squad))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{what} is SQuAD JSON with a question lacking {err}: every question needs "
                              "`question`, every paragraph `context`") from None
@@ -97,17 +98,19 @@ def text_lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def is_nested_squad(text: str) -> bool:
-    """Whether a JSON text is the official SQuAD layout: {"data": [{"title", "paragraphs": [...]}, ...]}."""
+def nested_squad(text: str) -> dict | None:
+    """The parsed document when a JSON text is the official SQuAD layout ({"data": [{"title", "paragraphs":
+    [...]}, ...]}), else None; returned parsed so a 30 MB file is read once."""
     head = text.lstrip()[:4096]
     if not head.startswith("{") or '"data"' not in head:
-        return False
+        return None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
-        return False
+        return None
     articles = doc.get("data") if isinstance(doc, dict) else None
-    return isinstance(articles, list) and all(isinstance(a, dict) and "paragraphs" in a for a in articles)
+    nested = isinstance(articles, list) and all(isinstance(a, dict) and "paragraphs" in a for a in articles)
+    return doc if nested else None
 
 
 def parse_conll_columns(text: str, what: str = "the file", labelled: bool = True) -> list[dict]:

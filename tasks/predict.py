@@ -23,8 +23,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from backbone.data.parsers import parse_squad
-from tasks.artifact import TASK_FILE, load_task
-from tasks.data import decode_text, is_nested_squad, parse_conll_columns, text_lines
+from tasks.artifact import TASK_FILE, load_task, saved_task_name
+from tasks.data import decode_text, nested_squad, parse_conll_columns, text_lines
 from tasks.outputs import LabelScores, Question
 from tasks.spec import TaskSpec
 
@@ -63,9 +63,10 @@ def _records(path: Path, suffix: str, text: str, input_type: type) -> list:
             raise ValueError(f"{what} needs a header row naming the column(s) {', '.join(wanted)}; its first row "
                              f"is {', '.join(reader.fieldnames or [])}")
         return list(reader)
-    if is_nested_squad(text):
+    squad = nested_squad(text)
+    if squad is not None:
         try:
-            return [{"question": r["question"], "context": r["context"]} for r in parse_squad(text)]
+            return [{"question": r["question"], "context": r["context"]} for r in parse_squad(squad)]
         except (KeyError, TypeError) as err:
             raise ValueError(f"{what}: a SQuAD question or paragraph lacks {err}") from None
     try:
@@ -101,11 +102,7 @@ def check_task_folder(spec: TaskSpec, folder: str | Path) -> None:
     if not task_file.is_file():
         raise FileNotFoundError(f"{folder} holds no saved task ({TASK_FILE} missing): make one with "
                                 f"`{spec.fit_command} --model.export_dir {folder}`")
-    try:
-        saved = json.loads(task_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{task_file} is unreadable: {err}") from None
-    name = saved.get("name") if isinstance(saved, dict) else None
+    name = saved_task_name(task_file)  # an unreadable file is load_task's to report, with what is wrong
     if name is not None and name != spec.name:
         raise ValueError(f"{folder} holds a {name} model, not a {spec.name} one: run `gptsuite {name} predict`")
 

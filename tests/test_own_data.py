@@ -146,14 +146,14 @@ def assert_listed_by_the_demo(task: str, name: str, metric: str, score: float, n
 
 
 def test_user_file_readers_parse_what_they_say():
-    from tasks.data import is_nested_squad, parse_conll_columns
+    from tasks.data import nested_squad, parse_conll_columns
 
     assert parse_conll_columns("a O\nb B-X\n\n-DOCSTART- O\n\nc\tI-X\n") == [
         {"tokens": ["a", "b"], "ner_tags": ["O", "B-X"]}, {"tokens": ["c"], "ner_tags": ["I-X"]}]
     with pytest.raises(ValueError, match="line 2: 'lonely' has one column"):
         parse_conll_columns("a O\nlonely\n")
-    assert is_nested_squad(json.dumps(SQUAD))
-    assert not is_nested_squad('{"data": [1, 2]}') and not is_nested_squad('{"question": "q"}\n')
+    assert nested_squad(json.dumps(SQUAD)) == SQUAD
+    assert nested_squad('{"data": [1, 2]}') is None and nested_squad('{"question": "q"}\n') is None
 
 
 def test_a_file_given_twice_must_agree():

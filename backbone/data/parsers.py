@@ -62,9 +62,10 @@ def parse_conll(text: str) -> list[dict]:
     return out
 
 
-def parse_squad(data: bytes | str) -> list[dict]:
-    """Official SQuAD v1.1 JSON -> one record per question (id, title, context, question, answers)."""
-    doc = json.loads(data)
+def parse_squad(data: bytes | str | dict) -> list[dict]:
+    """Official SQuAD v1.1 JSON (its text, or the document already parsed) -> one record per question (id,
+    title, context, question, answers)."""
+    doc = data if isinstance(data, dict) else json.loads(data)
     out = []
     for article in doc["data"]:
         for para in article["paragraphs"]:
