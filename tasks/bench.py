@@ -15,17 +15,19 @@ import dataclasses
 import inspect
 import json
 import platform
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
 from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING, join_test_scores
-from tasks.bench_table import comparison, markdown_table, plot, write_csv
+from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
 from tasks.recipes import PROJECT_DIR, Method, Preset, load_preset, project_path, recipe_files, recipe_hash
 from tasks.registry import TASKS, get, run_cli
 from tasks.runs import out_folder
@@ -107,16 +109,22 @@ def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
 
 
 def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, precision: str = AUTO,
-             budget_s: float | None = None, quantize: str = AUTO) -> tuple[dict, object]:
+             budget_s: float | None = None, quantize: str = AUTO,
+             stage_export: bool = False) -> tuple[dict, object]:
     """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0),
     then score the validation split (what the headline chooses by) and the test split, through the task's
     own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what
-    the fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached."""
+    the fit used: optimizer steps, real tokens, seconds, and the feature extraction when features are cached.
+    An ablation exports nothing; with `stage_export` (one of several candidates) the model is exported to
+    run_dir/export, and result["export"] = (that folder, the task's own export folder) for publish_chosen."""
     start = time.perf_counter()
     extra = quantize_args(spec, quantize) + precision_args(precision)
     if method.ablation:  # the task's folder (what the demo and the applications read) keeps a headline method
         extra += ["--model.export_dir", "null"]
+    elif stage_export:
+        extra += ["--model.export_dir", str(run_dir / "export")]
     cli = run_cli(spec.name, task_args(spec, method, backbone, run_dir, extra), run=False)
+    exported = cli.model.hparams.get("export_dir")
     fits = cli.trainer.max_epochs != 0
     if fits and budget_s is not None:
         cli.trainer.callbacks.append(TimeBudget(budget_s))
@@ -152,7 +160,36 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
               "settings": {"seed": cli.config.get("seed_everything"), "precision": str(cli.trainer.precision),
                            **({"args": " ".join(extra)} if extra else {})},
               "spent": spent, "scoring": _plain(cli.model.test_report())}
+    if stage_export and fits and exported:
+        result["export"] = (str(run_dir / "export"), _configured_export(spec, method))
     return result, cli.datamodule
+
+
+def _configured_export(spec: TaskSpec, method: Method) -> str | None:
+    """The export folder the task's YAML and the method's overlay name (the last one given wins)."""
+    folder = None
+    for path in (spec.config, method.config):
+        config = yaml.safe_load(project_path(path).read_text()) or {}
+        folder = (config.get("model") or {}).get("export_dir", folder)
+    return folder
+
+
+def publish_chosen(task_rows: list[dict], results: dict[str, dict]) -> str | None:
+    """Of several candidates of one task, the one chosen on validation (tasks.bench_table.chosen_rows, as the
+    headline chooses) becomes the task's exported model: its staged folder replaces the task's export folder.
+    -> the chosen method's name (None: nothing was chosen, the export folder is left as it was)."""
+    chosen = [row["method"] for row, _ in chosen_rows(task_rows) if row["method"] in results]
+    if not chosen or "export" not in results[chosen[0]]:
+        return None
+    staged, target = results[chosen[0]]["export"]
+    if target:  # relative to the working directory, as the task's own command would write it
+        target = Path(target)
+        tmp = target.with_name(target.name + ".incoming")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(staged, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # the task folder is never half-written
+    return chosen[0]
 
 
 def validation_scores(cli) -> dict:
@@ -365,11 +402,14 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     rows, notes, done, meta = [], [], [], None
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
-        spec, baselines = get(task), {}
+        spec, baselines, results, first = get(task), {}, {}, len(rows)
+        several = sum(not m.ablation for m in planned[task].values()) > 1  # candidates: export the chosen one
         for method in planned[task].values():
             try:
                 logs = runs_dir / preset_name / task / _slug(method.name)
-                result, datamodule = run_task(spec, method, backbone, logs, precision, budgets.get(task), quantize)
+                result, datamodule = run_task(spec, method, backbone, logs, precision, budgets.get(task), quantize,
+                                              stage_export=several)
+                results[method.name] = result
                 if result["benchmark"] not in baselines:  # the same examples for every method: scored once
                     baselines[result["benchmark"]], failed = run_baselines(spec, datamodule)
                     notes += failed
@@ -382,6 +422,10 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             # written after every method, so a crash or an interrupt loses at most the method in progress
             meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started)
             write_results(rows, meta, out_dir)
+        if several:
+            picked = publish_chosen(rows[first:], results)
+            tqdm.write(f"[bench] {task}: exported {picked!r}, chosen on validation" if picked else
+                       f"[bench] {task}: no candidate chosen on validation; its export folder is left as it was")
         done.append(task)
         stages.update(weights[task])
     stages.close()

@@ -47,7 +47,8 @@ def headline_section(results: dict) -> str:
                     "(what one choice is worth) are in [benchmarks/results.md](benchmarks/results.md) with every "
                     "other row and what it spent. The baseline is scored on the same examples; the anchor is a "
                     "published full-data figure."),
-             "", *_wrap(f"{len(rows)} rows from {len(runs)} runs on these machines: " + "; ".join(machines) + ".")]
+             "", *_wrap(f"{len(rows)} rows from {len(runs)} run{'s' if len(runs) != 1 else ''} on "
+                     f"{'these machines' if len(machines) != 1 else 'this machine'}: " + "; ".join(machines) + ".")]
     return "\n".join(lines)
 
 

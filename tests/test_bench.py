@@ -323,6 +323,47 @@ def test_only_a_headline_candidate_exports_and_its_folder_holds_its_test_score(t
     assert all(r["recipe"]["sha256"] and r["run"]["machine"] for r in rows)
 
 
+def test_of_several_candidates_the_one_chosen_on_validation_is_exported(tmp_path):
+    """Each candidate exports to its own run folder; the one the headline chooses (best validation score)
+    becomes the task's folder, with its own test score."""
+    from tasks.bench_table import chosen_rows
+
+    backbone = make_backbone(tmp_path / "nano")
+    common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true",
+              "data.data_files": write_sentiment_files(tmp_path), "model.export_dir": str(tmp_path / "exported")}
+    preset = add_preset(tmp_path, "unit", {"backbone": str(backbone), "minutes": 1},
+                        {"sentiment": {"methods": {"narrow": common, "wide": {**common, "model.head_hidden": 16}}}})
+    rows = run_bench(preset, ["sentiment"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    (best, how), = chosen_rows(rows)
+    assert how == "best validation score of 2"
+    saved = json.loads((tmp_path / "exported" / "task.json").read_text())
+    assert saved["hparams"]["head_hidden"] == {"narrow": 0, "wide": 16}[best["method"]]
+    scores = json.loads((tmp_path / "exported" / "test_metrics.json").read_text())
+    assert round(100 * scores[f"test/{best['metric']}"], 2) == best["score"]
+    for method in ("narrow", "wide"):  # each candidate's own export stays in its run folder
+        assert (tmp_path / "runs" / "unit" / "sentiment" / method / "export" / "task.json").is_file()
+
+
+def test_publish_chosen_copies_the_chosen_candidates_folder_only(tmp_path):
+    from tasks.bench import publish_chosen
+
+    def row(method, val):
+        return {"task": "sentiment", "dataset": "MR", "metric": "accuracy", "backbone": "b", "method": method,
+                "score": 50.0, "val_score": val, "ablation": False}
+
+    staged = {}
+    for method in ("a", "b"):
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "task.json").write_text(method)
+        staged[method] = {"export": (str(tmp_path / method), str(tmp_path / "task"))}
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "stale.txt").write_text("an older model's file")
+    assert publish_chosen([row("a", 70.0), row("b", 80.0)], staged) == "b"
+    assert (tmp_path / "task" / "task.json").read_text() == "b" and not (tmp_path / "task" / "stale.txt").exists()
+    assert publish_chosen([row("a", None), row("b", None)], staged) is None  # none validated: nothing moves
+    assert (tmp_path / "task" / "task.json").read_text() == "b"
+
+
 def test_a_frozen_feature_method_that_skips_validation_in_fit_is_still_validated(tmp_path, monkeypatch):
     """The smollm2 preset's methods fit with limit_val_batches: 0 (no validation features while training); the
     bench then scores the validation split on its own, building that split's cached features."""
