@@ -8,8 +8,11 @@ playground, an attention view, a chat, and an Applications tab (demos.tabs_apps)
 writing, the creativity-coherence sweep, the bias probe, safe output and what each inference option buys.
 A task tab offers every model of its task (each folder under artifacts/tasks holding a task.json, and each
 --task DIR) with its backbone and test score; a tab whose artifact is missing says which command creates it.
-Requests go through Gradio's queue with a concurrency limit, so a burst of users waits its turn instead of
-oversubscribing the CPU.
+Requests go through Gradio's queue: every event that may run a model shares one concurrency group (at most
+`--concurrency` model calls at once, all tabs together), at most `--max-queue` requests wait and more are
+refused at once, and the queue cannot be bypassed through the direct REST route. demos.limits holds every
+limit; demos.exposure the login, the refusal to listen beyond loopback without one, the private output
+folder and the request-body cap (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import json
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from demos.common import ArtifactStore
+from demos.exposure import BodyLimit, check_exposure, use_private_gradio_cache
+from demos.limits import CONCURRENCY_LIMIT, MAX_BODY_BYTES, MAX_QUEUE, MAX_UPLOAD, MODEL_GROUP, UI_EVENT, UI_GROUP
 from demos.tabs_apps import (
     build_article_tab,
     build_bias_tab,
@@ -30,9 +36,6 @@ from demos.tabs_apps import (
 )
 from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
 from demos.tabs_tasks import build_task_tabs
-
-CONCURRENCY_LIMIT = 2  # simultaneous model calls (2 CPU cores); the rest wait in the queue
-MAX_QUEUE = 64  # requests beyond this are refused with "queue full" rather than waiting for minutes
 
 
 def _default_backbone(store: ArtifactStore) -> str | None:
@@ -45,6 +48,7 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
               max_queue: int = MAX_QUEUE, precision: str = "auto", quantize: str = "auto",
               task_dirs=()) -> gr.Blocks:
     """The app over the artifacts under `artifacts` and the task folders `task_dirs` (which may be anywhere)."""
+    use_private_gradio_cache()  # before any component exists: each reads the cache folder when made
     store = ArtifactStore(artifacts, precision, quantize, task_dirs)
     with gr.Blocks(title="gptsuite demo", delete_cache=(600, 3600)) as demo:  # cached outputs live an hour
         gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone.\n\n" + store.summary(), elem_id="summary")
@@ -52,7 +56,7 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
         backbone = gr.Dropdown(names, value=_default_backbone(store), label="Backbone (playground, attention, chat)",
                                elem_id="backbone", allow_custom_value=False)
         info = gr.Markdown(backbone_info(store, backbone.value), elem_id="backbone-info")
-        backbone.change(lambda b: backbone_info(store, b), backbone, info, api_name=False)
+        backbone.change(lambda b: backbone_info(store, b), backbone, info, api_name=False, **UI_EVENT)
         with gr.Tabs():
             build_task_tabs(store)
             build_playground_tab(store, backbone)
@@ -66,8 +70,19 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
                 build_safety_tab(store, backbone)
                 build_inference_tab(store, backbone)
     demo.store = store
-    demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+    share_model_slots(demo)
+    # api_open=False: the direct REST route (/gradio_api/run/NAME) would skip the queue and its limits
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue, api_open=False)
     return demo
+
+
+def share_model_slots(demo: gr.Blocks) -> None:
+    """Put every event outside the cheap UI group into one concurrency group, so `concurrency_limit` bounds
+    the model calls of all tabs together. Gradio's default is a group per event: with a limit of 2 and
+    twenty-odd endpoints, a burst ran 35 threads and took 2.7 GB. A new event joins the group by default."""
+    for fn in demo.fns.values():
+        if fn.concurrency_id != UI_GROUP:
+            fn.concurrency_id, fn.concurrency_limit = MODEL_GROUP, "default"
 
 
 def backbone_info(store: ArtifactStore, name: str | None) -> str:
@@ -87,9 +102,26 @@ def backbone_info(store: ArtifactStore, name: str | None) -> str:
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artifacts: str | Path = "artifacts",
            concurrency_limit: int = CONCURRENCY_LIMIT, block: bool = True, precision: str = "auto",
-           quantize: str = "auto", task_dirs=()) -> gr.Blocks:
-    """Build the app and serve it; block=False returns at once (the server runs in a thread)."""
-    demo = build_app(artifacts, concurrency_limit, precision=precision, quantize=quantize, task_dirs=task_dirs)
+           quantize: str = "auto", task_dirs=(), auth: tuple[str, str] | None = None,
+           max_queue: int = MAX_QUEUE) -> gr.Blocks:
+    """Build the app and serve it; block=False returns at once (the server runs in a thread). Beyond
+    loopback, or with a share link, `auth` (user, password) is required (demos.exposure.check_exposure)."""
+    check_exposure(host, share, auth)
+    demo = build_app(artifacts, concurrency_limit, max_queue, precision=precision, quantize=quantize,
+                     task_dirs=task_dirs)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                show_error=True, quiet=not block)
+                show_error=True, quiet=not block, auth=auth, max_file_size=MAX_UPLOAD,
+                app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},
+                **hardening(gr.Blocks.launch))
     return demo
+
+
+def hardening(launch) -> dict:
+    """Options of gradio's launch that turn off what an exposed demo does not need, where this gradio has
+    them: the traffic page (/monitoring), the MCP server, and the run history (whose page lets a visitor
+    connect a Hugging Face bucket that the server then writes to)."""
+    import inspect
+
+    wanted = {"enable_monitoring": False, "mcp_server": False, "run_history": False}
+    accepted = inspect.signature(launch).parameters
+    return {key: value for key, value in wanted.items() if key in accepted}

@@ -5,14 +5,14 @@ holds a task.json, plus the folders given with `gptsuite demo --task DIR`, each 
 task.json names; a task has as many models as folders (the benchmark's export, a user's own fine-tune).
 
 A tab never crashes on a missing or broken artifact: it raises a `gr.Error` whose message names the
-command that creates the artifact. Bad input (empty, huge, binary) gets a message saying what is wrong.
+command that creates the artifact. Bad input (empty, huge, binary) gets a message saying what is wrong
+(demos.limits holds every limit and check).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -23,47 +23,27 @@ from pathlib import Path
 import gradio as gr
 
 from backbone.artifact import PRETRAIN_COMMAND
+from demos.exposure import private_dir
+from demos.limits import fail
 from tasks.registry import TASKS
 
-MAX_CHARS = 5_000  # longest text a task tab accepts
-MAX_CODE_CHARS = 20_000  # prompt, completion and tests of the code tab
-MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbone's context)
-MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
-
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "gptsuite-demo"
+OUTPUTS = "outputs"  # the subfolder of the private folder (demos.exposure.private_dir) for request outputs
 
 
 def output_path(prefix: str, suffix: str, keep_s: float = 600.0) -> Path:
-    """A fresh file path for one request's output (an image, an export), under a folder where files older
-    than keep_s are removed on the way: a demo that runs for days does not fill the disk."""
-    OUTPUT_DIR.mkdir(exist_ok=True)
+    """A fresh file path for one request's output (an image, an export), in a folder only this user can
+    read (a fixed /tmp name could be made first, or read, by any local user), where files older than keep_s
+    are removed on the way: a demo that runs for days does not fill the disk."""
+    folder = private_dir() / OUTPUTS
+    folder.mkdir(mode=0o700, exist_ok=True)
     now = time.time()
-    for old in OUTPUT_DIR.iterdir():
+    for old in folder.iterdir():
         try:
             if now - old.stat().st_mtime > keep_s:
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         except OSError:
             pass  # another request removed it first
-    return OUTPUT_DIR / f"{prefix}-{uuid.uuid4().hex}{suffix}"
-
-
-def fail(message: str):
-    """Stop a handler and show `message` to the person (a toast in the browser, an error to API clients)."""
-    raise gr.Error(message, print_exception=False)
-
-
-def check_text(text, what: str = "text", max_chars: int = MAX_CHARS) -> str:
-    """The text itself, or a clear message when it is empty, too long or looks like binary data."""
-    if text is None or not str(text).strip():
-        fail(f"The {what} is empty: type or paste some text.")
-    text = str(text)
-    if len(text) > max_chars:
-        fail(f"The {what} is too long: {len(text):,} characters; this demo accepts at most {max_chars:,}. "
-             "Shorten it.")
-    bad = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\t\n\r") or ch in "\x7f\ufffd")
-    if "\x00" in text or bad > max(1, len(text) // 100):
-        fail(f"The {what} looks like binary data ({bad} control or undecodable characters): paste plain text.")
-    return text
+    return folder / f"{prefix}-{uuid.uuid4().hex}{suffix}"
 
 
 @dataclass(frozen=True)

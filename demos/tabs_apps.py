@@ -5,11 +5,20 @@ what each inference option buys."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import gradio as gr
 
-from demos.common import ArtifactStore, check_text, fail, output_path
+from demos.common import ArtifactStore, output_path
+from demos.limits import (
+    MAX_OUTLINE_CHARS,
+    MAX_SWEEP_SAMPLES,
+    MAX_SWEEP_TOKENS,
+    MAX_TITLE_CHARS,
+    check_text,
+    fail,
+)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -21,7 +30,8 @@ def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3
     from backbone.generate import GenerationConfig
     from tasks.apps.article import STYLES, ArticleWriter, parse_outline
 
-    title = check_text(title, "title", max_chars=200)
+    title = check_text(title, "title", MAX_TITLE_CHARS)
+    outline = check_text(outline, "outline", MAX_OUTLINE_CHARS, required=False)
     if style not in STYLES:
         fail(f"Unknown style {style!r}: choose one of {', '.join(STYLES)}.")
     model, tokenizer = store.backbone(backbone)
@@ -86,8 +96,10 @@ def sweep_prompt(store: ArtifactStore, backbone, prompt, settings, samples=3, ma
     if not chosen:
         fail("Pick at least one decoding setting.")
     model, tokenizer = store.backbone(backbone)
-    points = [measure_setting(model, tokenizer, [prompt], name, fields, samples=int(samples),
-                              max_new_tokens=int(max_new_tokens)) for name, fields in chosen]
+    samples = max(1, min(int(samples), MAX_SWEEP_SAMPLES))  # the sliders' ranges, also for API callers
+    max_new_tokens = max(1, min(int(max_new_tokens), MAX_SWEEP_TOKENS))
+    points = [measure_setting(model, tokenizer, [prompt], name, fields, samples=samples,
+                              max_new_tokens=max_new_tokens) for name, fields in chosen]
     lines = ["| setting | distinct-2 | repetition-4 | perplexity | first text |", "|---|---|---|---|---|"]
     for p in points:
         f = p.figures
@@ -111,8 +123,8 @@ def build_sweep_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
         settings = gr.CheckboxGroup(names, value=["greedy", "T=0.7", "T=1.3", "top-p=0.8", "min-p=0.1"],
                                     label="decoding settings", elem_id="sweep-settings")
         with gr.Row():
-            samples = gr.Slider(2, 8, value=3, step=1, label="samples per setting")
-            max_new = gr.Slider(8, 128, value=32, step=8, label="max_new_tokens")
+            samples = gr.Slider(2, MAX_SWEEP_SAMPLES, value=3, step=1, label="samples per setting")
+            max_new = gr.Slider(8, MAX_SWEEP_TOKENS, value=32, step=8, label="max_new_tokens")
             run = gr.Button("Sweep", variant="primary", elem_id="sweep-button")
         table = gr.Markdown(elem_id="sweep-table")
         image = gr.Image(label="diversity against coherence", type="filepath", elem_id="sweep-plot")
@@ -256,6 +268,9 @@ def build_kg_tab(store: ArtifactStore) -> None:
 # --------------------------------------------------------------------------------------------------------
 # faster inference
 # --------------------------------------------------------------------------------------------------------
+TIMING = threading.Lock()  # the comparison runs in the shared model group (demos.limits), one at a time
+
+
 def inference_options(store: ArtifactStore, backbone, prompt, max_new_tokens=48) -> str:
     """The table of tasks.apps.inference for the chosen backbone (its fp32 weights, loaded once for this
     comparison whatever --quantize the demo runs with; quantised copies kept for the next request)."""
@@ -269,7 +284,8 @@ def inference_options(store: ArtifactStore, backbone, prompt, max_new_tokens=48)
                                   f"backbone {directory}", "gptsuite import smollm2")
     copies = store.cached(("quantised copies", str(directory)), dict, "quantised copies", "")
     n = max(1, min(int(max_new_tokens), model.config.block_size // 2))
-    rows = compare_options(model, tokenizer, prompt, n, copies)
+    with TIMING:  # one at a time: two timing runs at once on a 2-core machine would each measure half of it
+        rows = compare_options(model, tokenizer, prompt, n, copies)
     return (markdown(rows) + f"\n\nGreedy, {n} new tokens per row (eos does not stop a row). The batch row "
             "decodes the prompt 8 times at once; prompt lookup guesses tokens from the text so far.")
 
@@ -284,6 +300,5 @@ def build_inference_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
             max_new = gr.Slider(8, 128, value=48, step=8, label="max_new_tokens")
             run = gr.Button("Compare", variant="primary", elem_id="inference-button")
         table = gr.Markdown(elem_id="inference-table")
-        # one at a time: two timing runs at once on a 2-core machine would each measure half a machine
         run.click(lambda b, p, n: inference_options(store, b, p, n), [backbone, prompt, max_new], table,
-                  api_name="inference", concurrency_limit=1, concurrency_id="inference")
+                  api_name="inference")

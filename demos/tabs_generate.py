@@ -10,7 +10,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from demos.common import MAX_ATTENTION_TOKENS, MAX_NEW_TOKENS, ArtifactStore, check_text, fail, output_path
+from demos.common import ArtifactStore, output_path
+from demos.limits import (
+    MAX_ATTENTION_TOKENS,
+    MAX_NEW_TOKENS,
+    UI_EVENT,
+    check_history,
+    check_stops,
+    check_text,
+    fail,
+)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -29,7 +38,7 @@ def make_config(max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, 
                 no_repeat_ngram_size=0, num_beams=1, length_penalty=1.0, stop="", seed=-1, use_cache=True):
     from backbone.generate import GenerationConfig
 
-    stops = tuple(s.replace("\\n", "\n") for s in (stop or "").splitlines() if s)
+    stops = check_stops(stop)
     seed = None if seed is None or int(seed) < 0 else int(seed)
     try:
         return GenerationConfig(max_new_tokens=max_new_tokens, temperature=float(temperature), top_k=int(top_k),
@@ -161,26 +170,15 @@ def render_chat(messages: list[dict], tokenizer) -> str:
         fail(f"Cannot chat: {err}")
 
 
-def _text_of(content) -> str:
-    """Gradio message content (a string, or a list of parts) as plain text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("value") or "")
-    if isinstance(content, (list, tuple)):
-        return "".join(_text_of(part) for part in content)
-    return "" if content is None else str(content)
-
-
 def chat_stream(store: ArtifactStore, backbone, message, history, max_new_tokens=128, temperature=0.7):
     """Yield (conversation, cleared input box) while the assistant's reply streams in."""
     from backbone.generate import stream
 
     message = check_text(message, "message")
+    messages = check_history(history)
     model, tokenizer = store.backbone(backbone)
     if not tokenizer.chat_template:
         fail(no_template_message(backbone))
-    messages = [{"role": m["role"], "content": _text_of(m["content"])} for m in (history or [])]
     messages.append({"role": "user", "content": message})
     prompt = render_chat(messages, tokenizer)
     temperature = float(temperature or 0)
@@ -271,5 +269,5 @@ def build_chat_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
 
         send.click(on_send, inputs, [chatbot, message], api_name="chat")
         message.submit(on_send, inputs, [chatbot, message], api_name=False)
-        clear.click(lambda: ([], ""), None, [chatbot, message], api_name=False)
-        backbone.change(lambda b: chat_status(store, b), backbone, status, api_name=False)
+        clear.click(lambda: ([], ""), None, [chatbot, message], api_name=False, **UI_EVENT)
+        backbone.change(lambda b: chat_status(store, b), backbone, status, api_name=False, **UI_EVENT)

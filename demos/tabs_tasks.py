@@ -22,7 +22,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from demos.common import MAX_CODE_CHARS, ArtifactStore, backbone_shape, check_text, fail
+from demos.common import ArtifactStore, backbone_shape
+from demos.limits import MAX_CODE_CHARS, MAX_NAME_CHARS, UI_EVENT, check_text, fail
 from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
 from tasks.registry import TASKS
 from tasks.spec import TaskSpec
@@ -104,7 +105,7 @@ def run_tests(store: ArtifactStore, task: str, prompt: str, completion: str, tes
     prompt = check_text(prompt, "prompt", MAX_CODE_CHARS)
     completion = check_text(completion, "completion", MAX_CODE_CHARS)
     test = check_text(test, "test code", MAX_CODE_CHARS)
-    entry_point = (entry_point or "").strip()
+    entry_point = check_text(entry_point, "entry point", MAX_NAME_CHARS, required=False).strip()
     if not entry_point.isidentifier():
         fail(f"The entry point must be a Python function name, got {entry_point!r}.")
     if "def check(" not in test:
@@ -123,8 +124,10 @@ def format_result(result) -> str:
     """A sandbox Result as Markdown."""
     icon = {"passed": "✅", "failed": "❌", "timeout": "⏱️"}.get(result.status, "⚠️")
     lines = [f"{icon} **{result.status}** in {result.wall_s:.2f} s"]
-    if result.reason:
-        lines.append(f"Reason: {result.reason}")
+    if result.reason:  # the sample's text is in it: shown as code, never as Markdown
+        lines.append(f"Reason:\n```\n{result.reason}\n```")
+    lines.append("Isolation: " + (", ".join(result.isolation) if result.isolation else
+                                  "none (the code did not run)"))
     for stream in ("stdout", "stderr"):
         tail = (getattr(result, stream) or "").strip()
         if tail:
@@ -209,7 +212,7 @@ def model_picker(store: ArtifactStore, task: str) -> gr.Dropdown:
     picker = gr.Dropdown([(m.label, str(m.path)) for m in models], value=str(default.path) if default else None,
                          label="Model", elem_id=f"{task}-model", visible=bool(models), allow_custom_value=False)
     info = gr.Markdown(model_info(store, task, picker.value), elem_id=f"{task}-status")
-    picker.change(lambda folder: model_info(store, task, folder), picker, info, api_name=False)
+    picker.change(lambda folder: model_info(store, task, folder), picker, info, api_name=False, **UI_EVENT)
     return picker
 
 
@@ -253,7 +256,9 @@ def build_text_tab(store: ArtifactStore, spec: TaskSpec, model: gr.Dropdown) -> 
 def build_code_tab(store: ArtifactStore, spec: TaskSpec, model: gr.Dropdown) -> None:
     task = spec.name
     gr.Markdown("Write or generate a completion, then run HumanEval-style tests on prompt + completion in "
-                "the sandbox (a separate process with time, memory and network limits).")
+                "the sandbox: two jailed processes, the verdict in the tests' one. Each result lists the isolation "
+                "layers it ran under; where this machine offers no network, process and file-system isolation, "
+                "the code is not run ([docs/sandbox.md](docs/sandbox.md)).")
     with gr.Row():
         with gr.Column():
             prompt = gr.Textbox(label="Prompt (function signature + docstring)", lines=6, value=spec.sample,

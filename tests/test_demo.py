@@ -114,8 +114,13 @@ def test_build_app_has_every_tab_and_a_queue(artifacts):
     apis = {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
     assert {"classification", "sentiment", "ner", "qa", "translation", "codegen", "run_tests", "generate",
             "compare_cache", "attention", "chat"} <= apis
-    assert demo._queue.default_concurrency_limit == 2 and demo._queue.max_size == 64
+    assert demo._queue.default_concurrency_limit == 2 and demo._queue.max_size == 16
     assert all(d["queue"] for d in config["dependencies"])
+    # one concurrency group for every model call (the limit holds for all tabs together); cheap UI events
+    # (a dropdown's description) have their own small one; nothing skips the queue through the REST route
+    public = {fn.api_name: fn.concurrency_id for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert len(public) >= 15 and set(public.values()) == {"model"}
+    assert {fn.concurrency_id for fn in demo.fns.values()} == {"model", "ui"} and not demo.api_open
     dropdown = next(c for c in config["components"] if c["props"].get("elem_id") == "backbone")
     assert [choice[0] for choice in dropdown["props"]["choices"]] == ["nano", "plain", "writer"]
 

@@ -19,7 +19,7 @@ README = ROOT / "README.md"
 MAX_LINES = 250
 # the pages this README's split wrote; their links are held to the same rule
 DOCS = ["results-and-ablations.md", "frozen-features.md", "decoding-and-quantisation.md", "applications.md",
-        "sandbox.md", "precision-and-budgets.md", "training-options.md"]
+        "sandbox.md", "precision-and-budgets.md", "training-options.md", "demo.md"]
 PROGRAMS = ("gptsuite", ".venv/bin/gptsuite")
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")

@@ -55,11 +55,14 @@ def test_correct_program_passes_and_wrong_one_fails():
     assert bad.status == "failed" and "AssertionError" in bad.reason
 
 
-def test_invalid_python_fails_without_a_process():
+def test_invalid_python_fails_with_its_reason_compiled_in_the_jail():
+    """The evaluator never compiles a sample itself (a pathological one would cost its time and memory):
+    the jail does, under the sample's limits, and the reason comes back."""
     result = check_program(PROMPT + "    return a +\n", TESTS, "add")
     _uid(result)
-    assert result.status == "failed" and "not valid Python" in result.reason
-    assert result.exit_code is None and result.wall_s == 0.0
+    assert result.status == "failed" and "the completion is not valid Python: invalid syntax (line 3)" in result.reason
+    plain = run_program("x = (1\n")
+    assert plain.status == "failed" and plain.reason == "the program is not valid Python: '(' was never closed (line 1)"
 
 
 def test_problem_without_tests_is_an_error_never_a_pass():

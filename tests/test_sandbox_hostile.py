@@ -205,9 +205,9 @@ def test_no_new_user_namespaces():
 
 # --- 6. an evaluator that never raises ----------------------------------------------------------------------
 def test_pathological_sources_are_failed_samples_not_crashes():
-    deep = "return " + "1+" * 200_000 + "1"
-    for body, why in ((deep, "cannot be compiled"), ("return '\ud800'", "not valid Unicode"),
-                      ("return 1\x00", "null bytes")):
+    deep = "return " + "1+" * 100_000 + "1"  # compiled in the jail: too deep for the compiler
+    for body, why in ((deep, "cannot be compiled"), ("return 1" + " " * 300_000, "is over 262144 bytes"),
+                      ("return '\ud800'", "not valid Unicode"), ("return 1\x00", "null bytes")):
         result = verdict(body)
         assert result.status == "failed" and why in result.reason, result
 
@@ -283,10 +283,13 @@ def test_without_the_os_layers_the_verdict_still_holds(monkeypatch):
     import tasks.codegen.sandbox as sandbox
 
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
-    right = verdict("return a + b")
+    refused = verdict("return a + b", os_layers=False)
+    assert refused.status == "error" and "refused: this machine gives the sandbox no netns, pidns, fsview" in \
+        refused.reason and "GPTSUITE_SANDBOX_UNISOLATED=1" in refused.reason
+    right = verdict("return a + b", os_layers=False, unisolated=True)  # the explicit opt-in
     assert right.passed and not {"netns", "fsview", "uid", "seccomp"} & layers(right)
     for name in ("frames", "gc", "always-equal", "os._exit"):
-        assert verdict(FORGERS[name], guard=False).status == "failed", name
+        assert verdict(FORGERS[name], guard=False, os_layers=False, unisolated=True).status == "failed", name
 
 
 # --- found by reviewing the sandbox as an attacker ---------------------------------------------------------

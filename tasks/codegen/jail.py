@@ -3,23 +3,31 @@
 As root on Linux the child builds its jail (tasks/codegen/layers.py) before any untrusted code runs, and
 reports which layers took effect (the first line on its report pipe, "ready <layers>"):
 
-    cgroup    the sandbox's memory and process count limited together (cgroup memory and pids controllers)
+    userns    (an ordinary user) a user namespace holding the capabilities to build the layers below; every
+              capability is dropped before the sample runs (`nocaps`)
+    cgroup    (root) the sandbox's memory and process count limited together (memory and pids controllers)
     netns     an empty network namespace: no network, no abstract Unix sockets of the host
+    utsns     its own host name ("sandbox")
     ipcns     its own SysV IPC and POSIX message queues: nothing it creates outlives it
     pidns     its own PID namespace: it sees only its processes, and they all die with it
     mountns   its own mounts, then `fsview`: a new root holding only the interpreter and its libraries
               (read-only), /dev/null, /dev/zero, /dev/urandom, a private /proc and a writable /tmp
     tmpfs=N   that /tmp is a tmpfs of N MiB: the disk quota (and nothing written there reaches the host)
     cpu, as, fsize, core, nofile, nproc   rlimits
-    uid=N     a private unprivileged uid; no_new_privs (no setuid binary regains root)
+    uid=N     (root) a private unprivileged uid; no_new_privs (no setuid binary regains root)
+    nocaps    (user namespace) no capability left, no_new_privs
     seccomp   a filter refusing new user namespaces (unshare / clone with CLONE_NEWUSER; clone3 answers
               ENOSYS so libc falls back to clone), kernel keyrings, fallocate, ptrace and cross-process
               memory, bpf, perf, userfaultfd, io_uring, AF_VSOCK sockets and foreign syscall ABIs
     audit     audit hooks closing the routes from the program to the harness's frames and objects
               (sys._getframe, tracebacks' and generators' frames, gc, tracing, ctypes)
 
+Without netns, pidns and fsview (tasks/codegen/layers.py REQUIRED_LAYERS) the jail refuses to run the sample
+("refused <missing layers>") unless the caller opted in (`unisolated`).
+
 Three roles:
-    program   run a program; the per-run token goes to the report pipe only if it returns normally
+    program   run a program; its exit status is the verdict, judged by the parent: no token, report pipe or
+              saved exit function is left in this process when the program's first line runs
     serve     run a solution, then answer calls to its functions, arguments and results as plain data
     test      run the tests in a process of their own, the solution's functions replaced by proxies that
               call the serving process: the verdict (the token) never shares a process with model code, and
@@ -127,32 +135,78 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
 # --------------------------------------------------------------------------------------------------------
 # the roles
 # --------------------------------------------------------------------------------------------------------
-def run_program(source: str, token: str, report_fd: int, guard: bool) -> None:
-    """Execute the program; the token goes to the report pipe only if it returned normally."""
-    write, exit_now = os.write, os._exit  # kept before the guard removes them
+def compile_sample(source: str, what: str):
+    """Compile under the jail's limits (a pathological source costs the sample's time and memory, never the
+    evaluator's); -> the code, or raises SampleUnreadable with the reason."""
+    try:
+        return compile(source, PROGRAM_FILE, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        where = f" (line {e.lineno})" if e.lineno else ""
+        raise SampleUnreadable(f"the {what} is not valid Python: {e.msg}{where}") from None
+    except (ValueError, RecursionError, MemoryError) as e:  # "1+1+..." nested too deep to compile
+        raise SampleUnreadable(f"the {what} cannot be compiled: {type(e).__name__}: "
+                               f"{str(e)[:200] or 'too deeply nested'}") from None
+
+
+class SampleUnreadable(Exception):
+    """The sample does not compile: exit status UNREADABLE, the reason on stderr's last line."""
+
+
+UNREADABLE = 2
+
+
+def run_program(source: str, guard: bool) -> None:
+    """Execute the program. Its exit status is the verdict, read by the parent: 0 when it ran to its end, 1
+    when it raised (SystemExit included: exiting early is not passing), UNREADABLE when it did not compile;
+    the reason is stderr's last line. No secret decides the verdict: a program can only choose to end with
+    status 0 early (os._exit(0)), which a plain run cannot tell from its end (check_program can)."""
+    import signal
+
+    exit_now, block = os._exit, signal.pthread_sigmask  # kept before the guard and the program replace them
+    everything = signal.valid_signals()
+    try:
+        code = compile_sample(source, "program")
+    except SampleUnreadable as e:
+        print(f"SampleUnreadable: {e}", file=sys.stderr)
+        _flush(sys.stderr)
+        exit_now(UNREADABLE)
     close_routes(guard)
     try:
-        code = compile(source, PROGRAM_FILE, "exec")
         exec(code, {"__name__": "__main__", "__file__": PROGRAM_FILE, "__builtins__": __builtins__})
-        sys.stdout.flush()
-    except BaseException as e:  # noqa: BLE001 - SystemExit included: exiting early is not passing
-        write(report_fd, f"raised {type(e).__name__}: {e}"[:300].replace("\n", " ").encode() + b"\n")
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        sys.stderr.flush()
-        exit_now(1)
-    write(report_fd, (token + "\n").encode())
+    except BaseException as e:  # noqa: BLE001 - SystemExit included
+        block(signal.SIG_BLOCK, everything)  # no handler of the program's can turn this into a normal end
+        try:
+            _flush(sys.stdout)  # what a failing program printed is kept
+            print(f"{type(e).__name__}: {e}", file=sys.stderr)
+            _flush(sys.stderr)
+        finally:
+            exit_now(1)
+    _flush(sys.stdout)
     exit_now(0)
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except Exception:  # noqa: BLE001 - a sample that closed or broke its own stream
+        pass
 
 
 def serve(source: str, requests: int, responses: int, guard: bool) -> None:
     """Run the solution, send the names of its functions, then answer {"call": name, "args", "kwargs"}
     with {"value": plain} or {"raised": [type, message]} until the tests hang up."""
     write_message, read_message, exit_now = send, receive, os._exit
+    try:
+        code = compile_sample(source, "completion")
+    except SampleUnreadable as e:
+        write_message(responses, {"load_error": str(e)})
+        exit_now(UNREADABLE)
     close_routes(guard)
     namespace = {"__name__": "__main__", "__file__": PROGRAM_FILE, "__builtins__": __builtins__}
     try:
-        exec(compile(source, PROGRAM_FILE, "exec"), namespace)
+        exec(code, namespace)
     except BaseException as e:  # noqa: BLE001 - the solution failed to load: every call fails
+        _flush(sys.stdout)
         write_message(responses, {"load_error": f"{type(e).__name__}: {e}"[:300]})
         exit_now(1)
     write_message(responses, {"names": sorted(n for n, v in list(namespace.items())
@@ -222,13 +276,15 @@ def test(prompt: str, tests: str, entry_point: str, token: str, report_fd: int, 
     hello = receive(responses)
     try:
         if hello is None or "load_error" in hello:
-            raise RuntimeError("the solution did not load: " + (hello or {}).get("load_error", "its process ended"))
+            error = (hello or {}).get("load_error", "its process ended")
+            raise RuntimeError(error if "not valid Python" in error or "cannot be compiled" in error
+                               else f"the solution did not load: {error}")
         namespace = {"__name__": "__main__"}
         try:  # the problem's own helpers (the prompt's functions) run here, out of the solution's reach
             exec(compile(prompt, "prompt.py", "exec"), namespace)
         except Exception:  # noqa: BLE001 - a prompt that does not run alone: the solution serves them all
             namespace = {"__name__": "__main__"}
-        code = compile(tests, "tests.py", "exec")
+        code = compile(tests, "tests.py", "exec", dont_inherit=True)
         for name in solution_names_to_call(hello["names"], entry_point, code, namespace):
             namespace[name] = SolutionFunction(name, requests, responses)
         if not isinstance(namespace.get(entry_point), SolutionFunction):
@@ -236,7 +292,8 @@ def test(prompt: str, tests: str, entry_point: str, token: str, report_fd: int, 
         exec(code, namespace)
         exec(compile(f"check({entry_point})", "tests.py", "exec"), namespace)
     except BaseException as e:  # noqa: BLE001 - a failed assertion, a call that raised, anything
-        os.write(report_fd, f"raised {type(e).__name__}: {e}"[:300].replace("\n", " ").encode() + b"\n")
+        # one JSON line (ASCII, control characters escaped): the parent reads fields, never free text
+        os.write(report_fd, json.dumps(["raised", type(e).__name__, str(e)[:300]]).encode() + b"\n")
         import traceback
 
         traceback.print_exc()
@@ -249,26 +306,39 @@ def test(prompt: str, tests: str, entry_point: str, token: str, report_fd: int, 
 # --------------------------------------------------------------------------------------------------------
 # the second layer: no route from the program to the harness's frames and objects
 # --------------------------------------------------------------------------------------------------------
-FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
-BLOCKED_EVENTS = {"sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile", "gc.get_objects",
-                  "gc.get_referrers", "gc.get_referents", "sys.addaudithook"}
+FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+BLOCKED_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile",
+                            "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.addaudithook"})
+BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "gc", "_testcapi", "_xxsubinterpreters"})
+CODE_ATTRIBUTES = frozenset({"__code__", "__closure__", "__globals__", "__defaults__", "__kwdefaults__"})
 
 
-def _audit(event: str, args) -> None:
-    if (event in BLOCKED_EVENTS or event.startswith("ctypes.")  # every ctypes load, call and raw address
-            or (event == "object.__getattr__" and args[1] in FRAME_ATTRIBUTES)
-            or (event == "import" and args[0] in ("ctypes", "_ctypes", "gc", "_testcapi", "_xxsubinterpreters"))
-            or (event == "open" and isinstance(args[0], str) and args[0].startswith("/proc/")
-                and args[0].rstrip("/").endswith(("/mem", "/pagemap")))):
-        # ValueError: what the stdlib's own sys._getframe callers (namedtuple, typing, enum) already catch
-        raise ValueError(f"{event} is disabled in the sandbox")
+def audit_hook():
+    """The hook, built so the program cannot change what it blocks: its sets are frozen and held in its
+    closure (not in this module's globals, which `import __main__` reaches), the builtins it calls are bound
+    now (the program may replace builtins.isinstance), and rewriting any function's code, closure or globals
+    is refused (a hook whose __code__ is replaced lets everything through)."""
+    str_type, type_of, disabled = str, type, ValueError
+    frames, events, imports, code = FRAME_ATTRIBUTES, BLOCKED_EVENTS, BLOCKED_IMPORTS, CODE_ATTRIBUTES
+
+    def hook(event: str, args) -> None:
+        if (event in events or event.startswith("ctypes.")  # every ctypes load, call and raw address
+                or (event == "object.__getattr__" and args[1] in frames)
+                or (event in ("object.__setattr__", "object.__delattr__") and args[1] in code)
+                or (event == "import" and args[0] in imports)
+                or (event == "open" and type_of(args[0]) is str_type and args[0].startswith("/proc/")
+                    and args[0].rstrip("/").endswith(("/mem", "/pagemap")))):
+            # ValueError: what the stdlib's own sys._getframe callers (namedtuple, typing, enum) already catch
+            raise disabled(f"{event} is disabled in the sandbox")
+
+    return hook
 
 
 def close_routes(guard: bool) -> None:
     """The reliability guard (when asked for), then the audit hook; nothing of the harness can undo them."""
     if guard:
         reliability_guard()
-    sys.addaudithook(_audit)
+    sys.addaudithook(audit_hook())
 
 
 def reliability_guard() -> None:
@@ -300,20 +370,26 @@ def reliability_guard() -> None:
 
 
 def main(config: dict) -> None:
-    """Set up the layers as root, drop to the private uid, then play the role.
+    """Set up the layers, drop privileges, then play the role.
 
-    With a PID namespace the role runs in a forked child that is the namespace's init: when it dies the
-    kernel kills and reaps everything it started, so no orphan or zombie outlives the sandbox. This process
-    only waits for it and passes its exit status on.
+    As root: namespaces, cgroups and a private uid. As an ordinary user: the same namespaces inside a new
+    user namespace, then every capability dropped. With a PID namespace the role runs in a forked child
+    that is the namespace's init: when it dies the kernel kills and reaps everything it started, so no
+    orphan or zombie outlives the sandbox. This process only waits for it and passes its exit status on.
     """
-    token = sys.stdin.readline().strip()
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # no stdin: a program waiting for input must not hang
+    token = sys.stdin.readline().strip() if config["role"] == "test" else ""  # only the tests' process has one
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # no stdin: a program waiting for input must not hang
+    os.close(null)
     report_fd = config["report_fd"]
     try:
         with open(os.path.join(config["workdir"], PROGRAM_FILE), encoding="utf-8", errors="surrogatepass") as f:
             source = f.read()
         active = layers.join_cgroups(config.get("cgroups", []))
-        active += layers.namespaces() if config["uid"] is not None else []
+        if config["os_layers"]:
+            active += layers.namespaces() if config["uid"] is not None else layers.user_namespace()
+            if "userns" in active:
+                active += layers.namespaces()
         if "pidns" in active:
             import resource
 
@@ -324,15 +400,23 @@ def main(config: dict) -> None:
         if "mountns" in active and "pidns" in active:
             active += layers.build_root(config["workdir"], config["disk_mb"], config["uid"], source)
         active += layers.limits_and_uid(config, "fsview" in active)
-        if config["uid"] is not None:
+        if "userns" in active:
+            active += layers.drop_capabilities()
+        if config["uid"] is not None or "userns" in active:
             active += layers.no_user_namespaces()
     except Exception as e:  # noqa: BLE001 - reported to the parent, which marks the result "error"
         os.write(report_fd, f"setup-error {type(e).__name__}: {e}\n".encode())
         os._exit(3)
+    missing = [name for name in layers.REQUIRED_LAYERS if name not in active]
+    if missing and not config["unisolated"]:
+        os.write(report_fd, ("refused " + " ".join(missing) + "\n").encode())
+        os._exit(4)
     os.write(report_fd, ("ready " + " ".join([*active, "audit"]) + "\n").encode())
     role = config["role"]
+    if role != "test":  # the tests' process reports its verdict; the others hold no route to the parent
+        os.close(report_fd)
     if role == "program":
-        run_program(source, token, report_fd, config["guard"])
+        run_program(source, config["guard"])
     elif role == "serve":
         serve(source, config["requests"], config["responses"], config["guard"])
     else:

@@ -1,6 +1,8 @@
-"""The OS layers of the sandbox's jail (root on Linux), set up by tasks/codegen/jail.py before any untrusted
-code runs: cgroups, namespaces, a new root with only the read-only interpreter, a seccomp filter, rlimits
-and the drop to a private uid. Stdlib only: the jail imports this file by path, in the sandboxed child.
+"""The OS layers of the sandbox's jail on Linux, set up by tasks/codegen/jail.py before any untrusted code
+runs: cgroups (root only), namespaces (as root directly; as an ordinary user inside a new user namespace),
+a new root with only the read-only interpreter, a seccomp filter, rlimits, and the drop to a private uid
+(root) or of every capability (user namespace). Stdlib only: the jail imports this file by path, in the
+sandboxed child.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import sys
 
 PROGRAM_FILE = "program.py"
 MiB = 1 << 20
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
-    0x00020000, 0x10000000, 0x08000000, 0x20000000, 0x40000000)
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
+    0x00020000, 0x04000000, 0x10000000, 0x08000000, 0x20000000, 0x40000000)
+# What "isolated" means: without these a sample could read the host's files, reach its network or see its
+# processes, and code is run only by an explicit opt-in (tasks.codegen.sandbox.Limits.unisolated).
+REQUIRED_LAYERS = ("netns", "pidns", "fsview")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 
 
@@ -38,17 +43,54 @@ def join_cgroups(folders: list[str]) -> list[str]:
     return ["cgroup"] if folders else []
 
 
+def user_namespace() -> list[str]:
+    """As an ordinary user: a new user namespace in which this process holds the capabilities to make the
+    other namespaces and the new root (over those namespaces only, never over the host). Its one uid and gid
+    map to the user's own, so files it creates on the host (none: /tmp is a tmpfs) would be the user's.
+    Nothing where the kernel refuses (user namespaces disabled for unprivileged users)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    _, libc = _libc()
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        return []
+    try:
+        for file, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{file}", "w") as f:
+                f.write(text)
+    except OSError:
+        return []  # a user namespace without its mapping: the later layers fail and say so
+    return ["userns"]
+
+
 def namespaces() -> list[str]:
-    """New network, IPC, PID (for the next fork) and mount namespaces; each skipped if the kernel refuses."""
+    """New network, IPC, UTS, PID (for the next fork) and mount namespaces; each skipped if the kernel
+    refuses."""
     if not sys.platform.startswith("linux"):
         return []
     _, libc = _libc()
     done = [name for flag, name in ((CLONE_NEWNET, "netns"), (CLONE_NEWIPC, "ipcns"), (CLONE_NEWPID, "pidns"))
             if libc.unshare(flag) == 0]
+    if libc.unshare(CLONE_NEWUTS) == 0 and libc.sethostname(b"sandbox", 7) == 0:  # not the host's name
+        done.append("utsns")
     if libc.unshare(CLONE_NEWNS) == 0:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates back to the host
         done.append("mountns")
     return done
+
+
+def drop_capabilities() -> list[str]:
+    """In a user namespace: give up every capability (bounding set, then effective, permitted, inheritable),
+    with no_new_privs, so the sample cannot remount, unmount or reconfigure what the jail built."""
+    ctypes, libc = _libc()
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    for cap in range(64):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP (EINVAL past the last capability: ignored)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}: all zero
+    if libc.syscall(126, header, data) != 0:  # capset (x86_64)
+        raise OSError(ctypes.get_errno(), f"capset: {os.strerror(ctypes.get_errno())}")
+    return ["nocaps"]
 
 
 def interpreter_paths() -> list[str]:
@@ -59,6 +101,14 @@ def interpreter_paths() -> list[str]:
         if os.path.isdir(lib) and not os.path.islink(lib):
             paths.add(lib)
     return sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
+
+
+def _kept_flags(path: str) -> int:
+    """The host mount's flags a remount must keep: in a user namespace the kernel refuses to clear noexec or
+    to change the access-time policy of a mount it inherited (statvfs's ST_* bits, as mount's MS_* bits)."""
+    flags = os.statvfs(path).f_flag
+    kept = {8: 8, 1024: 1024, 2048: 2048, 4096: 1 << 21}  # noexec, noatime, nodiratime, relatime
+    return sum(ms for st, ms in kept.items() if flags & st)
 
 
 def build_root(workdir: str, disk_mb: int, uid: int | None, program: str) -> list[str]:
@@ -72,7 +122,7 @@ def build_root(workdir: str, disk_mb: int, uid: int | None, program: str) -> lis
     for path in interpreter_paths():
         os.makedirs(root + path, mode=0o755, exist_ok=True)
         _mount(path, root + path, None, MS_BIND | MS_REC)
-        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | _kept_flags(path))
     for link in ("/lib", "/lib64", "/bin"):
         if os.path.islink(link):
             os.symlink(os.readlink(link), root + link)
@@ -205,6 +255,10 @@ def wait_and_exit_like(pid: int) -> None:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig not in (signal.SIGKILL, signal.SIGSTOP):  # their handlers cannot be set (and need not be)
-            signal.signal(sig, signal.SIG_DFL)
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):  # a signal this interpreter does not handle: still re-raised
+                pass
         os.kill(os.getpid(), sig)
+        os._exit(128 + sig)  # a signal whose default is to be ignored: the shell's convention
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)

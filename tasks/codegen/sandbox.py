@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 JAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail.py")
+PYTHON = sys.executable  # the jail is stdlib only: any CPython 3.10+ the sample's uid may run would do
 PROGRAM_FILE = "program.py"
 _UID_RANGE = (1 << 20, 1 << 21)  # private uids: unlikely to own anything or to collide across evaluators
 _uids_in_use: set[int] = set()
@@ -70,20 +71,36 @@ class Limits:
     max_procs: int = 16
     guard: bool = True  # HumanEval's reliability guard (the tests leave it out to show the rest holds)
     output_cap: int = 4096  # bytes of stdout / stderr kept
+    max_source_bytes: int = 256 * 1024  # a longer sample fails unread (it would cost the jail time to compile)
+    # Run even where the OS gives no isolation (no network, PID and mount namespaces: not Linux, or user
+    # namespaces disabled): the sample could then read your files and reach your network. Also set by the
+    # environment variable GPTSUITE_SANDBOX_UNISOLATED=1. Off: such a run is refused with an "error".
+    unisolated: bool = False
+    os_layers: bool = True  # False: the audit layer and rlimits only (the tests show the verdict still holds)
+
+
+UNISOLATED_ENV = "GPTSUITE_SANDBOX_UNISOLATED"
 
 
 def run_program(source: str, timeout: float = 5.0, memory_mb: int = 512, **limits) -> Result:
-    """Run `source` in one jailed process; "passed" means it ran to its end without an exception."""
-    problem = _unreadable(source, "program")
-    if problem:
-        return Result("failed", reason=problem)
-    child = _Child("program", source, Limits(timeout, memory_mb, **limits))
+    """Run `source` in one jailed process; "passed" means it ended with status 0, judged from outside: it ran
+    to its end without an exception, or chose to end early with status 0 (os._exit(0)), which a plain run
+    cannot tell apart. To check code against tests, use check_program: there no sample can write the verdict.
+    Never raises: a bad program is a failed result, a sandbox that could not run it an error."""
     try:
-        child.start()
-        timed_out = child.wait()
-        return child.result(timed_out)
-    finally:
-        child.close()
+        limit = Limits(timeout, memory_mb, **limits)
+        problem = _unsendable(source, "program", limit.max_source_bytes)
+        if problem:
+            return Result("failed", reason=problem)
+        child = _Child("program", source, limit)
+        try:
+            child.start()
+            timed_out = child.wait()
+            return child.result(timed_out)
+        finally:
+            child.close()
+    except Exception as e:  # noqa: BLE001 - the harness failed: an error result, never a crash
+        return Result("error", reason=f"sandbox failure: {type(e).__name__}: {printable(str(e))}")
 
 
 def check_program(solution: str, test_code: str, entry_point: str, timeout: float = 3.0, *, prompt: str = "",
@@ -96,17 +113,16 @@ def check_program(solution: str, test_code: str, entry_point: str, timeout: floa
             return Result("error", reason="the problem has no tests: nothing to check the completion against")
         if not entry_point.isidentifier():
             return Result("error", reason=f"the entry point {entry_point!r} is not a Python name")
+        limit = Limits(timeout, **limits)
         for text, what in ((solution, "completion"), (test_code, "test code")):
-            problem = _unreadable(text, what)
+            problem = _unsendable(text, what, limit.max_source_bytes)
             if problem:
                 return Result("failed" if what == "completion" else "error", reason=problem)
-        try:
-            prompt.encode("utf-8")  # it need not compile alone: where it does not, the solution serves all
-        except (AttributeError, UnicodeEncodeError):
-            prompt = ""
-        return _run_pair(solution, test_code, entry_point, prompt, Limits(timeout, **limits))
+        if _unsendable(prompt, "prompt", limit.max_source_bytes):
+            prompt = ""  # it need not compile alone: where it does not, the solution serves all
+        return _run_pair(solution, test_code, entry_point, prompt, limit)
     except Exception as e:  # noqa: BLE001 - the harness failed: an error result, never a crash
-        return Result("error", reason=f"sandbox failure: {type(e).__name__}: {e}")
+        return Result("error", reason=f"sandbox failure: {type(e).__name__}: {printable(str(e))}")
 
 
 def run_many(programs: Iterable[str | Mapping], workers: int | None = None, progress: bool = False,
@@ -137,21 +153,29 @@ def run_many(programs: Iterable[str | Mapping], workers: int | None = None, prog
 # --------------------------------------------------------------------------------------------------------
 # the parent side
 # --------------------------------------------------------------------------------------------------------
-def _unreadable(source: str, what: str) -> str | None:
-    """Why `source` cannot even be compiled (no process is started for it), or None."""
+def _unsendable(source, what: str, max_bytes: int) -> str | None:
+    """Why `source` is not even sent to a jail, or None. Cheap checks only (type, size, encoding, null
+    bytes): compiling is the jail's job, under its limits, so no sample costs the evaluator time or memory."""
     if not isinstance(source, str):
         return f"the {what} is a {type(source).__name__}, not text"
+    if len(source) > max_bytes:  # characters: a lower bound on its UTF-8 bytes, known without encoding it
+        return f"the {what} is over {max_bytes} bytes ({len(source)} characters)"
     try:
-        source.encode("utf-8")
-        compile(source, PROGRAM_FILE, "exec", dont_inherit=True)
+        size = len(source.encode("utf-8"))
     except UnicodeEncodeError as e:
         return f"the {what} is not valid Unicode text ({e.reason} at character {e.start})"
-    except SyntaxError as e:
-        where = f" (line {e.lineno})" if e.lineno else ""
-        return f"the {what} is not valid Python: {e.msg}{where}"
-    except (ValueError, RecursionError, MemoryError) as e:  # null bytes; "1+1+..." nested too deep to compile
-        return f"the {what} cannot be compiled: {type(e).__name__}: {str(e)[:200] or 'too deeply nested'}"
+    if size > max_bytes:
+        return f"the {what} is over {max_bytes} bytes ({size})"
+    if "\x00" in source:
+        return f"the {what} cannot be compiled: it contains null bytes"
     return None
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """Text from a sample, safe to show on one line: every character that is not printable (line breaks, tabs,
+    carriage returns, the separators str.splitlines splits on, terminal escapes) written as its escape."""
+    text = text[:limit]
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _run_pair(solution: str, tests: str, entry_point: str, prompt: str, limits: Limits) -> Result:
@@ -211,13 +235,14 @@ class _Child:
         config = {"role": self.role, "workdir": self.workdir, "uid": self.uid, "timeout": lim.timeout,
                   "memory_mb": lim.memory_mb, "file_mb": lim.file_mb, "disk_mb": lim.disk_mb,
                   "max_procs": lim.max_procs, "guard": lim.guard, "report_fd": self.report_w,
-                  "cgroups": self.cgroups,
+                  "cgroups": self.cgroups, "os_layers": lim.os_layers,
+                  "unisolated": lim.unisolated or os.environ.get(UNISOLATED_ENV, "") == "1",
                   **self.pipes, **self.extra}
         self.start_time = time.monotonic()
         out, err = _own_description(self.out), _own_description(self.err)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", JAIL, repr(config)], stdin=subprocess.PIPE, stdout=out,
+                [PYTHON, "-I", JAIL, repr(config)], stdin=subprocess.PIPE, stdout=out,
                 stderr=err, cwd=self.workdir, env=_minimal_env(), start_new_session=True,
                 pass_fds=(self.report_w, *self.pipes.values()), close_fds=True)
         finally:
@@ -225,8 +250,8 @@ class _Child:
             self.report_w_open = False
             for fd in {out, err} - {self.out.fileno(), self.err.fileno()}:
                 os.close(fd)
-        try:
-            self.proc.stdin.write(self.token.encode() + b"\n")
+        try:  # only the tests' process reads a token: the others hold no secret
+            self.proc.stdin.write((self.token if self.role == "test" else "").encode() + b"\n")
             self.proc.stdin.close()
         except OSError:
             pass  # the child died before reading its token: reported as failed
@@ -251,9 +276,15 @@ class _Child:
     def result(self, timed_out: bool) -> Result:
         if self.proc is None:
             return Result("error", reason="the sandbox did not start")
-        return _classify(self.proc.returncode, timed_out, self.token, _read_report(self.report_r),
-                         _tail(self.out, self.limits.output_cap), _tail(self.err, self.limits.output_cap),
-                         time.monotonic() - self.start_time, self.limits.timeout)
+        result = _classify(self.role, self.proc.returncode, timed_out, self.token, _read_report(self.report_r),
+                           _tail(self.out, self.limits.output_cap), _tail(self.err, self.limits.output_cap),
+                           time.monotonic() - self.start_time, self.limits.timeout)
+        full = [name for name, f in (("stdout", self.out), ("stderr", self.err))
+                if os.fstat(f.fileno()).st_size >= self.limits.file_mb * (1 << 20)]
+        if result.status == "failed" and result.exit_code == 1 and full:  # its own error could not be written
+            result.reason = (f"raised OSError: File too large ({' and '.join(full)} reached the "
+                             f"{self.limits.file_mb} MiB file-size limit)")
+        return result
 
     def close(self) -> None:
         self.stop()
@@ -405,9 +436,11 @@ def processes_of(pgid: int | None = None, uid: int | None = None) -> list[int]:
 
 
 def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL everything of the program: its private uid first (the PID namespace's init among them, whose
-    death takes the namespace down and lets the waiting bootstrap reap it: no zombie is left to init), then
-    the process group, then anything that is still alive by group or uid (setsid escapes, fork bombs)."""
+    """SIGKILL everything of the program: the PID namespace's init (the jail's child: its death takes the
+    namespace and all in it down, and lets the waiting jail reap it, so no zombie is left to init) and its
+    private uid's processes first, then the process group, then anything that is still alive by group or
+    uid (setsid escapes, fork bombs)."""
+    _kill_pids(children_of(proc.pid))  # found before the jail dies: its children then belong to init
     if uid is not None:
         _kill_pids(processes_of(uid=uid))
         try:
@@ -424,6 +457,15 @@ def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
             return
         _kill_pids(stray)
         time.sleep(0.005)
+
+
+def children_of(pid: int) -> list[int]:
+    """The children of `pid` (Linux /proc; none elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _kill_pids(pids: list[int]) -> None:
@@ -452,39 +494,110 @@ def _own_description(f) -> int:
 
 
 def _tail(f, cap: int) -> str:
-    """The last `cap` bytes the child wrote."""
+    """The last `cap` bytes the child wrote. A hole it made by seeking past the end (a sparse file) was never
+    written: it is skipped, not read as NUL bytes."""
     try:
         size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - cap))
-        text = f.read().decode("utf-8", "replace")
+        pieces, need = [], cap
+        for i, (start, end) in enumerate(reversed(_written_regions(f.fileno(), size))):
+            take = min(need + PAGE, end - start)
+            f.seek(end - take)
+            chunk = f.read(take)
+            if i:  # a region before a hole ends in the unwritten rest of its last page: zeros nobody wrote
+                chunk = chunk.rstrip(b"\0")
+            chunk = chunk[-need:]
+            pieces.append(chunk)
+            need -= len(chunk)
+            if need <= 0:
+                break
+        data = b"".join(reversed(pieces))
     except OSError as e:
         return f"[output unreadable: {e}]"
-    return ("[...]" if size > cap else "") + text
+    return ("[...]" if size > len(data) else "") + data.decode("utf-8", "replace")
+
+
+PAGE = 4096
+
+
+def _written_regions(fd: int, size: int) -> list[tuple[int, int]]:
+    """The file's data regions [(start, end)], holes left out; the whole file where holes are not reported.
+    At most RLIMIT_FSIZE / block size regions: one pass."""
+    if not hasattr(os, "SEEK_HOLE"):
+        return [(0, size)]
+    regions, position = [], 0
+    while position < size:
+        try:
+            start = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data past position
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        regions.append((start, end))
+        position = end
+    return regions
 
 
 _SIGNALS = {signal.SIGXCPU: "CPU-time limit", signal.SIGXFSZ: "file-size limit (output flood or big file)",
             signal.SIGKILL: "killed (a limit: memory, processes, CPU time; or from outside)",
             signal.SIGSEGV: "segmentation fault", signal.SIGSYS: "a forbidden system call (seccomp)"}
+SETUP_ERROR, REFUSED, UNREADABLE = 3, 4, 2  # the jail's own exit statuses (tasks/codegen/jail.py)
 
 
-def _classify(code: int, timed_out: bool, token: str, report: str, out: str, err: str, wall: float,
-              timeout: float) -> Result:
-    lines = report.splitlines()
-    isolation = tuple(lines[0].split()[1:]) if lines and lines[0].startswith("ready") else ()
+def signal_reason(number: int) -> str:
+    """"killed by SIGXCPU: CPU-time limit"; any number, real-time signals and unknown ones included."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"killed by {name}: {_SIGNALS.get(number, 'signal')}"
+
+
+def _classify(role: str, code: int | None, timed_out: bool, token: str, report: str, out: str, err: str,
+              wall: float, timeout: float) -> Result:
+    """The verdict, from what the parent saw: the exit status, the report pipe's lines (the first written by
+    the jail before any sample ran; the tests' verdict after it) and, for a plain run, stderr's last line.
+    Every reason is built here from those fields, the sample's text escaped (printable)."""
+    lines = report.split("\n")  # "\n" only: str.splitlines would also split on characters a sample can send
+    first = lines[0]
+    isolation = tuple(first.split()[1:]) if first.startswith("ready ") else ()
     result = Result("failed", code, out, err, round(wall, 3), isolation=isolation)
     if timed_out:
         result.status, result.reason = "timeout", f"still running after the {timeout:g} s wall-clock limit"
-    elif lines and lines[0].startswith("setup-error"):
-        result.status, result.reason = "error", f"sandbox set-up failed: {lines[0][12:]}"
+    elif first.startswith("setup-error "):
+        result.status, result.reason = "error", f"sandbox set-up failed: {printable(first[12:])}"
+    elif first.startswith("refused "):
+        result.status = "error"
+        result.reason = (f"refused: this machine gives the sandbox no {', '.join(first.split()[1:])} isolation, "
+                         f"so the code could read your files, reach your network or see your processes; run it "
+                         f"anyway only by choice: {UNISOLATED_ENV}=1 or unisolated=True")
+    elif code is not None and code < 0:
+        result.reason = signal_reason(-code)
+    elif role == "program":
+        last = next((line for line in reversed(err.split("\n")) if line.strip()), "")
+        if code == 0:
+            result.status = "passed"
+        elif code == UNREADABLE and last.startswith("SampleUnreadable: "):
+            result.reason = printable(last.removeprefix("SampleUnreadable: "))
+        elif code == 1 and last:
+            result.reason = f"raised {printable(last)}"
+        else:
+            result.reason = f"exit code {code}"
     elif token in lines[1:] and code == 0:
         result.status = "passed"
-    elif raised := [line[7:] for line in lines if line.startswith("raised ")]:
+    elif raised := [_raised(line) for line in lines[1:] if line.startswith("[")]:
         result.reason = raised[-1]
-    elif code is not None and code < 0:
-        sig = signal.Signals(-code)
-        result.reason = f"killed by {sig.name}: {_SIGNALS.get(sig, 'signal')}"
     elif code == 0:
         result.reason = "exited before the program finished (sys.exit / os._exit before the tests ran?)"
     else:
         result.reason = f"exit code {code}"
     return result
+
+
+def _raised(line: str) -> str:
+    """"raised Type: message" from the tests' JSON report line ["raised", type, message]."""
+    import json
+
+    try:
+        _, kind, message = json.loads(line)
+        return f"raised {printable(str(kind), 80)}: {printable(str(message))}"
+    except (ValueError, TypeError):
+        return f"unreadable report: {printable(line)}"
