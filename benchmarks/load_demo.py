@@ -65,13 +65,14 @@ def wait_until_up(url: str, seconds: float) -> None:
     raise SystemExit(f"no demo answered at {url} within {seconds:.0f} s")
 
 
-def serve(artifacts: str, concurrency: int) -> tuple[subprocess.Popen, str]:
+def serve(artifacts: str, concurrency: int, max_queue: int) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "demos", "--host", "127.0.0.1", "--port", str(port),
-                             "--artifacts", artifacts, "--concurrency", str(concurrency)], cwd=root,
+                             "--artifacts", artifacts, "--concurrency", str(concurrency),
+                             "--max-queue", str(max_queue)], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}/"
 
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     proc = None
     if args.serve:
-        proc, args.url = serve(args.serve, args.concurrency)
+        # a queue as long as the clients: each waits for its answer, so none is turned away as a flood would be
+        proc, args.url = serve(args.serve, args.concurrency, max(16, args.clients))
     try:
         loopback_only(args.url)
         wait_until_up(args.url, 120 if proc else 10)

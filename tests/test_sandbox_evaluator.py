@@ -191,3 +191,23 @@ def test_as_an_ordinary_user_the_sample_sees_no_project_no_network_and_no_host_p
     words = stdout.split()
     assert words[:2] == ["noread", "nonet"] and words[3] == "nohostname", stdout
     assert int(words[2].split("=")[1]) <= 2, stdout  # the sample (its namespace's init), not the host's processes
+
+
+def test_the_jails_children_are_found_without_the_proc_children_file(monkeypatch):
+    """The PID namespace's init is killed through its parent, the jail; a kernel may lack /proc/PID/task/PID/children."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        assert child.pid in sandbox.children_of(os.getpid())
+
+        def no_children_file(path, *args, **kwargs):
+            if str(path).endswith("/children"):
+                raise FileNotFoundError(path)
+            return open(path, *args, **kwargs)
+
+        monkeypatch.setattr(sandbox, "open", no_children_file, raising=False)
+        assert child.pid in sandbox.children_of(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -460,12 +460,21 @@ def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
 
 
 def children_of(pid: int) -> list[int]:
-    """The children of `pid` (Linux /proc; none elsewhere)."""
+    """The children of `pid` (Linux /proc: its `children` file, else every process's parent; none elsewhere)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(p) for p in f.read().split()]
-    except (OSError, ValueError):
-        return []
+    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN
+        pass
+    children = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                if name.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
 
 
 def _kill_pids(pids: list[int]) -> None:
