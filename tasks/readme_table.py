@@ -41,12 +41,12 @@ def headline_section(results: dict) -> str:
     machines = list(dict.fromkeys(_machine(run) for run in runs))
     lines = [*headline(rows), "",
              *_wrap("Scores in %, with 95% bootstrap intervals over the test examples. Where a preset offers several "
-                    "candidates, the row is the one with the best validation score, never the best test score; the "
-                    "method column says how each row was chosen (today every preset offers one candidate per "
-                    "benchmark, and the SmolLM2 rows were run before validation scores were recorded). Ablations "
-                    "(what one choice is worth) are in [benchmarks/results.md](benchmarks/results.md) with every "
-                    "other row and what it spent. The baseline is scored on the same examples; the anchor is a "
-                    "published full-data figure."),
+                    "candidates (SQuAD's three modelling layers), the row is the one with the best validation score, "
+                    "never the best test score; the method column says how each row was chosen, and the validation "
+                    "column gives that score (on a split that is never the reported one; HumanEval and the Bible "
+                    "rows have none). [benchmarks/results.md](benchmarks/results.md) has every row, what it spent "
+                    "and its recipe. The baseline is scored on the same examples; the anchor is a published "
+                    "full-data figure."),
              "", *_wrap(f"{len(rows)} rows from {len(runs)} run{'s' if len(runs) != 1 else ''} on "
                      f"{'these machines' if len(machines) != 1 else 'this machine'}: " + "; ".join(machines) + ".")]
     return "\n".join(lines)

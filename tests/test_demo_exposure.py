@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo import CODE_PROMPT, error_of, make_demo_artifacts
+from tests import test_demo
+from tests.test_demo import CODE_PROMPT, error_of
 
 USER, PASSWORD = "tester", "a long enough passphrase"
 FLOOD = 100
@@ -93,16 +94,7 @@ def test_outputs_go_to_a_private_folder():
 # --------------------------------------------------------------------------------------------------------
 # oversized inputs, handler by handler
 # --------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return make_demo_artifacts(tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
-def store(artifacts):
-    from demos.common import ArtifactStore
-
-    return ArtifactStore(artifacts)
+artifacts, store = test_demo.artifacts, test_demo.store  # the demo tests' module-scoped fixtures, shared
 
 
 def _turns(n: int, chars: int) -> list[dict]:

@@ -194,7 +194,7 @@ def test_as_an_ordinary_user_the_sample_sees_no_project_no_network_and_no_host_p
 
 
 def test_the_jails_children_are_found_without_the_proc_children_file(monkeypatch):
-    """The PID namespace's init is killed through its parent, the jail; a kernel may lack /proc/PID/task/PID/children."""
+    """The PID namespace's init is killed through its parent, the jail; a kernel may lack its children file."""
     import subprocess
 
     child = subprocess.Popen(["sleep", "5"])
