@@ -70,6 +70,22 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     assert neg["statuses"][-1] == "failed"  # os._exit(0) before the tests is not a pass
 
 
+def test_an_evaluation_stops_where_the_sandbox_cannot_isolate(backbone_dir, monkeypatch):
+    """No namespaces on this machine and no opt-in: a clear error naming the way out, not pass@k = 0."""
+    from tasks.codegen.module import CodeGenerator
+    from tasks.codegen.sandbox import IsolationUnavailable, run_program
+
+    task = generator(backbone_dir, num_samples=1, ks=[1])
+    monkeypatch.setattr(CodeGenerator, "complete",
+                        lambda self, problems, first, samples: [["    return a + b\n"] for _ in problems])
+    refused = run_program("pass", os_layers=False)  # what the sandbox answers on a machine without namespaces
+    assert refused.status == "error"
+    monkeypatch.setattr("tasks.codegen.module.run_many", lambda programs, **kw: [refused for _ in programs])
+    task.on_test_epoch_start()
+    with pytest.raises(IsolationUnavailable, match="GPTSUITE_SANDBOX_UNISOLATED=1"):
+        task.update_metrics("test", {"rows": [ADD]})
+
+
 def test_pass_at_k_needs_n_at_least_k():
     from tasks.codegen.module import PassAtK
 

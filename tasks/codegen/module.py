@@ -24,7 +24,7 @@ from torchmetrics import Metric
 from backbone.chat import chat_prompt
 from backbone.generate import GenerationConfig
 from tasks.codegen.passk import pass_at_k
-from tasks.codegen.sandbox import Result, check_program, run_many
+from tasks.codegen.sandbox import IsolationUnavailable, Result, check_program, run_many
 from tasks.generative import GenerativeTask
 from tasks.outputs import Completion
 
@@ -238,6 +238,10 @@ class CodeGenerator(GenerativeTask):
                                      "timeout": h.timeout})
                     owners.append((w, s))
         results = dict(zip(owners, run_many(programs, workers=h.workers))) if programs else {}
+        refused = next((r.reason for r in results.values() if r.status == "error" and r.reason.startswith("refused")),
+                       None)
+        if refused:  # a machine that cannot isolate the samples: a clear stop, not a silent pass@k of 0
+            raise IsolationUnavailable(f"the sandbox {refused}")
         failed = Result("failed", reason="decoding failed")
         for w, (row, samples, greedy, error) in enumerate(work):
             sample_results = [results.get((w, s), failed) for s in range(h.num_samples)]

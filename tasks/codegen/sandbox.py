@@ -82,6 +82,11 @@ class Limits:
 UNISOLATED_ENV = "GPTSUITE_SANDBOX_UNISOLATED"
 
 
+class IsolationUnavailable(PermissionError):
+    """This machine cannot isolate samples and nobody opted in to running them unisolated (an evaluation stops
+    with this rather than scoring every sample as failed)."""
+
+
 def run_program(source: str, timeout: float = 5.0, memory_mb: int = 512, **limits) -> Result:
     """Run `source` in one jailed process; "passed" means it ended with status 0, judged from outside: it ran
     to its end without an exception, or chose to end early with status 0 (os._exit(0)), which a plain run
