@@ -18,6 +18,7 @@ components inside an open gr.Blocks.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -125,14 +126,22 @@ def format_result(result) -> str:
     icon = {"passed": "✅", "failed": "❌", "timeout": "⏱️"}.get(result.status, "⚠️")
     lines = [f"{icon} **{result.status}** in {result.wall_s:.2f} s"]
     if result.reason:  # the sample's text is in it: shown as code, never as Markdown
-        lines.append(f"Reason:\n```\n{result.reason}\n```")
+        lines.append(f"Reason:\n{code_block(result.reason)}")
     lines.append("Isolation: " + (", ".join(result.isolation) if result.isolation else
                                   "none (the code did not run)"))
     for stream in ("stdout", "stderr"):
         tail = (getattr(result, stream) or "").strip()
         if tail:
-            lines.append(f"{stream}:\n```\n{tail[-1500:]}\n```")
+            lines.append(f"{stream}:\n{code_block(tail[-1500:])}")
     return "\n\n".join(lines)
+
+
+def code_block(text: str) -> str:
+    """`text` in a fenced block it cannot close: the fence is longer than any run of backticks in it, so a
+    program that prints a fence cannot render Markdown of its own (a fake "passed" line)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
 
 
 # --------------------------------------------------------------------------------------------------------

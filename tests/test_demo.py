@@ -360,3 +360,13 @@ def test_demo_command_is_registered():
     args = build_parser().parse_args(["demo", "--task", "runs/my-ner", "--task", "/data/ner-smollm2"])
     assert args.task_dirs == ["runs/my-ner", "/data/ner-smollm2"]
     assert args.func.__module__ == "demos.__main__"  # registered by demos through the entry point
+
+
+def test_a_programs_output_cannot_render_markdown_in_the_code_tab():
+    from demos.tabs_tasks import format_result
+    from tasks.codegen.sandbox import Result
+
+    fake = "```\n\n✅ **passed** in 0.01 s\n\n```"
+    shown = format_result(Result("failed", 1, stdout=fake, reason="raised AssertionError: ``` x", isolation=("netns",)))
+    assert shown.count("\n````") == 4  # both blocks fenced with four backticks: longer than any run inside
+    assert shown.startswith("❌ **failed**") and "Isolation: netns" in shown

@@ -211,3 +211,57 @@ def test_the_jails_children_are_found_without_the_proc_children_file(monkeypatch
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"), reason="mounts need root")
+def test_a_writable_mount_below_the_interpreter_is_read_only_inside():
+    """Each interpreter folder is bound with the mounts below it; every one of them is made read-only, not only
+    the top one. Set up in a private mount namespace of a forked child, so the host's mounts never change."""
+    import ctypes
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    target = next((os.path.join(stdlib, d) for d in ("idlelib", "lib2to3", "turtledemo", "pydoc_data")
+                   if os.path.isdir(os.path.join(stdlib, d))), None)
+    if target is None:
+        pytest.skip("no spare standard-library folder to mount over")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.unshare(0x00020000) == 0  # CLONE_NEWNS
+            assert libc.mount(None, b"/", None, (1 << 14) | (1 << 18), None) == 0  # MS_REC | MS_PRIVATE
+            assert libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, b"size=1m") == 0
+            open(os.path.join(target, "outside"), "w").close()  # writable here, outside the sandbox
+            probe = os.path.join(target, "inside")
+            result = run_program(f"open({probe!r}, 'w').write('x')\n", guard=False)
+            os.write(write_end, repr((result.status, result.reason, os.path.exists(probe))).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    status, reason, written = eval(b"".join(chunks).decode())  # noqa: S307 - our own child's repr
+    assert status == "failed" and "Read-only file system" in reason and not written, (status, reason)
+
+
+def test_a_prompt_longer_than_a_command_line_allows_is_not_an_error():
+    """The prompt travels in a file (a command-line argument over 128 KiB would fail to start the jail)."""
+    prompt = "#" + "\U000e0001" * 15_000 + "\n" + "# padding\n" * 14_000 + PROMPT  # a repr of about 290 KB
+    result = check_program(prompt + "    return a + b\n", TESTS, "add", prompt=prompt)
+    assert result.passed, result
+
+
+def test_a_plain_runs_reason_says_what_is_the_programs_own_text():
+    """The exit status is the evaluator's; the stderr line after it is the program's, and says so."""
+    result = run_program("import sys\nsys.stderr.write('still running after the 5 s wall-clock limit\\n')\n"
+                         "raise SystemExit(3)\n")
+    assert result.status == "failed"
+    assert result.reason == "exit code 1; its stderr ends: SystemExit: 3"
+    unreadable = run_program("import sys\nsys.stderr.write('SampleUnreadable: fake\\n')\nx = (\n")
+    assert unreadable.reason.startswith("the program is not valid Python") and "fake" not in unreadable.reason

@@ -19,15 +19,16 @@ reports which layers took effect (the first line on its report pipe, "ready <lay
     seccomp   a filter refusing new user namespaces (unshare / clone with CLONE_NEWUSER; clone3 answers
               ENOSYS so libc falls back to clone), kernel keyrings, fallocate, ptrace and cross-process
               memory, bpf, perf, userfaultfd, io_uring, AF_VSOCK sockets and foreign syscall ABIs
-    audit     audit hooks closing the routes from the program to the harness's frames and objects
-              (sys._getframe, tracebacks' and generators' frames, gc, tracing, ctypes)
+    audit     audit hooks on the routes from the program to the harness's frames and objects
+              (sys._getframe, tracebacks' and generators' frames, gc, tracing, ctypes): a speed bump, not a
+              wall (a signal handler's frame is not audited; a fresh interpreter has no hooks)
 
 Without netns, pidns and fsview (tasks/codegen/layers.py REQUIRED_LAYERS) the jail refuses to run the sample
 ("refused <missing layers>") unless the caller opted in (`unisolated`).
 
 Three roles:
-    program   run a program; its exit status is the verdict, judged by the parent: no token, report pipe or
-              saved exit function is left in this process when the program's first line runs
+    program   run a program; its exit status is the verdict, judged by the parent: no token or report pipe
+              is left in this process when the program's first line runs
     serve     run a solution, then answer calls to its functions, arguments and results as plain data
     test      run the tests in a process of their own, the solution's functions replaced by proxies that
               call the serving process: the verdict (the token) never shares a process with model code, and
@@ -49,7 +50,7 @@ else:  # run as the sandbox's script: `python -I` leaves this folder off sys.pat
 
     del sys.path[0]
 
-PROGRAM_FILE = layers.PROGRAM_FILE
+PROGRAM_FILE, PROMPT_FILE = layers.PROGRAM_FILE, "prompt.py"
 MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB  # one call's arguments or result
 
@@ -149,27 +150,23 @@ def compile_sample(source: str, what: str):
 
 
 class SampleUnreadable(Exception):
-    """The sample does not compile: exit status UNREADABLE, the reason on stderr's last line."""
+    """The sample does not compile: exit status UNREADABLE, the reason on the report pipe (a plain run) or the
+    responses pipe (a solution)."""
 
 
 UNREADABLE = 2
 
 
-def run_program(source: str, guard: bool) -> None:
-    """Execute the program. Its exit status is the verdict, read by the parent: 0 when it ran to its end, 1
-    when it raised (SystemExit included: exiting early is not passing), UNREADABLE when it did not compile;
-    the reason is stderr's last line. No secret decides the verdict: a program can only choose to end with
-    status 0 early (os._exit(0)), which a plain run cannot tell from its end (check_program can)."""
+def run_program(code, guard: bool) -> None:
+    """Execute the compiled program. Its exit status is the verdict, read by the parent: 0 when it ran to its
+    end, 1 when it raised (SystemExit included: exiting early is not passing). No token or report pipe is left
+    in this process. A program can still choose to end early with status 0 (an exit function of its own, or
+    this frame's, reached from a signal handler's frame): a plain run cannot tell that from its end, and
+    check_program can."""
     import signal
 
     exit_now, block = os._exit, signal.pthread_sigmask  # kept before the guard and the program replace them
     everything = signal.valid_signals()
-    try:
-        code = compile_sample(source, "program")
-    except SampleUnreadable as e:
-        print(f"SampleUnreadable: {e}", file=sys.stderr)
-        _flush(sys.stderr)
-        exit_now(UNREADABLE)
     close_routes(guard)
     try:
         exec(code, {"__name__": "__main__", "__file__": PROGRAM_FILE, "__builtins__": __builtins__})
@@ -183,6 +180,15 @@ def run_program(source: str, guard: bool) -> None:
             exit_now(1)
     _flush(sys.stdout)
     exit_now(0)
+
+
+def _read(folder: str, name: str) -> str:
+    """A text the parent wrote into the work folder ("" where it wrote none)."""
+    try:
+        with open(os.path.join(folder, name), encoding="utf-8", errors="surrogatepass") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def _flush(stream) -> None:
@@ -383,8 +389,7 @@ def main(config: dict) -> None:
     os.close(null)
     report_fd = config["report_fd"]
     try:
-        with open(os.path.join(config["workdir"], PROGRAM_FILE), encoding="utf-8", errors="surrogatepass") as f:
-            source = f.read()
+        source, prompt = (_read(config["workdir"], name) for name in (PROGRAM_FILE, PROMPT_FILE))
         active = layers.join_cgroups(config.get("cgroups", []))
         if config["os_layers"]:
             active += layers.namespaces() if config["uid"] is not None else layers.user_namespace()
@@ -413,15 +418,20 @@ def main(config: dict) -> None:
         os._exit(4)
     os.write(report_fd, ("ready " + " ".join([*active, "audit"]) + "\n").encode())
     role = config["role"]
+    if role == "program":  # compiled here, under the limits, so the reason is the jail's and not the program's
+        try:
+            code = compile_sample(source, "program")
+        except SampleUnreadable as e:
+            os.write(report_fd, json.dumps(["unreadable", str(e)]).encode() + b"\n")
+            os._exit(UNREADABLE)
     if role != "test":  # the tests' process reports its verdict; the others hold no route to the parent
         os.close(report_fd)
     if role == "program":
-        run_program(source, config["guard"])
+        run_program(code, config["guard"])
     elif role == "serve":
         serve(source, config["requests"], config["responses"], config["guard"])
     else:
-        test(config["prompt"], source, config["entry_point"], token, report_fd, config["requests"],
-             config["responses"])
+        test(prompt, source, config["entry_point"], token, report_fd, config["requests"], config["responses"])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ sandboxed child.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import sys
@@ -103,6 +104,18 @@ def interpreter_paths() -> list[str]:
     return sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
 
 
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below `path` in this mount namespace (/proc/self/mountinfo; octal escapes such as
+    \\040 for a space decoded), parents first."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == path or point.startswith(path.rstrip("/") + "/"):
+                found.append(point)
+    return sorted(set(found), key=len)
+
+
 def _kept_flags(path: str) -> int:
     """The host mount's flags a remount must keep: in a user namespace the kernel refuses to clear noexec or
     to change the access-time policy of a mount it inherited (statvfs's ST_* bits, as mount's MS_* bits)."""
@@ -122,7 +135,8 @@ def build_root(workdir: str, disk_mb: int, uid: int | None, program: str) -> lis
     for path in interpreter_paths():
         os.makedirs(root + path, mode=0o755, exist_ok=True)
         _mount(path, root + path, None, MS_BIND | MS_REC)
-        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | _kept_flags(path))
+        for target in mounts_under(root + path):  # the bind and every mount below it: a remount is per mount
+            _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | _kept_flags(target))
     for link in ("/lib", "/lib64", "/bin"):
         if os.path.islink(link):
             os.symlink(os.readlink(link), root + link)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 JAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail.py")
 PYTHON = sys.executable  # the jail is stdlib only: any CPython 3.10+ the sample's uid may run would do
-PROGRAM_FILE = "program.py"
+PROGRAM_FILE, PROMPT_FILE = "program.py", "prompt.py"
 _UID_RANGE = (1 << 20, 1 << 21)  # private uids: unlikely to own anything or to collide across evaluators
 _uids_in_use: set[int] = set()
 _uid_lock = threading.Lock()
@@ -189,20 +189,21 @@ def _run_pair(solution: str, tests: str, entry_point: str, prompt: str, limits: 
     ends = [requests_r, requests_w, responses_r, responses_w]
     server = _Child("serve", solution, limits, {"requests": requests_r, "responses": responses_w})
     tester = _Child("test", tests, limits, {"requests": requests_w, "responses": responses_r},
-                    {"prompt": prompt, "entry_point": entry_point})
+                    {"entry_point": entry_point}, {PROMPT_FILE: prompt})
     try:
         server.start()
         tester.start()
         while ends:  # the children hold their ends now (closed once: a number closed twice may be reused)
             os.close(ends.pop())
         timed_out = tester.wait()
+        died_first = server.proc.poll() is not None  # before stop(): a kill of ours is no news about the solution
         server.stop()
         result = tester.result(timed_out)
         serving = server.result(False)
         result.stdout = serving.stdout  # what the solution printed
         result.stderr = (serving.stderr + "\n" + result.stderr).strip()
         result.isolation = serving.isolation
-        if result.status == "failed" and (serving.exit_code or 0) < 0:
+        if result.status == "failed" and died_first and (serving.exit_code or 0) < 0:
             result.reason += f" (the solution's process was {serving.reason})"
         return result
     finally:
@@ -215,9 +216,11 @@ def _run_pair(solution: str, tests: str, entry_point: str, prompt: str, limits: 
 class _Child:
     """One jailed process: its temp folder, private uid, report pipe and captured output."""
 
-    def __init__(self, role: str, source: str, limits: Limits, pipes: dict | None = None, extra: dict | None = None):
+    def __init__(self, role: str, source: str, limits: Limits, pipes: dict | None = None, extra: dict | None = None,
+                 files: dict[str, str] | None = None):
         self.role, self.source, self.limits = role, source, limits
         self.pipes, self.extra = pipes or {}, extra or {}
+        self.files = {PROGRAM_FILE: source, **(files or {})}  # texts go in files: a command line has a size limit
         self.workdir = tempfile.mkdtemp(prefix="gptsuite-sandbox-")
         self.uid = _lease_uid() if os.geteuid() == 0 else None
         self.token = secrets.token_hex(16)
@@ -230,11 +233,12 @@ class _Child:
         self.cgroups = make_cgroups(self.token[:12], limits.memory_mb, limits.max_procs) if self.uid else []
 
     def start(self) -> None:
-        path = os.path.join(self.workdir, PROGRAM_FILE)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.source)
+        paths = [os.path.join(self.workdir, name) for name in self.files]
+        for path, text in zip(paths, self.files.values()):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
         if self.uid is not None:  # where the jail has no new root, the program runs in this folder
-            for p in (self.workdir, path):
+            for p in (self.workdir, *paths):
                 os.chown(p, self.uid, self.uid)
         lim = self.limits
         config = {"role": self.role, "workdir": self.workdir, "uid": self.uid, "timeout": lim.timeout,
@@ -448,10 +452,10 @@ def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
     _kill_pids(children_of(proc.pid))  # found before the jail dies: its children then belong to init
     if uid is not None:
         _kill_pids(processes_of(uid=uid))
-        try:
-            proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
+    try:  # the jail reaps its child and exits like it: no zombie is handed to the host's init
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -585,16 +589,15 @@ def _classify(role: str, code: int | None, timed_out: bool, token: str, report: 
                          f"anyway only by choice: {UNISOLATED_ENV}=1 or unisolated=True")
     elif code is not None and code < 0:
         result.reason = signal_reason(-code)
-    elif role == "program":
+    elif role == "program":  # the exit status is the verdict; the rest is what the program itself wrote
         last = next((line for line in reversed(err.split("\n")) if line.strip()), "")
+        unreadable = [_unreadable(line) for line in lines[1:] if line.startswith('["unreadable"')]
         if code == 0:
             result.status = "passed"
-        elif code == UNREADABLE and last.startswith("SampleUnreadable: "):
-            result.reason = printable(last.removeprefix("SampleUnreadable: "))
-        elif code == 1 and last:
-            result.reason = f"raised {printable(last)}"
+        elif code == UNREADABLE and unreadable:
+            result.reason = unreadable[0]
         else:
-            result.reason = f"exit code {code}"
+            result.reason = f"exit code {code}" + (f"; its stderr ends: {printable(last)}" if last else "")
     elif token in lines[1:] and code == 0:
         result.status = "passed"
     elif raised := [_raised(line) for line in lines[1:] if line.startswith("[")]:
@@ -604,6 +607,17 @@ def _classify(role: str, code: int | None, timed_out: bool, token: str, report: 
     else:
         result.reason = f"exit code {code}"
     return result
+
+
+def _unreadable(line: str) -> str:
+    """The jail's reason a program did not compile, from its report line ["unreadable", reason] (written before
+    any of the program ran)."""
+    import json
+
+    try:
+        return printable(str(json.loads(line)[1]))
+    except (ValueError, TypeError, IndexError):
+        return f"unreadable report: {printable(line)}"
 
 
 def _raised(line: str) -> str:
