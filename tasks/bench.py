@@ -285,9 +285,11 @@ def _slug(method: str) -> str:
 
 
 def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
-             machine: dict | None = None, backbone_spent: dict | None = None, started: str = "") -> dict:
-    """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'."""
-    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "commit": git_commit(),
+             machine: dict | None = None, backbone_spent: dict | None = None, started: str = "",
+             commit: str | None = None) -> dict:
+    """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'. `commit`:
+    the code's, taken when the run began (later the run's own results files differ from it)."""
+    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "commit": commit or git_commit(),
             "wall_s": round(time.perf_counter() - start, 1),
             "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
@@ -420,7 +422,8 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
                 if failures is not None:
                     failures.append(f"{task} / {method.name}")
             # written after every method, so a crash or an interrupt loses at most the method in progress
-            meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started)
+            meta = run_meta(preset_name, backbone, done + [task], start, notes, machine, backbone_spent, started,
+                            stamp["commit"])
             write_results(rows, meta, out_dir)
         if several:
             picked = publish_chosen(rows[first:], results)

@@ -344,6 +344,23 @@ def test_of_several_candidates_the_one_chosen_on_validation_is_exported(tmp_path
         assert (tmp_path / "runs" / "unit" / "sentiment" / method / "export" / "task.json").is_file()
 
 
+def test_a_runs_commit_is_taken_when_it_starts(tmp_path, monkeypatch):
+    """The run's own results files may be tracked (--out benchmarks): once written they differ from the commit,
+    so the run's record keeps the commit its rows were stamped with at the start."""
+    import tasks.bench as bench
+
+    commits = iter(["abc1234"] + ["abc1234+changes"] * 10)
+    monkeypatch.setattr(bench, "git_commit", lambda: next(commits))
+    backbone = make_backbone(tmp_path / "nano")
+    common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true",
+              "data.data_files": write_sentiment_files(tmp_path), "model.export_dir": None}
+    preset = add_preset(tmp_path, "unit", {"backbone": str(backbone), "minutes": 1},
+                        {"sentiment": {"methods": {"a": common, "b": common}}})
+    run_bench(preset, ["sentiment"], str(backbone), out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["run"]["commit"] for r in data["rows"]} == {"abc1234"} and data["runs"][0]["commit"] == "abc1234"
+
+
 def test_publish_chosen_copies_the_chosen_candidates_folder_only(tmp_path):
     from tasks.bench import publish_chosen
 
