@@ -18,6 +18,7 @@ import platform
 import shutil
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -178,8 +179,8 @@ def publish_chosen(task_rows: list[dict], results: dict[str, dict]) -> str | Non
     """Of several candidates of one task, the one chosen on validation (tasks.bench_table.chosen_rows, as the
     headline chooses) becomes the task's exported model: its staged folder replaces the task's export folder.
     -> the chosen method's name (None: nothing was chosen, the export folder is left as it was)."""
-    chosen = [row["method"] for row, _ in chosen_rows(task_rows) if row["method"] in results]
-    if not chosen or "export" not in results[chosen[0]]:
+    chosen = [row["method"] for row, _ in chosen_rows(task_rows) if "export" in results.get(row["method"], {})]
+    if not chosen:
         return None
     staged, target = results[chosen[0]]["export"]
     if target:  # relative to the working directory, as the task's own command would write it
@@ -405,7 +406,8 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     for task in chosen:
         stages.set_description(f"bench {preset_name}: {task}")
         spec, baselines, results, first = get(task), {}, {}, len(rows)
-        several = sum(not m.ablation for m in planned[task].values()) > 1  # candidates: export the chosen one
+        candidates = Counter(m.benchmark or spec.benchmark for m in planned[task].values() if not m.ablation)
+        several = max(candidates.values(), default=0) > 1  # candidates on one benchmark: export the chosen one
         for method in planned[task].values():
             try:
                 logs = runs_dir / preset_name / task / _slug(method.name)
