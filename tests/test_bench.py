@@ -106,6 +106,8 @@ def test_a_method_on_another_benchmark_gets_its_own_rows_baselines_and_headline(
     table = (tmp_path / "out" / "results.md").read_text()
     assert f"| sentiment ({spec.benchmark}) | accuracy |" in table
     assert "| sentiment (Relabelled reviews) | accuracy |" in table
+    # two benchmarks, one method each: no candidates to choose between, so nothing is staged
+    assert not list((tmp_path / "runs").rglob("export"))
     # --methods: only the named ones run; an unknown name is refused before anything runs
     run_bench(preset, ["sentiment"], str(backbone), out_dir=tmp_path / "one", runs_dir=tmp_path / "runs",
               methods=["relabelled"])
