@@ -43,9 +43,9 @@ def headline_section(results: dict) -> str:
              *_wrap("Scores in %, with 95% bootstrap intervals over the test examples. Where a preset offers several "
                     "candidates (SQuAD's three modelling layers), the row is the one with the best validation score, "
                     "never the best test score; the method column says how each row was chosen, and the validation "
-                    "column gives that score (on a split that is never the reported one; HumanEval and the Bible "
-                    "rows have none). [benchmarks/results.md](benchmarks/results.md) has every row, what it spent "
-                    "and its recipe. The baseline is scored on the same examples; the anchor is a published "
+                    "column gives that score (on a split that is never the reported one; HumanEval and MBPP have "
+                    "no validation problems). [benchmarks/results.md](benchmarks/results.md) has every row, what it "
+                    "spent and its recipe. The baseline is scored on the same examples; the anchor is a published "
                     "full-data figure."),
              "", *_wrap(f"{len(rows)} rows from {len(runs)} run{'s' if len(runs) != 1 else ''} on "
                      f"{'these machines' if len(machines) != 1 else 'this machine'}: " + "; ".join(machines) + ".")]
