@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tasks.codegen import sandbox
+from tasks.codegen import cleanup, sandbox
 from tasks.codegen.sandbox import check_program, run_many, run_program, signal_reason
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
@@ -130,6 +130,26 @@ def test_a_refused_run_says_how_to_opt_in(monkeypatch):
     assert run_program("print(1)", os_layers=False).passed
 
 
+def in_a_forked_child(work) -> tuple:
+    """Run `work()` in a forked child (which may change its uid or mounts without touching this process) and
+    return the tuple it returns, passed back as its repr."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.write(write_end, repr(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return eval(b"".join(chunks).decode())  # noqa: S307 - our own child's repr
+
+
 # --- as an ordinary user -------------------------------------------------------------------------------------
 def _readable_python() -> str | None:
     """An interpreter an unprivileged uid can run: this one where its folders are open to all, else the
@@ -162,28 +182,17 @@ def test_as_an_ordinary_user_the_sample_sees_no_project_no_network_and_no_host_p
                "except OSError:\n    out.append('nonet')\n"
                "pids = [p for p in os.listdir('/proc') if p.isdigit()]\nout.append(f'pids={len(pids)}')\n"
                "out.append('hostname' if os.path.exists('/etc/hostname') else 'nohostname')\nprint(' '.join(out))\n")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child becomes "nobody" and runs the sandbox as that user would
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            sandbox.PYTHON = python
-            tempfile.tempdir = "/tmp"  # the tests' own temporary folder is closed to other users
-            result = run_program(program, timeout=10, guard=False)
-            os.write(write_end, repr((result.status, result.stdout, result.reason, result.isolation)).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
+    def as_nobody():  # the child becomes "nobody" and runs the sandbox as that user would
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        sandbox.PYTHON = python
+        tempfile.tempdir = "/tmp"  # the tests' own temporary folder is closed to other users
+        result = run_program(program, timeout=10, guard=False)
+        return result.status, result.stdout, result.reason, result.isolation
+
+    status, stdout, reason, isolation = in_a_forked_child(as_nobody)
     listener.close()
-    status, stdout, reason, isolation = eval(b"".join(chunks).decode())  # noqa: S307 - our own child's repr
     if status == "error" and "refused" in reason:
         pytest.skip(f"this kernel gives ordinary users no namespaces: {reason}")
     assert status == "passed", (status, reason, stdout)
@@ -199,15 +208,15 @@ def test_the_jails_children_are_found_without_the_proc_children_file(monkeypatch
 
     child = subprocess.Popen(["sleep", "5"])
     try:
-        assert child.pid in sandbox.children_of(os.getpid())
+        assert child.pid in cleanup.children_of(os.getpid())
 
         def no_children_file(path, *args, **kwargs):
             if str(path).endswith("/children"):
                 raise FileNotFoundError(path)
             return open(path, *args, **kwargs)
 
-        monkeypatch.setattr(sandbox, "open", no_children_file, raising=False)
-        assert child.pid in sandbox.children_of(os.getpid())
+        monkeypatch.setattr(cleanup, "open", no_children_file, raising=False)
+        assert child.pid in cleanup.children_of(os.getpid())
     finally:
         child.kill()
         child.wait()
@@ -225,28 +234,17 @@ def test_a_writable_mount_below_the_interpreter_is_read_only_inside():
                    if os.path.isdir(os.path.join(stdlib, d))), None)
     if target is None:
         pytest.skip("no spare standard-library folder to mount over")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            libc = ctypes.CDLL(None, use_errno=True)
-            assert libc.unshare(0x00020000) == 0  # CLONE_NEWNS
-            assert libc.mount(None, b"/", None, (1 << 14) | (1 << 18), None) == 0  # MS_REC | MS_PRIVATE
-            assert libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, b"size=1m") == 0
-            open(os.path.join(target, "outside"), "w").close()  # writable here, outside the sandbox
-            probe = os.path.join(target, "inside")
-            result = run_program(f"open({probe!r}, 'w').write('x')\n", guard=False)
-            os.write(write_end, repr((result.status, result.reason, os.path.exists(probe))).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    status, reason, written = eval(b"".join(chunks).decode())  # noqa: S307 - our own child's repr
+    def mount_and_probe():
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.unshare(0x00020000) == 0  # CLONE_NEWNS
+        assert libc.mount(None, b"/", None, (1 << 14) | (1 << 18), None) == 0  # MS_REC | MS_PRIVATE
+        assert libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, b"size=1m") == 0
+        open(os.path.join(target, "outside"), "w").close()  # writable here, outside the sandbox
+        probe = os.path.join(target, "inside")
+        result = run_program(f"open({probe!r}, 'w').write('x')\n", guard=False)
+        return result.status, result.reason, os.path.exists(probe)
+
+    status, reason, written = in_a_forked_child(mount_and_probe)
     assert status == "failed" and "Read-only file system" in reason and not written, (status, reason)
 
 

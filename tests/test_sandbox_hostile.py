@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.codegen.sandbox import check_program, processes_of, remove_tree, run_program
+from tasks.codegen.cleanup import processes_of, remove_tree
+from tasks.codegen.sandbox import check_program, run_program
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox tests need Linux")
 GUARD = pytest.mark.parametrize("guard", [True, False], ids=["guard", "noguard"])
@@ -261,7 +262,7 @@ def test_a_sample_killed_from_outside_is_named(kind):
 
 
 def _sandbox_processes() -> list[int]:
-    """Processes running under a sandbox's private uid (the range tasks.codegen.sandbox leases from)."""
+    """Processes running under a sandbox's private uid (the range tasks.codegen.cleanup leases from)."""
     return [pid for uid in _private_uids() for pid in processes_of(uid=uid)]
 
 

@@ -24,25 +24,22 @@ returns) lives in the tests' process, which never runs model code.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from tasks.codegen.cleanup import kill_everything, lease_uid, make_cgroups, release_uid, remove_cgroup, remove_tree
+
 JAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail.py")
 PYTHON = sys.executable  # the jail is stdlib only: any CPython 3.10+ the sample's uid may run would do
 PROGRAM_FILE, PROMPT_FILE = "program.py", "prompt.py"
-_UID_RANGE = (1 << 20, 1 << 21)  # private uids: unlikely to own anything or to collide across evaluators
-_uids_in_use: set[int] = set()
-_uid_lock = threading.Lock()
 
 
 @dataclass
@@ -222,7 +219,7 @@ class _Child:
         self.pipes, self.extra = pipes or {}, extra or {}
         self.files = {PROGRAM_FILE: source, **(files or {})}  # texts go in files: a command line has a size limit
         self.workdir = tempfile.mkdtemp(prefix="gptsuite-sandbox-")
-        self.uid = _lease_uid() if os.geteuid() == 0 else None
+        self.uid = lease_uid() if os.geteuid() == 0 else None
         self.token = secrets.token_hex(16)
         self.report_r, self.report_w = os.pipe()
         self.report_w_open = True
@@ -278,7 +275,7 @@ class _Child:
     def stop(self) -> None:
         """End everything of the child, once (each pass scans /proc)."""
         if self.proc is not None and not self.stopped:
-            _kill_everything(self.proc, self.uid)
+            kill_everything(self.proc, self.uid)
             self.proc.wait()
             self.stopped = True
 
@@ -304,194 +301,14 @@ class _Child:
         self.err.close()
         remove_tree(self.workdir)
         for folder in self.cgroups:
-            _remove_cgroup(folder)
+            remove_cgroup(folder)
         if self.uid is not None:
-            with _uid_lock:
-                _uids_in_use.discard(self.uid)
-
-
-def remove_tree(path: str) -> None:
-    """Delete a folder however deep it goes, without recursion and without long paths: a subfolder's
-    entries are moved up into `path` (one level at a time, by file descriptor) until all is flat."""
-    try:
-        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return
-    try:
-        moved = 0
-        while True:
-            progress = False
-            with os.scandir(top) as entries:
-                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-            for name, is_dir in names:
-                if not is_dir:
-                    os.unlink(name, dir_fd=top)
-                    progress = True
-                    continue
-                try:
-                    os.rmdir(name, dir_fd=top)
-                    progress = True
-                    continue
-                except OSError:
-                    pass
-                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
-                try:
-                    os.chmod(sub, 0o700)
-                    with os.scandir(sub) as inner:
-                        children = [e.name for e in inner]
-                    for child in children:
-                        moved += 1
-                        os.rename(child, f".flat{moved}", src_dir_fd=sub, dst_dir_fd=top)
-                        progress = True
-                finally:
-                    os.close(sub)
-            if not names or not progress:
-                break
-    except OSError:
-        pass
-    finally:
-        os.close(top)
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def make_cgroups(name: str, memory_mb: int, max_procs: int) -> list[str]:
-    """Cgroups for one sandbox, so its memory and its processes are limited together, not per process
-    (16 processes of 512 MB each would otherwise be allowed): cgroup v1's memory and pids controllers, or
-    v2's where they are enabled. Folders the child joins; none where the hierarchy is not writable."""
-    limits = {"memory": {"memory.limit_in_bytes": memory_mb << 20}, "pids": {"pids.max": max_procs}}
-    v2 = {"memory.max": memory_mb << 20, "pids.max": max_procs}
-    made = []
-    for controllers, path in _own_cgroups():
-        if controllers in limits:
-            base, files = os.path.join(CGROUP_ROOT, controllers), limits[controllers]
-        elif controllers == "" and os.path.isfile(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
-            base, files = CGROUP_ROOT, v2
-        else:
-            continue
-        folder = os.path.join(base + path, f"gptsuite-{name}")
-        try:
-            os.mkdir(folder)
-        except OSError:
-            continue
-        try:
-            for file, value in files.items():
-                with open(os.path.join(folder, file), "w") as f:
-                    f.write(str(value))
-            made.append(folder)
-        except OSError:
-            _remove_cgroup(folder)
-    return made
-
-
-@functools.cache
-def _own_cgroups() -> tuple[tuple[str, str], ...]:
-    """(controllers, path) of this process's cgroups, read once."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            return tuple(tuple(line.rstrip("\n").split(":", 2)[1:]) for line in f)
-    except OSError:
-        return ()
-
-
-def _remove_cgroup(folder: str) -> None:
-    for _ in range(100):  # empty once its processes are reaped, which may take a moment after SIGKILL
-        try:
-            os.rmdir(folder)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
-
-
-def _lease_uid() -> int:
-    """A uid no other running sandbox uses, so killing "everything of this uid" hits only this program."""
-    with _uid_lock:
-        while True:
-            uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0]
-            if uid not in _uids_in_use:
-                _uids_in_use.add(uid)
-                return uid
+            release_uid(self.uid)
 
 
 def _minimal_env() -> dict[str, str]:
     """Nothing from the parent's environment: API keys and tokens there must not reach generated code."""
     return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-
-
-def processes_of(pgid: int | None = None, uid: int | None = None) -> list[int]:
-    """Live (non-zombie) pids in process group `pgid` or with real uid `uid`, from /proc (Linux)."""
-    pids = []
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as f:
-                real_uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-        except (OSError, StopIteration, IndexError, ValueError):
-            continue
-        state, group = fields[0], int(fields[2])
-        if state not in "ZX" and ((pgid is not None and group == pgid) or (uid is not None and real_uid == uid)):
-            pids.append(int(name))
-    return pids
-
-
-def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL everything of the program: the PID namespace's init (the jail's child: its death takes the
-    namespace and all in it down, and lets the waiting jail reap it, so no zombie is left to init) and its
-    private uid's processes first, then the process group, then anything that is still alive by group or
-    uid (setsid escapes, fork bombs)."""
-    _kill_pids(children_of(proc.pid))  # found before the jail dies: its children then belong to init
-    if uid is not None:
-        _kill_pids(processes_of(uid=uid))
-    try:  # the jail reaps its child and exits like it: no zombie is handed to the host's init
-        proc.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for _ in range(200):  # RLIMIT_NPROC bounds how many there can be; killed processes cannot fork
-        stray = processes_of(pgid=proc.pid, uid=uid)
-        if not stray:
-            return
-        _kill_pids(stray)
-        time.sleep(0.005)
-
-
-def children_of(pid: int) -> list[int]:
-    """The children of `pid` (Linux /proc: its `children` file, else every process's parent; none elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN
-        pass
-    children = []
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
-                if name.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    children.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return children
-
-
-def _kill_pids(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _read_report(fd: int) -> str:
