@@ -95,10 +95,10 @@ class GPTConfig:
     # --- presets and serialisation -------------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
-        """Build a named preset (see PRESETS); keyword overrides replace single fields."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        """Build a named preset (see MODEL_PRESETS); keyword overrides replace single fields."""
+        if name not in MODEL_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
+        return cls(**{**MODEL_PRESETS[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,7 +125,7 @@ class GPTConfig:
 
 _LLAMA = dict(norm="rmsnorm", positions="rope", mlp="swiglu", bias=False)
 
-PRESETS: dict[str, dict[str, Any]] = {
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # 2 layers, 32 wide: builds and runs in milliseconds, for tests.
     "nano": dict(vocab_size=512, block_size=64, n_layer=2, n_head=4, n_embd=32),
     # CPU presets use a byte-level BPE of 8,192 tokens trained on the corpus: with the 50k GPT-2 vocabulary

@@ -402,7 +402,7 @@ def _length_fn(limits: Sequence[int], device) -> StopFn:
     return lambda generated: generated.size(1) >= cap
 
 
-def _either(*fns: StopFn | None) -> StopFn | None:
+def _stop_on_any(*fns: StopFn | None) -> StopFn | None:
     fns = [f for f in fns if f is not None]
     if len(fns) < 2:
         return fns[0] if fns else None
@@ -429,7 +429,7 @@ def generate_text(model: GPT, tokenizer, prompts: str | Sequence[str], config: G
         cfg = cfg.replace(max_new_tokens=min(cfg.max_new_tokens, max(limits)))
         length_fn = _length_fn(limits, device)
     ids, mask = _prepare(model, *encode_prompts(tokenizer, prompts, device), cfg)
-    stop_fn = _either(_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id), length_fn)
+    stop_fn = _stop_on_any(_stop_fn(tokenizer, cfg.stop, cfg.eos_token_id), length_fn)
     out = generate(model, ids, mask, cfg, stop_fn=stop_fn, allow_fn=allow_fn)
     texts = [_decode_until_eos(tokenizer, row, cfg.eos_token_id) for row in out[:, ids.size(1) :].tolist()]
     return [cut_at_stop(t, cfg.stop)[0] for t in texts]

@@ -46,7 +46,7 @@ def choose_precision(fp32_gflops: float, bf16_gflops: float) -> tuple[str, str]:
 
 
 def _cache_path() -> Path:
-    from backbone.data.registry import cache_dir
+    from backbone.data.download import cache_dir
 
     return Path(os.environ[MACHINE_FILE_ENV]) if os.environ.get(MACHINE_FILE_ENV) else cache_dir() / MACHINE_FILE
 

@@ -32,7 +32,7 @@ def requests() -> dict[str, tuple[str, list]]:
     forward pass (labels, entities), with its demo sample, and two backbone endpoints; generation is clamped
     to a few tokens."""
     from tasks.outputs import Entities, LabelScores
-    from tasks.registry import TASKS
+    from tasks.catalog import TASKS
 
     cheap = [spec for spec in TASKS.values()
              if spec.input_type is str and issubclass(spec.output_type, (LabelScores, Entities))]

@@ -25,7 +25,7 @@ import gradio as gr
 from backbone.artifact import PRETRAIN_COMMAND
 from demos.exposure import private_dir
 from demos.limits import fail
-from tasks.registry import TASKS
+from tasks.catalog import TASKS
 
 OUTPUTS = "outputs"  # the subfolder of the private folder (demos.exposure.private_dir) for request outputs
 
@@ -131,12 +131,12 @@ def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
 def _backbone_shape(config_path: str, mtime: float) -> str:
     import torch
 
-    from backbone.config import PRESETS, GPTConfig
+    from backbone.config import MODEL_PRESETS, GPTConfig
     from backbone.model import GPT
 
     config = GPTConfig.load(config_path)
     shape = ("n_layer", "n_head", "n_kv_head", "n_embd", "intermediate_size", "norm", "positions", "mlp")
-    presets = [name for name in PRESETS
+    presets = [name for name in MODEL_PRESETS
                if all(getattr(GPTConfig.from_preset(name), k) == getattr(config, k) for k in shape)]
     with torch.device("meta"):  # counts the parameters without allocating them
         params = GPT(config).num_params()

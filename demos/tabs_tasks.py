@@ -1,4 +1,4 @@
-"""The task tabs: one per registered task (tasks.registry), laid out by what its predict returns.
+"""The task tabs: one per registered task (tasks.catalog), laid out by what its predict returns.
 
     LabelScores    a text in, label probabilities out          (classification, sentiment)
     Entities       a text in, its entities highlighted          (NER)
@@ -26,7 +26,7 @@ import gradio as gr
 from demos.common import ArtifactStore, backbone_shape
 from demos.limits import MAX_CODE_CHARS, MAX_NAME_CHARS, UI_EVENT, check_text, fail
 from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
-from tasks.registry import TASKS
+from tasks.catalog import TASKS
 from tasks.spec import TaskSpec
 
 CODE_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"

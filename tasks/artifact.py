@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from backbone.artifact import ArtifactError
+from tasks.renamed_keys import RENAMED
 from tasks.spec import load_object
 
 TASK_FILE, WEIGHTS_FILE = "task.json", "trainable.safetensors"
@@ -76,7 +77,7 @@ def adapter_classes() -> list[str]:
 def read_task_file(path: Path) -> tuple[str, dict, str, dict]:
     """(task class path, hparams, adapter class path, adapter arguments) of a task.json, checked against the
     allow-list before anything is imported."""
-    from tasks.registry import TASKS
+    from tasks.catalog import TASKS
 
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
@@ -94,6 +95,11 @@ def read_task_file(path: Path) -> tuple[str, dict, str, dict]:
         raise ArtifactError(f"{path} names the adapter {adapter!r}: a task file may name only {', '.join(adapters)}")
     if not isinstance(hparams, dict) or not isinstance(adapter_args, dict):
         raise ArtifactError(f"{path}: hparams and the adapter's init_args must be JSON objects")
+    renamed = [f"`{key}` was renamed `{RENAMED[f'model.{key}'].removeprefix('model.')}`"
+               for key in hparams if f"model.{key}" in RENAMED]
+    if renamed:
+        raise ArtifactError(f"{path} was written before a rename ({'; '.join(renamed)}): edit the key in "
+                            "task.json, or fit the task again")
     return task, hparams, adapter, adapter_args
 
 

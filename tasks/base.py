@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +27,7 @@ from backbone.trainer import Trainer, cli_parser_kwargs
 from tasks.adapters import Adapter, FullFineTune
 from tasks.artifact import METRICS_FILE, PREDICTIONS_FILE, TASK_FILE
 from tasks.outputs import check_inputs
+from tasks.renamed_keys import refuse_renamed_keys
 
 # LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
 # do that on purpose (sys.argv must stay whole: a DDP launcher re-runs it)
@@ -438,6 +440,7 @@ def run_task_cli(model_class, data_class, args: list[str] | None = None, descrip
                  run: bool = True, prog: str | None = None, task_name: str | None = None) -> TaskCLI:
     """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
     hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
+    refuse_renamed_keys(sys.argv[1:] if args is None else args)
     return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run, task_name=task_name,
                    save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                    parser_kwargs=cli_parser_kwargs(TaskCLI.subcommands(), description=description,

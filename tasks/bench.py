@@ -30,7 +30,7 @@ from backbone.precision import AUTO, machine_summary
 from tasks.base import LIGHTNINGCLI_ARGS_WARNING, join_test_scores
 from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
 from tasks.recipes import PROJECT_DIR, Method, Preset, load_preset, project_path, recipe_files, recipe_hash
-from tasks.registry import TASKS, get, run_cli
+from tasks.catalog import TASKS, get, run_cli
 from tasks.runs import out_folder
 from tasks.spec import TaskSpec, load_object
 

@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from tasks.registry import TASKS
+from tasks.catalog import TASKS
 
 
 def _fmt(value) -> str:

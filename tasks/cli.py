@@ -11,7 +11,7 @@
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The
-task subcommands come from the task registry (tasks.registry); subcommands of layers above this one (the
+task subcommands come from the task registry (tasks.catalog); subcommands of layers above this one (the
 demo) register themselves through the `gptsuite.commands` entry point group, so nothing here imports them.
 """
 
@@ -28,7 +28,7 @@ from argparse import ArgumentError
 from importlib.metadata import entry_points
 
 from backbone.data.sources import DataSourceError
-from tasks.registry import TASKS, run_cli
+from tasks.catalog import TASKS, run_cli
 
 COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subcommand (pyproject.toml)
 
@@ -241,7 +241,7 @@ def preset_help() -> str:
 def cmd_info(args) -> int:
     import torch
 
-    from backbone.config import PRESETS, GPTConfig
+    from backbone.config import MODEL_PRESETS, GPTConfig
     from backbone.model import GPT
     from backbone.precision import auto_precision, machine_summary
 
@@ -257,7 +257,7 @@ def cmd_info(args) -> int:
     print(f"precision auto -> {choice.precision}: {choice.reason}\n")
 
     print(f"{'preset':<14}{'params':>12}{'layers':>8}{'width':>7}{'heads':>7}{'kv':>4}{'context':>9}  flavour")
-    for name in PRESETS:
+    for name in MODEL_PRESETS:
         config = GPTConfig.from_preset(name)
         with torch.device("meta"):
             n = GPT(config).num_params()

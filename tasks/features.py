@@ -65,7 +65,7 @@ def rows_digest(rows) -> str:
 
 
 def features_dir() -> Path:
-    from backbone.data.registry import cache_dir
+    from backbone.data.download import cache_dir
 
     return cache_dir() / "features"
 

@@ -96,7 +96,7 @@ class ListMetric(Metric):
         self.items = []
 
 
-class Decoder:
+class InferenceModelCache:
     """The model that decoding runs on: the backbone itself, or a weight-only quantised copy of it
     (backbone.quantize; adapters merged in) for the decoding steps, with prompts run through the backbone
     itself (backbone.quantize.FloatPrefill), each where it is faster, as are decoding steps of many rows
@@ -157,7 +157,7 @@ class GenerativeTask(TaskModule):
                  quantize: str = AUTO, **kwargs):
         super().__init__(**kwargs)
         check_generative_adapter(self.adapter)
-        self.decoder = Decoder(quantize)
+        self.decoder = InferenceModelCache(quantize)
         self.generation = self.make_config(generation)
         self.hparams.generation = dataclasses.asdict(self.generation)  # JSON-safe in the saved task
 

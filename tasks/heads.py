@@ -56,16 +56,17 @@ class SequenceHead(nn.Module):
 
 class SpanHead(nn.Module):
     """Start and end logits for every position: an answer is the span (s, e) maximising start[s] + end[e].
-    `context` (BothSides) first lets every position see the whole window, question and context alike."""
+    `bidirectional` (BidirectionalLayer) first lets every position see the whole window, question and context alike."""
 
-    def __init__(self, n_embd: int, context: str = "none", context_hidden: int = 256, dropout: float = 0.1):
+    def __init__(self, n_embd: int, bidirectional: str = "none", bidirectional_hidden: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.context = BothSides(context, n_embd, context_hidden, dropout) if context != "none" else None
-        self.qa_outputs = nn.Linear(self.context.out_dim if self.context else n_embd, 2)
+        self.bidirectional = (BidirectionalLayer(bidirectional, n_embd, bidirectional_hidden, dropout)
+                              if bidirectional != "none" else None)
+        self.qa_outputs = nn.Linear(self.bidirectional.out_dim if self.bidirectional else n_embd, 2)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.context is not None:
-            hidden = self.context(hidden, attention_mask)
+        if self.bidirectional is not None:
+            hidden = self.bidirectional(hidden, attention_mask)
         return self.qa_outputs(hidden)  # (B, T, 2)
 
 
@@ -158,7 +159,7 @@ class LabelWordScorer(nn.Module):
         return scores.view(len(texts), len(label_ids))
 
 
-class BothSides(nn.Module):
+class BidirectionalLayer(nn.Module):
     """What a causal backbone lacks: context from the right. Reads a sequence of units (B, U, C) and returns
     (B, U, out_dim) in which every unit has seen the whole sequence.
 
@@ -171,7 +172,7 @@ class BothSides(nn.Module):
                  dropout: float = 0.1):
         super().__init__()
         if kind not in ("none", "bilstm", "transformer"):
-            raise ValueError(f"context must be 'none', 'bilstm' or 'transformer', got {kind!r}")
+            raise ValueError(f"bidirectional must be 'none', 'bilstm' or 'transformer', got {kind!r}")
         self.kind = kind
         self.dropout = nn.Dropout(dropout)
         if kind == "bilstm":

@@ -109,7 +109,7 @@ def preset_file(name: str) -> Path:
 def load_preset(name: str) -> Preset:
     """The preset `name` (configs/bench/<name>.yaml, or a .yaml path), checked: unknown keys, missing method
     files and unregistered tasks are errors that name the file."""
-    from tasks.registry import TASKS
+    from tasks.catalog import TASKS
 
     path = preset_file(name)
     name = path.stem

@@ -1,6 +1,6 @@
 """TaskSpec: everything the command line, the benchmark, the demo and the tests know about one task.
 
-Each task package defines one `SPEC` in its `__init__.py`; `tasks.registry` lists the packages. Nothing
+Each task package defines one `SPEC` in its `__init__.py`; `tasks.catalog` lists the packages. Nothing
 else names the tasks one by one: the `gptsuite <task>` subcommands, the benchmark's stages, the demo's tabs
 and the config tests are all derived from the registered specs. This module imports nothing heavy, so
 `gptsuite --help` stays fast: classes are named by dotted path and imported on first use.

@@ -167,3 +167,22 @@ def _run_a_worker_and_terminate_it() -> int:
     worker.terminate()
     worker.join(10)
     return worker.exitcode
+
+
+def test_a_renamed_key_is_refused_naming_the_new_one(tmp_path):
+    """`model.context` became `model.bidirectional`: an old command line, recipe or task file says so."""
+    from tasks.renamed_keys import RenamedKeyError, refuse_renamed_keys
+
+    with pytest.raises(RenamedKeyError, match="`model.context` was renamed `model.bidirectional`"):
+        refuse_renamed_keys(["fit", "--model.context", "bilstm"])
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("model:\n  context_hidden: 16\n  head_dropout: 0.1\n")
+    with pytest.raises(RenamedKeyError, match="old.yaml: `model.context_hidden` was renamed `model.bidirectional_hidden`"):
+        refuse_renamed_keys(["fit", f"--config={recipe}"])
+    recipe.write_text("model:\n  bidirectional_hidden: 16\n")
+    refuse_renamed_keys(["fit", "--config", str(recipe), "--model.bidirectional", "bilstm"])  # the new keys pass
+
+
+def test_the_task_command_refuses_a_renamed_key(capsys):
+    assert main(["ner", "fit", "--model.context", "bilstm"]) != 0
+    assert "`model.context` was renamed `model.bidirectional`" in capsys.readouterr().err

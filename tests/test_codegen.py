@@ -11,7 +11,7 @@ import torch
 
 from backbone.generate import cut_at_stop
 from tasks.artifact import load_task, save_task
-from tasks.registry import run_cli
+from tasks.catalog import run_cli
 from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",

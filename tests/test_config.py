@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from backbone.config import PRESETS, GPTConfig
+from backbone.config import MODEL_PRESETS, GPTConfig
 from backbone.model import GPT
 
 
@@ -58,7 +58,7 @@ def test_unknown_preset_raises():
         GPTConfig.from_preset("gpt5")
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
 def test_every_preset_builds(name):
     config = GPTConfig.from_preset(name)
     with torch.device("meta"):
@@ -89,7 +89,7 @@ def test_preset_overrides():
     assert c.n_layer == 3 and c.positions == "rope" and c.n_embd == 32
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
 def test_json_round_trip(tmp_path, name):
     config = GPTConfig.from_preset(name)
     path = tmp_path / "config.json"

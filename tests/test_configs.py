@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backbone.config import GPTConfig
-from tasks.registry import TASKS, run_cli
+from tasks.catalog import TASKS, run_cli
 from tests.helpers import ROOT
 
 PRETRAIN = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))

@@ -16,7 +16,7 @@ from backbone.data import corpus as C
 from backbone.data.corpus_sources import CORPUS_SOURCES
 from tests.test_data_fetch import make_deb
 
-F = importlib.import_module("backbone.data.registry")
+F = importlib.import_module("backbone.data.download")
 
 DEB = make_deb({"./usr/share/fake/a.txt": b"alpha doc\n%\nbeta doc\n"})
 NEWER_SHA = "ab" * 32

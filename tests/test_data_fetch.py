@@ -16,7 +16,7 @@ import pytest
 
 from backbone.data import SOURCES, DataSourceError, Source, cache_dir, fetch
 
-F = importlib.import_module("backbone.data.registry")
+F = importlib.import_module("backbone.data.download")
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:

@@ -20,8 +20,8 @@ from tasks.confidence import (
 )
 from tasks.data import LengthBuckets
 from tasks.features import build_cache
-from tasks.heads import CRF, BothSides
-from tasks.registry import run_cli
+from tasks.heads import CRF, BidirectionalLayer
+from tasks.catalog import run_cli
 from tests.helpers import make_backbone, newest_metrics
 
 transformers = pytest.importorskip("transformers")
@@ -217,7 +217,7 @@ def test_crf_likelihood_and_viterbi_match_brute_force():
 @pytest.mark.parametrize("kind", ["bilstm", "transformer"])
 def test_both_sides_lets_a_unit_see_what_follows_it_and_ignores_padding(kind):
     torch.manual_seed(0)
-    layer = BothSides(kind, 8, 16, dropout=0.0).eval()
+    layer = BidirectionalLayer(kind, 8, 16, dropout=0.0).eval()
     x = torch.randn(1, 5, 8)
     mask = torch.ones(1, 5, dtype=torch.bool)
     changed = x.clone()
@@ -229,10 +229,10 @@ def test_both_sides_lets_a_unit_see_what_follows_it_and_ignores_padding(kind):
 
 
 def test_bilstm_matches_the_packed_lstm_in_values_and_gradients():
-    """BothSides runs each direction over the padded batch (fast on a CPU); it must compute what
+    """BidirectionalLayer runs each direction over the padded batch (fast on a CPU); it must compute what
     pack_padded_sequence through the same nn.LSTM computes, for rows of different lengths."""
     torch.manual_seed(0)
-    layer = BothSides("bilstm", 6, 5, dropout=0.0).train()
+    layer = BidirectionalLayer("bilstm", 6, 5, dropout=0.0).train()
     lengths = torch.tensor([7, 3, 5, 1])
     mask = torch.arange(7)[None] < lengths[:, None]
     x = torch.randn(4, 7, 6, requires_grad=True)
@@ -308,7 +308,7 @@ def test_cached_features_give_the_live_features_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
     backbone = make_backbone(tmp_path / "nano")
     task = TokenClassifier(backbone=str(backbone), adapter=FrozenLayers([1, -1]), label_names=["O", "B-X", "I-X"],
-                           context="bilstm", context_hidden=8, crf=True, head_dropout=0.0)
+                           bidirectional="bilstm", bidirectional_hidden=8, crf=True, head_dropout=0.0)
     task.configure_model()
     task.eval()
     from tasks.ner.data import align_words
@@ -350,7 +350,7 @@ def _ner_files(tmp_path) -> dict:
 def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path):
     import json
 
-    from backbone.data.registry import cache_dir
+    from backbone.data.download import cache_dir
     cli_main = functools.partial(run_cli, "ner")
     from tests.helpers import ROOT
 
@@ -360,7 +360,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
             "--data.data_files", json.dumps(files), "--trainer.precision", "32",
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--model.adapter", "tasks.adapters.FrozenLayers",
-            "--model.adapter.layers", "[1, -1]", "--model.context", "bilstm", "--model.context_hidden", "16",
+            "--model.adapter.layers", "[1, -1]", "--model.bidirectional", "bilstm", "--model.bidirectional_hidden", "16",
             "--model.crf", "true", "--model.learning_rate", "0.02", "--model.head_dropout", "0"]
     features = cache_dir() / "features"
     before = set(features.iterdir()) if features.is_dir() else set()
@@ -374,7 +374,7 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
     assert set(features.iterdir()) - before == caches  # reused by the test run, not rebuilt
     metrics = newest_metrics(tmp_path / "run")
     assert metrics["test/f1"] == 1.0 and metrics["test/f1_ci95"] == [1.0, 1.0]
-    assert metrics["test/path"] == "word = its last sub-token; context bilstm, CRF (Viterbi)"
+    assert metrics["test/path"] == "word = its last sub-token; bidirectional bilstm, CRF (Viterbi)"
     from tasks.artifact import load_task
 
     tagged = load_task(tmp_path / "task").predict("Mary saw New York .")  # live features, no cache
@@ -427,7 +427,7 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
     probs = load_task(tmp_path / "sentiment").predict(["great", "dull and slow"])
     assert len(probs) == 2 and abs(sum(probs[0].scores.values()) - 1) < 1e-5
     qa_main(["fit", "--config", f"{ROOT}/configs/tasks/qa.yaml", *common, "--data.data_files",
-             json.dumps(write_files(tmp_path)), "--model.context", "transformer", "--model.context_hidden", "16",
+             json.dumps(write_files(tmp_path)), "--model.bidirectional", "transformer", "--model.bidirectional_hidden", "16",
              "--data.batch_size", "2", "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path / "q"),
              "--model.export_dir", str(tmp_path / "qa")])
     answer = load_task(tmp_path / "qa").predict(Question("Who?", "Ann met Bo in Rome."))

@@ -152,7 +152,7 @@ def test_relations_task_fits_and_the_kg_command_runs(tmp_path, monkeypatch, caps
     here a copy of SENTENCES), then `gptsuite kg` builds a graph with it and a saved NER task."""
     from backbone.data import loaders
     from tasks.cli import main
-    from tasks.registry import run_cli
+    from tasks.catalog import run_cli
     from tests.helpers import ROOT
     from tests.test_demo import make_demo_artifacts
 

@@ -11,7 +11,7 @@ import torch
 from tasks.outputs import Answer, Question
 from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, fit_context, make_windows
 from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
-from tasks.registry import run_cli
+from tasks.catalog import run_cli
 from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."

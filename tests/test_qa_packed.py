@@ -12,7 +12,7 @@ import torch
 from tasks.outputs import Question
 from tasks.qa.data import NO_ANSWER, QAData, question_rows
 from tasks.qa.packing import packed_batch, reader_states
-from tasks.registry import run_cli
+from tasks.catalog import run_cli
 from tests.helpers import ROOT
 from tests.test_qa import ROWS, backbone_dir, build, gold_logits, tokenizer, write_files  # noqa: F401  (fixtures)
 
@@ -71,7 +71,7 @@ def test_packed_states_equal_each_question_run_alone(backbone_dir, tokenizer):  
 
 
 def test_best_span_over_readers_gives_the_exact_answer_text(backbone_dir):  # noqa: F811
-    task = build(backbone_dir, layout="context-first", context="transformer", context_hidden=16, flow_width=8,
+    task = build(backbone_dir, layout="context-first", bidirectional="transformer", bidirectional_hidden=16, flow_width=8,
                  doc_stride=8)
     batch = task.featurize(PARAGRAPHS)
 
@@ -102,15 +102,15 @@ def test_attention_flow_head_ignores_padding(backbone_dir):  # noqa: F811
 def test_context_first_refuses_what_it_cannot_read(backbone_dir):  # noqa: F811
     from tasks.adapters import FrozenLayers, PromptTuning
 
-    with pytest.raises(ValueError, match="needs context 'bilstm' or 'transformer'"):
+    with pytest.raises(ValueError, match="needs bidirectional 'bilstm' or 'transformer'"):
         build(backbone_dir, layout="context-first")
     for adapter in (PromptTuning(4), FrozenLayers([1], echo=True)):
         with pytest.raises(ValueError, match="cannot read"):
-            build(backbone_dir, layout="context-first", context="bilstm", adapter=adapter)
+            build(backbone_dir, layout="context-first", bidirectional="bilstm", adapter=adapter)
 
 
 def test_predict_groups_questions_by_context_and_keeps_their_order(backbone_dir):  # noqa: F811
-    task = build(backbone_dir, layout="context-first", context="bilstm", context_hidden=8, flow_width=8)
+    task = build(backbone_dir, layout="context-first", bidirectional="bilstm", bidirectional_hidden=8, flow_width=8)
     with torch.no_grad():
         for p in task.head.parameters():
             p.add_(torch.randn_like(p))
@@ -131,7 +131,7 @@ def test_cached_units_equal_live_units_for_paragraph_rows(backbone_dir, tmp_path
     from tasks.adapters import FrozenLayers
     from tasks.features import build_cache
 
-    task = build(backbone_dir, layout="context-first", context="bilstm", context_hidden=8, flow_width=8,
+    task = build(backbone_dir, layout="context-first", bidirectional="bilstm", bidirectional_hidden=8, flow_width=8,
                  doc_stride=8, adapter=FrozenLayers([1, -1]))
     rows = PARAGRAPHS[::-1]
     cache = build_cache({"test": "paragraphs"}, rows, task.featurize, task._layer_states, task._cpu_units,
@@ -187,7 +187,7 @@ def test_context_first_cli_fits_and_tests_on_cached_features(backbone_dir, tmp_p
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]",
-              "--model.layout", "context-first", "--model.context", "transformer", "--model.context_hidden", "16",
+              "--model.layout", "context-first", "--model.bidirectional", "transformer", "--model.bidirectional_hidden", "16",
               "--model.flow_width", "8", "--model.adapter", "tasks.adapters.FrozenLayers",
               "--model.adapter.layers", "[1, -1]", "--data.group_by_context", "true", "--data.batch_size", "1"]
     run_cli("qa", ["fit", *common, "--trainer.max_epochs", "1", "--model.export_dir", str(tmp_path / "task")])

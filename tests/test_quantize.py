@@ -117,27 +117,27 @@ def test_lora_is_merged_before_quantising(make_model):
 
 
 def test_decoder_rebuilds_its_copy_only_after_training(make_model):
-    from tasks.generative import Decoder
+    from tasks.generative import InferenceModelCache
 
     model = make_model(n_embd=64)
-    decoder = Decoder("int8")
+    decoder = InferenceModelCache("int8")
     first = decoder(model)
     assert first is not model and decoder.mode == "int8" and decoder(model) is first
     with torch.no_grad():
         model.transformer.h[0].mlp.c_fc.weight.add_(1.0)  # what an optimizer step does
     assert decoder(model) is not first
     frozen = make_model(n_embd=64).requires_grad_(False)
-    assert Decoder("none")(frozen) is frozen
+    assert InferenceModelCache("none")(frozen) is frozen
 
 
 def test_prompts_run_through_the_float_model_and_steps_through_the_quantised_copy(make_model):
     """FloatPrefill: a prefill (empty cache) is the float model's, every later step the quantised copy's;
     greedy text stays what the quantised copy decodes alone, to within its rounding of the prefill."""
     from backbone.quantize import FloatPrefill
-    from tasks.generative import Decoder
+    from tasks.generative import InferenceModelCache
 
     model = make_model(n_embd=64).eval()
-    decoder = Decoder("int8")
+    decoder = InferenceModelCache("int8")
     split = decoder(model)
     assert isinstance(split, FloatPrefill) and split.float_model is model and split.quantised.quantization == "int8"
     calls = []
@@ -250,7 +250,7 @@ def test_widths_the_kernels_cannot_take_stay_unquantised(make_model, overrides, 
 
 def test_bench_passes_quantize_to_every_task_that_decodes():
     from tasks.bench import quantize_args
-    from tasks.registry import get
+    from tasks.catalog import get
 
     takes = {name: bool(quantize_args(get(name), "none")) for name in
              ("classification", "sentiment", "ner", "qa", "translation", "codegen")}

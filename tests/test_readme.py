@@ -12,7 +12,7 @@ from argparse import ArgumentError
 import pytest
 
 from tasks.readme_table import RESULTS, headline_section, readme_section
-from tasks.registry import TASKS
+from tasks.catalog import TASKS
 from tests.helpers import ROOT
 
 README = ROOT / "README.md"
@@ -117,7 +117,7 @@ def test_readme_command_parses(argv, capsys):
         if name == "pretrain":
             from backbone.lit import cli_main as run
         else:
-            from tasks.registry import run_cli
+            from tasks.catalog import run_cli
 
             def run(args):
                 return run_cli(name, args)

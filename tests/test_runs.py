@@ -11,7 +11,7 @@ import pytest
 
 from tasks.bench import compare_with_reference, rows_for, run_meta, write_results
 from tasks.recipes import Method
-from tasks.registry import TASKS
+from tasks.catalog import TASKS
 from tasks.runs import given_out, out_folder, run_folder
 
 

@@ -188,14 +188,14 @@ def test_sysv_shared_memory_of_the_host_is_invisible():
 def test_no_new_user_namespaces():
     """The seccomp filter, in a forked child as the sandbox installs it: unshare(CLONE_NEWUSER) is refused
     while a harmless unshare (a new UTS namespace) still works."""
-    from tasks.codegen import layers
+    from tasks.codegen import isolation
 
     pid = os.fork()
     if pid == 0:
         try:
-            layers.no_user_namespaces()
+            isolation.no_user_namespaces()
             libc = ctypes.CDLL(None, use_errno=True)
-            user = libc.unshare(layers.CLONE_NEWUSER)
+            user = libc.unshare(isolation.CLONE_NEWUSER)
             user_errno = ctypes.get_errno()
             uts = libc.unshare(0x04000000)
             os._exit(0 if (user, user_errno, uts) == (-1, 1, 0) else 1)
@@ -308,19 +308,19 @@ def test_ctypes_cannot_be_reached_through_a_module_that_reexports_it(guard):
 @needs_root
 def test_the_seccomp_filter_refuses_keyrings_fallocate_ptrace_and_vsock():
     """In a forked child with the sandbox's filter: each call fails with the errno the filter gives."""
-    from tasks.codegen import layers
+    from tasks.codegen import isolation
 
     pid = os.fork()
     if pid == 0:
         try:
-            layers.no_user_namespaces()
+            isolation.no_user_namespaces()
             libc = ctypes.CDLL(None, use_errno=True)
             codes = []
             for nr, args in ((250, (0, -4)), (248, (b"user", b"k", b"v", 1, -4)), (285, (1, 1, 0, 1 << 30)),
                              (101, (16, 1))):
                 codes.append((libc.syscall(nr, *args), ctypes.get_errno()))
             try:
-                socket.socket(layers.AF_VSOCK, socket.SOCK_STREAM)
+                socket.socket(isolation.AF_VSOCK, socket.SOCK_STREAM)
                 vsock = 0
             except OSError as e:
                 vsock = e.errno

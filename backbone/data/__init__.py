@@ -9,7 +9,7 @@ Public API::
     iter_corpus_documents()                # cleaned corpus texts, e.g. to train a BPE
 """
 
-from .registry import DataSourceError, cache_dir, fetch, fetch_all, is_cached, source_dir
+from .download import DataSourceError, cache_dir, fetch, fetch_all, is_cached, source_dir
 from .sources import SOURCES, Source
 
 __all__ = ["SOURCES", "DataSourceError", "Source", "cache_dir", "fetch", "fetch_all", "is_cached",

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from .registry import DataSourceError, cache_dir, fetch, is_cached, source_dir
+from .download import DataSourceError, cache_dir, fetch, is_cached, source_dir
 from .sources import SOURCES
 
 

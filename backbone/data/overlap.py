@@ -305,7 +305,7 @@ def check(names: Iterable[str], n: int = N, threshold: float = THRESHOLD, raw: b
     """Load each benchmark (``raw``: without the loaders' de-duplication) and report its overlap; a
     benchmark that cannot be loaded (or, ``cached_only``, is not cached) gets a "note" saying why."""
     from .loaders import load_benchmark
-    from .registry import DataSourceError, is_cached
+    from .download import DataSourceError, is_cached
 
     load = load or load_benchmark
     out: dict = {}

@@ -1,6 +1,6 @@
 """The child side of the sandbox (tasks.codegen.sandbox): run as `python -I jail.py CONFIG`, stdlib only.
 
-As root on Linux the child builds its jail (tasks/codegen/layers.py) before any untrusted code runs, and
+As root on Linux the child builds its jail (tasks/codegen/isolation.py) before any untrusted code runs, and
 reports which layers took effect (the first line on its report pipe, "ready <layers>"):
 
     userns    (an ordinary user) a user namespace holding the capabilities to build the layers below; every
@@ -23,7 +23,7 @@ reports which layers took effect (the first line on its report pipe, "ready <lay
               (sys._getframe, tracebacks' and generators' frames, gc, tracing, ctypes): a speed bump, not a
               wall (a signal handler's frame is not audited; a fresh interpreter has no hooks)
 
-Without netns, pidns and fsview (tasks/codegen/layers.py REQUIRED_LAYERS) the jail refuses to run the sample
+Without netns, pidns and fsview (tasks/codegen/isolation.py REQUIRED_ISOLATION) the jail refuses to run the sample
 ("refused <missing layers>") unless the caller opted in (`unisolated`).
 
 Three roles:
@@ -43,14 +43,14 @@ import struct
 import sys
 
 if __package__:  # imported as tasks.codegen.jail
-    from tasks.codegen import layers
+    from tasks.codegen import isolation
 else:  # run as the sandbox's script: `python -I` leaves this folder off sys.path, so add it for one import
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import layers
+    import isolation
 
     del sys.path[0]
 
-PROGRAM_FILE, PROMPT_FILE = layers.PROGRAM_FILE, "prompt.py"
+PROGRAM_FILE, PROMPT_FILE = isolation.PROGRAM_FILE, "prompt.py"
 MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB  # one call's arguments or result
 
@@ -390,29 +390,29 @@ def main(config: dict) -> None:
     report_fd = config["report_fd"]
     try:
         source, prompt = (_read(config["workdir"], name) for name in (PROGRAM_FILE, PROMPT_FILE))
-        active = layers.join_cgroups(config.get("cgroups", []))
+        active = isolation.join_cgroups(config.get("cgroups", []))
         if config["os_layers"]:
-            active += layers.namespaces() if config["uid"] is not None else layers.user_namespace()
+            active += isolation.namespaces() if config["uid"] is not None else isolation.user_namespace()
             if "userns" in active:
-                active += layers.namespaces()
+                active += isolation.namespaces()
         if "pidns" in active:
             import resource
 
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             pid = os.fork()
             if pid:
-                layers.wait_and_exit_like(pid)
+                isolation.wait_and_exit_like(pid)
         if "mountns" in active and "pidns" in active:
-            active += layers.build_root(config["workdir"], config["disk_mb"], config["uid"], source)
-        active += layers.limits_and_uid(config, "fsview" in active)
+            active += isolation.build_root(config["workdir"], config["disk_mb"], config["uid"], source)
+        active += isolation.limits_and_uid(config, "fsview" in active)
         if "userns" in active:
-            active += layers.drop_capabilities()
+            active += isolation.drop_capabilities()
         if config["uid"] is not None or "userns" in active:
-            active += layers.no_user_namespaces()
+            active += isolation.no_user_namespaces()
     except Exception as e:  # noqa: BLE001 - reported to the parent, which marks the result "error"
         os.write(report_fd, f"setup-error {type(e).__name__}: {e}\n".encode())
         os._exit(3)
-    missing = [name for name in layers.REQUIRED_LAYERS if name not in active]
+    missing = [name for name in isolation.REQUIRED_ISOLATION if name not in active]
     if missing and not config["unisolated"]:
         os.write(report_fd, ("refused " + " ".join(missing) + "\n").encode())
         os._exit(4)

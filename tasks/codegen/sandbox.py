@@ -8,7 +8,7 @@ object whose __eq__ is always True. The defences are layered, none trusted alone
   (no parent secrets), a fresh temporary folder removed afterwards (without recursion, however deep);
 * a wall-clock timeout, after which the process group and everything of the process's private uid is
   SIGKILLed (a fork bomb's children are found even if they left the group);
-* the jail (tasks/codegen/jail.py, the child side; its OS layers in layers.py): rlimits everywhere; as
+* the jail (tasks/codegen/jail.py, the child side; its OS isolation in isolation.py): rlimits everywhere; as
   root on Linux also a cgroup per process tree (memory and process count for the whole sample, not per
   process), network, IPC, PID and mount namespaces, a root holding only the read-only interpreter and a
   size-limited tmpfs /tmp, a private uid, no_new_privs, and a seccomp filter (no new user namespaces,

@@ -18,7 +18,7 @@ from torchmetrics import Metric
 from tasks.base import LabelledTask
 from tasks.confidence import f1_from_counts, precision_from_counts, recall_from_counts
 from tasks.data import IGNORE
-from tasks.heads import CRF, BothSides
+from tasks.heads import CRF, BidirectionalLayer
 from tasks.ner.data import align_words
 from tasks.outputs import Entities, Entity
 
@@ -75,22 +75,22 @@ class TokenClassifier(LabelledTask):
 
     Args:
         head_dropout: dropout on the word states and before the tag layer.
-        context: what gives each word its right-hand context, which a causal backbone lacks: "none" (a
-            linear layer on each word), "bilstm" or "transformer" (tasks.heads.BothSides).
-        context_hidden: width of that layer (per direction for the BiLSTM).
+        bidirectional: what gives each word its right-hand context, which a causal backbone lacks: "none" (a
+            linear layer on each word), "bilstm" or "transformer" (tasks.heads.BidirectionalLayer).
+        bidirectional_hidden: width of that layer (per direction for the BiLSTM).
         crf: decode with a linear-chain CRF (tasks.heads.CRF) instead of one argmax per word.
     """
 
     output_type = Entities
 
-    def __init__(self, head_dropout: float = 0.1, context: Literal["none", "bilstm", "transformer"] = "none",
-                 context_hidden: int = 256, crf: bool = False, **kwargs):
+    def __init__(self, head_dropout: float = 0.1, bidirectional: Literal["none", "bilstm", "transformer"] = "none",
+                 bidirectional_hidden: int = 256, crf: bool = False, **kwargs):
         super().__init__(**kwargs)
 
     def build_head(self) -> None:
         h = self.hparams
-        self.context = BothSides(h.context, self.backbone.config.n_embd, h.context_hidden, h.head_dropout)
-        self.classifier = nn.Linear(self.context.out_dim, len(self.label_names))
+        self.bidirectional = BidirectionalLayer(h.bidirectional, self.backbone.config.n_embd, h.bidirectional_hidden, h.head_dropout)
+        self.classifier = nn.Linear(self.bidirectional.out_dim, len(self.label_names))
         self.crf = CRF(len(self.label_names)) if h.crf else None
         self.stage_metrics = nn.ModuleDict({s: EntityF1(self.label_names) for s in ("val", "test")})
 
@@ -111,7 +111,7 @@ class TokenClassifier(LabelledTask):
     def emissions(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, W, L) tag scores of every word and the (S, W) mask of the words that fit."""
         states, mask = self.unit_states(batch)
-        return self.classifier(self.context(states, mask)).float(), mask
+        return self.classifier(self.bidirectional(states, mask)).float(), mask
 
     def loss(self, batch: dict) -> torch.Tensor:
         scores, mask = self.emissions(batch)
@@ -151,7 +151,7 @@ class TokenClassifier(LabelledTask):
     def test_report(self) -> dict:
         return {**super().test_report(), "test/seqeval": "default mode (conlleval: an entity counts when its type and "
                                 "both boundaries match), micro-averaged over entities",
-                "test/path": f"word = its last sub-token; context {self.hparams.context}"
+                "test/path": f"word = its last sub-token; bidirectional {self.hparams.bidirectional}"
                              + (", CRF (Viterbi)" if self.crf is not None else ", argmax per word")}
 
     def predict_batch(self, texts: list[str], batch_size: int = 32) -> list[Entities]:

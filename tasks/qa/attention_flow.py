@@ -8,7 +8,7 @@ token states c_i and question token states q_j (both projected to width d):
     question->context  h = sum_i softmax_i(max_j S_ij) c_i      the context tokens most relevant to the question
     G_i = [c_i; a_i; c_i * a_i; c_i * h]                        (Tc, 4d)
 
-then modeling layers that see both sides (tasks.heads.BothSides: a BiLSTM, or a bidirectional
+then modeling layers that see both sides (tasks.heads.BidirectionalLayer: a BiLSTM, or a bidirectional
 transformer layer) give M1 and M2, and
 
     start_i = w_s . [G_i; M1_i],   end_i = w_e . [G_i; M2_i]
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasks.heads import BothSides
+from tasks.heads import BidirectionalLayer
 
 
 class AttentionFlowHead(nn.Module):
@@ -33,7 +33,7 @@ class AttentionFlowHead(nn.Module):
     Args:
         n_embd: width of the backbone's states.
         width: d, the projection both sides share.
-        modeling: "bilstm" or "transformer" (tasks.heads.BothSides), each modeling layer.
+        modeling: "bilstm" or "transformer" (tasks.heads.BidirectionalLayer), each modeling layer.
         layers: 2 (the end reads a second modeling layer over the first) or 1 (start and end read one).
         hidden: the modeling layers' width (per direction for the BiLSTM).
         dropout: on the projected states only. The modeling layers run without it: on a CPU, drawing masks
@@ -54,10 +54,10 @@ class AttentionFlowHead(nn.Module):
         self.w_c = nn.Linear(width, 1)
         self.w_q = nn.Linear(width, 1, bias=False)
         self.w_cq = nn.Parameter(torch.full((width,), width**-0.5))
-        self.model1 = BothSides(modeling, 4 * width, hidden, 0.0)
-        self.model2 = BothSides(modeling, self.model1.out_dim, hidden, 0.0) if layers == 2 else None
+        self.model1 = BidirectionalLayer(modeling, 4 * width, hidden, 0.0)
+        self.model2 = BidirectionalLayer(modeling, self.model1.out_dim, hidden, 0.0) if layers == 2 else None
         self.start = nn.Linear(4 * width + self.model1.out_dim, 1)
-        self.end = nn.Linear(4 * width + self.model1.out_dim, 1)  # BothSides keeps the width
+        self.end = nn.Linear(4 * width + self.model1.out_dim, 1)  # BidirectionalLayer keeps the width
 
     def forward(self, context: torch.Tensor, context_mask: torch.Tensor, question: torch.Tensor,
                 question_mask: torch.Tensor) -> torch.Tensor:

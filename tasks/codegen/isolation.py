@@ -19,7 +19,7 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWN
     0x00020000, 0x04000000, 0x10000000, 0x08000000, 0x20000000, 0x40000000)
 # What "isolated" means: without these a sample could read the host's files, reach its network or see its
 # processes, and code is run only by an explicit opt-in (tasks.codegen.sandbox.Limits.unisolated).
-REQUIRED_LAYERS = ("netns", "pidns", "fsview")
+REQUIRED_ISOLATION = ("netns", "pidns", "fsview")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 
 
