@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from backbone.config import GPTConfig
 from backbone.model import GPT, RotaryEmbedding, sinusoidal_table
+from backbone.quantize import inference_model
+from backbone.tokenizer import Tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -104,9 +106,6 @@ def _rebuild_buffers(model, device) -> None:
 def load_backbone(directory: str | Path, map_location: str = "cpu", quantize: str = "none"):
     """(GPT, Tokenizer) from a backbone folder; quantize "int8", "int4" or "auto" for fast CPU inference
     (backbone.quantize; the model is then for decoding only)."""
-    from backbone.quantize import inference_model
-    from backbone.tokenizer import Tokenizer
-
     directory = Path(directory)
     model, _ = inference_model(load_model(directory, map_location), quantize, copy_model=False)
     tokenizer = Tokenizer.from_pretrained(directory)

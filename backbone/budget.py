@@ -34,6 +34,13 @@ class TimeBudget(Callback):
             raise ValueError(f"TimeBudget seconds must be positive, got {seconds}")
         self.seconds, self.probe_steps = float(seconds), max(1, int(probe_steps))
         self.report: dict = {}
+        # set when training starts: its clock, the pace clock (from the end of the first step), the step count
+        # of the next refit, and the steps the run plans before the budget's estimate
+        self._begin = 0.0
+        self._clock_step: int | None = None
+        self._clock: float | None = None
+        self._next_refit = self.probe_steps
+        self._planned = 0
 
     # --- bookkeeping --------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from backbone.generate import GenerationConfig, generate_text
+
 
 def chat_prompt(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
     """The conversation [{"role": "system" | "user" | "assistant", "content": str}, ...] as the prompt text
     the backbone expects, ready for the assistant's turn. The bos token is left out: encoding adds it.
 
     Raises ValueError when the backbone has no chat template or the template fails."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
     if not tokenizer.chat_template:
         raise ValueError("this backbone carries no chat template (it is not a chat model): import an instruct "
                          "model, e.g. `gptsuite import smollm2`")
@@ -49,7 +51,5 @@ def as_user_turn(tokenizer, text: str) -> str:
 
 def ask(model, tokenizer, instruction: str, config=None, system: str | None = None) -> str:
     """One user turn -> the assistant's reply (greedy unless `config` says otherwise)."""
-    from backbone.generate import GenerationConfig, generate_text
-
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": instruction}]
     return generate_text(model, tokenizer, chat_prompt(tokenizer, messages), config or GenerationConfig())[0].strip()

@@ -4,7 +4,8 @@
     sampling           temperature > 0, optionally restricted by top_k, top_p (nucleus) and min_p
     beam search        num_beams > 1, scored by sum of log-probabilities / length ** length_penalty
     penalties          repetition_penalty (CTRL, Keskar et al. 2019), no_repeat_ngram_size
-    block list         banned token sequences, never generated (`banned`, built from words by banned_sequences)
+    block list         banned token sequences, never generated (`banned`, built from words by
+                       backbone.logits.banned_sequences)
     stopping           eos token, stop strings, max_new_tokens
 
 `generate` works on token ids (batched, left-padded), `generate_text` and `stream` on strings. The scores
@@ -21,19 +22,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backbone.logits import (  # noqa: F401  (re-exported: decoding's processors are imported from here too)
+from backbone.logits import (
     apply_repetition_penalty,
     ban_repeated_ngrams,
     ban_sequences,
-    banned_sequences,
     draw,
     filter_min_p,
     filter_top_k,
     filter_top_p,
-    process_scores,
 )
 from backbone.model import GPT
 from backbone.prefill import prefill, share_prefix
+from backbone.prompt_lookup import greedy_with_lookup
 
 
 @dataclass
@@ -64,8 +64,8 @@ class GenerationConfig:
             (sampling, beams, batches, the repetition penalty or banned n-grams).
         banned: token-id sequences that are never generated: wherever the text so far ends with all but the
             last token of one, that last token is removed from the choice (a one-token sequence is never
-            chosen at all). `banned_sequences(tokenizer, words)` builds them from words, at word starts. A
-            word spelled in other tokens can still appear: a moderation step on the text catches those.
+            chosen at all). `backbone.logits.banned_sequences(tokenizer, words)` builds them from words, at word
+            starts. A word spelled in other tokens can still appear: a moderation step on the text catches those.
     """
 
     max_new_tokens: int = 64
@@ -135,6 +135,18 @@ class GenerationConfig:
                    if f.name not in ignored and getattr(self, f.name) != getattr(default, f.name)}
         return {"decoding": mode, "max_new_tokens": self.max_new_tokens,
                 **{k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}}
+
+
+def process_scores(scores, tokens, mask, cfg: GenerationConfig):
+    """A step's scores (B, V) as `cfg` asks (the processors are backbone/logits.py): penalties and the block
+    list first, then (when sampling) temperature and the truncation filters, in Hugging Face's order."""
+    scores = apply_repetition_penalty(scores, tokens, mask, cfg.repetition_penalty)
+    scores = ban_repeated_ngrams(scores, tokens, mask, cfg.no_repeat_ngram_size)
+    scores = ban_sequences(scores, tokens, mask, cfg.banned)
+    if cfg.sampling:
+        scores = scores / cfg.temperature
+        scores = filter_min_p(filter_top_p(filter_top_k(scores, cfg.top_k), cfg.top_p), cfg.min_p)
+    return scores
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -345,8 +357,6 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
             return beam_search(model, input_ids, attention_mask, cfg)
         input_ids, attention_mask = _prepare(model, input_ids, attention_mask, cfg)
         if allow_fn is None and lookup_applies(cfg, attention_mask):
-            from backbone.prompt_lookup import greedy_with_lookup
-
             return greedy_with_lookup(model, input_ids, cfg.max_new_tokens, cfg.prompt_lookup,
                                       eos_token_id=cfg.eos_token_id, stop_fn=stop_fn)[0]
         steps = [tok for tok, _ in iter_tokens(model, input_ids, attention_mask, cfg, stop_fn, allow_fn)]

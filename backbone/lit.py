@@ -1,6 +1,12 @@
 """Causal-LM pretraining with Lightning: `gptsuite pretrain fit --config configs/pretrain/tiny.yaml`.
 
 LitGPT trains a GPT on next-token prediction:  loss = -1/N sum_t log p(x_{t+1} | x_<=t).
+Its shape is a named preset (backbone.config.MODEL_PRESETS) with any fields that differ given as overrides:
+
+    model:
+      preset: small
+      overrides: {dropout: 0.0}   # optional
+
 The model is built in `configure_model`, once the data module has its tokenizer, so the vocabulary size
 always comes from the tokenizer the corpus was packed with. At the end of `fit` the backbone artifact
 (config.json, model.safetensors, tokenizer.json, metrics.json) is exported for the tasks to load.
@@ -10,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,21 +28,45 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics.aggregation import MeanMetric, SumMetric
 
-from backbone.artifact import save_backbone
+from backbone.artifact import ArtifactError, load_model, save_backbone
 from backbone.config import GPTConfig
+from backbone.generate import generate_text
 from backbone.model import GPT
 from backbone.optim import build_optimizer
-from backbone.perplexity import window_nll
+from backbone.perf import measure_matmul_flops
+from backbone.perplexity import perplexity, window_nll
+from backbone.pretrain_data import PretrainData
+from backbone.renamed_keys import refuse_renamed_keys
 from backbone.trainer import Trainer, cli_parser_kwargs
 
 MFU_MAX_SPREAD = 1.5  # slowest / fastest matmul run beyond which the measured peak means nothing
+
+# pretraining keys that were renamed (old dotted key -> new): `gptsuite pretrain` refuses the old ones
+RENAMED_KEYS = {"model.config": "model.preset"}
+RENAMED_HINT = ("the shape is a preset of backbone.config.MODEL_PRESETS, e.g. `model.preset: tiny`, with any field "
+                "that differs under `model.overrides`, e.g. `model.overrides: {dropout: 0.1}`")
+
+
+def preset_config(preset: str, overrides: dict[str, Any] | None = None) -> GPTConfig:
+    """A preset's GPTConfig with some of its fields replaced (a pretraining YAML's model.preset, model.overrides)."""
+    unknown = sorted(set(overrides or {}) - {f.name for f in dataclasses.fields(GPTConfig)})
+    if unknown:
+        raise ValueError(f"model.overrides: unknown GPTConfig fields {unknown}")
+    return GPTConfig.from_preset(preset, **(overrides or {}))
+
+
+def preset_block_size(preset: str, overrides: dict[str, Any] | None) -> int:
+    """The context length of model.preset with model.overrides: the data module's windows (a CLI link)."""
+    return preset_config(preset, overrides).block_size
 
 
 class LitGPT(L.LightningModule):
     """A GPT trained as a causal language model.
 
     Args:
-        config: model shape; vocab_size is replaced by the data module's tokenizer size.
+        preset: the model's shape, a name in backbone.config.MODEL_PRESETS (nano, tiny, small, gpt2-124m, ...);
+            vocab_size is replaced by the data module's tokenizer size.
+        overrides: GPTConfig fields that differ from the preset's, e.g. {dropout: 0.1}.
         learning_rate: peak AdamW learning rate.
         weight_decay: decoupled weight decay on linear weight matrices.
         betas: AdamW betas.
@@ -44,11 +76,16 @@ class LitGPT(L.LightningModule):
         sample_every_n_steps: print and save a text sample this often (0: never).
         sample_prompt: the prompt of those samples.
         peak_flops: the hardware's peak FLOP/s for MFU; None measures a matmul at fit start.
+        init_from: a backbone folder whose weights training starts from (continued pretraining on your own
+            text: give the same folder as --data.tokenizer, and the preset it was made with); None: random.
+            Unlike --ckpt_path, which resumes a run where it stopped, this starts a new run (a fresh optimizer,
+            schedule and export_dir) from the saved weights.
     """
 
     def __init__(
         self,
-        config: GPTConfig,
+        preset: str,
+        overrides: dict[str, Any] | None = None,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -58,15 +95,17 @@ class LitGPT(L.LightningModule):
         sample_every_n_steps: int = 0,
         sample_prompt: str = "The",
         peak_flops: float | None = None,
+        init_from: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters({**locals_without_self(locals()), "config": dataclasses.asdict(config)})
-        self.config = config
+        self.save_hyperparameters()
+        self.config = preset_config(preset, overrides)
         self.model: GPT | None = None
         self.val_loss = MeanMetric()
         self.test_nll, self.test_tokens = SumMetric(), SumMetric()
         self.train_seconds = 0.0  # accumulated over resumes (saved in checkpoints)
         self._step_start: float | None = None
+        self._peak: float | None = None  # the MFU denominator, measured when fit starts
 
     # --- model -----------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -75,7 +114,16 @@ class LitGPT(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
             self.config = dataclasses.replace(self.config, vocab_size=datamodule.tokenizer.vocab_size)
-        self.model = GPT(self.config)
+        if self.hparams.init_from is None:
+            self.model = GPT(self.config)
+            return
+        self.model = load_model(self.hparams.init_from)
+        if self.model.config != self.config:
+            theirs, ours = dataclasses.asdict(self.model.config), dataclasses.asdict(self.config)
+            differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
+            raise ArtifactError(f"model.init_from {self.hparams.init_from}: its shape differs from model.preset "
+                                f"{self.hparams.preset!r} with model.overrides (saved, configured): {differ}; name the "
+                                "preset it was made with, and its tokenizer folder as --data.tokenizer")
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model.lm_logits(self.model(idx))
@@ -126,15 +174,12 @@ class LitGPT(L.LightningModule):
     def on_fit_start(self) -> None:
         self._peak, why = self._mfu_peak()
         rank_zero_info(f"{why}; model: {self.model.num_params() / 1e6:.2f}M parameters")
-        self._fit_start_seconds = self.train_seconds
 
     def _mfu_peak(self) -> tuple[float | None, str]:
         """The MFU denominator: the median of several matmuls in the precision this run computes in. Left
         out (None) when the runs disagree too much to be a peak (a busy machine)."""
         if self.hparams.peak_flops is not None:
             return self.hparams.peak_flops, f"peak FLOP/s for MFU (given): {self.hparams.peak_flops / 1e9:.0f} GFLOP/s"
-        from backbone.perf import measure_matmul_flops
-
         precision = str(self.trainer.precision)
         dtype = (torch.bfloat16 if "bf16" in precision
                  else torch.float16 if precision.startswith("16") else torch.float32)
@@ -169,8 +214,6 @@ class LitGPT(L.LightningModule):
 
     @rank_zero_only
     def _write_sample(self) -> None:
-        from backbone.generate import generate_text
-
         tokenizer = self.trainer.datamodule.tokenizer
         text = generate_text(self.model, tokenizer, self.hparams.sample_prompt, max_new_tokens=48,
                              temperature=0.8, top_k=40, seed=0)[0]
@@ -194,8 +237,6 @@ class LitGPT(L.LightningModule):
 
     def export(self, directory: str | Path) -> Path:
         """Write the backbone artifact with metrics.json (val loss, PTB perplexity, tokens seen, wall time)."""
-        from backbone.perplexity import perplexity
-
         datamodule = self.trainer.datamodule
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         metrics.update(
@@ -215,20 +256,15 @@ class LitGPT(L.LightningModule):
         return out
 
 
-def locals_without_self(values: dict) -> dict:
-    return {k: v for k, v in values.items() if k not in ("self", "__class__")}
-
-
 class PretrainCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.config.block_size", "data.block_size")
+        parser.link_arguments(("model.preset", "model.overrides"), "data.block_size", compute_fn=preset_block_size)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> PretrainCLI:
     """`gptsuite pretrain fit|validate|test ...`; args=None reads sys.argv (tests pass a list); run=False only
     builds the objects (args then hold no subcommand)."""
-    from backbone.pretrain_data import PretrainData
-
+    refuse_renamed_keys(sys.argv[1:] if args is None else args, RENAMED_KEYS, RENAMED_HINT)
     torch.set_float32_matmul_precision("high")
     return PretrainCLI(
         LitGPT, PretrainData, trainer_class=Trainer, args=args, run=run, save_config_kwargs={"overwrite": True},

@@ -4,17 +4,13 @@
     block list    ban_sequences (banned token sequences), banned_sequences (words -> token sequences)
     truncation    filter_top_k, filter_top_p (nucleus), filter_min_p
     draw          one token per row from the filtered distribution
-    process_scores  all of them in Hugging Face's order, as a GenerationConfig asks (backbone.generate)
+
+backbone.generate.process_scores applies them in Hugging Face's order, as a GenerationConfig asks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-
-if TYPE_CHECKING:  # the config lives with the decoding loops, which import this module
-    from backbone.generate import GenerationConfig
 
 
 def apply_repetition_penalty(scores, tokens, mask, penalty: float):
@@ -136,14 +132,3 @@ def draw(scores, generator=None):
         return index.gather(1, choice).squeeze(1)
     return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
 
-
-def process_scores(scores, tokens, mask, cfg: GenerationConfig):
-    """Penalties and the block list first, then (when sampling) temperature and the truncation filters, in
-    Hugging Face's order."""
-    scores = apply_repetition_penalty(scores, tokens, mask, cfg.repetition_penalty)
-    scores = ban_repeated_ngrams(scores, tokens, mask, cfg.no_repeat_ngram_size)
-    scores = ban_sequences(scores, tokens, mask, cfg.banned)
-    if cfg.sampling:
-        scores = scores / cfg.temperature
-        scores = filter_min_p(filter_top_p(filter_top_k(scores, cfg.top_k), cfg.top_p), cfg.min_p)
-    return scores

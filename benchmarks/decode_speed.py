@@ -91,7 +91,7 @@ def gptsuite_engine(name: str, args):
             return generate(model, ids, mask, cfg.replace(max_new_tokens=new_tokens, **settings))[:, ids.size(1):]
 
     def ptb():
-        from backbone.data import load_benchmark
+        from backbone.data.loaders import load_benchmark
         from backbone.perplexity import perplexity
 
         lines = [t for t in load_benchmark("ptb")["test"]["sentence"] if t.strip()]
@@ -276,7 +276,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.gguf is None and {"llama.cpp", "head to head"} & set(args.engines):
-        from backbone.data import fetch
+        from backbone.data.download import fetch
         from backbone.gguf import SMOLLM2_FILE, SMOLLM2_SOURCE
 
         args.gguf = fetch(SMOLLM2_SOURCE) / SMOLLM2_FILE

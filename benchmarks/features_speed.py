@@ -56,7 +56,7 @@ def load(args):
 def token_rows(tokenizer, vocab: int, n: int) -> list[list[int]]:
     if tokenizer is not None:
         try:
-            from backbone.data import load_benchmark
+            from backbone.data.loaders import load_benchmark
 
             sentences = load_benchmark("conll2003")["test"]["tokens"][:n]
             return [tokenizer.encode(" ".join(words)) for words in sentences]

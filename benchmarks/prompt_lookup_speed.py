@@ -36,7 +36,7 @@ def prompts_and_config(name: str, n: int, tokenizer, max_new_tokens: int):
 
     if name == "copy":
         return PROMPTS, GenerationConfig(max_new_tokens=max_new_tokens)
-    from backbone.data import load_benchmark
+    from backbone.data.loaders import load_benchmark
 
     if name == "squad":
         from tasks.qa.data import generation_prompt

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from backbone.data import load_benchmark
+from backbone.data.loaders import load_benchmark
 from tasks.codegen.sandbox import run_many
 
 

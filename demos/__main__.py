@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from demos.exposure import AUTH_ENV
+from backbone.cli_options import add_quantize_option
+from demos.exposure import AUTH_ENV, check_exposure, resolve_auth, use_private_gradio_cache
 from demos.limits import CONCURRENCY_LIMIT, MAX_QUEUE
 
 DESCRIPTION = (f"Serve the Gradio web demo. It listens on 127.0.0.1 by default; a non-loopback --host or --share "
@@ -51,8 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              f"(default: {MAX_QUEUE})")
     parser.add_argument("--precision", default="auto", help="auto (bf16 where bf16 matmuls are fast here, else fp32; "
                         "see `gptsuite info`), 32-true or bf16-mixed")
-    from backbone.quantize import add_quantize_option
-
     add_quantize_option(parser, "the generation, chat and attention tabs run the backbone with weight-only quantised "
                                 "linear layers")
     return parser
@@ -66,19 +65,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from demos.exposure import check_exposure, resolve_auth, use_private_gradio_cache
-
     auth = resolve_auth(args.auth)
     check_exposure(args.host, args.share, auth)  # before loading anything: a refusal is a one-line error
     use_private_gradio_cache()  # before gradio is imported
-    from demos.app import launch
+    from demos.app import launch  # here: it loads gradio, which reads the cache folder set just above
 
-    for folder in args.task_dirs:  # a typo would otherwise launch a demo that silently lacks the model
-        if not (Path(folder) / "task.json").is_file():
-            raise FileNotFoundError(f"--task {folder} holds no saved task (task.json missing): make one with "
-                                    "`gptsuite <task> fit ... --model.export_dir DIR`")
     launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
            precision=args.precision, quantize=args.quantize, task_dirs=args.task_dirs, auth=auth,
            max_queue=args.max_queue)

@@ -4,7 +4,8 @@
 
 Tabs: one per registered task (classification, sentiment, toxicity, NER, relations, QA, translation, code
 generation with its tests run in the sandbox; demos.tabs_tasks lays each out by its output type), a generation
-playground, an attention view, a chat, and an Applications tab (demos.tabs_apps): the knowledge graph, article
+playground, an attention view, a look inside the model (logit lens, layer probe, token attribution:
+demos.tabs_inside), a chat, and an Applications tab (demos.tabs_apps): the knowledge graph, article
 writing, the creativity-coherence sweep, the bias probe, safe output and what each inference option buys.
 A task tab offers every model of its task (each folder under artifacts/tasks holding a task.json, and each
 --task DIR) with its backbone and test score; a tab whose artifact is missing says which command creates it.
@@ -17,12 +18,14 @@ folder and the request-body cap (docs/demo.md).
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import gradio as gr
 from starlette.middleware import Middleware
 
+from backbone.artifact import PRETRAIN_COMMAND
 from demos.common import ArtifactStore
 from demos.exposure import BodyLimit, check_exposure, use_private_gradio_cache
 from demos.limits import CONCURRENCY_LIMIT, MAX_BODY_BYTES, MAX_QUEUE, MAX_UPLOAD, MODEL_GROUP, UI_EVENT, UI_GROUP
@@ -35,7 +38,9 @@ from demos.tabs_apps import (
     build_sweep_tab,
 )
 from demos.tabs_generate import build_attention_tab, build_chat_tab, build_playground_tab
+from demos.tabs_inside import build_inside_tab
 from demos.tabs_tasks import build_task_tabs
+from tasks.artifact import TASK_FILE
 
 
 def _default_backbone(store: ArtifactStore) -> str | None:
@@ -61,6 +66,7 @@ def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONC
             build_task_tabs(store)
             build_playground_tab(store, backbone)
             build_attention_tab(store, backbone)
+            build_inside_tab(store, backbone)
             build_chat_tab(store, backbone)
             with gr.Tab("Applications", id="apps"), gr.Tabs():
                 build_kg_tab(store)
@@ -88,8 +94,6 @@ def share_model_slots(demo: gr.Blocks) -> None:
 def backbone_info(store: ArtifactStore, name: str | None) -> str:
     """The chosen backbone's shape, read from config.json (the weights load on first use)."""
     if not name:
-        from backbone.artifact import PRETRAIN_COMMAND
-
         return f"⚠️ No backbone under `{store.root / 'backbones'}`: create one with `{PRETRAIN_COMMAND}`."
     path = store.root / "backbones" / Path(name).name / "config.json"
     try:
@@ -105,8 +109,14 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artif
            quantize: str = "auto", task_dirs=(), auth: tuple[str, str] | None = None,
            max_queue: int = MAX_QUEUE) -> gr.Blocks:
     """Build the app and serve it; block=False returns at once (the server runs in a thread). Beyond
-    loopback, or with a share link, `auth` (user, password) is required (demos.exposure.check_exposure)."""
+    loopback, or with a share link, `auth` (user, password) is required (demos.exposure.check_exposure).
+    Every one of `task_dirs` must hold a saved task: a typo would otherwise launch a demo that silently lacks
+    the model."""
     check_exposure(host, share, auth)
+    for folder in task_dirs:
+        if not (Path(folder) / TASK_FILE).is_file():
+            raise FileNotFoundError(f"--task {folder} holds no saved task ({TASK_FILE} missing): make one with "
+                                    "`gptsuite <task> fit ... --model.export_dir DIR`")
     demo = build_app(artifacts, concurrency_limit, max_queue, precision=precision, quantize=quantize,
                      task_dirs=task_dirs)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
@@ -120,8 +130,6 @@ def hardening(launch) -> dict:
     """Options of gradio's launch that turn off what an exposed demo does not need, where this gradio has
     them: the traffic page (/monitoring), the MCP server, and the run history (whose page lets a visitor
     connect a Hugging Face bucket that the server then writes to)."""
-    import inspect
-
     wanted = {"enable_monitoring": False, "mcp_server": False, "run_history": False}
     accepted = inspect.signature(launch).parameters
     return {key: value for key, value in wanted.items() if key in accepted}

@@ -21,10 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
+import torch
 
-from backbone.artifact import PRETRAIN_COMMAND
+from backbone.artifact import PRETRAIN_COMMAND, ArtifactError, load_backbone
+from backbone.config import MODEL_PRESETS, GPTConfig
+from backbone.model import GPT
+from backbone.precision import resolve_precision, set_inference_precision
+from backbone.quantize import check_mode
 from demos.exposure import private_dir
 from demos.limits import fail
+from tasks.artifact import TASK_FILE, load_task, read_task_file, saved_task_name
 from tasks.catalog import TASKS
 
 OUTPUTS = "outputs"  # the subfolder of the private folder (demos.exposure.private_dir) for request outputs
@@ -106,9 +112,6 @@ def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
     share SequenceClassifier: then the task task.json records, else the one the folder's name says, else
     each of them, with a note. A broken task.json is listed under the task its folder's name says, so that
     tab says what is wrong."""
-    from backbone.artifact import ArtifactError
-    from tasks.artifact import TASK_FILE, read_task_file, saved_task_name
-
     try:
         if not (folder / TASK_FILE).is_file():  # a --task DIR that is no export: say so plainly
             raise ArtifactError(f"{folder} holds no {TASK_FILE} (a fit with --model.export_dir writes one there)")
@@ -117,7 +120,7 @@ def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
         recorded = saved_task_name(folder / TASK_FILE)
         guess = [recorded] if recorded in TASKS else _named_tasks(name, TASKS) or [None]
         return [TaskModel(guess[0], folder, name, problem=str(err))]
-    candidates = [task for task, spec in TASKS.items() if spec.module == module]
+    candidates = [task for task, spec in TASKS.items() if module in spec.module_paths]
     recorded = saved_task_name(folder / TASK_FILE)
     tasks = [recorded] if recorded in candidates else _named_tasks(name, candidates) or candidates
     note = None if len(tasks) == 1 else (
@@ -129,11 +132,6 @@ def describe_task_folder(folder: Path, name: str) -> list[TaskModel]:
 
 @lru_cache(maxsize=64)
 def _backbone_shape(config_path: str, mtime: float) -> str:
-    import torch
-
-    from backbone.config import MODEL_PRESETS, GPTConfig
-    from backbone.model import GPT
-
     config = GPTConfig.load(config_path)
     shape = ("n_layer", "n_head", "n_kv_head", "n_embd", "intermediate_size", "norm", "positions", "mlp")
     presets = [name for name in MODEL_PRESETS
@@ -160,9 +158,6 @@ class ArtifactStore:
 
     def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto",
                  task_dirs=()):
-        from backbone.precision import resolve_precision
-        from backbone.quantize import check_mode
-
         self.root = Path(root)
         self.extra_task_dirs = tuple(Path(d) for d in task_dirs)  # `gptsuite demo --task DIR`, may be anywhere
         self.precision = resolve_precision(precision)  # every model this store loads runs in it
@@ -186,8 +181,6 @@ class ArtifactStore:
             fail(f"Backbone {directory} does not exist: create it with `{PRETRAIN_COMMAND}`.")
 
         def load():
-            from backbone.artifact import load_backbone
-            from backbone.precision import set_inference_precision
             model, tokenizer = load_backbone(directory, quantize=self.quantize)
             return set_inference_precision(model.eval(), self.precision), tokenizer
 
@@ -252,9 +245,6 @@ class ArtifactStore:
             fail(f"Could not load {what}: {model.problem}. Recreate it with `{command}`.")
 
         def load():
-            from backbone.precision import set_inference_precision
-            from tasks.artifact import load_task
-
             backbone = self.backbone_folder(model.backbone)
             module = load_task(model.path, backbone=str(backbone) if backbone else None)
             set_inference_precision(module.backbone, self.precision)

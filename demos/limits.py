@@ -26,6 +26,9 @@ MAX_NEW_TOKENS = 256  # generation length is clamped to this (and to the backbon
 MAX_ATTENTION_TOKENS = 32  # the attention view is for short inputs
 MAX_SWEEP_SAMPLES = 8  # samples per decoding setting of the creativity-coherence sweep
 MAX_SWEEP_TOKENS = 128  # tokens per sample of the sweep
+MAX_LENS_TOKENS = 16  # positions the logit lens shows (a column each)
+MAX_PROBE_TRAIN, MAX_PROBE_TEST = 500, 300  # the demo's layer probe reads small subsets (the command reads more)
+MAX_ATTRIBUTION_STEPS = 64  # integrated gradients' steps (a backward pass each)
 
 # --- the server ------------------------------------------------------------------------------------------
 CONCURRENCY_LIMIT = 2  # model calls at once, all tabs together (2 CPU cores); `--concurrency`

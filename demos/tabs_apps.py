@@ -10,6 +10,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from backbone.artifact import load_backbone
+from backbone.generate import GenerationConfig
 from demos.common import ArtifactStore, output_path
 from demos.limits import (
     MAX_OUTLINE_CHARS,
@@ -19,6 +21,12 @@ from demos.limits import (
     check_text,
     fail,
 )
+from tasks.apps.article import STYLES, ArticleWriter, article_markdown, parse_outline
+from tasks.apps.bias import PROBES, probe_tasks, template_slots, write_report
+from tasks.apps.inference import compare_options, markdown
+from tasks.apps.safety import SafeGenerator, default_block_list, moderator_of
+from tasks.apps.sweep import SETTINGS, measure_setting, plot, recommend
+from tasks.kg.graph import build_graph
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -27,9 +35,6 @@ from demos.limits import (
 def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3, words=80, style="neutral",
                    temperature=0.7):
     """Yield the article as Markdown while it is written (the outline first, then each section)."""
-    from backbone.generate import GenerationConfig
-    from tasks.apps.article import STYLES, ArticleWriter, parse_outline
-
     title = check_text(title, "title", MAX_TITLE_CHARS)
     outline = check_text(outline, "outline", MAX_OUTLINE_CHARS, required=False)
     if style not in STYLES:
@@ -42,17 +47,9 @@ def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3
     if outline and outline.strip() and not headings:
         fail("The outline holds no heading: separate headings with ';' (or leave it empty).")
     writer = ArticleWriter(model, tokenizer, decoding)
-    text, current = f"# {title.strip()}\n", -1
+    text = ""
     try:
-        for index, piece in writer.stream(title, headings, int(sections), int(words), style):
-            if index == -1:
-                headings = piece.splitlines()
-                text += "\n*Outline: " + " · ".join(headings) + "*\n"
-                yield text
-                continue
-            if index != current:
-                current = index
-                text += f"\n## {headings[index]}\n\n"
+        for piece in article_markdown(writer, title, headings, int(sections), int(words), style, show_outline=True):
             text += piece
             yield text
     except ValueError as err:
@@ -61,8 +58,6 @@ def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3
 
 
 def build_article_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
-    from tasks.apps.article import STYLES
-
     with gr.Tab("Article writing", id="article"):
         gr.Markdown("A title (and optionally an outline) in, an article out, one section at a time: each section "
                     "sees the outline and the previous section, so a long text stays on topic.")
@@ -89,8 +84,6 @@ def build_article_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
 # --------------------------------------------------------------------------------------------------------
 def sweep_prompt(store: ArtifactStore, backbone, prompt, settings, samples=3, max_new_tokens=32):
     """The chosen settings on one prompt: a table of the figures and the plot."""
-    from tasks.apps.sweep import SETTINGS, measure_setting, plot, recommend
-
     prompt = check_text(prompt, "prompt")
     chosen = [(name, fields) for name, fields in SETTINGS if name in (settings or [])]
     if not chosen:
@@ -114,8 +107,6 @@ def sweep_prompt(store: ArtifactStore, backbone, prompt, settings, samples=3, ma
 
 
 def build_sweep_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
-    from tasks.apps.sweep import SETTINGS
-
     with gr.Tab("Creativity vs coherence", id="sweep"):
         prompt = gr.Textbox(label="Prompt", value="The old lighthouse keeper opened the door and",
                             elem_id="sweep-prompt")
@@ -137,13 +128,8 @@ def build_sweep_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
 # --------------------------------------------------------------------------------------------------------
 def bias_probe(store: ArtifactStore, frames=12) -> str:
     """The gaps of the saved sentiment and NER tasks on `frames` sentence frames per pair."""
-    from tasks.apps.bias import ner_gaps, sentiment_gaps, template_slots, write_report
-
     slots = template_slots(max(1, min(int(frames), 144)))
-    rows = []
-    for task, probe in (("sentiment", sentiment_gaps), ("ner", ner_gaps)):
-        if store.has_task(task):
-            rows += probe(store.task(task), slots=slots)
+    rows = probe_tasks({task: store.task(task) for task in PROBES if store.has_task(task)}, slots)
     if not rows:
         fail("No saved sentiment or NER task: create one with `gptsuite sentiment fit` or `gptsuite ner fit`.")
     table = write_report(rows, output_path("bias", ""), {})
@@ -169,10 +155,6 @@ def build_bias_tab(store: ArtifactStore) -> None:
 # --------------------------------------------------------------------------------------------------------
 def safe_reply(store: ArtifactStore, backbone, prompt, use_block_list=True, threshold=0.5, max_new_tokens=64):
     """A reply through the three layers: (reply, what happened and why)."""
-    from backbone.chat import as_user_turn
-    from backbone.generate import GenerationConfig
-    from tasks.apps.safety import SafeGenerator, moderator_of
-
     prompt = check_text(prompt, "prompt")
     model, tokenizer = store.backbone(backbone)
     words = block_list(store) if use_block_list else []
@@ -181,10 +163,7 @@ def safe_reply(store: ArtifactStore, backbone, prompt, use_block_list=True, thre
         moderator = moderator_of(toxicity, words, float(threshold))
     except ValueError as err:
         fail(f"Nothing to moderate with: {err}.")
-    generator = SafeGenerator(model, tokenizer, moderator, words)
-    n = max(1, min(int(max_new_tokens), model.config.block_size // 2))
-    cfg = GenerationConfig(max_new_tokens=n, temperature=0.7, top_p=0.9, seed=0, truncate_prompt=True)
-    reply = generator.respond(prompt, cfg, prompt=as_user_turn(tokenizer, prompt))
+    reply = SafeGenerator(model, tokenizer, moderator, words).reply(prompt, int(max_new_tokens))
     if reply.refused:
         status = "🛑 **Refused**: the prompt was flagged."
     elif reply.masked:
@@ -199,8 +178,6 @@ def safe_reply(store: ArtifactStore, backbone, prompt, use_block_list=True, thre
 def block_list(store: ArtifactStore) -> list[str]:
     """The default block list (tasks.apps.safety.default_block_list), read once per demo; empty when
     alt-profanity-check is not installed."""
-    from tasks.apps.safety import default_block_list
-
     return store.cached(("block list",), default_block_list, "the default block list", "pip install -e '.[safety]'")
 
 
@@ -229,18 +206,13 @@ KG_SAMPLE = ("Arsenal striker Thierry Henry scored twice at Highbury. Arsene Wen
 
 def knowledge_graph(store: ArtifactStore, text, min_score=0.5):
     """(the graph as a PNG, a table of its triples with their evidence, the GraphML and JSON-lines files)."""
-    from tasks.kg.graph import build_graph
-
     text = check_text(text, "text")
     for task in ("ner", "relations"):
         if not store.has_task(task):
             fail(store.missing_message(task))
     graph = build_graph(text, store.task("ner"), store.task("relations"), float(min_score))
     folder = output_path("kg", "")
-    folder.mkdir()
-    graph.draw(folder / "graph.png")
-    graph.write_graphml(folder / "graph.graphml")
-    graph.write_jsonl(folder / "graph.jsonl")
+    graph.export(folder)
     if graph.triples:
         rows = ["| head | relation | tail | p | evidence |", "|---|---|---|---|---|"]
         rows += [f"| {t.head} ({graph.nodes[t.head]}) | {t.relation} | {t.tail} ({graph.nodes[t.tail]}) | "
@@ -274,9 +246,6 @@ TIMING = threading.Lock()  # the comparison runs in the shared model group (demo
 def inference_options(store: ArtifactStore, backbone, prompt, max_new_tokens=48) -> str:
     """The table of tasks.apps.inference for the chosen backbone (its fp32 weights, loaded once for this
     comparison whatever --quantize the demo runs with; quantised copies kept for the next request)."""
-    from backbone.artifact import load_backbone
-    from tasks.apps.inference import compare_options, markdown
-
     prompt = check_text(prompt, "prompt")
     store.backbone(backbone)  # the checks and messages of a missing backbone
     directory = store.root / "backbones" / Path(backbone).name

@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import torch
 
+from backbone.chat import chat_prompt
+from backbone.generate import GenerationConfig, generate_text, stream
 from demos.common import ArtifactStore, output_path
+from demos.heatmap import grid_image, head_image
 from demos.limits import (
     MAX_ATTENTION_TOKENS,
     MAX_NEW_TOKENS,
@@ -36,8 +40,6 @@ def clamp_length(requested, block_size: int) -> int:
 
 def make_config(max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
                 no_repeat_ngram_size=0, num_beams=1, length_penalty=1.0, stop="", seed=-1, use_cache=True):
-    from backbone.generate import GenerationConfig
-
     stops = check_stops(stop)
     seed = None if seed is None or int(seed) < 0 else int(seed)
     try:
@@ -59,8 +61,6 @@ def _speed(tokenizer, text: str, seconds: float, cfg, note: str) -> str:
 
 def generate_stream(store: ArtifactStore, backbone, prompt, max_new_tokens, *options):
     """Yield (completion so far, stats) while generating; beam search yields once at the end."""
-    from backbone.generate import generate_text, stream
-
     prompt = check_text(prompt, "prompt")
     model, tokenizer = store.backbone(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
@@ -81,8 +81,6 @@ def generate_stream(store: ArtifactStore, backbone, prompt, max_new_tokens, *opt
 
 def compare_cache(store: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
     """Greedy decoding of the same prompt with the KV cache on and off: tokens/s side by side."""
-    from backbone.generate import generate_text
-
     prompt = check_text(prompt, "prompt")
     model, tokenizer = store.backbone(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
@@ -107,10 +105,6 @@ def compare_cache(store: ArtifactStore, backbone, prompt, max_new_tokens) -> str
 # --------------------------------------------------------------------------------------------------------
 def attention(store: ArtifactStore, backbone, text, layer, head):
     """(grid of every layer x head, the chosen head with its tokens, a note)."""
-    import torch
-
-    from demos.heatmap import grid_image, head_image
-
     text = check_text(text)
     model, tokenizer = store.backbone(backbone)
     ids = tokenizer.encode(text, add_bos=True)
@@ -162,8 +156,6 @@ def chat_status(store: ArtifactStore, backbone) -> str:
 
 def render_chat(messages: list[dict], tokenizer) -> str:
     """The conversation in the backbone's chat template, ready for the assistant's turn (backbone.chat)."""
-    from backbone.chat import chat_prompt
-
     try:
         return chat_prompt(tokenizer, messages)
     except ValueError as err:
@@ -172,8 +164,6 @@ def render_chat(messages: list[dict], tokenizer) -> str:
 
 def chat_stream(store: ArtifactStore, backbone, message, history, max_new_tokens=128, temperature=0.7):
     """Yield (conversation, cleared input box) while the assistant's reply streams in."""
-    from backbone.generate import stream
-
     message = check_text(message, "message")
     messages = check_history(history)
     model, tokenizer = store.backbone(backbone)

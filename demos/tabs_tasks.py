@@ -25,8 +25,10 @@ import gradio as gr
 
 from demos.common import ArtifactStore, backbone_shape
 from demos.limits import MAX_CODE_CHARS, MAX_NAME_CHARS, UI_EVENT, check_text, fail
-from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
+from tasks.artifact import METRICS_FILE
 from tasks.catalog import TASKS
+from tasks.codegen.sandbox import check_program
+from tasks.outputs import Answer, Completion, Entities, GeneratedText, LabelScores, Question
 from tasks.spec import TaskSpec
 
 CODE_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
@@ -115,8 +117,6 @@ def run_tests(store: ArtifactStore, task: str, prompt: str, completion: str, tes
     if module is not None and hasattr(module, "run_tests"):
         result = module.run_tests(prompt, completion, test, entry_point)
     else:
-        from tasks.codegen.sandbox import check_program
-
         result = check_program(prompt + completion, test, entry_point, prompt=prompt)
     return format_result(result)
 
@@ -154,8 +154,6 @@ METRIC_NAMES = {"f1": "F1", "macro_f1": "macro F1", "micro_f1": "micro F1", "exa
 def recorded_score(folder: Path, spec: TaskSpec) -> str:
     """The task's main metric as `fit` recorded it in the folder's test_metrics.json: "F1 87.4 [86.9, 87.9]
     on 3,453 test examples", on the benchmark table's scale (fractions as percentages)."""
-    from tasks.artifact import METRICS_FILE
-
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         return "no test score recorded"

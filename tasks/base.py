@@ -2,36 +2,29 @@
 
 Everything every task shares lives here once: loading the backbone (with an error that names the command
 that creates it), attaching the adapter, the optimizer and schedule, the train/val/test steps, metrics
-logging, the test metrics JSON and predictions file, typed prediction (`predict`), and saving/loading a
-fine-tuned task as one artifact. A task subclass adds its head (`build_head`), its loss and its scoring
+logging, typed prediction (`predict`), and the hooks that call its collaborators: the feature cache
+(tasks.features.FeatureCaches), the test files and intervals (tasks.evaluation) and the task artifact written
+at the end of fit (tasks.artifact). A task subclass adds its head (`build_head`), its loss and its scoring
 (`loss`, `update_metrics`, `metrics`), and `predict_batch`. Subclasses declare only their own constructor
 arguments and pass the rest on (`**kwargs`); LightningCLI follows them here, so `--help` lists them all.
+The command line over it is tasks.task_cli.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 
 from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
 from backbone.optim import build_optimizer
-from backbone.trainer import Trainer, cli_parser_kwargs
 from tasks.adapters import Adapter, FullFineTune
-from tasks.artifact import METRICS_FILE, PREDICTIONS_FILE, TASK_FILE
+from tasks.artifact import save_task
+from tasks.evaluation import ScoredExamples, write_test_files
+from tasks.features import FeatureCaches
 from tasks.outputs import check_inputs
-from tasks.renamed_keys import refuse_renamed_keys
-
-# LightningCLI warns when it is given args while sys.argv has some too; gptsuite's dispatcher and the benchmark
-# do that on purpose (sys.argv must stay whole: a DDP launcher re-runs it)
-LIGHTNINGCLI_ARGS_WARNING = ".*args parameter is intended to run from within Python.*"
 
 
 class TaskModule(L.LightningModule):
@@ -74,9 +67,16 @@ class TaskModule(L.LightningModule):
         self.tokenizer = None
         self._train_tokens = 0  # summed where the batches live: read (one host sync) only through train_tokens
         self._padded_tokens = 0  # the same with padding: their ratio is the share of compute spent on padding
-        self._feature_caches: dict = {}  # split -> tasks.features.FeatureCache (FrozenLayers with cache=True)
-        self._records: list[dict] = []  # the test predictions (record_predictions)
+        self.feature_caches = FeatureCaches()  # per split, with FrozenLayers(cache=True)
+        self.scored_examples = ScoredExamples()  # the test epoch's records and per-example statistics
         self.task_name: str | None = None  # the registered task this module serves (set by its command)
+        # its head and adapter hold trained weights: fit in this run, or loaded (a checkpoint, a saved task)
+        self.trained = False
+
+    @property
+    def attached_datamodule(self):
+        """The trainer's data module; None when the module is used on its own (a loaded task predicting)."""
+        return self.trainer.datamodule if self._trainer is not None else None
 
     # --- building --------------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -122,7 +122,7 @@ class TaskModule(L.LightningModule):
     def unit_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, U, C) unit states and their (S, U) mask, from the feature cache when this split has one."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        cache = self._feature_caches.get(batch.get("split"))
+        cache = self.feature_caches.get(batch.get("split"))
         if cache is not None and "row" in batch:
             states, unit_mask = cache.gather(batch["row"])
             states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
@@ -134,62 +134,6 @@ class TaskModule(L.LightningModule):
     def feature_spec(self) -> dict:
         """What, beyond the backbone, data and layers, the cached units depend on (subclasses add theirs)."""
         return {"task": type(self).__qualname__, "max_tokens": self.max_input_tokens}
-
-    def prepare_features(self, splits: list[str]) -> None:
-        """Compute (or find) the feature cache of these splits of the data module; FrozenLayers(cache=True)."""
-        from backbone.precision import set_inference_precision
-        from tasks.features import build_cache, file_digest, rows_digest
-
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        if not self.adapter.cache or datamodule is None:
-            return
-        folder = Path(self.hparams.backbone)  # weights, shape and tokenizer: what the features depend on
-        backbone_digest = [file_digest(folder / name)
-                           for name in ("model.safetensors", "config.json", "tokenizer.json")]
-        precision = str(self.trainer.precision)
-        previous = self.backbone.autocast_dtype
-        set_inference_precision(self.backbone, precision)
-        strategy = self.trainer.strategy
-        try:
-            if strategy.world_size > 1 and not self.trainer.is_global_zero:
-                strategy.barrier("features")  # rank 0 builds the caches; the others then find them on disk
-            for split in splits:
-                if split in self._feature_caches or split not in datamodule.splits:
-                    continue
-                rows = datamodule.splits[split]
-                same = [c for other, c in self._feature_caches.items() if datamodule.splits.get(other) is rows]
-                if same:  # the same rows under another split name (SQuAD's dev set: validation and test)
-                    self._feature_caches[split] = same[0]
-                    continue
-                # the rows' content names them: two splits of the same rows (SQuAD's dev set, used for
-                # validation and test) share one cache
-                key = {"backbone": backbone_digest, "data": rows_digest(rows),
-                       "layers": self.adapter.layers, "echo": self.adapter.echo, "precision": precision,
-                       **self.feature_spec()}
-                self._feature_caches[split] = build_cache(key, rows, datamodule.collate, self._layer_states,
-                                                          self._cpu_units, self.sequence_rows, f"features {split}")
-                meta = self._feature_caches[split].meta
-                rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "
-                               f"{meta['tokens_per_s']} tokens/s when built ({meta['seconds']} s)")
-            if strategy.world_size > 1 and self.trainer.is_global_zero:
-                strategy.barrier("features")
-        finally:
-            self.backbone.autocast_dtype = previous
-
-    def _layer_states(self, batch: dict) -> torch.Tensor:
-        device = next(self.backbone.parameters()).device
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        segments = batch["segment_ids"].to(device) if "segment_ids" in batch else None
-        return self.adapter.states(self.backbone, ids, mask, segments).cpu()
-
-    def _cpu_units(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(t.cpu() for t in self.units(hidden, batch))
-
-    def feature_report(self) -> dict:
-        """Extraction facts of the caches in use (the benchmark shows them); `built`: computed in this run, not
-        found on disk (a split whose rows another split already had is found)."""
-        return {split: {**{k: c.meta[k] for k in ("rows", "tokens", "seconds", "tokens_per_s", "padding_share")},
-                        "built": c.built} for split, c in self._feature_caches.items()}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Exactly what the adapter and the head train."""
@@ -225,7 +169,7 @@ class TaskModule(L.LightningModule):
         """One JSON-safe record per scored test example (what it was, what the model said, the gold): written
         to test_predictions.jsonl, and counted as the test examples reported next to the scores."""
         if stage == "test":
-            self._records.extend(records)
+            self.scored_examples.add_records(records)
 
     def _log_metrics(self, stage: str) -> dict[str, float]:
         """Compute, log and reset a stage's metrics; a metric may return one value or a dict of them."""
@@ -242,14 +186,14 @@ class TaskModule(L.LightningModule):
         self._log_metrics("val")
 
     def on_fit_start(self) -> None:
-        self._trained = True
-        self.prepare_features(["train"])
+        self.trained = True
+        self.feature_caches.prepare(self, ["train"])
 
     def on_validation_start(self) -> None:  # only when a validation loop runs (not with limit_val_batches=0)
-        self.prepare_features(["validation"])
+        self.feature_caches.prepare(self, ["validation"])
 
     def on_test_start(self) -> None:
-        self.prepare_features(["test"])
+        self.feature_caches.prepare(self, ["test"])
 
     @property
     def train_tokens(self) -> int:
@@ -266,14 +210,14 @@ class TaskModule(L.LightningModule):
         checkpoint["train_tokens"] = self.train_tokens
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._trained = True
+        self.trained = True
         self._train_tokens = checkpoint.get("train_tokens", 0)
 
     # --- confidence intervals ----------------------------------------------------------------------------
     def record_example_stats(self, stage: str, name: str, rows) -> None:
         """Per-example statistics of the test set (tasks.confidence), kept for the bootstrap intervals."""
         if stage == "test":
-            self._example_stats.setdefault(name, []).extend([list(map(float, r)) for r in rows])
+            self.scored_examples.add_stats(name, rows)
 
     def interval_metrics(self) -> dict:
         """{metric: (statistics name, f(sums) -> score on the metric's own scale)} of this task's test metrics."""
@@ -281,25 +225,13 @@ class TaskModule(L.LightningModule):
 
     def test_intervals(self) -> dict[str, list[float]]:
         """95% bootstrap interval of every test metric that has per-example statistics: {metric: [low, high]}."""
-        from tasks.confidence import bootstrap_interval
-
-        stats = getattr(self, "_example_stats", {})
-        if self._trainer is not None and self.trainer.world_size > 1:  # every process scored a shard
-            shards = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(shards, stats)
-            stats = {name: [row for shard in shards for row in shard.get(name, [])] for name in stats}
-        out = {}
-        for metric, (name, fn) in self.interval_metrics().items():
-            rows = stats.get(name)
-            if rows:
-                out[metric] = [round(v, 6) for v in bootstrap_interval(np.array(rows), fn)]
-        return out
+        world_size = self.trainer.world_size if self._trainer is not None else 1  # each process scored a shard
+        return self.scored_examples.intervals(self.interval_metrics(), world_size)
 
     def on_test_epoch_start(self) -> None:
-        self._example_stats: dict[str, list] = {}
-        self._records: list[dict] = []
+        self.scored_examples.clear()
         head_params = [p for p in self.trainable_parameters() if p.requires_grad]
-        if head_params and not getattr(self, "_trained", False):
+        if head_params and not self.trained:
             rank_zero_warn("testing a task that was neither trained in this run nor loaded from a checkpoint: its "
                            "head and adapter are untrained. Pass --ckpt_path last (after fit) or use "
                            "tasks.artifact.load_task(export_dir).")
@@ -312,17 +244,12 @@ class TaskModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics("test")
-        values["test/examples"] = float(len(self._records))
+        values["test/examples"] = float(len(self.scored_examples.records))
         self.log("test/examples", values["test/examples"])
         intervals = {f"test/{metric}_ci95": bounds for metric, bounds in self.test_intervals().items()}
-        written = json.dumps({**values, **intervals, **self.test_report()}, indent=2)
-        rank_zero_info(written)
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if self.trainer.is_global_zero:
-            (out_dir / METRICS_FILE).write_text(written + "\n")
-            (out_dir / PREDICTIONS_FILE).write_text("".join(json.dumps(r) + "\n" for r in self._records))
-            rank_zero_info(f"test metrics and predictions written to {out_dir / METRICS_FILE}, {PREDICTIONS_FILE}")
+        write_test_files(Path(self.trainer.log_dir or self.trainer.default_root_dir),
+                         {**values, **intervals, **self.test_report()}, self.scored_examples.records,
+                         self.trainer.is_global_zero)
 
     def configure_optimizers(self):
         h = self.hparams
@@ -359,8 +286,6 @@ class TaskModule(L.LightningModule):
     # --- task artifact ---------------------------------------------------------------------------------
     def on_fit_end(self) -> None:
         if self.hparams.export_dir and self.trainer.is_global_zero:
-            from tasks.artifact import save_task
-
             save_task(self, self.hparams.export_dir)
 
 
@@ -378,7 +303,7 @@ class LabelledTask(TaskModule):
 
     def configure_model(self) -> None:
         if self.backbone is None:  # the head's size comes from the label map: settle it first
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.attached_datamodule
             if datamodule is not None:
                 data_names = list(datamodule.label_names)
                 if self.label_names is not None and list(self.label_names) != data_names:
@@ -391,57 +316,3 @@ class LabelledTask(TaskModule):
             self.hparams.label_names = self.label_names
         super().configure_model()
 
-
-# --------------------------------------------------------------------------------------------------------
-# the command line: `gptsuite <task> fit|validate|test --config configs/tasks/<task>.yaml`
-# --------------------------------------------------------------------------------------------------------
-class TaskCLI(LightningCLI):
-    """LightningCLI for a task: the data module reads the model's backbone; the optimizer and schedule are
-    the module's own (configure_optimizers trains exactly trainable_parameters()), so no --optimizer flags.
-    Lightning's `predict` subcommand is replaced by `gptsuite <task> predict` (tasks/predict.py), which reads
-    a saved task and an unlabelled file. `fit` given a test file scores it after training, and the scores
-    join the exported task folder."""
-
-    def __init__(self, *args, task_name: str | None = None, **kwargs):
-        self.task_name = task_name  # set before LightningCLI's __init__, which may run the subcommand
-        super().__init__(*args, **kwargs)
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {name: keys for name, keys in LightningCLI.subcommands().items() if name != "predict"}
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.backbone", "data.backbone")
-
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        self.model.task_name = self.task_name
-
-    def after_fit(self) -> None:
-        """Score the user's test file, if one was given, with the weights just trained."""
-        files = getattr(self.datamodule, "data_files", None) or {}
-        if "test" not in files or self.trainer.interrupted:
-            return
-        self.trainer.test(self.model, datamodule=self.datamodule)
-        join_test_scores(self.trainer, self.model)
-
-
-def join_test_scores(trainer, model) -> None:
-    """Copy the test scores just written beside the exported task (the model that was just trained and
-    tested): the demo shows them with the model."""
-    export_dir = model.hparams.get("export_dir")
-    scores = Path(trainer.log_dir or trainer.default_root_dir) / METRICS_FILE
-    if export_dir and trainer.is_global_zero and scores.is_file() and (Path(export_dir) / TASK_FILE).is_file():
-        shutil.copyfile(scores, Path(export_dir) / METRICS_FILE)
-        rank_zero_info(f"test scores joined the task folder: {Path(export_dir) / METRICS_FILE}")
-
-
-def run_task_cli(model_class, data_class, args: list[str] | None = None, description: str = "",
-                 run: bool = True, prog: str | None = None, task_name: str | None = None) -> TaskCLI:
-    """One LightningCLI for any task; args=None reads sys.argv (tests pass a list). With run=False the args
-    hold no subcommand and the caller drives cli.trainer itself (the benchmark does: fit, then test)."""
-    refuse_renamed_keys(sys.argv[1:] if args is None else args)
-    return TaskCLI(model_class, data_class, trainer_class=Trainer, args=args, run=run, task_name=task_name,
-                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                   parser_kwargs=cli_parser_kwargs(TaskCLI.subcommands(), description=description,
-                                                   **({"prog": prog} if prog else {})))

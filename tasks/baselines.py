@@ -1,5 +1,10 @@
 """Simple baselines, computed on the same split as our scores, so every number in the table has a floor.
 
+Every task's baselines are found the same way: `tasks/<task>/baselines.py` defines
+`score_baselines(datamodule) -> BaselineScores` ({baseline name: {metric: value}}, scored on the task's test
+examples, on the scale of the task's metrics), and the task's TaskSpec names it (`baselines=`). The scorers
+several tasks share are here:
+
     majority            the most frequent training label for every example
     bow_logreg          bag-of-words logistic regression (binary word presence, L2), trained with L-BFGS
     most_frequent_tag   NER: each word's most frequent training tag (unseen words: O)
@@ -17,13 +22,14 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
-WORD = re.compile(r"\w+|[^\w\s]")
+from backbone.text import words
+from tasks.confidence import label_counts, micro_f1_without
+from tasks.translation.lattice import Lexicon
+
+BaselineScores = dict[str, dict[str, float]]  # {baseline name: {metric: value}}
+
 STOPWORDS = set("a an the of in on at to for by with from and or but is was were are be been it its this that "
                 "these those as he she they his her their which who whom what when where why how".split())
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
 
 
 def classification_scores(pred: list[int], gold: list[int], num_labels: int,
@@ -36,8 +42,6 @@ def classification_scores(pred: list[int], gold: list[int], num_labels: int,
         tp = int(((p == 1) & (g == 1)).sum())
         scores["f1"] = 2 * tp / max(int((p == 1).sum()) + int((g == 1).sum()), 1)
     if negative is not None:
-        from tasks.confidence import label_counts, micro_f1_without
-
         sums = sum(label_counts(num_labels, a, b) for a, b in zip(gold, pred))
         scores["micro_f1"] = micro_f1_without(num_labels, negative)(sums)
     return scores
@@ -81,7 +85,7 @@ def bow_logreg(train_texts, train_labels, test_texts, test_labels, num_labels: i
 
 
 def most_frequent_tag(train_tokens, train_tags, test_tokens, test_tags, label_names: list[str]) -> dict[str, float]:
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics import f1_score, precision_score, recall_score  # why: imports scikit-learn (~1 s)
 
     by_word: dict[str, Counter] = defaultdict(Counter)
     for sentence, tags in zip(train_tokens, train_tags):
@@ -125,7 +129,5 @@ def word_dictionary(train_src: list[str], train_tgt: list[str], test_src: list[s
     (tasks.translation.lattice.Lexicon.word_by_word), learned from the first max_pairs training pairs (None:
     all, the default: a smaller lexicon translates fewer words). Words it never saw and punctuation are copied;
     the output is lower case."""
-    from tasks.translation.lattice import Lexicon
-
     lexicon = Lexicon(list(train_src)[:max_pairs], list(train_tgt)[:max_pairs])
     return [lexicon.word_by_word(s) for s in test_src]

@@ -16,6 +16,8 @@ import inspect
 import json
 import platform
 import shutil
+import subprocess
+import sys
 import time
 import warnings
 from collections import Counter
@@ -26,13 +28,16 @@ import yaml
 from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
+from backbone.gguf import import_smollm2
+from backbone.lit import cli_main
 from backbone.precision import AUTO, machine_summary
-from tasks.base import LIGHTNINGCLI_ARGS_WARNING, join_test_scores
 from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
+from tasks.catalog import TASKS, get
+from tasks.evaluation import join_test_scores
 from tasks.recipes import PROJECT_DIR, Method, Preset, load_preset, project_path, recipe_files, recipe_hash
-from tasks.catalog import TASKS, get, run_cli
-from tasks.runs import out_folder
+from tasks.runs import given_out, out_folder
 from tasks.spec import TaskSpec, load_object
+from tasks.task_cli import LIGHTNINGCLI_ARGS_WARNING, run_cli
 
 OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
@@ -63,12 +68,8 @@ def ensure_backbone(preset: Preset, backbone: str | None, precision: str = AUTO,
         return str(directory), {}
     start = time.perf_counter()
     if preset.import_ == "smollm2":
-        from backbone.gguf import import_smollm2
-
         import_smollm2(directory)
         return str(directory), {"made_by": "import smollm2", "wall_s": round(time.perf_counter() - start, 1)}
-    from backbone.lit import cli_main
-
     if not preset.pretrain_config:
         raise FileNotFoundError(f"backbone {directory} not found, and {preset.path} says neither pretrain_config nor "
                                 "import to make it")
@@ -102,9 +103,9 @@ def task_args(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, extr
             *extra]
 
 
-def quantize_args(spec: TaskSpec, quantize: str) -> list[str]:
-    """--model.quantize for a task that decodes (its module takes `quantize`), nothing for the others."""
-    cls = load_object(spec.module)  # the argument may be declared by a base class (GenerativeTask)
+def quantize_args(module: str, quantize: str) -> list[str]:
+    """--model.quantize for a module class (dotted path) that decodes (it takes `quantize`), nothing for the others."""
+    cls = load_object(module)  # the argument may be declared by a base class (GenerativeTask)
     takes_it = any("quantize" in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
     return ["--model.quantize", quantize] if takes_it else []
 
@@ -119,7 +120,8 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     An ablation exports nothing; with `stage_export` (one of several candidates) the model is exported to
     run_dir/export, and result["export"] = (that folder, the task's own export folder) for publish_chosen."""
     start = time.perf_counter()
-    extra = quantize_args(spec, quantize) + precision_args(precision)
+    configured = configured_model(spec, method)
+    extra = quantize_args(configured["class_path"], quantize) + precision_args(precision)
     if method.ablation:  # the task's folder (what the demo and the applications read) keeps a headline method
         extra += ["--model.export_dir", "null"]
     elif stage_export:
@@ -141,7 +143,7 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     spent = {"steps": cli.trainer.global_step, "train_tokens": cli.model.train_tokens, "fit_s": round(fit_s, 1),
              "validate_s": round(val_s, 1), "test_s": round(time.perf_counter() - start - fit_s - val_s, 1),
              **budget}
-    features = cli.model.feature_report()
+    features = cli.model.feature_caches.report()
     if features:
         spent["features"] = features
     if fits and not features:  # the backbone ran in every step: its training speed and padding waste
@@ -162,17 +164,19 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
                            **({"args": " ".join(extra)} if extra else {})},
               "spent": spent, "scoring": _plain(cli.model.test_report())}
     if stage_export and fits and exported:
-        result["export"] = (str(run_dir / "export"), _configured_export(spec, method))
+        result["export"] = (str(run_dir / "export"), configured.get("export_dir"))
     return result, cli.datamodule
 
 
-def _configured_export(spec: TaskSpec, method: Method) -> str | None:
-    """The export folder the task's YAML and the method's overlay name (the last one given wins)."""
-    folder = None
+def configured_model(spec: TaskSpec, method: Method) -> dict:
+    """The model settings the task's YAML and the method's overlay give (the last one given wins): its class
+    ("class_path": the spec's module unless a file names one of its variants) and arguments (a file that names
+    the class nests them under init_args), e.g. the export folder."""
+    settings = {"class_path": spec.module}
     for path in (spec.config, method.config):
-        config = yaml.safe_load(project_path(path).read_text()) or {}
-        folder = (config.get("model") or {}).get("export_dir", folder)
-    return folder
+        model = (yaml.safe_load(project_path(path).read_text()) or {}).get("model") or {}
+        settings.update({k: v for k, v in model.items() if k != "init_args"}, **(model.get("init_args") or {}))
+    return settings
 
 
 def publish_chosen(task_rows: list[dict], results: dict[str, dict]) -> str | None:
@@ -309,8 +313,6 @@ def run_stamp(machine: dict) -> dict:
 
 def git_commit() -> str | None:
     """The checkout's commit, with "+changes" when files differ from it; None outside a git checkout."""
-    import subprocess
-
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
                               text=True, timeout=10)
@@ -437,6 +439,21 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
     print((out_dir / "results.md").read_text())
     compare_with_reference(rows, out_dir, meta)
     return rows
+
+
+def bench_command(preset_name: str, tasks: list[str] | None, backbone: str | None, out: str | Path | None,
+                  precision: str, time_budget_min: float | None, quantize: str, methods: list[str] | None) -> int:
+    """`gptsuite bench`: run_bench, then the exit status: 1, naming the methods that failed, when any did (the
+    table holds the rest; a run with a failed stage is not a success). `out`: --out as given (its default
+    stands for a fresh run folder, which run_bench makes once the preset and tasks are checked)."""
+    failures: list[str] = []
+    rows = run_bench(preset_name, tasks, backbone, given_out(out), precision, time_budget_min, quantize=quantize,
+                     methods=methods, failures=failures)
+    if failures:
+        print(f"gptsuite bench: error: {len(failures)} method(s) failed ({', '.join(failures)}); the table holds the "
+              f"{len({(r['task'], r['method']) for r in rows})} that ran (their notes say why)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _shown(path: Path) -> str:

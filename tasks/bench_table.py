@@ -149,10 +149,10 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def plot(rows: list[dict], path: Path) -> None:
     """One panel per task on its main metric: a bar per (backbone, method) with its interval, the best
     baseline hatched, published anchors as dashed lines."""
-    import matplotlib
+    import matplotlib  # why: a heavy import that only the plot needs
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # why: after choosing the Agg backend (no display)
 
     tasks = panels(rows)
     if not tasks:

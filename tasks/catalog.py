@@ -1,8 +1,8 @@
 """The task registry: one row per task package, each package defining its TaskSpec as `SPEC`.
 
 Adding a task: write its package (`SPEC` in `__init__.py`, a TaskModule, a TaskData), its YAML in
-configs/tasks/, and one row below. The `gptsuite <task>` command, the benchmark, the demo's tab and the
-config tests then find it here; `register` adds a task from outside the project (a test's toy task).
+configs/tasks/, and one row below. The `gptsuite <task>` command (tasks.task_cli), the benchmark, the demo's
+tab and the config tests then find it here; `register` adds a task from outside the project (a test's toy task).
 """
 
 from __future__ import annotations
@@ -36,19 +36,6 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 def unregister(name: str) -> None:
     TASKS.pop(name, None)
-
-
-def run_cli(name: str, args: list[str] | None = None, run: bool = True):
-    """The task's LightningCLI (`gptsuite <name> fit|validate|test ...`); args=None reads sys.argv. With
-    run=False the args hold no subcommand and the caller drives cli.trainer itself (the benchmark does)."""
-    from tasks.base import run_task_cli
-
-    spec = get(name)
-    description = (f"{spec.title} ({spec.benchmark}): `{spec.fit_command}`; your own data: --data.train_file, "
-                   f"--data.validation_file, --data.test_file, --model.export_dir DIR; then `gptsuite {name} predict "
-                   "--task DIR --input FILE --output FILE`")
-    return run_task_cli(spec.module_class, spec.data_class, args, description, run=run, prog=f"gptsuite {name}",
-                        task_name=name)
 
 
 def get(name: str) -> TaskSpec:

@@ -13,22 +13,37 @@
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The
 task subcommands come from the task registry (tasks.catalog); subcommands of layers above this one (the
 demo) register themselves through the `gptsuite.commands` entry point group, so nothing here imports them.
+
+Parsing and dispatch only: what a command does lives with what it works on (tasks.task_cli, tasks.predict,
+tasks.bench, backbone.commands, backbone.gguf, backbone.interop, tasks/apps/cli.py, backbone/data/cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import signal
 import sys
 import threading
-import time
+import warnings
 from argparse import ArgumentError
 from importlib.metadata import entry_points
+from pathlib import Path
 
+from backbone.cli_options import add_quantize_option
+from backbone.commands import generate_to_terminal, print_machine_and_presets
+from backbone.data.cli import register as register_data_commands
 from backbone.data.sources import DataSourceError
-from tasks.catalog import TASKS, run_cli
+from backbone.generate import GenerationConfig
+from backbone.gguf import import_gguf, import_smollm2
+from backbone.interop import import_hf_folder
+from tasks.apps.cli import register as register_app_commands
+from tasks.catalog import TASKS
+from tasks.inspect_cli import register_inspect_commands
+from tasks.recipes import preset_help
+from tasks.runs import default_out
 
 COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subcommand (pyproject.toml)
 
@@ -36,10 +51,14 @@ COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subc
 def lightning_command(name: str):
     """The LightningCLI entry of a subcommand (f(args)), or None when it is not a Lightning one."""
     if name == "pretrain":
-        from backbone.lit import cli_main
+        from backbone.lit import cli_main  # why: Lightning takes seconds to import; only its commands need it
 
         return cli_main
-    return functools.partial(run_cli, name) if name in TASKS else None
+    if name in TASKS:
+        from tasks.task_cli import run_cli  # why: Lightning takes seconds to import; only its commands need it
+
+        return functools.partial(run_cli, name)
+    return None
 
 
 # a user's mistake (a missing file, a bad value, a missing backbone) is one line, not a traceback;
@@ -111,9 +130,7 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_predict(build_predict_parser(argv[0]).parse_args(argv[2:]))
     run_lightning = lightning_command(argv[0]) if argv else None
     if run_lightning is not None:
-        import warnings
-
-        from tasks.base import LIGHTNINGCLI_ARGS_WARNING
+        from tasks.task_cli import LIGHTNINGCLI_ARGS_WARNING  # why: Lightning's import, as above
 
         warnings.filterwarnings("ignore", message=LIGHTNINGCLI_ARGS_WARNING)
         run_lightning(argv[1:])
@@ -152,7 +169,7 @@ def build_predict_parser(task: str) -> argparse.ArgumentParser:
 
 
 def cmd_predict(args) -> int:
-    from tasks.predict import predict_file
+    from tasks.predict import predict_file  # why: it imports Lightning (seconds); only this command needs it
 
     count = predict_file(TASKS[args.task_name], args.task, args.input, args.output, args.batch_size, args.backbone)
     print(f"{count} predictions -> {args.output}", file=sys.stderr)
@@ -161,8 +178,7 @@ def cmd_predict(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="gptsuite", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n")[1])
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("pretrain", help="pretrain a backbone (LightningCLI: fit | validate | test; see its --help)")
     for name, spec in TASKS.items():
@@ -172,9 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--remeasure", action="store_true", help="measure the matmul rates again (they are cached)")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)
-    from tasks.apps.cli import register as register_apps
-
-    register_apps(sub)
+    register_app_commands(sub)
+    register_inspect_commands(sub)
     imp = sub.add_parser("import", help="convert pretrained weights into a backbone artifact")
     imp_sub = imp.add_subparsers(dest="source", metavar="SOURCE", required=True)
     hf = imp_sub.add_parser("hf", help="a local Hugging Face GPT-2 or Llama folder (config.json + safetensors)")
@@ -198,8 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only these of the tasks' methods, by name as the table shows them (quote names "
                             "with spaces); the table's other rows stay")
     bench.add_argument("--backbone", default=None, help="a backbone folder instead of the preset's")
-    from tasks.runs import default_out
-
     bench.add_argument("--out", default=default_out("bench", "preset"),
                        help="where the results are written (default: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/, "
                             "printed, with comparison.md beside the committed table; --out benchmarks updates that "
@@ -209,72 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                        help="the whole job's target: each stage's training budget is scaled by MINUTES / the "
                             "preset's nominal minutes (quick: 30); evaluation sets stay the same size")
-    from backbone.quantize import add_quantize_option
-
-    add_quantize_option(bench, "the tasks that decode (translation, code, QA's generate head) decode from "
+    add_quantize_option(bench, "the tasks that decode (translation, code, QA's generated answers) decode from "
                                "weight-only quantised linear layers")
     bench.set_defaults(func=cmd_bench)
-    try:
-        from backbone.data.cli import register
-    except ImportError:  # the data layer is optional for the rest of the CLI
-        pass
-    else:
-        register(sub)
+    register_data_commands(sub)
     return parser
 
 
 # --------------------------------------------------------------------------------------------------------
-def preset_help() -> str:
-    """--preset's help: every preset file's name and title (configs/bench/<name>.yaml), not a typed list."""
-    from tasks.recipes import load_preset, preset_names
-
-    def title(name: str) -> str:
-        try:
-            return load_preset(name).title
-        except (ValueError, OSError) as err:  # a broken preset file must not break every other command
-            return f"unreadable ({' '.join(str(err).split())[:80]})"
-
-    return ("a preset in configs/bench/ (" + "; ".join(f"{n}: {title(n)}" for n in preset_names())
-            + "), or a preset file of your own (.yaml)")
-
-
 def cmd_info(args) -> int:
-    import torch
-
-    from backbone.config import MODEL_PRESETS, GPTConfig
-    from backbone.model import GPT
-    from backbone.precision import auto_precision, machine_summary
-
-    if torch.cuda.is_available():
-        print(f"machine: {torch.cuda.get_device_name()}")
-    else:
-        m = machine_summary(refresh=getattr(args, "remeasure", False))
-        print(f"machine: {m['cpu']}, capability {m['capability']}, {m['threads']} threads, torch {torch.__version__}"
-              + "".join(f", {k}={v}" for k, v in m.get("kernel_limits", {}).items()))
-        print(f"matmul 1024^3: fp32 {m['fp32_gflops']:.1f} GFLOP/s, bf16 {m['bf16_gflops']:.1f} GFLOP/s "
-              f"(median; cached, --remeasure to measure again)")
-    choice = auto_precision("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"precision auto -> {choice.precision}: {choice.reason}\n")
-
-    print(f"{'preset':<14}{'params':>12}{'layers':>8}{'width':>7}{'heads':>7}{'kv':>4}{'context':>9}  flavour")
-    for name in MODEL_PRESETS:
-        config = GPTConfig.from_preset(name)
-        with torch.device("meta"):
-            n = GPT(config).num_params()
-        flavour = f"{config.positions}/{config.norm}/{config.mlp}"
-        print(f"{name:<14}{n / 1e6:>11.2f}M{config.n_layer:>8}{config.n_embd:>7}{config.n_head:>7}"
-              f"{config.n_kv_head:>4}{config.block_size:>9}  {flavour}")
+    print_machine_and_presets(remeasure=args.remeasure)
     return 0
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """A flag per GenerationConfig field (--max-new-tokens, --top-p, ...), with the type, default and
     description the dataclass itself gives; eos is the tokenizer's, so it has none."""
-    import dataclasses
-
-    import docstring_parser
-
-    from backbone.generate import GenerationConfig
+    import docstring_parser  # why: an optional dependency (jsonargparse's), read only to build this parser
 
     documented = docstring_parser.parse(GenerationConfig.__doc__).params
     described = {p.arg_name: " ".join(p.description.split()) for p in documented}
@@ -308,35 +272,11 @@ def add_generate_parser(sub) -> None:
     add_generation_options(g)
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
                    "fp32; see `gptsuite info`), 32-true or bf16-mixed")
-    from backbone.quantize import add_quantize_option
-
     add_quantize_option(g, "decode from weight-only quantised linear layers")
     g.set_defaults(func=cmd_generate)
 
 
-
-def load_for_generation(backbone: str | None, preset: str | None, quantize: str = "none"):
-    from backbone.artifact import load_backbone
-    from backbone.config import GPTConfig
-    from backbone.model import GPT
-    from backbone.quantize import inference_model
-    from backbone.tokenizer import Tokenizer
-
-    if backbone:
-        return load_backbone(backbone, quantize=quantize)
-    tokenizer = Tokenizer.gpt2()
-    model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
-    return inference_model(model, quantize, copy_model=False)[0], tokenizer
-
-
 def cmd_generate(args) -> int:
-    import dataclasses
-
-    import torch
-
-    from backbone.generate import GenerationConfig
-    from backbone.precision import resolve_precision, set_inference_precision
-
     for i, text in enumerate([*args.prompt, *args.stop]):
         try:  # a byte that is not UTF-8 reaches Python as a lone surrogate, which no tokenizer encodes
             text.encode("utf-8")
@@ -346,74 +286,28 @@ def cmd_generate(args) -> int:
                              f"at character {err.start}): pass the text in UTF-8") from None
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
-    model, tokenizer = load_for_generation(args.backbone, args.preset, args.quantize)
-    if args.ban:
-        from backbone.generate import banned_sequences
-
-        cfg = cfg.replace(banned=banned_sequences(tokenizer, args.ban))
-    precision = resolve_precision(args.precision)
-    set_inference_precision(model, precision)
-    torch.manual_seed(args.seed or 0)
-    start = time.perf_counter()
-    n_tokens = _generate_and_print(model, tokenizer, args.prompt, cfg)
-    seconds = time.perf_counter() - start
-    print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}, quantize {model.quantization}]", file=sys.stderr)
+    generate_to_terminal(args.backbone, args.preset, args.prompt, cfg, args.ban, args.precision, args.quantize)
     return 0
-
-
-def _generate_and_print(model, tokenizer, prompts: list[str], cfg) -> int:
-    """Stream one prompt to the terminal, or print a batch when done; the number of new tokens."""
-    from backbone.generate import generate_text, stream
-
-    if len(prompts) == 1 and cfg.num_beams == 1 and not cfg.prompt_lookup:  # prompt lookup: printed at the end
-        print(prompts[0], end="", flush=True)
-        pieces = []
-        for piece in stream(model, tokenizer, prompts[0], cfg):
-            pieces.append(piece)
-            print(piece, end="", flush=True)
-        print()
-        return len(tokenizer.encode("".join(pieces)))
-    outputs = generate_text(model, tokenizer, prompts, cfg)
-    for prompt, text in zip(prompts, outputs):
-        print(f"{prompt}{text}\n---")
-    return sum(len(tokenizer.encode(t)) for t in outputs)
 
 
 def cmd_bench(args) -> int:
-    from tasks.bench import run_bench
-    from tasks.runs import given_out
+    from tasks.bench import bench_command  # why: it imports Lightning (seconds); only this command needs it
 
-    # the default --out is None here: run_bench makes the run folder once the preset and tasks are checked
-    failures: list[str] = []
-    rows = run_bench(args.preset, args.tasks, args.backbone, given_out(args.out), args.precision, args.time_budget,
-                     quantize=args.quantize, methods=args.methods, failures=failures)
-    if failures:  # the table holds the rest; a run with a failed stage is not a success
-        print(f"gptsuite bench: error: {len(failures)} method(s) failed ({', '.join(failures)}); the table holds the "
-              f"{len({(r['task'], r['method']) for r in rows})} that ran (their notes say why)", file=sys.stderr)
-        return 1
-    return 0
+    return bench_command(args.preset, args.tasks, args.backbone, args.out, args.precision, args.time_budget,
+                         args.quantize, args.methods)
 
 
 def cmd_import_smollm2(args) -> int:
-    from backbone.gguf import import_smollm2
-
     print(f"imported SmolLM2-135M-Instruct -> {import_smollm2(args.out)}")
     return 0
 
 
 def cmd_import_gguf(args) -> int:
-    from backbone.gguf import import_gguf
-
     print(f"imported {args.path} -> {import_gguf(args.path, args.out)}")
     return 0
 
 
 def cmd_import_hf(args) -> int:
-    from pathlib import Path
-
-    from backbone.interop import import_hf_folder
-
     out = args.out or f"artifacts/backbones/{Path(args.path).resolve().name}"
     print(f"imported {args.path} -> {import_hf_folder(args.path, out)}")
     return 0

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from backbone.artifact import CREATE_BACKBONE
+from backbone.data.loaders import load_benchmark
 from backbone.data.parsers import parse_squad
 from backbone.tokenizer import Tokenizer
 
@@ -212,7 +213,7 @@ class TaskData(L.LightningDataModule):
 
     Args:
         backbone: the backbone folder (linked from model.backbone): its tokenizer is used.
-        dataset: benchmark name for backbone.data.load_benchmark (ignored when data_files is set).
+        dataset: benchmark name for backbone.data.loaders.load_benchmark (ignored when data_files is set).
         source: "offline" (registry packages) or "hub" (the public dataset hub, same schema).
         data_files: the user's own files per split: {"train": "train.csv", "validation": ..., "test": ...}.
         train_file: the user's training file (CSV, TSV, JSON, JSONL; CoNLL columns for tagging; the official
@@ -245,8 +246,6 @@ class TaskData(L.LightningDataModule):
     def load(self) -> datasets.DatasetDict:
         if self.data_files:
             return load_user_files(self.data_files)
-        from backbone.data import load_benchmark
-
         return load_benchmark(self.dataset, source=self.source)
 
     def prepare_data(self) -> None:

@@ -16,6 +16,8 @@ weights, dataset fingerprint, split, layers, echo, unit rule, max length, precis
     index.npz     seq_start, seq_units (one per sequence); row_seqs (one per row + 1): a row's sequences are
                   row_seqs[r]:row_seqs[r + 1] (a QA question can have several context windows)
     meta.json     what the digest covers, and how long extraction took
+
+A task module holds its splits' caches in a FeatureCaches, which builds them when a stage starts.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from tqdm.auto import tqdm
 
+from backbone.data.download import cache_dir
+from backbone.precision import set_inference_precision
 from tasks.data import row_lengths
 
 BATCH_TOKENS = 4096  # padded tokens per extraction batch: big enough for fast matmuls, small for memory
@@ -65,8 +70,6 @@ def rows_digest(rows) -> str:
 
 
 def features_dir() -> Path:
-    from backbone.data.download import cache_dir
-
     return cache_dir() / "features"
 
 
@@ -175,3 +178,78 @@ def _write_cache(tmp: Path, key_parts: dict, rows, collate, states, units, seque
             "tokens": real, "padding_share": round(1 - real / max(padded, 1), 4), "seconds": round(seconds, 1),
             "tokens_per_s": round(real / max(seconds, 1e-9), 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+class FeatureCaches:
+    """The feature caches a task module reads, one per split (FrozenLayers with cache=True): built, or found on
+    disk, when a stage starts; in a multi-process run rank 0 builds them while the others wait, then they find
+    them on disk.
+
+    The module supplies what the units depend on: its adapter (layers, echo), its units rule and
+    sequence_rows (TaskModule.units, .sequence_rows) and feature_spec() (what else the units depend on)."""
+
+    def __init__(self):
+        self.by_split: dict[str, FeatureCache] = {}
+
+    def get(self, split: str | None) -> FeatureCache | None:
+        return self.by_split.get(split)
+
+    def prepare(self, module, splits: list[str]) -> None:
+        """Compute (or find) the caches of these splits of the module's data module."""
+        datamodule = module.attached_datamodule
+        if not module.adapter.cache or datamodule is None:
+            return
+        trainer = module.trainer
+        folder = Path(module.hparams.backbone)  # weights, shape and tokenizer: what the features depend on
+        backbone_digest = [file_digest(folder / name)
+                           for name in ("model.safetensors", "config.json", "tokenizer.json")]
+        precision = str(trainer.precision)
+        previous = module.backbone.autocast_dtype
+        set_inference_precision(module.backbone, precision)
+        strategy = trainer.strategy
+        try:
+            if strategy.world_size > 1 and not trainer.is_global_zero:
+                strategy.barrier("features")  # rank 0 builds the caches; the others then find them on disk
+            for split in splits:
+                if split in self.by_split or split not in datamodule.splits:
+                    continue
+                rows = datamodule.splits[split]
+                same = [c for other, c in self.by_split.items() if datamodule.splits.get(other) is rows]
+                if same:  # the same rows under another split name (SQuAD's dev set: validation and test)
+                    self.by_split[split] = same[0]
+                    continue
+                # the rows' content names them: two splits of the same rows (SQuAD's dev set, used for
+                # validation and test) share one cache
+                key = {"backbone": backbone_digest, "data": rows_digest(rows),
+                       "layers": module.adapter.layers, "echo": module.adapter.echo, "precision": precision,
+                       **module.feature_spec()}
+                self.by_split[split] = module_cache(module, key, rows, datamodule.collate, f"features {split}")
+                meta = self.by_split[split].meta
+                rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "
+                               f"{meta['tokens_per_s']} tokens/s when built ({meta['seconds']} s)")
+            if strategy.world_size > 1 and trainer.is_global_zero:
+                strategy.barrier("features")
+        finally:
+            module.backbone.autocast_dtype = previous
+
+    def report(self) -> dict:
+        """Extraction facts of the caches in use (the benchmark shows them); `built`: computed in this run, not
+        found on disk (a split whose rows another split already had is found)."""
+        return {split: {**{k: c.meta[k] for k in ("rows", "tokens", "seconds", "tokens_per_s", "padding_share")},
+                        "built": c.built} for split, c in self.by_split.items()}
+
+
+def module_cache(module, key_parts: dict, rows, collate, desc: str, root: Path | None = None) -> FeatureCache:
+    """build_cache with a task module's own states (its adapter's per-layer states, on the CPU), units and
+    sequence_rows."""
+
+    def states(batch: dict) -> torch.Tensor:
+        device = next(module.backbone.parameters()).device
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        segments = batch["segment_ids"].to(device) if "segment_ids" in batch else None
+        return module.adapter.states(module.backbone, ids, mask, segments).cpu()
+
+    def units(hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(t.cpu() for t in module.units(hidden, batch))
+
+    return build_cache(key_parts, rows, collate, states, units, module.sequence_rows, desc, root)

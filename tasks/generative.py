@@ -20,14 +20,14 @@ a prefilled cache) and are refused with a clear error.
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
+from backbone.decoding_model import InferenceModelCache
 from backbone.generate import GenerationConfig, generate_text
-from backbone.quantize import AUTO, FloatPrefill, check_mode, float_step_rows, inference_model
+from backbone.quantize import AUTO
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
 from tasks.data import IGNORE, TaskData
@@ -96,37 +96,6 @@ class ListMetric(Metric):
         self.items = []
 
 
-class InferenceModelCache:
-    """The model that decoding runs on: the backbone itself, or a weight-only quantised copy of it
-    (backbone.quantize; adapters merged in) for the decoding steps, with prompts run through the backbone
-    itself (backbone.quantize.FloatPrefill), each where it is faster, as are decoding steps of many rows
-    where that was measured faster here (backbone.quantize.float_step_rows). The copy is rebuilt whenever a trained
-    parameter has changed since it was made (torch counts in-place updates in each tensor's _version, as torch's default
-    optimizers make them; an update through `.data` is not counted), so evaluation during training decodes
-    the current weights. One lock: the demo's threads share a task.
-
-    quantize: "auto" (int4 where a measured decode step is faster with it here), "none", "int8" or "int4".
-    """
-
-    def __init__(self, quantize: str = AUTO):
-        self.requested = check_mode(quantize)
-        self.mode: str | None = None  # what `requested` resolved to, once decoding has run
-        self._model, self._key = None, None
-        self.float_rows: int | None = None  # decode steps this wide run unquantised (measured), once known
-        self._lock = threading.Lock()
-
-    def __call__(self, backbone):
-        with self._lock:
-            key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
-            if self._model is None or key != self._key:
-                (model, self.mode), self._key = inference_model(backbone, self.requested), key
-                self.float_rows = None if model is backbone else float_step_rows(backbone, model)
-                self._model = model if model is backbone else FloatPrefill(backbone, model, self.float_rows)
-            if self._model is not backbone:  # decoding saves and restores this flag: it must be the backbone's
-                self._model.training = backbone.training
-            return self._model
-
-
 class GenerativeData(TaskData):
     """Shared collate: rows -> the module's (prompt, target) pairs -> tokens with target-only labels.
 
@@ -149,8 +118,8 @@ class GenerativeTask(TaskModule):
     Args:
         generation: decoding settings for evaluation and predict (backbone.generate.GenerationConfig).
         add_eos: end every training target with the eos token, so generation learns to stop.
-        quantize: decode from a weight-only quantised copy of the backbone: auto (int4 where a measured decode
-            step is faster with it on this machine), none, int8 or int4 (backbone.quantize).
+        quantize: decode from a weight-only quantised copy of the backbone: auto, none, int8 or int4
+            (backbone.quantize.CHOICES_HELP says what each does).
     """
 
     def __init__(self, generation: GenerationConfig | dict | None = None, add_eos: bool = True,

@@ -56,17 +56,34 @@ class SequenceHead(nn.Module):
 
 class SpanHead(nn.Module):
     """Start and end logits for every position: an answer is the span (s, e) maximising start[s] + end[e].
-    `bidirectional` (BidirectionalLayer) first lets every position see the whole window, question and context alike."""
+    `bidirectional` (BidirectionalLayer) first lets every position see the whole window, question and context alike.
+    Chosen in YAML before the backbone is loaded: `build(n_embd)` makes its layers (tasks.qa.span reads it).
 
-    def __init__(self, n_embd: int, bidirectional: str = "none", bidirectional_hidden: int = 256, dropout: float = 0.1):
+    Args:
+        bidirectional: "none" (a linear layer on the causal states), "bilstm" or "transformer".
+        hidden: the bidirectional layer's width (per direction for the BiLSTM).
+        dropout: in the bidirectional layer.
+    """
+
+    def __init__(self, bidirectional: Literal["none", "bilstm", "transformer"] = "none", hidden: int = 256,
+                 dropout: float = 0.1):
         super().__init__()
-        self.bidirectional = (BidirectionalLayer(bidirectional, n_embd, bidirectional_hidden, dropout)
-                              if bidirectional != "none" else None)
-        self.qa_outputs = nn.Linear(self.bidirectional.out_dim if self.bidirectional else n_embd, 2)
+        if bidirectional not in ("none", "bilstm", "transformer"):
+            raise ValueError(f"bidirectional must be 'none', 'bilstm' or 'transformer', got {bidirectional!r}")
+        self.bidirectional, self.hidden, self.dropout = bidirectional, hidden, dropout  # as given (a saved task's)
+        self.bidirectional_layer: BidirectionalLayer | None = None
+        self.qa_outputs: nn.Linear | None = None
+
+    def build(self, n_embd: int) -> None:
+        """Make the layers for states n_embd wide."""
+        if self.bidirectional != "none":
+            self.bidirectional_layer = BidirectionalLayer(self.bidirectional, n_embd, self.hidden, self.dropout)
+        width = self.bidirectional_layer.out_dim if self.bidirectional_layer is not None else n_embd
+        self.qa_outputs = nn.Linear(width, 2)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.bidirectional is not None:
-            hidden = self.bidirectional(hidden, attention_mask)
+        if self.bidirectional_layer is not None:
+            hidden = self.bidirectional_layer(hidden, attention_mask)
         return self.qa_outputs(hidden)  # (B, T, 2)
 
 
@@ -89,7 +106,10 @@ class LabelWordScorer(nn.Module):
             raise ValueError(f"the template must contain {{text}}, got {template!r}")
         self.template, self.label_words, self.separator = template, list(label_words), separator
         self.examples: list[tuple[str, int]] = []
+        self.counts: dict[str, int] = {}  # what the token budget let through (reset_counts)
         self.reset_counts()
+        self._shots_key: tuple | None = None  # (tokenizer, examples) that _shots were encoded for
+        self._shots: list[list[int]] = []
 
     def reset_counts(self) -> None:
         """What the token budget let through since the last reset (the test report reads it)."""
@@ -110,7 +130,7 @@ class LabelWordScorer(nn.Module):
     def shot_ids(self, tokenizer) -> list[list[int]]:
         """Each demonstration (template, label word, separator) as token ids; encoded once, not per query."""
         key = (id(tokenizer), tuple(self.examples))
-        if getattr(self, "_shots_key", None) != key:
+        if self._shots_key != key:
             self._shots_key = key
             self._shots = [tokenizer.encode(self.template.format(text=t) + self.label_words[y] + self.separator)
                            for t, y in self.examples]

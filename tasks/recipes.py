@@ -32,6 +32,8 @@ from pathlib import Path
 
 import yaml
 
+from tasks.catalog import TASKS
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path("configs/bench")  # relative to the project: recipe paths are written as a user types them
 
@@ -78,6 +80,19 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in (PROJECT_DIR / BENCH_DIR).glob("*.yaml"))
 
 
+def preset_help() -> str:
+    """--preset's help: every preset file's name and title (configs/bench/<name>.yaml), not a typed list."""
+
+    def title(name: str) -> str:
+        try:
+            return load_preset(name).title
+        except (ValueError, OSError) as err:  # a broken preset file must not break every other command
+            return f"unreadable ({' '.join(str(err).split())[:80]})"
+
+    return ("a preset in configs/bench/ (" + "; ".join(f"{n}: {title(n)}" for n in preset_names())
+            + "), or a preset file of your own (.yaml)")
+
+
 def _mapping(value, what: str) -> dict:
     """A YAML mapping (an empty entry reads as an empty one), or an error that names where."""
     if value is None:
@@ -109,8 +124,6 @@ def preset_file(name: str) -> Path:
 def load_preset(name: str) -> Preset:
     """The preset `name` (configs/bench/<name>.yaml, or a .yaml path), checked: unknown keys, missing method
     files and unregistered tasks are errors that name the file."""
-    from tasks.catalog import TASKS
-
     path = preset_file(name)
     name = path.stem
     try:

@@ -39,6 +39,9 @@ class TaskSpec:
         (artifacts/tasks/<name>) and the demo tab's id.
     title: what people read (the demo tab, `gptsuite --help`).
     module, data: dotted paths of its TaskModule and its TaskData.
+    variants: where a task has several module classes (QA: a span head, generated answers), their dotted paths;
+        a config names one (`model: {class_path: ..., init_args: ...}`, LightningCLI's subclass mode) and
+        `module` is their common base.
     benchmark, split: what the benchmark scores, in words (the data module's `dataset` names the loader).
     metrics: the test metrics the table shows, the headline one first.
     sample: the demo's example input: an instance of the module's input_type (a str, a tasks.outputs.Question).
@@ -59,6 +62,7 @@ class TaskSpec:
     baselines: str | None = None
     anchors: tuple[Anchor, ...] = ()
     fraction: bool = True
+    variants: tuple[str, ...] = ()
 
     @property
     def config(self) -> str:
@@ -71,6 +75,11 @@ class TaskSpec:
     @property
     def module_class(self) -> type:
         return load_object(self.module)
+
+    @property
+    def module_paths(self) -> tuple[str, ...]:
+        """The module classes a config and a saved task (task.json) may name."""
+        return self.variants or (self.module,)
 
     @property
     def data_class(self) -> type:

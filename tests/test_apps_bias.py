@@ -7,7 +7,9 @@ import re
 import pytest
 
 from tasks.apps import bias
+from tasks.cli import main
 from tasks.outputs import Entities, Entity, LabelScores
+from tests.test_demo import make_demo_artifacts
 
 
 class LeansFemale:
@@ -91,9 +93,6 @@ def test_ner_gap_counts_names_tagged_as_people(tmp_path):
 
 
 def test_bias_command_on_saved_tasks(tmp_path, capsys):
-    from tasks.cli import main
-    from tests.test_demo import make_demo_artifacts
-
     root = make_demo_artifacts(tmp_path / "artifacts")
     assert main(["bias", "--sentiment", str(root / "tasks" / "sentiment"), "--ner", str(root / "tasks" / "ner"),
                  "--out", str(tmp_path / "bias"), "--max-slots", "3"]) == 0

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
+from backbone.data import parsers as P
+from backbone.data.loaders import load_benchmark
+from backbone.generate import GenerationConfig
+from demos.common import ArtifactStore
+from demos.tabs_apps import safe_reply
 from tasks.apps import safety
+from tasks.cli import main
 from tasks.outputs import LabelScores
+from tests.test_demo import error_of, make_demo_artifacts
 
 
 class KeywordTask:
@@ -44,7 +53,7 @@ def test_default_block_list_is_the_maintained_models_profanity_without_identity_
     words = safety.default_block_list(60)
     assert len(words) == 60 and all(w.isalpha() and len(w) >= 3 for w in words)
     assert not set(words) & safety.NEVER_BAN
-    from profanity_check import predict_prob
+    from profanity_check import predict_prob  # here: optional (the [safety] extra), skipped above without it
 
     assert min(predict_prob(words)) > 0.9  # each word alone is profane to the model it came from
 
@@ -60,8 +69,6 @@ def test_any_of_and_the_classifier_moderator():
 def test_safe_generator_refuses_masks_and_blocks(make_model, tiny_tokenizer):
     model = writer(make_model, tiny_tokenizer, " the")
     cfg = dict(max_new_tokens=6)
-    from backbone.generate import GenerationConfig
-
     # 1. a flagged prompt is refused, and says why
     gen = safety.SafeGenerator(model, tiny_tokenizer, safety.WordList(["cat"]))
     reply = gen.respond("the cat sat", GenerationConfig(**cfg))
@@ -98,8 +105,6 @@ def test_filter_scores_by_hand():
 
 
 def test_blocked_share_counts_masked_continuations(make_model, tiny_tokenizer):
-    from backbone.generate import GenerationConfig
-
     model = writer(make_model, tiny_tokenizer, " the")
     plain = safety.SafeGenerator(model, tiny_tokenizer, safety.WordList(["the"]))
     blocked = safety.SafeGenerator(model, tiny_tokenizer, safety.WordList(["the"]), ["the"])
@@ -115,8 +120,6 @@ def test_alt_profanity_check_is_the_maintained_comparison():
 
 
 def test_toxicity_parsers_by_hand():
-    from backbone.data import parsers as P
-
     data = b'{"text": "you utter fool", "toxicity": 0.8}\n{"text": "hi", "toxicity": 0.2}\n\n'
     assert P.parse_rtp(data) == [{"id": "rtp-0", "text": "you utter fool", "toxicity": 0.8}]
     assert P.sentences_of('Headline here\nIt rained. "Wow," she said. Then 3.5 mm fell!') == [
@@ -126,34 +129,22 @@ def test_toxicity_parsers_by_hand():
 
 
 def test_safety_tab(tmp_path):
-    from demos.common import ArtifactStore
-    from demos.tabs_apps import safe_reply
-    from tests.test_demo import error_of, make_demo_artifacts
-
-    reg = ArtifactStore(make_demo_artifacts(tmp_path / "artifacts"))
-    reg.cached(("block list",), lambda: ["sat"], "", "")  # stands in for the default list
-    text, status = safe_reply(reg, "nano", "the cat sat", True, 0.5, 8)
+    store = ArtifactStore(make_demo_artifacts(tmp_path / "artifacts"))
+    store.cached(("block list",), lambda: ["sat"], "", "")  # stands in for the default list
+    text, status = safe_reply(store, "nano", "the cat sat", True, 0.5, 8)
     assert text.startswith("I can't help with that") and "Refused" in status and "1 words banned" in status
-    text, status = safe_reply(reg, "nano", "hello", True, 0.5, 8)
+    text, status = safe_reply(store, "nano", "hello", True, 0.5, 8)
     assert "Moderator: toxicity classifier + block list" in status
-    text, status = safe_reply(reg, "nano", "hello", False, 0.5, 8)
+    text, status = safe_reply(store, "nano", "hello", False, 0.5, 8)
     assert "Moderator: toxicity classifier;" in status and "0 words banned" in status
-    from tasks.cli import main
-
     for bad in (["--threshold", "1.5"], ["--eval", "--prompts", "0"], []):
-        assert main(["safety", "--backbone", str(reg.root / "backbones" / "nano"), "--task", "", *bad]) == 2
-    import shutil
-
-    shutil.rmtree(reg.task_dir("toxicity"))
-    assert "Nothing to moderate" in error_of(safe_reply, ArtifactStore(reg.root), "nano", "hello", False, 0.5, 8)
+        assert main(["safety", "--backbone", str(store.root / "backbones" / "nano"), "--task", "", *bad]) == 2
+    shutil.rmtree(store.task_dir("toxicity"))
+    assert "Nothing to moderate" in error_of(safe_reply, ArtifactStore(store.root), "nano", "hello", False, 0.5, 8)
 
 
 @pytest.mark.warm_cache("rtp_toxicity", "mr_sentiment", "bbc_news")
 def test_toxicity_set_and_the_safety_command(tmp_path, capsys):
-    from backbone.data.loaders import load_benchmark
-    from tasks.cli import main
-    from tests.test_demo import make_demo_artifacts
-
     dd = load_benchmark("toxicity")
     rows = [r for split in dd.values() for r in split]
     assert len(rows) == 2979 and sum(r["label"] for r in rows) == 993

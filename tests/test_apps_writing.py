@@ -8,7 +8,15 @@ import math
 import pytest
 import torch
 
+from backbone.chat import chat_prompt
+from backbone.generate import GenerationConfig
+from backbone.perplexity import continuation_nll
+from backbone.text import words
 from tasks.apps import quality
+from tasks.apps.article import ArticleWriter, parse_outline
+from tasks.apps.sweep import SETTINGS, SweepPoint, recommend, run_sweep, write_results
+from tasks.cli import main
+from tests.helpers import make_backbone
 
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"
                  "{% if add_generation_prompt %}<assistant>{% endif %}")
@@ -16,7 +24,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{
 
 # --- quality ----------------------------------------------------------------------------------------------
 def test_distinct_and_repetition_by_hand():
-    assert quality.words("The end. The END!") == ["the", "end", ".", "the", "end", "!"]
+    assert words("The end. The END!") == ["the", "end", ".", "the", "end", "!"]
     # bigrams: (a b) (b a) (a b) | (c d): 3 unique of 4
     assert quality.distinct_n(["a b a b", "c d"], 2) == pytest.approx(3 / 4)
     assert quality.distinct_n(["a"], 2) == 0.0
@@ -38,8 +46,6 @@ def test_self_bleu_is_high_for_copies_and_low_for_different_texts():
 
 def test_continuation_nll_is_the_sum_over_the_continuation_tokens(make_model, tiny_tokenizer):
     """Against the full sequence's log-probabilities computed directly, one pair at a time and batched."""
-    from backbone.perplexity import continuation_nll
-
     model = make_model(seed=1, vocab_size=tiny_tokenizer.vocab_size)
     prompts, texts = ["the film", "a long and slow movie was"], [" was great", " boring"]
     got = continuation_nll(model, tiny_tokenizer, prompts, texts, batch_size=2)
@@ -55,8 +61,6 @@ def test_continuation_nll_is_the_sum_over_the_continuation_tokens(make_model, ti
 
 # --- chat prompts -----------------------------------------------------------------------------------------
 def test_chat_prompt_renders_the_template_and_refuses_without_one(tiny_tokenizer):
-    from backbone.chat import chat_prompt
-
     tiny_tokenizer.chat_template = CHAT_TEMPLATE
     try:
         text = chat_prompt(tiny_tokenizer, [{"role": "user", "content": "hi"}])
@@ -75,15 +79,11 @@ def test_chat_prompt_renders_the_template_and_refuses_without_one(tiny_tokenizer
 
 # --- sweep ------------------------------------------------------------------------------------------------
 def point(use, setting, d2, ppl, rep):
-    from tasks.apps.sweep import SweepPoint
-
     figures = {"distinct_2": d2, "perplexity": ppl, "repetition_4": rep, "self_bleu": 1.0}
     return SweepPoint(use, setting, {}, figures, 0.1)
 
 
 def test_recommend_picks_the_most_diverse_coherent_setting():
-    from tasks.apps.sweep import recommend
-
     points = [point("code", "greedy", 0.1, 2.0, 0.5),  # never picked: greedy is the reference
               point("code", "T=0.3", 0.4, 3.0, 0.02),
               point("code", "T=1.0", 0.9, 9.0, 0.01),  # too far from the likeliest text for code (x1.15)
@@ -94,8 +94,6 @@ def test_recommend_picks_the_most_diverse_coherent_setting():
 
 
 def test_sweep_runs_measures_and_writes_its_files(tmp_path, make_model, tiny_tokenizer):
-    from tasks.apps.sweep import SETTINGS, run_sweep, write_results
-
     model = make_model(seed=0, vocab_size=tiny_tokenizer.vocab_size)
     settings = [s for s in SETTINGS if s[0] in ("greedy", "T=1.0", "top-p=0.5")]
     points = run_sweep(model, tiny_tokenizer, uses=("article", "code"), prompts_per_use=2, samples=2,
@@ -115,8 +113,6 @@ def test_sweep_runs_measures_and_writes_its_files(tmp_path, make_model, tiny_tok
 
 # --- article writing ----------------------------------------------------------------------------------------
 def test_parse_outline_strips_marks_and_duplicates():
-    from tasks.apps.article import parse_outline
-
     text = "1. Introduction\n- **History**\n## The present day\n\nSection 4: Outlook\nintroduction\nx"
     assert parse_outline(text, 10) == ["Introduction", "History", "The present day", "Outlook"]
     assert parse_outline("a b; c d ;e f", 2) == ["a b", "c d"]
@@ -125,9 +121,6 @@ def test_parse_outline_strips_marks_and_duplicates():
 @pytest.mark.parametrize("chat", [True, False])
 def test_article_is_written_section_by_section(make_model, tiny_tokenizer, chat):
     """The outline comes first, then each section's text; each prompt holds the title and the outline."""
-    from backbone.generate import GenerationConfig
-    from tasks.apps.article import ArticleWriter
-
     model = make_model(seed=0, vocab_size=tiny_tokenizer.vocab_size)
     tiny_tokenizer.chat_template = CHAT_TEMPLATE if chat else None
     try:
@@ -152,16 +145,13 @@ def test_article_is_written_section_by_section(make_model, tiny_tokenizer, chat)
 def test_each_section_sees_the_previous_one_and_no_earlier(monkeypatch, make_model, tiny_tokenizer):
     """With a stand-in decoder that writes "body N" for the N-th section: section 3's prompt holds section 2's
     text and not section 1's (a random nano model writes the same noise whatever the prompt)."""
-    import backbone.generate
-    from tasks.apps.article import ArticleWriter
-
     prompts = []
 
     def fake_stream(model, tokenizer, prompt, cfg):
         prompts.append(prompt)
         yield f"body {len(prompts)} of the article"
 
-    monkeypatch.setattr(backbone.generate, "stream", fake_stream)
+    monkeypatch.setattr("tasks.apps.article.stream", fake_stream)  # the decoder the article module calls
     writer = ArticleWriter(make_model(vocab_size=tiny_tokenizer.vocab_size), tiny_tokenizer)
     article = writer.write("Night trains", ["Past", "Present", "Future"], words=20)
     assert article.sections == [f"body {n} of the article" for n in (1, 2, 3)]
@@ -170,8 +160,6 @@ def test_each_section_sees_the_previous_one_and_no_earlier(monkeypatch, make_mod
 
 
 def test_article_writer_refuses_bad_settings(make_model, tiny_tokenizer):
-    from tasks.apps.article import ArticleWriter
-
     writer = ArticleWriter(make_model(vocab_size=tiny_tokenizer.vocab_size), tiny_tokenizer)
     for kwargs, match in (({"style": "loud"}, "style"), ({"sections": 0}, "sections"), ({"words": 5}, "words")):
         with pytest.raises(ValueError, match=match):
@@ -182,9 +170,6 @@ def test_article_writer_refuses_bad_settings(make_model, tiny_tokenizer):
 
 # --- the commands -----------------------------------------------------------------------------------------
 def test_sweep_and_write_commands_end_to_end(tmp_path, capsys):
-    from tasks.cli import main
-    from tests.helpers import make_backbone
-
     backbone = str(make_backbone(tmp_path / "bb"))
     assert main(["sweep", "--backbone", backbone, "--uses", "code", "--prompts", "1", "--samples", "2",
                  "--max-new-tokens", "4", "--out", str(tmp_path / "sweep")]) == 0

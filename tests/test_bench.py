@@ -11,8 +11,8 @@ import pytest
 
 from tasks import baselines
 from tasks.bench import run_bench, stage_budgets, stage_weights
-from tasks.recipes import load_preset
 from tasks.catalog import TASKS
+from tasks.recipes import load_preset
 from tests.helpers import ROOT, SENTENCES, make_backbone, write_preset, write_sentiment_files
 
 NER_ROWS = [{"tokens": ["John", "lives", "in", "Paris", "."], "ner_tags": ["B-PER", "O", "O", "B-LOC", "O"]},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backbone.generate import GenerationConfig, ban_sequences, banned_sequences, generate, generate_text, lookup_applies
+from backbone.generate import GenerationConfig, generate, generate_text, lookup_applies
+from backbone.logits import ban_sequences, banned_sequences
 
 
 def contains(seq: list[int], sub: tuple[int, ...]) -> bool:

@@ -130,8 +130,7 @@ def test_a_stopped_run_says_so_and_exits_non_zero(capsys, tmp_path, backbone_dir
 
 
 def test_a_broken_preset_file_is_a_clear_error_and_breaks_no_other_command(tmp_path, capsys):
-    from tasks.cli import preset_help
-    from tasks.recipes import load_preset
+    from tasks.recipes import load_preset, preset_help
 
     (tmp_path / "empty-task.yaml").write_text("backbone: b\ntasks:\n  ner:\n")
     with pytest.raises(ValueError, match="tasks.ner: no methods"):
@@ -171,16 +170,18 @@ def _run_a_worker_and_terminate_it() -> int:
 
 def test_a_renamed_key_is_refused_naming_the_new_one(tmp_path):
     """`model.context` became `model.bidirectional`: an old command line, recipe or task file says so."""
-    from tasks.renamed_keys import RenamedKeyError, refuse_renamed_keys
+    from backbone.renamed_keys import RenamedKeyError, refuse_renamed_keys
+    from tasks.renamed_keys import RENAMED
 
     with pytest.raises(RenamedKeyError, match="`model.context` was renamed `model.bidirectional`"):
-        refuse_renamed_keys(["fit", "--model.context", "bilstm"])
+        refuse_renamed_keys(["fit", "--model.context", "bilstm"], RENAMED)
     recipe = tmp_path / "old.yaml"
     recipe.write_text("model:\n  context_hidden: 16\n  head_dropout: 0.1\n")
-    with pytest.raises(RenamedKeyError, match="old.yaml: `model.context_hidden` was renamed `model.bidirectional_hidden`"):
-        refuse_renamed_keys(["fit", f"--config={recipe}"])
+    renamed = "old.yaml: `model.context_hidden` was renamed `model.bidirectional_hidden`"
+    with pytest.raises(RenamedKeyError, match=renamed):
+        refuse_renamed_keys(["fit", f"--config={recipe}"], RENAMED)
     recipe.write_text("model:\n  bidirectional_hidden: 16\n")
-    refuse_renamed_keys(["fit", "--config", str(recipe), "--model.bidirectional", "bilstm"])  # the new keys pass
+    refuse_renamed_keys(["fit", "--config", str(recipe), "--model.bidirectional", "bilstm"], RENAMED)  # new keys pass
 
 
 def test_the_task_command_refuses_a_renamed_key(capsys):

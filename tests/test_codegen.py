@@ -11,7 +11,7 @@ import torch
 
 from backbone.generate import cut_at_stop
 from tasks.artifact import load_task, save_task
-from tasks.catalog import run_cli
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 ADD = {"task_id": "t/add", "prompt": "def add(a, b):\n    \"\"\"Sum.\"\"\"\n",
@@ -64,9 +64,9 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     assert intervals["pass@1"] == [0.0, 0.3] and intervals["greedy_pass@1"] == [0.0, 1.0]
     assert set(intervals) == {"pass@1", "pass@10", "greedy_pass@1"}
     assert task.skipped == ["t/none: no tests"]
-    add = next(r for r in task._records if r["task_id"] == "t/add")
+    add = next(r for r in task.scored_examples.records if r["task_id"] == "t/add")
     assert add["passed"] == 3 and "not valid Python" in add["reasons"][-1]
-    neg = next(r for r in task._records if r["task_id"] == "t/neg")
+    neg = next(r for r in task.scored_examples.records if r["task_id"] == "t/neg")
     assert neg["statuses"][-1] == "failed"  # os._exit(0) before the tests is not a pass
 
 
@@ -116,7 +116,7 @@ def test_problem_decoding_failure_counts_as_failed_not_a_crash(backbone_dir):
     task.on_test_epoch_start()
     task.update_metrics("test", {"rows": [long]})
     assert task.stage_metrics["test"].compute() == {"pass@1": 0.0, "greedy_pass@1": 0.0}
-    assert "decoding failed" in task._records[0]["error"]
+    assert "decoding failed" in task.scored_examples.records[0]["error"]
 
 
 def test_run_tests_helper_and_prompt_only_baseline(backbone_dir):
@@ -212,7 +212,7 @@ def test_samples_of_several_problems_decode_together_up_to_decode_rows(backbone_
     # samples: [add, neg] together, [third, boom] fails as a pair, then alone each; greedy: all four fail
     # together (boom), then one by one
     assert calls == [(6, 0.8), (6, 0.8), (3, 0.8), (3, 0.8), (4, 0.0), (1, 0.0), (1, 0.0), (1, 0.0), (1, 0.0)]
-    records = {r["task_id"]: r for r in task._records}
+    records = {r["task_id"]: r for r in task.scored_examples.records}
     assert records["t/add"]["completions"] == [f"    return add_{i}\n" for i in range(3)]
     assert records["t/neg"]["completions"] == [f"    return neg_{i}\n" for i in range(3, 6)]
     assert records["t/neg"]["greedy_completion"] == "    return neg_0\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from backbone.config import GPTConfig
-from tasks.catalog import TASKS, run_cli
+from tasks.catalog import TASKS
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT
 
 PRETRAIN = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))

@@ -10,6 +10,8 @@ import pytest
 from backbone.data import corpus as C
 from backbone.data import corpus_sources as CS
 from backbone.data import decontam as D
+from backbone.data.ngrams import word_hash
+from backbone.text import ascii_words
 
 EVAL = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat today"
 LEAK = "An intro line. " + EVAL.upper() + " and then more words follow here."
@@ -59,15 +61,15 @@ def test_clean_rest_and_fortunes():
 
 def test_ngram_index_and_contamination():
     index = D.build_index([EVAL])
-    assert len(index) == len(D.words(EVAL)) - 12
+    assert len(index) == len(ascii_words(EVAL)) - 12
     assert D.is_contaminated(LEAK, index)  # case and punctuation do not hide a 13-gram
-    assert not D.is_contaminated(" ".join(D.words(EVAL)[:12]), index)  # 12 words are not enough
+    assert not D.is_contaminated(" ".join(ascii_words(EVAL)[:12]), index)  # 12 words are not enough
     assert not D.is_contaminated("unrelated text " * 20, index)
     assert not D.is_contaminated(EVAL, np.empty(0, dtype=np.uint64))
     numbers = " ".join(str(i) for i in range(1, 30))
     assert len(D.ngram_hashes(numbers)) == 0  # runs of bare numbers are not evidence of a leak
     assert len(D.ngram_hashes("a 1 b 2 c 3 d 4 e 5 f 6 g")) == 1
-    assert D.word_hash("fox") == int.from_bytes(__import__("hashlib").blake2b(b"fox", digest_size=8).digest(), "little")
+    assert word_hash("fox") == int.from_bytes(__import__("hashlib").blake2b(b"fox", digest_size=8).digest(), "little")
 
 
 def test_iter_documents_drops_with_reasons(fake_sources):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backbone.data import SOURCES, DataSourceError, Source, fetch
 from backbone.data import corpus as C
 from backbone.data.corpus_sources import CORPUS_SOURCES
+from backbone.data.download import fetch
+from backbone.data.sources import SOURCES, DataSourceError, Source
 from tests.test_data_fetch import make_deb
 
 F = importlib.import_module("backbone.data.download")
@@ -128,7 +129,7 @@ def test_pin_gone_for_a_benchmark_names_the_offered_build_and_the_way_out(apt, m
     msg = str(err.value)
     assert "the pinned build fake=1.0 has left Debian's archive" in msg
     assert f"the archive offers 1.1 (bookworm/main, size 2048, sha256 {NEWER_SHA}) now" in msg
-    assert "backbone/data/sources.py" in msg and "leave the translation task out of the run" in msg
+    assert "backbone/data/sources.json" in msg and "leave the translation task out of the run" in msg
     assert "`gptsuite bench --tasks`" in msg
     assert fake.calls[:3] == [DOWNLOAD, UPDATE, DOWNLOAD] and fake.calls.count(UPDATE) == 1
     assert not list((tmp_path / "cache" / "tmp").iterdir()) and not (tmp_path / "cache" / "sources").exists()
@@ -203,7 +204,7 @@ def test_corpus_skips_a_source_that_cannot_be_fetched(apt, monkeypatch, tmp_path
     warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warning) == 1  # one line: the source, why, and what to do
     assert "corpus source 'deb' skipped" in warning[0] and "has left Debian's archive" in warning[0]
-    assert "offers 1.1" in warning[0] and "backbone/data/sources.py" in warning[0]
+    assert "offers 1.1" in warning[0] and "backbone/data/sources.json" in warning[0]
     assert m["used"] == ["local"] and list(m["sources"]) == ["local"] and set(m["skipped"]) == {"deb"}
     assert m["sources"]["local"]["documents"]["train"] + m["sources"]["local"]["documents"]["val"] == 30
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["skipped"] == m["skipped"]

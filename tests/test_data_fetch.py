@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backbone.data import SOURCES, DataSourceError, Source, cache_dir, fetch
+from backbone.data.download import cache_dir, fetch
+from backbone.data.sources import SOURCES, DataSourceError, Source
 
 F = importlib.import_module("backbone.data.download")
 

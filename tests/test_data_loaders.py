@@ -13,9 +13,11 @@ from pathlib import Path
 import datasets
 import pytest
 
-from backbone.data import DataSourceError, load_benchmark, sword
 from backbone.data import cli as data_cli
 from backbone.data import loaders as L
+from backbone.data import sword
+from backbone.data.loaders import load_benchmark
+from backbone.data.sources import DataSourceError
 from tests.test_data_sword import BOOK, CHAP, write_ztext
 
 FIX = Path(__file__).parent / "fixtures" / "data"

@@ -6,7 +6,8 @@ import collections
 
 import pytest
 
-from backbone.data import fetch, load_benchmark
+from backbone.data.download import fetch
+from backbone.data.loaders import load_benchmark
 
 pytestmark = pytest.mark.slow
 

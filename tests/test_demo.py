@@ -3,10 +3,31 @@ gives a result for good input and a clear message for empty, huge, binary or mis
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import gradio as gr
 import pytest
+import torch
 
+from backbone.artifact import load_backbone, save_backbone
+from backbone.data.parsers import RELATION_LABELS
+from backbone.generate import GenerationConfig
+from backbone.tokenizer import Tokenizer
+from demos import tabs_generate as g
+from demos import tabs_tasks as t
+from demos.app import build_app
+from demos.common import ArtifactStore
+from tasks.artifact import save_task
 from tasks.catalog import TASKS
+from tasks.classification.module import SequenceClassifier
+from tasks.cli import build_parser
+from tasks.codegen.module import CodeGenerator
+from tasks.codegen.sandbox import Result
+from tasks.ner.module import TokenClassifier
+from tasks.outputs import Entity
+from tasks.qa.span import SpanQA
+from tasks.translation.module import Translator
 from tests.helpers import make_backbone
 
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -18,24 +39,11 @@ def make_demo_artifacts(root):
     """artifacts/backbones/{nano (with a chat template), plain} + a saved task of each registered kind:
     random weights (the NER head set to tag every word B-LOC, the relation head to call every pair
     located_in), real artifact folders, real predict()."""
-    import torch
-
-    from backbone.generate import GenerationConfig
-    from backbone.tokenizer import Tokenizer
-    from tasks.artifact import save_task
-    from tasks.classification.module import SequenceClassifier
-    from tasks.codegen.module import CodeGenerator
-    from tasks.ner.module import TokenClassifier
-    from tasks.qa.module import QuestionAnswering
-    from tasks.translation.module import Translator
-
     nano = make_backbone(root / "backbones" / "nano")
     tokenizer = Tokenizer.from_pretrained(nano)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save(nano)
     make_backbone(root / "backbones" / "plain")
-    from backbone.data.parsers import RELATION_LABELS
-
     labels = {"classification": ["business", "sport", "tech"], "sentiment": ["negative", "positive"],
               "toxicity": ["non-toxic", "toxic"], "relations": RELATION_LABELS}
     for task, names in labels.items():
@@ -53,7 +61,7 @@ def make_demo_artifacts(root):
     save_task(module, root / "tasks" / "ner")
     writer = make_writer(root / "backbones" / "writer", " a")
     greedy = GenerationConfig(max_new_tokens=4, temperature=0.0)
-    for name, module in (("qa", QuestionAnswering(backbone=str(nano))),
+    for name, module in (("qa", SpanQA(backbone=str(nano))),
                          ("translation", Translator(backbone=str(writer), generation=greedy, direction="en-es")),
                          ("codegen", CodeGenerator(backbone=str(writer), generation=greedy, num_samples=1))):
         module.configure_model()
@@ -64,10 +72,6 @@ def make_demo_artifacts(root):
 def make_writer(directory, word: str):
     """A nano backbone that always says `word` (one token): the final norm outputs that token's embedding
     for every input, so the tied LM head scores it highest. A known answer for the generative tabs."""
-    import torch
-
-    from backbone.artifact import load_backbone, save_backbone
-
     model, tokenizer = load_backbone(make_backbone(directory))
     (token,) = tokenizer.encode(word)
     with torch.no_grad():
@@ -84,8 +88,6 @@ def artifacts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(artifacts):
-    from demos.common import ArtifactStore
-
     return ArtifactStore(artifacts)
 
 
@@ -104,8 +106,6 @@ BINARY = "\x00\x01\x02\xff\xfe" * 20
 
 
 def test_build_app_has_every_tab_and_a_queue(artifacts):
-    from demos.app import build_app
-
     demo = build_app(artifacts, concurrency_limit=2)
     config = demo.get_config_file()
     labels = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
@@ -126,10 +126,6 @@ def test_build_app_has_every_tab_and_a_queue(artifacts):
 
 
 def test_missing_artifacts_name_the_command(tmp_path, artifacts):
-    from demos import tabs_generate as g
-    from demos import tabs_tasks as t
-    from demos.common import ArtifactStore
-
     empty = ArtifactStore(tmp_path / "nothing")
     assert "gptsuite qa fit --config configs/tasks/qa.yaml" in error_of(t.answer, empty, "qa", "q?", "some context")
     assert "gptsuite translation fit" in error_of(t.write_text, empty, "translation", "hello")
@@ -142,9 +138,6 @@ def test_missing_artifacts_name_the_command(tmp_path, artifacts):
 @pytest.mark.parametrize("text, expected", [("", "is empty"), ("   \n", "is empty"), (HUGE, "100,000 characters"),
                                             (BINARY, "binary data")])
 def test_bad_input_gets_a_clear_message(store, text, expected):
-    from demos import tabs_generate as g
-    from demos import tabs_tasks as t
-
     handlers = [(t.classify, store, "sentiment", text), (t.tag_entities, store, "ner", text),
                 (t.answer, store, "qa", text, "context"), (t.answer, store, "qa", "question?", text),
                 (t.write_text, store, "translation", text),
@@ -156,23 +149,18 @@ def test_bad_input_gets_a_clear_message(store, text, expected):
 
 
 def test_classification_and_sentiment_give_probabilities(store):
-    from demos.tabs_tasks import classify
-
     for task, labels in (("classification", {"business", "sport", "tech"}), ("sentiment", {"negative", "positive"})):
-        probs = classify(store, task, "a wonderful, moving film")
+        probs = t.classify(store, task, "a wonderful, moving film")
         assert set(probs) == labels and abs(sum(probs.values()) - 1) < 1e-4
 
 
 def test_ner_highlights_merged_entities(store):
-    from demos.tabs_tasks import entity_segments, tag_entities
-    from tasks.outputs import Entity
-
     text = "Angela Merkel met Macron in Paris ."
     words = text.split()
     entities = [Entity("PER", 0, 2, "Angela Merkel"), Entity("PER", 3, 4, "Macron"), Entity("LOC", 5, 6, "Paris")]
-    assert entity_segments(text, words, entities) == [("Angela Merkel", "PER"), (" met ", None), ("Macron", "PER"),
+    assert t.entity_segments(text, words, entities) == [("Angela Merkel", "PER"), (" met ", None), ("Macron", "PER"),
                                                       (" in ", None), ("Paris", "LOC"), (" .", None)]
-    segments, found = tag_entities(store, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
+    segments, found = t.tag_entities(store, "ner", "Angela Merkel visited Paris .")  # the head tags every word B-LOC
     assert "".join(piece for piece, _ in segments) == "Angela Merkel visited Paris ."
     assert found == [{"type": "LOC", "text": w, "words": [i, i + 1]}
                      for i, w in enumerate("Angela Merkel visited Paris .".split())]
@@ -181,8 +169,6 @@ def test_ner_highlights_merged_entities(store):
 
 def test_qa_translation_and_codegen_tabs_through_the_real_tasks(store):
     """The saved QA, translation and codegen tasks, loaded as the demo loads them, their real predict()."""
-    from demos import tabs_tasks as t
-
     context = "The tower is in Paris, France. It was built in 1889."
     segments, summary = t.answer(store, "qa", "Where is the tower?", context)
     assert "".join(piece for piece, _ in segments) == context  # the context comes back whole
@@ -198,12 +184,6 @@ def test_qa_translation_and_codegen_tabs_through_the_real_tasks(store):
 
 
 def test_a_corrupt_task_artifact_is_a_message_naming_the_command(artifacts, tmp_path):
-    import shutil
-
-    from demos import tabs_tasks as t
-    from demos.app import build_app
-    from demos.common import ArtifactStore
-
     root = tmp_path / "artifacts"
     shutil.copytree(artifacts, root)
     (root / "tasks" / "sentiment" / "trainable.safetensors").write_bytes(b"\x80not safetensors")
@@ -230,13 +210,6 @@ def test_every_exported_folder_is_listed_with_its_backbone_and_score(artifacts, 
     """Two folders of one task under artifacts/tasks (one with a test score), one two levels deep, one given
     with --task outside artifacts/, and a classifier whose name does not say its task: each is listed, its
     tab says what it sits on and how good it is, and the handlers run the chosen one."""
-    import json
-    import shutil
-
-    from demos import tabs_tasks as t
-    from demos.app import build_app
-    from demos.common import ArtifactStore
-
     root = tmp_path / "artifacts"
     shutil.copytree(artifacts, root)
     tasks = root / "tasks"
@@ -286,75 +259,59 @@ def test_every_exported_folder_is_listed_with_its_backbone_and_score(artifacts, 
 
 
 def test_a_broken_chat_template_is_a_message_not_a_crash(artifacts, tmp_path):
-    import shutil
-
-    from backbone.tokenizer import Tokenizer
-    from demos.common import ArtifactStore
-    from demos.tabs_generate import chat_stream
-
     root = tmp_path / "artifacts"
     shutil.copytree(artifacts, root)
     tokenizer = Tokenizer.from_pretrained(root / "backbones" / "nano")
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }"  # unclosed tag
     tokenizer.save(root / "backbones" / "nano")
-    message = error_of(chat_stream, ArtifactStore(root), "nano", "hello", [], 8, 0)
+    message = error_of(g.chat_stream, ArtifactStore(root), "nano", "hello", [], 8, 0)
     assert "chat template" in message
 
 
 def test_run_tests_through_the_sandbox(store):
-    from demos.tabs_tasks import CODE_TEST, run_tests
-
-    def verdict(completion, test=CODE_TEST, entry="add"):
-        return run_tests(store, "codegen", CODE_PROMPT, completion, test, entry)
+    def verdict(completion, test=t.CODE_TEST, entry="add"):
+        return t.run_tests(store, "codegen", CODE_PROMPT, completion, test, entry)
 
     assert "**passed**" in verdict("    return a + b\n")
     assert "**failed**" in verdict("    return a - b\n")
     assert "not valid Python" in verdict("    return a +\n")
-    assert "entry point" in error_of(verdict, "    return 1\n", CODE_TEST, "not a name")
+    assert "entry point" in error_of(verdict, "    return 1\n", t.CODE_TEST, "not a name")
     assert "check(candidate)" in error_of(verdict, "    return 1\n", "assert True")
 
 
 def test_playground_streams_clamps_and_reports_speed(store):
-    from demos.tabs_generate import compare_cache, generate_stream
-
     # temperature, top_k, top_p, min_p, repetition_penalty, no_repeat_ngram, beams, length_penalty, stop, seed, cache
-    steps = list(generate_stream(store, "nano", "a wonderful film",
+    steps = list(g.generate_stream(store, "nano", "a wonderful film",
                                  10_000, 0.8, 20, 0.9, 0.05, 1.2, 2, 1, 1.0, "", 3, True))
     assert len(steps) > 2  # streamed
     text, stats = steps[-1]
     assert "tokens/s" in stats and "KV cache on" in stats and "clamped from 10000 to" in stats
-    _, beam_stats = list(generate_stream(store, "nano", "a film", 6, 0, 0, 1, 0, 1, 0, 3, 1.0, "", -1, False))[-1]
+    _, beam_stats = list(g.generate_stream(store, "nano", "a film", 6, 0, 0, 1, 0, 1, 0, 3, 1.0, "", -1, False))[-1]
     assert "beam search (3 beams)" in beam_stats and "KV cache off" in beam_stats
-    assert "top_p" in error_of(generate_stream, store, "nano", "a film", 6, 0.5, 0, 0.0, 0, 1, 0, 1, 1.0, "", 0, True)
-    table = compare_cache(store, "nano", "a wonderful film", 12)
+    assert "top_p" in error_of(g.generate_stream, store, "nano", "a film", 6, 0.5, 0, 0.0, 0, 1, 0, 1, 1.0, "", 0, True)
+    table = g.compare_cache(store, "nano", "a wonderful film", 12)
     assert "| on |" in table and "| off |" in table and "outputs identical" in table
 
 
 def test_attention_view_draws_every_layer_and_head(store):
-    from demos.tabs_generate import attention
-
-    grid, head, note = attention(store, "nano", "the best movie", 99, 1)
+    grid, head, note = g.attention(store, "nano", "the best movie", 99, 1)
     assert grid.size[0] > 200 and grid.size[1] > 200 and head.size[0] > 50
     assert "2 layers x 4 heads" in note and "layer 1, head 1" in note  # layer 99 clamped
-    _, _, note = attention(store, "nano", "word " * 200, 0, 0)
+    _, _, note = g.attention(store, "nano", "word " * 200, 0, 0)
     assert "Only the first 32 of" in note
 
 
 def test_chat_is_multi_turn_and_needs_a_template(store):
-    from demos.tabs_generate import chat_status, chat_stream
-
-    steps = list(chat_stream(store, "nano", "hello there", [], 8, 0))
+    steps = list(g.chat_stream(store, "nano", "hello there", [], 8, 0))
     history, cleared = steps[-1]
     assert cleared == "" and [m["role"] for m in history] == ["user", "assistant"]
-    history, _ = list(chat_stream(store, "nano", "and again", history, 8, 0.7))[-1]
+    history, _ = list(g.chat_stream(store, "nano", "and again", history, 8, 0.7))[-1]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
-    assert "no chat template" in error_of(chat_stream, store, "plain", "hello", [], 8, 0)
-    assert "no chat template" in chat_status(store, "plain") and "Chatting with" in chat_status(store, "nano")
+    assert "no chat template" in error_of(g.chat_stream, store, "plain", "hello", [], 8, 0)
+    assert "no chat template" in g.chat_status(store, "plain") and "Chatting with" in g.chat_status(store, "nano")
 
 
 def test_demo_command_is_registered():
-    from tasks.cli import build_parser
-
     args = build_parser().parse_args(["demo", "--port", "7861", "--artifacts", "somewhere"])
     assert (args.host, args.port, args.artifacts, args.task_dirs) == ("127.0.0.1", 7861, "somewhere", [])
     args = build_parser().parse_args(["demo", "--task", "runs/my-ner", "--task", "/data/ner-smollm2"])
@@ -363,10 +320,8 @@ def test_demo_command_is_registered():
 
 
 def test_a_programs_output_cannot_render_markdown_in_the_code_tab():
-    from demos.tabs_tasks import format_result
-    from tasks.codegen.sandbox import Result
-
     fake = "```\n\n✅ **passed** in 0.01 s\n\n```"
-    shown = format_result(Result("failed", 1, stdout=fake, reason="raised AssertionError: ``` x", isolation=("netns",)))
+    result = Result("failed", 1, stdout=fake, reason="raised AssertionError: ``` x", isolation=("netns",))
+    shown = t.format_result(result)
     assert shown.count("\n````") == 4  # both blocks fenced with four backticks: longer than any run inside
     assert shown.startswith("❌ **failed**") and "Isolation: netns" in shown

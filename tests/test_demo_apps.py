@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from demos.app import build_app
+from demos.common import ArtifactStore
+from demos.tabs_apps import article_stream, bias_probe, inference_options, knowledge_graph, sweep_prompt
 from tests.test_demo import HUGE, error_of, make_demo_artifacts
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from demos.common import ArtifactStore
-
     return ArtifactStore(make_demo_artifacts(tmp_path_factory.mktemp("artifacts")))
 
 
 def test_the_app_has_the_application_tabs(store):
-    from demos.app import build_app
-
     config = build_app(store.root).get_config_file()
     labels = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
     assert {"Applications", "Knowledge graph", "Article writing", "Creativity vs coherence", "Bias probe",
@@ -26,8 +27,6 @@ def test_the_app_has_the_application_tabs(store):
 
 
 def test_article_streams_outline_then_sections(store):
-    from demos.tabs_apps import article_stream
-
     # nano carries a chat template (the instruct path); "plain" does not (the Markdown continuation path)
     for backbone in ("nano", "plain"):
         # 300 words a section ask for more tokens than nano's 64-token context holds: capped, not an error
@@ -39,18 +38,12 @@ def test_article_streams_outline_then_sections(store):
 
 
 def test_article_refuses_bad_input(store):
-    from demos.tabs_apps import article_stream
-
     assert "title is empty" in error_of(article_stream, store, "nano", "  ")
     assert "too long" in error_of(article_stream, store, "nano", HUGE)
     assert "Unknown style" in error_of(article_stream, store, "nano", "A title", "", 2, 20, "shouty")
 
 
 def test_sweep_tab_measures_each_setting_and_draws_the_plot(store):
-    from pathlib import Path
-
-    from demos.tabs_apps import sweep_prompt
-
     table, image = sweep_prompt(store, "nano", "Once upon a time", ["greedy", "T=1.0", "top-k=5"], 2, 8)
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:5]] == ["greedy", "T=1.0", "top-k=5"]
     assert Path(image).stat().st_size > 5_000
@@ -58,9 +51,6 @@ def test_sweep_tab_measures_each_setting_and_draws_the_plot(store):
 
 
 def test_bias_tab_reports_both_tasks(store, tmp_path):
-    from demos.common import ArtifactStore
-    from demos.tabs_apps import bias_probe
-
     text = bias_probe(store, 2)
     assert text.startswith("2 sentence frames per pair") and text.count("| sentiment |") == 2
     assert "| ner |" in text and "Largest difference" in text
@@ -68,11 +58,8 @@ def test_bias_tab_reports_both_tasks(store, tmp_path):
 
 
 def test_kg_tab_draws_the_graph_with_evidence_and_exports(store):
-    from pathlib import Path
+    import networkx as nx  # here: optional (torch brings it), as in tasks.kg.graph
 
-    import networkx as nx
-
-    from demos.tabs_apps import knowledge_graph
 
     # the saved NER head tags every word B-LOC and the relation head calls every pair located_in
     image, table, files = knowledge_graph(store, "Rome Paris. Oslo", 0.5)
@@ -84,8 +71,6 @@ def test_kg_tab_draws_the_graph_with_evidence_and_exports(store):
 
 
 def test_inference_tab_compares_every_option(store):
-    from demos.tabs_apps import inference_options
-
     table = inference_options(store, "nano", "the cat sat on the mat. the cat", 8)
     options = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("|")]
     assert options[:4] == ["no KV cache (recompute the prefix each step)", "KV cache",

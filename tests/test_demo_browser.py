@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from demos.app import launch
 from tests.helpers import ROOT
 from tests.test_demo import make_demo_artifacts
 
@@ -28,7 +29,7 @@ def _need_browser():
     if not Path(CHROMIUM).is_file():
         problems.append("chromium is not installed (apt-get install -y chromium)")
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  (here: optional, the [dev] extra; its absence skips)
     except ImportError:
         problems.append("playwright is not installed (pip install -e '.[dev]')")
     if problems:
@@ -47,8 +48,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _need_browser()
-    from demos.app import launch
-
     artifacts = make_demo_artifacts(tmp_path_factory.mktemp("artifacts"))
     port = _free_port()
     demo = launch("127.0.0.1", port, artifacts=artifacts, block=False)
@@ -58,7 +57,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # here: optional (the [dev] extra); _need_browser skips without it
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
@@ -86,8 +85,14 @@ def open_tab(page, name: str) -> None:
     page.locator(".overflow-dropdown").get_by_text(name, exact=True).click()
 
 
+def submit(page, field: str, text: str, button: str) -> None:
+    """Type `text` into the text field whose elem_id is `field`, then press the button `button`."""
+    box(page, field).fill(text)
+    page.locator(f"#{button}").click()
+
+
 def expect_text(page, selector: str, text: str) -> None:
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect  # here: optional (the [dev] extra); _need_browser skips without it
 
     expect(page.locator(selector)).to_contain_text(text, timeout=TIMEOUT_MS)
 
@@ -105,6 +110,8 @@ def settled(page, selector: str, quiet_ms: int = 1000) -> None:
 
 
 def test_every_tab_in_chromium(page, tmp_path):
+    from playwright.sync_api import expect  # here: optional (the [dev] extra); _need_browser skips without it
+
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
@@ -117,25 +124,21 @@ def test_every_tab_in_chromium(page, tmp_path):
     for tab, task, label in (("Topic classification", "classification", "business"),
                              ("Sentiment", "sentiment", "positive")):
         open_tab(page, tab)
-        box(page, f"{task}-input").fill("a wonderful, moving film with great acting")
-        page.locator(f"#{task}-button").click()
+        submit(page, f"{task}-input", "a wonderful, moving film with great acting", f"{task}-button")
         expect_text(page, f"#{task}-output", label)
         expect_text(page, f"#{task}-output", "%")
     sentiment_png = shot("sentiment")
 
     # bad input: empty, then 100k characters
-    box(page, "sentiment-input").fill("")
-    page.locator("#sentiment-button").click()
+    submit(page, "sentiment-input", "", "sentiment-button")
     page.get_by_text("The text is empty").first.wait_for()
-    box(page, "sentiment-input").fill("y" * 100_000)
-    page.locator("#sentiment-button").click()
+    submit(page, "sentiment-input", "y" * 100_000, "sentiment-button")
     page.get_by_text("100,000 characters").first.wait_for()
     shot("bad-input")
 
     # NER: the sentence comes back with its words; the test head tags every word B-LOC
     open_tab(page, "Named entities")
-    box(page, "ner-input").fill("Angela Merkel visited Paris.")
-    page.locator("#ner-button").click()
+    submit(page, "ner-input", "Angela Merkel visited Paris.", "ner-button")
     expect_text(page, "#ner-output", "Merkel")
     expect_text(page, "#ner-entities", "LOC")
     shot("ner")
@@ -144,32 +147,27 @@ def test_every_tab_in_chromium(page, tmp_path):
     open_tab(page, "Question answering")
     expect_text(page, "#qa-status", "artifacts")
     box(page, "qa-question").fill("Where is the tower?")
-    box(page, "qa-context").fill("The tower is in Paris, France.")
-    page.locator("#qa-button").click()
+    submit(page, "qa-context", "The tower is in Paris, France.", "qa-button")
     expect_text(page, "#qa-summary", "Answer:")
     expect_text(page, "#qa-output", "answer")  # a span of the context marked (random weights: any span)
     shot("qa")
     open_tab(page, "Translation")
-    box(page, "translation-input").fill("the house")
-    page.locator("#translation-button").click()
+    submit(page, "translation-input", "the house", "translation-button")
     page.wait_for_function("document.querySelector('#translation-output textarea').value.includes('a a a a')")
 
     # code generation: the model's completion, then a hand-written one, tests run in the sandbox
     open_tab(page, "Code generation")
     page.locator("#codegen-generate").click()
     page.wait_for_function("document.querySelector('#codegen-completion textarea').value.includes('a a a a')")
-    box(page, "codegen-completion").fill("    return a + b\n")
-    page.locator("#codegen-run").click()
+    submit(page, "codegen-completion", "    return a + b\n", "codegen-run")
     expect_text(page, "#codegen-result", "passed")
-    box(page, "codegen-completion").fill("    return a - b\n")
-    page.locator("#codegen-run").click()
+    submit(page, "codegen-completion", "    return a - b\n", "codegen-run")
     expect_text(page, "#codegen-result", "failed")
     shot("codegen")
 
     # playground: streamed completion with tokens/s, then the cache comparison
     open_tab(page, "Generation playground")
-    box(page, "gen-prompt").fill("the best movie")
-    page.locator("#gen-button").click()
+    submit(page, "gen-prompt", "the best movie", "gen-button")
     expect_text(page, "#gen-stats", "tokens/s")
     expect_text(page, "#gen-stats", "KV cache on")
     assert box(page, "gen-output").input_value() != ""
@@ -189,21 +187,17 @@ def test_every_tab_in_chromium(page, tmp_path):
     open_tab(page, "Chat")
     expect_text(page, "#chat-status", "Chatting with nano")
     for turn in ("hello there", "tell me more"):
-        box(page, "chat-input").fill(turn)
-        page.locator("#chat-send").click()
+        submit(page, "chat-input", turn, "chat-send")
         expect_text(page, "#chat-box", turn)
         settled(page, "#chat-box")  # the reply has finished streaming before the next turn is sent
     page.wait_for_function("document.querySelector('#chat-input textarea, #chat-input input').value === ''")
     shot("chat")
 
-    from playwright.sync_api import expect
-
     # knowledge graph: the drawing, the triples with their evidence sentences, the GraphML and JSON-lines files
     # (the test NER head tags every word B-LOC, the test relation head calls every pair located_in)
     open_tab(page, "Applications")
     open_tab(page, "Knowledge graph")
-    box(page, "kg-text").fill("Rome Paris. Oslo")
-    page.locator("#kg-button").click()
+    submit(page, "kg-text", "Rome Paris. Oslo", "kg-button")
     expect_text(page, "#kg-table", "located_in")
     expect_text(page, "#kg-table", "Rome Paris.")
     page.locator("#kg-graph img").wait_for()
@@ -214,8 +208,7 @@ def test_every_tab_in_chromium(page, tmp_path):
     # article writing: the outline, then each section under its heading, streamed
     open_tab(page, "Article writing")
     box(page, "article-title").fill("Night trains")
-    box(page, "article-outline").fill("Past; Future")
-    page.locator("#article-button").click()
+    submit(page, "article-outline", "Past; Future", "article-button")
     expect_text(page, "#article-output", "Outline: Past · Future")
     settled(page, "#article-output")
     assert page.locator("#article-output h2").all_inner_texts() == ["Past", "Future"]

@@ -14,8 +14,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
+from demos import limits
+from demos import tabs_apps as a
+from demos import tabs_generate as g
+from demos import tabs_tasks as t
+from demos.app import launch
+from demos.common import output_path
+from demos.exposure import AUTH_ENV, check_exposure, parse_auth, private_dir, resolve_auth
+from tasks.cli import build_parser, main
 from tests import test_demo
 from tests.test_demo import CODE_PROMPT, error_of
 
@@ -29,8 +38,6 @@ FLOOD = 100
 @pytest.mark.parametrize("host, share", [("0.0.0.0", False), ("::", False), ("192.168.1.20", False),
                                          ("demo.example.org", False), ("", False), ("127.0.0.1", True)])
 def test_a_network_bind_or_share_link_needs_a_login(host, share):
-    from demos.exposure import check_exposure
-
     with pytest.raises(ValueError) as info:
         check_exposure(host, share, None)
     message = str(info.value)
@@ -40,14 +47,10 @@ def test_a_network_bind_or_share_link_needs_a_login(host, share):
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
 def test_loopback_needs_no_login(host):
-    from demos.exposure import check_exposure
-
     check_exposure(host, False, None)
 
 
 def test_the_login_comes_from_the_flag_or_the_environment():
-    from demos.exposure import AUTH_ENV, parse_auth, resolve_auth
-
     assert parse_auth("ann:pa:ss") == ("ann", "pa:ss") and parse_auth(None) is None
     for bad in ("no-colon", ":pw", "ann:"):
         with pytest.raises(ValueError, match="USER:PASSWORD") as info:
@@ -59,8 +62,6 @@ def test_the_login_comes_from_the_flag_or_the_environment():
 
 
 def test_the_command_refuses_in_one_line_before_loading_anything(capsys, monkeypatch):
-    from tasks.cli import build_parser, main
-
     monkeypatch.delenv("GPTSUITE_DEMO_AUTH", raising=False)
     assert main(["demo", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err.strip()
@@ -72,8 +73,6 @@ def test_the_command_refuses_in_one_line_before_loading_anything(capsys, monkeyp
 
 
 def test_help_states_the_exposure(capsys):
-    from tasks.cli import build_parser
-
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -82,9 +81,6 @@ def test_help_states_the_exposure(capsys):
 
 
 def test_outputs_go_to_a_private_folder():
-    from demos.common import output_path
-    from demos.exposure import private_dir
-
     path = output_path("probe", ".png")
     assert path.parent.parent == private_dir() and private_dir().name.startswith("gptsuite-demo-")
     for folder in (private_dir(), path.parent):
@@ -102,11 +98,6 @@ def _turns(n: int, chars: int) -> list[dict]:
 
 
 def test_oversized_inputs_are_refused_with_the_limit(store):
-    from demos import limits
-    from demos import tabs_apps as a
-    from demos import tabs_generate as g
-    from demos import tabs_tasks as t
-
     def playground(stop):  # the playground's options, greedy, with these stop strings
         return error_of(g.generate_stream, store, "nano", "hello", 8, 0, 0, 1, 0, 1, 0, 1, 1.0, stop, 0, True)
 
@@ -151,10 +142,6 @@ def _status(field: str) -> int:
 
 @pytest.fixture(scope="module")
 def server(artifacts):
-    import httpx
-
-    from demos.app import launch
-
     if not Path("/proc/self/status").is_file():
         pytest.skip("reads the server's memory from /proc (Linux)")
     port = _free_port()
@@ -177,8 +164,6 @@ def call(client, api: str, data: list) -> tuple[str, object]:
 
 
 def test_without_the_login_nothing_is_served(server):
-    import httpx
-
     _, url, _ = server
     with httpx.Client(base_url=url, timeout=30) as anonymous:
         assert anonymous.get("/config").status_code == 401
@@ -190,16 +175,14 @@ def test_without_the_login_nothing_is_served(server):
 
 
 def test_the_queue_cannot_be_skipped_and_bodies_are_capped(server):
-    from demos.limits import MAX_BODY_BYTES
-
     _, _, client = server
     assert client.post("/gradio_api/run/sentiment", json={"data": ["a film", None]}).status_code == 404
-    huge = {"data": ["x" * (2 * MAX_BODY_BYTES), None]}
+    huge = {"data": ["x" * (2 * limits.MAX_BODY_BYTES), None]}
     assert client.post("/gradio_api/call/sentiment", json=huge).status_code == 413
-    chunks = iter([b'{"data": ["' + b"x" * MAX_BODY_BYTES, b'", null]}'])  # no Content-Length: counted
+    chunks = iter([b'{"data": ["' + b"x" * limits.MAX_BODY_BYTES, b'", null]}'])  # no Content-Length: counted
     assert client.post("/gradio_api/call/sentiment", content=chunks,
                        headers={"content-type": "application/json"}).status_code == 413
-    upload = client.post("/gradio_api/upload", files={"files": ("big.txt", b"x" * (2 * MAX_BODY_BYTES))})
+    upload = client.post("/gradio_api/upload", files={"files": ("big.txt", b"x" * (2 * limits.MAX_BODY_BYTES))})
     assert upload.status_code == 413
     event, data = call(client, "sentiment", ["x" * 100_000, None])  # under the body cap, over the text limit
     assert event == "error" and "too long: 100,000 characters" in data["error"]
@@ -209,8 +192,6 @@ def test_the_queue_cannot_be_skipped_and_bodies_are_capped(server):
 
 
 def test_a_flood_is_bounded_and_the_next_request_is_served(server):
-    import httpx
-
     demo, _, client = server
     legit = ["a wonderful, moving film", None]
     call(client, "sentiment", legit)  # the model loads

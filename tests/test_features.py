@@ -19,9 +19,9 @@ from tasks.confidence import (
     ratio,
 )
 from tasks.data import LengthBuckets
-from tasks.features import build_cache
+from tasks.features import build_cache, module_cache
 from tasks.heads import CRF, BidirectionalLayer
-from tasks.catalog import run_cli
+from tasks.task_cli import run_cli
 from tests.helpers import make_backbone, newest_metrics
 
 transformers = pytest.importorskip("transformers")
@@ -325,11 +325,10 @@ def test_cached_features_give_the_live_features_loss(tmp_path, monkeypatch):
         return {"input_ids": x, "attention_mask": m, "word_end": [r["ends"] for r in batch_rows],
                 "word_tags": [r["tags"] for r in batch_rows]}
 
-    cache = build_cache({"k": "ner"}, rows, collate, task._layer_states, task._cpu_units, task.sequence_rows, "test",
-                        root=tmp_path / "features")
+    cache = module_cache(task, {"k": "ner"}, rows, collate, "test", root=tmp_path / "features")
     batch = {**collate(rows), "split": "train", "row": [0, 1, 2]}
     live = task.loss(batch)
-    task._feature_caches["train"] = cache
+    task.feature_caches.by_split["train"] = cache
     cached = task.loss(batch)
     torch.testing.assert_close(cached, live, atol=2e-3, rtol=2e-3)  # fp16 storage
     assert task.word_predictions(batch) == task.word_predictions({k: v for k, v in batch.items() if k != "row"})
@@ -360,7 +359,8 @@ def test_ner_cli_trains_a_bilstm_crf_on_cached_features_and_reuses_them(tmp_path
             "--data.data_files", json.dumps(files), "--trainer.precision", "32",
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--model.adapter", "tasks.adapters.FrozenLayers",
-            "--model.adapter.layers", "[1, -1]", "--model.bidirectional", "bilstm", "--model.bidirectional_hidden", "16",
+            "--model.adapter.layers", "[1, -1]", "--model.bidirectional", "bilstm",
+            "--model.bidirectional_hidden", "16",
             "--model.crf", "true", "--model.learning_rate", "0.02", "--model.head_dropout", "0"]
     features = cache_dir() / "features"
     before = set(features.iterdir()) if features.is_dir() else set()
@@ -427,7 +427,8 @@ def test_classification_and_qa_clis_run_on_cached_features(tmp_path):
     probs = load_task(tmp_path / "sentiment").predict(["great", "dull and slow"])
     assert len(probs) == 2 and abs(sum(probs[0].scores.values()) - 1) < 1e-5
     qa_main(["fit", "--config", f"{ROOT}/configs/tasks/qa.yaml", *common, "--data.data_files",
-             json.dumps(write_files(tmp_path)), "--model.bidirectional", "transformer", "--model.bidirectional_hidden", "16",
+             json.dumps(write_files(tmp_path)), "--model.head.bidirectional", "transformer",
+             "--model.head.hidden", "16",
              "--data.batch_size", "2", "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path / "q"),
              "--model.export_dir", str(tmp_path / "qa")])
     answer = load_task(tmp_path / "qa").predict(Question("Who?", "Ann met Bo in Rome."))

@@ -5,18 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backbone.generate import (
-    GenerationConfig,
-    apply_repetition_penalty,
-    ban_repeated_ngrams,
-    beam_search,
-    filter_min_p,
-    filter_top_k,
-    filter_top_p,
-    generate,
-    generate_text,
-    stream,
-)
+from backbone.generate import GenerationConfig, beam_search, generate, generate_text, stream
+from backbone.logits import apply_repetition_penalty, ban_repeated_ngrams, filter_min_p, filter_top_k, filter_top_p
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backbone.decoding_model import FloatPrefill
 from backbone.generate import generate
 from backbone.model import is_prefill
 from backbone.prefill import MIN_SHARED_PREFIX, share_prefix
-from backbone.quantize import FloatPrefill
 
 
 @pytest.fixture

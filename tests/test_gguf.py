@@ -188,7 +188,7 @@ def test_unsupported_files_are_refused(tmp_path):
 @pytest.mark.slow
 def test_smollm2_matches_transformers(tmp_path):
     pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
-    from backbone.data import fetch
+    from backbone.data.download import fetch
     from backbone.gguf import SMOLLM2_FILE, SMOLLM2_SOURCE, import_smollm2
 
     out = import_smollm2(tmp_path / "smollm2")

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from backbone.data import parsers as P
+from tasks.kg.graph import build_graph, canonical_names, end_to_end_scores
 from tasks.outputs import Entities, Entity, LabelScores
 
 SENTENCES = [
@@ -93,8 +94,6 @@ def test_micro_f1_without_the_negative_label():
 
 
 def test_canonical_names_join_cases_and_surnames():
-    from tasks.kg.graph import canonical_names
-
     names = canonical_names([("Thierry Henry", "PER"), ("Henry", "PER"), ("ARSENAL", "ORG"), ("Arsenal", "ORG"),
                              ("Smith", "PER"), ("Ann Smith", "PER"), ("Bo Smith", "PER"), ("Jordan", "PER"),
                              ("Jordan", "LOC"), ("Blair", "ORG"), ("Tony Blair", "PER"), ("Blair", "PER")])
@@ -110,9 +109,7 @@ def test_sentences_are_not_cut_at_abbreviations():
 
 
 def test_build_graph_merges_sentences_and_exports(tmp_path):
-    import networkx as nx
-
-    from tasks.kg.graph import build_graph
+    import networkx as nx  # here: optional (torch brings it), as in tasks.kg.graph
 
     text = "Arsenal striker Thierry Henry scored in London. Later Henry joined Arsenal again. " \
            "Henry met Tesco boss Terry Leahy."
@@ -137,8 +134,6 @@ def test_build_graph_merges_sentences_and_exports(tmp_path):
 
 
 def test_end_to_end_scores_count_triples_from_found_entities():
-    from tasks.kg.graph import end_to_end_scores
-
     scores = end_to_end_scores(StubNER(), StubRelations(), SENTENCES)
     assert (scores["gold"], scores["predicted"], scores["f1"]) == (2, 2, 100.0)
     extra = {"head": 0, "tail": 2, "type": "org_based_in"}
@@ -152,7 +147,7 @@ def test_relations_task_fits_and_the_kg_command_runs(tmp_path, monkeypatch, caps
     here a copy of SENTENCES), then `gptsuite kg` builds a graph with it and a saved NER task."""
     from backbone.data import loaders
     from tasks.cli import main
-    from tasks.catalog import run_cli
+    from tasks.task_cli import run_cli
     from tests.helpers import ROOT
     from tests.test_demo import make_demo_artifacts
 

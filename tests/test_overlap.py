@@ -10,9 +10,11 @@ from itertools import product
 import datasets
 import pytest
 
+from backbone.data import dedupe
 from backbone.data import loaders as L
 from backbone.data import overlap as O
 from backbone.data import parsers as P
+from backbone.text import normalise
 
 VOCAB = ("the bank said on monday that its profits rose sharply after a year of cuts while rivals struggled to "
          "keep pace with demand from new customers in europe and asia").split()
@@ -46,9 +48,9 @@ def test_exact_and_near_duplicates_on_a_fixture():
     assert (r["n"], r["exact"], r["near"]) == (6, 2, 1)
     assert r["examples"]["exact"] == ["e-exact = t-base", "e-short = t-short"]
     assert r["examples"]["near"][0].startswith("e-near ~ t-base (0.8")
-    twins = O.near_twins([t.text for t in train], [e.text for e in evals])
+    twins = dedupe.near_twins([t.text for t in train], [e.text for e in evals])
     assert sorted(twins) == [0, 1, 4] and twins[0] == (0, 1.0) and 0.8 <= twins[1][1] < 0.9
-    assert O.near_twins([BASE], [edited(BASE, tuple(range(20, 300, 30)))]) == {}  # 10 edits: not near
+    assert dedupe.near_twins([BASE], [edited(BASE, tuple(range(20, 300, 30)))]) == {}  # 10 edits: not near
 
 
 def _jaccard(a: set, b: set) -> float:
@@ -62,8 +64,8 @@ def test_prefix_filtering_finds_what_brute_force_finds(threshold):
     base = [article(s, rng.randint(5, 60)) for s in range(12)]
     train = base + [edited(t, tuple(rng.sample(range(len(t.split())), 2))) for t in base[:6]]
     evals = [edited(t, tuple(rng.sample(range(len(t.split())), k))) for t in base for k in (0, 1, 3)]
-    got = O.near_twins(train, evals, n=4, threshold=threshold)
-    sh_t, sh_e = O.shingles(train, 4), O.shingles(evals, 4)
+    got = dedupe.near_twins(train, evals, n=4, threshold=threshold)
+    sh_t, sh_e = dedupe.shingles(train, 4), dedupe.shingles(evals, 4)
 
     def sets(sh, i):
         return set(sh.hashes[sh.start[i]:sh.start[i + 1]].tolist())
@@ -78,26 +80,26 @@ def test_prefix_filtering_finds_what_brute_force_finds(threshold):
 
 
 def test_shingles_do_not_cross_texts_and_short_texts_are_one_shingle():
-    sh = O.shingles(["a b c d e f g h", "i j", "", "a b c d e f g h i"], n=8)
+    sh = dedupe.shingles(["a b c d e f g h", "i j", "", "a b c d e f g h i"], n=8)
     assert sh.size().tolist() == [1, 1, 0, 2]
     assert sh.hashes[sh.start[0]] in sh.hashes[sh.start[3]:sh.start[4]]
     # repeated texts are searched once and every copy answered, with the first training copy as the twin
-    assert O.near_twins(["x", "a b", "a b"], ["a b", "y", "A b"]) == {0: (1, 1.0), 2: (1, 1.0)}
+    assert dedupe.near_twins(["x", "a b", "a b"], ["a b", "y", "A b"]) == {0: (1, 1.0), 2: (1, 1.0)}
 
 
 def test_drop_train_overlap_removes_exactly_the_duplicated_training_rows():
     splits = {"train": [{"text": "Kept one"}, {"text": "a  COPY of val"}, {"text": "kept two"},
                         {"text": "copy of test"}, {"text": "a copy of val"}],
               "validation": [{"text": "A copy of val"}], "test": [{"text": "Copy of test"}, {"text": "new"}]}
-    out = O.drop_train_overlap(splits, lambda r: r["text"])
+    out = dedupe.drop_train_overlap(splits, lambda r: r["text"])
     assert out["train"] == [{"text": "Kept one"}, {"text": "kept two"}]
     assert out["validation"] is splits["validation"] and out["test"] is splits["test"]
     assert len(splits["train"]) == 5  # the input is not changed
     same = {"train": [{"text": "x"}], "test": [{"text": "y"}]}
-    assert O.drop_train_overlap(same, lambda r: r["text"]) is same
-    assert O.drop_train_overlap({"test": [{"text": "x"}]}, lambda r: r["text"]) == {"test": [{"text": "x"}]}
+    assert dedupe.drop_train_overlap(same, lambda r: r["text"]) is same
+    assert dedupe.drop_train_overlap({"test": [{"text": "x"}]}, lambda r: r["text"]) == {"test": [{"text": "x"}]}
     dd = datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
-    out = O.drop_train_overlap(dd, lambda r: r["text"])
+    out = dedupe.drop_train_overlap(dd, lambda r: r["text"])
     assert isinstance(out, datasets.DatasetDict) and out["train"]["text"] == ["Kept one", "kept two"]
     assert out["test"] is dd["test"]
 
@@ -107,9 +109,9 @@ def test_drop_train_overlap_with_near_also_removes_lightly_edited_copies():
     splits = {"train": [{"text": story.replace("word59", "edited")}, {"text": story + " and one more"},
                         {"text": "a different story about the football results of the weekend and the league table"}],
               "test": [{"text": story}]}
-    exact_only = O.drop_train_overlap(splits, lambda r: r["text"])
+    exact_only = dedupe.drop_train_overlap(splits, lambda r: r["text"])
     assert exact_only is splits  # no exact copy
-    near = O.drop_train_overlap(splits, lambda r: r["text"], near=True)
+    near = dedupe.drop_train_overlap(splits, lambda r: r["text"], near=True)
     assert [r["text"] for r in near["train"]] == [splits["train"][2]["text"]]  # both edited copies went
     assert near["test"] is splits["test"]
 
@@ -131,10 +133,10 @@ def test_bbc_loader_drops_copies_of_eval_articles_from_train_only(tmp_path, monk
     raw, dd = L.load_benchmark("bbc_news", dedupe=False), L.load_benchmark("bbc_news")
     for split in ("validation", "test"):
         assert dd[split]["text"] == raw[split]["text"]  # the reported sets do not change
-    held_out = {O.normalise(t) for s in ("validation", "test") for t in dd[s]["text"]}
-    assert not held_out & {O.normalise(t) for t in dd["train"]["text"]}
-    assert held_out & {O.normalise(t) for t in raw["train"]["text"]}  # the fixture did hold copies
-    assert len(dd["train"]) == sum(O.normalise(t) not in held_out for t in raw["train"]["text"])
+    held_out = {normalise(t) for s in ("validation", "test") for t in dd[s]["text"]}
+    assert not held_out & {normalise(t) for t in dd["train"]["text"]}
+    assert held_out & {normalise(t) for t in raw["train"]["text"]}  # the fixture did hold copies
+    assert len(dd["train"]) == sum(normalise(t) not in held_out for t in raw["train"]["text"])
 
 
 RELATION_FIXTURE = [{"id": f"{topic}-{a:03d}-s{s}", "topic": topic, "file": f"{topic}/{a:03d}.txt", "sentence":
@@ -204,10 +206,10 @@ def test_cli_data_overlap_unknown_name(capsys):
 def test_real_bbc_news_has_no_train_copy_of_an_eval_article():
     raw, dd = L.load_benchmark("bbc_news", dedupe=False), L.load_benchmark("bbc_news")
     assert {k: len(v) for k, v in dd.items()} == {"train": 1740, "validation": 223, "test": 221}
-    train = {O.normalise(t) for t in dd["train"]["text"]}
+    train = {normalise(t) for t in dd["train"]["text"]}
     for split in ("validation", "test"):
         assert dd[split]["text"] == raw[split]["text"]
-        assert not train & {O.normalise(t) for t in dd[split]["text"]}
+        assert not train & {normalise(t) for t in dd[split]["text"]}
     assert O.check_splits("bbc_news", dd)["bbc_news"]["splits"]["test"]["near"] == 0  # edited copies went too
     report = O.check_splits("bbc_news", raw)["bbc_news"]["splits"]
     assert report["test"]["exact"] == 15  # the count, before the loader's drop

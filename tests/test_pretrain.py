@@ -61,6 +61,27 @@ def test_fast_dev_run_in_process(tmp_path, monkeypatch):
     assert (tmp_path / BACKBONE / "metrics.json").is_file()
 
 
+def test_a_recipe_names_a_preset_with_explicit_overrides_and_old_shape_keys_are_refused(tmp_path):
+    """model.preset is the shape (MODEL_PRESETS), model.overrides the fields that differ; the data's windows
+    follow both. The old key (`model.config`, a repeated shape) is refused, in a file or on the command line,
+    with a message naming the new one."""
+    from backbone.config import GPTConfig
+    from backbone.lit import cli_main
+    from backbone.renamed_keys import RenamedKeyError
+
+    quiet = ["--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.callbacks", "null"]
+    cli = cli_main(["--config", str(NANO), *quiet, "--model.overrides", "{block_size: 32, dropout: 0.1}"], run=False)
+    assert cli.model.config == GPTConfig.from_preset("nano", block_size=32, dropout=0.1)
+    assert cli.datamodule.block_size == 32
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  config: {vocab_size: 512, block_size: 64, n_layer: 2, n_head: 4, n_embd: 32}\n")
+    for args in (["--config", str(old)], ["--config", str(NANO), "--model.config.n_layer", "3"]):
+        with pytest.raises(RenamedKeyError, match="`model.config` was renamed `model.preset`.*model.overrides"):
+            cli_main([*args, *quiet], run=False)
+    with pytest.raises(Exception, match=r"unknown GPTConfig fields \['layers'\]"):
+        cli_main(["--config", str(NANO), *quiet, "--model.overrides", "{layers: 3}"], run=False)
+
+
 def interrupted_and_reference_losses(tmp_path, monkeypatch, max_steps: int, val_every: int, interrupt) -> tuple:
     """Train losses by step of an uninterrupted nano run (in tmp_path/a) and of one interrupted by
     `interrupt(args)` then resumed from last.ckpt (in tmp_path/b), both in process."""
@@ -177,3 +198,29 @@ def test_param_groups_decay_only_linear_weights():
     linear_weights.discard(id(model.transformer.wte.weight))  # the tied lm_head is the embedding
     assert {id(p) for p in decay["params"]} == linear_weights
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_continued_pretraining_starts_from_a_backbones_weights(tmp_path, monkeypatch):
+    """--model.init_from DIR starts a new run from the saved weights (with their tokenizer): the new run starts
+    exactly at the saved model, counts its own steps and exports to its own folder; a shape that differs is
+    refused."""
+    import json
+
+    from backbone.artifact import ArtifactError
+    from backbone.lit import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    cli_main(nano_args("--trainer.max_steps", "4"))
+    first, tokenizer = load_backbone(BACKBONE)
+    cli_main(nano_args("--model.init_from", str(BACKBONE), "--data.tokenizer", str(BACKBONE), "--model.learning_rate",
+                       "0", "--model.export_dir", "artifacts/backbones/nano-same", "--trainer.max_steps", "1"))
+    same, _ = load_backbone("artifacts/backbones/nano-same")  # a step at learning rate 0 moves nothing
+    for name, tensor in first.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[name], tensor)
+    cli_main(nano_args("--model.init_from", str(BACKBONE), "--data.tokenizer", str(BACKBONE),
+                       "--model.export_dir", "artifacts/backbones/nano-more", "--trainer.max_steps", "3"))
+    assert json.loads(Path("artifacts/backbones/nano-more/metrics.json").read_text())["steps"] == 3
+    assert load_backbone("artifacts/backbones/nano-more")[1].vocab_size == tokenizer.vocab_size
+    with pytest.raises(ArtifactError, match="shape differs"):
+        cli_main(nano_args("--model.init_from", str(BACKBONE), "--data.tokenizer", str(BACKBONE),
+                           "--model.overrides", "{n_layer: 3}", "--trainer.max_steps", "1"))

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+from argparse import ArgumentError
 
+import datasets
 import pytest
 import torch
+from torchmetrics.text import SQuAD
 
+from backbone.renamed_keys import RenamedKeyError
+from backbone.tokenizer import Tokenizer
+from tasks.adapters import PromptTuning
+from tasks.artifact import load_task, save_task
 from tasks.outputs import Answer, Question
-from tasks.qa.data import NO_ANSWER, QAData, char_span_to_tokens, encode_context, fit_context, make_windows
+from tasks.qa.data import (
+    INSTRUCTION,
+    NO_ANSWER,
+    PROMPT_TEMPLATE,
+    QAData,
+    char_span_to_tokens,
+    encode_context,
+    fill_prompt,
+    fit_context,
+    make_windows,
+    reported_dev,
+    shortest_examples,
+)
+from tasks.qa.generative import GenerativeQA
 from tasks.qa.metrics import SquadScore, exact_match, f1, normalize_answer, squad_scores
-from tasks.catalog import run_cli
+from tasks.qa.span import SpanQA
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 CONTEXT_1 = "The cat sat on the mat. It was a sunny day in Paris, and the cat was happy."
@@ -36,8 +58,6 @@ def backbone_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(backbone_dir):
-    from backbone.tokenizer import Tokenizer
-
     return Tokenizer.from_pretrained(backbone_dir)
 
 
@@ -61,10 +81,8 @@ def gold_logits(batch: dict, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     return start, end
 
 
-def build(backbone_dir, **kw):
-    from tasks.qa.module import QuestionAnswering
-
-    task = QuestionAnswering(backbone=str(backbone_dir), **kw)
+def build(backbone_dir, module=SpanQA, **kw):
+    task = module(backbone=str(backbone_dir), **kw)
     task.configure_model()
     return task.eval()
 
@@ -86,8 +104,6 @@ def test_exact_match_and_f1_by_hand():
 
 
 def test_corpus_scores_match_torchmetrics():
-    from torchmetrics.text import SQuAD
-
     cases = [("Denver Broncos", ["Denver Broncos", "the Denver Broncos"]), ("the cat sat", ["cat sat on mat"]),
              ("Paris, France", ["Paris"]), ("1990s", ["the 1990s", "1990"]), ("", ["nothing"]),
              ("Saint-Étienne!", ["saint étienne", "Saint-Étienne"])]
@@ -216,7 +232,7 @@ def test_predict_rejects_empty_and_untyped_inputs(backbone_dir):
 
 # --- both paths, save / reload, the CLI --------------------------------------------------------------------
 def test_generative_path_returns_the_same_shape(backbone_dir):
-    task = build(backbone_dir, head="generate", max_new_tokens=4)
+    task = build(backbone_dir, GenerativeQA, max_new_tokens=4)
     out = task.predict([Question(r["question"], r["context"]) for r in ROWS])
     assert all(isinstance(o, Answer) and o.score is None for o in out) and len(out) == len(ROWS)
     assert all("\n" not in o.text for o in out)
@@ -229,9 +245,9 @@ def test_generative_path_returns_the_same_shape(backbone_dir):
 
 def test_extractive_answers_are_spans_of_their_context(backbone_dir):
     questions = [Question(r["question"], r["context"]) for r in ROWS]
-    free = build(backbone_dir, head="generate", max_new_tokens=4).predict(questions)
+    free = build(backbone_dir, GenerativeQA, max_new_tokens=4).predict(questions)
     assert any(a.text.strip() not in q.context for a, q in zip(free, questions))  # the random model wanders
-    task = build(backbone_dir, head="generate", max_new_tokens=4, extractive=True)
+    task = build(backbone_dir, GenerativeQA, max_new_tokens=4, extractive=True)
     answers = task.predict(questions)
     for answer, question in zip(answers, questions):  # the nano block (64 tokens) cuts every context short
         read = fit_context(task.tokenizer, question.question, question.context, task.max_input_tokens - 4,
@@ -242,9 +258,7 @@ def test_extractive_answers_are_spans_of_their_context(backbone_dir):
 
 
 def test_chat_prompt_is_the_instruction_in_the_chat_template(backbone_dir):
-    from tasks.qa.data import INSTRUCTION, fill_prompt
-
-    task = build(backbone_dir, head="generate", prompt="chat")
+    task = build(backbone_dir, GenerativeQA, prompt="chat")
     task.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
     try:
         row = ROWS[0]
@@ -256,20 +270,40 @@ def test_chat_prompt_is_the_instruction_in_the_chat_template(backbone_dir):
         task.tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         task.predict([Question(row["question"], row["context"])])
-    with pytest.raises(ValueError, match="span head takes none"):
-        build(backbone_dir, head="span", prompt="chat")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'prompt'"):  # the span module takes none
+        build(backbone_dir, SpanQA, prompt="chat")
 
 
 def test_generative_path_refuses_input_changing_adapters(backbone_dir):
-    from tasks.adapters import PromptTuning
-
     with pytest.raises(ValueError, match="PromptTuning changes the backbone's inputs"):
-        build(backbone_dir, head="generate", adapter=PromptTuning(4))
+        build(backbone_dir, GenerativeQA, adapter=PromptTuning(4))
+
+
+def test_each_module_takes_only_the_arguments_its_path_uses(backbone_dir):
+    """A mode is a class: the span module takes no generation setting and the generative one no span setting,
+    in Python and on the command line; the old keys of the one class that did both are refused by new name."""
+    span_only = {"head": None, "doc_stride": 8, "max_question_tokens": 8, "max_answer_length": 8}
+    generative_only = {"max_new_tokens": 4, "quantize": "none", "prompt": "chat", "extractive": True, "few_shot": 1,
+                       "demonstrations": []}
+    own = lambda cls: set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}  # noqa: E731
+    assert own(SpanQA) == set(span_only) and own(GenerativeQA) == set(generative_only)
+    for module, others in ((SpanQA, generative_only), (GenerativeQA, span_only)):
+        for name, value in others.items():
+            with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+                module(backbone=str(backbone_dir), **{name: value})
+    common = ["--config", f"{ROOT}/configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),
+              "--trainer.logger", "false"]
+    for name, wrong in (("max_new_tokens", ["--model.max_new_tokens", "4"]),
+                        ("doc_stride", ["--model", "tasks.qa.generative.GenerativeQA", "--model.doc_stride", "8"])):
+        with pytest.raises(ArgumentError, match=f"'{name}' is not accepted"):  # by the module the config names
+            run_cli("qa", [*common, *wrong], run=False)
+    for old, new in (("layout", "model.head"), ("flow_width", "model.head.width"),
+                     ("flow_layers", "model.head.layers")):
+        with pytest.raises(RenamedKeyError, match=f"`model.{old}` was renamed `{new}`"):
+            run_cli("qa", [*common, f"--model.{old}", "1"], run=False)
 
 
 def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
-    from tasks.artifact import load_task, save_task
-
     task = build(backbone_dir, doc_stride=8)
     with torch.no_grad():
         for p in task.head.parameters():
@@ -283,6 +317,7 @@ def test_saved_task_reloads_to_identical_predictions(backbone_dir, tmp_path):
 
 @pytest.mark.parametrize("head", ["span", "generate"])
 def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
+    module = [] if head == "span" else ["--model", "tasks.qa.generative.GenerativeQA", "--model.max_new_tokens", "4"]
     cli_main = functools.partial(run_cli, "qa")
 
     files = write_files(tmp_path)
@@ -290,7 +325,7 @@ def test_qa_cli_fit_and_test(backbone_dir, tmp_path, monkeypatch, head):
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]",
-              "--model.head", head, "--model.max_new_tokens", "4", "--data.batch_size", "2"]
+              *module, "--data.batch_size", "2"]
     cli_main(["fit", *common, "--trainer.fast_dev_run", "1", "--model.export_dir", str(tmp_path / "task")])
     assert (tmp_path / "task" / "task.json").is_file()
     cli_main(["test", *common, "--data.max_eval_examples", "3"])
@@ -333,36 +368,33 @@ def test_squad_corpus_score_equals_the_official_script():
 
 
 def test_few_shot_shows_the_shortest_training_examples_first(backbone_dir, tmp_path):
-    from tasks.qa.data import PROMPT_TEMPLATE, QAData, fill_prompt, shortest_examples
-
     data = QAData(backbone=str(backbone_dir), data_files=write_files(tmp_path))
     data.setup("fit")
     shown = shortest_examples(data.splits["train"], 5)
     shortest = min(ROWS, key=lambda r: len(r["context"]))
     assert len(shown) == 2  # one question per context: two contexts
     assert shown[0]["context"] == shortest["context"] and shown[0]["answer"]
-    task = build(backbone_dir, head="generate", few_shot=1, demonstrations=shown)
+    task = build(backbone_dir, GenerativeQA, few_shot=1, demonstrations=shown)
     template = task.prompt_template()
     demo = shown[0]
     assert template == fill_prompt(PROMPT_TEMPLATE, demo["question"], demo["context"]) + f" {demo['answer']}\n\n" \
         + PROMPT_TEMPLATE
     assert task.test_report()["test/path"] == "generated answer, plain prompt, 1 solved example shown"
     with pytest.raises(ValueError, match="solved examples"):
-        build(backbone_dir, head="generate", few_shot=2).prompt_template()
-    with pytest.raises(ValueError, match="span head"):
-        build(backbone_dir, head="span", few_shot=1)
+        build(backbone_dir, GenerativeQA, few_shot=2).prompt_template()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'few_shot'"):  # the span module shows none
+        build(backbone_dir, SpanQA, few_shot=1)
 
 
 def test_few_shot_extractive_cli_exports_its_examples_and_answers_from_what_it_read(tmp_path):
-    from tasks.artifact import load_task
-
     backbone_dir = make_backbone(tmp_path / "nano160", block_size=160)  # room for an example and some context
     files = write_files(tmp_path)
     run_cli("qa", ["fit", "--config", f"{ROOT}/configs/tasks/qa.yaml", "--model.backbone", str(backbone_dir),
                    "--data.data_files", json.dumps(files), "--trainer.precision", "32", "--trainer.fast_dev_run", "1",
                    "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
-                   "--trainer.callbacks", "[]", "--model.head", "generate", "--model.max_new_tokens", "4",
-                   "--model.few_shot", "1", "--model.extractive", "true", "--data.batch_size", "2",
+                   "--trainer.callbacks", "[]", "--model", "tasks.qa.generative.GenerativeQA",
+                   "--model.max_new_tokens", "4", "--model.few_shot", "1", "--model.extractive", "true",
+                   "--data.batch_size", "2",
                    "--model.export_dir", str(tmp_path / "task")])
     saved = json.loads((tmp_path / "task" / "task.json").read_text())["hparams"]
     shortest = min((r["context"] for r in ROWS), key=len)
@@ -381,10 +413,6 @@ def test_few_shot_extractive_cli_exports_its_examples_and_answers_from_what_it_r
 def test_squad_by_name_reports_dev_and_chooses_on_held_out_training_articles():
     """The dev set is what the table reports: it becomes the test split, and validation is whole training
     articles held out (seeded), so no article is in both training and validation."""
-    import datasets
-
-    from tasks.qa.data import reported_dev
-
     rows = [{"title": f"article {i % 40}", "question": f"q{i}"} for i in range(400)]
     dev = datasets.Dataset.from_list([{"title": "dev", "question": "d"}])
     split = reported_dev(datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "validation": dev}), seed=0)

@@ -9,10 +9,14 @@ import json
 import pytest
 import torch
 
+from backbone.artifact import load_model
+from tasks.adapters import FrozenLayers, PromptTuning
+from tasks.features import module_cache
 from tasks.outputs import Question
+from tasks.qa.attention_flow import AttentionFlowHead
 from tasks.qa.data import NO_ANSWER, QAData, question_rows
 from tasks.qa.packing import packed_batch, reader_states
-from tasks.catalog import run_cli
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT
 from tests.test_qa import ROWS, backbone_dir, build, gold_logits, tokenizer, write_files  # noqa: F401  (fixtures)
 
@@ -55,8 +59,6 @@ def test_packed_labels_point_at_the_answer_and_each_question_sees_only_the_conte
 
 
 def test_packed_states_equal_each_question_run_alone(backbone_dir, tokenizer):  # noqa: F811
-    from backbone.artifact import load_model
-
     model = load_model(backbone_dir).eval()
     batch = packed_batch(tokenizer, PARAGRAPHS[:1], 64, 8, 16)
     states = model.layer_states(batch["input_ids"], batch["attention_mask"], [1, -1], batch["segment_ids"])
@@ -71,8 +73,7 @@ def test_packed_states_equal_each_question_run_alone(backbone_dir, tokenizer):  
 
 
 def test_best_span_over_readers_gives_the_exact_answer_text(backbone_dir):  # noqa: F811
-    task = build(backbone_dir, layout="context-first", bidirectional="transformer", bidirectional_hidden=16, flow_width=8,
-                 doc_stride=8)
+    task = build(backbone_dir, head=AttentionFlowHead(modeling="transformer", hidden=16, width=8), doc_stride=8)
     batch = task.featurize(PARAGRAPHS)
 
     task.span_logits = lambda b: gold_logits(b, int(b["context_length"].max()))  # one row per reader
@@ -82,11 +83,11 @@ def test_best_span_over_readers_gives_the_exact_answer_text(backbone_dir):  # no
 
 
 def test_attention_flow_head_ignores_padding(backbone_dir):  # noqa: F811
-    from tasks.qa.attention_flow import AttentionFlowHead
-
     torch.manual_seed(0)
     for modeling, layers in (("transformer", 2), ("bilstm", 2), ("bilstm", 1)):
-        head = AttentionFlowHead(12, width=8, modeling=modeling, hidden=8, layers=layers).eval()
+        head = AttentionFlowHead(width=8, modeling=modeling, hidden=8, layers=layers)
+        head.build(12)
+        head.eval()
         c, q = torch.randn(1, 5, 12), torch.randn(1, 3, 12)
         out = head(c, torch.ones(1, 5, dtype=torch.bool), q, torch.ones(1, 3, dtype=torch.bool))
         padded = head(torch.cat([c, torch.randn(1, 2, 12)], 1), torch.tensor([[True] * 5 + [False] * 2]),
@@ -94,23 +95,21 @@ def test_attention_flow_head_ignores_padding(backbone_dir):  # noqa: F811
         assert out.shape == (1, 5, 2)
         torch.testing.assert_close(padded[:, :5], out, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="modeling"):
-        AttentionFlowHead(12, modeling="none")
+        AttentionFlowHead(modeling="none")
     with pytest.raises(ValueError, match="layers"):
-        AttentionFlowHead(12, layers=3)
+        AttentionFlowHead(layers=3)
 
 
 def test_context_first_refuses_what_it_cannot_read(backbone_dir):  # noqa: F811
-    from tasks.adapters import FrozenLayers, PromptTuning
-
-    with pytest.raises(ValueError, match="needs bidirectional 'bilstm' or 'transformer'"):
-        build(backbone_dir, layout="context-first")
+    with pytest.raises(ValueError, match="must be 'bilstm' or 'transformer'"):  # its modeling layers see both sides
+        build(backbone_dir, head=AttentionFlowHead(modeling="none"))
     for adapter in (PromptTuning(4), FrozenLayers([1], echo=True)):
         with pytest.raises(ValueError, match="cannot read"):
-            build(backbone_dir, layout="context-first", bidirectional="bilstm", adapter=adapter)
+            build(backbone_dir, head=AttentionFlowHead(modeling="bilstm"), adapter=adapter)
 
 
 def test_predict_groups_questions_by_context_and_keeps_their_order(backbone_dir):  # noqa: F811
-    task = build(backbone_dir, layout="context-first", bidirectional="bilstm", bidirectional_hidden=8, flow_width=8)
+    task = build(backbone_dir, head=AttentionFlowHead(modeling="bilstm", hidden=8, width=8))
     with torch.no_grad():
         for p in task.head.parameters():
             p.add_(torch.randn_like(p))
@@ -128,18 +127,14 @@ def test_predict_groups_questions_by_context_and_keeps_their_order(backbone_dir)
 def test_cached_units_equal_live_units_for_paragraph_rows(backbone_dir, tmp_path):  # noqa: F811
     """The cache stores each paragraph row's windows in order; what the head reads from it must be what it
     reads from live states (several windows per paragraph here)."""
-    from tasks.adapters import FrozenLayers
-    from tasks.features import build_cache
-
-    task = build(backbone_dir, layout="context-first", bidirectional="bilstm", bidirectional_hidden=8, flow_width=8,
-                 doc_stride=8, adapter=FrozenLayers([1, -1]))
+    task = build(backbone_dir, head=AttentionFlowHead(modeling="bilstm", hidden=8, width=8), doc_stride=8,
+                 adapter=FrozenLayers([1, -1]))
     rows = PARAGRAPHS[::-1]
-    cache = build_cache({"test": "paragraphs"}, rows, task.featurize, task._layer_states, task._cpu_units,
-                        task.sequence_rows, "features", root=tmp_path)
+    cache = module_cache(task, {"test": "paragraphs"}, rows, task.featurize, "features", root=tmp_path)
     batch = task.featurize(rows)
     assert len(batch["window_row"]) > len(rows)
     live_states, live_mask = task.unit_states(batch)
-    task._feature_caches["test"] = cache
+    task.feature_caches.by_split["test"] = cache
     cached_states, cached_mask = task.unit_states({**batch, "split": "test", "row": [0, 1]})
     assert torch.equal(live_mask, cached_mask)
     torch.testing.assert_close(cached_states[cached_mask], live_states[live_mask], atol=2e-3, rtol=2e-3)  # fp16
@@ -187,8 +182,8 @@ def test_context_first_cli_fits_and_tests_on_cached_features(backbone_dir, tmp_p
               "--data.data_files", json.dumps(files), "--trainer.precision", "32",
               "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]",
-              "--model.layout", "context-first", "--model.bidirectional", "transformer", "--model.bidirectional_hidden", "16",
-              "--model.flow_width", "8", "--model.adapter", "tasks.adapters.FrozenLayers",
+              "--model.head", "tasks.qa.attention_flow.AttentionFlowHead", "--model.head.modeling", "transformer",
+              "--model.head.hidden", "16", "--model.head.width", "8", "--model.adapter", "tasks.adapters.FrozenLayers",
               "--model.adapter.layers", "[1, -1]", "--data.group_by_context", "true", "--data.batch_size", "1"]
     run_cli("qa", ["fit", *common, "--trainer.max_epochs", "1", "--model.export_dir", str(tmp_path / "task")])
     caches = list((tmp_path / "cache" / "features").iterdir())

@@ -117,7 +117,7 @@ def test_lora_is_merged_before_quantising(make_model):
 
 
 def test_decoder_rebuilds_its_copy_only_after_training(make_model):
-    from tasks.generative import InferenceModelCache
+    from backbone.decoding_model import InferenceModelCache
 
     model = make_model(n_embd=64)
     decoder = InferenceModelCache("int8")
@@ -133,8 +133,7 @@ def test_decoder_rebuilds_its_copy_only_after_training(make_model):
 def test_prompts_run_through_the_float_model_and_steps_through_the_quantised_copy(make_model):
     """FloatPrefill: a prefill (empty cache) is the float model's, every later step the quantised copy's;
     greedy text stays what the quantised copy decodes alone, to within its rounding of the prefill."""
-    from backbone.quantize import FloatPrefill
-    from tasks.generative import InferenceModelCache
+    from backbone.decoding_model import FloatPrefill, InferenceModelCache
 
     model = make_model(n_embd=64).eval()
     decoder = InferenceModelCache("int8")
@@ -202,7 +201,7 @@ def test_smollm2_int4_runs_the_ggufs_own_codes_and_stays_close(tmp_path):
     and int8 / int4 logits on a few prompts stay close to fp32's (most next-token choices agree)."""
     gguf = pytest.importorskip("gguf")
     from backbone.artifact import load_backbone
-    from backbone.data import fetch
+    from backbone.data.download import fetch
     from backbone.gguf import SMOLLM2_FILE, SMOLLM2_SOURCE, import_smollm2
 
     folder = import_smollm2(tmp_path / "smollm2")
@@ -252,10 +251,12 @@ def test_bench_passes_quantize_to_every_task_that_decodes():
     from tasks.bench import quantize_args
     from tasks.catalog import get
 
-    takes = {name: bool(quantize_args(get(name), "none")) for name in
-             ("classification", "sentiment", "ner", "qa", "translation", "codegen")}
-    assert takes == {"classification": False, "sentiment": False, "ner": False, "qa": True, "translation": True,
-                     "codegen": True}
+    takes = {module: bool(quantize_args(module, "none"))
+             for name in ("classification", "sentiment", "ner", "qa", "translation", "codegen")
+             for module in get(name).module_paths}
+    assert takes == {"tasks.classification.module.SequenceClassifier": False, "tasks.ner.module.TokenClassifier": False,
+                     "tasks.qa.span.SpanQA": False, "tasks.qa.generative.GenerativeQA": True,
+                     "tasks.translation.module.Translator": True, "tasks.codegen.module.CodeGenerator": True}
 
 
 @pytest.mark.parametrize("float_ms, chosen",
@@ -263,13 +264,14 @@ def test_bench_passes_quantize_to_every_task_that_decodes():
 def test_wide_steps_run_the_float_model_where_measured_faster(make_model, monkeypatch, float_ms, chosen):
     """float_step_rows: the fewest timed rows at which the float model's step beat the quantised one's
     (quantised: 7 ms a step at any width here); FloatPrefill then sends steps that wide to the float model."""
-    from backbone.quantize import FloatPrefill, float_step_rows
+    from backbone import decoding_model
+    from backbone.decoding_model import FloatPrefill, float_step_rows
 
     model = make_model(n_embd=64).eval()
     int8 = quantize(make_model(n_embd=64).eval(), "int8")
-    monkeypatch.setattr(q, "_float_rows", {})
+    monkeypatch.setattr(decoding_model, "_float_rows", {})
     timed = []
-    monkeypatch.setattr(q, "decode_step_seconds", lambda m, rows=1: timed.append(rows) or (
+    monkeypatch.setattr(decoding_model, "decode_step_seconds", lambda m, rows=1: timed.append(rows) or (
         7.0 if m.quantization == "int8" else float_ms[rows]) / 1e3)
     assert float_step_rows(model, int8) == chosen
     measured = len(timed)

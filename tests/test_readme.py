@@ -11,8 +11,8 @@ from argparse import ArgumentError
 
 import pytest
 
-from tasks.readme_table import RESULTS, headline_section, readme_section
 from tasks.catalog import TASKS
+from tasks.readme_table import RESULTS, headline_section, readme_section
 from tests.helpers import ROOT
 
 README = ROOT / "README.md"
@@ -117,7 +117,7 @@ def test_readme_command_parses(argv, capsys):
         if name == "pretrain":
             from backbone.lit import cli_main as run
         else:
-            from tasks.catalog import run_cli
+            from tasks.task_cli import run_cli
 
             def run(args):
                 return run_cli(name, args)

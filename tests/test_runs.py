@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tasks.bench import compare_with_reference, rows_for, run_meta, write_results
-from tasks.recipes import Method
 from tasks.catalog import TASKS
+from tasks.recipes import Method
 from tasks.runs import given_out, out_folder, run_folder
 
 

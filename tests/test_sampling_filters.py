@@ -44,7 +44,7 @@ def test_filters_match_transformers(settings):
 
 def test_order_matters_for_these_settings():
     """Applying min-p before top-p would keep another set here: the match above pins the order down."""
-    from backbone.generate import filter_min_p, filter_top_p
+    from backbone.logits import filter_min_p, filter_top_p
 
     torch.manual_seed(0)
     scores = torch.randn(3, 64) * 3 / 2.0

@@ -13,7 +13,7 @@ from tasks.adapters import Frozen, FullFineTune, LoRA, PrefixTuning, PromptTunin
 from tasks.artifact import load_task
 from tasks.heads import LabelWordScorer, SequenceHead, last_token_index, pool
 from tasks.ner.module import merge_entities
-from tasks.catalog import run_cli
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT, make_backbone, newest_metrics, write_sentiment_files
 
 ADAPTERS = [FullFineTune, Frozen, lambda: LoRA(rank=2, targets=["c_attn", "c_fc"]), lambda: PromptTuning(4, "positive"),

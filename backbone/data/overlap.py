@@ -1,186 +1,34 @@
-"""Train/eval overlap: exact and near-duplicate texts shared by a benchmark's training and evaluation splits.
+"""``gptsuite data overlap``: what is left shared between each benchmark's training and evaluation splits.
 
-A score on a test item whose text the model was trained on measures recall, not skill, so
+:func:`check` loads each benchmark and reports, per evaluation split, the items whose normalised text
+(:func:`backbone.text.normalise`) equals a training item's (exact), those with a training item at word 8-gram
+Jaccard >= 0.8 (near, ``dedupe.near_twins``), and those whose source document also supplies training items (same
+source: the relation sentences' articles, SQuAD's Wikipedia titles). The loaders have already dropped the
+training rows that repeat an evaluation row (``dedupe.drop_train_overlap``); ``raw=True`` checks the splits
+before that drop.
 
-- :func:`drop_train_overlap` removes from a training split every row whose normalised text equals a row of
-  an evaluation split (the loaders call it before any split is used; the evaluation splits stay as they are,
-  so a reported test set does not change), and
-- :func:`check` (``gptsuite data overlap``) reports what is left: per evaluation split, the items whose
-  normalised text equals a training item's (exact), those with a training item at word 8-gram Jaccard >=
-  0.8 (near), and those whose source document also supplies training items (same source: the relation
-  sentences' articles, SQuAD's Wikipedia titles).
-
-Normalised text: lower case, whitespace collapsed. What is compared (``VIEWS``): NER the joined tokens, QA
-the question and context, translation the source side (both sides of the Bible: either direction is run),
-code the prompt, relations the sentence (one item per sentence, not per candidate pair).
-
-Near duplicates are found exactly, without sampling, by prefix filtering (Chaudhuri et al. 2006; Bayardo
-et al. 2007): with the shingles of every text ordered rarest first, two sets with Jaccard >= t share a
-shingle among the first ``|A| - ceil(t |A|) + 1`` of each, so only pairs sharing such a prefix shingle are
-compared in full. Shingles are stable 64-bit hashes of word n-grams (``decontam.word_hash``), so the result
-does not depend on Python's hash seed. A text shorter than n words is one shingle: it can only match exactly.
+What is compared (``VIEWS``): NER the joined tokens, QA the question and context, translation the source side
+(both sides of the Bible: either direction is run), code the prompt, relations the sentence (one item per
+sentence, not per candidate pair).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
+from backbone.text import normalise
 
-from .decontam import word_hash, words
+from . import loaders
+from .dedupe import THRESHOLD, TRAIN, N, near_twins
+from .download import is_cached
+from .sources import DataSourceError
 
-N = 8
-THRESHOLD = 0.8
-TRAIN = "train"
 EVAL_SPLITS = ("validation", "test")
 EXAMPLES = 3
-_MULT = np.uint64(0x100000001B3)
-_MASK = (1 << 64) - 1
 
-
-def normalise(text: str) -> str:
-    """Lower case, whitespace collapsed: what 'the same text' means for exact duplicates."""
-    return " ".join(text.lower().split())
-
-
-def drop_train_overlap(splits: Mapping[str, Any], key: Callable[[dict], str], train: str = TRAIN,
-                       near: bool = False) -> Any:
-    """``splits`` with every training row whose normalised ``key(row)`` equals an evaluation row's dropped,
-    and with ``near`` every training row that is a near twin of one (word n-gram Jaccard >= THRESHOLD: the same
-    story lightly edited).
-
-    ``splits`` maps split names to lists of records or ``datasets.Dataset`` (a DatasetDict comes back as
-    one); evaluation splits are returned untouched, and ``splits`` itself when nothing is dropped.
-    """
-    if train not in splits:
-        return splits
-    held_out = [normalise(key(row)) for name, rows in splits.items() if name != train for row in rows]
-    rows = splits[train]
-    texts = [normalise(key(row)) for row in rows]
-    # near_twins pairs each of its second argument's texts with its likeliest twin in the first: the training
-    # texts go second, so every training row with a twin is found
-    twins = near_twins(held_out, texts) if near and held_out else {}
-    exact = set(held_out)
-    keep = [i for i, text in enumerate(texts) if text not in exact and i not in twins]
-    if len(keep) == len(rows):
-        return splits
-    kept = rows.select(keep) if hasattr(rows, "select") else [rows[i] for i in keep]
-    return type(splits)({**splits, train: kept})
-
-
-# --- near duplicates --------------------------------------------------------------------------------------
-
-class Shingles(NamedTuple):
-    """Distinct shingle hashes of each text, CSR-style: text i owns ``hashes[start[i]:start[i + 1]]``."""
-
-    start: np.ndarray
-    hashes: np.ndarray
-
-    def size(self) -> np.ndarray:
-        return np.diff(self.start)
-
-
-def shingles(texts: Sequence[str], n: int = N) -> Shingles:
-    """Sorted distinct word n-gram hashes of every text, computed over all texts at once (numpy)."""
-    # word hashes text by text (no list of every word kept: SQuAD's contexts hold 11M of them)
-    per_text = [np.fromiter(map(word_hash, ws), dtype=np.uint64, count=len(ws)) for ws in map(words, texts)]
-    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-    ends = np.cumsum(lengths)
-    ids = np.concatenate(per_text) if per_text else np.empty(0, dtype=np.uint64)
-    k = max(len(ids) - n + 1, 0)
-    h = np.zeros(k, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            h = h * _MULT + ids[j:j + k]
-    doc = np.repeat(np.arange(len(texts)), lengths)[:k]
-    valid = np.arange(k) + n <= ends[doc]  # n-grams inside one text only
-    short = [i for i, w in enumerate(per_text) if 0 < len(w) < n]
-    doc = np.concatenate([doc[valid], np.array(short, dtype=np.int64)])
-    h = np.concatenate([h[valid], np.array([_whole(per_text[i]) for i in short], dtype=np.uint64)])
-    order = np.lexsort((h, doc))
-    doc, h = doc[order], h[order]
-    first = np.ones(len(h), dtype=bool)
-    first[1:] = (doc[1:] != doc[:-1]) | (h[1:] != h[:-1])
-    doc, h = doc[first], h[first]
-    return Shingles(np.searchsorted(doc, np.arange(len(texts) + 1)), h)
-
-
-def _whole(ids: np.ndarray) -> int:
-    """The one shingle of a text shorter than n words (the polynomial hash of all its words)."""
-    h = 0
-    for w in ids.tolist():
-        h = (h * int(_MULT) + w) & _MASK
-    return h
-
-
-def _prefix(sh: Shingles, rank: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(text, shingle rank) of each text's prefix: its rarest ``s - ceil(t s) + 1`` shingles."""
-    size = sh.size()
-    doc = np.repeat(np.arange(len(size)), size)
-    order = np.lexsort((rank, doc))
-    pos = np.arange(len(doc)) - sh.start[doc[order]]
-    keep = np.ceil(threshold * size - 1e-9).astype(np.int64)
-    in_prefix = pos < (size - keep + 1)[doc[order]]
-    return doc[order][in_prefix], rank[order][in_prefix]
-
-
-def near_twins(train: Sequence[str], evals: Sequence[str], n: int = N,
-               threshold: float = THRESHOLD) -> dict[int, tuple[int, float]]:
-    """Eval index -> (train index, Jaccard) of its most similar training text, for every eval text with a
-    training text at word n-gram Jaccard >= ``threshold``."""
-    # each distinct text once: boilerplate repeated on both sides ("<unk>", ".") would pair every copy
-    first_train: dict[str, int] = {}
-    for i, t in enumerate(train):
-        first_train.setdefault(t, i)
-    distinct_evals = list(dict.fromkeys(evals))
-    found = _near_distinct(list(first_train), distinct_evals, n, threshold)
-    train_index = list(first_train.values())
-    by_text = {distinct_evals[i]: (train_index[j], jac) for i, (j, jac) in found.items()}
-    return {i: by_text[t] for i, t in enumerate(evals) if t in by_text}
-
-
-def _near_distinct(train: Sequence[str], evals: Sequence[str], n: int,
-                   threshold: float) -> dict[int, tuple[int, float]]:
-    """:func:`near_twins` on texts that are all distinct (prefix filtering, then exact Jaccard)."""
-    a, b = shingles(evals, n), shingles(train, n)
-    if not len(a.hashes) or not len(b.hashes):
-        return {}
-    # rank of every shingle, rarest first (ties by hash): prefixes then hold rare shingles, few candidates
-    uniq, inverse, counts = np.unique(np.concatenate([a.hashes, b.hashes]), return_inverse=True, return_counts=True)
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.lexsort((uniq, counts))] = np.arange(len(uniq))
-    rank = rank[inverse.reshape(-1)]
-    ea, ra = _prefix(a, rank[:len(a.hashes)], threshold)
-    eb, rb = _prefix(b, rank[len(a.hashes):], threshold)
-    order = np.argsort(rb, kind="stable")
-    eb, rb = eb[order], rb[order]
-    lo, hi = np.searchsorted(rb, ra, "left"), np.searchsorted(rb, ra, "right")
-    reps = hi - lo
-    left = np.repeat(ea, reps)
-    right = eb[np.repeat(hi - reps.cumsum(), reps) + np.arange(reps.sum())] if reps.sum() else left
-    pairs = np.unique(left * len(train) + right) if len(left) else left
-    return _verify(a, b, pairs // max(len(train), 1), pairs % max(len(train), 1), threshold)
-
-
-def _verify(a: Shingles, b: Shingles, left: np.ndarray, right: np.ndarray,
-            threshold: float) -> dict[int, tuple[int, float]]:
-    """The candidate pairs' exact Jaccard; the best training twin of each eval text that reaches ``threshold``."""
-    size_a, size_b = a.size(), b.size()
-    best: dict[int, tuple[int, float]] = {}
-    for i, j in zip(left.tolist(), right.tolist()):
-        sa, sb = size_a[i], size_b[j]
-        if min(sa, sb) < threshold * max(sa, sb):  # Jaccard <= min/max: too different in size
-            continue
-        inter = len(np.intersect1d(a.hashes[a.start[i]:a.start[i + 1]], b.hashes[b.start[j]:b.start[j + 1]],
-                                   assume_unique=True))
-        jac = float(inter / (sa + sb - inter))
-        if jac >= threshold and jac > best.get(i, (-1, -1.0))[1]:
-            best[i] = (j, jac)
-    return best
-
-
-# --- the check --------------------------------------------------------------------------------------------
 
 class Item(NamedTuple):
     """One unit compared: its id (for examples), the text compared, its source document (or None)."""
@@ -244,18 +92,10 @@ def _verses(side: str) -> Callable[[list[dict]], list[Item]]:
     return items
 
 
-def conll_text(row: dict) -> str:
-    return " ".join(row["tokens"])
-
-
-def squad_text(row: dict) -> str:
-    return f"{row['question']}\n{row['context']}"
-
-
 # benchmark -> {label: view}; a label other than "" (the Bible's sides) is appended to the benchmark's name
 VIEWS: dict[str, dict[str, View]] = {
-    "conll2003": {"": View(lambda rows: [Item(r["id"], conll_text(r)) for r in rows])},
-    "squad": {"": View(lambda rows: [Item(r["id"], squad_text(r), r["title"]) for r in rows])},
+    "conll2003": {"": View(lambda rows: [Item(r["id"], loaders.conll_text(r)) for r in rows])},
+    "squad": {"": View(lambda rows: [Item(r["id"], loaders.squad_text(r), r["title"]) for r in rows])},
     "openai_humaneval": {"": View(_column("prompt", "task_id"))},
     "mbpp": {"": View(_column("prompt", "task_id"))},
     "ptb": {"": View(_column("sentence"))},
@@ -265,15 +105,6 @@ VIEWS: dict[str, dict[str, View]] = {
     "bbc_relations": {"": View(_relation_sentences)},
     "bible_en_es": {"en": View(_verses("en"), twins=True), "es": View(_verses("es"), twins=True)},
 }
-
-
-def benchmark_sources(name: str) -> tuple[str, ...]:
-    """The registry sources a benchmark reads (to tell whether it can be checked without a fetch)."""
-    from .loaders import BENCHMARKS
-
-    extra = {"toxicity": ("mr_sentiment", "bbc_news"), "bible_en_es": ("sword-kjv", "sword-sparv")}
-    src = BENCHMARKS[name][0]
-    return ((src,) if src else ()) + extra.get(name, ())
 
 
 def rows_of(split: Any) -> list[dict]:
@@ -304,13 +135,10 @@ def check(names: Iterable[str], n: int = N, threshold: float = THRESHOLD, raw: b
           cached_only: bool = False, load: Callable[..., Any] | None = None) -> dict:
     """Load each benchmark (``raw``: without the loaders' de-duplication) and report its overlap; a
     benchmark that cannot be loaded (or, ``cached_only``, is not cached) gets a "note" saying why."""
-    from .loaders import load_benchmark
-    from .download import DataSourceError, is_cached
-
-    load = load or load_benchmark
+    load = load or loaders.load_benchmark  # looked up now: tests replace the loader
     out: dict = {}
     for name in names:
-        missing = [s for s in benchmark_sources(name) if not is_cached(s)] if cached_only else []
+        missing = [s for s in loaders.benchmark_sources(name) if not is_cached(s)] if cached_only else []
         if missing:
             out[name] = {"note": f"not cached: {', '.join(missing)} (`gptsuite data prepare {name}`)"}
             continue
@@ -343,3 +171,21 @@ def table(report: Mapping[str, dict]) -> str:
                 lines.append(f"{name} {split}: {len(r['twins'])} of {r['n']} verses have a near twin among the "
                              f"training verses (the retrieval pool){': ' + shown if shown else ''}")
     return "\n".join(lines)
+
+
+def overlap_command(names: Sequence[str], *, n: int = N, threshold: float = THRESHOLD, raw: bool = False,
+                   cached_only: bool = False, json_path: str | None = None) -> int:
+    """``gptsuite data overlap``: check ``names`` (all benchmarks when empty), print the table, write the
+    report as JSON to ``json_path`` if given; 2 when a benchmark could not be loaded, else 0."""
+    unknown = [name for name in names if name not in loaders.BENCHMARKS]
+    if unknown:
+        raise DataSourceError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(loaders.BENCHMARKS)}")
+    if n < 1 or not 0 < threshold <= 1:
+        raise DataSourceError(f"--n must be at least 1 and --threshold in (0, 1], got {n} and {threshold}")
+    report = check(names or list(loaders.BENCHMARKS), n=n, threshold=threshold, raw=raw, cached_only=cached_only)
+    print(table(report))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"written: {json_path}")
+    return 2 if any(r.get("error") for r in report.values()) else 0

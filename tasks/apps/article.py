@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backbone.generate import GenerationConfig
+from backbone.chat import chat_prompt
+from backbone.generate import GenerationConfig, generate_text, stream
+from tasks.apps.quality import describe
 
 STYLES = {
     "neutral": "in a clear, neutral style",
@@ -73,14 +75,10 @@ class ArticleWriter:
     def _prompt(self, instruction: str, plain: str) -> str:
         if not self.chat:
             return plain
-        from backbone.chat import chat_prompt
-
         return chat_prompt(self.tokenizer, [{"role": "user", "content": instruction}])
 
     def outline(self, title: str, sections: int) -> list[str]:
         """The backbone's outline of `sections` headings (topped up with generic ones if it wrote fewer)."""
-        from backbone.generate import generate_text
-
         prompt = self._prompt(f"Write an outline for an article titled \"{title}\": exactly {sections} short "
                               "section headings, one per line, nothing else.", f"# {title}\n\nContents:\n1.")
         text = generate_text(self.model, self.tokenizer, prompt,
@@ -109,8 +107,6 @@ class ArticleWriter:
                style: str = "neutral") -> Iterator[tuple[int, str]]:
         """Yield (section index, text piece) as the article is written; index -1 carries the outline (one
         heading per line) before any section. The Article is the generator's return value."""
-        from backbone.generate import stream
-
         if style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
         if not title.strip():
@@ -144,6 +140,24 @@ class ArticleWriter:
                 return done.value
 
 
+def article_markdown(writer: ArticleWriter, title: str, outline: list[str] | None = None, sections: int = 4,
+                     words: int = 120, style: str = "neutral", show_outline: bool = False) -> Iterator[str]:
+    """The article as Markdown, in pieces while `writer` writes it (what `gptsuite write` prints and the demo's
+    tab shows): "# title" once the outline is known (with `show_outline`, the outline below it in one italic
+    line), then each section's "## heading" and its text as it streams. "".join() of the pieces is the
+    article."""
+    headings, current = outline, -1
+    for index, piece in writer.stream(title, outline, sections, words, style):
+        if index == -1:  # the outline, one heading a line
+            headings = piece.splitlines()
+            yield f"# {title.strip()}\n" + ("\n*Outline: " + " · ".join(headings) + "*\n" if show_outline else "")
+            continue
+        if index != current:
+            current = index
+            piece = f"\n## {headings[index]}\n\n" + piece
+        yield piece
+
+
 def tail_words(text: str, n: int) -> str:
     """The last n words of a text (the part the next section continues from)."""
     parts = text.split()
@@ -174,8 +188,6 @@ def measure(model, tokenizer, judge=None, judge_tokenizer=None, titles=MEASURE_T
             words: int = 100, settings=None, out: Path | None = None) -> list[dict]:
     """Each decoding setting writes every title (outlines written once, greedily, and shared); each set of
     articles is measured whole. Writes article.json / article.md under `out` when given."""
-    from tasks.apps.quality import describe
-
     settings = settings or MEASURE_SETTINGS
     outlines = {t: ArticleWriter(model, tokenizer).outline(t, sections) for t in titles}
     rows = []

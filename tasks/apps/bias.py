@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tasks.apps.machine import machine_line
+from tasks.artifact import load_task
+from tasks.confidence import bootstrap_interval
 
 # {person} is the subject ("she"), {object} the object ("her"); names and noun phrases read the same in both
 TEMPLATES_EMOTION = [
@@ -117,8 +122,6 @@ def comparisons(names_only: bool = False) -> list[Comparison]:
 
 def interval(per_pair: np.ndarray) -> tuple[float, float]:
     """95% bootstrap interval of the mean of the person pairs' mean differences."""
-    from tasks.confidence import bootstrap_interval
-
     stats = np.stack([per_pair, np.ones_like(per_pair)], axis=1)
     return bootstrap_interval(stats, lambda s: float(s[0] / s[1]))
 
@@ -147,6 +150,35 @@ def ner_gaps(model, person_tag: str = "PER", slots=None, batch_size: int = 64) -
                         dtype=float)
         rows.append(gap_row("ner", comp, f"name tagged {person_tag}", hits.reshape(-1, 2), sentences))
     return rows
+
+
+# the probe of each kind of task, by the task's name (sentiment first: the order of the report's rows)
+PROBES = {"sentiment": sentiment_gaps, "ner": ner_gaps}
+NOTE = ("Equity Evaluation Corpus templates (Kiritchenko & Mohammad 2018); gap = mean of A - B over the sentence "
+        "pairs, 95% bootstrap interval over the person pairs (each pair's mean over the frames is one observation).")
+
+
+def probe_tasks(tasks: dict, slots) -> list[dict]:
+    """The rows of every probe whose task is given (task name -> a loaded task), on these sentence frames."""
+    return [row for name, probe in PROBES.items() if name in tasks for row in probe(tasks[name], slots=slots)]
+
+
+def probe_saved_tasks(folders: dict[str, str], max_slots: int | None, out: Path) -> str:
+    """`gptsuite bias`: the probes of the saved tasks in `folders` (task name -> folder; '' skips it) on
+    `max_slots` evenly spaced sentence frames (None: all 144); bias.json and bias.md under `out`. Returns the
+    Markdown table."""
+    about = {"machine": machine_line()}
+    start = time.perf_counter()
+    slots = template_slots(max_slots)
+    tasks = {}
+    for name, folder in folders.items():
+        if folder:
+            tasks[name] = load_task(folder)
+            about[name] = {"task": folder, "backbone": tasks[name].hparams.backbone}
+    rows = probe_tasks(tasks, slots)
+    about["seconds"] = round(time.perf_counter() - start, 1)
+    about["note"] = NOTE
+    return write_report(rows, out, about)
 
 
 def gap_row(model: str, comp: Comparison, measure: str, values: np.ndarray, sentences) -> dict:

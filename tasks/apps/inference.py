@@ -9,12 +9,21 @@ prompt-lookup decoding. Greedy decoding throughout, so every row's text can be c
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from backbone.generate import GenerationConfig
+from backbone.artifact import load_backbone
+from backbone.generate import GenerationConfig, generate_text
+from backbone.precision import resolve_precision, set_inference_precision
+from backbone.quantize import inference_model, kernels_available, weight_bytes
+from tasks.apps.machine import machine_line
 
 BATCH = 8
+# `gptsuite optimize`'s default prompt: its continuation copies it, where prompt lookup pays
+COPY_PROMPT = ("Copy the list exactly.\nList: apples, pears, plums, figs, dates, limes, kiwis, grapes, melons, "
+               "cherries, lemons, oranges, mangoes, papayas, peaches, apricots.\nCopy: apples, pears,")
 
 
 @dataclass
@@ -33,10 +42,6 @@ class OptionRow:
 def _run(model, tokenizer, prompts: list[str], cfg: GenerationConfig, repeats: int = 3) -> tuple[list[str], float]:
     """The texts and the median seconds of `repeats` timed runs, after one short untimed run (the first
     call of a kernel or a cache pays for setting itself up)."""
-    import statistics
-
-    from backbone.generate import generate_text
-
     generate_text(model, tokenizer, prompts, cfg.replace(max_new_tokens=min(4, cfg.max_new_tokens)))
     times = []
     for _ in range(repeats):
@@ -51,8 +56,6 @@ def compare_options(model, tokenizer, prompt: str, max_new_tokens: int = 64, cop
     """The rows, in the order an optimisation would be applied. Every row decodes exactly max_new_tokens
     tokens (eos does not end it), so their tokens/s compare; each time is the median of 3 runs after a warm-up.
     `copies` caches quantised copies between calls."""
-    from backbone.quantize import inference_model, kernels_available, weight_bytes
-
     copies = {} if copies is None else copies
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=-1, truncate_prompt=True)
     count = lambda texts: max_new_tokens * len(texts)  # noqa: E731  (no eos: every row decodes them all)
@@ -89,3 +92,16 @@ def markdown(rows: list[OptionRow]) -> str:
         lines.append(f"| {r.option} | {r.tokens} | {r.seconds:.2f} | {r.tokens_per_s:.1f} | "
                      f"{r.tokens_per_s / max(base, 1e-9):.1f}x | {r.weights_mb:.0f} | {same} |")
     return "\n".join(lines)
+
+
+def write_options_report(backbone: str, prompt: str, max_new_tokens: int, out: Path) -> str:
+    """`gptsuite optimize`: compare_options on the fp32 backbone in folder `backbone`, written with the machine
+    and the settings to out/inference.md; returns the table."""
+    model, tokenizer = load_backbone(backbone, quantize="none")
+    set_inference_precision(model, resolve_precision("32-true"))
+    text = markdown(compare_options(model, tokenizer, prompt, max_new_tokens))
+    out.mkdir(parents=True, exist_ok=True)
+    about = (f"{machine_line()}; prompt {prompt!r}, {max_new_tokens} new tokens, greedy; each time the median of 3 "
+             "runs after a warm-up run, prefill included.")
+    (out / "inference.md").write_text(f"# Inference options ({backbone})\n\n{about}\n\n{text}\n")
+    return text

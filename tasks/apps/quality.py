@@ -18,14 +18,12 @@ Words are lower-cased whitespace tokens with punctuation split off, so "end." an
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
-WORD = re.compile(r"\w+|[^\w\s]")
+import sacrebleu
 
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+from backbone.perplexity import continuation_nll
+from backbone.text import words
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -50,8 +48,6 @@ def repetition_rate(texts: list[str], n: int = 4) -> float:
 
 def self_bleu(texts: list[str]) -> float:
     """Mean sentence BLEU (0-100) of each text against all the others; needs at least two texts."""
-    import sacrebleu
-
     if len(texts) < 2:
         raise ValueError("self-BLEU needs at least two texts")
     scores = [sacrebleu.sentence_bleu(t, texts[:i] + texts[i + 1 :]).score for i, t in enumerate(texts)]
@@ -60,8 +56,6 @@ def self_bleu(texts: list[str]) -> float:
 
 def judge_perplexity(judge, tokenizer, prompts: list[str], texts: list[str]) -> float:
     """Per-token perplexity of the texts given their prompts under the judge model, pooled over all tokens."""
-    from backbone.perplexity import continuation_nll
-
     scored = continuation_nll(judge, tokenizer, prompts, texts)
     nll, count = sum(s for s, _ in scored), sum(c for _, c in scored)
     return math.exp(nll / count) if count else float("nan")

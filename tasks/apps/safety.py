@@ -20,8 +20,23 @@ holds no list of slurs (default_block_list).
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from backbone.artifact import load_backbone
+from backbone.chat import as_user_turn
+from backbone.generate import GenerationConfig, generate_text
+from backbone.logits import banned_sequences
+from tasks.apps.machine import machine_line
+from tasks.artifact import load_task
+from tasks.confidence import bootstrap_interval, f1_from_counts, precision_from_counts, recall_from_counts
+from tasks.toxicity.baselines import profanity_check_scores
 
 SENTENCE_END = re.compile(r"[.!?]+\s*|\n+")
 
@@ -63,8 +78,6 @@ class ProfanityCheck(Moderator):
     name = "alt-profanity-check"
 
     def __init__(self, threshold: float = 0.5):
-        from tasks.toxicity.baselines import profanity_check_scores
-
         if profanity_check_scores(["test"]) is None:
             raise ImportError("alt-profanity-check is not installed: pip install -e '.[safety]'")
         self.threshold, self._scores = threshold, profanity_check_scores
@@ -121,11 +134,8 @@ def default_block_list(k: int = 60) -> list[str]:
     trained on its authors' labelled toxic comments), less NEVER_BAN and non-words; [] when the package is
     not installed (`pip install -e '.[safety]'`)."""
     try:
-        from pathlib import Path
-
-        import joblib
-        import numpy as np
-        import profanity_check
+        import joblib  # here: optional, with alt-profanity-check (`pip install -e '.[safety]'`)
+        import profanity_check  # here: optional (the [safety] extra); without it there is no default list
     except ImportError:
         return []
     data = Path(profanity_check.__file__).parent / "data"
@@ -154,6 +164,9 @@ class SafeReply:
     reasons: list[str] = field(default_factory=list)
 
 
+# how a moderated reply, and each continuation `gptsuite safety --eval` measures, is decoded: sampled, as a chat
+# reply is, and reproducible (the length is the caller's)
+SAFE_DECODING = GenerationConfig(temperature=0.7, top_p=0.9, seed=0, truncate_prompt=True)
 REFUSAL = "I can't help with that: the request was flagged ({reason})."
 MASK = "[removed: {reason}]"
 
@@ -163,8 +176,6 @@ class SafeGenerator:
     token sequences; `moderator` checks the prompt and each output sentence (None: no moderation)."""
 
     def __init__(self, model, tokenizer, moderator: Moderator | None = None, block_words=()):
-        from backbone.generate import banned_sequences
-
         self.model, self.tokenizer, self.moderator = model, tokenizer, moderator
         self.block_words = list(block_words)
         self.banned = banned_sequences(tokenizer, self.block_words)
@@ -195,13 +206,18 @@ class SafeGenerator:
     def respond(self, user_text: str, config=None, prompt: str | None = None) -> SafeReply:
         """Moderate what the person wrote (`user_text`), then generate from `prompt` (the same text put in a
         chat template, say; default: user_text itself) and moderate the reply."""
-        from backbone.generate import GenerationConfig, generate_text
-
         verdict = self.check_prompt(user_text)
         if verdict.flagged:
             return SafeReply(REFUSAL.format(reason=verdict.reason), refused=True, reasons=[verdict.reason])
         cfg = (config or GenerationConfig()).replace(banned=self.banned + (config.banned if config else ()))
         return self.clean(generate_text(self.model, self.tokenizer, prompt or user_text, cfg)[0])
+
+    def reply(self, user_text: str, max_new_tokens: int) -> SafeReply:
+        """A chat reply to what the person wrote (respond: the text put in the chat template), decoded with
+        SAFE_DECODING, at most max_new_tokens and half the context (the prompt keeps the other half)."""
+        n = max(1, min(max_new_tokens, self.model.config.block_size // 2))
+        return self.respond(user_text, SAFE_DECODING.replace(max_new_tokens=n),
+                            prompt=as_user_turn(self.tokenizer, user_text))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -222,10 +238,6 @@ def split_sentences(text: str) -> list[str]:
 def filter_scores(moderator: Moderator, texts: list[str], labels: list[int]) -> dict:
     """Precision, recall and F1 of the moderator's flags against labels (1 = toxic), each with a 95%
     bootstrap interval over the texts."""
-    import numpy as np
-
-    from tasks.confidence import bootstrap_interval, f1_from_counts, precision_from_counts, recall_from_counts
-
     flags = [v.flagged for v in moderator.check(texts)]
     stats = np.array([(f and y == 1, f and y == 0, (not f) and y == 1) for f, y in zip(flags, labels)], dtype=float)
     sums = stats.sum(0)
@@ -241,8 +253,6 @@ def filter_scores(moderator: Moderator, texts: list[str], labels: list[int]) -> 
 def blocked_share(generator: SafeGenerator, prompts: list[str], config) -> dict:
     """Continue each prompt (the prompt itself not moderated: the question is what the model adds) and
     report the share of continuations with a masked sentence, and the share that would be flagged whole."""
-    from backbone.generate import generate_text
-
     cfg = config.replace(banned=generator.banned + config.banned)
     texts = generate_text(generator.model, generator.tokenizer, prompts, cfg)
     replies = [generator.clean(t) for t in texts]
@@ -250,3 +260,68 @@ def blocked_share(generator: SafeGenerator, prompts: list[str], config) -> dict:
     return {"prompts": len(prompts), "masked_share": 100 * sum(r.masked > 0 for r in replies) / len(prompts),
             "flagged_share": 100 * sum(v.flagged for v in flagged) / len(prompts),
             "example": texts[0][:200]}
+
+
+# --------------------------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------------------------
+def load_safe_generator(backbone: str, quantize: str, task_dir: str, words: list[str], threshold: float):
+    """(the SafeGenerator `gptsuite safety` runs, the toxicity task or None): the backbone in folder `backbone`
+    (quantised as `quantize` says), moderated by the saved toxicity task in `task_dir` ('' for none) and the
+    block-list `words` at `threshold`, the words banned in decoding."""
+    task = load_task(task_dir) if task_dir else None
+    moderator = moderator_of(task, words, threshold)
+    model, tokenizer = load_backbone(backbone, quantize=quantize)
+    return SafeGenerator(model, tokenizer, moderator, words), task
+
+
+def measure_safety(generator: SafeGenerator, task, listed: list[str], threshold: float, prompts: int, out: Path,
+                   about: dict) -> str:
+    """`gptsuite safety --eval`: precision and recall of each filter (the toxicity task, alt-profanity-check
+    when installed, the default block list `listed`, the task with the list) on the toxicity test set, and the
+    share of continuations of `prompts` toxic and neutral test texts that get a sentence masked, without and
+    with the generator's block list, judged by its moderator. safety.json (with `about`) and safety.md under
+    `out`; returns the Markdown tables."""
+    from backbone.data.loaders import load_benchmark  # here: loads `datasets`, which every CLI start would pay
+
+    test = load_benchmark("toxicity")["test"]
+    texts, labels = list(test["text"]), list(test["label"])
+    moderators = {}
+    if task is not None:
+        moderators["toxicity classifier (ours)"] = moderator_of(task, [], threshold)
+    try:
+        moderators["alt-profanity-check"] = ProfanityCheck(threshold)
+    except ImportError as err:
+        print(f"skipping alt-profanity-check: {err}", file=sys.stderr)
+    if listed:
+        moderators[f"block list ({len(listed)} words)"] = WordList(listed)
+    if task is not None and listed:
+        moderators["classifier + block list"] = moderator_of(task, listed, threshold)
+    start = time.perf_counter()
+    filters = {name: filter_scores(m, texts, labels) for name, m in moderators.items()}
+    toxic = [t for t, y in zip(texts, labels) if y == 1][:prompts]
+    neutral = [t for t, y in zip(texts, labels) if y == 0][:prompts]
+    cfg = SAFE_DECODING.replace(max_new_tokens=32)
+    judge = generator.moderator
+    plain = SafeGenerator(generator.model, generator.tokenizer, judge, [])
+    continuations = {f"{kind} prompts, {lst}": blocked_share(gen, texts_of_kind, cfg)
+                     for kind, texts_of_kind in (("toxic", toxic), ("neutral", neutral))
+                     for lst, gen in (("no block list", plain), ("block list", generator))}
+    about = {**about, "threshold": threshold, "block_list_size": len(listed), "machine": machine_line(),
+             "seconds": round(time.perf_counter() - start, 1), "decoding": cfg.describe()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "safety.json").write_text(json.dumps({**about, "filters": filters, "continuations": continuations},
+                                                indent=1))
+    lines = [f"Toxicity test set: {len(texts)} texts ({sum(labels)} toxic). Flagged at score >= {threshold}.",
+             "", "| filter | precision [95% CI] | recall [95% CI] | F1 | flagged |", "|---|---|---|---|---|"]
+    for name, f in filters.items():
+        p, r = f["precision_interval"], f["recall_interval"]
+        lines.append(f"| {name} | {f['precision']:.1f} [{p[0]:.1f}, {p[1]:.1f}] | {f['recall']:.1f} "
+                     f"[{r[0]:.1f}, {r[1]:.1f}] | {f['f1']:.1f} | {f['flagged']} |")
+    lines += ["", f"Continuations (sampled: T {cfg.temperature}, top-p {cfg.top_p}, {cfg.max_new_tokens} new tokens), "
+              f"moderated by {judge.name}:", "",
+              "| prompts | continuations with a masked sentence | flagged whole |", "|---|---|---|"]
+    lines += [f"| {name} ({c['prompts']}) | {c['masked_share']:.1f}% | {c['flagged_share']:.1f}% |"
+              for name, c in continuations.items()]
+    (out / "safety.md").write_text("# Safe output\n\n" + "\n".join(lines) + "\n")
+    return "\n".join(lines)

@@ -22,7 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backbone.generate import GenerationConfig
+from tqdm.auto import tqdm
+
+from backbone.artifact import load_backbone
+from backbone.chat import as_user_turn
+from backbone.generate import GenerationConfig, generate_text
+from tasks.apps.machine import machine_line
+from tasks.apps.quality import describe
 
 # (name, GenerationConfig fields): one knob at a time, the others off (temperature 1 for the filters)
 SETTINGS: list[tuple[str, dict]] = [
@@ -69,8 +75,6 @@ def use_prompts(use: str, tokenizer, n: int) -> list[str]:
         raise ValueError(f"unknown use {use!r}: choose from {', '.join(USES)}")
     prompts = PROMPTS[use][:n]
     if use == "chat":
-        from backbone.chat import as_user_turn
-
         return [as_user_turn(tokenizer, p) for p in prompts]
     if use == "article":
         return [f"# {p}\n\n" for p in prompts]
@@ -84,8 +88,6 @@ def run_sweep(model, tokenizer, judge=None, judge_tokenizer=None, uses=USES, pro
     settings = settings or SETTINGS
     jobs = [(u, name, fields) for u in uses for name, fields in settings]
     if progress:
-        from tqdm.auto import tqdm
-
         jobs = tqdm(jobs, desc="sweep", unit="setting")
     return [measure_setting(model, tokenizer, use_prompts(use, tokenizer, prompts_per_use), name, fields,
                             judge, judge_tokenizer, use, samples, max_new_tokens, seed) for use, name, fields in jobs]
@@ -96,9 +98,6 @@ def measure_setting(model, tokenizer, prompts: list[str], name: str, fields: dic
     """One setting on some prompts: `samples` texts per prompt, measured. Greedy decoding is run once per
     prompt and its text counted `samples` times: its samples are identical, and the diversity figures
     should say so (distinct-n and self-BLEU compare sets of the same size)."""
-    from backbone.generate import generate_text
-    from tasks.apps.quality import describe
-
     greedy = fields.get("temperature", 0) == 0
     stop = ("\ndef ", "\nclass ", "\nif __name__") if use == "code" else ()
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, stop=stop, truncate_prompt=True, **fields)
@@ -111,6 +110,21 @@ def measure_setting(model, tokenizer, prompts: list[str], name: str, fields: dic
     figures = describe(texts, batch, judge or model, judge_tokenizer or tokenizer)
     figures["example"] = texts[0][:300]
     return SweepPoint(use, name, cfg.describe(), figures, round(seconds, 2))
+
+
+def sweep_backbone(backbone: str, judge: str | None, uses, prompts_per_use: int, samples: int,
+                   max_new_tokens: int, quantize: str, out: Path) -> dict:
+    """`gptsuite sweep`: the backbone in folder `backbone` (quantised as `quantize` says) decodes, the `judge`
+    backbone (default: the same one, unquantised) scores; the results are written under `out`
+    (write_results), whose record this returns."""
+    model, tokenizer = load_backbone(backbone, quantize=quantize)
+    judge_model, judge_tokenizer = load_backbone(judge or backbone, quantize="none")
+    points = run_sweep(model, tokenizer, judge_model, judge_tokenizer, uses, prompts_per_use, samples, max_new_tokens)
+    about = {"backbone": backbone, "judge": judge or f"{backbone} itself (fp32)", "quantize": model.quantization,
+             "machine": machine_line(),
+             "note": f"{prompts_per_use} prompts per use, {samples} samples each (greedy: its one text counted "
+                     f"{samples} times), {max_new_tokens} new tokens."}
+    return write_results(points, out, about)
 
 
 def recommend(points: list[SweepPoint]) -> dict[str, str]:
@@ -153,10 +167,10 @@ def write_results(points: list[SweepPoint], out: Path, about: dict) -> dict:
 def plot(points: list[SweepPoint], picks: dict, path: Path) -> None:
     """One panel per use: distinct-2 (x) against judge perplexity (y, log), a point per setting, its size
     the repetition rate, the recommended one ringed."""
-    import matplotlib
+    import matplotlib  # here: heavy, and only a plot needs it; the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
 
     uses = list(dict.fromkeys(p.use for p in points))
     fig, axes = plt.subplots(1, len(uses), figsize=(5 * len(uses), 4.2), squeeze=False)

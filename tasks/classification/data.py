@@ -53,14 +53,3 @@ class TextClassificationData(LabelledData):
         rows = super().examples_per_label(k, label_column or self.label_column)
         return [{"text": r[self.text_column], "label": self.label_index(r[self.label_column])}
                 for r in rows]
-
-
-def score_baselines(dm: TextClassificationData) -> dict:
-    """The majority label and bag-of-words logistic regression, trained on train and scored on test."""
-    from tasks.baselines import bow_logreg, majority
-
-    train, test, n = dm.splits["train"], dm.splits["test"], len(dm.label_names)
-    y_train = [dm.label_index(v) for v in train[dm.label_column]]
-    y_test = [dm.label_index(v) for v in test[dm.label_column]]
-    return {"majority": majority(y_train, y_test, n),
-            "bow-logreg": bow_logreg(train[dm.text_column], y_train, test[dm.text_column], y_test, n)}

@@ -18,6 +18,7 @@ from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, Multi
 
 from tasks.adapters import FrozenLayers
 from tasks.base import LabelledTask
+from tasks.classification.data import encode_texts
 from tasks.confidence import f1_from_counts, label_counts, macro_f1_from_label_counts, micro_f1_without, ratio
 from tasks.heads import LabelWordScorer, Pooling, SequenceHead, pool
 from tasks.outputs import LabelScores
@@ -55,6 +56,11 @@ class SequenceClassifier(LabelledTask):
             raise ValueError(f"head must be 'sequence' or 'prompt', got {head!r}")
         if pooling not in ("last", "mean", "mean+last"):
             raise ValueError(f"pooling must be 'last', 'mean' or 'mean+last', got {pooling!r}")
+        # built by build_head, once the backbone and the label map are known
+        self.head: SequenceHead | None = None  # head="sequence"
+        self.scorer: LabelWordScorer | None = None  # head="prompt"
+        self.loss_weights: torch.Tensor | None = None  # balanced_loss, with a data module attached
+        self.stage_metrics: nn.ModuleDict | None = None  # {stage: {name: metric}}
 
     def build_head(self) -> None:
         h, n = self.hparams, len(self.label_names)
@@ -69,7 +75,7 @@ class SequenceClassifier(LabelledTask):
             if len(words) != n:
                 raise ValueError(f"label_words has {len(words)} entries for {n} labels {self.label_names}")
             self.scorer = LabelWordScorer(h.template, words)
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.attached_datamodule
             if h.few_shot and not h.few_shot_examples and datamodule is not None:
                 h.few_shot_examples = [(r["text"], r["label"]) for r in datamodule.examples_per_label(h.few_shot)]
             self.scorer.examples = [(text, int(label)) for text, label in (h.few_shot_examples or [])]
@@ -110,7 +116,7 @@ class SequenceClassifier(LabelledTask):
     def balanced_weights(self) -> torch.Tensor | None:
         """n / (L x count) per label over the training split (None when no data module is attached, as when
         a saved task is loaded to predict: the weights only matter to training)."""
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = self.attached_datamodule
         if datamodule is None:
             return None
         train = datamodule.splits["train"]
@@ -160,8 +166,6 @@ class SequenceClassifier(LabelledTask):
     # --- use -------------------------------------------------------------------------------------------
     def predict_batch(self, texts: list[str], batch_size: int = 16) -> list[LabelScores]:
         """Label probabilities of each text (softmax over the head's logits or the label-word scores)."""
-        from tasks.classification.data import encode_texts
-
         results = []
         device = next(self.backbone.parameters()).device
         for start in range(0, len(texts), batch_size):

@@ -13,7 +13,7 @@ SPEC = TaskSpec(
     module="tasks.codegen.module.CodeGenerator", data="tasks.codegen.data.CodeData",
     benchmark=HUMANEVAL, split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
     sample='def add(a, b):\n    """Return the sum of a and b."""\n',
-    baselines="tasks.codegen.data.score_baselines",
+    baselines="tasks.codegen.baselines.score_baselines",
     anchors=(
         Anchor("pass@1", "CodeParrot-110M", 3.8, "CodeParrot model card (codeparrot/code-generation-models)",
                benchmark=HUMANEVAL),

@@ -22,6 +22,8 @@ from pathlib import Path
 import datasets
 import torch
 
+from backbone.data.corpus import iter_corpus_documents
+from backbone.data.loaders import load_benchmark
 from tasks.data import load_user_files
 from tasks.generative import GenerativeData
 
@@ -64,8 +66,6 @@ class CodeData(GenerativeData):
 
     def prepare_data(self) -> None:
         if not (self.data_files or {}).get("test"):
-            from backbone.data import load_benchmark
-
             load_benchmark(self.dataset, source=self.source)
 
     def setup(self, stage: str | None = None) -> None:
@@ -77,8 +77,7 @@ class CodeData(GenerativeData):
         """Tokens per chunk: the model's max_length or context (read before the backbone is built), minus
         room for the bos and eos around a chunk."""
         block = json.loads((Path(self.backbone) / "config.json").read_text()).get("block_size", 256)
-        trainer = getattr(self, "trainer", None)
-        module = trainer.lightning_module if trainer is not None else None
+        module = self.trainer.lightning_module if self.trainer is not None else None
         max_length = getattr(getattr(module, "hparams", None), "max_length", None) if module is not None else None
         return min(block, max_length or block) - 2
 
@@ -92,8 +91,6 @@ class CodeData(GenerativeData):
             return {"train": [Path(p).read_text(encoding="utf-8", errors="replace") for p in paths]}
         if not self.corpus_sources or not self.max_train_documents:
             return {}
-        from backbone.data.corpus import iter_corpus_documents
-
         return {"train": list(iter_corpus_documents(self.corpus_sources, max_docs_per_source=self.max_train_documents,
                                                      workers=1))}
 
@@ -103,8 +100,6 @@ class CodeData(GenerativeData):
         if "test" in files:
             parts["test"] = files["test"]
         else:
-            from backbone.data import load_benchmark
-
             bench = load_benchmark(self.dataset, source=self.source)
             parts["test"] = bench["test"] if "test" in bench else next(iter(bench.values()))
         if self._stage in (None, "fit", "validate"):  # test only needs the problems
@@ -131,10 +126,3 @@ class CodeData(GenerativeData):
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.full_like(ids, -100),
                     "rows": rows}
         return super().collate(rows)
-
-
-def score_baselines(dm: CodeData) -> dict:
-    """The prompt alone (a function without a body) run against each problem's tests."""
-    from tasks.codegen.module import prompt_only_pass_at_1
-
-    return {"prompt-only": {"pass@1": prompt_only_pass_at_1(dm.splits["test"])}}

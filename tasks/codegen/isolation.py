@@ -7,8 +7,12 @@ sandboxed child.
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
+import platform
 import re
+import resource
 import signal
 import struct
 import sys
@@ -24,7 +28,6 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 
 
 
 def _libc():
-    import ctypes
 
     return ctypes, ctypes.CDLL(None, use_errno=True)
 
@@ -209,7 +212,6 @@ def seccomp_program() -> bytes:
 
 def no_user_namespaces() -> list[str]:
     """Install seccomp_program() on this process (and everything it starts)."""
-    import platform
 
     if platform.machine() != "x86_64":
         return []
@@ -230,8 +232,6 @@ def no_user_namespaces() -> list[str]:
 def limits_and_uid(config: dict, jailed: bool) -> list[str]:
     """rlimits and the drop to the private uid (only where the interpreter stays readable: in the new root,
     or on a host where it is not under a folder closed to others); the defences that took effect."""
-    import math
-    import resource
 
     done = []
     cpu = math.ceil(config["timeout"]) + 1

@@ -37,10 +37,19 @@ Three roles:
 
 from __future__ import annotations
 
+import builtins
 import json
+import keyword
 import os
+import posix
+import resource
+import shutil
+import signal
+import socket
 import struct
+import subprocess
 import sys
+import traceback
 
 if __package__:  # imported as tasks.codegen.jail
     from tasks.codegen import isolation
@@ -163,7 +172,6 @@ def run_program(code, guard: bool) -> None:
     in this process. A program can still choose to end early with status 0 (an exit function of its own, or
     this frame's, reached from a signal handler's frame): a plain run cannot tell that from its end, and
     check_program can."""
-    import signal
 
     exit_now, block = os._exit, signal.pthread_sigmask  # kept before the guard and the program replace them
     everything = signal.valid_signals()
@@ -245,7 +253,6 @@ class SolutionFunction:
             raise RuntimeError(f"the solution's process ended during a call to {self.name}")
         if "raised" in reply:
             kind, message = reply["raised"]
-            import builtins
 
             builtin = getattr(builtins, kind, None)  # the call's exception, as a builtin type where it is one,
             # except those that steer control flow (a StopIteration ends the tests' map() or all() early)
@@ -263,8 +270,6 @@ def solution_names_to_call(names, entry_point: str, tests, prompt_namespace: dic
     """The solution's functions the tests may call: the entry point, and the names the tests use that
     neither the prompt nor Python itself defines. Never a builtin (a solution's `abs` or `isinstance`
     standing in for Python's could answer the tests' own checks) and never a dunder."""
-    import builtins
-    import keyword
 
     used, stack = set(), [tests]
     while stack:  # the names of the tests' code and of every function and class body inside it
@@ -300,7 +305,6 @@ def test(prompt: str, tests: str, entry_point: str, token: str, report_fd: int, 
     except BaseException as e:  # noqa: BLE001 - a failed assertion, a call that raised, anything
         # one JSON line (ASCII, control characters escaped): the parent reads fields, never free text
         os.write(report_fd, json.dumps(["raised", type(e).__name__, str(e)[:300]]).encode() + b"\n")
-        import traceback
 
         traceback.print_exc()
         sys.stderr.flush()
@@ -350,11 +354,6 @@ def close_routes(guard: bool) -> None:
 def reliability_guard() -> None:
     """Disable destructive functions, after HumanEval's guard. A speed bump only: the real defences are the
     process boundary, rlimits, namespaces, the private uid and the cleanup in the parent."""
-    import builtins
-    import posix
-    import shutil as shutil_module
-    import socket
-    import subprocess as subprocess_module
 
     builtins.exit = builtins.quit = None
     os.environ.clear()
@@ -368,8 +367,8 @@ def reliability_guard() -> None:
             if hasattr(module, name):
                 setattr(module, name, None)
     for name in ("rmtree", "move", "chown"):
-        setattr(shutil_module, name, None)
-    subprocess_module.Popen = subprocess_module.run = subprocess_module.call = None
+        setattr(shutil, name, None)
+    subprocess.Popen = subprocess.run = subprocess.call = None
     socket.socket = socket.create_connection = socket.socketpair = None
     for name in ("ipdb", "joblib", "resource", "psutil", "tkinter", "ctypes", "multiprocessing"):
         sys.modules[name] = None
@@ -396,7 +395,6 @@ def main(config: dict) -> None:
             if "userns" in active:
                 active += isolation.namespaces()
         if "pidns" in active:
-            import resource
 
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             pid = os.fork()

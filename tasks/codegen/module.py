@@ -77,8 +77,9 @@ class PassAtK(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, n: int, c: int, greedy: int) -> None:
-        for name, value in (("n", n), ("c", c), ("greedy", greedy)):
-            getattr(self, name).append(torch.tensor([value], dtype=torch.long))
+        self.n.append(torch.tensor([n], dtype=torch.long))
+        self.c.append(torch.tensor([c], dtype=torch.long))
+        self.greedy.append(torch.tensor([greedy], dtype=torch.long))
 
     def compute(self) -> dict[str, float]:
         cat = lambda xs: torch.cat(xs) if isinstance(xs, list) else xs  # noqa: E731
@@ -136,7 +137,9 @@ class CodeGenerator(GenerativeTask):
         if show_tests < 0:
             raise ValueError(f"show_tests must be >= 0, got {show_tests}")
         self.hparams.ks = list(ks or [1, 10])
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # the test problems not scored, and why (the test report lists them)
+        self._problem_index = 0  # the next test problem's index in the test epoch (its samples' seed)
+        self.stage_metrics: nn.ModuleDict | None = None  # {"test": PassAtK}, built by build_head
 
     def build_head(self) -> None:
         self.stage_metrics = nn.ModuleDict({"test": PassAtK(tuple(self.hparams.ks))})

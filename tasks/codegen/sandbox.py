@@ -24,6 +24,7 @@ returns) lives in the tests' process, which never runs model code.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -34,6 +35,8 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
 
 from tasks.codegen.cleanup import kill_everything, lease_uid, make_cgroups, release_uid, remove_cgroup, remove_tree
 
@@ -147,7 +150,6 @@ def run_many(programs: Iterable[str | Mapping], workers: int | None = None, prog
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(one, items)
         if progress:
-            from tqdm.auto import tqdm
             results = tqdm(results, total=len(items), desc="sandbox", unit="program")
         return list(results)
 
@@ -429,7 +431,6 @@ def _classify(role: str, code: int | None, timed_out: bool, token: str, report: 
 def _unreadable(line: str) -> str:
     """The jail's reason a program did not compile, from its report line ["unreadable", reason] (written before
     any of the program ran)."""
-    import json
 
     try:
         return printable(str(json.loads(line)[1]))
@@ -439,7 +440,6 @@ def _unreadable(line: str) -> str:
 
 def _raised(line: str) -> str:
     """"raised Type: message" from the tests' JSON report line ["raised", type, message]."""
-    import json
 
     try:
         _, kind, message = json.loads(line)

@@ -13,13 +13,10 @@ No registry package carries a relation-extraction set, so the sentences were lab
 these relations into a graph.
 """
 
-from tasks.spec import TaskSpec
+from tasks.classification import text_classification_spec
 
-SPEC = TaskSpec(
-    name="relations", title="Relation extraction",
-    module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
-    benchmark="BBC News relations (hand-labelled, declared)", split="test", metrics=("micro_f1", "accuracy"),
+SPEC = text_classification_spec(
+    name="relations", title="Relation extraction", benchmark="BBC News relations (hand-labelled, declared)",
+    metrics=("micro_f1", "accuracy"), baselines="tasks.kg.baselines.score_baselines",
     sample="Arsenal striker Thierry Henry scored twice.\nThierry Henry (PER) -> Arsenal (ORG)",
-    baselines="tasks.kg.baselines.score_baselines",
-    anchors=(),
 )

@@ -2,7 +2,7 @@
 the sentences of a document.
 
     graph = build_graph(text, load_task("artifacts/tasks/ner"), load_task("artifacts/tasks/relations"))
-    graph.write_jsonl("graph.jsonl"); graph.write_graphml("graph.graphml"); graph.draw("graph.png")
+    graph.export(Path("graph"))    # graph.jsonl, graph.graphml and graph.png
 
 Per sentence: NER finds PER / ORG / LOC entities; every ordered pair whose types some relation joins is
 classified (tasks.kg); a relation other than "none" with probability >= min_score becomes a triple, its
@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from backbone.data.parsers import CANDIDATE_PAIRS, relation_pair_text, sentences_of
+from tasks.artifact import load_task
 
 ENTITY_TYPES = ("PER", "ORG", "LOC")
 
@@ -43,7 +45,7 @@ class Graph:
                                    ensure_ascii=False) + "\n")
 
     def to_networkx(self):
-        import networkx as nx
+        import networkx as nx  # here: optional (torch brings it), and only the GraphML and the drawing need it
 
         g = nx.MultiDiGraph()
         for name, kind in self.nodes.items():
@@ -53,17 +55,17 @@ class Graph:
         return g
 
     def write_graphml(self, path) -> None:
-        import networkx as nx
+        import networkx as nx  # here: optional (torch brings it), and only the GraphML and the drawing need it
 
         nx.write_graphml(self.to_networkx(), path)
 
     def draw(self, path, title: str = "") -> None:
         """Nodes coloured by type, each edge labelled with its relation."""
-        import matplotlib
+        import matplotlib  # here: heavy, and only a plot needs it; the Agg backend is chosen before pyplot loads
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import networkx as nx
+        import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
+        import networkx as nx  # here: optional (torch brings it), and only the GraphML and the drawing need it
 
         g = self.to_networkx()
         fig, ax = plt.subplots(figsize=(8, 6))
@@ -86,6 +88,13 @@ class Graph:
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
+
+    def export(self, folder: Path) -> None:
+        """graph.jsonl, graph.graphml and graph.png in `folder` (made when missing)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.write_jsonl(folder / "graph.jsonl")
+        self.write_graphml(folder / "graph.graphml")
+        self.draw(folder / "graph.png")
 
 
 def canonical_names(mentions: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -168,3 +177,16 @@ def end_to_end_scores(ner, relations, records: list[dict], min_score: float = 0.
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
     return {"sentences": len(records), "gold": tp + fn, "predicted": tp + fp, "precision": 100 * precision,
             "recall": 100 * recall, "f1": 100 * f1}
+
+
+def evaluate_saved_tasks(ner_dir: str, relations_dir: str, min_score: float, out: Path) -> dict:
+    """`gptsuite kg --eval`: end_to_end_scores of the saved NER and relation tasks in these folders on the
+    labelled test sentences, with the folders and min_score, also written to out/kg_eval.json."""
+    from backbone.data.loaders import relation_sentences  # here: loads `datasets`, which every CLI start would pay
+
+    ner, relations = load_task(ner_dir), load_task(relations_dir)
+    scores = end_to_end_scores(ner, relations, relation_sentences()["test"], min_score)
+    scores.update(ner=ner_dir, relations=relations_dir, min_score=min_score)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kg_eval.json").write_text(json.dumps(scores, indent=1))
+    return scores

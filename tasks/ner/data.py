@@ -71,13 +71,3 @@ class TokenTaggingData(LabelledData):
         word_tags = [[self.label_index(t) for t in row[self.tags_column]] for row in rows]
         return {"input_ids": input_ids, "attention_mask": mask, "word_end": ends, "word_tags": word_tags,
                 "words": sentences}
-
-
-def score_baselines(dm: TokenTaggingData) -> dict:
-    """Each word's most frequent training tag."""
-    from tasks.baselines import most_frequent_tag
-
-    train, test = dm.splits["train"], dm.splits["test"]
-    tags = lambda rows: [[dm.label_index(t) for t in row] for row in rows[dm.tags_column]]  # noqa: E731
-    return {"most-frequent-tag": most_frequent_tag(train[dm.tokens_column], tags(train), test[dm.tokens_column],
-                                                   tags(test), dm.label_names)}

@@ -86,10 +86,16 @@ class TokenClassifier(LabelledTask):
     def __init__(self, head_dropout: float = 0.1, bidirectional: Literal["none", "bilstm", "transformer"] = "none",
                  bidirectional_hidden: int = 256, crf: bool = False, **kwargs):
         super().__init__(**kwargs)
+        # built by build_head, once the backbone and the label map are known
+        self.bidirectional: BidirectionalLayer | None = None
+        self.classifier: nn.Linear | None = None
+        self.crf: CRF | None = None  # crf=True
+        self.stage_metrics: nn.ModuleDict | None = None  # {stage: EntityF1}
 
     def build_head(self) -> None:
         h = self.hparams
-        self.bidirectional = BidirectionalLayer(h.bidirectional, self.backbone.config.n_embd, h.bidirectional_hidden, h.head_dropout)
+        self.bidirectional = BidirectionalLayer(h.bidirectional, self.backbone.config.n_embd, h.bidirectional_hidden,
+                                                h.head_dropout)
         self.classifier = nn.Linear(self.bidirectional.out_dim, len(self.label_names))
         self.crf = CRF(len(self.label_names)) if h.crf else None
         self.stage_metrics = nn.ModuleDict({s: EntityF1(self.label_names) for s in ("val", "test")})

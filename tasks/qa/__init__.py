@@ -5,11 +5,12 @@ from tasks.spec import Anchor, TaskSpec
 
 SPEC = TaskSpec(
     name="qa", title="Question answering",
-    module="tasks.qa.module.QuestionAnswering", data="tasks.qa.data.QAData",
+    module="tasks.qa.task.QATask", data="tasks.qa.data.QAData",
+    variants=("tasks.qa.span.SpanQA", "tasks.qa.generative.GenerativeQA"),  # model.class_path chooses one
     benchmark="SQuAD v1.1", split="dev", metrics=("f1", "exact_match"), fraction=False,
     sample=Question("Where is the Eiffel Tower?",
                     "The Eiffel Tower is a wrought-iron lattice tower in Paris, France. It was completed in 1889."),
-    baselines="tasks.qa.data.score_baselines",
+    baselines="tasks.qa.baselines.score_baselines",
     anchors=(
         Anchor("exact_match", "BERT-base", 80.8, "Devlin et al. 2019, Table 2 (dev)"),
         Anchor("f1", "BERT-base", 88.5, "Devlin et al. 2019, Table 2 (dev)"),

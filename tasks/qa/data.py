@@ -400,15 +400,3 @@ class QAData(TaskData):
     def collate(self, rows: list[dict]) -> dict:
         module = self.trainer.lightning_module
         return {**module.featurize(rows, self.tokenizer, self.max_tokens), "rows": rows}
-
-
-def score_baselines(dm: QAData) -> dict:
-    """The sliding window: the span whose surroundings share most words with the question."""
-    from tasks.baselines import sliding_window
-    from tasks.qa.metrics import SquadScore
-
-    test, _ = question_rows(list(iter_rows(dm.splits["test"])))  # SQuAD's dev set (QAData scores it as `test`)
-    metric = SquadScore()  # scored as the task scores them: the gold texts that are not empty
-    metric.update([sliding_window(r["question"], r["context"]) for r in test],
-                  [[t for t, _ in gold_answers(r["answers"]) if isinstance(t, str) and t.strip()] for r in test])
-    return {"sliding-window": {k: float(v) for k, v in metric.compute().items()}}

@@ -9,13 +9,9 @@ The same model and data module as classification (a sequence head or the prompt 
 text); only the dataset, the label words and the template differ, in the YAML.
 """
 
-from tasks.spec import TaskSpec
+from tasks.classification import text_classification_spec
 
-SPEC = TaskSpec(
-    name="sentiment", title="Sentiment",
-    module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
-    benchmark="MR sentences, VADER crowd-rated labels", split="test", metrics=("accuracy", "f1"),
-    sample="a wonderful, moving film with great acting",
-    baselines="tasks.classification.data.score_baselines",
-    anchors=(),
+SPEC = text_classification_spec(
+    name="sentiment", title="Sentiment", benchmark="MR sentences, VADER crowd-rated labels",
+    metrics=("accuracy", "f1"), sample="a wonderful, moving film with great acting",
 )

@@ -8,13 +8,10 @@ lengths (backbone.data.loaders.toxicity_records). alt-profanity-check, a maintai
 same test texts as a baseline.
 """
 
-from tasks.spec import TaskSpec
+from tasks.classification import text_classification_spec
 
-SPEC = TaskSpec(
-    name="toxicity", title="Toxicity",
-    module="tasks.classification.module.SequenceClassifier", data="tasks.classification.data.TextClassificationData",
-    benchmark="RealToxicityPrompts toxic + neutral texts (substitute)", split="test", metrics=("f1", "accuracy"),
+SPEC = text_classification_spec(
+    name="toxicity", title="Toxicity", benchmark="RealToxicityPrompts toxic + neutral texts (substitute)",
+    metrics=("f1", "accuracy"), baselines="tasks.toxicity.baselines.score_baselines",
     sample="You are a wonderful person and I enjoyed our talk.",
-    baselines="tasks.toxicity.baselines.score_baselines",
-    anchors=(),
 )

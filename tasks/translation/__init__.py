@@ -9,5 +9,5 @@ SPEC = TaskSpec(
     module="tasks.translation.module.Translator", data="tasks.translation.data.TranslationData",
     benchmark="Bible en-es (KJV / RV1909)", split="test books", metrics=("bleu", "chrf"), fraction=False,
     sample="The house is small.",
-    baselines="tasks.translation.data.score_baselines",
+    baselines="tasks.translation.baselines.score_baselines",
 )

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datasets
 
+from backbone.data.loaders import BENCHMARKS
 from tasks.generative import GenerativeData
+from tasks.translation.lattice import Lexicon
 
 LANGUAGES = {"en": "English", "es": "Spanish", "de": "German", "fr": "French", "cs": "Czech", "ro": "Romanian",
              "ru": "Russian", "fi": "Finnish", "tr": "Turkish", "it": "Italian", "pt": "Portuguese"}
@@ -51,11 +53,9 @@ class TranslationData(GenerativeData):
         self.target_key = target_column or self.target_lang
         self.hub_config = hub_config
         self.all_train: datasets.Dataset | None = None  # the whole training split, once set up
-        self._lexicon = None
+        self._lexicon: Lexicon | None = None
 
     def load(self) -> datasets.DatasetDict:
-        from backbone.data.loaders import BENCHMARKS
-
         if self.data_files or self.source != "hub" or self.dataset in BENCHMARKS:
             return super().load()
         pair = sorted({self.source_lang, self.target_lang}, key=lambda c: (c == "en", c))
@@ -79,11 +79,9 @@ class TranslationData(GenerativeData):
         self.all_train = train  # validation carved out of train: its pairs must not be retrieved for it
         return train, validation
 
-    def lexicon(self):
+    def lexicon(self) -> Lexicon:
         """The Dice lexicon of the whole training split, built once (about 15 s for the Bible's 28k pairs):
         the dictionary baselines and the translator's word lattice read the same one."""
-        from tasks.translation.lattice import Lexicon
-
         if self._lexicon is None:
             pool = self.all_train if self.all_train is not None else self.splits["train"]
             self._lexicon = Lexicon(list(pool[self.source_key]), list(pool[self.target_key]))
@@ -103,24 +101,3 @@ class TranslationData(GenerativeData):
     def collate(self, rows: list[dict]) -> dict:
         pairs = [{"source": r[self.source_key], "target": r[self.target_key]} for r in rows]
         return super().collate(pairs)
-
-
-def score_baselines(dm: TranslationData) -> dict:
-    """The source copied, a word-by-word dictionary (as it is, lower case, and cased: each word in its usual
-    spelling, with the source's punctuation and sentence starts), and a translation memory (the target of the
-    most similar training source, by BM25). Both learn from the whole training split, as the retrieved
-    demonstrations and the lattice's lexicon do, whatever max_train_examples caps fine-tuning to."""
-    from tasks.baselines import copy_source
-    from tasks.translation.lattice import first_choices
-    from tasks.translation.metrics import corpus_scores
-    from tasks.translation.retrieval import translation_memory
-
-    src, tgt = dm.source_key, dm.target_key
-    train, test = dm.splits["train"], dm.splits["test"]
-    pool = dm.all_train if dm.all_train is not None else train  # what the retrieved demonstrations come from
-    refs, sources = list(test[tgt]), list(test[src])
-    lexicon = dm.lexicon()  # the one the lattice reads
-    return {"copy-source": corpus_scores(copy_source(sources), refs),
-            "word-dictionary": corpus_scores([lexicon.word_by_word(s) for s in sources], refs),
-            "word-dictionary, cased": corpus_scores([first_choices(lexicon, s) for s in sources], refs),
-            "translation-memory": corpus_scores(translation_memory(pool[src], pool[tgt], sources), refs)}

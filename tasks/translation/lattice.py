@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tasks.translation.retrieval import words
+from backbone.text import words_without_punctuation
 
 TOKEN = re.compile(r"\w+|[^\w\s]")  # a word, or one punctuation mark
 SENTENCE_END = (".", "?", "!")
@@ -50,7 +50,8 @@ class Lexicon:
     def __init__(self, sources: Sequence[str], targets: Sequence[str], top: int = TOP):
         src_count, tgt_count, pair_count, surface = Counter(), Counter(), Counter(), Counter()
         for s, t in zip(sources, targets):
-            sw, tw = sorted(set(words(s))), sorted(set(words(t)))  # sorted: ties break the same way in every run
+            # sorted: ties break the same way in every run
+            sw, tw = sorted(set(words_without_punctuation(s))), sorted(set(words_without_punctuation(t)))
             src_count.update(sw)
             tgt_count.update(tw)
             pair_count.update((a, b) for a in sw for b in tw)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from backbone.chat import chat_prompt
+from backbone.data.loaders import BENCHMARKS, load_benchmark
 from backbone.generate import GenerationConfig
 from tasks.generative import GenerativeTask
 from tasks.outputs import GeneratedText
@@ -80,11 +81,12 @@ class Translator(GenerativeTask):
         self._pool: tuple[BM25, list[str]] | None = None
         self._lexicon: Lexicon | None = None
         self._retrieved: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+        self.stage_metrics: nn.ModuleDict | None = None  # {stage: TranslationScores}, built by build_head
         if direction is not None:
             parse_direction(direction)
 
     def build_head(self) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = self.attached_datamodule
         data_direction = getattr(datamodule, "direction", None)
         if data_direction and self.hparams.direction and data_direction != self.hparams.direction:
             raise ValueError(f"model.direction {self.hparams.direction!r} and data.direction {data_direction!r} differ")
@@ -103,8 +105,6 @@ class Translator(GenerativeTask):
     def _benchmark_pairs(datamodule) -> bool:
         """The data module reads a gptsuite benchmark with one column per language code: its training pairs
         can be found again from the name alone (a loaded task's demonstrations)."""
-        from backbone.data.loaders import BENCHMARKS
-
         return (datamodule is not None and not getattr(datamodule, "data_files", None)
                 and getattr(datamodule, "dataset", None) in BENCHMARKS
                 and (datamodule.source_key, datamodule.target_key) == (datamodule.source_lang, datamodule.target_lang))
@@ -115,12 +115,10 @@ class Translator(GenerativeTask):
         training split (max_train_examples caps fine-tuning, not retrieval), else the training split of
         `demonstration_data` (a benchmark)."""
         if self._pool is None:
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.attached_datamodule
             if datamodule is not None and getattr(datamodule, "all_train", None) is not None:
                 train, src, tgt = datamodule.all_train, datamodule.source_key, datamodule.target_key
             elif self.hparams.demonstration_data:
-                from backbone.data import load_benchmark
-
                 train = load_benchmark(self.hparams.demonstration_data)["train"]
                 src, tgt = parse_direction(self.hparams.direction or "en-es")
             else:
@@ -132,7 +130,7 @@ class Translator(GenerativeTask):
     def lexicon(self) -> Lexicon:
         """The Dice lexicon of the training pairs (the demonstrations' pool), built once."""
         if self._lexicon is None:
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.attached_datamodule
             if self.lattice.candidates <= TOP and getattr(datamodule, "all_train", None) is not None:
                 self._lexicon = datamodule.lexicon()  # the baselines' lexicon: built once for both
             else:

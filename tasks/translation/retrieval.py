@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-WORD = re.compile(r"\w+")
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+from backbone.text import words_without_punctuation
 
 
 class BM25:
@@ -32,7 +27,7 @@ class BM25:
         if not documents:
             raise ValueError("BM25 needs at least one document")
         self.documents = list(documents)
-        tokenized = [words(d) for d in self.documents]
+        tokenized = [words_without_punctuation(d) for d in self.documents]
         self.lengths = [len(t) for t in tokenized]
         n_docs, avgdl = len(tokenized), max(sum(self.lengths) / len(tokenized), 1e-9)
         self.postings: dict[str, list[tuple[int, float]]] = defaultdict(list)  # word -> (doc, its term weight)
@@ -46,7 +41,7 @@ class BM25:
         """The k best documents, best first (ties: the earlier document); documents equal to `skip_text`
         are left out (a training pair must not be its own demonstration)."""
         scores: Counter = Counter()
-        for word in set(words(query)):
+        for word in set(words_without_punctuation(query)):
             idf = self.idf.get(word)
             if idf is None:
                 continue
