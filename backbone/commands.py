@@ -1,6 +1,6 @@
 """What `gptsuite info` and `gptsuite generate` do, printed to the terminal (their parsers: tasks/cli.py).
 
-    machine_and_presets   this machine (matmul GFLOP/s, the precision auto picks) and the model presets
+    print_machine_and_presets   this machine (matmul GFLOP/s, the precision auto picks) and the model presets
     generate_to_terminal  a backbone's (or a random preset's) continuations, streamed or printed, then the speed
 """
 

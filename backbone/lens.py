@@ -8,9 +8,10 @@ The lens applies the same read-out to every intermediate stream:
 
     logits_k = W_U · ln_f(h_k),   k = 0 (the embeddings) ... n_layer - 1
 
-so layer k's row shows which next token the stream already points at. Early layers mostly echo the input
-token; the prediction forms in the middle and top layers. (The lens is a probe with no training: where a
-layer's basis differs from the output's, it reads nothing useful, which is itself informative.)
+so layer k's row shows which next token the stream already points at. With tied embeddings (SmolLM2's),
+layer 0 reads back the input token itself; the prediction forms in the upper layers. (The lens is a probe with
+no training: where a layer's basis differs from the output's, it reads nothing useful, which is itself
+informative.)
 """
 
 from __future__ import annotations
@@ -44,16 +45,22 @@ class LensGrid:
 
     def table(self) -> str:
         """Layers as rows, positions as columns, each cell the top next token and its probability."""
-        width = max(8, *(len(t) for t in self.tokens))
-        head = "layer " + "".join(f"{t!r:>{width + 2}}" for t in self.tokens)
-        rows = [f"{k:>5} " + "".join(f"{cell[0]!r:>{width - 4}} {p[0]:.2f}" for cell, p in zip(layer, probs))
-                for k, (layer, probs) in enumerate(zip(self.top_tokens, self.top_probs.tolist()))]
-        return "\n".join([head, *rows])
+        cells = [[f"{cell[0]!r} {p[0]:.2f}" for cell, p in zip(layer, probs)]
+                 for layer, probs in zip(self.top_tokens, self.top_probs.tolist())]
+        width = max(len(c) for row in [[repr(t) for t in self.tokens], *cells] for c in row) + 2
+        lines = ["layer" + "".join(f"{t!r:>{width}}" for t in self.tokens)]
+        lines += [f"{k:>5}" + "".join(f"{c:>{width}}" for c in row) for k, row in enumerate(cells)]
+        return "\n".join(lines)
 
 
-def logit_lens(model: GPT, tokenizer, text: str, top: int = 3) -> LensGrid:
-    """The logit lens over `text` (at most the model's block size of tokens)."""
-    ids = tokenizer.encode(text)[: model.config.block_size]
+MAX_TOKENS = 32  # positions read: the grid is (layers, positions, vocabulary) floats, 195 MB for SmolLM2 at 32
+
+
+def logit_lens(model: GPT, tokenizer, text: str, top: int = 3, max_tokens: int = MAX_TOKENS) -> LensGrid:
+    """The logit lens over the first `max_tokens` tokens of `text`."""
+    if max_tokens < 1 or top < 1:
+        raise ValueError(f"max_tokens and top must be at least 1, got {max_tokens} and {top}")
+    ids = tokenizer.encode(text)[: min(max_tokens, model.config.block_size)]
     if not ids:
         raise ValueError("the text encodes to no tokens")
     probs = layer_logits(model, torch.tensor([ids])).softmax(dim=-1)  # (n+1, T, V)

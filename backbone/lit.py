@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics.aggregation import MeanMetric, SumMetric
 
@@ -35,17 +33,8 @@ from backbone.model import GPT
 from backbone.optim import build_optimizer
 from backbone.perf import measure_matmul_flops
 from backbone.perplexity import perplexity, window_nll
-from backbone.pretrain_data import PretrainData
-from backbone.renamed_keys import refuse_renamed_keys
-from backbone.trainer import Trainer, cli_parser_kwargs
 
 MFU_MAX_SPREAD = 1.5  # slowest / fastest matmul run beyond which the measured peak means nothing
-
-# pretraining keys that were renamed (old dotted key -> new): `gptsuite pretrain` refuses the old ones
-RENAMED_KEYS = {"model.config": "model.preset"}
-RENAMED_HINT = ("the shape is a preset of backbone.config.MODEL_PRESETS, e.g. `model.preset: tiny`, with any field "
-                "that differs under `model.overrides`, e.g. `model.overrides: {dropout: 0.1}`")
-
 
 def preset_config(preset: str, overrides: dict[str, Any] | None = None) -> GPTConfig:
     """A preset's GPTConfig with some of its fields replaced (a pretraining YAML's model.preset, model.overrides)."""
@@ -53,11 +42,6 @@ def preset_config(preset: str, overrides: dict[str, Any] | None = None) -> GPTCo
     if unknown:
         raise ValueError(f"model.overrides: unknown GPTConfig fields {unknown}")
     return GPTConfig.from_preset(preset, **(overrides or {}))
-
-
-def preset_block_size(preset: str, overrides: dict[str, Any] | None) -> int:
-    """The context length of model.preset with model.overrides: the data module's windows (a CLI link)."""
-    return preset_config(preset, overrides).block_size
 
 
 class LitGPT(L.LightningModule):
@@ -254,21 +238,3 @@ class LitGPT(L.LightningModule):
         rank_zero_info(f"exported backbone to {out}: " + json.dumps(
             {k: (round(v, 3) if isinstance(v, float) else v) for k, v in metrics.items()}))
         return out
-
-
-class PretrainCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments(("model.preset", "model.overrides"), "data.block_size", compute_fn=preset_block_size)
-
-
-def cli_main(args: list[str] | None = None, run: bool = True) -> PretrainCLI:
-    """`gptsuite pretrain fit|validate|test ...`; args=None reads sys.argv (tests pass a list); run=False only
-    builds the objects (args then hold no subcommand)."""
-    refuse_renamed_keys(sys.argv[1:] if args is None else args, RENAMED_KEYS, RENAMED_HINT)
-    torch.set_float32_matmul_precision("high")
-    return PretrainCLI(
-        LitGPT, PretrainData, trainer_class=Trainer, args=args, run=run, save_config_kwargs={"overwrite": True},
-        parser_kwargs=cli_parser_kwargs(PretrainCLI.subcommands(),
-                                        description="Pretrain a GPT backbone on the offline corpus."),
-    )
-

@@ -324,9 +324,8 @@ class GPT(nn.Module):
         _, weights = self._run(idx, attention_mask, None, None, need_weights=True)
         return weights
 
-    @torch.no_grad()
     def layer_states(self, idx: torch.Tensor, attention_mask: torch.Tensor | None, layers: list[int],
-                     segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+                     segment_ids: torch.Tensor | None = None, grad: bool = False) -> torch.Tensor:
         """Hidden states after chosen blocks, stacked: (B, T, len(layers), C), for frozen-feature heads.
 
         Layer k is the residual stream after k blocks (0: the embeddings); n_layer (or -1) is the final
@@ -338,12 +337,16 @@ class GPT(nn.Module):
         at the positions it would have right after the prefix. Each continuation's states are then exactly
         those of prefix + continuation run alone, while the prefix is computed once for all of them (a
         context read once for all its questions).
+
+        grad: keep the autograd graph (token attribution differentiates the states with respect to the
+        embeddings); by default none is built: frozen features need none, and it would hold every block's
+        activations.
         """
         n = self.config.n_layer
         wanted = [k + n + 1 if k < 0 else k for k in layers]
         if not wanted or any(not 0 <= k <= n for k in wanted):
             raise ValueError(f"layers must be in [-{n + 1}, {n}] for this {n}-layer backbone, got {layers}")
-        with self._autocast(idx):
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()), self._autocast(idx):
             _, _, states = self._run(idx, attention_mask, None, None, need_weights=False, keep=set(wanted),
                                      segment_ids=segment_ids)
         return torch.stack([states[k] for k in wanted], dim=2).float()  # (B, T, nL, C)

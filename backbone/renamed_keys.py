@@ -1,7 +1,7 @@
 """Configuration keys that were renamed: an old key is refused with a message naming the new one, rather than
 jsonargparse's bare "unexpected key" (or, worse, a recipe that silently means something else).
 
-Each LightningCLI passes its own table (old dotted key -> new): the pretraining CLI's is backbone.lit's
+Each LightningCLI passes its own table (old dotted key -> new): the pretraining CLI's is backbone.pretrain_cli's
 RENAMED_KEYS, the tasks' is tasks.renamed_keys.RENAMED. A key under a renamed one (`model.config.n_layer`
 under `model.config`) is refused as that one.
 """

@@ -31,8 +31,8 @@ def requests() -> dict[str, tuple[str, list]]:
     """{endpoint: (api_name, arguments)}: every registered task whose tab reads one text and answers in one
     forward pass (labels, entities), with its demo sample, and two backbone endpoints; generation is clamped
     to a few tokens."""
-    from tasks.outputs import Entities, LabelScores
     from tasks.catalog import TASKS
+    from tasks.outputs import Entities, LabelScores
 
     cheap = [spec for spec in TASKS.values()
              if spec.input_type is str and issubclass(spec.output_type, (LabelScores, Entities))]

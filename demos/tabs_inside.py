@@ -4,6 +4,8 @@ decide). The attention view, the fourth way in, is its own tab (demos.tabs_gener
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from backbone.lens import logit_lens
@@ -22,18 +24,22 @@ from tasks.probe import benchmark_examples, probe_layers, probe_table
 CLASSIFIERS = ("classification", "sentiment", "toxicity", "relations")  # the tasks attribution reads
 
 
+def shown(token: str) -> str:
+    """A token as a Markdown table cell: its repr, with the characters that would end the cell or the code escaped."""
+    return "<code>" + html.escape(repr(token)).replace("|", "&#124;") + "</code>"
+
+
 def lens_markdown(store: ArtifactStore, backbone: str | None, text: str) -> str:
     model, tokenizer = store.backbone(backbone)
     text = check_text(text)
-    grid = logit_lens(model, tokenizer, text, top=1)
-    shown = min(len(grid.tokens), MAX_LENS_TOKENS)
-    header = "| layer | " + " | ".join(f"`{t!r}`" for t in grid.tokens[:shown]) + " |"
+    grid = logit_lens(model, tokenizer, text, top=1, max_tokens=MAX_LENS_TOKENS)
+    header = "| layer | " + " | ".join(shown(t) for t in grid.tokens) + " |"
     rows = [f"| {k}{' (output)' if k == len(grid.top_tokens) - 1 else ''} | "
-            + " | ".join(f"`{cell[0]!r}` {p[0]:.2f}" for cell, p in zip(layer[:shown], probs[:shown])) + " |"
+            + " | ".join(f"{shown(cell[0])} {p[0]:.2f}" for cell, p in zip(layer, probs)) + " |"
             for k, (layer, probs) in enumerate(zip(grid.top_tokens, grid.top_probs.tolist()))]
-    note = (f"Each cell: the most likely next token read from that layer's stream, and its probability. "
-            f"{'' if shown == len(grid.tokens) else f'The first {shown} of {len(grid.tokens)} positions.'}")
-    return "\n".join([note, "", header, "|---" * (shown + 1) + "|", *rows])
+    note = (f"Each cell: the most likely next token read from that layer's stream, and its probability (the first "
+            f"{MAX_LENS_TOKENS} tokens at most; the backbone as this demo loaded it, quantised or not: --quantize).")
+    return "\n".join([note, "", header, "|---" * (len(grid.tokens) + 1) + "|", *rows])
 
 
 def probe_markdown(store: ArtifactStore, backbone: str | None, task: str, train: int, test: int) -> str:
@@ -56,7 +62,7 @@ def attribution_markdown(store: ArtifactStore, task: str, text: str, method: str
         result = attribute(store.task(task), text, method=method, steps=steps)
     except ValueError as err:
         fail(str(err))
-    rows = [f"| `{token!r}` | {score:+.3f} |" for token, score in zip(result.tokens, result.scores)]
+    rows = [f"| {shown(token)} | {score:+.3f} |" for token, score in zip(result.tokens, result.scores)]
     return "\n".join([f"**{result.label}** (p = {result.probability:.3f}); {method.replace('_', ' ')}: each token's "
                       "share of the label's logit (positive: for the label).", "", "| token | attribution |",
                       "|---|---|", *rows])

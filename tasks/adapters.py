@@ -271,24 +271,25 @@ class FrozenLayers(Adapter):
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return [self.mix_logits, self.gamma]
 
-    @torch.no_grad()
     def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
-               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+               segment_ids: torch.Tensor | None = None, grad: bool = False) -> torch.Tensor:
         """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input). Always
-        without dropout: frozen features are the same in every epoch, cached or not."""
+        without dropout: frozen features are the same in every epoch, cached or not. Without a graph, unless
+        `grad` (GPT.layer_states)."""
         if segment_ids is not None and not self.packs_segments:
             raise ValueError("echo cannot read packed sequences (segment_ids)")
         training = backbone.training
         backbone.eval()
         try:
-            return self._states(backbone, idx, attention_mask, segment_ids)
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                return self._states(backbone, idx, attention_mask, segment_ids, grad)
         finally:
             backbone.train(training)
 
     def _states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
-                segment_ids: torch.Tensor | None) -> torch.Tensor:
+                segment_ids: torch.Tensor | None, grad: bool) -> torch.Tensor:
         if not self.echo:
-            return backbone.layer_states(idx, attention_mask, self.layers, segment_ids=segment_ids)
+            return backbone.layer_states(idx, attention_mask, self.layers, segment_ids=segment_ids, grad=grad)
         lengths = attention_mask.long().sum(1)  # (B,)
         B, T = idx.shape
         t = torch.arange(T, device=idx.device)
@@ -297,7 +298,7 @@ class FrozenLayers(Adapter):
         source = torch.where(p < lengths[:, None], p, p - lengths[:, None]).clamp(0, T - 1)
         doubled = idx.gather(1, source)
         mask = (p < 2 * lengths[:, None]).to(attention_mask.dtype)
-        states = backbone.layer_states(doubled, mask, self.layers)  # (B, 2T, nL, C)
+        states = backbone.layer_states(doubled, mask, self.layers, grad=grad)  # (B, 2T, nL, C)
         second = (lengths[:, None] + t[None, :]).clamp(max=2 * T - 1)  # (B, T) the second copy's positions
         return states[torch.arange(B, device=idx.device)[:, None], second]
 

@@ -11,6 +11,9 @@ its scores add up to the change they explain: sum_t a_t ~ F(x) - F(0), closer as
 
 The embeddings are swapped in through a forward hook on the backbone's token embedding, so the same code
 reads every adapter (full fine-tuning, frozen layers, LoRA, prompt tuning) without knowing how it encodes.
+The hook replaces only the lookup of this call's own token ids (another thread predicting with the same
+task, as the demo's do, passes through untouched). Frozen layers build no autograd graph by default; here
+they are asked for one (FrozenLayers.states(grad=True)).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from tasks.adapters import FrozenLayers
 from tasks.classification.data import encode_texts
 from tasks.classification.module import SequenceClassifier
 
@@ -48,6 +52,10 @@ def attribute(task: SequenceClassifier, text: str, label: str | None = None,
                          "toxicity, relations); a prompt-scored classifier rebuilds its input from a template")
     if method not in ("integrated_gradients", "gradient_x_input"):
         raise ValueError(f"method must be 'integrated_gradients' or 'gradient_x_input', got {method!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if isinstance(task.adapter, FrozenLayers) and task.adapter.echo:
+        raise ValueError("attribution reads each token's own embedding; an echo classifier reads every token twice")
     if label is not None and label not in task.label_names:
         raise ValueError(f"label {label!r} is not one of the task's labels {task.label_names}")
     device = next(task.backbone.parameters()).device
@@ -61,12 +69,18 @@ def attribute(task: SequenceClassifier, text: str, label: str | None = None,
     def label_logit(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """F(scale * x) and the embeddings it read, which carry the gradient."""
         scaled = (scale * x).requires_grad_(True)
-        hook = embedding.register_forward_hook(lambda module, args, out: scaled.to(out.dtype))
+        swap = lambda module, args, out: scaled.to(out.dtype) if args[0] is ids else out  # noqa: E731
+        hook = embedding.register_forward_hook(swap)
+        batch = {"input_ids": ids, "attention_mask": mask, "texts": [text]}
         try:
-            logits = task.logits({"input_ids": ids, "attention_mask": mask, "texts": [text]}).float()[0]
+            if isinstance(task.adapter, FrozenLayers):  # unit_states' live path, with the graph kept
+                states = task.adapter.states(task.backbone, ids, mask, grad=True)
+                logits = task.head(task.adapter.mix(task.units(states, batch)[0]))
+            else:
+                logits = task.logits(batch)
         finally:
             hook.remove()
-        return logits, scaled
+        return logits.float()[0], scaled
 
     try:
         with torch.enable_grad():

@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
 from backbone.gguf import import_smollm2
-from backbone.lit import cli_main
 from backbone.precision import AUTO, machine_summary
+from backbone.pretrain_cli import cli_main
 from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
 from tasks.catalog import TASKS, get
 from tasks.evaluation import join_test_scores

@@ -8,10 +8,11 @@
     gptsuite <task> predict --task DIR --input FILE --output FILE a saved task over an unlabelled file
     gptsuite bench --preset quick                                 every task, one table (configs/bench/)
     gptsuite kg | write | sweep | safety | bias | optimize        the applications (tasks/apps/cli.py)
+    gptsuite lens | probe | attribute                             inside the model (tasks/inspect_cli.py)
     gptsuite demo [--host 127.0.0.1] [--port 7860]                the Gradio web demo over artifacts/
 
 Lightning subcommands get the rest of the command line untouched, so every LightningCLI flag works. The
-task subcommands come from the task registry (tasks.catalog); subcommands of layers above this one (the
+task subcommands come from the task catalog (tasks.catalog); subcommands of layers above this one (the
 demo) register themselves through the `gptsuite.commands` entry point group, so nothing here imports them.
 
 Parsing and dispatch only: what a command does lives with what it works on (tasks.task_cli, tasks.predict,
@@ -51,7 +52,7 @@ COMMAND_PLUGINS = "gptsuite.commands"  # entry points: f(subparsers) adds a subc
 def lightning_command(name: str):
     """The LightningCLI entry of a subcommand (f(args)), or None when it is not a Lightning one."""
     if name == "pretrain":
-        from backbone.lit import cli_main  # why: Lightning takes seconds to import; only its commands need it
+        from backbone.pretrain_cli import cli_main  # why: Lightning takes seconds to import; only its commands need it
 
         return cli_main
     if name in TASKS:

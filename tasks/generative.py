@@ -126,7 +126,7 @@ class GenerativeTask(TaskModule):
                  quantize: str = AUTO, **kwargs):
         super().__init__(**kwargs)
         check_generative_adapter(self.adapter)
-        self.decoder = InferenceModelCache(quantize)
+        self.inference_model = InferenceModelCache(quantize)
         self.generation = self.make_config(generation)
         self.hparams.generation = dataclasses.asdict(self.generation)  # JSON-safe in the saved task
 
@@ -159,5 +159,5 @@ class GenerativeTask(TaskModule):
         if not prompts:
             return []
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            return generate_text(self.decoder(self.backbone), self.tokenizer, list(prompts), config or self.generation,
-                                 row_max_new_tokens=row_max_new_tokens)
+            return generate_text(self.inference_model(self.backbone), self.tokenizer, list(prompts),
+                                 config or self.generation, row_max_new_tokens=row_max_new_tokens)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 
 from backbone.artifact import load_backbone
-from backbone.lens import logit_lens
+from backbone.lens import MAX_TOKENS, logit_lens
 from tasks.apps.machine import machine_line
-from tasks.runs import default_out, out_folder, out_help
+from tasks.runs import default_out, out_folder
 
 
 def register_inspect_commands(sub) -> None:
@@ -25,6 +25,7 @@ def register_inspect_commands(sub) -> None:
     lens.add_argument("--backbone", required=True, help="backbone artifact folder")
     lens.add_argument("--text", required=True, help="the text to read")
     lens.add_argument("--top", type=int, default=3, help="next tokens kept per cell (the table shows the first)")
+    lens.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="positions read, from the text's start")
     lens.set_defaults(func=cmd_lens)
 
     probe = sub.add_parser("probe", help="how well each layer's frozen states predict NER tags or sentiment")
@@ -34,7 +35,8 @@ def register_inspect_commands(sub) -> None:
     probe.add_argument("--max-train", type=int, default=2000, help="training rows (a seeded random subset)")
     probe.add_argument("--max-test", type=int, default=None, help="test rows (default: the whole test split)")
     probe.add_argument("--out", default=default_out("probe", "task"),
-                       help=out_help("probe", "benchmarks/probe", "probe.json and probe.md"))
+                       help="where probe.json and probe.md go (default: a fresh runs/probe/<task>-<YYYYmmdd-HHMMSS>/, "
+                            "printed; --out benchmarks/probe/conll-smollm2 updates the committed SmolLM2 reference)")
     probe.set_defaults(func=cmd_probe)
 
     attr = sub.add_parser("attribute", help="which tokens made a classifier decide (gradient x input, "
@@ -49,18 +51,21 @@ def register_inspect_commands(sub) -> None:
     attr.set_defaults(func=cmd_attribute)
 
 
+def check_at_least_one(**values: int | None) -> None:
+    for flag, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+
+
 def cmd_lens(args) -> int:
-    if args.top < 1:
-        raise ValueError("--top must be at least 1")
+    check_at_least_one(top=args.top, max_tokens=args.max_tokens)
     model, tokenizer = load_backbone(args.backbone)
-    print(logit_lens(model.eval(), tokenizer, args.text, args.top).table())
+    print(logit_lens(model.eval(), tokenizer, args.text, args.top, args.max_tokens).table())
     return 0
 
 
 def cmd_probe(args) -> int:
-    for flag, value in (("--max-train", args.max_train), ("--max-test", args.max_test)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be at least 1")
+    check_at_least_one(max_train=args.max_train, max_test=args.max_test)
     # why here: the probe reads the benchmarks through `datasets`, and the task modules import Lightning
     # (seconds each), which every other `gptsuite` command would pay for at start-up
     from tasks.probe import benchmark_examples, probe_layers, write_probe_report
@@ -80,6 +85,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_attribute(args) -> int:
+    check_at_least_one(steps=args.steps)
     from tasks.artifact import load_task  # why here: as cmd_probe's imports (Lightning, through the task modules)
     from tasks.attribution import attribute
 

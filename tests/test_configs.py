@@ -21,7 +21,8 @@ def test_every_config_is_covered():
 
 @pytest.mark.parametrize("path", PRETRAIN, ids=lambda p: p.stem)
 def test_pretrain_config_instantiates(path, monkeypatch, tmp_path):
-    from backbone.lit import LitGPT, cli_main
+    from backbone.lit import LitGPT
+    from backbone.pretrain_cli import cli_main
     from backbone.pretrain_data import PretrainData
 
     cli = cli_main(["--config", str(path), *CPU, "--trainer.callbacks", "null"], run=False)

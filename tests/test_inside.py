@@ -103,7 +103,7 @@ def test_the_lens_and_attribution_commands_print_their_tables(tmp_path, capsys, 
     out = capsys.readouterr().out
     assert out.startswith("negative (p = ") and "gradient x input" in out
     assert main(["lens", "--backbone", str(backbone), "--text", "a", "--top", "0"]) != 0
-    assert "--top must be at least 1" in capsys.readouterr().err
+    assert "--top must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_the_probe_command_writes_its_report(tmp_path, capsys, monkeypatch):
@@ -146,3 +146,24 @@ def test_the_demo_tab_reads_the_lens_the_probe_and_attribution(tmp_path, monkeyp
         tab.attribution_markdown(store, "ner", "x", "gradient_x_input", 8)
     config = build_app(tmp_path).get_config_file()
     assert {"lens", "probe", "attribute"} <= {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
+
+
+def test_attribution_reads_a_frozen_layers_classifier_and_refuses_what_it_cannot(tmp_path):
+    """The frozen-feature classifiers (the table's SmolLM2 rows) build no graph by default: attribution asks
+    for one, and integrated gradients still add up to what they explain."""
+    from tasks.adapters import FrozenLayers
+
+    backbone = str(make_backbone(tmp_path / "nano"))
+    task = SequenceClassifier(backbone=backbone, adapter=FrozenLayers([1, 2]), label_names=["a", "b"],
+                              pooling="mean+last", head_dropout=0.0)
+    task.configure_model()
+    torch.nn.init.normal_(task.head.classifier.weight, std=1.0)
+    result = attribute(task.eval(), "a wonderful moving film", method="integrated_gradients", steps=200)
+    assert sum(result.scores) == pytest.approx(result.logit - result.baseline_logit, rel=0.02, abs=1e-3)
+    assert any(abs(s) > 0 for s in result.scores)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        attribute(task, "a film", steps=0)
+    echo = SequenceClassifier(backbone=backbone, adapter=FrozenLayers([1], echo=True), label_names=["a", "b"])
+    echo.configure_model()
+    with pytest.raises(ValueError, match="echo"):
+        attribute(echo, "a film")

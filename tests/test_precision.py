@@ -100,7 +100,7 @@ def test_trainer_auto_and_explicit_precision(fake_cpu):
 
 
 def test_yaml_auto_and_command_line_override(fake_cpu, tmp_path, monkeypatch):
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     fake_cpu(AVX2_USER)
     config = ROOT / "configs" / "pretrain" / "tiny.yaml"

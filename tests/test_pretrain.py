@@ -53,7 +53,7 @@ def train_losses(run_dir: Path) -> dict[int, float]:
 
 
 def test_fast_dev_run_in_process(tmp_path, monkeypatch):
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     cli_main(nano_args("--trainer.fast_dev_run", "2"))
     model, tokenizer = load_backbone(tmp_path / BACKBONE)
@@ -66,7 +66,7 @@ def test_a_recipe_names_a_preset_with_explicit_overrides_and_old_shape_keys_are_
     follow both. The old key (`model.config`, a repeated shape) is refused, in a file or on the command line,
     with a message naming the new one."""
     from backbone.config import GPTConfig
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
     from backbone.renamed_keys import RenamedKeyError
 
     quiet = ["--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.callbacks", "null"]
@@ -85,7 +85,7 @@ def test_a_recipe_names_a_preset_with_explicit_overrides_and_old_shape_keys_are_
 def interrupted_and_reference_losses(tmp_path, monkeypatch, max_steps: int, val_every: int, interrupt) -> tuple:
     """Train losses by step of an uninterrupted nano run (in tmp_path/a) and of one interrupted by
     `interrupt(args)` then resumed from last.ckpt (in tmp_path/b), both in process."""
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     common = ["--trainer.max_steps", str(max_steps), "--trainer.log_every_n_steps", "1",
               "--trainer.val_check_interval", str(val_every), "--trainer.precision", "32-true"]
@@ -103,7 +103,7 @@ def interrupted_and_reference_losses(tmp_path, monkeypatch, max_steps: int, val_
 def test_crash_then_resume_in_process_matches_uninterrupted_run(tmp_path, monkeypatch):
     """The fast twin of the SIGKILL test below: an exception at step 11 (after the step-10 checkpoint), then
     a resume from last.ckpt recomputes steps 10-15 exactly as an uninterrupted run did them."""
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     def crash(common):
         with pytest.raises(RuntimeError, match="crash at step 11"):
@@ -120,7 +120,7 @@ def test_early_stop_then_resume_trains_on_the_windows_an_uninterrupted_run_would
     """A run stopped early and cleanly (as a time budget stops it) and then resumed: Lightning starts a new
     epoch after the restored step, and that epoch must continue with the next unseen windows, not replay
     the resumed epoch's (which an offset fixed when the loader was built did)."""
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     def stop(common):
         cli_main(nano_args(*common, "--trainer.callbacks+=tests.helpers.StopAtStep", "--trainer.callbacks.step=5"))
@@ -132,7 +132,7 @@ def test_early_stop_then_resume_trains_on_the_windows_an_uninterrupted_run_would
 
 def test_epoch_mode_trains_every_epoch(tmp_path):
     """max_steps -1, max_epochs 2: both epochs see the whole corpus (the second is not empty)."""
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     cli = cli_main(nano_args("--trainer.max_steps", "-1", "--trainer.max_epochs", "2", "--trainer.precision", "32-true",
                              "--trainer.val_check_interval", "1.0", "--trainer.check_val_every_n_epoch", "1"))
@@ -207,7 +207,7 @@ def test_continued_pretraining_starts_from_a_backbones_weights(tmp_path, monkeyp
     import json
 
     from backbone.artifact import ArtifactError
-    from backbone.lit import cli_main
+    from backbone.pretrain_cli import cli_main
 
     monkeypatch.chdir(tmp_path)
     cli_main(nano_args("--trainer.max_steps", "4"))

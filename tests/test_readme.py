@@ -115,7 +115,7 @@ def test_readme_command_parses(argv, capsys):
             return
         # LightningCLI: --print_config prints the parsed config and exits 0 before anything is instantiated
         if name == "pretrain":
-            from backbone.lit import cli_main as run
+            from backbone.pretrain_cli import cli_main as run
         else:
             from tasks.task_cli import run_cli
 

@@ -3,8 +3,8 @@
 A page's ```python blocks run in order in one namespace, as a reader runs them in one Python session from
 the repository's root. Blocks fenced ```python slow (SmolLM2, real data) run only in the slow set, after the
 page's other blocks. The working directory is a folder shared by the pages of one test session (the nano
-backbone the first page pretrains is made once), with the repository's configs/, docs/ and README.md linked
-in (configs/, docs/, benchmarks/, README.md), and its artifacts/ for the slow blocks.
+backbone the first page pretrains is made once), with the repository's configs/, docs/, benchmarks/ and
+README.md linked in, and its artifacts/ for the slow blocks.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from backbone.model import sinusoidal_table
 from backbone.optim import warmup_cosine
 
 PROMPT = "The capital of France is"
+OPEN_PROMPT = "My favourite food is"  # many good continuations: the filters have something to cut
 
 
 def save(fig, path: Path, dpi: int) -> Path:
@@ -64,7 +65,7 @@ def lr_schedule(out: Path, dpi: int = 120) -> Path:
 
 
 def sampling(out: Path, model, tokenizer, dpi: int = 120, shown: int = 20) -> Path:
-    scores = model.lm_logits(model(torch.tensor([tokenizer.encode(PROMPT)])))[:, -1].float().detach()
+    scores = model.lm_logits(model(torch.tensor([tokenizer.encode(OPEN_PROMPT)])))[:, -1].float().detach()
     order = scores[0].argsort(descending=True)[:shown]
     panels = [("logits as they are", scores), ("temperature 0.7", scores / 0.7), ("top-k 5", filter_top_k(scores, 5)),
               ("top-p 0.8", filter_top_p(scores, 0.8)), ("min-p 0.2", filter_min_p(scores, 0.2))]
@@ -74,7 +75,7 @@ def sampling(out: Path, model, tokenizer, dpi: int = 120, shown: int = 20) -> Pa
         ax.bar(range(shown), filtered.softmax(-1)[0, order])
         ax.set_xticks(range(shown), labels, rotation=90, fontsize=6)
         ax.set_title(title, fontsize=9)
-    axes[0].set_ylabel(f"p(next token | {PROMPT!r})", fontsize=8)
+    axes[0].set_ylabel(f"p(next token | {OPEN_PROMPT!r})", fontsize=8)
     return save(fig, out / "sampling.png", dpi)
 
 
@@ -82,7 +83,7 @@ def lens_grid(out: Path, model, tokenizer, dpi: int = 120) -> Path:
     grid = logit_lens(model, tokenizer, PROMPT, top=1)
     probs = grid.top_probs[..., 0]  # (layers, T)
     fig, ax = plt.subplots(figsize=(1.3 * len(grid.tokens) + 1, 0.28 * len(probs) + 1))
-    ax.imshow(probs, aspect="auto", cmap="Greens", vmin=0, vmax=1, origin="lower")
+    ax.imshow(probs, aspect="auto", cmap="Greens", vmin=0, vmax=1.6, origin="lower")  # light enough to read
     for k, layer in enumerate(grid.top_tokens):
         for t, cell in enumerate(layer):
             ax.text(t, k, repr(cell[0])[1:-1][:10], ha="center", va="center", fontsize=6)

@@ -294,7 +294,7 @@ class QAData(TaskData):
     rows (so a batch of `batch_size` questions may hold more windows), plus the rows themselves.
 
     group_by_context: rows become paragraphs {context, questions: [...]}, so the context-first layout
-    (QuestionAnswering(layout="context-first")) reads each context once for all its questions; `batch_size`
+    (SpanQA with an AttentionFlowHead, tasks.qa.span) reads each context once for all its questions; `batch_size`
     then counts paragraphs, and `max_train_examples` still counts questions (whole paragraphs are taken).
     Evaluation subsets are the same seeded question samples as without grouping (few share a context).
     """

@@ -59,7 +59,7 @@ class GenerativeQA(QATask):
             raise ValueError(f"few_shot must be >= 0, got {few_shot}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.decoder = InferenceModelCache(quantize)
+        self.inference_model = InferenceModelCache(quantize)
 
     def build_head(self) -> None:
         """No new parameters: the language-model head of the backbone answers."""
@@ -130,7 +130,7 @@ class GenerativeQA(QATask):
         prompts = [fill_prompt(template, r["question"], c) for r, c in zip(rows, shown)]
         spans = CopySpans(self.tokenizer, shown) if h.extractive else None  # copied from what the model read
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            texts = generate_text(self.decoder(self.backbone), self.tokenizer, prompts, self.answer_generation,
+            texts = generate_text(self.inference_model(self.backbone), self.tokenizer, prompts, self.answer_generation,
                                   allow_fn=spans)
         out = []
         for row, text in zip(rows, texts):
