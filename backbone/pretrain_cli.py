@@ -7,12 +7,11 @@ import sys
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LightningCLI
 
 from backbone.lit import LitGPT, preset_config
 from backbone.pretrain_data import PretrainData
 from backbone.renamed_keys import refuse_renamed_keys
-from backbone.trainer import Trainer, cli_parser_kwargs
+from backbone.trainer import CommandLineCLI, Trainer, cli_parser_kwargs
 
 # pretraining keys that were renamed (old dotted key -> new): `gptsuite pretrain` refuses the old ones
 RENAMED_KEYS = {"model.config": "model.preset"}
@@ -25,7 +24,7 @@ def preset_block_size(preset: str, overrides: dict[str, Any] | None) -> int:
     return preset_config(preset, overrides).block_size
 
 
-class PretrainCLI(LightningCLI):
+class PretrainCLI(CommandLineCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(("model.preset", "model.overrides"), "data.block_size", compute_fn=preset_block_size)
 

@@ -10,7 +10,7 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 
 from backbone.renamed_keys import refuse_renamed_keys
-from backbone.trainer import Trainer, cli_parser_kwargs
+from backbone.trainer import CommandLineCLI, Trainer, cli_parser_kwargs
 from tasks.catalog import get
 from tasks.evaluation import join_test_scores
 from tasks.renamed_keys import RENAMED
@@ -20,7 +20,7 @@ from tasks.renamed_keys import RENAMED
 LIGHTNINGCLI_ARGS_WARNING = ".*args parameter is intended to run from within Python.*"
 
 
-class TaskCLI(LightningCLI):
+class TaskCLI(CommandLineCLI):
     """LightningCLI for a task: the data module reads the model's backbone; the optimizer and schedule are
     the module's own (configure_optimizers trains exactly trainable_parameters()), so no --optimizer flags.
     Lightning's `predict` subcommand is replaced by `gptsuite <task> predict` (tasks/predict.py), which reads

@@ -224,3 +224,19 @@ def test_continued_pretraining_starts_from_a_backbones_weights(tmp_path, monkeyp
     with pytest.raises(ArtifactError, match="shape differs"):
         cli_main(nano_args("--model.init_from", str(BACKBONE), "--data.tokenizer", str(BACKBONE),
                            "--model.overrides", "{n_layer: 3}", "--trainer.max_steps", "1"))
+
+
+def test_a_resumed_run_takes_the_arguments_typed_not_the_checkpoints(tmp_path, monkeypatch):
+    """--ckpt_path restores the weights, optimizer and step; the model's arguments are the ones given (Lightning
+    2.6 alone would read the checkpoint's over them, and export over the first run's folder)."""
+    import json
+
+    from backbone.pretrain_cli import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    cli_main(nano_args("--trainer.max_steps", "3", "--model.export_dir", "out/first"))
+    first = json.loads(Path("out/first/metrics.json").read_text())
+    cli_main(nano_args("--trainer.max_steps", "5", "--model.export_dir", "out/second",
+                       "--ckpt_path", str(RUN / "checkpoints" / "last.ckpt")))
+    assert json.loads(Path("out/second/metrics.json").read_text())["steps"] == 5  # resumed at step 3, went on
+    assert json.loads(Path("out/first/metrics.json").read_text()) == first  # the first run's export untouched
