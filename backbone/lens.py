@@ -43,10 +43,14 @@ class LensGrid:
     top_tokens: list[list[list[str]]]  # [layer][position][rank]
     top_probs: torch.Tensor  # (n_layer + 1, T, top)
 
+    def cells(self) -> list[list[tuple[str, float]]]:
+        """[layer][position]: the most likely next token and its probability."""
+        return [[(cell[0], p[0]) for cell, p in zip(layer, probs)]
+                for layer, probs in zip(self.top_tokens, self.top_probs.tolist())]
+
     def table(self) -> str:
         """Layers as rows, positions as columns, each cell the top next token and its probability."""
-        cells = [[f"{cell[0]!r} {p[0]:.2f}" for cell, p in zip(layer, probs)]
-                 for layer, probs in zip(self.top_tokens, self.top_probs.tolist())]
+        cells = [[f"{token!r} {p:.2f}" for token, p in row] for row in self.cells()]
         width = max(len(c) for row in [[repr(t) for t in self.tokens], *cells] for c in row) + 2
         lines = ["layer" + "".join(f"{t!r:>{width}}" for t in self.tokens)]
         lines += [f"{k:>5}" + "".join(f"{c:>{width}}" for c in row) for k, row in enumerate(cells)]

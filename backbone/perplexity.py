@@ -53,8 +53,9 @@ def collate_windows(windows: list[torch.Tensor], pad_id: int = 0) -> tuple[torch
 @torch.no_grad()
 def perplexity(model, tokenizer, text: str, batch_size: int = 8, block_size: int | None = None,
                words: int | None = None, progress: bool = False) -> dict[str, float]:
-    """Token- and word-level perplexity of `model` on `text` (lines joined by newlines)."""
-    block_size = block_size or model.config.block_size
+    """Token- and word-level perplexity of `model` on `text` (lines joined by newlines), in windows of
+    `block_size` tokens, at most the model's context (None: the context)."""
+    block_size = min(block_size or model.config.block_size, model.config.block_size)
     ids = tokenizer.encode(text)
     windows = token_windows(ids, block_size)
     device = next(model.parameters()).device

@@ -33,6 +33,11 @@ def _renamed_key(key: str, renamed: dict[str, str]) -> str | None:
     return next((old for old in renamed if key == old or key.startswith(old + ".")), None)
 
 
+def renamed_keys_in(tree: object, renamed: dict[str, str]) -> list[str]:
+    """The renamed keys (old names) that a nested mapping uses, each once, in key order."""
+    return list(dict.fromkeys(old for key in sorted(dotted_keys(tree)) if (old := _renamed_key(key, renamed))))
+
+
 def refuse_renamed_keys(args: list[str], renamed: dict[str, str], hint: str = "") -> None:
     """Raise RenamedKeyError if the command line, or a --config file it names, uses a key of `renamed`;
     `hint`, when given, ends the message (how the new keys are written)."""
@@ -46,9 +51,8 @@ def refuse_renamed_keys(args: list[str], renamed: dict[str, str], hint: str = ""
             path = Path(value)
             where = str(path) if path.is_file() else "--config"
             tree = yaml.safe_load(path.read_text() if path.is_file() else value)
-            for key in sorted(dotted_keys(tree)):
-                if old := _renamed_key(key, renamed):
-                    found[(where, old)] = None
+            for old in renamed_keys_in(tree, renamed):
+                found[(where, old)] = None
     if found:
         message = "; ".join(f"{where}: `{old}` was renamed `{renamed[old]}`" for where, old in found)
         raise RenamedKeyError(f"{message} ({hint})" if hint else message)

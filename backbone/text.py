@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 
-_WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def words(text: str) -> list[str]:
     """Lower-cased words with punctuation split off, each mark a word: "The end." -> ["the", "end", "."]."""
-    return _WORD_OR_MARK.findall(text.lower())
+    return WORD_OR_MARK.findall(text.lower())
 
 
 def words_without_punctuation(text: str) -> list[str]:

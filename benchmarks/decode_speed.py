@@ -97,8 +97,7 @@ def gptsuite_engine(name: str, args):
         lines = [t for t in load_benchmark("ptb")["test"]["sentence"] if t.strip()]
         text = "\n".join(lines[: args.ptb_lines or None])
         with torch.inference_mode():
-            return perplexity(model, tokenizer, text, batch_size=4,
-                              block_size=min(512, model.config.block_size))["ppl_token"]
+            return perplexity(model, tokenizer, text, batch_size=4, block_size=512)["ppl_token"]
 
     from backbone.quantize import weight_bytes
 

@@ -5,6 +5,7 @@ decide). The attention view, the fourth way in, is its own tab (demos.tabs_gener
 from __future__ import annotations
 
 import html
+from typing import get_args
 
 import gradio as gr
 
@@ -19,9 +20,14 @@ from demos.limits import (
     fail,
 )
 from tasks.attribution import attribute
-from tasks.probe import benchmark_examples, probe_layers, probe_table
+from tasks.catalog import TASKS
+from tasks.classification.module import SequenceClassifier
+from tasks.probe import ProbeTask, benchmark_examples, probe_layers, probe_table
 
-CLASSIFIERS = ("classification", "sentiment", "toxicity", "relations")  # the tasks attribution reads
+CLASSIFIERS = tuple(name for name, spec in TASKS.items()  # the tasks attribution reads
+                    if spec.module == f"{SequenceClassifier.__module__}.{SequenceClassifier.__qualname__}")
+PROBE_TASKS = get_args(ProbeTask)
+BENCHMARK_OF = {"ner": "conll2003", "sentiment": "mr_sentiment"}  # for the message when the data is missing
 
 
 def shown(token: str) -> str:
@@ -34,21 +40,23 @@ def lens_markdown(store: ArtifactStore, backbone: str | None, text: str) -> str:
     text = check_text(text)
     grid = logit_lens(model, tokenizer, text, top=1, max_tokens=MAX_LENS_TOKENS)
     header = "| layer | " + " | ".join(shown(t) for t in grid.tokens) + " |"
-    rows = [f"| {k}{' (output)' if k == len(grid.top_tokens) - 1 else ''} | "
-            + " | ".join(f"{shown(cell[0])} {p[0]:.2f}" for cell, p in zip(layer, probs)) + " |"
-            for k, (layer, probs) in enumerate(zip(grid.top_tokens, grid.top_probs.tolist()))]
+    cells = grid.cells()
+    rows = [f"| {k}{' (output)' if k == len(cells) - 1 else ''} | "
+            + " | ".join(f"{shown(token)} {p:.2f}" for token, p in row) + " |" for k, row in enumerate(cells)]
     note = (f"Each cell: the most likely next token read from that layer's stream, and its probability (the first "
             f"{MAX_LENS_TOKENS} tokens at most; the backbone as this demo loaded it, quantised or not: --quantize).")
     return "\n".join([note, "", header, "|---" * (len(grid.tokens) + 1) + "|", *rows])
 
 
 def probe_markdown(store: ArtifactStore, backbone: str | None, task: str, train: int, test: int) -> str:
-    if task not in ("ner", "sentiment"):
-        fail(f"The probe reads 'ner' or 'sentiment', not {task!r}.")
+    if task not in PROBE_TASKS:
+        fail(f"The probe reads {' or '.join(PROBE_TASKS)}, not {task!r}.")
     train, test = int(min(max(train or 1, 1), MAX_PROBE_TRAIN)), int(min(max(test or 1, 1), MAX_PROBE_TEST))
     model, tokenizer = store.backbone(backbone)
-    scores = probe_layers(model, tokenizer, task, benchmark_examples(task, "train", train),
-                          benchmark_examples(task, "test", test))
+    rows = [store.cached(("probe rows", task, split, n), lambda split=split, n=n: benchmark_examples(task, split, n),
+                         f"the {task} benchmark", f"gptsuite data prepare {BENCHMARK_OF[task]}")
+            for split, n in (("train", train), ("test", test))]  # read once per size, not at every click
+    scores = probe_layers(model, tokenizer, task, *rows)
     return (f"{train} training and {test} test rows (seeded random subsets; `gptsuite probe` reads the whole test "
             f"split).\n\n" + probe_table(scores, task))
 
@@ -78,7 +86,7 @@ def build_inside_tab(store: ArtifactStore, backbone: gr.Dropdown) -> None:
                            api_name="lens")
         with gr.Accordion("Layer probe: how well each layer's states predict NER tags or sentiment", open=False):
             with gr.Row():
-                probe_task = gr.Radio(["ner", "sentiment"], value="sentiment", label="Task")
+                probe_task = gr.Radio(list(PROBE_TASKS), value="sentiment", label="Task")
                 train = gr.Number(value=200, precision=0, label=f"training rows (at most {MAX_PROBE_TRAIN})")
                 test = gr.Number(value=100, precision=0, label=f"test rows (at most {MAX_PROBE_TEST})")
             probe_run = gr.Button("Probe every layer", elem_id="probe-button")

@@ -42,9 +42,11 @@ class Adapter(nn.Module):
         return backbone(idx, attention_mask, segment_ids=segment_ids)
 
     def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
-               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+               segment_ids: torch.Tensor | None = None, grad: bool = False) -> torch.Tensor:
         """(B, T, nL, C) per-layer states, what `mix` combines; one "layer" here: encode's output.
-        segment_ids: packed continuations of a shared prefix (GPT.layer_states), where packs_segments."""
+        segment_ids: packed continuations of a shared prefix (GPT.layer_states), where packs_segments.
+        grad: keep the autograd graph through a frozen backbone (FrozenLayers); an adapter whose backbone
+        trains keeps it whenever grad mode is on."""
         return self.encode(backbone, idx, attention_mask, segment_ids)[:, :, None]
 
     def mix(self, states: torch.Tensor) -> torch.Tensor:
@@ -281,8 +283,7 @@ class FrozenLayers(Adapter):
         training = backbone.training
         backbone.eval()
         try:
-            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                return self._states(backbone, idx, attention_mask, segment_ids, grad)
+            return self._states(backbone, idx, attention_mask, segment_ids, grad)
         finally:
             backbone.train(training)
 

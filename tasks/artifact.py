@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from backbone.artifact import ArtifactError
+from backbone.renamed_keys import renamed_keys_in
 from tasks import adapters
 from tasks.catalog import TASKS
 from tasks.renamed_keys import RENAMED
@@ -97,8 +98,7 @@ def read_task_file(path: Path) -> tuple[str, dict, str, dict]:
                             f"{', '.join(adapter_paths)}")
     if not isinstance(hparams, dict) or not isinstance(adapter_args, dict):
         raise ArtifactError(f"{path}: hparams and the adapter's init_args must be JSON objects")
-    renamed = [f"`{key}` was renamed `{RENAMED[f'model.{key}'].removeprefix('model.')}`"
-               for key in hparams if f"model.{key}" in RENAMED]
+    renamed = [f"`{old}` was renamed `{RENAMED[old]}`" for old in renamed_keys_in({"model": hparams}, RENAMED)]
     if renamed:
         raise ArtifactError(f"{path} was written before a rename ({'; '.join(renamed)}): edit the key in "
                             "task.json, or fit the task again")

@@ -13,7 +13,7 @@ The embeddings are swapped in through a forward hook on the backbone's token emb
 reads every adapter (full fine-tuning, frozen layers, LoRA, prompt tuning) without knowing how it encodes.
 The hook replaces only the lookup of this call's own token ids (another thread predicting with the same
 task, as the demo's do, passes through untouched). Frozen layers build no autograd graph by default; here
-they are asked for one (FrozenLayers.states(grad=True)).
+they are asked for one (TaskModule.unit_states(grad=True)).
 """
 
 from __future__ import annotations
@@ -73,26 +73,22 @@ def attribute(task: SequenceClassifier, text: str, label: str | None = None,
         hook = embedding.register_forward_hook(swap)
         batch = {"input_ids": ids, "attention_mask": mask, "texts": [text]}
         try:
-            if isinstance(task.adapter, FrozenLayers):  # unit_states' live path, with the graph kept
-                states = task.adapter.states(task.backbone, ids, mask, grad=True)
-                logits = task.head(task.adapter.mix(task.units(states, batch)[0]))
-            else:
-                logits = task.logits(batch)
+            logits = task.head(task.unit_states(batch, grad=True)[0])  # SequenceClassifier.logits, graph kept
         finally:
             hook.remove()
         return logits.float()[0], scaled
 
     try:
         with torch.enable_grad():
-            logits = label_logit(1.0)[0].detach()
+            out, read = label_logit(1.0)  # the real input: the prediction, and the last (or only) gradient
+            logits = out.detach()
             index = task.label_names.index(label) if label is not None else int(logits.argmax())
-            probability = float(logits.detach().softmax(-1)[index])
+            probability = float(logits.softmax(-1)[index])
             scales = [k / steps for k in range(1, steps + 1)] if method == "integrated_gradients" else [1.0]
-            total = torch.zeros_like(x)
-            for scale in scales:
+            total = torch.autograd.grad(out[index], read)[0].float()  # scale 1
+            for scale in scales[:-1]:
                 out, read = label_logit(scale)
-                (grad,) = torch.autograd.grad(out[index], read)
-                total += grad.float()
+                total += torch.autograd.grad(out[index], read)[0].float()
             with torch.no_grad():
                 baseline = label_logit(0.0)[0][index] if method == "integrated_gradients" else float("nan")
     finally:

@@ -119,15 +119,16 @@ class TaskModule(L.LightningModule):
         """The row (example) of each sequence of a batch: one each, unless a task splits rows (QA windows)."""
         return list(range(len(batch["input_ids"])))
 
-    def unit_states(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, U, C) unit states and their (S, U) mask, from the feature cache when this split has one."""
+    def unit_states(self, batch: dict, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, U, C) unit states and their (S, U) mask, from the feature cache when this split has one.
+        grad: keep the autograd graph through frozen layers too (token attribution differentiates them)."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
         cache = self.feature_caches.get(batch.get("split"))
         if cache is not None and "row" in batch:
             states, unit_mask = cache.gather(batch["row"])
             states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
         else:  # units are picked from the per-layer states before the mix, exactly as the cache stores them
-            states = self.adapter.states(self.backbone, ids, mask, batch.get("segment_ids"))
+            states = self.adapter.states(self.backbone, ids, mask, batch.get("segment_ids"), grad=grad)
             states, unit_mask = self.units(states, batch)
         return self.adapter.mix(states), unit_mask
 

@@ -149,10 +149,8 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     if fits and not features:  # the backbone ran in every step: its training speed and padding waste
         spent["tokens_per_s"] = round(cli.model.train_tokens / max(fit_s, 1e-9), 1)
         spent["padding_share"] = cli.model.padding_share
-    decoder = getattr(cli.model, "decoder", None)
-    if decoder is not None and decoder.mode is not None:  # what decoding ran on (auto's choice resolved)
-        spent["decoded_with"] = f"quantize {decoder.mode}" + (
-            f", steps of {decoder.float_rows}+ rows unquantised" if decoder.float_rows else "")
+    if decoded := decoded_with(cli.model):
+        spent["decoded_with"] = decoded
     n_train = cli.datamodule.n_examples("train") if fits else 0
     files = recipe_files(spec.config, method)
     result = {"benchmark": method.benchmark or spec.benchmark, "metrics": metrics, "validation": validation,
@@ -168,11 +166,21 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     return result, cli.datamodule
 
 
+def decoded_with(module) -> str | None:
+    """What a module's decoding ran on (auto's choice resolved), for the row's `spent`; None where it did not
+    decode (only the modules that decode have an inference model)."""
+    decoding = getattr(module, "inference_model", None)
+    if decoding is None or decoding.mode is None:
+        return None
+    return f"quantize {decoding.mode}" + (f", steps of {decoding.float_rows}+ rows unquantised"
+                                          if decoding.float_rows else "")
+
+
 def configured_model(spec: TaskSpec, method: Method) -> dict:
     """The model settings the task's YAML and the method's overlay give (the last one given wins): its class
-    ("class_path": the spec's module unless a file names one of its variants) and arguments (a file that names
+    ("class_path": the spec's default module unless a file names one of its variants) and arguments (a file that names
     the class nests them under init_args), e.g. the export folder."""
-    settings = {"class_path": spec.module}
+    settings = {"class_path": spec.default_module}
     for path in (spec.config, method.config):
         model = (yaml.safe_load(project_path(path).read_text()) or {}).get("model") or {}
         settings.update({k: v for k, v in model.items() if k != "init_args"}, **(model.get("init_args") or {}))

@@ -29,6 +29,7 @@ from backbone.data.loaders import load_benchmark
 from backbone.model import GPT
 from tasks.classification.data import encode_texts
 from tasks.confidence import bootstrap_interval, f1_from_counts, ratio
+from tasks.heads import pool
 from tasks.ner.data import align_words
 from tasks.ner.module import entity_counts
 
@@ -78,8 +79,7 @@ def text_states(model: GPT, tokenizer, texts: list[str], batch_size: int = 16,
     for start in tqdm(range(0, len(texts), batch_size), desc="layer states", disable=not progress):
         ids, mask = encode_texts(tokenizer, texts[start:start + batch_size], model.config.block_size)
         states = model.layer_states(ids, mask, list(range(n + 1)))  # (B, T, n+1, C)
-        weights = mask[:, :, None, None].float()
-        out.append(((states * weights).sum(1) / weights.sum(1)).half())
+        out.append(pool(states, mask, "mean")[:, 0].half())  # (B, n+1, C)
     return torch.cat(out)
 
 

@@ -77,6 +77,11 @@ class TaskSpec:
         return load_object(self.module)
 
     @property
+    def default_module(self) -> str:
+        """The module class a config that names none builds: the first variant, else the module."""
+        return self.variants[0] if self.variants else self.module
+
+    @property
     def module_paths(self) -> tuple[str, ...]:
         """The module classes a config and a saved task (task.json) may name."""
         return self.variants or (self.module,)

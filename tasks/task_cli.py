@@ -39,7 +39,7 @@ class TaskCLI(CommandLineCLI):
         model = "model"
         if self.subclass_mode_model:  # a task with variants (QA): the config names its class, its arguments nested
             model = "model.init_args"
-            parser.set_defaults({"model": {"class_path": get(self.task_name).variants[0]}})  # unless one is named
+            parser.set_defaults({"model": {"class_path": get(self.task_name).default_module}})  # unless one is named
         parser.link_arguments(f"{model}.backbone", "data.backbone")
 
     def instantiate_classes(self) -> None:

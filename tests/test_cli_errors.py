@@ -187,3 +187,18 @@ def test_a_renamed_key_is_refused_naming_the_new_one(tmp_path):
 def test_the_task_command_refuses_a_renamed_key(capsys):
     assert main(["ner", "fit", "--model.context", "bilstm"]) != 0
     assert "`model.context` was renamed `model.bidirectional`" in capsys.readouterr().err
+
+
+def test_a_task_file_written_before_a_rename_is_refused_naming_the_new_key(tmp_path):
+    """A saved task's hparams with an old key (model.context) would not fit the module's constructor: the
+    message says which key was renamed, and to what."""
+    from backbone.artifact import ArtifactError
+    from tasks.artifact import read_task_file
+
+    task_file = tmp_path / "task.json"
+    task_file.write_text(json.dumps({
+        "task": "tasks.ner.module.TokenClassifier", "hparams": {"context": "bilstm", "head_dropout": 0.1},
+        "adapter": {"class_path": "tasks.adapters.FullFineTune", "init_args": {}}}))
+    renamed = "written before a rename .*`model.context` was renamed `model.bidirectional`"
+    with pytest.raises(ArtifactError, match=renamed):
+        read_task_file(task_file)

@@ -282,3 +282,22 @@ def test_wide_steps_run_the_float_model_where_measured_faster(make_model, monkey
         part.register_forward_pre_hook(lambda _, args, name=name: calls.append((name, args[0].size(0))))
     generate(split, torch.randint(0, 512, (8, 5)), max_new_tokens=2)
     assert calls == [("float", 8), ("float" if chosen == 8 else "quantised", 8)]
+
+
+def test_the_bench_row_says_what_decoding_ran_on(tmp_path):
+    """`spent.decoded_with` reads the decoding module's inference model: none before decoding and for a task
+    that does not decode, the resolved mode once it has."""
+    from tasks.bench import decoded_with
+    from tasks.classification.module import SequenceClassifier
+    from tasks.translation.module import Translator
+    from tests.helpers import make_backbone
+
+    backbone = str(make_backbone(tmp_path / "nano", n_embd=64))
+    translator = Translator(backbone=backbone, direction="en-es", quantize="int8")
+    translator.configure_model()
+    assert decoded_with(translator) is None  # nothing decoded yet
+    translator.inference_model(translator.backbone)
+    assert decoded_with(translator).startswith("quantize int8")
+    classifier = SequenceClassifier(backbone=backbone, label_names=["a", "b"])
+    classifier.configure_model()
+    assert decoded_with(classifier) is None

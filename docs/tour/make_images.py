@@ -84,9 +84,9 @@ def lens_grid(out: Path, model, tokenizer, dpi: int = 120) -> Path:
     probs = grid.top_probs[..., 0]  # (layers, T)
     fig, ax = plt.subplots(figsize=(1.3 * len(grid.tokens) + 1, 0.28 * len(probs) + 1))
     ax.imshow(probs, aspect="auto", cmap="Greens", vmin=0, vmax=1.6, origin="lower")  # light enough to read
-    for k, layer in enumerate(grid.top_tokens):
-        for t, cell in enumerate(layer):
-            ax.text(t, k, repr(cell[0])[1:-1][:10], ha="center", va="center", fontsize=6)
+    for k, row in enumerate(grid.cells()):
+        for t, (token, _) in enumerate(row):
+            ax.text(t, k, repr(token)[1:-1][:10], ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(grid.tokens)), [repr(t)[1:-1] for t in grid.tokens])
     ax.set(xlabel="input position (the cell: the next token that layer predicts)", ylabel="layer")
     return save(fig, out / "logit-lens.png", dpi)

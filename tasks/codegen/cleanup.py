@@ -157,13 +157,15 @@ def kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
     namespace and all in it down, and lets the waiting jail reap it, so no zombie is left to init) and its
     private uid's processes first, then the process group, then anything that is still alive by group or
     uid (setsid escapes, fork bombs)."""
-    _kill_pids(children_of(proc.pid))  # found before the jail dies: its children then belong to init
+    init = children_of(proc.pid)  # found before the jail dies: its children then belong to init
+    _kill_pids(init)
     if uid is not None:
         _kill_pids(processes_of(uid=uid))
-    try:  # the jail reaps its child and exits like it: no zombie is handed to the host's init
-        proc.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-        pass
+    if init or uid is not None:  # the jail reaps its child and exits like it: no zombie for the host's init
+        try:  # (without a child, the jail is the program itself: nothing would end it, so no waiting)
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

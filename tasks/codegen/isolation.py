@@ -17,7 +17,7 @@ import signal
 import struct
 import sys
 
-PROGRAM_FILE = "program.py"
+PROGRAM_FILE, PROMPT_FILE = "program.py", "prompt.py"  # the files the parent writes and the jail reads
 MiB = 1 << 20
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
     0x00020000, 0x04000000, 0x10000000, 0x08000000, 0x20000000, 0x40000000)

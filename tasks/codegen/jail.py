@@ -59,7 +59,7 @@ else:  # run as the sandbox's script: `python -I` leaves this folder off sys.pat
 
     del sys.path[0]
 
-PROGRAM_FILE, PROMPT_FILE = isolation.PROGRAM_FILE, "prompt.py"
+PROGRAM_FILE, PROMPT_FILE = isolation.PROGRAM_FILE, isolation.PROMPT_FILE
 MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB  # one call's arguments or result
 

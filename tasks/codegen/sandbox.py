@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from tasks.codegen.cleanup import kill_everything, lease_uid, make_cgroups, release_uid, remove_cgroup, remove_tree
+from tasks.codegen.isolation import PROGRAM_FILE, PROMPT_FILE
 
 JAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail.py")
 PYTHON = sys.executable  # the jail is stdlib only: any CPython 3.10+ the sample's uid may run would do
-PROGRAM_FILE, PROMPT_FILE = "program.py", "prompt.py"
 
 
 @dataclass

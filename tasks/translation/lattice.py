@@ -34,9 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from backbone.text import words_without_punctuation
+from backbone.text import WORD_OR_MARK, words, words_without_punctuation
 
-TOKEN = re.compile(r"\w+|[^\w\s]")  # a word, or one punctuation mark
 SENTENCE_END = (".", "?", "!")
 SOURCE_ONLY = {"¿", "¡"}  # Spanish opening marks: English has none
 OPENING = ("(", "[", "«", "“")  # a space before, none after
@@ -91,7 +90,7 @@ class Lexicon:
 
     def word_by_word(self, source: str) -> str:
         """Each word (lower case) replaced by its best target word; unknown words and punctuation copied."""
-        return " ".join(self.best(w) or w for w in TOKEN.findall(source.lower()))
+        return " ".join(self.best(w) or w for w in words(source))
 
     def options(self, word: str, k: int) -> list[tuple[str, float]]:
         """Up to k (target word in its usual spelling, log(dice / best dice)) for a source word."""
@@ -141,7 +140,7 @@ def slots(lexicon: Lexicon, source: str, k: int, drop_logp: float) -> list[Slot]
     """The lattice of a source: one slot per word or punctuation mark, in order. Words are " word" pieces;
     capitals and spaces are settled when a piece is appended (`append`)."""
     out = []
-    for token in TOKEN.findall(source):
+    for token in WORD_OR_MARK.findall(source):  # the source's own case
         if token in SOURCE_ONLY:
             continue
         if not token[0].isalnum() and token[0] != "_":
