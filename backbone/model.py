@@ -351,6 +351,28 @@ class GPT(nn.Module):
                                      segment_ids=segment_ids)
         return torch.stack([states[k] for k in wanted], dim=2).float()  # (B, T, nL, C)
 
+    def blocks_from(self, x: torch.Tensor, attention_mask: torch.Tensor | None, first: int) -> torch.Tensor:
+        """The rest of `forward` from the residual stream entering block `first`, x (B, T, C) as
+        layer_states(idx, mask, [first]) gives it, for a right-padded batch: blocks first.. and ln_f -> (B, T, C).
+        Partial fine-tuning trains these blocks on cached x (tasks.adapters.TopBlocks)."""
+        if not 0 <= first <= self.config.n_layer:
+            raise ValueError(f"first must be in [0, {self.config.n_layer}], got {first}")
+        B, T = x.shape[:2]
+        mask = self._attention_mask(attention_mask, B, T, 0, x.device)
+        if attention_mask is not None:  # as in _run: pads do not advance the position
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        else:
+            position_ids = torch.arange(T, device=x.device).expand(B, T)
+        with self._autocast(x):
+            rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+            for block in self.transformer.h[first:]:
+                if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                    x, _ = torch.utils.checkpoint.checkpoint(block, x, mask, rope, None, False, use_reentrant=False)
+                else:
+                    x, _ = block(x, mask, rope, None, False)
+            x = self.transformer.ln_f(x)
+        return x.float() if self.autocast_dtype is not None else x
+
     def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None, keep=None,
              segment_ids=None):
         if (idx is None) == (inputs_embeds is None):

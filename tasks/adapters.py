@@ -27,6 +27,9 @@ class Adapter(nn.Module):
     n_virtual_tokens = 0
     input_copies = 1  # how many times the input is fed (FrozenLayers' echo feeds it twice)
     cache = False  # whether its states can be computed once per split (tasks.features)
+    # what a cache keeps: False, the task's units of states(); True, every real token of cached_states(), from
+    # which each step computes the rest (TopBlocks: the input of the blocks it trains) and then picks the units
+    caches_tokens = False
     packs_segments = True  # whether states() takes segment_ids (continuations of a shared prefix, packed)
 
     def attach(self, backbone: GPT, tokenizer=None) -> None:
@@ -52,6 +55,16 @@ class Adapter(nn.Module):
     def mix(self, states: torch.Tensor) -> torch.Tensor:
         """(..., nL, C) -> (..., C). A task picks its units (words, pooled vectors) between states and mix."""
         return states[..., 0, :]
+
+    def cached_states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+                      segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, nL, C): what a feature cache is built from (tasks.features); states() unless the adapter
+        caches tokens."""
+        return self.states(backbone, idx, attention_mask, segment_ids)
+
+    def from_cached(self, backbone: GPT, cached: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Cached token states (B, T, nL, C) -> states() of the same batch, for an adapter that caches tokens."""
+        raise NotImplementedError(f"{type(self).__name__} does not cache tokens")
 
 
 class FullFineTune(Adapter):
@@ -130,14 +143,20 @@ class LoRA(Adapter):
 
     def attach(self, backbone: GPT, tokenizer=None) -> None:
         backbone.requires_grad_(False)
-        for block in backbone.transformer.h:
+        self.layers = self.inject(backbone.transformer.h)
+
+    def inject(self, blocks) -> list[LoRALinear]:
+        """Replace the targets of these blocks by LoRALinear layers wrapping them; returns the new layers."""
+        added = []
+        for block in blocks:
             for parent, name in self._slots(block):
                 base = getattr(parent, name)
                 if isinstance(base, LoRALinear):
                     raise ValueError("LoRA is already attached to this backbone")
                 layer = LoRALinear(base, self.rank, self.alpha, self.dropout).to(base.weight.device)
                 setattr(parent, name, layer)
-                self.layers.append(layer)
+                added.append(layer)
+        return added
 
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in (layer.lora_A, layer.lora_B)]
@@ -313,3 +332,93 @@ class FrozenLayers(Adapter):
     def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.mix(self.states(backbone, idx, attention_mask, segment_ids))
+
+
+class TopBlocks(Adapter):
+    """Fine-tune the top of the backbone only: blocks k.. and the final norm train, the blocks below stay
+    frozen. What enters block k is then the same in every epoch, so, like frozen features, it is computed once
+    per split and cached (tasks.features: every token's state), and a training step runs only the top blocks'
+    forward and backward: for k = L - 4 of a 30-block model, under a seventh of a full fine-tune's step.
+
+    Args:
+        first_block: k, the first block that trains; negative counts from the top (-2: the last two).
+        lora_rank: None trains every weight of the top blocks (and ln_f); r > 0 trains a LoRA update of rank
+            r on their four projections instead (ln_f then stays as it is).
+        lora_alpha: the LoRA scale's numerator (alpha / r).
+        cache: compute the states entering block k once per split (False: in every step).
+    """
+
+    caches_tokens = True
+    packs_segments = False  # the top blocks run on right-padded rows: no packed prefix mask
+    echo = False
+
+    def __init__(self, first_block: int = -2, lora_rank: int | None = None, lora_alpha: float = 16.0,
+                 cache: bool = True):
+        super().__init__()
+        if lora_rank is not None and lora_rank < 1:
+            raise ValueError(f"lora_rank must be >= 1 (or null: train the blocks fully), got {lora_rank}")
+        self.first_block, self.lora_rank, self.lora_alpha, self.cache = first_block, lora_rank, lora_alpha, cache
+        self.first: int | None = None  # k counted from the bottom, once attached
+        self.lora: LoRA | None = None
+        self.trained: list[nn.Parameter] = []
+
+    @property
+    def layers(self) -> list[int]:
+        """The layer whose states the cache holds (GPT.layer_states' numbering): the input of block k."""
+        if self.first is None:
+            raise RuntimeError("TopBlocks is not attached to a backbone yet")
+        return [self.first]
+
+    def attach(self, backbone: GPT, tokenizer=None) -> None:
+        n = backbone.config.n_layer
+        first = self.first_block + n if self.first_block < 0 else self.first_block
+        if not 0 <= first < n:
+            raise ValueError(f"first_block must name one of the backbone's {n} blocks ({-n}..{n - 1}), "
+                             f"got {self.first_block}")
+        self.first = first
+        backbone.requires_grad_(False)
+        top = backbone.transformer.h[first:]
+        if self.lora_rank is None:
+            self.trained = [*top.parameters(), *backbone.transformer.ln_f.parameters()]
+        else:
+            self.lora = LoRA(self.lora_rank, self.lora_alpha, targets=["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"])
+            self.lora.layers = self.lora.inject(top)
+            self.trained = self.lora.adapter_params()
+        for p in self.trained:
+            p.requires_grad_(True)
+
+    def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
+        return list(self.trained)
+
+    def _below(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor, grad: bool) -> torch.Tensor:
+        """(B, T, 1, C) the residual stream entering block k: frozen blocks, so without dropout, and without a
+        graph unless `grad` (GPT.layer_states)."""
+        training = backbone.training
+        backbone.eval()
+        try:
+            return backbone.layer_states(idx, attention_mask, self.layers, grad=grad)
+        finally:
+            backbone.train(training)
+
+    def cached_states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+                      segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if segment_ids is not None:
+            raise ValueError("TopBlocks cannot read packed sequences (segment_ids)")
+        return self._below(backbone, idx, attention_mask, grad=False)
+
+    def from_cached(self, backbone: GPT, cached: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1, C) states entering block k -> (B, T, 1, C) the backbone's output, through the trained blocks."""
+        x = cached[:, :, 0].to(backbone.transformer.ln_f.weight.dtype)
+        return backbone.blocks_from(x, attention_mask, self.first)[:, :, None]
+
+    def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None, grad: bool = False) -> torch.Tensor:
+        """(B, T, 1, C) the output: a graph through the top blocks whenever grad mode is on (they train), through
+        the frozen ones below only with `grad`."""
+        if segment_ids is not None:
+            raise ValueError("TopBlocks cannot read packed sequences (segment_ids)")
+        return self.from_cached(backbone, self._below(backbone, idx, attention_mask, grad), attention_mask)
+
+    def encode(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
+               segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.states(backbone, idx, attention_mask, segment_ids)[:, :, 0]

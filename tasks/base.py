@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 
 from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
@@ -34,7 +35,7 @@ class TaskModule(L.LightningModule):
     Args:
         backbone: backbone artifact folder (config.json, model.safetensors, tokenizer.json).
         adapter: how the backbone is adapted (tasks.adapters: FullFineTune, Frozen, LoRA, PromptTuning,
-            PrefixTuning, FrozenLayers).
+            PrefixTuning, FrozenLayers, TopBlocks).
         learning_rate: peak AdamW learning rate.
         weight_decay: decoupled weight decay on linear weight matrices.
         warmup_ratio: fraction of the training steps spent in linear warmup.
@@ -124,7 +125,11 @@ class TaskModule(L.LightningModule):
         grad: keep the autograd graph through frozen layers too (token attribution differentiates them)."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
         cache = self.feature_caches.get(batch.get("split"))
-        if cache is not None and "row" in batch:
+        if cache is not None and "row" in batch and self.adapter.caches_tokens:
+            cached, _ = cache.gather(batch["row"])  # (S, U, 1, C): each sequence's real tokens, U <= T
+            cached = F.pad(cached, (0, 0, 0, 0, 0, ids.size(1) - cached.size(1))).to(ids.device)
+            states, unit_mask = self.units(self.adapter.from_cached(self.backbone, cached, mask), batch)
+        elif cache is not None and "row" in batch:
             states, unit_mask = cache.gather(batch["row"])
             states, unit_mask = states.to(ids.device), unit_mask.to(ids.device)
         else:  # units are picked from the per-layer states before the mix, exactly as the cache stores them

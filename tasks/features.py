@@ -8,7 +8,9 @@ head that is trained on them.
 What is stored per example is the task's *units* (TaskModule.units): the hidden state of every token (QA
 windows), of each word's last sub-token (NER: the only sub-token that has seen the whole word), or pooled
 vectors (classification: mean and last token). Each unit keeps the chosen layers separately, (nL, C), so
-a learned mix of them (tasks.adapters.FrozenLayers.mix) trains on the cache.
+a learned mix of them (tasks.adapters.FrozenLayers.mix) trains on the cache. An adapter that trains the top
+blocks (tasks.adapters.TopBlocks, `caches_tokens`) stores every token's state entering its first block
+instead: each step runs the blocks on them, and the task picks its units from their output.
 
 Layout of one split's cache, in a folder named by a digest of everything the features depend on (backbone
 weights, dataset fingerprint, split, layers, echo, unit rule, max length, precision):
@@ -222,7 +224,7 @@ class FeatureCaches:
                 # validation and test) share one cache
                 key = {"backbone": backbone_digest, "data": rows_digest(rows),
                        "layers": module.adapter.layers, "echo": module.adapter.echo, "precision": precision,
-                       **module.feature_spec()}
+                       **module.feature_spec(), **({"cached": "tokens"} if module.adapter.caches_tokens else {})}
                 self.by_split[split] = module_cache(module, key, rows, datamodule.collate, f"features {split}")
                 meta = self.by_split[split].meta
                 rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "
@@ -240,16 +242,18 @@ class FeatureCaches:
 
 
 def module_cache(module, key_parts: dict, rows, collate, desc: str, root: Path | None = None) -> FeatureCache:
-    """build_cache with a task module's own states (its adapter's per-layer states, on the CPU), units and
-    sequence_rows."""
+    """build_cache with a task module's own states (its adapter's cached_states, on the CPU), units (every
+    real token where the adapter caches tokens) and sequence_rows."""
 
     def states(batch: dict) -> torch.Tensor:
         device = next(module.backbone.parameters()).device
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         segments = batch["segment_ids"].to(device) if "segment_ids" in batch else None
-        return module.adapter.states(module.backbone, ids, mask, segments).cpu()
+        return module.adapter.cached_states(module.backbone, ids, mask, segments).cpu()
 
     def units(hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if module.adapter.caches_tokens:  # right-padded rows: a row's real tokens come first
+            return hidden, batch["attention_mask"].bool().cpu()
         return tuple(t.cpu() for t in module.units(hidden, batch))
 
     return build_cache(key_parts, rows, collate, states, units, module.sequence_rows, desc, root)

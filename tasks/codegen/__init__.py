@@ -11,7 +11,7 @@ HUMANEVAL, MBPP = "HumanEval", "MBPP (MultiPL-E py-reworded, 397)"
 SPEC = TaskSpec(
     name="codegen", title="Code generation",
     module="tasks.codegen.module.CodeGenerator", data="tasks.codegen.data.CodeData",
-    benchmark=HUMANEVAL, split="test", metrics=("pass@1", "greedy_pass@1", "pass@10"),
+    benchmark=HUMANEVAL, split="test", metrics=("chosen_pass@1", "pass@1", "greedy_pass@1", "pass@10"),
     sample='def add(a, b):\n    """Return the sum of a and b."""\n',
     baselines="tasks.codegen.baselines.score_baselines",
     anchors=(

@@ -23,6 +23,7 @@ from torchmetrics import Metric
 
 from backbone.chat import chat_prompt
 from backbone.generate import GenerationConfig
+from tasks.codegen.examples import choose, worked_examples
 from tasks.codegen.passk import pass_at_k
 from tasks.codegen.sandbox import IsolationUnavailable, Result, check_program, run_many
 from tasks.generative import GenerativeTask
@@ -33,6 +34,7 @@ CLOSE_BLOCK = "```"  # the end of the code block an instruct model answers in
 CHAT_STOP = (CLOSE_BLOCK, "\nif __name__")  # chat: STOP would cut a reply at its imports or a helper def
 CHAT_INSTRUCTION = "Complete the following Python function."
 SHOWN_TESTS = "Your code should pass these tests:"  # MBPP's standard prompt (Austin et al. 2021) shows 3
+MAX_EXAMPLES = 6  # worked examples run per completion when choosing: bounds the sandbox's work per problem
 
 
 def shown_asserts(test: str, entry_point: str, count: int) -> list[str]:
@@ -65,34 +67,36 @@ def prompt_only_pass_at_1(problems, timeout: float = 3.0) -> float:
 
 
 class PassAtK(Metric):
-    """Per problem: samples n, passing samples c, greedy passed (1/0, or -1 when not run).
-    compute() -> {"pass@k" for k in ks with k <= every n, "greedy_pass@1"}."""
+    """Per problem: samples n, passing samples c, greedy passed and chosen passed (1/0, or -1 when not run).
+    compute() -> {"pass@k" for k in ks with k <= every n, "greedy_pass@1", "chosen_pass@1"}."""
 
     full_state_update = False
 
     def __init__(self, ks: tuple[int, ...] = (1, 10)):
         super().__init__()
         self.ks = tuple(ks)
-        for name in ("n", "c", "greedy"):
+        for name in ("n", "c", "greedy", "chosen"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, n: int, c: int, greedy: int) -> None:
+    def update(self, n: int, c: int, greedy: int, chosen: int = -1) -> None:
         self.n.append(torch.tensor([n], dtype=torch.long))
         self.c.append(torch.tensor([c], dtype=torch.long))
         self.greedy.append(torch.tensor([greedy], dtype=torch.long))
+        self.chosen.append(torch.tensor([chosen], dtype=torch.long))
 
     def compute(self) -> dict[str, float]:
         cat = lambda xs: torch.cat(xs) if isinstance(xs, list) else xs  # noqa: E731
         if not self.n:
             return {}
-        n, c, greedy = cat(self.n), cat(self.c), cat(self.greedy)
+        n, c = cat(self.n), cat(self.c)
         out = {}
         for k in self.ks:
             if int(n.min()) >= k:
                 out[f"pass@{k}"] = float(pass_at_k(n.tolist(), c.tolist(), k).mean())
-        ran = greedy[greedy >= 0]
-        if len(ran):
-            out["greedy_pass@1"] = float(ran.float().mean())
+        for name, passed in (("greedy_pass@1", cat(self.greedy)), ("chosen_pass@1", cat(self.chosen))):
+            ran = passed[passed >= 0]
+            if len(ran):
+                out[name] = float(ran.float().mean())
         return out
 
 
@@ -116,13 +120,18 @@ class CodeGenerator(GenerativeTask):
         show_tests: how many of each problem's test asserts the prompt shows, called by the function's name
             (MBPP's standard prompt shows 3; HumanEval's docstrings carry their own examples: 0). Chat: after
             the code, under "Your code should pass these tests:"; plain: as comments after the docstring.
+        choose_by_examples: run each problem's samples and greedy completion against the worked examples its
+            prompt shows (tasks.codegen.examples, at most MAX_EXAMPLES) and submit the one passing most
+            (ties: the greedy one, else the one written most often): chosen_pass@1. The hidden tests never
+            choose. Refused with show_tests, whose shown asserts are the hidden tests.
     """
 
     output_type = Completion
 
     def __init__(self, num_samples: int = 10, ks: list[int] | None = None, greedy: bool = True, timeout: float = 3.0,
                  workers: int | None = None, decode_rows: int = 32, generation: GenerationConfig | None = None,
-                 prompt: Literal["plain", "chat"] = "plain", show_tests: int = 0, **kwargs):
+                 prompt: Literal["plain", "chat"] = "plain", show_tests: int = 0, choose_by_examples: bool = False,
+                 **kwargs):
         super().__init__(generation=generation if generation is not None else DEFAULT_GENERATION, **kwargs)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -136,6 +145,11 @@ class CodeGenerator(GenerativeTask):
             raise ValueError(f"decode_rows must be >= 1, got {decode_rows}")
         if show_tests < 0:
             raise ValueError(f"show_tests must be >= 0, got {show_tests}")
+        if choose_by_examples and show_tests:
+            raise ValueError("choose_by_examples with show_tests would choose by the hidden tests the prompt shows "
+                             "(MBPP's standard prompt): score such a run without choosing")
+        if choose_by_examples and num_samples + int(greedy) < 2:
+            raise ValueError("choose_by_examples needs at least two completions a problem (num_samples, greedy)")
         self.hparams.ks = list(ks or [1, 10])
         self.skipped: list[str] = []  # the test problems not scored, and why (the test report lists them)
         self._problem_index = 0  # the next test problem's index in the test epoch (its samples' seed)
@@ -245,33 +259,65 @@ class CodeGenerator(GenerativeTask):
                        None)
         if refused:  # a machine that cannot isolate the samples: a clear stop, not a silent pass@k of 0
             raise IsolationUnavailable(f"the sandbox {refused}")
+        choices = self._choose_by_examples(work) if h.choose_by_examples else {}
         failed = Result("failed", reason="decoding failed")
         for w, (row, samples, greedy, error) in enumerate(work):
             sample_results = [results.get((w, s), failed) for s in range(h.num_samples)]
             greedy_result = results.get((w, h.num_samples), failed) if h.greedy else None
             passed = sum(r.passed for r in sample_results)
+            chosen, examples_passed = choices.get(w, (None, None))
+            chosen_passed = -1 if chosen is None else int(results.get((w, chosen), failed).passed)
             self.stage_metrics["test"].update(h.num_samples, passed,
-                                              -1 if greedy_result is None else int(greedy_result.passed))
+                                              -1 if greedy_result is None else int(greedy_result.passed),
+                                              chosen_passed)
             # per problem: each pass@k estimate (a mean over problems), and the greedy result where it ran
             estimates = [float(pass_at_k([h.num_samples], [passed], k)[0]) if h.num_samples >= k else 0.0
                          for k in h.ks]
             greedy_ran = greedy_result is not None
             self.record_example_stats("test", "problems", [[*estimates, 1.0, float(greedy_ran and greedy_result.passed),
-                                                            float(greedy_ran)]])
+                                                            float(greedy_ran), float(max(chosen_passed, 0)),
+                                                            float(chosen_passed >= 0)]])
             self.record_predictions("test", [{
                 "task_id": row.get("task_id"), "error": error, "passed": passed, "samples": len(sample_results),
                 "greedy_passed": None if greedy_result is None else greedy_result.passed,
                 "greedy_completion": greedy, "greedy_reason": None if greedy_result is None else greedy_result.reason,
                 "completions": samples, "statuses": [r.status for r in sample_results],
-                "reasons": [r.reason for r in sample_results]}])
+                "reasons": [r.reason for r in sample_results],
+                **({"chosen": chosen, "chosen_passed": bool(chosen_passed > 0), "examples_passed": examples_passed}
+                   if h.choose_by_examples else {})}])
+
+    def _choose_by_examples(self, work: list[tuple]) -> dict[int, tuple[int, list[int]]]:
+        """For each problem of work (problem, samples, greedy, error): the index of the completion to submit
+        (samples first, greedy last, as the hidden tests' results are keyed) and how many worked examples each
+        completion passed. Every distinct program runs against each example once."""
+        h, checks, plans = self.hparams, {}, {}
+        for w, (row, samples, greedy, _) in enumerate(work):
+            examples = worked_examples(row["prompt"], row["entry_point"], MAX_EXAMPLES)
+            completions = [*samples, *([greedy] if h.greedy else [])]
+            plans[w] = (examples, completions)  # without examples every count is 0: the greedy one is submitted
+            for completion in dict.fromkeys(c for c in completions if c is not None):
+                for e, example in enumerate(examples):
+                    checks[(w, completion, e)] = {
+                        "solution": self.program(row["prompt"], completion), "prompt": row["prompt"],
+                        "test_code": example.check_code(row["entry_point"]), "entry_point": row["entry_point"],
+                        "timeout": h.timeout}
+        verdicts = dict(zip(checks, run_many(list(checks.values()), workers=h.workers))) if checks else {}
+        choices = {}
+        for w, (examples, completions) in plans.items():
+            counts = [0 if c is None else sum(verdicts[(w, c, e)].passed for e in range(len(examples)))
+                      for c in completions]
+            choices[w] = (choose(counts, completions, h.num_samples if h.greedy else None), counts)
+        return choices
 
     def interval_metrics(self) -> dict:
         ks = list(self.hparams.ks)
-        n = len(ks)  # statistics per problem: pass@k estimates..., 1, greedy passed, greedy ran
+        n = len(ks)  # per problem: pass@k estimates..., 1, greedy passed, greedy ran, chosen passed, chosen ran
         out = {f"pass@{k}": ("problems", lambda s, i=i: float(s[i] / s[n]) if s[n] else 0.0)
                for i, k in enumerate(ks) if self.hparams.num_samples >= k}
         if self.hparams.greedy:
             out["greedy_pass@1"] = ("problems", lambda s: float(s[n + 1] / s[n + 2]) if s[n + 2] else 0.0)
+        if self.hparams.choose_by_examples:
+            out["chosen_pass@1"] = ("problems", lambda s: float(s[n + 3] / s[n + 4]) if s[n + 4] else 0.0)
         return out
 
     def test_report(self) -> dict:
@@ -284,7 +330,14 @@ class CodeGenerator(GenerativeTask):
                 "test/generation": self.generation.describe(), "test/skipped": self.skipped,
                 "test/prompt": ("chat template, the reply begun with the problem's code in a python block"
                                 if h.prompt == "chat" else "the problem's code, continued")
-                               + (f"; {h.show_tests} of its test asserts shown" if h.show_tests else "")}
+                               + (f"; {h.show_tests} of its test asserts shown" if h.show_tests else ""),
+                "test/choice": (f"chosen_pass@1: of the {h.num_samples} samples" + (" and the greedy completion"
+                                if h.greedy else "") + f", the one passing most of the prompt's worked examples "
+                                f"(at most {MAX_EXAMPLES}; ties: greedy, then the most frequent); problems without "
+                                "examples submit the greedy completion (else the first sample)"
+                                if h.choose_by_examples else "none: every sample scored as it came"
+                                + (" (the prompt shows the hidden tests, which would choose by the answers)"
+                                   if h.show_tests else ""))}
 
     # --- use -------------------------------------------------------------------------------------------
     def predict_batch(self, prompts: list[str], num_samples: int = 0) -> list[Completion]:
