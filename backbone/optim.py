@@ -15,11 +15,15 @@ from torch import nn
 
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float,
-                 only: Iterable[nn.Parameter] | None = None) -> list[dict]:
-    """Two AdamW groups over the trainable parameters of `modules` (restricted to `only` when given):
-    Linear weights decay, the rest do not."""
-    decay, no_decay, seen = [], [], set()
+                 only: Iterable[nn.Parameter] | None = None,
+                 learning_rates: dict[int, float] | None = None) -> list[dict]:
+    """AdamW groups over the trainable parameters of `modules` (restricted to `only` when given): Linear
+    weights decay, the rest do not. learning_rates: {id(parameter): peak rate} for parameters that train at
+    their own rate (a fine-tuned block slower than a new head); they get groups of their own."""
+    groups: dict[tuple[bool, float | None], list[nn.Parameter]] = {(True, None): [], (False, None): []}
+    seen = set()
     allowed = None if only is None else {id(p) for p in only}
+    rates = learning_rates or {}
     for root in modules:
         for module in root.modules():
             for name, p in module.named_parameters(recurse=False):
@@ -27,9 +31,10 @@ def param_groups(modules: Iterable[nn.Module], weight_decay: float,
                     continue
                 seen.add(id(p))
                 is_matrix = isinstance(module, nn.Linear) and name == "weight"
-                (decay if is_matrix else no_decay).append(p)
+                groups.setdefault((is_matrix, rates.get(id(p))), []).append(p)
     # A tied lm_head weight is the embedding: it was seen first through wte (an Embedding), so no decay.
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, **({"lr": lr} if lr else {})}
+            for (decays, lr), params in groups.items() if params or lr is None]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -68,8 +73,9 @@ class WarmupCosine:
 
 def build_optimizer(modules: Iterable[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float],
                     warmup_steps: int, total_steps: int, min_lr_ratio: float,
-                    only: Iterable[nn.Parameter] | None = None):
-    """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format."""
-    optimizer = torch.optim.AdamW(param_groups(modules, weight_decay, only), lr=lr, betas=betas)
+                    only: Iterable[nn.Parameter] | None = None, learning_rates: dict[int, float] | None = None):
+    """AdamW + the warmup-cosine schedule, stepped every optimizer step, in Lightning's return format; every
+    group's rate follows the same schedule from its own peak (param_groups' learning_rates)."""
+    optimizer = torch.optim.AdamW(param_groups(modules, weight_decay, only, learning_rates), lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_lr_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -37,6 +37,8 @@ class TaskModule(L.LightningModule):
         adapter: how the backbone is adapted (tasks.adapters: FullFineTune, Frozen, LoRA, PromptTuning,
             PrefixTuning, FrozenLayers, TopBlocks).
         learning_rate: peak AdamW learning rate.
+        adapter_learning_rate: the peak rate of the adapter's parameters (adapter_params(): fine-tuned blocks,
+            LoRA updates, a layer mix), when it should differ from the head's; None: learning_rate.
         weight_decay: decoupled weight decay on linear weight matrices.
         warmup_ratio: fraction of the training steps spent in linear warmup.
         min_lr_ratio: the cosine ends at learning_rate * min_lr_ratio.
@@ -54,6 +56,7 @@ class TaskModule(L.LightningModule):
         backbone: str,
         adapter: Adapter | None = None,
         learning_rate: float = 1e-4,
+        adapter_learning_rate: float | None = None,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         min_lr_ratio: float = 0.0,
@@ -264,8 +267,10 @@ class TaskModule(L.LightningModule):
         if not params:
             raise ValueError("nothing to train: the adapter and the head have no parameters "
                              "(a frozen backbone with the prompt path is evaluation-only: run `test`)")
+        adapter_rate = h.get("adapter_learning_rate")
+        rates = ({id(p): adapter_rate for p in self.adapter.adapter_params(self.backbone)} if adapter_rate else None)
         return build_optimizer([self], h.learning_rate, h.weight_decay, (0.9, 0.999), int(h.warmup_ratio * total),
-                               total, h.min_lr_ratio, only=params)
+                               total, h.min_lr_ratio, only=params, learning_rates=rates)
 
     # --- use -------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -107,12 +107,20 @@ def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(bac
             "--data.data_files", json.dumps(_ner_files(tmp_path)), "--trainer.precision", "32",
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--model.adapter", "tasks.adapters.TopBlocks",
-            "--model.adapter.first_block", "-1", "--model.learning_rate", "0.01", "--model.head_dropout", "0"]
+            "--model.adapter.first_block", "-1", "--model.learning_rate", "0.01", "--model.head_dropout", "0",
+            "--model.adapter_learning_rate", "0.001"]
     run_cli("ner", ["fit", *args, "--trainer.max_epochs", "30", "--trainer.logger", "false",
                     "--model.export_dir", str(tmp_path / "task")])
     caches = list((tmp_path / "cache" / "features").iterdir())
     assert len(caches) == 1 and json.loads((caches[0] / "meta.json").read_text())["cached"] == "tokens"
-    run_cli("ner", ["test", *args, "--ckpt_path", str(tmp_path / "runs" / "ner" / "checkpoints" / "last.ckpt")])
+    last = tmp_path / "runs" / "ner" / "checkpoints" / "last.ckpt"
+    groups = torch.load(last, weights_only=False)["optimizer_states"][0]["param_groups"]
+    rates = {}
+    for g in groups:  # matrices decay, the rest do not: two groups a rate
+        rates[g["initial_lr"]] = rates.get(g["initial_lr"], 0) + len(g["params"])
+    n_top = len(_ner_task(backbones["learned"], TopBlocks(first_block=-1)).adapter.adapter_params())
+    assert rates[0.001] == n_top and rates[0.01] > 0  # the top block at its own rate, the head at the task's
+    run_cli("ner", ["test", *args, "--ckpt_path", str(last)])
     assert newest_metrics(tmp_path / "run")["test/f1"] == 1.0  # 4 sentences learnt by the top block and head
     task = load_task(tmp_path / "task")  # the live path: no cache
     assert task.predict("Mary saw New York .").tags == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
