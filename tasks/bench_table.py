@@ -23,32 +23,44 @@ def _facts(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def panels(rows: list[dict]) -> list[tuple[str, str, str]]:
-    """(task, benchmark, main metric) of every benchmark the rows score, tasks in registry order (a task may
-    score several: codegen's HumanEval and MBPP, translation's two directions)."""
+def main_metric(task: str, rows: list[dict]) -> str | None:
+    """The first of the task's metrics that these rows report with a score: MBPP's greedy rows have no sampled
+    pass@1, and only a method that chooses among its samples reports chosen_pass@1."""
+    return next((m for m in TASKS[task].metrics if any(r["metric"] == m and r["score"] is not None for r in rows)),
+                None)
+
+
+def panels(rows: list[dict]) -> list[tuple[str, str]]:
+    """(task, benchmark) of every benchmark the rows score, tasks in registry order (a task may score several:
+    codegen's HumanEval and MBPP, translation's two directions)."""
     out = []
     for task, spec in TASKS.items():
-        metric = spec.metrics[0]
         for r in rows:
-            if r["task"] == task and r["metric"] == metric and (task, r["dataset"], metric) not in out:
-                out.append((task, r["dataset"], metric))
+            if r["task"] == task and r["metric"] in spec.metrics and (task, r["dataset"]) not in out:
+                out.append((task, r["dataset"]))
+    return out
+
+
+def by_backbone(rows: list[dict], task: str, benchmark: str, ablations: bool = True) -> dict[str, list[dict]]:
+    """A benchmark's scored rows per backbone, on that backbone's main metric (main_metric)."""
+    live = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["score"] is not None
+            and (ablations or not r.get("ablation"))]
+    out = {}
+    for backbone in dict.fromkeys(Path(r["backbone"]).name for r in live):
+        mine = [r for r in live if Path(r["backbone"]).name == backbone]
+        metric = main_metric(task, mine)
+        out[backbone] = [r for r in mine if r["metric"] == metric]
     return out
 
 
 def chosen_rows(rows: list[dict]) -> list[tuple[dict, str]]:
-    """The headline's rows: per benchmark and backbone, on the main metric (the first of the task's metrics
-    its methods report: MBPP's greedy rows have no sampled pass@1), the method chosen by its validation score,
-    never its test score, with how it was chosen. Ablations never compete. Where no candidate has a
-    validation score, a lone candidate is shown as its preset's only method; several without validation
-    scores are not chosen between."""
+    """The headline's rows: per benchmark and backbone, on the main metric (main_metric), the method chosen by
+    its validation score, never its test score, with how it was chosen. Ablations never compete. Where no
+    candidate has a validation score, a lone candidate is shown as its preset's only method; several without
+    validation scores are not chosen between."""
     out = []
-    for task, benchmark, _ in panels(rows):
-        live = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["score"] is not None
-                and not r.get("ablation")]
-        for backbone in dict.fromkeys(Path(r["backbone"]).name for r in live):
-            mine = [r for r in live if Path(r["backbone"]).name == backbone]
-            metric = next((m for m in TASKS[task].metrics if any(r["metric"] == m for r in mine)), None)
-            candidates = [r for r in mine if r["metric"] == metric]
+    for task, benchmark in panels(rows):
+        for candidates in by_backbone(rows, task, benchmark, ablations=False).values():
             validated = [r for r in candidates if r.get("val_score") is not None]
             if validated:
                 best = max(validated, key=lambda r: r["val_score"])
@@ -160,10 +172,12 @@ def plot(rows: list[dict], path: Path) -> None:
     cols = min(3, len(tasks))
     n_rows = (len(tasks) + cols - 1) // cols
     fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.6 * n_rows), squeeze=False)
-    for ax, (task, benchmark, metric) in zip(axes.flat, tasks):
-        mine = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["metric"] == metric]
-        labels = [f"{r['method']}\n{Path(r['backbone']).name}" for r in mine]
-        values = [r["score"] or 0 for r in mine]
+    for ax, (task, benchmark) in zip(axes.flat, tasks):
+        mine = [r for shown in by_backbone(rows, task, benchmark).values() for r in shown]
+        metrics = list(dict.fromkeys(r["metric"] for r in mine))
+        labels = [f"{r['method']}\n{Path(r['backbone']).name}" + (f", {r['metric']}" if len(metrics) > 1 else "")
+                  for r in mine]
+        values = [r["score"] for r in mine]
         errors = [[max(0, v - r["ci95"][0]) if r.get("ci95") else 0 for v, r in zip(values, mine)],
                   [max(0, r["ci95"][1] - v) if r.get("ci95") else 0 for v, r in zip(values, mine)]]
         ax.barh(range(len(mine)), values, xerr=errors, color="tab:blue", capsize=2)
@@ -182,7 +196,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
         ax.invert_yaxis()
         ax.set_xlim(0, 100)
-        ax.set_title(f"{task}: {metric} (%)" + (f"\n{benchmark}" if benchmark != TASKS[task].benchmark else ""),
+        ax.set_title(f"{task}: {' / '.join(metrics)} (%)" + (f"\n{benchmark}" if benchmark != TASKS[task].benchmark
+                                                             else ""),
                      fontsize=9)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")

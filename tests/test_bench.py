@@ -304,6 +304,27 @@ def test_the_headline_is_chosen_on_validation_never_on_test():
     assert "lucky on test" not in text and "an ablation" not in text and "| 90.0 | **85.0**, 10 |" in text
 
 
+def test_each_benchmark_is_headlined_on_the_first_metric_its_rows_score(tmp_path):
+    """codegen's metrics, in order: chosen_pass@1, pass@1, greedy_pass@1. HumanEval is headlined on chosen_pass@1
+    where a method chose among its samples and on pass@1 where none did; MBPP's greedy-only method on
+    greedy_pass@1 (its pass@1 row has no score). The plot draws a panel for each benchmark."""
+    from tasks.bench_table import chosen_rows, plot
+
+    def row(backbone, dataset, metric, score):
+        return {"task": "codegen", "dataset": dataset, "metric": metric, "backbone": f"artifacts/backbones/{backbone}",
+                "method": f"{backbone} {dataset}", "score": score, "val_score": None, "ci95": None, "n_eval": 10,
+                "baselines": {}, "anchors": [], "ablation": False}
+
+    rows = [row("smollm2", "HumanEval", "chosen_pass@1", 11.6), row("smollm2", "HumanEval", "pass@1", 4.4),
+            row("tiny", "HumanEval", "pass@1", 0.0), row("tiny", "HumanEval", "greedy_pass@1", 0.0),
+            row("smollm2", "MBPP", "pass@1", None), row("smollm2", "MBPP", "greedy_pass@1", 10.6)]
+    shown = {(r["dataset"], r["backbone"].split("/")[-1]): r["metric"] for r, _ in chosen_rows(rows)}
+    assert shown == {("HumanEval", "smollm2"): "chosen_pass@1", ("HumanEval", "tiny"): "pass@1",
+                     ("MBPP", "smollm2"): "greedy_pass@1"}
+    plot(rows, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 0
+
+
 def test_only_a_headline_candidate_exports_and_its_folder_holds_its_test_score(tmp_path, monkeypatch):
     """An ablation never replaces the task's folder (the demo and the applications read it); the exported
     model carries the test score it was measured with."""
