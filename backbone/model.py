@@ -355,23 +355,31 @@ class GPT(nn.Module):
         """The rest of `forward` from the residual stream entering block `first`, x (B, T, C) as
         layer_states(idx, mask, [first]) gives it, for a right-padded batch: blocks first.. and ln_f -> (B, T, C).
         Partial fine-tuning trains these blocks on cached x (tasks.adapters.TopBlocks)."""
-        if not 0 <= first <= self.config.n_layer:
-            raise ValueError(f"first must be in [0, {self.config.n_layer}], got {first}")
+        if not 0 <= first < self.config.n_layer:  # layer n_layer is already the output, after ln_f
+            raise ValueError(f"first must be a block, in [0, {self.config.n_layer - 1}], got {first}")
         B, T = x.shape[:2]
         mask = self._attention_mask(attention_mask, B, T, 0, x.device)
-        if attention_mask is not None:  # as in _run: pads do not advance the position
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        else:
-            position_ids = torch.arange(T, device=x.device).expand(B, T)
+        position_ids = self._positions(attention_mask, 0, B, T, x.device)
         with self._autocast(x):
             rope = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
             for block in self.transformer.h[first:]:
-                if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                    x, _ = torch.utils.checkpoint.checkpoint(block, x, mask, rope, None, False, use_reentrant=False)
-                else:
-                    x, _ = block(x, mask, rope, None, False)
+                x, _ = self._block(block, x, mask, rope, None, False)
             x = self.transformer.ln_f(x)
         return x.float() if self.autocast_dtype is not None else x
+
+    @staticmethod
+    def _positions(attention_mask, past: int, B: int, T: int, device) -> torch.Tensor:
+        """(B, T) positions of the new tokens: only real tokens advance the position, so a left-padded prompt
+        gets the same positions as an unpadded one."""
+        if attention_mask is not None:
+            return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+        return torch.arange(past, past + T, device=device).expand(B, T)
+
+    def _block(self, block, x, mask, rope, cache, need_weights):
+        """One block, its activations recomputed in the backward pass when gradient checkpointing is on."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
+            return torch.utils.checkpoint.checkpoint(block, x, mask, rope, cache, need_weights, use_reentrant=False)
+        return block(x, mask, rope, cache, need_weights)
 
     def _run(self, idx, attention_mask, position_ids, cache, need_weights, inputs_embeds=None, keep=None,
              segment_ids=None):
@@ -393,10 +401,7 @@ class GPT(nn.Module):
                 raise ValueError("segment_ids are for a packed row read whole, not with a KV cache")
             mask, position_ids = self._segment_mask(segment_ids, attention_mask, position_ids, B, T)
         if position_ids is None:
-            if attention_mask is not None:  # count only real tokens: pads do not advance the position
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
-            else:
-                position_ids = torch.arange(past, S, device=device).expand(B, T)
+            position_ids = self._positions(attention_mask, past, B, T, device)
 
         x = self.transformer.wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if self.config.positions == "learned":
@@ -412,11 +417,7 @@ class GPT(nn.Module):
                     kept[i] = x
                 if max(keep) <= i:  # layer_states: nothing above is asked for
                     return x, all_weights, kept
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
-                x, weights = torch.utils.checkpoint.checkpoint(block, x, mask, rope, cache, need_weights,
-                                                               use_reentrant=False)
-            else:
-                x, weights = block(x, mask, rope, cache, need_weights)
+            x, weights = self._block(block, x, mask, rope, cache, need_weights)
             all_weights.append(weights)
         if cache is not None:
             cache.length = S

@@ -161,7 +161,8 @@ def recorded_score(folder: Path, spec: TaskSpec) -> str:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         return f"test score unreadable ({path}: {err})"
-    metric = spec.metrics[0]
+    reported = [m for m in spec.metrics if _is_number(values.get(f"test/{m}"))] if isinstance(values, dict) else []
+    metric = spec.main_metric(reported) or spec.metrics[0]
     value = values.get(f"test/{metric}") if isinstance(values, dict) else None
     if not _is_number(value):
         return f"no test {metric} recorded in {path}"

@@ -4,6 +4,9 @@ Every adapter follows one protocol:
     attach(backbone)           freeze the backbone, then inject or unfreeze what this adapter trains
     adapter_params()           the backbone-side parameters it trains (the head adds its own)
     encode(backbone, idx, mask) -> hidden (B, T, C) for the T real input positions, whatever was prepended
+    states(...), mix(states)   per-layer states and their combination, between which a task picks its units
+    cached_states(...), from_cached(...)   what a feature cache stores, and (adapters that cache tokens:
+                               TopBlocks) how a step gets from it to states()
 
 Trainable parameters are exactly what adapter_params() and the head return: nothing is chosen by matching
 parameter names.
@@ -11,6 +14,7 @@ parameter names.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -19,6 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbone.model import GPT, KVCache
+
+
+@contextlib.contextmanager
+def frozen_mode(backbone: GPT):
+    """Run a frozen backbone in eval mode (no dropout: its features are the same in every epoch, cached or
+    not), then give it back the mode it had."""
+    training = backbone.training
+    backbone.eval()
+    try:
+        yield backbone
+    finally:
+        backbone.train(training)
 
 
 class Adapter(nn.Module):
@@ -299,12 +315,8 @@ class FrozenLayers(Adapter):
         `grad` (GPT.layer_states)."""
         if segment_ids is not None and not self.packs_segments:
             raise ValueError("echo cannot read packed sequences (segment_ids)")
-        training = backbone.training
-        backbone.eval()
-        try:
+        with frozen_mode(backbone):
             return self._states(backbone, idx, attention_mask, segment_ids, grad)
-        finally:
-            backbone.train(training)
 
     def _states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
                 segment_ids: torch.Tensor | None, grad: bool) -> torch.Tensor:
@@ -393,12 +405,8 @@ class TopBlocks(Adapter):
     def _below(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor, grad: bool) -> torch.Tensor:
         """(B, T, 1, C) the residual stream entering block k: frozen blocks, so without dropout, and without a
         graph unless `grad` (GPT.layer_states)."""
-        training = backbone.training
-        backbone.eval()
-        try:
+        with frozen_mode(backbone):
             return backbone.layer_states(idx, attention_mask, self.layers, grad=grad)
-        finally:
-            backbone.train(training)
 
     def cached_states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
                       segment_ids: torch.Tensor | None = None) -> torch.Tensor:

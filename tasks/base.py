@@ -65,13 +65,15 @@ class TaskModule(L.LightningModule):
         gradient_checkpointing: bool = False,
     ):
         super().__init__()
+        if adapter_learning_rate is not None and adapter_learning_rate <= 0:
+            raise ValueError(f"adapter_learning_rate must be > 0 (or null: learning_rate), got {adapter_learning_rate}")
         self.save_hyperparameters(ignore=["adapter"])
         self.adapter = adapter if adapter is not None else FullFineTune()
         self.backbone = None
         self.tokenizer = None
         self._train_tokens = 0  # summed where the batches live: read (one host sync) only through train_tokens
         self._padded_tokens = 0  # the same with padding: their ratio is the share of compute spent on padding
-        self.feature_caches = FeatureCaches()  # per split, with FrozenLayers(cache=True)
+        self.feature_caches = FeatureCaches()  # per split, for an adapter with cache=True (FrozenLayers, TopBlocks)
         self.scored_examples = ScoredExamples()  # the test epoch's records and per-example statistics
         self.task_name: str | None = None  # the registered task this module serves (set by its command)
         # its head and adapter hold trained weights: fit in this run, or loaded (a checkpoint, a saved task)
@@ -129,7 +131,12 @@ class TaskModule(L.LightningModule):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         cache = self.feature_caches.get(batch.get("split"))
         if cache is not None and "row" in batch and self.adapter.caches_tokens:
-            cached, _ = cache.gather(batch["row"])  # (S, U, 1, C): each sequence's real tokens, U <= T
+            cached, real = cache.gather(batch["row"])  # (S, U, 1, C): each sequence's real tokens, U <= T
+            lengths = mask.sum(1).cpu()
+            right_padded = torch.equal(mask.bool().cpu(), torch.arange(mask.size(1))[None] < lengths[:, None])
+            if not right_padded or cached.size(0) != ids.size(0) or not torch.equal(real.sum(1), lengths):
+                raise ValueError(f"the cached states of rows {list(batch['row'])[:5]} do not match the batch: "
+                                 "cached token states need right-padded rows of the same sequences")
             cached = F.pad(cached, (0, 0, 0, 0, 0, ids.size(1) - cached.size(1))).to(ids.device)
             states, unit_mask = self.units(self.adapter.from_cached(self.backbone, cached, mask), batch)
         elif cache is not None and "row" in batch:
@@ -267,8 +274,10 @@ class TaskModule(L.LightningModule):
         if not params:
             raise ValueError("nothing to train: the adapter and the head have no parameters "
                              "(a frozen backbone with the prompt path is evaluation-only: run `test`)")
-        adapter_rate = h.get("adapter_learning_rate")
-        rates = ({id(p): adapter_rate for p in self.adapter.adapter_params(self.backbone)} if adapter_rate else None)
+        adapter_rate, adapted = h.get("adapter_learning_rate"), self.adapter.adapter_params(self.backbone)
+        if adapter_rate is not None and not adapted:
+            rank_zero_warn(f"adapter_learning_rate is set, but {type(self.adapter).__name__} trains nothing: ignored")
+        rates = {id(p): adapter_rate for p in adapted} if adapter_rate is not None else None
         return build_optimizer([self], h.learning_rate, h.weight_decay, (0.9, 0.999), int(h.warmup_ratio * total),
                                total, h.min_lr_ratio, only=params, learning_rates=rates)
 

@@ -284,9 +284,10 @@ def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None
     runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
             and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
     order = {task: i for i, task in enumerate(TASKS)}
-    headline = {task: spec.metrics[0] for task, spec in TASKS.items()}
-    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], len(order)), r["metric"] != headline.get(r["task"]),
-                                              r["metric"], r["backbone"], -(r["score"] or 0)))
+    rank = {task: {m: i for i, m in enumerate(spec.metrics)} for task, spec in TASKS.items()}  # preference order
+    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], len(order)),
+                                              rank.get(r["task"], {}).get(r["metric"], len(rank)), r["metric"],
+                                              r["backbone"], -(r["score"] or 0)))
     path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
     write_csv(rows, out_dir / "results.csv")
     (out_dir / "results.md").write_text(markdown_table(rows, runs, _read_json(REFERENCE_DIR / "overlap.json")))

@@ -23,38 +23,35 @@ def _facts(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def main_metric(task: str, rows: list[dict]) -> str | None:
-    """The first of the task's metrics that these rows report with a score: MBPP's greedy rows have no sampled
-    pass@1, and only a method that chooses among its samples reports chosen_pass@1."""
-    return next((m for m in TASKS[task].metrics if any(r["metric"] == m and r["score"] is not None for r in rows)),
-                None)
-
-
 def panels(rows: list[dict]) -> list[tuple[str, str]]:
     """(task, benchmark) of every benchmark the rows score, tasks in registry order (a task may score several:
     codegen's HumanEval and MBPP, translation's two directions)."""
     out = []
     for task, spec in TASKS.items():
         for r in rows:
-            if r["task"] == task and r["metric"] in spec.metrics and (task, r["dataset"]) not in out:
+            if (r["task"] == task and r["metric"] in spec.metrics and r["score"] is not None
+                    and (task, r["dataset"]) not in out):
                 out.append((task, r["dataset"]))
     return out
 
 
 def by_backbone(rows: list[dict], task: str, benchmark: str, ablations: bool = True) -> dict[str, list[dict]]:
-    """A benchmark's scored rows per backbone, on that backbone's main metric (main_metric)."""
-    live = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["score"] is not None
-            and (ablations or not r.get("ablation"))]
+    """A benchmark's scored rows per backbone, on that backbone's main metric (TaskSpec.main_metric of its methods
+    that are not ablations, so the plot and the headline agree; of its ablations where it has nothing else)."""
+    live = [r for r in rows if r["task"] == task and r["dataset"] == benchmark and r["score"] is not None]
     out = {}
     for backbone in dict.fromkeys(Path(r["backbone"]).name for r in live):
         mine = [r for r in live if Path(r["backbone"]).name == backbone]
-        metric = main_metric(task, mine)
-        out[backbone] = [r for r in mine if r["metric"] == metric]
+        candidates = [r for r in mine if not r.get("ablation")] or mine
+        metric = TASKS[task].main_metric(r["metric"] for r in candidates)
+        shown = [r for r in mine if r["metric"] == metric and (ablations or not r.get("ablation"))]
+        if shown:
+            out[backbone] = shown
     return out
 
 
 def chosen_rows(rows: list[dict]) -> list[tuple[dict, str]]:
-    """The headline's rows: per benchmark and backbone, on the main metric (main_metric), the method chosen by
+    """The headline's rows: per benchmark and backbone, on the main metric (TaskSpec.main_metric), the method chosen by
     its validation score, never its test score, with how it was chosen. Ablations never compete. Where no
     candidate has a validation score, a lone candidate is shown as its preset's only method; several without
     validation scores are not chosen between."""

@@ -43,7 +43,9 @@ class TaskSpec:
         a config names one (`model: {class_path: ..., init_args: ...}`, LightningCLI's subclass mode) and
         `module` is their common base.
     benchmark, split: what the benchmark scores, in words (the data module's `dataset` names the loader).
-    metrics: the test metrics the table shows, the headline one first.
+    metrics: the test metrics the table shows, in order of preference: a benchmark is headlined on the first
+        one its rows report (main_metric: code chosen among samples reports chosen_pass@1, plain sampling
+        pass@1, greedy decoding only greedy_pass@1).
     sample: the demo's example input: an instance of the module's input_type (a str, a tasks.outputs.Question).
     baselines: dotted path of f(data module) -> {baseline: {metric: value}}, scored on the test examples
         (values on the same scale as the task's metrics).
@@ -97,6 +99,11 @@ class TaskSpec:
     @property
     def output_type(self) -> type:
         return self.module_class.output_type
+
+    def main_metric(self, reported) -> str | None:
+        """The first of the task's metrics among `reported` (names with a value), or None."""
+        have = set(reported)
+        return next((m for m in self.metrics if m in have), None)
 
     def score_baselines(self, datamodule) -> dict:
         return load_object(self.baselines)(datamodule) if self.baselines else {}

@@ -44,6 +44,11 @@ def test_doctest_lines_become_examples_with_their_continuations():
     assert [e.expected for e in found] == ["5", "0", "[0, 2, 4]", "2"]  # add(n, 1): n is set nowhere, dropped
 
 
+def test_a_docstring_in_single_quotes_ends_the_expected_value():
+    prompt = "def inc(x):\n    '''\n    >>> inc(1)\n    2'''\n"
+    assert [(e.source, e.expected) for e in worked_examples(prompt, "inc")] == [("inc(1)", "2")]
+
+
 def test_inline_examples_take_the_value_after_the_separator():
     found = {e.source: e.expected for e in worked_examples(INLINE, "score")}
     assert found == {'score("ab", 1)': "3", 'score("a#b", 2)': "4", 'score("", 0)': "0", 'score("x", 19)': "8",
@@ -82,7 +87,10 @@ def test_chosen_pass_at_1_follows_the_examples_never_the_hidden_tests(backbone_d
     from tasks.codegen.module import CodeGenerator
 
     task = generator(backbone_dir, num_samples=3, ks=[1], choose_by_examples=True)
-    canned = {PROBLEM["prompt"]: ["    return 2 * x + (x == 5)\n", "    return x * 2\n", "    return x + 1\n"],
+    # double: samples 0 and 1 pass both examples, but only sample 1 the hidden test; sample 2 fails the examples
+    # and passes the hidden test. A choice that peeked at the hidden tests would submit 1 or 2.
+    canned = {PROBLEM["prompt"]: ["    return x * 2\n", "    return 2 * x + (x == 5)\n",
+                                  "    return 11 if x == 5 else -1\n"],
               NO_EXAMPLES["prompt"]: ["    return x\n", "    return -x\n", "    return 0\n"]}
     greedy = {PROBLEM["prompt"]: "    return x + 2\n", NO_EXAMPLES["prompt"]: "    return x\n"}
 
@@ -96,13 +104,13 @@ def test_chosen_pass_at_1_follows_the_examples_never_the_hidden_tests(backbone_d
     finally:
         CodeGenerator.complete = original
     double = next(r for r in task.scored_examples.records if r["task_id"] == "t/double")
-    # samples 0 and 1 pass both examples, x + 1 neither, the greedy x + 2 only double(2); 0 and 1 tie: the first
+    # the greedy x + 2 passes double(2) only; samples 0 and 1 tie on both examples: the first is submitted
     assert double["examples_passed"] == [2, 2, 0, 1] and double["chosen"] == 0
-    assert double["chosen_passed"] is True  # sample 0 also passes the hidden test (sample 1 would not)
+    assert double["chosen_passed"] is False and double["passed"] == 2  # two samples pass the hidden test
     ident = next(r for r in task.scored_examples.records if r["task_id"] == "t/id")
     assert ident["examples_passed"] == [0, 0, 0, 0] and ident["chosen"] == 3  # no examples: the greedy one
     scores = task.stage_metrics["test"].compute()
-    assert scores["chosen_pass@1"] == pytest.approx(1.0) and scores["greedy_pass@1"] == pytest.approx(0.5)
+    assert scores["chosen_pass@1"] == pytest.approx(0.5) and scores["greedy_pass@1"] == pytest.approx(0.5)
     assert set(task.test_intervals()) == {"pass@1", "greedy_pass@1", "chosen_pass@1"}
     assert "worked examples" in task.test_report()["test/choice"]
 

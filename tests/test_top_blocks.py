@@ -43,8 +43,8 @@ def test_top_blocks_on_the_states_entering_them_give_the_whole_models_output(bac
         below = model.layer_states(idx, mask, [first])[:, :, 0]
         top = model.blocks_from(below, mask, first)
         torch.testing.assert_close(top[mask.bool()], whole[mask.bool()], atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="first"):
-        model.blocks_from(below, mask, model.config.n_layer + 1)
+    with pytest.raises(ValueError, match="first"):  # layer n_layer is the output itself, after ln_f
+        model.blocks_from(below, mask, model.config.n_layer)
 
 
 def test_only_the_top_blocks_and_the_head_train(backbones):
@@ -63,6 +63,10 @@ def test_only_the_top_blocks_and_the_head_train(backbones):
         _ner_task(backbones["learned"], TopBlocks(first_block=n))
     with pytest.raises(ValueError, match="lora_rank"):
         TopBlocks(lora_rank=0)
+    from tasks.ner.module import TokenClassifier
+
+    with pytest.raises(ValueError, match="adapter_learning_rate"):
+        TokenClassifier(backbone=str(backbones["learned"]), adapter=TopBlocks(), adapter_learning_rate=0.0)
 
 
 @pytest.mark.parametrize("lora_rank", [None, 2])
@@ -97,9 +101,19 @@ def test_cached_states_give_the_live_loss_and_gradients(backbones, tmp_path, lor
     for c, g in zip(cached_grads, live_grads):
         torch.testing.assert_close(c, g, atol=5e-3, rtol=5e-2)
     assert any(float(g.abs().sum()) > 0 for g in cached_grads)
+    # some rows, in another order, padded wider than their longest: the cached states are padded to match
+    some = {**collate([rows[2], rows[1]]), "split": "train", "row": [2, 1]}
+    wide = {**some, "input_ids": torch.nn.functional.pad(some["input_ids"], (0, 3)),
+            "attention_mask": torch.nn.functional.pad(some["attention_mask"], (0, 3))}
+    live_some = task.loss({k: v for k, v in wide.items() if k != "row"})
+    torch.testing.assert_close(task.loss(wide), live_some, atol=2e-3, rtol=2e-3)
+    with pytest.raises(ValueError, match="do not match the batch"):  # rows named wrongly: a clear error
+        task.loss({**some, "row": [1, 2]})
 
 
-def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(backbones, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lora_rank", [None, 2])
+def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(backbones, tmp_path, monkeypatch,
+                                                                             lora_rank):
     from tasks.artifact import load_task
 
     monkeypatch.setenv("GPTSUITE_CACHE", str(tmp_path / "cache"))
@@ -108,7 +122,8 @@ def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(bac
             "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--model.adapter", "tasks.adapters.TopBlocks",
             "--model.adapter.first_block", "-1", "--model.learning_rate", "0.01", "--model.head_dropout", "0",
-            "--model.adapter_learning_rate", "0.001"]
+            "--model.adapter_learning_rate", "0.001",
+            *(["--model.adapter.lora_rank", str(lora_rank)] if lora_rank else [])]
     run_cli("ner", ["fit", *args, "--trainer.max_epochs", "30", "--trainer.logger", "false",
                     "--model.export_dir", str(tmp_path / "task")])
     caches = list((tmp_path / "cache" / "features").iterdir())
@@ -118,7 +133,8 @@ def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(bac
     rates = {}
     for g in groups:  # matrices decay, the rest do not: two groups a rate
         rates[g["initial_lr"]] = rates.get(g["initial_lr"], 0) + len(g["params"])
-    n_top = len(_ner_task(backbones["learned"], TopBlocks(first_block=-1)).adapter.adapter_params())
+    top = TopBlocks(first_block=-1, lora_rank=lora_rank)
+    n_top = len(_ner_task(backbones["learned"], top).adapter.adapter_params())
     assert rates[0.001] == n_top and rates[0.01] > 0  # the top block at its own rate, the head at the task's
     run_cli("ner", ["test", *args, "--ckpt_path", str(last)])
     assert newest_metrics(tmp_path / "run")["test/f1"] == 1.0  # 4 sentences learnt by the top block and head
@@ -126,4 +142,4 @@ def test_ner_cli_fits_top_blocks_on_cached_states_and_the_saved_task_reloads(bac
     assert task.predict("Mary saw New York .").tags == ["B-PER", "O", "B-LOC", "I-LOC", "O"]
     saved = json.loads((tmp_path / "task" / "task.json").read_text())["adapter"]
     assert saved == {"class_path": "tasks.adapters.TopBlocks",
-                     "init_args": {"first_block": -1, "lora_rank": None, "lora_alpha": 16.0, "cache": True}}
+                     "init_args": {"first_block": -1, "lora_rank": lora_rank, "lora_alpha": 16.0, "cache": True}}

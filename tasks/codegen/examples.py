@@ -1,10 +1,12 @@
 """A problem's own worked examples, read from its prompt, as tests that choose among sampled completions.
 
-HumanEval docstrings show how the function behaves: 76 of the 164 as doctest lines (`>>> f(3)` and, below,
-`6`), 68 more as a call and its value on one line (`f("abAB") => 131`, `f(3) ➞ 6`, `f(x) == y`). Each one
-becomes a check (`def check(candidate)`) that runs in the sandbox like the problem's hidden tests. Running
-every sample against its problem's examples and submitting the one that passes most is the choice a
-programmer makes from the docstring alone: the hidden tests never take part in it.
+HumanEval docstrings show how the function behaves, and this module reads the examples of 129 of the 164: 70
+as doctest lines (`>>> f(3)` and, below, `6`), 59 more only as a call and its value on one line
+(`f("abAB") => 131`, `f(3) ➞ 6`, `f(x) == y`). Bulleted or prose examples (`* f(x) => y`, `for f(x) == y`) and
+Input:/Output: blocks are not read. Each example becomes a check (`def check(candidate)`) that runs in the
+sandbox like the problem's hidden tests. Running every sample against its problem's examples and submitting the
+one that passes most is the choice a programmer makes from the docstring alone: the hidden tests never take
+part in it.
 
 An example's expected value is compared the way doctest would (the repr of the value equals the text
 shown), or, where the text is a Python expression, by value (floats within 1e-6 relative).
@@ -74,7 +76,8 @@ def _calls(source: str, entry_point: str) -> bool:
                for node in ast.walk(tree))
 
 
-def _docstring_lines(prompt: str) -> list[str]:
+def _stripped_lines(prompt: str) -> list[str]:
+    """The prompt's lines without their indentation (examples sit in the docstring, read line by line)."""
     return [line.strip() for line in prompt.splitlines()]
 
 
@@ -130,7 +133,7 @@ def example(source: str, shown: str, prompt: str, entry_point: str) -> WorkedExa
 def doctest_examples(prompt: str, entry_point: str) -> list[WorkedExample]:
     """`>>> expression` (with `... ` continuations) and the lines below it up to a blank line, the next `>>>`
     or the docstring's end: doctest's own reading."""
-    lines, found, i = _docstring_lines(prompt), [], 0
+    lines, found, i = _stripped_lines(prompt), [], 0
     while i < len(lines):
         if not lines[i].startswith(">>>"):
             i += 1
@@ -141,8 +144,8 @@ def doctest_examples(prompt: str, entry_point: str) -> list[WorkedExample]:
             source.append(lines[i][3:].strip())
             i += 1
         expected = []
-        while i < len(lines) and lines[i] and not lines[i].startswith(">>>") and not lines[i].startswith('"""'):
-            expected.append(lines[i].removesuffix('"""').strip())
+        while i < len(lines) and lines[i] and not lines[i].startswith((">>>", '"""', "'''")):
+            expected.append(lines[i].removesuffix('"""').removesuffix("'''").strip())
             i += 1
         found.append(example("\n".join(source), "\n".join(expected), prompt, entry_point))
     return [e for e in found if e is not None]
@@ -167,7 +170,7 @@ def _value_after(rest: str) -> str | None:
 def inline_examples(prompt: str, entry_point: str) -> list[WorkedExample]:
     """Lines that begin with a call of the entry point and go on to its value: `f(2) => 4`, `f(2) ➞ 4`."""
     found = []
-    for line in _docstring_lines(prompt):
+    for line in _stripped_lines(prompt):
         if not line.startswith(entry_point) or line.startswith(">>>"):
             continue
         # the call is the shortest prefix that parses as a call of the entry point

@@ -334,7 +334,7 @@ class CodeGenerator(GenerativeTask):
                 "test/choice": (f"chosen_pass@1: of the {h.num_samples} samples" + (" and the greedy completion"
                                 if h.greedy else "") + f", the one passing most of the prompt's worked examples "
                                 f"(at most {MAX_EXAMPLES}; ties: greedy, then the most frequent); problems without "
-                                "examples submit the greedy completion (else the first sample)"
+                                "examples submit the greedy completion (without greedy: the most frequent sample)"
                                 if h.choose_by_examples else "none: every sample scored as it came"
                                 + (" (the prompt shows the hidden tests, which would choose by the answers)"
                                    if h.show_tests else ""))}
