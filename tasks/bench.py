@@ -187,11 +187,15 @@ def configured_model(spec: TaskSpec, method: Method) -> dict:
     return settings
 
 
-def publish_chosen(task_rows: list[dict], results: dict[str, dict]) -> str | None:
+def publish_chosen(task_rows: list[dict], results: dict[str, dict], table_rows: list[dict] | None = None) -> str | None:
     """Of several candidates of one task, the one chosen on validation (tasks.bench_table.chosen_rows, as the
     headline chooses) becomes the task's exported model: its staged folder replaces the task's export folder.
+    table_rows: the task's rows of the whole table this run writes into (earlier runs' kept rows too): where
+    the table's choice is a method of another run (`--methods` ran a subset), nothing of this run is published.
     -> the chosen method's name (None: nothing was chosen, the export folder is left as it was)."""
-    chosen = [row["method"] for row, _ in chosen_rows(task_rows) if "export" in results.get(row["method"], {})]
+    backbones = {row["backbone"] for row in task_rows}
+    chosen = [row["method"] for row, _ in chosen_rows(task_rows if table_rows is None else table_rows)
+              if row["backbone"] in backbones and "export" in results.get(row["method"], {})]
     if not chosen:
         return None
     staged, target = results[chosen[0]]["export"]
@@ -439,9 +443,11 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
                             stamp["commit"])
             write_results(rows, meta, out_dir)
         if several:
-            picked = publish_chosen(rows[first:], results)
+            table = [r for r in json.loads((out_dir / "results.json").read_text())["rows"] if r["task"] == task]
+            picked = publish_chosen(rows[first:], results, table)
             tqdm.write(f"[bench] {task}: exported {picked!r}, chosen on validation" if picked else
-                       f"[bench] {task}: no candidate chosen on validation; its export folder is left as it was")
+                       f"[bench] {task}: no method of this run is the table's choice on validation; its export "
+                       "folder is left as it was")
         done.append(task)
         stages.update(weights[task])
     stages.close()

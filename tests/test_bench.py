@@ -325,6 +325,29 @@ def test_each_benchmark_is_headlined_on_the_first_metric_its_rows_score(tmp_path
     assert (tmp_path / "results.png").stat().st_size > 0
 
 
+def test_a_subset_run_publishes_nothing_when_the_tables_choice_is_another_runs_method(tmp_path):
+    """--methods runs part of a preset: its best method replaces the task's folder only if it is also the whole
+    table's choice on validation; a kept row of an earlier run with a better validation score wins."""
+    from tasks.bench import publish_chosen
+
+    def row(method, val):
+        return {"task": "ner", "dataset": "CoNLL-2003", "metric": "f1", "backbone": "artifacts/backbones/smollm2",
+                "method": method, "score": 80.0, "val_score": val, "ci95": None, "n_eval": 10, "baselines": {},
+                "anchors": [], "ablation": False}
+
+    staged, target = tmp_path / "staged", tmp_path / "task"
+    staged.mkdir()
+    (staged / "task.json").write_text("this run's")
+    target.mkdir()
+    (target / "task.json").write_text("the earlier run's")
+    results = {"this run": {"export": (staged, str(target))}}
+    ran, earlier = [row("this run", 85.0)], row("an earlier run", 90.0)
+    assert publish_chosen(ran, results, [*ran, earlier]) is None
+    assert (target / "task.json").read_text() == "the earlier run's"
+    assert publish_chosen(ran, results, [*ran, {**earlier, "val_score": 70.0}]) == "this run"
+    assert (target / "task.json").read_text() == "this run's"
+
+
 def test_only_a_headline_candidate_exports_and_its_folder_holds_its_test_score(tmp_path, monkeypatch):
     """An ablation never replaces the task's folder (the demo and the applications read it); the exported
     model carries the test score it was measured with."""
