@@ -162,7 +162,7 @@ def recorded_score(folder: Path, spec: TaskSpec) -> str:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         return f"test score unreadable ({path}: {err})"
     reported = [m for m in spec.metrics if _is_number(values.get(f"test/{m}"))] if isinstance(values, dict) else []
-    metric = spec.main_metric(reported) or spec.metrics[0]
+    metric = reported[0] if reported else spec.metrics[0]  # metrics are in preference order (TaskSpec)
     value = values.get(f"test/{metric}") if isinstance(values, dict) else None
     if not _is_number(value):
         return f"no test {metric} recorded in {path}"

@@ -78,6 +78,10 @@ class Adapter(nn.Module):
         caches tokens."""
         return self.states(backbone, idx, attention_mask, segment_ids)
 
+    def cache_key(self) -> dict:
+        """What, beyond the backbone and the data, this adapter's cached states depend on (the cache's name)."""
+        raise NotImplementedError(f"{type(self).__name__} caches nothing")
+
     def from_cached(self, backbone: GPT, cached: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Cached token states (B, T, nL, C) -> states() of the same batch, for an adapter that caches tokens."""
         raise NotImplementedError(f"{type(self).__name__} does not cache tokens")
@@ -308,6 +312,9 @@ class FrozenLayers(Adapter):
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return [self.mix_logits, self.gamma]
 
+    def cache_key(self) -> dict:
+        return {"layers": self.layers, "echo": self.echo}
+
     def states(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor,
                segment_ids: torch.Tensor | None = None, grad: bool = False) -> torch.Tensor:
         """(B, T, nL, C) states of the chosen layers at the T input positions (right-padded input). Always
@@ -362,7 +369,6 @@ class TopBlocks(Adapter):
 
     caches_tokens = True
     packs_segments = False  # the top blocks run on right-padded rows: no packed prefix mask
-    echo = False
 
     def __init__(self, first_block: int = -2, lora_rank: int | None = None, lora_alpha: float = 16.0,
                  cache: bool = True):
@@ -371,7 +377,6 @@ class TopBlocks(Adapter):
             raise ValueError(f"lora_rank must be >= 1 (or null: train the blocks fully), got {lora_rank}")
         self.first_block, self.lora_rank, self.lora_alpha, self.cache = first_block, lora_rank, lora_alpha, cache
         self.first: int | None = None  # k counted from the bottom, once attached
-        self.lora: LoRA | None = None
         self.trained: list[nn.Parameter] = []
 
     @property
@@ -393,14 +398,16 @@ class TopBlocks(Adapter):
         if self.lora_rank is None:
             self.trained = [*top.parameters(), *backbone.transformer.ln_f.parameters()]
         else:
-            self.lora = LoRA(self.lora_rank, self.lora_alpha, targets=["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"])
-            self.lora.layers = self.lora.inject(top)
-            self.trained = self.lora.adapter_params()
+            lora = LoRA(self.lora_rank, self.lora_alpha, targets=["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"])
+            self.trained = [p for layer in lora.inject(top) for p in (layer.lora_A, layer.lora_B)]
         for p in self.trained:
             p.requires_grad_(True)
 
     def adapter_params(self, backbone: GPT | None = None) -> list[nn.Parameter]:
         return list(self.trained)
+
+    def cache_key(self) -> dict:  # the same keys as FrozenLayers' (echo never), and what is stored
+        return {"layers": self.layers, "echo": False, "cached": "tokens"}
 
     def _below(self, backbone: GPT, idx: torch.Tensor, attention_mask: torch.Tensor, grad: bool) -> torch.Tensor:
         """(B, T, 1, C) the residual stream entering block k: frozen blocks, so without dropout, and without a

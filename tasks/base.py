@@ -16,7 +16,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 
 from backbone.artifact import CREATE_BACKBONE, ArtifactError, load_backbone
@@ -131,13 +130,7 @@ class TaskModule(L.LightningModule):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         cache = self.feature_caches.get(batch.get("split"))
         if cache is not None and "row" in batch and self.adapter.caches_tokens:
-            cached, real = cache.gather(batch["row"])  # (S, U, 1, C): each sequence's real tokens, U <= T
-            lengths = mask.sum(1).cpu()
-            right_padded = torch.equal(mask.bool().cpu(), torch.arange(mask.size(1))[None] < lengths[:, None])
-            if not right_padded or cached.size(0) != ids.size(0) or not torch.equal(real.sum(1), lengths):
-                raise ValueError(f"the cached states of rows {list(batch['row'])[:5]} do not match the batch: "
-                                 "cached token states need right-padded rows of the same sequences")
-            cached = F.pad(cached, (0, 0, 0, 0, 0, ids.size(1) - cached.size(1))).to(ids.device)
+            cached = cache.gather_tokens(batch["row"], mask)  # the input of the trained blocks, (S, T, 1, C)
             states, unit_mask = self.units(self.adapter.from_cached(self.backbone, cached, mask), batch)
         elif cache is not None and "row" in batch:
             states, unit_mask = cache.gather(batch["row"])

@@ -103,6 +103,19 @@ class FeatureCache:
             mask[i, :n] = True
         return out, mask
 
+    def gather_tokens(self, rows: list[int], attention_mask: torch.Tensor) -> torch.Tensor:
+        """(S, T, nL, C) the cached token states of these rows, laid out as their right-padded batch is
+        (attention_mask (S, T)); a mismatch (other rows, left padding, other lengths) is a clear error."""
+        cached, real = self.gather(rows)  # (S, U, nL, C), U <= T
+        lengths = attention_mask.sum(1).cpu()
+        right_padded = torch.equal(attention_mask.bool().cpu(), torch.arange(attention_mask.size(1))[None]
+                                   < lengths[:, None])
+        if not right_padded or len(cached) != len(lengths) or not torch.equal(real.sum(1), lengths):
+            raise ValueError(f"the cached states of rows {list(rows)[:5]} do not match the batch: cached token "
+                             "states need right-padded rows of the same sequences")
+        pad = attention_mask.size(1) - cached.size(1)
+        return torch.nn.functional.pad(cached, (0, 0, 0, 0, 0, pad)).to(attention_mask.device)
+
 
 def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -223,8 +236,7 @@ class FeatureCaches:
                 # the rows' content names them: two splits of the same rows (SQuAD's dev set, used for
                 # validation and test) share one cache
                 key = {"backbone": backbone_digest, "data": rows_digest(rows),
-                       "layers": module.adapter.layers, "echo": module.adapter.echo, "precision": precision,
-                       **module.feature_spec(), **({"cached": "tokens"} if module.adapter.caches_tokens else {})}
+                       **module.adapter.cache_key(), "precision": precision, **module.feature_spec()}
                 self.by_split[split] = module_cache(module, key, rows, datamodule.collate, f"features {split}")
                 meta = self.by_split[split].meta
                 rank_zero_info(f"feature cache {split}: {meta['rows']} rows, {meta['tokens']} tokens, "

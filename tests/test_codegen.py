@@ -36,16 +36,10 @@ def generator(backbone_dir, **kw):
     return task.eval()
 
 
-def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
-    """add: 3 of 10 samples pass (one sample is not valid Python); neg: none pass. Greedy: add passes."""
+def score_canned(task, rows: list[dict], canned: dict[str, list[str]], greedy: dict[str, str]) -> None:
+    """One test epoch's update over `rows`, the model's completions replaced by canned ones per prompt (samples
+    from `canned`, the greedy one from `greedy`): what the sandbox and the scoring make of known programs."""
     from tasks.codegen.module import CodeGenerator
-
-    task = generator(backbone_dir, num_samples=10, ks=[1, 10])
-    canned = {
-        ADD["prompt"]: ["    return a + b\n"] * 3 + ["    return a - b\n"] * 6 + ["    return a +\n"],
-        NEG["prompt"]: ["    return x\n"] * 9 + ["    import os\n    os._exit(0)\n"],
-    }
-    greedy = {ADD["prompt"]: "    return a + b\n", NEG["prompt"]: "    return x\n"}
 
     def fake_complete(self, problems, first_index, samples):
         return [canned[p["prompt"]] if samples else [greedy[p["prompt"]]] for p in problems]
@@ -53,9 +47,21 @@ def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
     CodeGenerator.complete, original = fake_complete, CodeGenerator.complete
     try:
         task.on_test_epoch_start()
-        task.update_metrics("test", {"rows": [ADD, NO_TESTS, NEG]})
+        task.update_metrics("test", {"rows": rows})
     finally:
         CodeGenerator.complete = original
+
+
+def test_pass_at_k_of_a_fake_completion_set_through_the_sandbox(backbone_dir):
+    """add: 3 of 10 samples pass (one sample is not valid Python); neg: none pass. Greedy: add passes."""
+
+    task = generator(backbone_dir, num_samples=10, ks=[1, 10])
+    canned = {
+        ADD["prompt"]: ["    return a + b\n"] * 3 + ["    return a - b\n"] * 6 + ["    return a +\n"],
+        NEG["prompt"]: ["    return x\n"] * 9 + ["    import os\n    os._exit(0)\n"],
+    }
+    greedy = {ADD["prompt"]: "    return a + b\n", NEG["prompt"]: "    return x\n"}
+    score_canned(task, [ADD, NO_TESTS, NEG], canned, greedy)
     scores = task.stage_metrics["test"].compute()
     assert scores["pass@1"] == pytest.approx((0.3 + 0.0) / 2)
     assert scores["pass@10"] == pytest.approx((1.0 + 0.0) / 2)

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.codegen.examples import WorkedExample, choose, worked_examples
 from tasks.codegen.sandbox import check_program
-from tests.test_codegen import GEN, backbone_dir, generator  # noqa: F401 - the module's backbone fixture
+from tests.test_codegen import GEN, backbone_dir, generator, score_canned  # noqa: F401 - the backbone fixture
 
 DOCTEST = '''def add(a, b):
     """Sum of two numbers.
@@ -84,7 +84,6 @@ NO_EXAMPLES = {"task_id": "t/id", "entry_point": "ident", "prompt": 'def ident(x
 
 
 def test_chosen_pass_at_1_follows_the_examples_never_the_hidden_tests(backbone_dir):  # noqa: F811
-    from tasks.codegen.module import CodeGenerator
 
     task = generator(backbone_dir, num_samples=3, ks=[1], choose_by_examples=True)
     # double: samples 0 and 1 pass both examples, but only sample 1 the hidden test; sample 2 fails the examples
@@ -93,16 +92,7 @@ def test_chosen_pass_at_1_follows_the_examples_never_the_hidden_tests(backbone_d
                                   "    return 11 if x == 5 else -1\n"],
               NO_EXAMPLES["prompt"]: ["    return x\n", "    return -x\n", "    return 0\n"]}
     greedy = {PROBLEM["prompt"]: "    return x + 2\n", NO_EXAMPLES["prompt"]: "    return x\n"}
-
-    def fake_complete(self, problems, first_index, samples):
-        return [canned[p["prompt"]] if samples else [greedy[p["prompt"]]] for p in problems]
-
-    CodeGenerator.complete, original = fake_complete, CodeGenerator.complete
-    try:
-        task.on_test_epoch_start()
-        task.update_metrics("test", {"rows": [PROBLEM, NO_EXAMPLES]})
-    finally:
-        CodeGenerator.complete = original
+    score_canned(task, [PROBLEM, NO_EXAMPLES], canned, greedy)
     double = next(r for r in task.scored_examples.records if r["task_id"] == "t/double")
     # the greedy x + 2 passes double(2) only; samples 0 and 1 tie on both examples: the first is submitted
     assert double["examples_passed"] == [2, 2, 0, 1] and double["chosen"] == 0

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+BUILTINS = frozenset(dir(builtins))
 # what may stand between a call and its value on an example line, longest first ("==>" before "==")
 SEPARATORS = ("should return", "==>", "==", "=>", "->", "➞", "→", "returns", "return", "=", ":")
 
@@ -58,22 +60,27 @@ class WorkedExample:
         return f"{COMPARE}\n\ndef check(candidate):\n    assert _same({call}, {self.expected!r})\n"
 
 
-def _is_expression(text: str) -> bool:
+@functools.lru_cache(maxsize=1024)
+def _expression(text: str) -> ast.Expression | None:
+    """The text parsed as one Python expression, or None; each text is parsed once (an example's call and
+    value are read by several of the checks below)."""
+    if not text.strip():
+        return None
     try:
-        ast.parse(text.strip(), mode="eval")
+        return ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError):
-        return False
-    return bool(text.strip())
+        return None
+
+
+def _is_expression(text: str) -> bool:
+    return _expression(text) is not None
 
 
 def _calls(source: str, entry_point: str) -> bool:
     """Whether the expression calls the entry point (an example of some other helper is not one of ours)."""
-    try:
-        tree = ast.parse(source, mode="eval")
-    except (SyntaxError, ValueError):
-        return False
-    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry_point
-               for node in ast.walk(tree))
+    tree = _expression(source)
+    return tree is not None and any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                                    and node.func.id == entry_point for node in ast.walk(tree))
 
 
 def _stripped_lines(prompt: str) -> list[str]:
@@ -90,13 +97,15 @@ def _without_comment(source: str) -> str:
     return source
 
 
-def _known_names(prompt: str) -> set[str]:
-    """The names an example may use: builtins and what the prompt defines or imports at its top level."""
-    names = set(dir(builtins))
+@functools.lru_cache(maxsize=64)
+def _known_names(prompt: str) -> frozenset[str]:
+    """The names an example may use: builtins and what the prompt defines or imports at its top level (read
+    once per prompt, however many examples it shows)."""
+    names = set(BUILTINS)
     try:
         tree = ast.parse(prompt)
     except SyntaxError:
-        return names
+        return frozenset(names)
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
@@ -104,11 +113,12 @@ def _known_names(prompt: str) -> set[str]:
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
+    return frozenset(names)
 
 
 def _free_names(source: str) -> set[str]:
-    tree = ast.parse(source, mode="eval")
+    """The names an expression reads without binding them itself (comprehension and lambda variables bind)."""
+    tree = _expression(source)
     bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.Lambda) for a in n.args.args}
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
@@ -123,7 +133,7 @@ def example(source: str, shown: str, prompt: str, entry_point: str) -> WorkedExa
         return None
     if not _free_names(source) <= _known_names(prompt):
         return None
-    if _is_expression(shown) and _free_names(shown) - set(dir(builtins)):
+    if _is_expression(shown) and _free_names(shown) - BUILTINS:
         return None  # e.g. a formula in the function's own terms; a value shown as text stays (repr compare)
     if _calls(shown, entry_point):
         return None
