@@ -14,6 +14,7 @@ import torch
 from backbone.artifact import load_backbone
 from backbone.config import MODEL_PRESETS, GPTConfig
 from backbone.generate import GenerationConfig, generate_text, stream
+from backbone.llama_cpp_engine import GPTSUITE, LLAMA_CPP, check_engine, llama_cpp_model
 from backbone.logits import banned_sequences
 from backbone.model import GPT
 from backbone.precision import auto_precision, machine_summary, resolve_precision, set_inference_precision
@@ -45,21 +46,26 @@ def print_machine_and_presets(remeasure: bool = False) -> None:
               f"{config.n_kv_head:>4}{config.block_size:>9}  {flavour}")
 
 
-def load_for_generation(backbone: str | None, preset: str | None, quantize: str = "none"):
+def load_for_generation(backbone: str | None, preset: str | None, quantize: str = "none", engine: str = GPTSUITE):
     """(model, tokenizer): the backbone artifact folder, or a randomly initialised preset with the GPT-2
-    tokenizer (for trying the code), decoding from weight-only quantised layers as `quantize` says."""
+    tokenizer (for trying the code), decoding from weight-only quantised layers as `quantize` says, on the
+    engine named (llama.cpp: the backbone exported as a GGUF whose type `quantize` picks)."""
+    check_engine(engine)
     if backbone:
-        return load_backbone(backbone, quantize=quantize)
-    tokenizer = Tokenizer.gpt2()
-    model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
-    return inference_model(model, quantize, copy_model=False)[0], tokenizer
+        model, tokenizer = load_backbone(backbone, quantize="none" if engine == LLAMA_CPP else quantize)
+    else:
+        tokenizer = Tokenizer.gpt2()
+        model = GPT(GPTConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
+    if engine == LLAMA_CPP:
+        return llama_cpp_model(model, tokenizer, quantize), tokenizer
+    return (model if backbone else inference_model(model, quantize, copy_model=False)[0]), tokenizer
 
 
 def generate_to_terminal(backbone: str | None, preset: str | None, prompts: list[str], cfg: GenerationConfig,
-                         ban: list[str], precision: str, quantize: str) -> None:
+                         ban: list[str], precision: str, quantize: str, engine: str = GPTSUITE) -> None:
     """Continue the prompts (one: streamed as it is decoded; several: printed when done), then the speed on
     stderr. ban: words never to generate (each spelling's token sequences are banned)."""
-    model, tokenizer = load_for_generation(backbone, preset, quantize)
+    model, tokenizer = load_for_generation(backbone, preset, quantize, engine)
     if ban:
         cfg = cfg.replace(banned=banned_sequences(tokenizer, ban))
     precision = resolve_precision(precision)
@@ -69,7 +75,9 @@ def generate_to_terminal(backbone: str | None, preset: str | None, prompts: list
     n_tokens = _generate_and_print(model, tokenizer, prompts, cfg)
     seconds = time.perf_counter() - start
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.use_cache else 'off'}, {precision}, quantize {model.quantization}]", file=sys.stderr)
+          f"kv cache {'on' if cfg.use_cache else 'off'}, "
+          + (f"engine {model.quantization}]" if engine == LLAMA_CPP else f"{precision}, quantize {model.quantization}]"),
+          file=sys.stderr)
 
 
 def _generate_and_print(model, tokenizer, prompts: list[str], cfg: GenerationConfig) -> int:

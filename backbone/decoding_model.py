@@ -16,6 +16,7 @@ import threading
 import torch
 from torch import nn
 
+from backbone.llama_cpp_engine import GPTSUITE, LLAMA_CPP, check_engine, llama_cpp_model
 from backbone.model import is_prefill
 from backbone.perf import machine_fingerprint
 from backbone.quantize import AUTO, check_mode, decode_step_seconds, inference_model
@@ -89,18 +90,29 @@ class InferenceModelCache:
     the current weights. One lock: the demo's threads share a task.
 
     quantize: one of backbone.quantize.CHOICES (CHOICES_HELP says what each does).
+    engine: "gptsuite" or "llama.cpp" (backbone.llama_cpp_engine: the backbone exported as a GGUF of the
+        type `quantize` maps to, run by llama.cpp; rebuilt, like the quantised copy, when the weights change).
     """
 
-    def __init__(self, quantize: str = AUTO):
+    def __init__(self, quantize: str = AUTO, engine: str = GPTSUITE):
         self.requested = check_mode(quantize)
+        self.engine = check_engine(engine)
         self.mode: str | None = None  # what `requested` resolved to, once decoding has run
         self._model, self._key = None, None
         self.float_rows: int | None = None  # decode steps this wide run unquantised (measured), once known
         self._lock = threading.Lock()
 
-    def __call__(self, backbone):
+    def __call__(self, backbone, tokenizer=None):
+        """The model to decode `backbone` with (`tokenizer`: needed by the llama.cpp engine's GGUF)."""
         with self._lock:
             key = tuple(p._version for p in backbone.parameters() if p.requires_grad)
+            if self.engine == LLAMA_CPP:
+                if self._model is None or key != self._key:
+                    if tokenizer is None:
+                        raise ValueError("the llama.cpp engine needs the tokenizer to write the backbone's GGUF")
+                    self._model, self._key = llama_cpp_model(backbone, tokenizer, self.requested), key
+                    self.mode = self._model.quantization
+                return self._model
             if self._model is None or key != self._key:
                 (model, self.mode), self._key = inference_model(backbone, self.requested), key
                 self.float_rows = None if model is backbone else float_step_rows(backbone, model)

@@ -348,6 +348,12 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
     """Prompt ids (B, T) -> prompt + generated ids (B, T + L). Keyword overrides replace config fields.
     allow_fn constrains greedy and sampled decoding (beam search refuses it)."""
     cfg = (config or GenerationConfig()).replace(**overrides) if overrides else (config or GenerationConfig())
+    one_row = getattr(model, "rows_per_call", None) == 1  # an engine that decodes one row per call (llama.cpp)
+    if one_row and cfg.num_beams > 1:
+        raise ValueError("beam search needs an engine that decodes several rows per call; "
+                         "this one (llama.cpp) decodes one: use --engine gptsuite, or greedy / sampled decoding")
+    if one_row and input_ids.size(0) > 1:
+        return _row_by_row(model, input_ids, attention_mask, cfg, stop_fn, allow_fn)
     was_training = model.training
     model.eval()
     try:
@@ -363,6 +369,34 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
         return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
     finally:
         model.train(was_training)
+
+
+def _row_by_row(model, input_ids, attention_mask, cfg: GenerationConfig, stop_fn, allow_fn) -> torch.Tensor:
+    """generate() for an engine that decodes one row per call: each row alone (its left padding dropped), the
+    new tokens then right-filled as the batched decoders fill finished rows (eos, or 0). Sampled rows draw
+    from seed + row (one seed for every row would give each repeated prompt the same sample)."""
+    B = input_ids.size(0)
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
+    rows = []
+    for b in range(B):
+        real = mask[b].bool()
+        row_stop = None if stop_fn is None else (lambda g, b=b: stop_fn(g.expand(B, -1))[b : b + 1])
+        row_allow = None if allow_fn is None else (lambda g, live, b=b: allow_fn(g, live.new_tensor([b])))
+        seed = None if cfg.seed is None else cfg.seed + b
+        out = generate(model, input_ids[b : b + 1, real], None, cfg.replace(seed=seed), row_stop, row_allow)
+        rows.append(out[0, int(real.sum()) :])
+    width = max(len(r) for r in rows)
+    new = torch.full((B, width), filler, dtype=input_ids.dtype, device=input_ids.device)
+    for b, r in enumerate(rows):
+        new[b, : len(r)] = r
+    return torch.cat([input_ids, new], dim=1)
+
+
+def model_device(model) -> torch.device:
+    """Where the model's inputs go: its parameters' device (an engine outside torch has none: the CPU)."""
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -428,7 +462,7 @@ def generate_text(model: GPT, tokenizer, prompts: str | Sequence[str], config: G
     length follows its source's)."""
     cfg = _text_config(tokenizer, config, overrides)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    device = next(model.parameters()).device
+    device = model_device(model)
     length_fn = None
     if row_max_new_tokens is not None:
         limits = [int(n) for n in row_max_new_tokens]
@@ -453,7 +487,7 @@ def stream(model: GPT, tokenizer, prompt: str, config: GenerationConfig | None =
     cfg = _text_config(tokenizer, config, overrides)
     if cfg.num_beams > 1:
         raise ValueError("streaming needs greedy or sampled decoding (num_beams=1)")
-    device = next(model.parameters()).device
+    device = model_device(model)
     ids, mask = encode_prompts(tokenizer, [prompt], device)
     was_training = model.training
     model.eval()

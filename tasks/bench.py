@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from backbone.budget import TimeBudget
 from backbone.gguf import import_smollm2
+from backbone.llama_cpp_engine import GPTSUITE
 from backbone.precision import AUTO, machine_summary
 from backbone.pretrain_cli import cli_main
 from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
@@ -103,16 +104,21 @@ def task_args(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, extr
             *extra]
 
 
-def quantize_args(module: str, quantize: str) -> list[str]:
-    """--model.quantize for a module class (dotted path) that decodes (it takes `quantize`), nothing for the others."""
-    cls = load_object(module)  # the argument may be declared by a base class (GenerativeTask)
-    takes_it = any("quantize" in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
-    return ["--model.quantize", quantize] if takes_it else []
+def decoding_args(module: str, quantize: str, engine: str = GPTSUITE) -> list[str]:
+    """--model.quantize and --model.engine for a module class (dotted path) that decodes (it takes them),
+    nothing for the others."""
+    cls = load_object(module)  # the arguments may be declared by a base class (GenerativeTask)
+
+    def takes(name: str) -> bool:
+        return any(name in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
+
+    return ([*(["--model.quantize", quantize] if takes("quantize") else []),
+             *(["--model.engine", engine] if takes("engine") and engine != GPTSUITE else [])])
 
 
 def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, precision: str = AUTO,
              budget_s: float | None = None, quantize: str = AUTO,
-             stage_export: bool = False) -> tuple[dict, object]:
+             stage_export: bool = False, engine: str = GPTSUITE) -> tuple[dict, object]:
     """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0),
     then score the validation split (what the headline chooses by) and the test split, through the task's
     own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what
@@ -121,7 +127,7 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     run_dir/export, and result["export"] = (that folder, the task's own export folder) for publish_chosen."""
     start = time.perf_counter()
     configured = configured_model(spec, method)
-    extra = quantize_args(configured["class_path"], quantize) + precision_args(precision)
+    extra = decoding_args(configured["class_path"], quantize, engine) + precision_args(precision)
     if method.ablation:  # the task's folder (what the demo and the applications read) keeps a headline method
         extra += ["--model.export_dir", "null"]
     elif stage_export:
@@ -172,6 +178,8 @@ def decoded_with(module) -> str | None:
     decoding = getattr(module, "inference_model", None)
     if decoding is None or decoding.mode is None:
         return None
+    if decoding.engine != GPTSUITE:  # the mode names the engine and its GGUF's type ("llama.cpp q4_1")
+        return f"engine {decoding.mode}"
     return f"quantize {decoding.mode}" + (f", steps of {decoding.float_rows}+ rows unquantised"
                                           if decoding.float_rows else "")
 
@@ -385,10 +393,11 @@ def _read_json(path: Path) -> dict:
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path | None = None, precision: str = AUTO, time_budget_min: float | None = None,
               runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None,
-              failures: list[str] | None = None) -> list[dict]:
+              failures: list[str] | None = None, engine: str = GPTSUITE) -> list[dict]:
     """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
     the rows into out_dir's table (None: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/), then set them beside
-    the reference table. A method that fails is a note in the table, and is appended to `failures`."""
+    the reference table. A method that fails is a note in the table, and is appended to `failures`. `engine`:
+    what the tasks that decode decode with (their rows' `spent` names it)."""
     preset = load_preset(preset_name)
     preset_name, entries = preset.name, preset.tasks
     chosen = tasks or list(entries)
@@ -427,7 +436,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             try:
                 logs = runs_dir / preset_name / task / _slug(method.name)
                 result, datamodule = run_task(spec, method, backbone, logs, precision, budgets.get(task), quantize,
-                                              stage_export=several)
+                                              stage_export=several, engine=engine)
                 results[method.name] = result
                 if result["benchmark"] not in baselines:  # the same examples for every method: scored once
                     baselines[result["benchmark"]], failed = run_baselines(spec, datamodule)
@@ -457,13 +466,14 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
 
 
 def bench_command(preset_name: str, tasks: list[str] | None, backbone: str | None, out: str | Path | None,
-                  precision: str, time_budget_min: float | None, quantize: str, methods: list[str] | None) -> int:
+                  precision: str, time_budget_min: float | None, quantize: str, methods: list[str] | None,
+                  engine: str = GPTSUITE) -> int:
     """`gptsuite bench`: run_bench, then the exit status: 1, naming the methods that failed, when any did (the
     table holds the rest; a run with a failed stage is not a success). `out`: --out as given (its default
     stands for a fresh run folder, which run_bench makes once the preset and tasks are checked)."""
     failures: list[str] = []
     rows = run_bench(preset_name, tasks, backbone, given_out(out), precision, time_budget_min, quantize=quantize,
-                     methods=methods, failures=failures)
+                     methods=methods, failures=failures, engine=engine)
     if failures:
         print(f"gptsuite bench: error: {len(failures)} method(s) failed ({', '.join(failures)}); the table holds the "
               f"{len({(r['task'], r['method']) for r in rows})} that ran (their notes say why)", file=sys.stderr)

@@ -33,7 +33,7 @@ from argparse import ArgumentError
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from backbone.cli_options import add_quantize_option
+from backbone.cli_options import add_engine_option, add_quantize_option
 from backbone.commands import generate_to_terminal, print_machine_and_presets
 from backbone.data.cli import register as register_data_commands
 from backbone.data.sources import DataSourceError
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "preset's nominal minutes (quick: 30); evaluation sets stay the same size")
     add_quantize_option(bench, "the tasks that decode (translation, code, QA's generated answers) decode from "
                                "weight-only quantised linear layers")
+    add_engine_option(bench, "what the tasks that decode run their decoding on")
     bench.set_defaults(func=cmd_bench)
     register_data_commands(sub)
     return parser
@@ -274,6 +275,8 @@ def add_generate_parser(sub) -> None:
     g.add_argument("--precision", default="auto", help="auto (bf16 autocast where bf16 matmuls are fast here, else "
                    "fp32; see `gptsuite info`), 32-true or bf16-mixed")
     add_quantize_option(g, "decode from weight-only quantised linear layers")
+    add_engine_option(g, "what computes the decoding steps (with llama.cpp, --quantize picks the GGUF's type: "
+                         "none f32, int8 q8_0, int4 / auto q4_1)")
     g.set_defaults(func=cmd_generate)
 
 
@@ -287,7 +290,8 @@ def cmd_generate(args) -> int:
                              f"at character {err.start}): pass the text in UTF-8") from None
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
-    generate_to_terminal(args.backbone, args.preset, args.prompt, cfg, args.ban, args.precision, args.quantize)
+    generate_to_terminal(args.backbone, args.preset, args.prompt, cfg, args.ban, args.precision, args.quantize,
+                         args.engine)
     return 0
 
 
@@ -295,7 +299,7 @@ def cmd_bench(args) -> int:
     from tasks.bench import bench_command  # why: it imports Lightning (seconds); only this command needs it
 
     return bench_command(args.preset, args.tasks, args.backbone, args.out, args.precision, args.time_budget,
-                         args.quantize, args.methods)
+                         args.quantize, args.methods, args.engine)
 
 
 def cmd_import_smollm2(args) -> int:
