@@ -74,10 +74,9 @@ def generate_to_terminal(backbone: str | None, preset: str | None, prompts: list
     start = time.perf_counter()
     n_tokens = _generate_and_print(model, tokenizer, prompts, cfg)
     seconds = time.perf_counter() - start
+    ran_on = f"engine {model.quantization}" if engine == LLAMA_CPP else f"{precision}, quantize {model.quantization}"
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.use_cache else 'off'}, "
-          + (f"engine {model.quantization}]" if engine == LLAMA_CPP else f"{precision}, quantize {model.quantization}]"),
-          file=sys.stderr)
+          f"kv cache {'on' if cfg.use_cache else 'off'}, {ran_on}]", file=sys.stderr)
 
 
 def _generate_and_print(model, tokenizer, prompts: list[str], cfg: GenerationConfig) -> int:
