@@ -34,7 +34,12 @@ ENGINES = (GPTSUITE, LLAMA_CPP)
 ENGINES_HELP = ("gptsuite (torch, this package's model) or llama.cpp (the backbone exported as a GGUF and run by "
                 "llama-cpp-python: pip install -e '.[llama]'; one row at a time, no beam search)")
 GGUF_TYPE = {"none": "f32", "int8": "q8_0", "int4": "q4_1", "auto": "q4_1"}  # --quantize -> the GGUF's type
-CACHE_DIR = Path(os.environ.get("GPTSUITE_GGUF_CACHE", Path.home() / ".cache" / "gptsuite" / "gguf"))
+
+
+def gguf_cache_dir() -> Path:
+    """Where exported GGUFs are kept for reuse: GPTSUITE_GGUF_CACHE, default ~/.cache/gptsuite/gguf."""
+    return Path(os.environ.get("GPTSUITE_GGUF_CACHE") or Path.home() / ".cache" / "gptsuite" / "gguf")
+
 MAX_CONTEXT = 4096  # llama.cpp's context for a backbone with a longer block_size (SmolLM2: 8,192)
 
 
@@ -231,7 +236,7 @@ def llama_cpp_model(model: nn.Module, tokenizer, quantize: str = "auto", cache_d
     if quantize not in GGUF_TYPE:
         raise ValueError(f"quantize must be one of {', '.join(GGUF_TYPE)}, got {quantize!r}")
     kind = GGUF_TYPE[quantize]
-    path = Path(cache_dir or CACHE_DIR) / f"{weights_digest(model)}.{kind}.gguf"
+    path = Path(cache_dir or gguf_cache_dir()) / f"{weights_digest(model)}.{kind}.gguf"
     if not path.is_file():
         write_gguf(model, tokenizer, path, kind)
     return LlamaCppModel(path, model.config, threads, kind)

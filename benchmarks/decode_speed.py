@@ -130,9 +130,10 @@ def transformers_engine(args):
 
 def llama_cpp_engine(args):
     import torch
-    from llama_cpp import Llama
 
-    llm = Llama(model_path=str(args.gguf), n_threads=torch.get_num_threads(), n_ctx=512, verbose=False)
+    from backbone.llama_cpp_engine import open_llama
+
+    llm = open_llama(args.gguf, 512, torch.get_num_threads())  # AMX off where the CPU has it (it crashed)
 
     def run(batch: int, new_tokens: int, sample: bool = False):
         if batch != 1 or sample:

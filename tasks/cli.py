@@ -5,6 +5,7 @@
     gptsuite info                                                 this machine, and the model presets
     gptsuite data list | prepare NAME|all | corpus | overlap      offline sources; train/eval overlap
     gptsuite import smollm2 | hf PATH | gguf PATH --out DIR       real pretrained weights -> backbone
+    gptsuite export gguf DIR --out FILE [--type q4_1]             a backbone (or a task's, adapters merged) -> GGUF
     gptsuite <task> predict --task DIR --input FILE --output FILE a saved task over an unlabelled file
     gptsuite bench --preset quick                                 every task, one table (configs/bench/)
     gptsuite kg | write | sweep | safety | bias | optimize        the applications (tasks/apps/cli.py)
@@ -39,6 +40,7 @@ from backbone.data.cli import register as register_data_commands
 from backbone.data.sources import DataSourceError
 from backbone.generate import GenerationConfig
 from backbone.gguf import import_gguf, import_smollm2
+from backbone.gguf_export import DEFAULT_TYPE, TYPES, export_gguf, write_gguf
 from backbone.interop import import_hf_folder
 from tasks.apps.cli import register as register_app_commands
 from tasks.catalog import TASKS
@@ -204,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     gguf.add_argument("path", help="the .gguf file")
     gguf.add_argument("--out", required=True, help="artifact folder to write")
     gguf.set_defaults(func=cmd_import_gguf)
+    export = sub.add_parser("export", help="write a backbone in another format")
+    export_sub = export.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    to_gguf = export_sub.add_parser("gguf", help="a backbone artifact, or a saved task's backbone with its adapters "
+                                                 "merged, as one GGUF file (llama.cpp's format)")
+    to_gguf.add_argument("path", help="a backbone folder (artifacts/backbones/tiny) or a saved task's folder "
+                                      "(artifacts/tasks/translation)")
+    to_gguf.add_argument("--out", required=True, help="the .gguf file to write")
+    to_gguf.add_argument("--type", default=DEFAULT_TYPE, choices=list(TYPES),
+                         help="f32 / f16 keep the weights; q8_0 / q4_1 quantise the matrices in blocks of 32 "
+                              "(q4_1: SmolLM2's own layout; the embedding stays q8_0)")
+    to_gguf.set_defaults(func=cmd_export_gguf)
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(sub)
     bench = sub.add_parser("bench", help="fine-tune and score every task; results.{md,csv,json,png} and your scores "
@@ -309,6 +322,18 @@ def cmd_import_smollm2(args) -> int:
 
 def cmd_import_gguf(args) -> int:
     print(f"imported {args.path} -> {import_gguf(args.path, args.out)}")
+    return 0
+
+
+def cmd_export_gguf(args) -> int:
+    from tasks.artifact import TASK_FILE, load_task  # why: a task's classes import Lightning (seconds)
+
+    if (Path(args.path) / TASK_FILE).is_file():
+        task = load_task(args.path)
+        path = write_gguf(task.backbone, task.tokenizer, args.out, args.type, name=Path(args.path).name)
+    else:
+        path = export_gguf(args.path, args.out, args.type)
+    print(f"exported {args.path} -> {path} ({path.stat().st_size / 1e6:.1f} MB, {args.type})")
     return 0
 
 
