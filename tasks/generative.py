@@ -27,6 +27,7 @@ from torchmetrics import Metric
 
 from backbone.decoding_model import InferenceModelCache
 from backbone.generate import GenerationConfig, generate_text
+from backbone.llama_cpp_engine import GPTSUITE
 from backbone.quantize import AUTO
 from tasks.adapters import Adapter, Frozen, FullFineTune, LoRA
 from tasks.base import TaskModule
@@ -120,13 +121,15 @@ class GenerativeTask(TaskModule):
         add_eos: end every training target with the eos token, so generation learns to stop.
         quantize: decode from a weight-only quantised copy of the backbone: auto, none, int8 or int4
             (backbone.quantize.CHOICES_HELP says what each does).
+        engine: what computes the decoding steps: "gptsuite" or "llama.cpp" (the backbone, adapters merged,
+            exported as a GGUF of the type `quantize` maps to: backbone.llama_cpp_engine).
     """
 
     def __init__(self, generation: GenerationConfig | dict | None = None, add_eos: bool = True,
-                 quantize: str = AUTO, **kwargs):
+                 quantize: str = AUTO, engine: str = GPTSUITE, **kwargs):
         super().__init__(**kwargs)
         check_generative_adapter(self.adapter)
-        self.inference_model = InferenceModelCache(quantize)
+        self.inference_model = InferenceModelCache(quantize, engine)
         self.generation = self.make_config(generation)
         self.hparams.generation = dataclasses.asdict(self.generation)  # JSON-safe in the saved task
 
@@ -159,5 +162,5 @@ class GenerativeTask(TaskModule):
         if not prompts:
             return []
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            return generate_text(self.inference_model(self.backbone), self.tokenizer, list(prompts),
+            return generate_text(self.inference_model(self.backbone, self.tokenizer), self.tokenizer, list(prompts),
                                  config or self.generation, row_max_new_tokens=row_max_new_tokens)

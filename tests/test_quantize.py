@@ -247,11 +247,14 @@ def test_widths_the_kernels_cannot_take_stay_unquantised(make_model, overrides, 
     assert error / reference.lm_logits(reference(ids)).norm() < 0.15
 
 
-def test_bench_passes_quantize_to_every_task_that_decodes():
-    from tasks.bench import quantize_args
+def test_bench_passes_quantize_and_engine_to_every_task_that_decodes():
+    from tasks.bench import decoding_args
     from tasks.catalog import get
 
-    takes = {module: bool(quantize_args(module, "none"))
+    assert decoding_args("tasks.translation.module.Translator", "int8", "llama.cpp") == [
+        "--model.quantize", "int8", "--model.engine", "llama.cpp"]
+    assert decoding_args("tasks.translation.module.Translator", "int8") == ["--model.quantize", "int8"]
+    takes = {module: bool(decoding_args(module, "none", "llama.cpp"))
              for name in ("classification", "sentiment", "ner", "qa", "translation", "codegen")
              for module in get(name).module_paths}
     assert takes == {"tasks.classification.module.SequenceClassifier": False, "tasks.ner.module.TokenClassifier": False,

@@ -16,6 +16,7 @@ from backbone.chat import chat_prompt
 from backbone.constraints import CopySpans
 from backbone.decoding_model import InferenceModelCache
 from backbone.generate import GenerationConfig, generate_text
+from backbone.llama_cpp_engine import GPTSUITE
 from backbone.quantize import AUTO
 from tasks.generative import check_generative_adapter, encode_pairs, lm_loss
 from tasks.outputs import Answer
@@ -39,6 +40,8 @@ class GenerativeQA(QATask):
         max_new_tokens: the longest answer, in tokens (greedy, stops at a newline).
         quantize: decode from a weight-only quantised copy of the backbone: auto, none, int8 or int4
             (backbone.quantize.CHOICES_HELP says what each does).
+        engine: what computes the decoding steps: "gptsuite" or "llama.cpp" (the backbone, adapters merged,
+            exported as a GGUF of the type `quantize` maps to: backbone.llama_cpp_engine).
         prompt: "plain" (tasks.qa.data.PROMPT_TEMPLATE, for a base model or fine-tuning) or "chat" (the
             instruction tasks.qa.data.INSTRUCTION as the user's turn of the backbone's chat template: how an
             instruct model is asked).
@@ -51,7 +54,8 @@ class GenerativeQA(QATask):
     """
 
     def __init__(self, max_new_tokens: int = 32, quantize: str = AUTO, prompt: Literal["plain", "chat"] = "plain",
-                 extractive: bool = False, few_shot: int = 0, demonstrations: list[dict] | None = None, **kwargs):
+                 extractive: bool = False, few_shot: int = 0, demonstrations: list[dict] | None = None,
+                 engine: str = GPTSUITE, **kwargs):
         super().__init__(**kwargs)
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
@@ -59,7 +63,7 @@ class GenerativeQA(QATask):
             raise ValueError(f"few_shot must be >= 0, got {few_shot}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.inference_model = InferenceModelCache(quantize)
+        self.inference_model = InferenceModelCache(quantize, engine)
 
     def build_head(self) -> None:
         """No new parameters: the language-model head of the backbone answers."""
@@ -130,8 +134,8 @@ class GenerativeQA(QATask):
         prompts = [fill_prompt(template, r["question"], c) for r, c in zip(rows, shown)]
         spans = CopySpans(self.tokenizer, shown) if h.extractive else None  # copied from what the model read
         with torch.autocast(device_type=next(self.backbone.parameters()).device.type, enabled=False):
-            texts = generate_text(self.inference_model(self.backbone), self.tokenizer, prompts, self.answer_generation,
-                                  allow_fn=spans)
+            texts = generate_text(self.inference_model(self.backbone, self.tokenizer), self.tokenizer, prompts,
+                                  self.answer_generation, allow_fn=spans)
         out = []
         for row, text in zip(rows, texts):
             answer = text.strip()
