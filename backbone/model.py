@@ -164,13 +164,12 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, C); mask (B, 1, T, S) bool (True = may attend) or None for plain causal.
         Returns y (B, T, C) and, if need_weights, the attention probabilities (B, nh, T, S)."""
         B, T, C = x.shape
-        hs = self.head_size
-        q, k, v = self.c_attn(x).split([self.n_head * hs, self.n_kv_head * hs, self.n_kv_head * hs], dim=2)
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, self.n_kv_head, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        nh, nkv = self.n_head, self.n_kv_head
+        heads = self.c_attn(x).view(B, T, nh + 2 * nkv, self.head_size).transpose(1, 2)  # (B, nh + 2 nkv, T, hs)
+        qk, v = heads[:, : nh + nkv], heads[:, nh + nkv :]  # v: (B, nkv, T, hs)
+        if rope is not None:  # queries and keys rotated in one pass (fewer operators per decode step)
+            qk = apply_rotary(qk, *rope)
+        q, k = qk.split([nh, nkv], dim=1)  # (B, nh, T, hs), (B, nkv, T, hs)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, nkv, S, hs)
         dropout_p = self.dropout if self.training else 0.0
@@ -182,7 +181,7 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and T > 1,
                 enable_gqa=self.n_kv_head != self.n_head,
             )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
+        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble all head outputs side by side
         return self.resid_dropout(self.c_proj(y)), weights
 
     def _math_attention(self, q, k, v, mask, dropout_p):
