@@ -129,6 +129,12 @@ def is_prefill(new_tokens: int, cache: KVCache | None) -> bool:
 # --------------------------------------------------------------------------------------------------------
 # Blocks
 # --------------------------------------------------------------------------------------------------------
+def make_dropout(p: float) -> nn.Module:
+    """Dropout, or nothing at all when p is 0 (an inference backbone such as SmolLM2): a module that does
+    nothing still costs a call and an operator in every block of every decode step."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "rmsnorm":  # x / sqrt(mean(x^2) + eps) * g
         return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
@@ -151,7 +157,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, qkv_width, bias=config.bias)  # fused q, k, v projections
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = make_dropout(config.dropout)
 
     def forward(
         self,
@@ -206,7 +212,7 @@ class MLP(nn.Module):
         width = config.intermediate_size * (2 if self.swiglu else 1)  # SwiGLU: gate and up fused
         self.c_fc = nn.Linear(config.n_embd, width, bias=config.bias)
         self.c_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = make_dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c_fc(x)
@@ -260,7 +266,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
+                drop=make_dropout(config.dropout),
                 h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
                 ln_f=make_norm(config),
             )
