@@ -15,8 +15,10 @@ of 32 recovers the GGUF's own 4-bit codes (tests/test_quantize.py checks this on
 int4 runs on the same weights llama.cpp does.
 
 The matrix products are torch's own weight-only kernels (`_weight_int8pack_mm`,
-`_weight_int4pack_mm_for_cpu`); both take bf16 activations, which are rounded once per product (the rest of the
-model keeps its precision). A quantised model is for inference: its weights are buffers, not parameters.
+`_weight_int4pack_mm_for_cpu`). They take bf16 or fp32 activations, cast once per product (the rest of the model
+keeps its precision); which is faster depends on the CPU (on a 2-core Xeon with AVX-512 bf16, bf16 was 25x faster
+in the int4 kernel), so quantize() measures both once per machine and keeps the faster (fastest_activation_dtype).
+A quantised model is for inference: its weights are buffers, not parameters.
 """
 
 from __future__ import annotations
@@ -59,14 +61,18 @@ def int8_fits(weight: torch.Tensor) -> bool:
     return weight.shape[1] % INT8_INPUT_MULTIPLE == 0
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, x.size(-1)).to(torch.bfloat16)  # (B*T, K): the kernels take 2-D bf16 activations
+ACTIVATION_DTYPES = (torch.bfloat16, torch.float32)  # what the weight-only kernels take as activations
+
+
+def _flat(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x.reshape(-1, x.size(-1)).to(dtype)  # (B*T, K): the kernels take 2-D activations
 
 
 class Int8Linear(nn.Module):
     """y = x W^T + b with W stored as int8 rows and one bf16 scale per row (symmetric, absmax / 127)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                 activation_dtype: torch.dtype = torch.bfloat16):
         super().__init__()
         if not int8_fits(weight):
             raise QuantizationError(f"int8 needs the input width ({weight.shape[1]}) to be a multiple of "
@@ -74,12 +80,12 @@ class Int8Linear(nn.Module):
         w = weight.detach().float()  # (N, K)
         scale = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)  # (N,)
         self.register_buffer("qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.register_buffer("scale", scale.to(activation_dtype))  # the kernel takes scales in the activations' dtype
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.in_features, self.out_features = w.shape[1], w.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.aten._weight_int8pack_mm(_flat(x), self.qweight, self.scale)  # (B*T, N)
+        y = torch.ops.aten._weight_int8pack_mm(_flat(x, self.scale.dtype), self.qweight, self.scale)  # (B*T, N)
         y = y.view(*x.shape[:-1], self.out_features).to(x.dtype)
         return y if self.bias is None else y + self.bias
 
@@ -121,7 +127,8 @@ class Int4Linear(nn.Module):
     (K / g, N, 2) bf16 and the codes packed two per byte in the kernel's own layout.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE,
+                 activation_dtype: torch.dtype = torch.bfloat16):
         super().__init__()
         N, K = weight.shape
         if not int4_fits(weight, group_size):
@@ -130,19 +137,20 @@ class Int4Linear(nn.Module):
         codes, scale, low = int4_codes(weight, group_size)
         self.register_buffer("qweight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1))
         scales_and_zeros = torch.stack([scale.t(), (low + 8 * scale).t()], dim=-1)  # (K/g, N, 2)
-        self.register_buffer("scales_and_zeros", scales_and_zeros.contiguous().to(torch.bfloat16))
+        self.register_buffer("scales_and_zeros", scales_and_zeros.contiguous().to(activation_dtype))
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.group_size, self.in_features, self.out_features = group_size, K, N
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(_flat(x), self.qweight, self.group_size,
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(_flat(x, self.scales_and_zeros.dtype), self.qweight,
+                                                       self.group_size,
                                                        self.scales_and_zeros)  # (B*T, N)
         y = y.view(*x.shape[:-1], self.out_features).to(x.dtype)
         return y if self.bias is None else y + self.bias
 
     def dequantized(self) -> torch.Tensor:
         """(N, K) weights as the kernel sees them: one product with the identity."""
-        eye = torch.eye(self.in_features, dtype=torch.bfloat16)
+        eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.qweight, self.group_size,
                                                           self.scales_and_zeros).float().t()
 
@@ -155,13 +163,46 @@ def _block_linears(model) -> list[tuple[nn.Module, str]]:
             if isinstance(child, nn.Linear) or callable(getattr(child, "merged", None))]
 
 
-def quantize(model, mode: str, group_size: int = GROUP_SIZE):
+_activation_choice: dict[str, tuple[torch.dtype, str]] = {}
+
+
+def fastest_activation_dtype() -> tuple[torch.dtype, str]:
+    """(the activation dtype the weight-only kernels run faster with on this machine, why): a (1, 576) by
+    (576 -> 1536) int4 product and a (1, 576) by (576 -> 49152) int8 one (SmolLM2's MLP and LM head), timed with
+    bf16 and fp32 activations, best of 3 each after a warm-up; measured once per machine in a process. A CPU
+    without native bf16 (AVX2) may only emulate bf16; one with AVX-512 bf16 or AMX runs it natively."""
+    key = str(machine_fingerprint("cpu"))
+    if key not in _activation_choice:
+        generator = torch.Generator().manual_seed(0)
+        weights = [torch.randn(1536, 576, generator=generator), torch.randn(49152, 576, generator=generator)]
+        seconds = {}
+        for dtype in ACTIVATION_DTYPES:
+            layers = [Int4Linear(weights[0], activation_dtype=dtype), Int8Linear(weights[1], activation_dtype=dtype)]
+            x = torch.randn(1, 576, generator=generator)
+
+            def product():
+                start = time.perf_counter()
+                for layer in layers:
+                    layer(x)
+                return time.perf_counter() - start
+
+            product()
+            seconds[dtype] = min(product() for _ in range(3))
+        best = min(seconds, key=seconds.get)
+        times = ", ".join(f"{str(d).removeprefix('torch.')} {s * 1e3:.2f} ms" for d, s in seconds.items())
+        _activation_choice[key] = (best, f"weight-only products with {times}: {str(best).removeprefix('torch.')}")
+    return _activation_choice[key]
+
+
+def quantize(model, mode: str, group_size: int = GROUP_SIZE, activation_dtype: torch.dtype | None = None):
     """Replace the model's linear layers by weight-only quantised ones, in place; returns the model.
 
     mode: "none" (unchanged), "int8" (every linear layer int8) or "int4" (block layers int4 in groups of
     `group_size`, the LM head int8). The token embedding reads the int8 LM head's rows when they are tied.
     A layer whose widths torch's kernels cannot take (int4: inputs in multiples of group_size and outputs of
     16; int8: inputs of 16) falls back from int4 to int8, or keeps its fp32 weights.
+    activation_dtype: what the kernels take as activations (bf16 or fp32); None measures which is faster here
+    (fastest_activation_dtype). model.activation_dtype records it.
     """
     if mode not in MODES:
         raise QuantizationError(f"quantize must be one of {', '.join(MODES)}, got {mode!r}")
@@ -176,19 +217,24 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE):
         raise QuantizationError(f"weight-only quantisation runs on the CPU kernels; the model is on {device}")
     if mode == "int4" and model.config.n_embd % group_size:
         raise QuantizationError(f"int4 needs n_embd ({model.config.n_embd}) to be a multiple of {group_size}")
+    if activation_dtype is None:
+        activation_dtype = fastest_activation_dtype()[0]
+    elif activation_dtype not in ACTIVATION_DTYPES:
+        raise QuantizationError(f"activation_dtype must be one of {ACTIVATION_DTYPES}, got {activation_dtype}")
     for parent, name in _block_linears(model):
         linear = getattr(parent, name)
         linear = linear if isinstance(linear, nn.Linear) else linear.merged()
         if mode == "int4" and int4_fits(linear.weight, group_size):
-            linear = Int4Linear(linear.weight, linear.bias, group_size)
+            linear = Int4Linear(linear.weight, linear.bias, group_size, activation_dtype)
         elif int8_fits(linear.weight):  # int4 falls back to int8 where the kernel's shape rules allow it
-            linear = Int8Linear(linear.weight, linear.bias)
+            linear = Int8Linear(linear.weight, linear.bias, activation_dtype)
         setattr(parent, name, linear)  # else it stays an unquantised nn.Linear
     if int8_fits(model.lm_head.weight):
-        model.lm_head = Int8Linear(model.lm_head.weight)
+        model.lm_head = Int8Linear(model.lm_head.weight, activation_dtype=activation_dtype)
         if model.config.tie_embeddings:
             model.transformer.wte = Int8Embedding(model.lm_head)
     model.quantization = mode
+    model.activation_dtype = activation_dtype
     for parameter in model.parameters():  # the norms' weights may be views into one storage that held every
         parameter.data = parameter.data.clone()  # fp32 weight (safetensors loads so): own theirs, free that
     release_freed_memory()
@@ -259,7 +305,8 @@ def _auto_choice(model) -> tuple[str, str, nn.Module | None]:
         int4 = quantize(copy.deepcopy(model), "int4")
         int4_s = decode_step_seconds(int4)
         ratio = fp32_s / int4_s
-        rates = f"decode step {fp32_s * 1e3:.1f} ms unquantised vs {int4_s * 1e3:.1f} ms int4 ({ratio:.2g}x)"
+        rates = (f"decode step {fp32_s * 1e3:.1f} ms unquantised vs {int4_s * 1e3:.1f} ms int4 ({ratio:.2g}x; "
+                 f"{fastest_activation_dtype()[1]} activations)")
         _auto_choices[key] = (("int4", f"{rates}: int4 is faster here") if ratio >= SPEEDUP_NEEDED
                               else ("none", f"{rates}: int4 is not {SPEEDUP_NEEDED}x faster here"))
     return (*_auto_choices[key], int4)

@@ -304,3 +304,26 @@ def test_the_bench_row_says_what_decoding_ran_on(tmp_path):
     classifier = SequenceClassifier(backbone=backbone, label_names=["a", "b"])
     classifier.configure_model()
     assert decoded_with(classifier) is None
+
+
+def test_activation_dtype_is_measured_or_given(make_model):
+    """The kernels take bf16 or fp32 activations: quantize() keeps the one a timed product ran faster with
+    here, or the one given; both compute the same product within bf16's rounding of the activations."""
+    from backbone.quantize import ACTIVATION_DTYPES, fastest_activation_dtype
+
+    chosen, why = fastest_activation_dtype()
+    assert chosen in ACTIVATION_DTYPES and "float32" in why and "bfloat16" in why
+    assert quantize(make_model(n_embd=64, n_head=4), "int4").activation_dtype == chosen
+    ids = torch.tensor([[3, 9, 27, 81, 5]])
+    out = {}
+    for dtype in ACTIVATION_DTYPES:
+        model = quantize(make_model(n_embd=64, n_head=4), "int4", activation_dtype=dtype)
+        assert model.activation_dtype == dtype
+        assert model.transformer.h[0].mlp.c_fc.scales_and_zeros.dtype == dtype
+        assert model.lm_head.scale.dtype == dtype
+        with torch.no_grad():
+            out[dtype] = model.lm_logits(model(ids))
+    assert not torch.equal(out[torch.float32], out[torch.bfloat16])  # the activations were rounded in one
+    torch.testing.assert_close(out[torch.float32], out[torch.bfloat16], rtol=0.05, atol=0.05)
+    with pytest.raises(QuantizationError, match="activation_dtype"):
+        quantize(make_model(n_embd=64, n_head=4), "int4", activation_dtype=torch.float16)
