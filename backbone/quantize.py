@@ -180,7 +180,7 @@ def fastest_activation_dtype() -> tuple[torch.dtype, str]:
             layers = [Int4Linear(weights[0], activation_dtype=dtype), Int8Linear(weights[1], activation_dtype=dtype)]
             x = torch.randn(1, 576, generator=generator)
 
-            def product():
+            def product(layers=layers, x=x):
                 start = time.perf_counter()
                 for layer in layers:
                     layer(x)

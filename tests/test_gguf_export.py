@@ -24,7 +24,7 @@ def decisive(model: GPT, seed: int = 0) -> GPT:
     """Weights larger than the 0.02 init, so logits are decisive and any misplaced tensor shows."""
     torch.manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.3 if p.dim() == 2 else 1 + 0.1 * torch.randn_like(p))
     return model.eval()
 
@@ -74,7 +74,8 @@ def test_gpt2_family_writes_llama_cpps_gpt2_tensors(tmp_path, make_model, tiny_t
     assert len(fields["tokenizer.ggml.tokens"]) == model.config.vocab_size  # padded past the tokenizer's 320
     tensors = {t.name: t for t in reader.tensors}
     sd = model.state_dict()
-    qkv = np.array(tensors["blk.1.attn_qkv.weight"].data).reshape(tuple(reversed(tensors["blk.1.attn_qkv.weight"].shape.tolist())))
+    qkv_tensor = tensors["blk.1.attn_qkv.weight"]
+    qkv = np.array(qkv_tensor.data).reshape(tuple(reversed(qkv_tensor.shape.tolist())))  # GGUF lists dims reversed
     np.testing.assert_array_equal(qkv, sd["transformer.h.1.attn.c_attn.weight"].numpy())
     np.testing.assert_array_equal(np.array(tensors["position_embd.weight"].data).ravel(),
                                   sd["transformer.wpe.weight"].numpy().ravel())
