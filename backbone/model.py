@@ -181,6 +181,13 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             y, weights = self._math_attention(q, k, v, mask, dropout_p)
+        elif T == 1 and mask is None and nkv != nh:
+            # A decode step with grouped-query attention: query head h reads key/value head h // (nh / nkv), so
+            # each key/value head's query heads are one (nh / nkv)-row group attending to it, and the keys and
+            # values are read in place rather than repeated per query head (enable_gqa copies them).
+            weights = None
+            y = F.scaled_dot_product_attention(q.reshape(B, nkv, nh // nkv, self.head_size), k, v,
+                                               dropout_p=dropout_p).view(B, nh, 1, self.head_size)
         else:
             weights = None
             y = F.scaled_dot_product_attention(
