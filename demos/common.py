@@ -25,6 +25,7 @@ import torch
 
 from backbone.artifact import PRETRAIN_COMMAND, ArtifactError, load_backbone
 from backbone.config import MODEL_PRESETS, GPTConfig
+from backbone.llama_cpp_engine import GPTSUITE, check_engine, llama_cpp_model
 from backbone.model import GPT
 from backbone.precision import resolve_precision, set_inference_precision
 from backbone.quantize import check_mode
@@ -157,11 +158,12 @@ class ArtifactStore:
     folders, and loads each once, on first use."""
 
     def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto",
-                 task_dirs=()):
+                 task_dirs=(), engine: str = GPTSUITE):
         self.root = Path(root)
         self.extra_task_dirs = tuple(Path(d) for d in task_dirs)  # `gptsuite demo --task DIR`, may be anywhere
         self.precision = resolve_precision(precision)  # every model this store loads runs in it
         self.quantize = check_mode(quantize)  # for the backbones it loads (a task decodes as its own says)
+        self.engine = check_engine(engine)  # what the tabs that generate decode with (decoder)
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -172,19 +174,39 @@ class ArtifactStore:
             return []
         return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
 
-    def backbone(self, name: str | None):
-        """(model, tokenizer) of artifacts/backbones/<name>."""
+    def backbone_dir(self, name: str | None) -> Path:
+        """artifacts/backbones/<name>, or a message saying how to make one."""
         if not name:
             fail(f"No backbone found under {self.root / 'backbones'}: create one with `{PRETRAIN_COMMAND}`.")
         directory = self.root / "backbones" / Path(name).name
         if not (directory / "config.json").is_file():
             fail(f"Backbone {directory} does not exist: create it with `{PRETRAIN_COMMAND}`.")
+        return directory
+
+    def backbone(self, name: str | None):
+        """(model, tokenizer) of artifacts/backbones/<name>."""
+        directory = self.backbone_dir(name)
 
         def load():
             model, tokenizer = load_backbone(directory, quantize=self.quantize)
             return set_inference_precision(model.eval(), self.precision), tokenizer
 
         return self.cached(("backbone", str(directory)), load, f"backbone {directory}", PRETRAIN_COMMAND)
+
+    def decoder(self, name: str | None):
+        """(the model the tabs that generate decode with, tokenizer): the backbone itself, or with the llama.cpp
+        engine the backbone exported as a GGUF (of the type --quantize maps to) and run by llama.cpp. The tabs
+        that read inside the model (attention, lens) keep the backbone itself."""
+        if self.engine == GPTSUITE:
+            return self.backbone(name)
+        directory = self.backbone_dir(name)
+
+        def load():
+            model, tokenizer = load_backbone(directory)
+            return llama_cpp_model(model, tokenizer, self.quantize), tokenizer
+
+        return self.cached(("llama.cpp", str(directory)), load, f"backbone {directory} on llama.cpp",
+                           "pip install -e '.[llama]'")
 
     # --- tasks -----------------------------------------------------------------------------------------
     def task_dir(self, task: str) -> Path:

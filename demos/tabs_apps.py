@@ -39,7 +39,7 @@ def article_stream(store: ArtifactStore, backbone, title, outline="", sections=3
     outline = check_text(outline, "outline", MAX_OUTLINE_CHARS, required=False)
     if style not in STYLES:
         fail(f"Unknown style {style!r}: choose one of {', '.join(STYLES)}.")
-    model, tokenizer = store.backbone(backbone)
+    model, tokenizer = store.decoder(backbone)
     temperature = float(temperature or 0)
     decoding = GenerationConfig(temperature=temperature, top_p=0.9 if temperature > 0 else 1.0,
                                 repetition_penalty=1.1, seed=0)
@@ -156,7 +156,7 @@ def build_bias_tab(store: ArtifactStore) -> None:
 def safe_reply(store: ArtifactStore, backbone, prompt, use_block_list=True, threshold=0.5, max_new_tokens=64):
     """A reply through the three layers: (reply, what happened and why)."""
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = store.backbone(backbone)
+    model, tokenizer = store.decoder(backbone)
     words = block_list(store) if use_block_list else []
     try:
         toxicity = store.task("toxicity") if store.has_task("toxicity") else None

@@ -62,7 +62,7 @@ def _speed(tokenizer, text: str, seconds: float, cfg, note: str) -> str:
 def generate_stream(store: ArtifactStore, backbone, prompt, max_new_tokens, *options):
     """Yield (completion so far, stats) while generating; beam search yields once at the end."""
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = store.backbone(backbone)
+    model, tokenizer = store.decoder(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
     note = "" if n == max_new_tokens else f" (max_new_tokens clamped from {max_new_tokens} to {n})"
     cfg = make_config(n, *options)
@@ -82,7 +82,7 @@ def generate_stream(store: ArtifactStore, backbone, prompt, max_new_tokens, *opt
 def compare_cache(store: ArtifactStore, backbone, prompt, max_new_tokens) -> str:
     """Greedy decoding of the same prompt with the KV cache on and off: tokens/s side by side."""
     prompt = check_text(prompt, "prompt")
-    model, tokenizer = store.backbone(backbone)
+    model, tokenizer = store.decoder(backbone)
     n = clamp_length(max_new_tokens, model.config.block_size)
     rows, outputs = [], []
     for use_cache in (True, False):
@@ -166,7 +166,7 @@ def chat_stream(store: ArtifactStore, backbone, message, history, max_new_tokens
     """Yield (conversation, cleared input box) while the assistant's reply streams in."""
     message = check_text(message, "message")
     messages = check_history(history)
-    model, tokenizer = store.backbone(backbone)
+    model, tokenizer = store.decoder(backbone)
     if not tokenizer.chat_template:
         fail(no_template_message(backbone))
     messages.append({"role": "user", "content": message})

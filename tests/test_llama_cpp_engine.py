@@ -123,3 +123,78 @@ def test_generate_command_runs_the_engine(tmp_path, make_model, tiny_tokenizer, 
     assert len(list((tmp_path / "gguf").glob("*.f32.gguf"))) == 1  # written once, reused by the next run
     assert main(args) == 0
     assert len(list((tmp_path / "gguf").glob("*.gguf"))) == 1
+
+
+def test_a_translation_task_decodes_on_llama_cpp_with_its_lora_merged(tmp_path, make_model, tiny_tokenizer,
+                                                                      monkeypatch):
+    """A fine-tuned generative task: its backbone with a trained LoRA update exported and decoded by llama.cpp
+    gives the translations gptsuite's own float decoding gives; the bench's row names the engine; the GGUF is
+    rebuilt when a training step changes the weights."""
+    import json
+
+    from backbone.artifact import save_backbone
+    from tasks.adapters import LoRA
+    from tasks.bench import decoded_with
+    from tasks.task_cli import run_cli
+    from tasks.translation.module import Translator
+    from tests.helpers import ROOT
+
+    monkeypatch.setenv("GPTSUITE_GGUF_CACHE", str(tmp_path / "gguf"))
+    save_backbone(tmp_path / "b", decisive(make_model(**LLAMA)), tiny_tokenizer)
+    greedy = {"max_new_tokens": 6, "num_beams": 1, "stop": ["\n"], "truncate_prompt": True}
+    tasks = {}
+    for engine in ("gptsuite", "llama.cpp"):
+        task = Translator(backbone=str(tmp_path / "b"), generation=greedy, quantize="none", engine=engine,
+                          adapter=LoRA(rank=4, targets=["c_attn", "c_fc"]), max_length=48)
+        task.configure_model()
+        tasks[engine] = task.eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in tasks["gptsuite"].named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn_like(p) * 0.3)  # a trained update (B starts at zero)
+    tasks["llama.cpp"].load_state_dict(tasks["gptsuite"].state_dict())  # the same weights, A included
+    sources = ["the cat sat", "a dog ran on the mat", "once upon a time", "the mat"]
+    prompts = [tasks["gptsuite"].prompt_text(s) for s in sources]
+    ours, theirs = tasks["gptsuite"].generate(prompts), tasks["llama.cpp"].generate(prompts)
+    assert sum(a == b for a, b in zip(ours, theirs)) >= 3, list(zip(ours, theirs))
+    assert decoded_with(tasks["llama.cpp"]) == "engine llama.cpp f32"
+    with torch.no_grad():  # a training step: the next decode exports the new weights
+        next(p for n, p in tasks["llama.cpp"].named_parameters() if "lora_B" in n).add_(0.5)
+    tasks["llama.cpp"].generate(prompts[:1])
+    assert len(list((tmp_path / "gguf").glob("*.gguf"))) == 2
+
+    rows = [{"en": s, "es": "el gato", "book": "Ruth", "chapter": 1, "verse": i} for i, s in enumerate(sources)]
+    files = {}
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        files[split] = str(tmp_path / f"{split}.jsonl")
+    cli = run_cli("translation", [
+        "test", "--config", f"{ROOT}/configs/tasks/translation.yaml", "--model.backbone", str(tmp_path / "b"),
+        "--data.data_files", json.dumps(files), "--trainer.precision", "32", "--trainer.default_root_dir",
+        str(tmp_path / "run"), "--trainer.enable_progress_bar", "false", "--model.generation", json.dumps(greedy),
+        "--model.max_length", "48", "--model.engine", "llama.cpp", "--model.quantize", "none",
+        "--trainer.callbacks", "null"])
+    assert decoded_with(cli.model) == "engine llama.cpp f32"
+
+
+def test_the_demos_generation_tabs_decode_on_llama_cpp(tmp_path, make_model, tiny_tokenizer, monkeypatch):
+    """The demo's store with --engine llama.cpp: the playground and chat decode there (the same greedy text as
+    the backbone itself), beam search says why it cannot, the attention view keeps the backbone."""
+    pytest.importorskip("gradio")
+    from backbone.artifact import save_backbone
+    from demos import tabs_generate as g
+    from demos.common import ArtifactStore
+
+    monkeypatch.setenv("GPTSUITE_GGUF_CACHE", str(tmp_path / "gguf"))
+    save_backbone(tmp_path / "artifacts" / "backbones" / "nano", decisive(make_model(), seed=4), tiny_tokenizer)
+    stores = {e: ArtifactStore(tmp_path / "artifacts", "32-true", "none", engine=e) for e in ("gptsuite", "llama.cpp")}
+    greedy = ("nano", "the cat sat", 8, 0, 0, 1.0, 0, 1.0, 0, 1, 1.0, "", -1, True)
+    texts = {e: list(g.generate_stream(s, *greedy))[-1][0] for e, s in stores.items()}
+    assert texts["llama.cpp"] == texts["gptsuite"] and texts["gptsuite"]
+    assert stores["llama.cpp"].decoder("nano")[0].quantization == "llama.cpp f32"
+    beams = ("nano", "the cat", 6, 0, 0, 1.0, 0, 1.0, 0, 2, 1.0, "", -1, True)
+    with pytest.raises(Exception, match="beam search needs an engine"):
+        list(g.generate_stream(stores["llama.cpp"], *beams))
+    grid, _, note = g.attention(stores["llama.cpp"], "nano", "the cat", 0, 0)
+    assert "2 layers" in note
