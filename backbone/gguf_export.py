@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from backbone.artifact import load_backbone
 from backbone.config import GPTConfig
 from backbone.gguf import PRE_TOKENIZERS, TOKEN_CONTROL, TOKEN_NORMAL, GGUFError, permute_qk
 from backbone.interop import LLAMA_WEIGHTS, state_dict_to_hf
@@ -237,7 +238,5 @@ def write_gguf(model: nn.Module, tokenizer, path: str | Path, kind: str = DEFAUL
 def export_gguf(backbone_dir: str | Path, out: str | Path, kind: str = DEFAULT_TYPE) -> Path:
     """`gptsuite export gguf`: a backbone artifact folder, or a task artifact's backbone with its adapters
     merged (tasks.artifact), written as one GGUF file."""
-    from backbone.artifact import load_backbone
-
     model, tokenizer = load_backbone(backbone_dir)
     return write_gguf(model, tokenizer, out, kind, name=Path(backbone_dir).name)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from backbone.gguf_export import write_gguf
+
 GPTSUITE, LLAMA_CPP = "gptsuite", "llama.cpp"
 ENGINES = (GPTSUITE, LLAMA_CPP)
 ENGINES_HELP = ("gptsuite (torch, this package's model) or llama.cpp (the backbone exported as a GGUF and run by "
@@ -230,8 +232,6 @@ def llama_cpp_model(model: nn.Module, tokenizer, quantize: str = "auto", cache_d
                     threads: int | None = None) -> LlamaCppModel:
     """The float backbone (adapters merged) as a LlamaCppModel. Its GGUF is written once per weights and type
     under cache_dir (GPTSUITE_GGUF_CACHE, default ~/.cache/gptsuite/gguf) and reused."""
-    from backbone.gguf_export import write_gguf
-
     require_llama_cpp()
     if quantize not in GGUF_TYPE:
         raise ValueError(f"quantize must be one of {', '.join(GGUF_TYPE)}, got {quantize!r}")
