@@ -77,7 +77,8 @@ class KVCache:
     def _layers(self) -> None:
         """Each layer's (B, nkv, max_len, hs) view, made once: a decode step then writes and reads a layer with
         one slice each, not an index per dimension (dozens of small operators fewer per step)."""
-        self.k_layers, self.v_layers = list(self.k.unbind(0)), list(self.v.unbind(0))
+        self.k_layers = [self.k[i] for i in range(self.k.size(0))]  # select views: unbind's cannot be written in place
+        self.v_layers = [self.v[i] for i in range(self.v.size(0))]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new (B, nkv, T, hs) keys/values of one layer; return all S = length + T of them."""
