@@ -53,12 +53,16 @@ def check_engine(engine: str) -> str:
     return engine
 
 
+class EngineUnavailable(ImportError):
+    """The engine asked for is not installed; the message says how to install it (a user's error, one line)."""
+
+
 def require_llama_cpp():
-    """The llama_cpp module, or an ImportError that says how to install it."""
+    """The llama_cpp module, or an EngineUnavailable that says how to install it."""
     try:
         import llama_cpp  # why: optional (extra [llama]), a compiled extension
     except ImportError as err:
-        raise ImportError("--engine llama.cpp needs llama-cpp-python: pip install -e '.[llama]' (it builds "
+        raise EngineUnavailable("--engine llama.cpp needs llama-cpp-python: pip install -e '.[llama]' (it builds "
                           "llama.cpp from source: about 10 minutes on 2 cores)") from err
     return llama_cpp
 

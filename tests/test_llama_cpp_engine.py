@@ -19,12 +19,16 @@ PROMPTS = ["the cat", "a dog ran", "the mat sat on", "once upon", "the", "a cat 
            "ran and sat", "dog", "the cat sat on the"]
 
 
-def test_without_llama_cpp_the_engine_says_how_to_install(monkeypatch):
+def test_without_llama_cpp_the_engine_says_how_to_install(monkeypatch, capsys):
+    from tasks.cli import main
+
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install -e '\.\[llama\]'"):
         check_engine(LLAMA_CPP)
     with pytest.raises(ValueError, match="engine must be one of"):
         check_engine("vllm")
+    assert main(["generate", "--preset", "nano", "--prompt", "hi", "--engine", "llama.cpp"]) == 2  # one line
+    assert "needs llama-cpp-python" in capsys.readouterr().err
 
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[llama]')")
