@@ -13,6 +13,7 @@ import torch
 
 from backbone.artifact import load_backbone
 from backbone.config import MODEL_PRESETS, GPTConfig
+from backbone.decoding_model import CompiledSteps
 from backbone.generate import GenerationConfig, generate_text, stream
 from backbone.llama_cpp_engine import GPTSUITE, LLAMA_CPP, check_engine, llama_cpp_model
 from backbone.logits import banned_sequences
@@ -62,19 +63,26 @@ def load_for_generation(backbone: str | None, preset: str | None, quantize: str 
 
 
 def generate_to_terminal(backbone: str | None, preset: str | None, prompts: list[str], cfg: GenerationConfig,
-                         ban: list[str], precision: str, quantize: str, engine: str = GPTSUITE) -> None:
+                         ban: list[str], precision: str, quantize: str, engine: str = GPTSUITE,
+                         compile_steps: bool = False) -> None:
     """Continue the prompts (one: streamed as it is decoded; several: printed when done), then the speed on
-    stderr. ban: words never to generate (each spelling's token sequences are banned)."""
+    stderr. ban: words never to generate (each spelling's token sequences are banned); compile_steps: the
+    decoding steps through torch.compile (the first step compiles)."""
+    if compile_steps and engine != GPTSUITE:
+        raise ValueError("--compile compiles gptsuite's own steps; the llama.cpp engine has its own kernels")
     model, tokenizer = load_for_generation(backbone, preset, quantize, engine)
     if ban:
         cfg = cfg.replace(banned=banned_sequences(tokenizer, ban))
     precision = resolve_precision(precision)
     set_inference_precision(model, precision)
+    if compile_steps:
+        model = CompiledSteps(model)
     torch.manual_seed(cfg.seed or 0)
     start = time.perf_counter()
     n_tokens = _generate_and_print(model, tokenizer, prompts, cfg)
     seconds = time.perf_counter() - start
-    ran_on = f"engine {model.quantization}" if engine == LLAMA_CPP else f"{precision}, quantize {model.quantization}"
+    ran_on = (f"engine {model.quantization}" if engine == LLAMA_CPP else
+              f"{precision}, quantize {model.quantization}" + (", steps compiled" if compile_steps else ""))
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.1f} tokens/s, "
           f"kv cache {'on' if cfg.use_cache else 'off'}, {ran_on}]", file=sys.stderr)
 

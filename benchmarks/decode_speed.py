@@ -6,9 +6,12 @@ Each engine runs in a fresh process (so its resident memory is its own), greedy,
 every row decoding exactly --new-tokens tokens (eos does not stop it):
 
     gptsuite none / int8 / int4     backbone.quantize's modes, KV cache on (and `none` once without it)
+    gptsuite int4 compiled          int4 with its decoding steps through torch.compile (CompiledSteps; the
+                                    compile is in the untimed warm-up)
     transformers                    LlamaForCausalLM.generate, fp32, the same weights (backbone.interop.to_hf)
     llama.cpp                       llama-cpp-python on the GGUF itself (batch 1), when it is installed
     head to head                    int4 and llama.cpp alternating in one process (the ratio, robust to load)
+    head to head compiled           the same with int4's steps compiled
 
 Columns: tokens/s at batch 1 and batch 8 (eight different prompts, left-padded), greedy and sampled
 (temperature 0.8, top-p 0.95), time to first token (the prompt's prefill and one token, batch 1), weight
@@ -40,8 +43,8 @@ PROMPTS = [
 ]
 SMOLLM2 = "artifacts/backbones/smollm2-135m"
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}  # the batch-8 sampled column (pass@k-style decoding)
-ENGINES = ["gptsuite none", "gptsuite none, no KV cache", "gptsuite int8", "gptsuite int4", "transformers",
-           "llama.cpp", "head to head"]
+ENGINES = ["gptsuite none", "gptsuite none, no KV cache", "gptsuite int8", "gptsuite int4", "gptsuite int4 compiled",
+           "transformers", "llama.cpp", "head to head", "head to head compiled"]
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -78,10 +81,13 @@ def gptsuite_engine(name: str, args):
     import torch
 
     from backbone.artifact import load_backbone
+    from backbone.decoding_model import CompiledSteps
     from backbone.generate import GenerationConfig, encode_prompts, generate
 
     mode = name.split()[1].rstrip(",")
     model, tokenizer = load_backbone(args.backbone, quantize=mode)
+    if name.endswith("compiled"):
+        model = CompiledSteps(model)
     cfg = GenerationConfig(max_new_tokens=args.new_tokens, use_cache="no KV cache" not in name)
 
     def run(batch: int, new_tokens: int, sample: bool = False):
@@ -150,20 +156,21 @@ def llama_cpp_engine(args):
     return run, None, os.path.getsize(args.gguf), lambda ids: llm.detokenize(ids).decode(errors="replace")
 
 
-def head_to_head(args) -> dict:
-    """gptsuite int4 and llama.cpp in one process, batch 1, alternating for --rounds rounds: the ratio of
-    their speeds under the same conditions (a busy neighbour slows both alike)."""
-    ours, _, _, _ = gptsuite_engine("gptsuite int4", args)
+def head_to_head(args, compiled: bool = False) -> dict:
+    """gptsuite int4 (its steps compiled or not) and llama.cpp in one process, batch 1, alternating for --rounds
+    rounds: the ratio of their speeds under the same conditions (a busy neighbour slows both alike)."""
+    mine = "gptsuite int4" + (" compiled" if compiled else "")
+    ours, _, _, _ = gptsuite_engine(mine, args)
     theirs, _, _, _ = llama_cpp_engine(args)
-    ours(1, 8), theirs(1, 8)  # warm-up
-    rates = {"gptsuite int4": [], "llama.cpp": []}
+    ours(1, args.new_tokens), theirs(1, 8)  # warm-up (and the compile)
+    rates = {mine: [], "llama.cpp": []}
     for _ in range(args.rounds):
-        for name, run in (("gptsuite int4", ours), ("llama.cpp", theirs)):
+        for name, run in ((mine, ours), ("llama.cpp", theirs)):
             start = time.perf_counter()
             run(1, args.new_tokens)
             rates[name].append(args.new_tokens / (time.perf_counter() - start))
-    ratios = [a / b for a, b in zip(rates["gptsuite int4"], rates["llama.cpp"])]
-    return {"engine": "head to head", "rounds": args.rounds,
+    ratios = [a / b for a, b in zip(rates[mine], rates["llama.cpp"])]
+    return {"engine": "head to head" + (" compiled" if compiled else ""), "ours": mine, "rounds": args.rounds,
             **{f"{k} tok/s": [round(r, 1) for r in v] for k, v in rates.items()},
             "ratio_median": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
             "ratio_max": round(max(ratios), 3)}
@@ -173,8 +180,8 @@ def measure(name: str, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    if name == "head to head":
-        return head_to_head(args)
+    if name.startswith("head to head"):
+        return head_to_head(args, compiled=name.endswith("compiled"))
     if name == "transformers":
         run, ptb, weights, decode = transformers_engine(args)
     elif name == "llama.cpp":
@@ -208,12 +215,14 @@ def measure(name: str, args) -> dict:
 # the table
 # --------------------------------------------------------------------------------------------------------
 def markdown(rows: list[dict], meta: dict) -> str:
-    duel = next((r for r in rows if r["engine"] == "head to head"), None)
-    rows = [r for r in rows if r is not duel]
+    duels = [r for r in rows if r["engine"].startswith("head to head")]
+    rows = [r for r in rows if r not in duels]
     by = {r["engine"]: r for r in rows}
     reference = by.get("llama.cpp", {}).get("tok_s_batch1")
     fp32_ppl = by.get("gptsuite none", {}).get("ptb_ppl")
-    lines = [f"Decoding {meta['new_tokens']} new tokens, greedy, {meta['cpu']} ({meta['capability']}), "
+    bf16 = (f"; matmul fp32 {meta['fp32_gflops']:,.0f} / bf16 {meta['bf16_gflops']:,.0f} GFLOP/s"
+            if meta.get("bf16_gflops") else "")
+    lines = [f"Decoding {meta['new_tokens']} new tokens, greedy, {meta['cpu']} ({meta['capability']}{bf16}), "
              f"{meta['threads']} threads, torch {meta['torch']}, {meta['date']}.", "",
              "| engine | tok/s batch 1 | vs llama.cpp | tok/s batch 8 | batch 8 sampled | first token s | weights MB | "
              "RSS loaded / decoding peak MB | PTB ppl (vs fp32) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -229,15 +238,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{cell(r.get('tok_s_batch8_sampled'))} | {cell(r.get('first_token_s'), '{:.3f}')} | "
                      f"{cell(r['weights_mb'])} | {cell(r['rss_loaded_mb'], '{:,.0f}')} / "
                      f"{cell(r['rss_peak_decoding_mb'], '{:,.0f}')} | {ppl_cell} |")
-    if duel:
-        lines += ["", f"Head to head, batch 1, one process, {duel['rounds']} alternating rounds: gptsuite int4 "
-                      f"{duel['gptsuite int4 tok/s']} tok/s, llama.cpp {duel['llama.cpp tok/s']} tok/s; ratio median "
+    for duel in duels:
+        mine = duel.get("ours", "gptsuite int4")
+        lines += ["", f"{duel['engine'].capitalize()}, batch 1, one process, {duel['rounds']} alternating rounds: "
+                      f"{mine} {duel[mine + ' tok/s']} tok/s, llama.cpp {duel['llama.cpp tok/s']} tok/s; ratio median "
                       f"{duel['ratio_median']:.0%} (range {duel['ratio_min']:.0%} to {duel['ratio_max']:.0%})."]
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    rows = [r for r in rows if r["engine"] != "head to head"]
+    rows = [r for r in rows if not r["engine"].startswith("head to head")]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,7 +286,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.gguf is None and {"llama.cpp", "head to head"} & set(args.engines):
+    if args.gguf is None and {"llama.cpp", "head to head", "head to head compiled"} & set(args.engines):
         from backbone.data.download import fetch
         from backbone.gguf import SMOLLM2_FILE, SMOLLM2_SOURCE
 
@@ -286,7 +296,7 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for name in args.engines:
-        if name in ("llama.cpp", "head to head"):
+        if name == "llama.cpp" or name.startswith("head to head"):
             try:
                 import llama_cpp  # noqa: F401
             except ImportError:
@@ -305,8 +315,13 @@ def main(argv=None) -> int:
     import torch
 
     from backbone.perf import cpu_model
+    from backbone.precision import machine_summary
+    from backbone.quantize import fastest_activation_dtype
 
+    rates = machine_summary()
     meta = {"new_tokens": args.new_tokens, "cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "fp32_gflops": round(rates["fp32_gflops"], 1), "bf16_gflops": round(rates["bf16_gflops"], 1),
+            "int4_activations": fastest_activation_dtype()[1],
             "threads": args.threads, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
             "ptb_lines": args.ptb_lines or "all", "env": {k: v for k, v in os.environ.items()
                                                          if k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}}

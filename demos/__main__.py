@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from backbone.cli_options import add_engine_option, add_quantize_option
+from backbone.cli_options import add_compile_option, add_engine_option, add_quantize_option
 from demos.exposure import AUTH_ENV, check_exposure, resolve_auth, use_private_gradio_cache
 from demos.limits import CONCURRENCY_LIMIT, MAX_QUEUE
 
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                 "linear layers")
     add_engine_option(parser, "what the generation, chat, article and safety tabs decode with (the attention and "
                               "lens tabs read the backbone itself)")
+    add_compile_option(parser)
     return parser
 
 
@@ -74,7 +75,7 @@ def run(args) -> int:
 
     launch(args.host, args.port, share=args.share, artifacts=args.artifacts, concurrency_limit=args.concurrency,
            precision=args.precision, quantize=args.quantize, task_dirs=args.task_dirs, auth=auth,
-           max_queue=args.max_queue, engine=args.engine)
+           max_queue=args.max_queue, engine=args.engine, compile_steps=args.compile)
     return 0
 
 

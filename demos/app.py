@@ -51,11 +51,11 @@ def _default_backbone(store: ArtifactStore) -> str | None:
 
 def build_app(artifacts: str | Path = "artifacts", concurrency_limit: int = CONCURRENCY_LIMIT,
               max_queue: int = MAX_QUEUE, precision: str = "auto", quantize: str = "auto",
-              task_dirs=(), engine: str = "gptsuite") -> gr.Blocks:
+              task_dirs=(), engine: str = "gptsuite", compile_steps: bool = False) -> gr.Blocks:
     """The app over the artifacts under `artifacts` and the task folders `task_dirs` (which may be anywhere);
     `engine`: what the tabs that generate decode with (backbone.llama_cpp_engine.ENGINES)."""
     use_private_gradio_cache()  # before any component exists: each reads the cache folder when made
-    store = ArtifactStore(artifacts, precision, quantize, task_dirs, engine)
+    store = ArtifactStore(artifacts, precision, quantize, task_dirs, engine, compile_steps)
     with gr.Blocks(title="gptsuite demo", delete_cache=(600, 3600)) as demo:  # cached outputs live an hour
         gr.Markdown("# gptsuite\nNLP tasks on one GPT backbone.\n\n" + store.summary(), elem_id="summary")
         names = store.backbones()
@@ -108,7 +108,7 @@ def backbone_info(store: ArtifactStore, name: str | None) -> str:
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artifacts: str | Path = "artifacts",
            concurrency_limit: int = CONCURRENCY_LIMIT, block: bool = True, precision: str = "auto",
            quantize: str = "auto", task_dirs=(), auth: tuple[str, str] | None = None,
-           max_queue: int = MAX_QUEUE, engine: str = "gptsuite") -> gr.Blocks:
+           max_queue: int = MAX_QUEUE, engine: str = "gptsuite", compile_steps: bool = False) -> gr.Blocks:
     """Build the app and serve it; block=False returns at once (the server runs in a thread). Beyond
     loopback, or with a share link, `auth` (user, password) is required (demos.exposure.check_exposure).
     Every one of `task_dirs` must hold a saved task: a typo would otherwise launch a demo that silently lacks
@@ -119,7 +119,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, artif
             raise FileNotFoundError(f"--task {folder} holds no saved task ({TASK_FILE} missing): make one with "
                                     "`gptsuite <task> fit ... --model.export_dir DIR`")
     demo = build_app(artifacts, concurrency_limit, max_queue, precision=precision, quantize=quantize,
-                     task_dirs=task_dirs, engine=engine)
+                     task_dirs=task_dirs, engine=engine, compile_steps=compile_steps)
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                 show_error=True, quiet=not block, auth=auth, max_file_size=MAX_UPLOAD,
                 app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)]},

@@ -25,6 +25,7 @@ import torch
 
 from backbone.artifact import PRETRAIN_COMMAND, ArtifactError, load_backbone
 from backbone.config import MODEL_PRESETS, GPTConfig
+from backbone.decoding_model import CompiledSteps
 from backbone.llama_cpp_engine import GPTSUITE, check_engine, llama_cpp_model
 from backbone.model import GPT
 from backbone.precision import resolve_precision, set_inference_precision
@@ -158,12 +159,15 @@ class ArtifactStore:
     folders, and loads each once, on first use."""
 
     def __init__(self, root: str | Path = "artifacts", precision: str = "auto", quantize: str = "auto",
-                 task_dirs=(), engine: str = GPTSUITE):
+                 task_dirs=(), engine: str = GPTSUITE, compile_steps: bool = False):
         self.root = Path(root)
         self.extra_task_dirs = tuple(Path(d) for d in task_dirs)  # `gptsuite demo --task DIR`, may be anywhere
         self.precision = resolve_precision(precision)  # every model this store loads runs in it
         self.quantize = check_mode(quantize)  # for the backbones it loads (a task decodes as its own says)
         self.engine = check_engine(engine)  # what the tabs that generate decode with (decoder)
+        if compile_steps and engine != GPTSUITE:
+            raise ValueError("--compile compiles gptsuite's own steps; the llama.cpp engine has its own kernels")
+        self.compile_steps = compile_steps  # the decoder's steps through torch.compile
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
@@ -197,9 +201,13 @@ class ArtifactStore:
         """(the model the tabs that generate decode with, tokenizer): the backbone itself, or with the llama.cpp
         engine the backbone exported as a GGUF (of the type --quantize maps to) and run by llama.cpp. The tabs
         that read inside the model (attention, lens) keep the backbone itself."""
-        if self.engine == GPTSUITE:
+        if self.engine == GPTSUITE and not self.compile_steps:
             return self.backbone(name)
         directory = self.backbone_dir(name)
+        if self.engine == GPTSUITE:  # the backbone's steps compiled (at the first request that decodes)
+            model, tokenizer = self.backbone(name)  # loaded first: the store's lock is not re-entrant
+            return self.cached(("compiled", str(directory)), lambda: (CompiledSteps(model), tokenizer),
+                               f"backbone {directory}, compiled", PRETRAIN_COMMAND)
 
         def load():
             model, tokenizer = load_backbone(directory)

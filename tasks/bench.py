@@ -104,21 +104,23 @@ def task_args(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, extr
             *extra]
 
 
-def decoding_args(module: str, quantize: str, engine: str = GPTSUITE) -> list[str]:
-    """--model.quantize and --model.engine for a module class (dotted path) that decodes (it takes them),
-    nothing for the others."""
+def decoding_args(module: str, quantize: str, engine: str = GPTSUITE, compile_steps: bool = False) -> list[str]:
+    """--model.quantize, --model.engine and --model.compile_steps for a module class (dotted path) that decodes
+    (it takes them), nothing for the others."""
     cls = load_object(module)  # the arguments may be declared by a base class (GenerativeTask)
 
     def takes(name: str) -> bool:
         return any(name in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
 
     return ([*(["--model.quantize", quantize] if takes("quantize") else []),
-             *(["--model.engine", engine] if takes("engine") and engine != GPTSUITE else [])])
+             *(["--model.engine", engine] if takes("engine") and engine != GPTSUITE else []),
+             *(["--model.compile_steps", "true"] if takes("compile_steps") and compile_steps else [])])
 
 
 def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, precision: str = AUTO,
              budget_s: float | None = None, quantize: str = AUTO,
-             stage_export: bool = False, engine: str = GPTSUITE) -> tuple[dict, object]:
+             stage_export: bool = False, engine: str = GPTSUITE, compile_steps: bool = False
+             ) -> tuple[dict, object]:
     """One method of a task (its logs in run_dir): fit (within budget_s seconds, unless max_epochs is 0),
     then score the validation split (what the headline chooses by) and the test split, through the task's
     own LightningCLI in this process. -> (result, its data module, for the baselines). `spent` says what
@@ -127,7 +129,7 @@ def run_task(spec: TaskSpec, method: Method, backbone: str, run_dir: Path, preci
     run_dir/export, and result["export"] = (that folder, the task's own export folder) for publish_chosen."""
     start = time.perf_counter()
     configured = configured_model(spec, method)
-    extra = decoding_args(configured["class_path"], quantize, engine) + precision_args(precision)
+    extra = decoding_args(configured["class_path"], quantize, engine, compile_steps) + precision_args(precision)
     if method.ablation:  # the task's folder (what the demo and the applications read) keeps a headline method
         extra += ["--model.export_dir", "null"]
     elif stage_export:
@@ -180,8 +182,9 @@ def decoded_with(module) -> str | None:
         return None
     if decoding.engine != GPTSUITE:  # the mode names the engine and its GGUF's type ("llama.cpp q4_1")
         return f"engine {decoding.mode}"
-    return f"quantize {decoding.mode}" + (f", steps of {decoding.float_rows}+ rows unquantised"
-                                          if decoding.float_rows else "")
+    return (f"quantize {decoding.mode}" + (f", steps of {decoding.float_rows}+ rows unquantised"
+                                           if decoding.float_rows else "")
+            + (", steps compiled" if decoding.compile_steps else ""))
 
 
 def configured_model(spec: TaskSpec, method: Method) -> dict:
@@ -393,11 +396,12 @@ def _read_json(path: Path) -> dict:
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,
               out_dir: Path | None = None, precision: str = AUTO, time_budget_min: float | None = None,
               runs_dir: Path = RUNS_DIR, quantize: str = AUTO, methods: list[str] | None = None,
-              failures: list[str] | None = None, engine: str = GPTSUITE) -> list[dict]:
+              failures: list[str] | None = None, engine: str = GPTSUITE, compile_steps: bool = False) -> list[dict]:
     """Run the preset's tasks (or `tasks`), each method of each (or only those named in `methods`), and merge
     the rows into out_dir's table (None: a fresh runs/bench/<preset>-<YYYYmmdd-HHMMSS>/), then set them beside
     the reference table. A method that fails is a note in the table, and is appended to `failures`. `engine`:
-    what the tasks that decode decode with (their rows' `spent` names it)."""
+    what the tasks that decode decode with (their rows' `spent` names it); compile_steps: their steps through
+    torch.compile."""
     preset = load_preset(preset_name)
     preset_name, entries = preset.name, preset.tasks
     chosen = tasks or list(entries)
@@ -436,7 +440,7 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
             try:
                 logs = runs_dir / preset_name / task / _slug(method.name)
                 result, datamodule = run_task(spec, method, backbone, logs, precision, budgets.get(task), quantize,
-                                              stage_export=several, engine=engine)
+                                              stage_export=several, engine=engine, compile_steps=compile_steps)
                 results[method.name] = result
                 if result["benchmark"] not in baselines:  # the same examples for every method: scored once
                     baselines[result["benchmark"]], failed = run_baselines(spec, datamodule)
@@ -467,13 +471,13 @@ def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbo
 
 def bench_command(preset_name: str, tasks: list[str] | None, backbone: str | None, out: str | Path | None,
                   precision: str, time_budget_min: float | None, quantize: str, methods: list[str] | None,
-                  engine: str = GPTSUITE) -> int:
+                  engine: str = GPTSUITE, compile_steps: bool = False) -> int:
     """`gptsuite bench`: run_bench, then the exit status: 1, naming the methods that failed, when any did (the
     table holds the rest; a run with a failed stage is not a success). `out`: --out as given (its default
     stands for a fresh run folder, which run_bench makes once the preset and tasks are checked)."""
     failures: list[str] = []
     rows = run_bench(preset_name, tasks, backbone, given_out(out), precision, time_budget_min, quantize=quantize,
-                     methods=methods, failures=failures, engine=engine)
+                     methods=methods, failures=failures, engine=engine, compile_steps=compile_steps)
     if failures:
         print(f"gptsuite bench: error: {len(failures)} method(s) failed ({', '.join(failures)}); the table holds the "
               f"{len({(r['task'], r['method']) for r in rows})} that ran (their notes say why)", file=sys.stderr)

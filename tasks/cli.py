@@ -34,7 +34,7 @@ from argparse import ArgumentError
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from backbone.cli_options import add_engine_option, add_quantize_option
+from backbone.cli_options import add_compile_option, add_engine_option, add_quantize_option
 from backbone.commands import generate_to_terminal, print_machine_and_presets
 from backbone.data.cli import register as register_data_commands
 from backbone.data.sources import DataSourceError
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize_option(bench, "the tasks that decode (translation, code, QA's generated answers) decode from "
                                "weight-only quantised linear layers")
     add_engine_option(bench, "what the tasks that decode run their decoding on")
+    add_compile_option(bench)
     bench.set_defaults(func=cmd_bench)
     register_data_commands(sub)
     return parser
@@ -291,6 +292,7 @@ def add_generate_parser(sub) -> None:
     add_quantize_option(g, "decode from weight-only quantised linear layers")
     add_engine_option(g, "what computes the decoding steps (with llama.cpp, --quantize picks the GGUF's type: "
                          "none f32, int8 q8_0, int4 / auto q4_1)")
+    add_compile_option(g)
     g.set_defaults(func=cmd_generate)
 
 
@@ -305,7 +307,7 @@ def cmd_generate(args) -> int:
     fields = {f.name for f in dataclasses.fields(GenerationConfig)}
     cfg = GenerationConfig(**{name: value for name, value in vars(args).items() if name in fields})
     generate_to_terminal(args.backbone, args.preset, args.prompt, cfg, args.ban, args.precision, args.quantize,
-                         args.engine)
+                         args.engine, args.compile)
     return 0
 
 
@@ -313,7 +315,7 @@ def cmd_bench(args) -> int:
     from tasks.bench import bench_command  # why: it imports Lightning (seconds); only this command needs it
 
     return bench_command(args.preset, args.tasks, args.backbone, args.out, args.precision, args.time_budget,
-                         args.quantize, args.methods, args.engine)
+                         args.quantize, args.methods, args.engine, args.compile)
 
 
 def cmd_import_smollm2(args) -> int:

@@ -254,6 +254,9 @@ def test_bench_passes_quantize_and_engine_to_every_task_that_decodes():
     assert decoding_args("tasks.translation.module.Translator", "int8", "llama.cpp") == [
         "--model.quantize", "int8", "--model.engine", "llama.cpp"]
     assert decoding_args("tasks.translation.module.Translator", "int8") == ["--model.quantize", "int8"]
+    assert decoding_args("tasks.codegen.module.CodeGenerator", "auto", compile_steps=True) == [
+        "--model.quantize", "auto", "--model.compile_steps", "true"]
+    assert decoding_args("tasks.ner.module.TokenClassifier", "auto", "llama.cpp", True) == []
     takes = {module: bool(decoding_args(module, "none", "llama.cpp"))
              for name in ("classification", "sentiment", "ner", "qa", "translation", "codegen")
              for module in get(name).module_paths}
@@ -327,3 +330,28 @@ def test_activation_dtype_is_measured_or_given(make_model):
     torch.testing.assert_close(out[torch.float32], out[torch.bfloat16], rtol=0.05, atol=0.05)
     with pytest.raises(QuantizationError, match="activation_dtype"):
         quantize(make_model(n_embd=64, n_head=4), "int4", activation_dtype=torch.float16)
+
+
+def test_compiled_steps_route_steps_to_the_compiled_model_and_prompts_to_the_model(make_model):
+    """CompiledSteps: prompts (and soft prompts) through the model itself, cached steps through the compiled
+    copy; the same tokens either way. The stand-in compiler only counts calls: the default suite compiles
+    nothing (tests/test_decode_compile.py compiles for real, opt-in)."""
+    from backbone.decoding_model import CompiledSteps, InferenceModelCache
+    from backbone.generate import GenerationConfig, generate
+
+    model = make_model(positions="rope", n_kv_head=2)
+    calls = []
+
+    def stand_in(m):
+        def step(*args, **kwargs):
+            calls.append(args[0].shape)
+            return m(*args, **kwargs)
+        return step
+
+    steps = CompiledSteps(model, compiler=stand_in)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    cfg = GenerationConfig(max_new_tokens=5)
+    assert torch.equal(generate(steps, ids, None, cfg), generate(model, ids, None, cfg))
+    assert calls == [torch.Size([1, 1])] * 4  # four steps after the prompt, one token each
+    with pytest.raises(ValueError, match="llama.cpp engine has its own kernels"):
+        InferenceModelCache("none", "llama.cpp", compile_steps=True)

@@ -42,6 +42,8 @@ class GenerativeQA(QATask):
             (backbone.quantize.CHOICES_HELP says what each does).
         engine: what computes the decoding steps: "gptsuite" or "llama.cpp" (the backbone, adapters merged,
             exported as a GGUF of the type `quantize` maps to: backbone.llama_cpp_engine).
+        compile_steps: run gptsuite's decoding steps through torch.compile (about a minute to compile on 2
+            cores, then faster steps: backbone.decoding_model.CompiledSteps).
         prompt: "plain" (tasks.qa.data.PROMPT_TEMPLATE, for a base model or fine-tuning) or "chat" (the
             instruction tasks.qa.data.INSTRUCTION as the user's turn of the backbone's chat template: how an
             instruct model is asked).
@@ -55,7 +57,7 @@ class GenerativeQA(QATask):
 
     def __init__(self, max_new_tokens: int = 32, quantize: str = AUTO, prompt: Literal["plain", "chat"] = "plain",
                  extractive: bool = False, few_shot: int = 0, demonstrations: list[dict] | None = None,
-                 engine: str = GPTSUITE, **kwargs):
+                 engine: str = GPTSUITE, compile_steps: bool = False, **kwargs):
         super().__init__(**kwargs)
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', got {prompt!r}")
@@ -63,7 +65,7 @@ class GenerativeQA(QATask):
             raise ValueError(f"few_shot must be >= 0, got {few_shot}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.inference_model = InferenceModelCache(quantize, engine)
+        self.inference_model = InferenceModelCache(quantize, engine, compile_steps)
 
     def build_head(self) -> None:
         """No new parameters: the language-model head of the backbone answers."""
