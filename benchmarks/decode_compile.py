@@ -10,9 +10,9 @@ Two ways to compile a batch-1 greedy step of the backbone (64 steps after an 8-t
                       tensor, attention over every slot with a mask of the filled ones): one shape for every
                       step, compiled once (dynamic=False)
 
-Compiling takes minutes on 2 cores, so it pays only if its steps are faster and enough of them follow. The
-decoder compiles nothing: on the 2-core Xeon both compiled steps were slower than eager ones
-(docs/decoding-and-quantisation.md). Writes results.json to --out.
+Compiling takes about a minute on 2 cores, so it pays only if its steps are faster and enough of them follow:
+the decoder compiles its steps only when asked (`--compile`, backbone.decoding_model.CompiledSteps, which compiles
+the model step). The figures are in docs/decoding-and-quantisation.md. Writes results.json to --out.
 """
 
 from __future__ import annotations

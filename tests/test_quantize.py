@@ -193,6 +193,8 @@ def test_generate_command_takes_quantize(capsys):
     assert "quantize int4]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--preset", "nano", "--prompt", "hello", "--quantize", "int2"])
+    assert main(["generate", "--preset", "nano", "--prompt", "hello", "--compile", "--engine", "llama.cpp"]) == 2
+    assert "llama.cpp engine has its own kernels" in capsys.readouterr().err
 
 
 @pytest.mark.slow
