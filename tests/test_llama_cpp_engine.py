@@ -31,8 +31,18 @@ def test_without_llama_cpp_the_engine_says_how_to_install(monkeypatch, capsys):
     assert "needs llama-cpp-python" in capsys.readouterr().err
 
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[llama]')")
-pytest.importorskip("gguf", reason="GGUF export needs the gguf package (extra [hf])")
+def _installed(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# every test below runs llama.cpp: skipped, with the reason, where the extra is not installed (the test above runs)
+requires_llama_cpp = pytest.mark.skipif(
+    not (_installed("llama_cpp") and _installed("gguf")),
+    reason="llama-cpp-python is not installed (pip install -e '.[llama]'; GGUF export also needs the [hf] extra)")
 
 from backbone.llama_cpp_engine import llama_cpp_model  # noqa: E402
 
@@ -55,6 +65,7 @@ def pair(request, make_model, tiny_tokenizer, tmp_path):
     engine.close()
 
 
+@requires_llama_cpp
 def test_logits_match_gptsuites(pair):
     model, engine, _ = pair
     ids = torch.tensor([[3, 17, 42, 7, 99, 5, 11]])
@@ -66,6 +77,7 @@ def test_logits_match_gptsuites(pair):
     torch.testing.assert_close(theirs, ours, rtol=0, atol=5e-3 * float(ours.abs().max()))
 
 
+@requires_llama_cpp
 def test_greedy_text_matches_on_ten_prompts(pair):
     model, engine, tok = pair
     cfg = GenerationConfig(max_new_tokens=12)
@@ -74,6 +86,7 @@ def test_greedy_text_matches_on_ten_prompts(pair):
     assert sum(a == b for a, b in zip(ours, theirs)) >= 9, list(zip(ours, theirs))
 
 
+@requires_llama_cpp
 def test_a_batch_runs_row_by_row_as_each_prompt_alone(pair):
     _, engine, tok = pair
     cfg = GenerationConfig(max_new_tokens=8, stop=("mat",))
@@ -83,6 +96,7 @@ def test_a_batch_runs_row_by_row_as_each_prompt_alone(pair):
     assert [len(tok.encode(t)) for t in limited] <= [2, 5, 3]
 
 
+@requires_llama_cpp
 def test_every_single_row_path_agrees(pair):
     """The cache is set back by prompt lookup and replayed when another sequence used llama.cpp between calls."""
     _, engine, tok = pair
@@ -104,12 +118,14 @@ def test_every_single_row_path_agrees(pair):
     assert not torch.equal(sampled[0], sampled[1])  # each row its own draws (seed + row)
 
 
+@requires_llama_cpp
 def test_beam_search_is_refused_with_the_reason(pair):
     _, engine, tok = pair
     with pytest.raises(ValueError, match="beam search needs an engine"):
         generate_text(engine, tok, "the cat", GenerationConfig(max_new_tokens=8, num_beams=2))
 
 
+@requires_llama_cpp
 def test_generate_command_runs_the_engine(tmp_path, make_model, tiny_tokenizer, capsys, monkeypatch):
     from backbone.artifact import save_backbone
     from tasks.cli import main
@@ -129,6 +145,7 @@ def test_generate_command_runs_the_engine(tmp_path, make_model, tiny_tokenizer, 
     assert len(list((tmp_path / "gguf").glob("*.gguf"))) == 1
 
 
+@requires_llama_cpp
 def test_a_translation_task_decodes_on_llama_cpp_with_its_lora_merged(tmp_path, make_model, tiny_tokenizer,
                                                                       monkeypatch):
     """A fine-tuned generative task: its backbone with a trained LoRA update exported and decoded by llama.cpp
@@ -182,6 +199,7 @@ def test_a_translation_task_decodes_on_llama_cpp_with_its_lora_merged(tmp_path, 
     assert decoded_with(cli.model) == "engine llama.cpp f32"
 
 
+@requires_llama_cpp
 def test_the_demos_generation_tabs_decode_on_llama_cpp(tmp_path, make_model, tiny_tokenizer, monkeypatch):
     """The demo's store with --engine llama.cpp: the playground and chat decode there (the same greedy text as
     the backbone itself), beam search says why it cannot, the attention view keeps the backbone."""

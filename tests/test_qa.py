@@ -284,7 +284,7 @@ def test_each_module_takes_only_the_arguments_its_path_uses(backbone_dir):
     in Python and on the command line; the old keys of the one class that did both are refused by new name."""
     span_only = {"head": None, "doc_stride": 8, "max_question_tokens": 8, "max_answer_length": 8}
     generative_only = {"max_new_tokens": 4, "quantize": "none", "prompt": "chat", "extractive": True, "few_shot": 1,
-                       "demonstrations": [], "engine": "gptsuite"}
+                       "demonstrations": [], "engine": "gptsuite", "compile_steps": False}
     own = lambda cls: set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}  # noqa: E731
     assert own(SpanQA) == set(span_only) and own(GenerativeQA) == set(generative_only)
     for module, others in ((SpanQA, generative_only), (GenerativeQA, span_only)):
