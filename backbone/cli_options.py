@@ -28,5 +28,5 @@ def add_compile_option(parser: argparse.ArgumentParser) -> None:
     """--compile on an argparse parser: gptsuite's decoding steps through torch.compile."""
     parser.add_argument("--compile", action="store_true",
                         help="run gptsuite's decoding steps through torch.compile: about a minute to compile on "
-                             "2 cores (less with its cache, ~/.cache/gptsuite/inductor), then faster steps (SmolLM2 "
-                             "int4 on a 2-core Xeon: 1.35x); pays after some ten thousand tokens")
+                             "2 cores (kernels cached in ~/.cache/gptsuite/inductor), then faster steps: for long runs "
+                             "(a benchmark, a demo that stays up), not one short generation")

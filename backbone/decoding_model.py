@@ -95,10 +95,10 @@ class CompiledSteps(nn.Module):
     """Decoding steps through a compiled copy of the model's forward, prompts through the model itself.
 
     torch.compile fuses a step's small operators (norms, RoPE, casts, residual additions) into a few generated
-    kernels around the weight products, which takes the per-operator overhead out of a step (on a 2-core Xeon
-    a SmolLM2 int4 step ran 1.35x faster, docs/decoding-and-quantisation.md). Compiling the 30-block model
-    took about a minute on 2 cores, and its sums run in another order, so near-ties can flip a greedy choice.
-    Opt-in (`--compile`): it pays after some ten thousand tokens.
+    kernels around the weight products, which takes the per-operator overhead out of a step. Compiling the
+    30-block SmolLM2 takes about a minute on 2 cores and raises the decoding memory peak, and the compiled
+    step's logits differ from the eager step's, so near-ties can flip a greedy choice: opt-in (`--compile`),
+    for runs long enough to repay the compile (docs/decoding-and-quantisation.md has the figures).
 
     compiler: how to compile (compile_model; the tests pass a stand-in, so the default suite compiles nothing).
     """
@@ -111,7 +111,7 @@ class CompiledSteps(nn.Module):
         self.compiled = compiler(model)
 
     def forward(self, idx, attention_mask=None, position_ids=None, cache=None, **kwargs):
-        prompt = kwargs or is_prefill(idx.size(1), cache)  # soft prompts and packed rows: the model itself
+        prompt = bool(kwargs) or is_prefill(idx.size(1), cache)  # soft prompts, packed rows: the model itself
         return (self.model if prompt else self.compiled)(idx, attention_mask, position_ids, cache, **kwargs)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:

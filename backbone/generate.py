@@ -352,8 +352,8 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
     if one_row and cfg.num_beams > 1:
         raise ValueError("beam search needs an engine that decodes several rows per call; "
                          "this one (llama.cpp) decodes one: use --engine gptsuite, or greedy / sampled decoding")
-    if one_row and input_ids.size(0) > 1:
-        return _row_by_row(model, input_ids, attention_mask, cfg, stop_fn, allow_fn)
+    if one_row and input_ids.size(0) > 1:  # fitted to the context first, as a batch: then no row is cut again
+        return _row_by_row(model, *_prepare(model, input_ids, attention_mask, cfg), cfg, stop_fn, allow_fn)
     was_training = model.training
     model.eval()
     try:
@@ -372,11 +372,13 @@ def generate(model: GPT, input_ids, attention_mask=None, config: GenerationConfi
 
 
 def _row_by_row(model, input_ids, attention_mask, cfg: GenerationConfig, stop_fn, allow_fn) -> torch.Tensor:
-    """generate() for an engine that decodes one row per call: each row alone (its left padding dropped), the
-    new tokens then right-filled as the batched decoders fill finished rows (eos, or 0). Sampled rows draw
-    from seed + row (one seed for every row would give each repeated prompt the same sample)."""
+    """generate() for an engine that decodes one row per call, on prompts already fitted to the context: each
+    row alone (its left padding dropped), the new tokens then right-filled as the batched decoders fill finished
+    rows (eos, or 0). Sampled rows draw from seed + row (one seed for every row would give each repeated prompt
+    the same sample). The batch's stop function sees each row repeated B times (it takes the whole batch),
+    so stop strings cost B decodes a step: fine for the few rows a CPU decodes at once."""
     B = input_ids.size(0)
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    mask = attention_mask
     filler = cfg.eos_token_id if cfg.eos_token_id is not None else 0
     rows = []
     for b in range(B):

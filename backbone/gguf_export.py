@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,20 @@ from backbone.gguf import PRE_TOKENIZERS, TOKEN_CONTROL, TOKEN_NORMAL, GGUFError
 from backbone.interop import LLAMA_WEIGHTS, state_dict_to_hf
 
 TYPES = ("f32", "f16", "q8_0", "q4_1")
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message says which extra installs it (a user's error, one
+    line on the command line)."""
+
+
+def require_gguf():
+    """The gguf package, or MissingExtra naming the extra that installs it."""
+    try:
+        import gguf  # why: optional (extra [hf])
+    except ImportError as err:
+        raise MissingExtra("writing GGUF files needs the `gguf` package: pip install -e '.[hf]'") from err
+    return gguf
 DEFAULT_TYPE = "q4_1"
 
 
@@ -190,10 +205,7 @@ def _encoded(name: str, w: np.ndarray, kind: str):
 def write_gguf(model: nn.Module, tokenizer, path: str | Path, kind: str = DEFAULT_TYPE, name: str = "gptsuite") -> Path:
     """Write `model` (adapters merged) and `tokenizer` to `path` as a GGUF of type `kind`; returns the path.
     Written to a temporary file first, so an interrupted export never leaves a half file under `path`."""
-    try:
-        import gguf  # why: optional (extra [hf])
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("writing GGUF files needs the `gguf` package: pip install 'gptsuite[hf]'") from err
+    gguf = require_gguf()
     if kind not in TYPES:
         raise ValueError(f"GGUF type must be one of {', '.join(TYPES)}, got {kind!r}")
     if getattr(model, "quantization", "none") != "none":
@@ -205,7 +217,17 @@ def write_gguf(model: nn.Module, tokenizer, path: str | Path, kind: str = DEFAUL
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    # a name of its own: two writers of one path (two demo requests) never share a half-written file
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        _write(gguf, partial, arch, name, kind, config, tokenizer, tensors)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _write(gguf, partial: Path, arch: str, name: str, kind: str, config: GPTConfig, tokenizer, tensors) -> None:
     writer = gguf.GGUFWriter(str(partial), arch)
     writer.add_name(name)
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
@@ -231,12 +253,10 @@ def write_gguf(model: nn.Module, tokenizer, path: str | Path, kind: str = DEFAUL
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    os.replace(partial, path)
-    return path
 
 
 def export_gguf(backbone_dir: str | Path, out: str | Path, kind: str = DEFAULT_TYPE) -> Path:
-    """`gptsuite export gguf`: a backbone artifact folder, or a task artifact's backbone with its adapters
-    merged (tasks.artifact), written as one GGUF file."""
+    """A backbone artifact folder written as one GGUF file (`gptsuite export gguf`; for a saved task's folder
+    the command loads the task and calls write_gguf on its backbone, adapters merged)."""
     model, tokenizer = load_backbone(backbone_dir)
     return write_gguf(model, tokenizer, out, kind, name=Path(backbone_dir).name)

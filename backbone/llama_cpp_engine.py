@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import os
 import threading
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backbone.gguf_export import write_gguf
+from backbone.gguf_export import MissingExtra, require_gguf, write_gguf
 
 GPTSUITE, LLAMA_CPP = "gptsuite", "llama.cpp"
 ENGINES = (GPTSUITE, LLAMA_CPP)
@@ -53,16 +54,13 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-class EngineUnavailable(ImportError):
-    """The engine asked for is not installed; the message says how to install it (a user's error, one line)."""
-
-
 def require_llama_cpp():
-    """The llama_cpp module, or an EngineUnavailable that says how to install it."""
+    """The llama_cpp module (and gguf, which writes the engine's GGUF), or MissingExtra saying how to install it."""
+    require_gguf()
     try:
         import llama_cpp  # why: optional (extra [llama]), a compiled extension
     except ImportError as err:
-        raise EngineUnavailable("--engine llama.cpp needs llama-cpp-python: pip install -e '.[llama]' (it builds "
+        raise MissingExtra("--engine llama.cpp needs llama-cpp-python: pip install -e '.[llama]' (it builds "
                           "llama.cpp from source: about 10 minutes on 2 cores)") from err
     return llama_cpp
 
@@ -159,7 +157,8 @@ class LlamaCppModel(nn.Module):
         super().__init__()
         self.gguf_path = Path(gguf_path)
         self.n_ctx = min(config.block_size, MAX_CONTEXT)
-        self.config = config
+        # the context llama.cpp holds is the model's context here: prompts are fitted (and truncated) to it
+        self.config = dataclasses.replace(config, block_size=self.n_ctx)
         self.quantization = f"llama.cpp {gguf_type}"
         threads = threads or torch.get_num_threads()
         self.llm = open_llama(gguf_path, self.n_ctx, threads, logits_all=True)
@@ -178,6 +177,8 @@ class LlamaCppModel(nn.Module):
             raise ValueError("the llama.cpp engine takes unpadded rows (backbone.generate strips the padding)")
         new = idx[0].tolist()
         with self._lock:
+            if cache is None and len(new) > self.n_ctx:
+                raise ValueError(f"llama.cpp's context holds {self.n_ctx} tokens; {len(new)} asked")
             if cache is None:  # no cache: the whole sequence from scratch
                 self._owner = None
                 self.llm.reset()

@@ -131,8 +131,8 @@ def is_prefill(new_tokens: int, cache: KVCache | None) -> bool:
 # Blocks
 # --------------------------------------------------------------------------------------------------------
 def make_dropout(p: float) -> nn.Module:
-    """Dropout, or nothing at all when p is 0 (an inference backbone such as SmolLM2): a module that does
-    nothing still costs a call and an operator in every block of every decode step."""
+    """Dropout, or nothing at all when p is 0 (an inference backbone such as SmolLM2): a dropout module that does
+    nothing still runs an operator in every sublayer of every decode step."""
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
@@ -185,10 +185,11 @@ class CausalSelfAttention(nn.Module):
         elif T == 1 and mask is None and nkv != nh:
             # A decode step with grouped-query attention: query head h reads key/value head h // (nh / nkv), so
             # each key/value head's query heads are one (nh / nkv)-row group attending to it, and the keys and
-            # values are read in place rather than repeated per query head (enable_gqa copies them).
+            # values are read in place rather than repeated per query head (enable_gqa copies them, a cost that
+            # grows with the cached positions).
             weights = None
             y = F.scaled_dot_product_attention(q.reshape(B, nkv, nh // nkv, self.head_size), k, v,
-                                               dropout_p=dropout_p).view(B, nh, 1, self.head_size)
+                                               dropout_p=dropout_p).reshape(B, nh, 1, self.head_size)
         else:
             weights = None
             y = F.scaled_dot_product_attention(

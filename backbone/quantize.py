@@ -16,8 +16,9 @@ int4 runs on the same weights llama.cpp does.
 
 The matrix products are torch's own weight-only kernels (`_weight_int8pack_mm`,
 `_weight_int4pack_mm_for_cpu`). They take bf16 or fp32 activations, cast once per product (the rest of the model
-keeps its precision); which is faster depends on the CPU (on a 2-core Xeon with AVX-512 bf16, bf16 was 25x faster
-in the int4 kernel), so quantize() measures both once per machine and keeps the faster (fastest_activation_dtype).
+keeps its precision); which is faster depends on the CPU (benchmarks/decode-intel records the timing on a Xeon),
+so quantize() times both once per process and machine, and keeps bf16 unless fp32 is clearly faster
+(fastest_activation_dtype).
 A quantised model is for inference: its weights are buffers, not parameters.
 """
 
@@ -69,7 +70,8 @@ def _flat(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class Int8Linear(nn.Module):
-    """y = x W^T + b with W stored as int8 rows and one bf16 scale per row (symmetric, absmax / 127)."""
+    """y = x W^T + b with W stored as int8 rows and one scale per row (symmetric, absmax / 127), the scales in the
+    activations' dtype (bf16 or fp32: the kernel takes them alike)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None,
                  activation_dtype: torch.dtype = torch.bfloat16):
@@ -124,7 +126,7 @@ class Int4Linear(nn.Module):
     """y = x W^T + b with W in 4-bit groups: w = d * q + m per group of `group_size` input weights.
 
     torch's kernel computes w = (q - 8) * scale + zero, so zero = m + 8 d; scales and zeros are kept as
-    (K / g, N, 2) bf16 and the codes packed two per byte in the kernel's own layout.
+    (K / g, N, 2) in the activations' dtype and the codes packed two per byte in the kernel's own layout.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE,
@@ -169,8 +171,9 @@ _activation_choice: dict[str, tuple[torch.dtype, str]] = {}
 def fastest_activation_dtype() -> tuple[torch.dtype, str]:
     """(the activation dtype the weight-only kernels run faster with on this machine, why): a (1, 576) by
     (576 -> 1536) int4 product and a (1, 576) by (576 -> 49152) int8 one (SmolLM2's MLP and LM head), timed with
-    bf16 and fp32 activations, best of 3 each after a warm-up; measured once per machine in a process. A CPU
-    without native bf16 (AVX2) may only emulate bf16; one with AVX-512 bf16 or AMX runs it natively."""
+    bf16 and fp32 activations, best of 3 each after a warm-up; fp32 when it is SPEEDUP_NEEDED times faster, else
+    bf16; measured once per machine in a process. A CPU without native bf16 (AVX2) may only emulate bf16; one
+    with AVX-512 bf16 or AMX runs it natively."""
     key = str(machine_fingerprint("cpu"))
     if key not in _activation_choice:
         generator = torch.Generator().manual_seed(0)
@@ -188,7 +191,10 @@ def fastest_activation_dtype() -> tuple[torch.dtype, str]:
 
             product()
             seconds[dtype] = min(product() for _ in range(3))
-        best = min(seconds, key=seconds.get)
+        # bf16 (what the kernels were first used with) unless fp32 is clearly faster: near a tie, a choice that
+        # flipped between runs would change int4's outputs from run to run
+        fp32_wins = seconds[torch.float32] * SPEEDUP_NEEDED <= seconds[torch.bfloat16]
+        best = torch.float32 if fp32_wins else torch.bfloat16
         times = ", ".join(f"{str(d).removeprefix('torch.')} {s * 1e3:.2f} ms" for d, s in seconds.items())
         _activation_choice[key] = (best, f"weight-only products with {times}: {str(best).removeprefix('torch.')}")
     return _activation_choice[key]

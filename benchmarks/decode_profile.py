@@ -120,7 +120,10 @@ def main(argv=None) -> int:
                "python_and_dispatch_ms": round(max(wall - inside, 0.0), 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    from backbone.quantize import fastest_activation_dtype
+
     meta = {"backbone": args.backbone, "cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "int4_activations": fastest_activation_dtype()[1],
             "emulated": "ATEN_CPU_CAPABILITY" in os.environ, "threads": args.threads, "torch": torch.__version__,
             "steps": args.steps, "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
@@ -135,8 +138,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     how = ("torch's AVX2 kernels on an AVX-512 CPU (ATEN_CPU_CAPABILITY: emulated)" if meta["emulated"]
            else f"torch's {meta['capability']} kernels")
     lines = [f"A batch-1 greedy decode step of {meta['backbone']}, {meta['cpu']}, {how}, {meta['threads']} threads, "
-             f"torch {meta['torch']}, {meta['date']}; mean of {meta['steps']} steps (ms per step; calls per step).",
-             ""]
+             f"torch {meta['torch']}, {meta['date']}; mean of {meta['steps']} steps (ms per step; calls per step). "
+             f"Activations into the weight-only kernels: {meta['int4_activations']}.", ""]
     groups = list(GROUPS) + ["other operators"]
     lines.append("| group | " + " | ".join(r["quantize"] for r in rows) + " |")
     lines.append("|---|" + "---|" * len(rows))

@@ -9,7 +9,10 @@ every row decoding exactly --new-tokens tokens (eos does not stop it):
     gptsuite int4 compiled          int4 with its decoding steps through torch.compile (CompiledSteps; the
                                     compile is in the untimed warm-up)
     transformers                    LlamaForCausalLM.generate, fp32, the same weights (backbone.interop.to_hf)
-    llama.cpp                       llama-cpp-python on the GGUF itself (batch 1), when it is installed
+    llama.cpp                       llama-cpp-python on the GGUF itself (batch 1, its own loop), when installed
+    llama.cpp, gptsuite's loop      `--engine llama.cpp`: gptsuite's decoding loop on llama.cpp's forward pass
+                                    (backbone.llama_cpp_engine: SmolLM2 exported as q4_1, the same codes;
+                                    batches row by row)
     head to head                    int4 and llama.cpp alternating in one process (the ratio, robust to load)
     head to head compiled           the same with int4's steps compiled
 
@@ -44,7 +47,7 @@ PROMPTS = [
 SMOLLM2 = "artifacts/backbones/smollm2-135m"
 SAMPLING = {"temperature": 0.8, "top_p": 0.95}  # the batch-8 sampled column (pass@k-style decoding)
 ENGINES = ["gptsuite none", "gptsuite none, no KV cache", "gptsuite int8", "gptsuite int4", "gptsuite int4 compiled",
-           "transformers", "llama.cpp", "head to head", "head to head compiled"]
+           "transformers", "llama.cpp", "llama.cpp, gptsuite's loop", "head to head", "head to head compiled"]
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -156,6 +159,28 @@ def llama_cpp_engine(args):
     return run, None, os.path.getsize(args.gguf), lambda ids: llm.detokenize(ids).decode(errors="replace")
 
 
+def engine_llama_cpp(args):
+    """`--engine llama.cpp`: gptsuite's generate over backbone.llama_cpp_engine's model (q4_1 GGUF)."""
+    import torch
+
+    from backbone.artifact import load_backbone
+    from backbone.generate import GenerationConfig, encode_prompts, generate
+    from backbone.llama_cpp_engine import llama_cpp_model
+
+    float_model, tokenizer = load_backbone(args.backbone)
+    model = llama_cpp_model(float_model, tokenizer, "int4")
+    del float_model
+    cfg = GenerationConfig(max_new_tokens=args.new_tokens)
+
+    def run(batch: int, new_tokens: int, sample: bool = False):
+        ids, mask = encode_prompts(tokenizer, PROMPTS[:batch])
+        settings = dict(temperature=SAMPLING["temperature"], top_p=SAMPLING["top_p"], seed=0) if sample else {}
+        with torch.inference_mode():
+            return generate(model, ids, mask, cfg.replace(max_new_tokens=new_tokens, **settings))[:, ids.size(1):]
+
+    return run, None, os.path.getsize(model.gguf_path), lambda ids: tokenizer.decode(ids)
+
+
 def head_to_head(args, compiled: bool = False) -> dict:
     """gptsuite int4 (its steps compiled or not) and llama.cpp in one process, batch 1, alternating for --rounds
     rounds: the ratio of their speeds under the same conditions (a busy neighbour slows both alike)."""
@@ -186,6 +211,8 @@ def measure(name: str, args) -> dict:
         run, ptb, weights, decode = transformers_engine(args)
     elif name == "llama.cpp":
         run, ptb, weights, decode = llama_cpp_engine(args)
+    elif name == "llama.cpp, gptsuite's loop":
+        run, ptb, weights, decode = engine_llama_cpp(args)
     else:
         run, ptb, weights, decode = gptsuite_engine(name, args)
     row = {"engine": name, "weights_mb": round(weights / 1e6, 1), "rss_loaded_mb": round(rss_mb(), 1)}
@@ -296,7 +323,7 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for name in args.engines:
-        if name == "llama.cpp" or name.startswith("head to head"):
+        if "llama.cpp" in name or name.startswith("head to head"):
             try:
                 import llama_cpp  # noqa: F401
             except ImportError:

@@ -42,6 +42,11 @@ def object_spec(obj) -> dict:
             "init_args": {n: getattr(obj, n) for n in names}}
 
 
+# settings of the run, not of the trained task: a loaded task decodes with gptsuite's engine, uncompiled, unless
+# its user asks (a task saved by `bench --engine llama.cpp` must load where llama-cpp-python is not installed)
+NOT_SAVED = ("export_dir", "engine", "compile_steps")
+
+
 def save_task(task, directory: str | Path) -> Path:
     """Write what was trained (adapter + head, named as in the module) and how to rebuild the rest."""
     from lightning.pytorch.utilities import rank_zero_info  # why: seconds to import; loading a task never needs it
@@ -52,7 +57,7 @@ def save_task(task, directory: str | Path) -> Path:
     state = {name: p.detach().cpu().contiguous() for name, p in task.named_parameters() if id(p) in trainable}
     save_file(state, str(directory / (WEIGHTS_FILE + ".tmp")))
     (directory / (WEIGHTS_FILE + ".tmp")).replace(directory / WEIGHTS_FILE)
-    hparams = {k: v for k, v in dict(task.hparams).items() if k != "export_dir" and not k.startswith("_")}
+    hparams = {k: v for k, v in dict(task.hparams).items() if k not in NOT_SAVED and not k.startswith("_")}
     spec = {"name": task.task_name, "task": f"{type(task).__module__}.{type(task).__qualname__}",
             "hparams": hparams, "adapter": object_spec(task.adapter)}
     (directory / TASK_FILE).write_text(json.dumps(spec, indent=2) + "\n")

@@ -40,9 +40,8 @@ from backbone.data.cli import register as register_data_commands
 from backbone.data.sources import DataSourceError
 from backbone.generate import GenerationConfig
 from backbone.gguf import import_gguf, import_smollm2
-from backbone.gguf_export import DEFAULT_TYPE, TYPES, export_gguf, write_gguf
+from backbone.gguf_export import DEFAULT_TYPE, TYPES, MissingExtra, export_gguf, write_gguf
 from backbone.interop import import_hf_folder
-from backbone.llama_cpp_engine import EngineUnavailable
 from tasks.apps.cli import register as register_app_commands
 from tasks.catalog import TASKS
 from tasks.inspect_cli import register_inspect_commands
@@ -68,7 +67,7 @@ def lightning_command(name: str):
 # a user's mistake (a missing file, a bad value, a missing backbone) is one line, not a traceback;
 # GPTSUITE_DEBUG=1 shows the traceback
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-               DataSourceError, ArgumentError, EngineUnavailable)
+               DataSourceError, ArgumentError, MissingExtra)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -220,3 +220,18 @@ def test_the_demos_generation_tabs_decode_on_llama_cpp(tmp_path, make_model, tin
         list(g.generate_stream(stores["llama.cpp"], *beams))
     grid, _, note = g.attention(stores["llama.cpp"], "nano", "the cat", 0, 0)
     assert "2 layers" in note
+
+
+@requires_llama_cpp
+def test_long_prompts_are_fitted_to_the_context_once_for_the_batch(pair):
+    """truncate_prompt keeps each prompt's last tokens, as a batch, before the rows are decoded one by one;
+    the result is what gptsuite's own decoder gives for the same truncated prompts."""
+    model, engine, _ = pair
+    assert engine.config.block_size == model.config.block_size == 64  # llama.cpp's context is the model's here
+    ids = torch.randint(1, 300, (2, 70), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # the second prompt left-padded
+    cfg = GenerationConfig(max_new_tokens=4, truncate_prompt=True)
+    out = generate(engine, ids, mask, cfg)
+    assert out.shape == (2, 64)
+    assert torch.equal(out[0, -4:], generate(model, ids[:1, -60:], None, cfg)[0, -4:])
