@@ -4,6 +4,8 @@ Running the files in llama.cpp itself is tests/test_llama_cpp_engine.py."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,12 @@ def test_smollm2_q4_1_export_is_its_own_gguf():
     for name, tensor in theirs.items():
         assert ours[name].tensor_type == tensor.tensor_type, name
         assert np.array_equal(np.asarray(ours[name].data), np.asarray(tensor.data)), name
+
+
+def test_without_gguf_the_export_says_which_extra(tmp_path, make_model, tiny_tokenizer, monkeypatch, capsys):
+    from tasks.cli import main
+
+    save_backbone(tmp_path / "b", make_model(), tiny_tokenizer)
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if the [hf] extra were not installed
+    assert main(["export", "gguf", str(tmp_path / "b"), "--out", str(tmp_path / "b.gguf")]) == 2  # one line
+    assert "pip install -e '.[hf]'" in capsys.readouterr().err

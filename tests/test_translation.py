@@ -308,3 +308,14 @@ def test_the_bench_scores_translation_s_validation_split_by_bleu(backbone_dir, t
             "--model.generation", json.dumps(GEN), "--model.max_length", "48", "--data.batch_size", "2"]
     cli = run_cli("translation", args, run=False)
     assert {"val/bleu", "val/chrf"} <= validation_scores(cli).keys()
+
+
+def test_a_saved_task_keeps_no_run_settings(backbone_dir, tmp_path):
+    """engine and compile_steps say how one run decodes, not what was trained: a task saved from a run on
+    llama.cpp or with compiled steps loads as a plain gptsuite task (where llama-cpp-python is not installed)."""
+    task = translator(backbone_dir, compile_steps=True)
+    save_task(task, tmp_path / "task")
+    saved = json.loads((tmp_path / "task" / "task.json").read_text())["hparams"]
+    assert "compile_steps" not in saved and "engine" not in saved and saved["quantize"] == task.hparams.quantize
+    again = load_task(tmp_path / "task")
+    assert (again.inference_model.engine, again.inference_model.compile_steps) == ("gptsuite", False)
