@@ -37,13 +37,14 @@ ENGINES = (GPTSUITE, LLAMA_CPP)
 ENGINES_HELP = ("gptsuite (torch, this package's model) or llama.cpp (the backbone exported as a GGUF and run by "
                 "llama-cpp-python: pip install -e '.[llama]'; one row at a time, no beam search)")
 GGUF_TYPE = {"none": "f32", "int8": "q8_0", "int4": "q4_1", "auto": "q4_1"}  # --quantize -> the GGUF's type
+MAX_CONTEXT = 4096  # llama.cpp's context for a backbone with a longer block_size (SmolLM2: 8,192)
 
 
 def gguf_cache_dir() -> Path:
-    """Where exported GGUFs are kept for reuse: GPTSUITE_GGUF_CACHE, default ~/.cache/gptsuite/gguf."""
+    """Where exported GGUFs are kept for reuse: GPTSUITE_GGUF_CACHE, default ~/.cache/gptsuite/gguf. One file
+    per weights and type (weights_digest), never deleted by gptsuite: a task decoding on llama.cpp while it
+    trains writes one per evaluation."""
     return Path(os.environ.get("GPTSUITE_GGUF_CACHE") or Path.home() / ".cache" / "gptsuite" / "gguf")
-
-MAX_CONTEXT = 4096  # llama.cpp's context for a backbone with a longer block_size (SmolLM2: 8,192)
 
 
 def check_engine(engine: str) -> str:
@@ -225,7 +226,8 @@ class LlamaCppModel(nn.Module):
 
 
 def weights_digest(model: nn.Module) -> str:
-    """A short hash of the backbone's weights (adapters included): the name of its cached GGUF."""
+    """A short hash of the backbone's config and weights (adapters included): the name of its cached GGUF. The
+    tokenizer is not in it: the engine feeds gptsuite's token ids, never llama.cpp's tokenizer."""
     h = hashlib.sha256(repr(model.config).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
