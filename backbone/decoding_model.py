@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from backbone.kv_cache import is_prefill
 from backbone.llama_cpp_engine import GPTSUITE, LLAMA_CPP, check_engine, llama_cpp_model
-from backbone.model import is_prefill
 from backbone.perf import machine_fingerprint
 from backbone.quantize import AUTO, check_mode, decode_step_seconds, inference_model
 

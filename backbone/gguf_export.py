@@ -34,6 +34,7 @@ from backbone.artifact import load_backbone
 from backbone.config import GPTConfig
 from backbone.gguf import PRE_TOKENIZERS, TOKEN_CONTROL, TOKEN_NORMAL, GGUFError, permute_qk
 from backbone.interop import LLAMA_WEIGHTS, state_dict_to_hf
+from backbone.quantize import block_linears
 
 TYPES = ("f32", "f16", "q8_0", "q4_1")
 
@@ -63,17 +64,16 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _with_adapters_merged(model: nn.Module) -> nn.Module:
-    """`model` itself when no layer is wrapped by an adapter, else a copy with each wrapper replaced by its
-    `merged()` linear layer (W' = W + scale * B A for LoRA)."""
+    """`model` itself when no block layer is wrapped by an adapter, else a copy with each wrapper replaced by its
+    `merged()` linear layer (W' = W + scale * B A for LoRA), as quantize() folds them (block_linears)."""
     def wrapped(m: nn.Module) -> list[tuple[nn.Module, str]]:
-        return [(parent, name) for parent in m.modules() for name, child in parent.named_children()
-                if not isinstance(child, nn.Linear) and callable(getattr(child, "merged", None))]
+        return [(parent, name) for parent, name in block_linears(m) if not isinstance(getattr(parent, name), nn.Linear)]
 
     if not wrapped(model):
         return model
     model = copy.deepcopy(model)
-    for parent, name in wrapped(model):
-        with torch.no_grad():
+    with torch.no_grad():
+        for parent, name in wrapped(model):
             setattr(parent, name, getattr(parent, name).merged())
     return model
 

@@ -177,16 +177,15 @@ class LlamaCppModel(nn.Module):
         if attention_mask is not None and not bool(attention_mask.all()):
             raise ValueError("the llama.cpp engine takes unpadded rows (backbone.generate strips the padding)")
         new = idx[0].tolist()
+        held = (cache.length if cache is not None else 0) + len(new)
+        if held > self.n_ctx:
+            raise ValueError(f"llama.cpp's context holds {self.n_ctx} tokens; {held} asked")
         with self._lock:
-            if cache is None and len(new) > self.n_ctx:
-                raise ValueError(f"llama.cpp's context holds {self.n_ctx} tokens; {len(new)} asked")
             if cache is None:  # no cache: the whole sequence from scratch
                 self._owner = None
                 self.llm.reset()
                 self._eval(new)
                 return self._logits(0, len(new))
-            if cache.length + len(new) > self.n_ctx:
-                raise ValueError(f"llama.cpp's context holds {self.n_ctx} tokens; {cache.length + len(new)} asked")
             self._sync(cache)
             start = cache.length
             self._eval(new)

@@ -157,7 +157,7 @@ class Int4Linear(nn.Module):
                                                           self.scales_and_zeros).float().t()
 
 
-def _block_linears(model) -> list[tuple[nn.Module, str]]:
+def block_linears(model) -> list[tuple[nn.Module, str]]:
     """(parent, attribute) of every linear layer inside the transformer blocks. A layer that wraps one
     (an adapter such as LoRA) counts when it offers `merged() -> nn.Linear`, its update folded in."""
     return [(parent, name) for block in model.transformer.h for parent in (block.attn, block.mlp)
@@ -227,7 +227,7 @@ def quantize(model, mode: str, group_size: int = GROUP_SIZE, activation_dtype: t
         activation_dtype = fastest_activation_dtype()[0]
     elif activation_dtype not in ACTIVATION_DTYPES:
         raise QuantizationError(f"activation_dtype must be one of {ACTIVATION_DTYPES}, got {activation_dtype}")
-    for parent, name in _block_linears(model):
+    for parent, name in block_linears(model):
         linear = getattr(parent, name)
         linear = linear if isinstance(linear, nn.Linear) else linear.merged()
         if mode == "int4" and int4_fits(linear.weight, group_size):

@@ -4,7 +4,8 @@
 
 Each commit's code is unpacked (git archive) into a temporary folder and loaded once in its own process
 (the same backbone folder for all); then, for --rounds rounds, every commit times in turn a batch-1 greedy
-decode: ms per step (64 cached steps after an 8-token prompt) and tokens/s of `generate` (128 new tokens).
+decode: ms per step (backbone.quantize.decode_step_seconds: 64 cached steps after an 8-token prompt) and
+tokens/s of `generate` (128 new tokens).
 Alternating rounds put every commit under the same load, so the ratio of each commit to the one before it is
 what its change was worth here. The table gives medians, and each commit's step time against the previous
 commit's. Writes results.md and results.json to --out.
@@ -29,18 +30,13 @@ import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
 from backbone.artifact import load_backbone
 from backbone.generate import GenerationConfig, generate
+from backbone.quantize import decode_step_seconds  # the step `auto` times, in every commit compared
 model, tokenizer = load_backbone(sys.argv[1], quantize=sys.argv[2])
 model.eval()
 prompt = torch.tensor([tokenizer.encode("The history of the Roman Empire begins", add_bos=True)])
 
 def step_ms(steps=64):
-    cache = model.new_cache(1, prompt.size(1) + steps + 1)
-    with torch.inference_mode():
-        token = model.lm_logits(model(prompt, cache=cache)[:, -1]).argmax(-1, keepdim=True)
-        start = time.perf_counter()
-        for _ in range(steps):
-            token = model.lm_logits(model(token, cache=cache)[:, -1]).argmax(-1, keepdim=True)
-    return (time.perf_counter() - start) / steps * 1e3
+    return decode_step_seconds(model, steps=steps) * 1e3
 
 def generate_tok_s(new=128):
     start = time.perf_counter()
@@ -56,13 +52,13 @@ for line in sys.stdin:
 
 
 def unpack(rev: str, into: Path) -> tuple[str, Path]:
-    """(the commit's short hash and subject, a folder holding its tracked files)."""
+    """(the commit's short hash and subject, a folder of its own holding its tracked files: the same commit may
+    be named twice, to see the machine's noise)."""
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True, capture_output=True,
                          text=True).stdout.strip()
     subject = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%s", rev], check=True,
                              capture_output=True, text=True).stdout.strip()
-    folder = into / sha
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{sha}-", dir=into))
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return f"{sha} {subject}", folder
@@ -94,19 +90,18 @@ def main(argv=None) -> int:
                 raise SystemExit(f"{name}: the child process failed to load the backbone")
             children.append((name, child))
             print(f"[changes] loaded {name}", flush=True)
-        timings = {name: [] for name, _ in children}
+        timings = [[] for _ in children]  # per commit, in the order given (a commit may be named twice)
         for r in range(args.rounds):
-            for name, child in children:
+            for (_, child), runs in zip(children, timings):
                 child.stdin.write("go\n")
                 child.stdin.flush()
-                timings[name].append(json.loads(child.stdout.readline()))
-            print(f"[changes] round {r + 1}: " + ", ".join(f"{t[-1]['step_ms']:.2f}" for t in timings.values()),
-                  flush=True)
+                runs.append(json.loads(child.stdout.readline()))
+            print(f"[changes] round {r + 1}: " + ", ".join(f"{t[-1]['step_ms']:.2f}" for t in timings), flush=True)
         for _, child in children:
             child.stdin.close()
             child.wait()
     rows = []
-    for name, runs in timings.items():
+    for (name, _), runs in zip(children, timings):
         rows.append({"commit": name, "step_ms": [round(t["step_ms"], 3) for t in runs],
                      "tok_s": [round(t["tok_s"], 1) for t in runs],
                      "step_ms_median": round(statistics.median(t["step_ms"] for t in runs), 3),

@@ -3,9 +3,10 @@
     python benchmarks/decode_profile.py [--backbone artifacts/backbones/smollm2-135m] [--quantize int4]
                                         [--steps 64] [--out benchmarks/decode-profile]
 
-Decodes --steps tokens after a short prompt twice: once timed plainly (the step's wall time), once under
-torch.profiler. Every operator the model's Python code called (a top-level operator: its children, such as a
-cast inside a matmul kernel's call, count with it) is put in one group:
+Decodes --steps cached steps after an 8-token prompt (backbone.quantize.decode_step_seconds, as `auto` times a
+step) twice: once timed plainly (the step's wall time, best of 3), once under torch.profiler. Every operator
+the model's Python code called (a top-level operator: its children, such as a cast inside a matmul kernel's
+call, count with it) is put in one group:
 
     matmul kernels     the weight products (int4 / int8 kernels, or linear / mm in fp32)
     activation casts   dtype conversions (aten::to): bf16 in and out of the weight-only kernels
@@ -58,27 +59,15 @@ def group_of(name: str) -> str:
     return "other operators"
 
 
-def decode(model, steps: int):
-    """Greedy: an 8-token prompt, then `steps` cached steps of batch 1. Returns seconds per step."""
-    import torch
-
-    prompt = torch.arange(8)[None] + 100
-    cache = model.new_cache(1, prompt.size(1) + steps + 1)
-    with torch.inference_mode():
-        token = model.lm_logits(model(prompt, cache=cache)[:, -1]).argmax(-1, keepdim=True)
-        start = time.perf_counter()
-        for _ in range(steps):
-            token = model.lm_logits(model(token, cache=cache)[:, -1]).argmax(-1, keepdim=True)
-    return (time.perf_counter() - start) / steps
-
-
 def profile(model, steps: int) -> tuple[dict[str, float], dict[str, int], float]:
     """(ms per step by group, top-level operator calls per step by group, profiled ms per step)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    from backbone.quantize import decode_step_seconds
+
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        seconds = decode(model, steps)
+        seconds = decode_step_seconds(model, steps=steps)
     events = [e for e in prof.events() if e.cpu_parent is None and not e.name.startswith("ProfilerStep")]
     total = defaultdict(float)
     calls = defaultdict(int)
@@ -86,7 +75,8 @@ def profile(model, steps: int) -> tuple[dict[str, float], dict[str, int], float]
         group = group_of(e.name)
         total[group] += e.cpu_time_total / 1e3  # microseconds -> ms
         calls[group] += 1
-    # the prompt's prefill is in the trace too; its share is small against `steps` steps, and counted as steps
+    # the trace holds the prompt's prefill and one warm-up step besides steps - 1 timed ones: steps + 1 calls,
+    # the prefill's small share counted as a step's
     runs = steps + 1
     return ({g: t / runs for g, t in total.items()}, {g: round(c / runs) for g, c in calls.items()}, seconds * 1e3)
 
@@ -104,14 +94,15 @@ def main(argv=None) -> int:
 
     from backbone.artifact import load_backbone
     from backbone.perf import cpu_model
+    from backbone.quantize import decode_step_seconds
 
     torch.set_num_threads(args.threads)
     rows = []
     for mode in args.quantize:
         model, _ = load_backbone(args.backbone, quantize=mode)
         model.eval()
-        decode(model, 8)  # warm-up
-        wall = min(decode(model, args.steps) for _ in range(3)) * 1e3
+        decode_step_seconds(model, steps=8)  # warm-up
+        wall = min(decode_step_seconds(model, steps=args.steps) for _ in range(3)) * 1e3
         by_group, calls, profiled = profile(model, args.steps)
         inside = sum(by_group.values())
         row = {"quantize": mode, "step_ms": round(wall, 2), "profiled_step_ms": round(profiled, 2),

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbone.model import GPT, KVCache
+from backbone.kv_cache import KVCache
+from backbone.model import GPT
 
 
 @contextlib.contextmanager

@@ -6,24 +6,21 @@ For each method: fit within the budget, score the validation split (what the hea
 split; then the task's simple baselines on the same test examples. Results land in a fresh run folder,
 runs/bench/<preset>-<YYYYmmdd-HHMMSS>/results.{md,csv,json,png}, every row with its recipe files and their hash
 and the machine, torch, date and commit, and comparison.md sets them beside the committed reference table
-(benchmarks/results.json); `--out benchmarks` merges the run into that reference instead.
+(benchmarks/results.json); `--out benchmarks` merges the run into that reference instead. The rows, the run's
+record and the results files are tasks/bench_rows.py's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
-import torch
 import yaml
 from tqdm.auto import tqdm
 
@@ -32,17 +29,24 @@ from backbone.gguf import import_smollm2
 from backbone.llama_cpp_engine import GPTSUITE
 from backbone.precision import AUTO, machine_summary
 from backbone.pretrain_cli import cli_main
-from tasks.bench_table import chosen_rows, comparison, markdown_table, plot, write_csv
+from tasks.bench_rows import (
+    OUT_DIR,
+    REFERENCE_DIR,
+    read_json,
+    rows_for,
+    run_meta,
+    run_stamp,
+    write_results,
+)
+from tasks.bench_table import chosen_rows, comparison
 from tasks.catalog import TASKS, get
 from tasks.evaluation import join_test_scores
-from tasks.recipes import PROJECT_DIR, Method, Preset, load_preset, project_path, recipe_files, recipe_hash
+from tasks.recipes import Method, Preset, load_preset, project_path, recipe_files, recipe_hash
 from tasks.runs import given_out, out_folder
 from tasks.spec import TaskSpec, load_object
 from tasks.task_cli import LIGHTNINGCLI_ARGS_WARNING, run_cli
 
-OUT_DIR = Path("benchmarks")
 RUNS_DIR = Path("runs/bench")  # each task's logs and test predictions
-REFERENCE_DIR = PROJECT_DIR / "benchmarks"  # the committed table a run is compared with, from any directory
 
 
 def budget_args(seconds: float | None) -> list[str]:
@@ -247,106 +251,8 @@ def run_baselines(spec: TaskSpec, datamodule) -> tuple[dict, list[str]]:
         return {}, [f"{spec.name} baselines failed: {type(err).__name__}: {err}"]
 
 
-def anchors(task: str, metric: str, benchmark: str | None = None) -> list[dict]:
-    """The task's published anchors for a metric on a benchmark, as table rows hold them (a task no longer
-    registered: none)."""
-    spec = TASKS.get(task)
-    return [dataclasses.asdict(a) for a in (spec.anchors if spec else ())
-            if a.metric == metric and a.benchmark in (None, benchmark)]
-
-
-def rows_for(spec: TaskSpec, method: Method, result: dict, baselines: dict, backbone: str,
-             preset: str | None = None, stamp: dict | None = None) -> list[dict]:
-    """The table's rows of one method, a row per metric: the test score with its interval, the validation
-    score the headline chooses by, the recipe (files and their hash) and the run's stamp (machine, torch,
-    date, commit)."""
-    rows = []
-    for metric in spec.metrics:
-        interval = result["intervals"].get(metric)
-        rows.append({
-            "task": spec.name, "dataset": result["benchmark"], "split": spec.split, "n_eval": result["n_eval"],
-            "backbone": backbone, "method": method.name, "preset": preset, "ablation": method.ablation,
-            "metric": metric, "score": _pct(result["metrics"].get(f"test/{metric}"), spec),
-            "ci95": [_pct(v, spec) for v in interval] if interval else None,
-            "val_score": _pct(result["validation"].get(f"val/{metric}"), spec), "n_val": result["n_val"],
-            "baselines": {name: _pct(vals.get(metric), spec) for name, vals in baselines.items() if metric in vals},
-            "anchors": anchors(spec.name, metric, result["benchmark"]),
-            "recipe": result["recipe"], "run": stamp or {},
-            "settings": {"backbone": backbone, "n_train": result["n_train"], **result["settings"]},
-            "spent": result["spent"], "scoring": result["scoring"], "wall_s": result["wall_s"],
-        })
-    return rows
-
-
-def _pct(value, spec: TaskSpec) -> float | None:
-    """Scores in the table are percentages (0-100) like the published anchors."""
-    if value is None:
-        return None
-    return round(float(value) * (100 if spec.fraction else 1), 2)
-
-
-def write_results(rows: list[dict], meta: dict, out_dir: Path = OUT_DIR) -> None:
-    """Merge this run into out_dir's table: rows of other backbones and methods stay, so they compare side by
-    side (a fresh run folder starts empty, so it holds exactly this run)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    replaced = {(r["backbone"], r["task"], r["method"]) for r in rows}
-    kept = [r for r in old.get("rows", []) if (r["backbone"], r["task"], r["method"]) not in replaced]
-    for r in kept:  # anchors are the spec's, not a measurement: kept rows show the current ones
-        r["anchors"] = anchors(r["task"], r["metric"], r["dataset"])
-    live = {(r["backbone"], r["task"]) for r in kept}
-    runs = [m for m in old.get("runs", []) if m.get("started") != meta["started"]
-            and any((m["backbone"], t) in live for t in m["tasks"])] + [meta]
-    order = {task: i for i, task in enumerate(TASKS)}
-    rank = {task: {m: i for i, m in enumerate(spec.metrics)} for task, spec in TASKS.items()}  # preference order
-    rows = sorted(kept + rows, key=lambda r: (order.get(r["task"], len(order)),
-                                              rank.get(r["task"], {}).get(r["metric"], len(rank)), r["metric"],
-                                              r["backbone"], -(r["score"] or 0)))
-    path.write_text(json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
-    write_csv(rows, out_dir / "results.csv")
-    (out_dir / "results.md").write_text(markdown_table(rows, runs, _read_json(REFERENCE_DIR / "overlap.json")))
-    plot(rows, out_dir / "results.png")
-
-
 def _slug(method: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in method.lower()).strip("-") or "method"
-
-
-def run_meta(preset_name: str, backbone: str, tasks: list[str], start: float, notes: list[str],
-             machine: dict | None = None, backbone_spent: dict | None = None, started: str = "",
-             commit: str | None = None) -> dict:
-    """The facts of one run; `started` (its wall-clock start) tells its meta apart from earlier runs'. `commit`:
-    the code's, taken when the run began (later the run's own results files differ from it)."""
-    return {"preset": preset_name, "backbone": backbone, "tasks": list(tasks), "commit": commit or git_commit(),
-            "wall_s": round(time.perf_counter() - start, 1),
-            "started": started or time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}",
-            "machine": machine or {}, "backbone_spent": backbone_spent or {},
-            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "notes": list(notes)}
-
-
-def run_stamp(machine: dict) -> dict:
-    """What every row of a run carries: the machine (CPU, capability, threads, the precision auto chose),
-    torch, the date and the code's commit."""
-    return {"machine": f"{machine.get('cpu')}, {machine.get('capability')}, {machine.get('threads')} threads",
-            "precision": machine.get("precision"), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "commit": git_commit()}
-
-
-def git_commit() -> str | None:
-    """The checkout's commit, with "+changes" when files differ from it; None outside a git checkout."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
-                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_DIR,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def stage_budgets(preset: Preset, time_budget_min: float | None) -> dict[str, float]:
@@ -371,7 +277,7 @@ def stage_weights(preset: Preset, tasks: list[str], backbone: str | None,
     """Each stage's share of the progress bar: its seconds in the reference table's last run of the same
     methods (what it took, not a typed guess), so the ETA is not one stage's pace. A stage the table has
     never seen counts as the mean of the others."""
-    reference = _read_json(reference_dir / "results.json")
+    reference = read_json(reference_dir / "results.json")
     took: dict[tuple[str, str], float] = {}
     for row in reference.get("rows", []):
         if row.get("wall_s") is not None:
@@ -387,10 +293,6 @@ def stage_weights(preset: Preset, tasks: list[str], backbone: str | None,
     made = [w for w in made if w]
     weights["backbone"] = 0.0 if exists else float(made[-1] if made else preset.budget_s or default)
     return weights
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def run_bench(preset_name: str = "quick", tasks: list[str] | None = None, backbone: str | None = None,

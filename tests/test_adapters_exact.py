@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from backbone.model import KVCache
+from backbone.kv_cache import KVCache
 from tasks.adapters import LoRA, PrefixTuning, PromptTuning
 
 

@@ -75,7 +75,7 @@ def test_bench_on_local_files_records_spend_machine_and_a_csv_with_empty_cells(t
 def test_a_method_on_another_benchmark_gets_its_own_rows_baselines_and_headline(tmp_path, monkeypatch):
     import dataclasses
 
-    from tasks.bench import anchors
+    from tasks.bench_rows import anchors
     from tasks.spec import Anchor
 
     backbone = make_backbone(tmp_path / "nano")
@@ -393,10 +393,10 @@ def test_of_several_candidates_the_one_chosen_on_validation_is_exported(tmp_path
 def test_a_runs_commit_is_taken_when_it_starts(tmp_path, monkeypatch):
     """The run's own results files may be tracked (--out benchmarks): once written they differ from the commit,
     so the run's record keeps the commit its rows were stamped with at the start."""
-    import tasks.bench as bench
+    import tasks.bench_rows as bench_rows
 
     commits = iter(["abc1234"] + ["abc1234+changes"] * 10)
-    monkeypatch.setattr(bench, "git_commit", lambda: next(commits))
+    monkeypatch.setattr(bench_rows, "git_commit", lambda: next(commits))
     backbone = make_backbone(tmp_path / "nano")
     common = {"trainer.max_epochs": 1, "data.batch_size": 4, "trainer.precision": "32-true",
               "data.data_files": write_sentiment_files(tmp_path), "model.export_dir": None}

@@ -83,7 +83,7 @@ def test_packed_continuations_match_each_run_alone():
     with pytest.raises(ValueError, match="segment_ids must be"):
         model.layer_states(packed, None, [1], segment_ids=segments[:, :3])
     with pytest.raises(ValueError, match="not with a KV cache"):
-        from backbone.model import KVCache
+        from backbone.kv_cache import KVCache
 
         model(packed, mask, cache=KVCache(model.config, 1, 32), segment_ids=segments)
 

@@ -9,7 +9,7 @@ import torch
 
 from backbone.decoding_model import FloatPrefill
 from backbone.generate import generate
-from backbone.model import is_prefill
+from backbone.kv_cache import is_prefill
 from backbone.prefill import MIN_SHARED_PREFIX, share_prefix
 
 

@@ -265,7 +265,7 @@ def test_math_path_with_kv_cache(make_model):
 def test_kv_cache_reorder_keeps_drops_and_repeats_rows():
     """reorder: a subset in order moves rows down in place; any other index (repeats, a new order) copies into
     a new buffer; either way the filled positions of each chosen row come along and the cache keeps growing."""
-    from backbone.model import KVCache
+    from backbone.kv_cache import KVCache
 
     config = GPTConfig(vocab_size=32, block_size=16, n_layer=2, n_head=2, n_embd=8)
     cache = KVCache(config, batch_size=4, max_len=6)
